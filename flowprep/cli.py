@@ -1,0 +1,63 @@
+"""The ``flowprep`` command line: parses options, calls a stage function, reports.
+
+Every command is a thin click wrapper over a typed function in its stage's package. Errors of the
+:class:`~flowprep.errors.FlowprepError` family become one line on stderr and exit status 1; usage
+errors (click's) exit 2. Commands live in the modules listed in :data:`COMMAND_MODULES`, each of
+which defines ``COMMANDS`` (a list of click commands); they are imported when the CLI starts, and
+import their heavy dependencies (torch, onnxruntime, ...) only inside the command body.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from flowprep import __version__
+from flowprep.errors import FlowprepError
+
+#: modules that define ``COMMANDS``
+COMMAND_MODULES = [
+    "flowprep.build.commands",
+]
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except FlowprepError as exc:
+            click.echo(f"flowprep: error: {exc}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("flowprep: interrupted; re-run the same command to resume", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="flowprep")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def cli(verbose: int, quiet: bool) -> None:
+    """Action-recognition video releases to training-ready RGB + optical-flow datasets, and on to
+    trained, exported and deployed models."""
+    level = logging.WARNING if quiet else (logging.INFO if verbose <= 1 else logging.DEBUG)
+    if not quiet and verbose == 0:
+        level = logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+for _mod in COMMAND_MODULES:
+    for _cmd in importlib.import_module(_mod).COMMANDS:
+        cli.add_command(_cmd)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="flowprep")
+
+
+if __name__ == "__main__":
+    main()

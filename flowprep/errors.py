@@ -1,0 +1,35 @@
+"""One exception family. The CLI turns any :class:`FlowprepError` into a one-line message and exit 1."""
+
+from __future__ import annotations
+
+
+class FlowprepError(Exception):
+    """A problem the user can fix (bad input, missing tool, wrong configuration).
+
+    ``str(err)`` is the whole message shown to the user: one line, saying what is wrong and, where
+    possible, how to fix it.
+    """
+
+
+class ConfigError(FlowprepError):
+    """Options that contradict each other or the state of the output folder."""
+
+
+class ArchiveError(FlowprepError):
+    """An archive that is missing, not an archive, truncated, unsafe, or needs a missing tool."""
+
+
+class DecodeError(FlowprepError):
+    """A video that cannot be opened or decoded."""
+
+
+class DatasetError(FlowprepError):
+    """A dataset folder that is not a flowprep/TAO layout, or lacks what is asked of it."""
+
+
+class BackendUnavailableError(FlowprepError):
+    """A flow backend whose software is installed but cannot run here (no device, no driver, ...)."""
+
+
+class BackendNotInstalledError(FlowprepError):
+    """A flow backend whose software is not installed. The message carries the install hint."""

@@ -1,0 +1,62 @@
+"""The flow-backend interface every backend (CPU or GPU) implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+
+class FlowBackend(ABC):
+    """Computes dense optical flow between two gray frames.
+
+    Subclasses set :attr:`name` and implement :meth:`calc`. The constructor takes the backend's
+    parameters as keyword arguments (all with defaults) and raises
+    :class:`~flowprep.errors.BackendUnavailableError` when the software is installed but cannot run
+    here (no GPU, no driver), with the fix in the message. ``ImportError`` of a missing module is
+    turned into :class:`~flowprep.errors.BackendNotInstalledError` by the registry.
+
+    A backend instance is used by one process at a time; worker processes each make their own.
+    """
+
+    #: registry name, e.g. ``"tvl1"``
+    name: str = ""
+
+    @abstractmethod
+    def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        """Flow from ``prev`` to ``nxt``.
+
+        Args:
+            prev: ``uint8`` array ``(H, W)``, gray levels 0..255.
+            nxt: ``uint8`` array ``(H, W)``, same shape.
+
+        Returns:
+            ``float32`` array ``(H, W, 2)`` in pixels: ``[..., 0]`` is the horizontal (x, to the right)
+            and ``[..., 1]`` the vertical (y, downwards) displacement such that
+            ``prev[y, x] ~ nxt[y + fy, x + fx]``. Always at the full input resolution, even when the
+            hardware computes on a coarser grid.
+        """
+
+    def params(self) -> dict[str, Any]:
+        """The parameters that determine the output, JSON-serialisable, recorded with the dataset."""
+        return {}
+
+    def device(self) -> str:
+        """Where it runs, e.g. ``"cpu"``, ``"cuda:0 (NVIDIA A100-SXM4-40GB)"``."""
+        return "cpu"
+
+    def describe(self) -> dict[str, Any]:
+        """Name, parameters and device, as written into the dataset record."""
+        return {"name": self.name, "params": self.params(), "device": self.device()}
+
+    def close(self) -> None:
+        """Release device resources. Safe to call twice."""
+
+
+def check_pair(prev: np.ndarray, nxt: np.ndarray) -> None:
+    """Raise ``ValueError`` unless ``prev``/``nxt`` are same-shape 2-D ``uint8`` arrays."""
+    if prev.dtype != np.uint8 or nxt.dtype != np.uint8:
+        raise ValueError(f"flow input must be uint8 gray frames, got {prev.dtype} and {nxt.dtype}")
+    if prev.ndim != 2 or prev.shape != nxt.shape:
+        raise ValueError(f"flow input must be two (H, W) frames of one shape, got {prev.shape} and {nxt.shape}")

@@ -1,0 +1,145 @@
+"""CPU flow backends from OpenCV (``opencv-contrib-python-headless``): TV-L1, DIS, Farneback.
+
+OpenCV's own thread pool is left as the caller set it: the build engine makes each worker process
+single-threaded (``cv2.setNumThreads(1)``) because several processes beat one multi-threaded one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from flowprep.errors import BackendNotInstalledError
+from flowprep.flow.base import FlowBackend, check_pair
+
+
+def _require_optflow() -> None:
+    if not hasattr(cv2, "optflow"):
+        raise BackendNotInstalledError(
+            "OpenCV has no cv2.optflow (TV-L1 is in the contrib build): "
+            "`pip uninstall opencv-python opencv-python-headless && pip install opencv-contrib-python-headless`")
+
+
+class TVL1Backend(FlowBackend):
+    """OpenCV Dual TV-L1 (Zach, Pock, Bischof 2007; Sanchez et al. 2013) with OpenCV's defaults.
+
+    The defaults (tau 0.25, lambda 0.15, theta 0.3, 5 scales with step 0.8, 5 warps, epsilon 0.01,
+    30 inner and 10 outer iterations) are what denseflow / the TSN and I3D scripts use, so flow made
+    with ``tvl1`` is comparable with published pipelines. About 1 pair/s at 320x240 on one core.
+    """
+
+    name = "tvl1"
+    DEFAULTS: dict[str, Any] = dict(tau=0.25, lambda_=0.15, theta=0.3, scales=5, warps=5, epsilon=0.01,
+                                    inner_iterations=30, outer_iterations=10, scale_step=0.8, gamma=0.0,
+                                    median_filtering=5)
+
+    def __init__(self, **params: Any) -> None:
+        _require_optflow()
+        unknown = set(params) - set(self.DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(self.DEFAULTS)}")
+        self._params = {**self.DEFAULTS, **params}
+        p = self._params
+        self._alg = cv2.optflow.DualTVL1OpticalFlow_create(
+            tau=float(p["tau"]), lambda_=float(p["lambda_"]), theta=float(p["theta"]), nscales=int(p["scales"]),
+            warps=int(p["warps"]), epsilon=float(p["epsilon"]), innnerIterations=int(p["inner_iterations"]),
+            outerIterations=int(p["outer_iterations"]), scaleStep=float(p["scale_step"]), gamma=float(p["gamma"]),
+            medianFiltering=int(p["median_filtering"]), useInitialFlow=False)
+
+    def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        check_pair(prev, nxt)
+        return self._alg.calc(prev, nxt, None)
+
+    def params(self) -> dict[str, Any]:
+        return dict(self._params)
+
+
+class FastTVL1Backend(FlowBackend):
+    """DIS initialises a short TV-L1 refinement (``useInitialFlow``): TV-L1 quality at a fraction of its cost.
+
+    DIS finds large displacements that a 5-level TV-L1 pyramid misses; TV-L1 then only refines on the
+    finest scales, so far fewer scales and iterations are needed. Parameters are the measured preset
+    (see ``flowprep bench-flow`` and the README).
+    """
+
+    name = "tvl1-fast"
+    DEFAULTS: dict[str, Any] = dict(dis_preset="medium", scales=1, warps=3, inner_iterations=10,
+                                    outer_iterations=4, tau=0.25, lambda_=0.15, theta=0.3, epsilon=0.01,
+                                    scale_step=0.8, median_filtering=5)
+
+    def __init__(self, **params: Any) -> None:
+        _require_optflow()
+        unknown = set(params) - set(self.DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(self.DEFAULTS)}")
+        self._params = {**self.DEFAULTS, **params}
+        p = self._params
+        self._dis = DISBackend(preset=p["dis_preset"])
+        self._alg = cv2.optflow.DualTVL1OpticalFlow_create(
+            tau=float(p["tau"]), lambda_=float(p["lambda_"]), theta=float(p["theta"]), nscales=int(p["scales"]),
+            warps=int(p["warps"]), epsilon=float(p["epsilon"]), innnerIterations=int(p["inner_iterations"]),
+            outerIterations=int(p["outer_iterations"]), scaleStep=float(p["scale_step"]), gamma=0.0,
+            medianFiltering=int(p["median_filtering"]), useInitialFlow=True)
+
+    def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        check_pair(prev, nxt)
+        init = self._dis.calc(prev, nxt)
+        return self._alg.calc(prev, nxt, init)
+
+    def params(self) -> dict[str, Any]:
+        return dict(self._params)
+
+
+_DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
+
+
+class DISBackend(FlowBackend):
+    """OpenCV DIS optical flow (Kroeger et al. 2016): hundreds of pairs/s, less accurate on fine motion."""
+
+    name = "dis"
+
+    def __init__(self, preset: str = "medium", finest_scale: int | None = None,
+                 variational_refinement_iterations: int | None = None) -> None:
+        if preset not in _DIS_PRESETS:
+            raise TypeError(f"preset must be one of {sorted(_DIS_PRESETS)}, got {preset!r}")
+        self._alg = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
+        if finest_scale is not None:
+            self._alg.setFinestScale(int(finest_scale))
+        if variational_refinement_iterations is not None:
+            self._alg.setVariationalRefinementIterations(int(variational_refinement_iterations))
+        self._params = {"preset": preset, "finest_scale": self._alg.getFinestScale(),
+                        "variational_refinement_iterations": self._alg.getVariationalRefinementIterations(),
+                        "patch_size": self._alg.getPatchSize(), "patch_stride": self._alg.getPatchStride()}
+
+    def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        check_pair(prev, nxt)
+        return self._alg.calc(prev, nxt, None)
+
+    def params(self) -> dict[str, Any]:
+        return dict(self._params)
+
+
+class FarnebackBackend(FlowBackend):
+    """OpenCV Farneback (2003) dense flow with the parameters denseflow and most tutorials use."""
+
+    name = "farneback"
+    DEFAULTS: dict[str, Any] = dict(pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5,
+                                    poly_sigma=1.2, flags=0)
+
+    def __init__(self, **params: Any) -> None:
+        unknown = set(params) - set(self.DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(self.DEFAULTS)}")
+        self._params = {**self.DEFAULTS, **params}
+
+    def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        check_pair(prev, nxt)
+        p = self._params
+        return cv2.calcOpticalFlowFarneback(prev, nxt, None, float(p["pyr_scale"]), int(p["levels"]),
+                                            int(p["winsize"]), int(p["iterations"]), int(p["poly_n"]),
+                                            float(p["poly_sigma"]), int(p["flags"]))
+
+    def params(self) -> dict[str, Any]:
+        return dict(self._params)
