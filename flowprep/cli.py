@@ -20,7 +20,11 @@ from flowprep.errors import FlowprepError
 
 #: modules that define ``COMMANDS``
 COMMAND_MODULES = [
+    "flowprep.flow.commands",
     "flowprep.build.commands",
+    "flowprep.train.commands",
+    "flowprep.export.commands",
+    "flowprep.serve.commands",
 ]
 
 

@@ -76,7 +76,7 @@ def write_video(path: Path, frames: Iterable[np.ndarray], fps: int = 25, codec: 
             if stream is None:
                 stream = container.add_stream(codec, rate=fps)
                 stream.width, stream.height = frame.shape[1], frame.shape[0]
-                stream.pix_fmt = "yuv420p" if codec != "ffv1" else "yuv444p"
+                stream.pix_fmt = "yuv420p" if codec != "ffv1" else "bgr0"  # ffv1 in RGB: lossless
                 if codec == "mpeg4":
                     stream.bit_rate = 2_000_000
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):

@@ -1,0 +1,215 @@
+"""Click commands of the build stage: ``build``, ``build-hmdb5``, ``verify``, ``stats``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+
+def _size(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        w, h = value.lower().split("x")
+        return int(w), int(h)
+    except ValueError:
+        raise click.BadParameter(f"expected WIDTHxHEIGHT, e.g. 320x240, got {value!r}") from None
+
+
+def _shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        k, n = value.split("/")
+        return int(k), int(n)
+    except ValueError:
+        raise click.BadParameter(f"expected K/N, e.g. 3/10, got {value!r}") from None
+
+
+def _params(values: tuple[str, ...]) -> dict:
+    out = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}")
+        for cast in (int, float):
+            try:
+                out[key] = cast(raw)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = raw
+    return out
+
+
+def _gpus(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    from flowprep.flow.gpus import parse_gpus
+
+    return parse_gpus(value)
+
+
+def build_options(f):
+    """Options shared by ``build`` and ``build-hmdb5``."""
+    opts = [
+        click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Output dataset folder."),
+        click.option("--layout", type=click.Choice(["tao", "mmaction2"]), default="tao", show_default=True),
+        click.option("--modality", type=click.Choice(["rgb", "flow", "both"]), default="both", show_default=True),
+        click.option("--flow", default="tvl1", show_default=True,
+                     help="Flow backend: tvl1, tvl1-fast, dis, farneback, nvof, vpi or auto (see `flowprep backends`)."),
+        click.option("--flow-param", multiple=True, metavar="NAME=VALUE",
+                     help="Backend parameter, repeatable (e.g. --flow-param preset=fast)."),
+        click.option("--encoding", type=click.Choice(["fixed", "maxrad"]), default="fixed", show_default=True,
+                     help="Flow to 8 bit: fixed bound (I3D/TSN/mmaction2) or TAO's per-frame max radius."),
+        click.option("--bound", type=float, default=20.0, show_default=True, help="Clip bound in pixels (fixed)."),
+        click.option("--flow-format", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True),
+        click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True),
+        click.option("--rgb-format", type=click.Choice(["png", "jpg"]), default=None,
+                     help="RGB frame format [tao: png, mmaction2: jpg]."),
+        click.option("--val-ratio", type=float, default=0.1, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--split-by", type=click.Choice(["group", "clip"]), default="group", show_default=True,
+                     help="group: clips of one source video stay on one side; clip: plain random split."),
+        click.option("--short-side", type=int, default=None, help="Resize so the shorter side has this many pixels."),
+        click.option("--size", default=None, metavar="WxH", help="Resize every frame to exactly WxH."),
+        click.option("--frame-step", type=int, default=1, show_default=True, help="Keep every N-th frame."),
+        click.option("-j", "--jobs", type=int, default=None, help="Worker processes [all cores]."),
+        click.option("--force", is_flag=True, help="Replace a build of another configuration in --out."),
+        click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True),
+        click.option("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786) for --engine dask."),
+        click.option("--shard", default=None, metavar="K/N", help="Build only part K of N (job arrays)."),
+        click.option("--gpus", default=None, help="GPU ids for GPU flow backends: 0,1,2,3 or all."),
+        click.option("--no-progress", is_flag=True, help="No progress bar."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _config_kwargs(kw: dict) -> dict:
+    from flowprep.flow.encoding import FlowEncoding
+
+    layout = kw["layout"]
+    return dict(
+        out=kw["out"], layout=layout, modality=kw["modality"], flow=kw["flow"],
+        flow_params=_params(kw["flow_param"]),
+        encoding=FlowEncoding(mode=kw["encoding"], bound=kw["bound"], image_format=kw["flow_format"],
+                              jpeg_quality=kw["jpeg_quality"]),
+        rgb_format=kw["rgb_format"] or ("png" if layout == "tao" else "jpg"),
+        val_ratio=kw["val_ratio"], seed=kw["seed"], split_by=kw["split_by"], short_side=kw["short_side"],
+        size=_size(kw["size"]), frame_step=kw["frame_step"], jobs=kw["jobs"], force=kw["force"],
+        engine=kw["engine"], scheduler=kw["scheduler"], shard=_shard(kw["shard"]), gpus=_gpus(kw["gpus"]),
+        progress=not kw["no_progress"],
+    )
+
+
+def _print_plan(plan) -> None:
+    counts = plan.counts()
+    width = max([5] + [len(c) for c in counts])
+    click.echo(f"{'class':<{width}}  {'train':>5}  {'val':>5}")
+    for cls in plan.classes:
+        click.echo(f"{cls:<{width}}  {counts[cls]['train']:>5}  {counts[cls]['val']:>5}")
+    click.echo(f"{'total':<{width}}  {sum(c['train'] for c in counts.values()):>5}  "
+               f"{sum(c['val'] for c in counts.values()):>5}")
+    if plan.excluded:
+        click.echo(f"({len(plan.excluded)} clip(s) marked unused by the split files are left out)")
+
+
+def _report(summary) -> None:
+    click.echo(f"{summary.built} clip(s) built, {summary.existing} already done, {len(summary.failed)} failed; "
+               f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s)")
+    if summary.flow:
+        click.echo(f"flow: {summary.flow['name']} on {summary.flow['device']}")
+    if not summary.record_written:
+        k, n = summary.shard
+        click.echo(f"shard {k}/{n} done; the dataset record is written when all parts are in "
+                   "(by the last shard to finish, or `flowprep finalize`)")
+    else:
+        click.echo(f"dataset: {summary.out}")
+    if summary.failed:
+        click.echo(f"{len(summary.failed)} clip(s) failed:", err=True)
+        for cid, why in summary.failed:
+            click.echo(f"  {cid}: {why}", err=True)
+        raise click.exceptions.Exit(1)
+
+
+@click.command("build")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--classes", default=None, help="Comma-separated classes, in label order [all, sorted].")
+@click.option("--splits", type=click.Path(path_type=Path), default=None,
+              help="Folder or archive with HMDB51-style split files (for --official-split).")
+@click.option("--official-split", type=click.IntRange(1, 3), default=None, help="Use HMDB51's split 1, 2 or 3.")
+@build_options
+def build_cmd(source: Path, classes: str | None, splits: Path | None, official_split: int | None, **kw) -> None:
+    """Build a dataset from SOURCE: a folder of class folders of videos, or a zip/tar/RAR of them
+    (also one archive per class)."""
+    from flowprep.build.api import build
+    from flowprep.build.config import BuildConfig
+
+    cls = [c.strip() for c in classes.split(",") if c.strip()] if classes is not None else None
+    cfg = BuildConfig(source=source, classes=cls, splits_source=splits, official_split=official_split,
+                      **_config_kwargs(kw))
+    _report(build(cfg, on_plan=_print_plan))
+
+
+@click.command("build-hmdb5")
+@click.option("--archive", type=click.Path(path_type=Path), required=True,
+              help="hmdb51_org.rar (or the folder it was unpacked to).")
+@click.option("--splits", type=click.Path(path_type=Path), default=None,
+              help="test_train_splits.rar (or its folder); needed for --official-split.")
+@click.option("--official-split", type=click.IntRange(1, 3), default=None, help="Use HMDB51's split 1, 2 or 3.")
+@click.option("--classes", default=None, help="Override the HMDB5 classes (comma-separated).")
+@build_options
+def build_hmdb5_cmd(archive: Path, splits: Path | None, official_split: int | None, classes: str | None,
+                    **kw) -> None:
+    """Build HMDB5 (walk, run, ride_bike, fall_floor, push) from the HMDB51 release, in the TAO layout."""
+    from flowprep.build.api import build_hmdb5
+
+    options = {k: v for k, v in _config_kwargs(kw).items() if k != "out"}
+    if classes is not None:
+        options["classes"] = [c.strip() for c in classes.split(",") if c.strip()]
+    _report(build_hmdb5(archive, kw["out"], splits=splits, official_split=official_split, on_plan=_print_plan,
+                        **options))
+
+
+@click.command("verify")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--quick", is_flag=True, help="Read only the first and last image of each folder.")
+@click.option("-j", "--jobs", type=int, default=None, help="Processes for reading images [all cores].")
+def verify_cmd(dataset: Path, quick: bool, jobs: int | None) -> None:
+    """Check a built dataset against its record; exit 1 on any problem."""
+    from flowprep.layout.verify import format_table, verify
+
+    report = verify(dataset, quick=quick, jobs=jobs or os.cpu_count() or 1)
+    click.echo(format_table(report))
+    if report.problems:
+        click.echo(f"{len(report.problems)} problem(s):", err=True)
+        for p in report.problems[:200]:
+            click.echo(f"  {p}", err=True)
+        if len(report.problems) > 200:
+            click.echo(f"  ... and {len(report.problems) - 200} more", err=True)
+        raise click.exceptions.Exit(1)
+    click.echo("ok")
+
+
+@click.command("stats")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--classes", default=None, help="Comma-separated classes [all].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def stats_cmd(source: Path, classes: str | None, as_json: bool) -> None:
+    """HMDB51 tag statistics (body part, camera motion, people, viewpoint, quality) per class, of a
+    release (folder/archive) or a built dataset."""
+    import json
+
+    from flowprep.datasets.stats import format_stats, tag_stats
+
+    cls = [c.strip() for c in classes.split(",")] if classes else None
+    st = tag_stats(source, cls)
+    click.echo(json.dumps(st, indent=2, sort_keys=True) if as_json else format_stats(st))
+
+
+COMMANDS = [build_cmd, build_hmdb5_cmd, verify_cmd, stats_cmd]

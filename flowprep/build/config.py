@@ -1,0 +1,141 @@
+"""Build configuration: everything that decides the bytes of a dataset, and how to run the build."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from flowprep.errors import ConfigError
+from flowprep.flow.encoding import FlowEncoding
+from flowprep.layout.paths import LAYOUTS
+
+MODALITIES = ("rgb", "flow", "both")
+
+
+@dataclass
+class BuildConfig:
+    """Options of ``flowprep build``.
+
+    Output-determining fields (all but ``jobs``, ``force``, ``engine``, ``scheduler``, ``shard``,
+    ``gpus``, ``progress``) form the fingerprint stored in the output folder: a later run with a
+    different fingerprint is refused unless ``force``.
+
+    Attributes:
+        source: release folder or archive (RAR/zip/tar), see :func:`flowprep.archive.list_videos`.
+        out: output dataset folder.
+        classes: classes to build, in label order (None = all, sorted).
+        splits_source: folder/archive holding HMDB51 split files (for ``official_split``).
+        layout: ``"tao"`` or ``"mmaction2"``.
+        modality: ``"rgb"``, ``"flow"`` or ``"both"``.
+        flow: flow backend name (``"auto"`` is resolved before the build starts).
+        flow_params: backend parameters (see ``flowprep backends``).
+        encoding: how flow becomes 8-bit images.
+        rgb_format: ``"png"`` (TAO default) or ``"jpg"``.
+        rgb_quality: JPEG quality for RGB frames when ``rgb_format`` is ``"jpg"``.
+        val_ratio, seed, split_by, official_split: the train/val split.
+        short_side, size, frame_step: decoding (resize, temporal subsampling).
+        jobs: worker processes (None = all cores).
+        force: overwrite an output folder made with another configuration.
+        engine: ``"local"`` (joblib processes) or ``"dask"``.
+        scheduler: Dask scheduler address for ``engine="dask"``.
+        shard: ``(k, n)``: build only part k of n (1-based) of the clip list.
+        gpus: GPU ids for GPU flow backends, one per worker round-robin (None = backend default).
+        progress: show a progress bar.
+        source_kind: recorded in the dataset record (``"hmdb51"`` for the preset).
+    """
+
+    source: Path
+    out: Path
+    classes: list[str] | None = None
+    splits_source: Path | None = None
+    layout: str = "tao"
+    modality: str = "both"
+    flow: str = "tvl1"
+    flow_params: dict[str, Any] = field(default_factory=dict)
+    encoding: FlowEncoding = field(default_factory=FlowEncoding)
+    rgb_format: str = "png"
+    rgb_quality: int = 95
+    val_ratio: float = 0.1
+    seed: int = 0
+    split_by: str = "group"
+    official_split: int | None = None
+    short_side: int | None = None
+    size: tuple[int, int] | None = None
+    frame_step: int = 1
+    jobs: int | None = None
+    force: bool = False
+    engine: str = "local"
+    scheduler: str | None = None
+    shard: tuple[int, int] | None = None
+    gpus: list[int] | None = None
+    progress: bool = True
+    source_kind: str = "folder"
+
+    RUN_ONLY = ("jobs", "force", "engine", "scheduler", "shard", "gpus", "progress")
+
+    def __post_init__(self) -> None:
+        self.source = Path(self.source)
+        self.out = Path(self.out)
+        if self.splits_source is not None:
+            self.splits_source = Path(self.splits_source)
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"--layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.modality not in MODALITIES:
+            raise ConfigError(f"--modality must be one of {MODALITIES}, got {self.modality!r}")
+        if self.rgb_format not in ("png", "jpg"):
+            raise ConfigError(f"RGB image format must be png or jpg, got {self.rgb_format!r}")
+        if self.frame_step < 1:
+            raise ConfigError(f"--frame-step must be >= 1, got {self.frame_step}")
+        if self.jobs is not None and self.jobs < 1:
+            raise ConfigError(f"-j/--jobs must be >= 1, got {self.jobs}")
+        if self.official_split is not None and self.splits_source is None:
+            raise ConfigError("--official-split needs --splits (the folder or archive with the split files)")
+        if self.shard is not None:
+            k, n = self.shard
+            if not (n >= 1 and 1 <= k <= n):
+                raise ConfigError(f"--shard must be K/N with 1 <= K <= N, got {k}/{n}")
+        if self.engine not in ("local", "dask"):
+            raise ConfigError(f"--engine must be local or dask, got {self.engine!r}")
+        if self.classes is not None:
+            if not self.classes:
+                raise ConfigError("--classes selects no class")
+            dup = sorted({c for c in self.classes if self.classes.count(c) > 1})
+            if dup:
+                raise ConfigError(f"--classes lists {', '.join(dup)} more than once")
+
+    @property
+    def needs_flow(self) -> bool:
+        return self.modality in ("flow", "both")
+
+    @property
+    def needs_rgb(self) -> bool:
+        return self.modality in ("rgb", "both")
+
+    def effective_jobs(self) -> int:
+        return self.jobs or os.cpu_count() or 1
+
+    def output_settings(self) -> dict[str, Any]:
+        """The output-determining settings as plain JSON data (paths excluded: a moved release is the same)."""
+        d: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name in self.RUN_ONLY or f.name in ("source", "out", "splits_source"):
+                continue
+            v = getattr(self, f.name)
+            if isinstance(v, FlowEncoding):
+                v = v.to_dict()
+            elif isinstance(v, tuple):
+                v = list(v)
+            d[f.name] = v
+        if not self.needs_flow:
+            d.pop("flow"), d.pop("flow_params"), d.pop("encoding")
+        return d
+
+
+def fingerprint(settings: dict[str, Any]) -> str:
+    """A short stable hash of JSON-able settings."""
+    blob = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,133 @@
+"""Plan a build: list the source's videos, select classes, split train/val, make one job per clip."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flowprep.archive import MemberRef, list_videos, read_text_files
+from flowprep.build.config import BuildConfig
+from flowprep.datasets.hmdb51 import parse_split_files, stem
+from flowprep.datasets.split import official_sides, side_counts, split_all
+from flowprep.errors import ConfigError
+from flowprep.layout.paths import STATE_DIR
+
+log = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[\s/\\\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class ClipJob:
+    """One clip to build. Picklable; everything a worker needs besides the job settings.
+
+    Attributes:
+        id: ``"<side>/<class>/<clip>"``, unique in the dataset, stable across runs.
+        side: ``"train"`` or ``"val"``.
+        cls: class name; label: its id (index in the label order).
+        clip: output folder name (the file name without extension, whitespace and slashes -> ``_``).
+        name: the source file name.
+        ref: where to read the video.
+    """
+
+    id: str
+    side: str
+    cls: str
+    label: int
+    clip: str
+    name: str
+    ref: MemberRef
+
+
+@dataclass
+class Plan:
+    """The output of :func:`make_plan`: classes in label order, jobs sorted by id, split facts."""
+
+    classes: list[str]
+    jobs: list[ClipJob]
+    split: dict[str, Any]
+    source: dict[str, Any]
+    excluded: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {c: {"train": 0, "val": 0} for c in self.classes}
+        for job in self.jobs:
+            out[job.cls][job.side] += 1
+        return out
+
+
+def clip_folder_name(name: str) -> str:
+    """Folder name for a clip file: its stem, with whitespace, slashes and control characters as ``_``.
+
+    HMDB51 names keep their ``#``, ``(``, ``&``, ``!``, ``'`` and dots: they are legal file names and
+    TAO uses the folder name only as an id.
+    """
+    return _UNSAFE.sub("_", stem(name)) or "_"
+
+
+def _source_info(cfg: BuildConfig, n_videos: int) -> dict[str, Any]:
+    def describe(path: Path) -> dict[str, Any]:
+        if path.is_dir():
+            return {"name": path.name, "kind": "folder"}
+        return {"name": path.name, "size": path.stat().st_size}
+
+    files = [describe(cfg.source)]
+    if cfg.splits_source is not None:
+        files.append(describe(cfg.splits_source))
+    return {"kind": cfg.source_kind, "files": files, "videos_selected": n_videos}
+
+
+def make_plan(cfg: BuildConfig) -> Plan:
+    """List, select and split the source's clips.
+
+    Raises:
+        ConfigError: unknown class, nothing selected, split files missing a class, name clashes.
+        ArchiveError: unreadable source.
+    """
+    cache = cfg.out / STATE_DIR / "cache"
+    videos = list_videos(cfg.source, cache, cfg.classes)
+    by_class: dict[str, list] = defaultdict(list)
+    for v in videos:
+        by_class[v.cls].append(v)
+    classes = list(cfg.classes) if cfg.classes is not None else sorted(by_class)
+    empty = [c for c in classes if not by_class.get(c)]
+    if not videos or len(empty) == len(classes):
+        raise ConfigError(f"empty selection: no video found for class(es) {', '.join(classes) or '(none)'} "
+                          f"in {cfg.source}")
+    if empty:
+        raise ConfigError(f"no video found for class(es) {', '.join(empty)} in {cfg.source}")
+    names = {c: [v.name for v in by_class[c]] for c in classes}
+
+    if cfg.official_split is not None:
+        table = parse_split_files(read_text_files(cfg.splits_source), cfg.official_split)
+        sides = official_sides(names, table)
+        split = {"method": "official", "official_split": cfg.official_split, "val_ratio": None,
+                 "seed": None, "split_by": None}
+    else:
+        sides = split_all(names, cfg.val_ratio, cfg.seed, cfg.split_by)
+        split = {"method": cfg.split_by, "official_split": None, "val_ratio": cfg.val_ratio,
+                 "seed": cfg.seed, "split_by": cfg.split_by}
+    split["counts"] = side_counts(sides)
+
+    jobs: list[ClipJob] = []
+    excluded: list[str] = []
+    for label, cls in enumerate(classes):
+        seen: dict[str, str] = {}
+        for v in by_class[cls]:
+            side = sides[cls][v.name]
+            if side == "unused":
+                excluded.append(f"{cls}/{v.name}")
+                continue
+            clip = clip_folder_name(v.name)
+            if clip in seen:
+                raise ConfigError(f"class {cls}: clips {seen[clip]!r} and {v.name!r} map to one folder {clip!r}")
+            seen[clip] = v.name
+            jobs.append(ClipJob(id=f"{side}/{cls}/{clip}", side=side, cls=cls, label=label, clip=clip,
+                                name=v.name, ref=v.ref))
+    jobs.sort(key=lambda j: j.id)
+    return Plan(classes=classes, jobs=jobs, split=split, source=_source_info(cfg, len(jobs)),
+                excluded=excluded)

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny synthetic HMDB51-shaped releases and the real test data in ../shared/data."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared test data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_release(tmp_path_factory) -> Path:
+    """An unpacked HMDB51-shaped release: 5 classes x 3 sources x 2 clips, 8 frames of 64x80, + split files."""
+    from flowprep.synth import make_release_folder
+
+    root = tmp_path_factory.mktemp("release") / "hmdb51"
+    make_release_folder(root, sources_per_class=3, clips_per_source=2, frames=8, height=64, width=80, seed=1)
+    return root
+
+
+@pytest.fixture()
+def release_copy(tiny_release, tmp_path) -> Path:
+    """A private copy of :func:`tiny_release` that a test may damage."""
+    dst = tmp_path / "release"
+    shutil.copytree(tiny_release, dst)
+    return dst
