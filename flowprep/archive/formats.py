@@ -1,0 +1,337 @@
+"""One small interface over RAR, zip and tar archives, with every failure turned into ArchiveError.
+
+:func:`open_archive` gives an :class:`Archive` whose :meth:`~Archive.members` lists entries as
+:class:`Member` (name as stored, uncompressed size, kind) and whose :meth:`~Archive.open` streams one
+member. Nothing here writes to disk. Which members are *safe* to use is decided by the caller with
+:func:`unsafe_reason` and :attr:`Member.kind`.
+
+RAR goes through ``rarfile``: stored members (method 0x30) are read in Python; compressed ones need an
+external tool, which rarfile looks for in the order unrar, unar, 7z, 7zz, bsdtar (module globals
+``rarfile.UNRAR_TOOL`` etc. name the binaries).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import lzma
+import stat
+import tarfile
+import threading
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Iterator
+
+import rarfile
+
+from flowprep.errors import ArchiveError
+
+#: What to tell users whose RAR needs a decompressor that is not installed.
+RAR_TOOL_HINT = ("install one of: `apt-get install unar` (or unrar, 7zip, libarchive-tools/bsdtar); "
+                 "rarfile tries unrar, unar, 7z, 7zz, bsdtar in turn")
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", ".rar", ".zip", ".tar")
+
+_RAR_MAGIC = (b"Rar!\x1a\x07\x00", b"Rar!\x1a\x07\x01\x00")
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
+_COMPRESSED_TAR_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+
+
+class _ToolSetup(rarfile.ToolSetup):
+    """rarfile's tool setup, but without the ``--`` it puts between bsdtar's ``-f`` and the archive.
+
+    rarfile 4.5 builds ``bsdtar -x --to-stdout -f -- archive.rar``, so bsdtar takes ``--`` for the
+    archive name and every compressed member fails. ``tool_setup()`` looks ``ToolSetup`` up in its
+    module at call time, so replacing it there is enough.
+    """
+
+    def get_cmdline(self, key, pwd, nodash=False):
+        if self.setup["open_cmd"][-1] == "-f":
+            nodash = True
+        return super().get_cmdline(key, pwd, nodash)
+
+
+if rarfile.BSDTAR_CONFIG["open_cmd"][-1] == "-f" and rarfile.ToolSetup.__name__ == "ToolSetup":
+    rarfile.ToolSetup = _ToolSetup
+
+
+@dataclass(frozen=True)
+class Member:
+    """One archive entry. ``kind``: "file", "dir", "link" (symlink/hardlink/redirect) or "special"."""
+    name: str
+    size: int
+    kind: str
+    encrypted: bool = False
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def detect_kind(path: Path) -> str:
+    """``"folder"``, ``"rar"``, ``"zip"`` or ``"tar"`` (also compressed tar), by magic bytes, not suffix."""
+    path = Path(path)
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        raise ArchiveError(f"{path}: no such file or folder")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError as exc:
+        raise ArchiveError(f"{path}: cannot read: {_one_line(exc)}") from None
+    if head.startswith(_RAR_MAGIC):
+        return "rar"
+    if head.startswith(_ZIP_MAGIC):
+        return "zip"
+    if head.startswith(_COMPRESSED_TAR_MAGIC) or head[257:262] == b"ustar":
+        return "tar"
+    try:
+        if len(head) >= 512 and tarfile.is_tarfile(path):  # pre-POSIX (v7) tar: no magic
+            return "tar"
+    except (OSError, tarfile.TarError):
+        pass
+    if zipfile.is_zipfile(path):  # zip with a prefix (self-extractor)
+        return "zip"
+    raise ArchiveError(f"{path}: not a folder, RAR, zip or tar archive (it starts with {head[:8]!r})")
+
+
+def unsafe_reason(name: str) -> str | None:
+    """Why a member name must not be used (absolute, drive letter, ``..``, NUL), or None if it is fine."""
+    posix = name.replace("\\", "/")
+    if "\0" in name:
+        return "NUL in name"
+    if posix.startswith("/"):
+        return "absolute path"
+    if len(posix) >= 2 and posix[1] == ":":
+        return "drive letter"
+    if ".." in posix.split("/"):
+        return "'..' component"
+    return None
+
+
+def archive_stem(name: str) -> str:
+    """Base name without its archive suffix: ``"a/ride_bike.tar.gz"`` -> ``"ride_bike"``."""
+    base = PurePosixPath(name.replace("\\", "/")).name
+    low = base.lower()
+    for suffix in ARCHIVE_SUFFIXES:
+        if low.endswith(suffix):
+            return base[: -len(suffix)]
+    return PurePosixPath(base).stem
+
+
+def has_archive_suffix(name: str) -> bool:
+    return name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _tool_name() -> str:
+    """The binary rarfile runs, e.g. "unar" (its config names a module global such as ``UNAR_TOOL``)."""
+    if rarfile.CURRENT_SETUP is None:
+        return "the RAR tool"
+    var = rarfile.CURRENT_SETUP.setup["open_cmd"][0]
+    return str(getattr(rarfile, var, var))
+
+
+@contextlib.contextmanager
+def archive_errors(path: Path, member: str | None = None, via_tool: bool = False) -> Iterator[None]:
+    """Turn the many ways reading an archive fails into one-line :class:`ArchiveError`.
+
+    ``via_tool``: the member is being decompressed by an external RAR tool, so a short or bad read
+    may be the tool's fault (bsdtar cannot read solid RARs) and the message says so.
+    """
+    where = f"{path}" + (f" [{member}]" if member else "")
+    try:
+        yield
+    except ArchiveError:
+        raise
+    except rarfile.RarCannotExec as exc:
+        raise ArchiveError(f"{where}: this RAR member is compressed and needs an external decompressor, "
+                           f"none works here ({_one_line(exc)}): {RAR_TOOL_HINT}") from None
+    except (rarfile.PasswordRequired, rarfile.RarWrongPassword) as exc:
+        raise ArchiveError(f"{where}: archive is encrypted; decrypt it first ({_one_line(exc)})") from None
+    except rarfile.NoRarEntry:
+        raise ArchiveError(f"{where}: no such member (did the archive change since it was listed?)") from None
+    except rarfile.NeedFirstVolume as exc:
+        raise ArchiveError(f"{where}: this is not the first volume of a multi-volume RAR; give the "
+                           f"first one (.part1.rar / .rar) ({_one_line(exc)})") from None
+    except (rarfile.RarExecError, rarfile.BadRarFile) as exc:
+        if not via_tool and not isinstance(exc, rarfile.RarExecError):
+            raise ArchiveError(f"{where}: archive is truncated or corrupt: {_one_line(exc)}") from None
+        tool = _tool_name()
+        raise ArchiveError(f"{where}: the external RAR decompressor ({tool}) failed: {_one_line(exc)}; "
+                           f"the archive is corrupt, or {tool} cannot decode it (bsdtar reads no solid "
+                           f"RARs): {RAR_TOOL_HINT}") from None
+    except (rarfile.Error, zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, EOFError,
+            zlib.error, lzma.LZMAError) as exc:
+        raise ArchiveError(f"{where}: archive is truncated or corrupt: {_one_line(exc)}") from None
+    except NotImplementedError as exc:  # zipfile: compression method it cannot decode
+        raise ArchiveError(f"{where}: unsupported compression: {_one_line(exc)}") from None
+    except OSError as exc:  # includes gzip.BadGzipFile
+        raise ArchiveError(f"{where}: cannot read: {_one_line(exc)}") from None
+
+
+class Archive:
+    """An open archive. Use as a context manager or call :meth:`close`. Reads are serialised by a lock,
+    so one object may be shared by threads of one process (not across processes)."""
+
+    kind = ""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.lock = threading.Lock()
+
+    def members(self) -> list[Member]:
+        raise NotImplementedError
+
+    def _open(self, name: str) -> IO[bytes]:
+        raise NotImplementedError
+
+    def via_tool(self, name: str) -> bool:
+        """Whether reading ``name`` runs an external program (compressed RAR members)."""
+        return False
+
+    def open(self, name: str) -> IO[bytes]:
+        """A binary stream of member ``name`` (CRC checked when read to the end, where the format has one).
+
+        Wrap reading it in ``archive_errors(path, name, archive.via_tool(name))``.
+        """
+        with archive_errors(self.path, name):
+            return self._open(name)
+
+    def read(self, name: str) -> bytes:
+        """The whole member ``name`` as bytes."""
+        with self.lock, archive_errors(self.path, name, self.via_tool(name)):
+            with self._open(name) as fh:
+                return fh.read()
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Archive":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _Rar(Archive):
+    kind = "rar"
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        # "strict": a truncated or corrupt header raises instead of silently ending the listing.
+        self._rf = rarfile.RarFile(str(path), errors="strict")
+        if self._rf.needs_password() and not self._rf.infolist():
+            raise ArchiveError(f"{path}: archive is encrypted (file names too); decrypt it first")
+
+    def members(self) -> list[Member]:
+        out = []
+        single_volume = len(self._rf.volumelist()) == 1
+        size = self.path.stat().st_size
+        for info in self._rf.infolist():
+            if info.is_dir():
+                kind = "dir"
+            elif info.is_symlink() or getattr(info, "file_redir", None):
+                kind = "link"
+            else:
+                kind = "file"
+            end = getattr(info, "data_offset", None)
+            # rarfile does not notice an archive that ends inside a member's data; we check it here
+            # rather than on read so that a listing already reports a truncated download.
+            if single_volume and end is not None and end + info.compress_size > size:
+                raise ArchiveError(f"{self.path}: archive is truncated (member {info.filename} ends at "
+                                   f"byte {end + info.compress_size}, file has {size})")
+            out.append(Member(info.filename.rstrip("/"), int(info.file_size or 0), kind,
+                              bool(info.needs_password())))
+        return out
+
+    def via_tool(self, name: str) -> bool:
+        try:
+            return self._rf.getinfo(name).compress_type != rarfile.RAR_M0
+        except rarfile.NoRarEntry:
+            return False
+
+    def _open(self, name: str) -> IO[bytes]:
+        info = self._rf.getinfo(name)
+        if info.compress_type != rarfile.RAR_M0:
+            # Find the tool first: rarfile would otherwise leave a temporary file behind when none exists.
+            rarfile.tool_setup()
+        return self._rf.open(info)
+
+
+class _Zip(Archive):
+    kind = "zip"
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self._zf = zipfile.ZipFile(path)
+
+    def members(self) -> list[Member]:
+        out = []
+        for info in self._zf.infolist():
+            mode = info.external_attr >> 16
+            fmt = stat.S_IFMT(mode) if info.create_system == 3 else 0
+            if info.is_dir():
+                kind = "dir"
+            elif fmt == stat.S_IFLNK:
+                kind = "link"
+            elif fmt not in (0, stat.S_IFREG):
+                kind = "special"
+            else:
+                kind = "file"
+            out.append(Member(info.filename.rstrip("/"), info.file_size, kind, bool(info.flag_bits & 0x1)))
+        return out
+
+    def _open(self, name: str) -> IO[bytes]:
+        info = self._zf.NameToInfo.get(name)
+        if info is None:
+            raise ArchiveError(f"{self.path} [{name}]: no such member "
+                               f"(did the archive change since it was listed?)")
+        if info.flag_bits & 0x1:
+            raise ArchiveError(f"{self.path} [{name}]: member is encrypted; decrypt the archive first")
+        return self._zf.open(info)
+
+    def close(self) -> None:
+        self._zf.close()
+
+
+class _Tar(Archive):
+    kind = "tar"
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self._tf = tarfile.open(path, "r:*")
+        self._infos = {t.name.rstrip("/"): t for t in self._tf.getmembers()}  # last one wins, as in tar
+
+    def members(self) -> list[Member]:
+        out = []
+        for t in self._tf.getmembers():
+            kind = ("file" if t.isreg() else "dir" if t.isdir() else
+                    "link" if (t.issym() or t.islnk()) else "special")
+            out.append(Member(t.name.rstrip("/"), t.size if t.isreg() else 0, kind))
+        return out
+
+    def _open(self, name: str) -> IO[bytes]:
+        info = self._infos.get(name)
+        if info is None or not info.isreg():
+            raise ArchiveError(f"{self.path}: no regular file named {name!r} in the archive")
+        fh = self._tf.extractfile(info)
+        if fh is None:
+            raise ArchiveError(f"{self.path}: cannot read member {name!r}")
+        return fh
+
+    def close(self) -> None:
+        self._tf.close()
+
+
+def open_archive(path: Path) -> Archive:
+    """Open a RAR, zip or tar archive (kind from magic bytes). Raises ArchiveError for anything else."""
+    path = Path(path)
+    kind = detect_kind(path)
+    if kind == "folder":
+        raise ArchiveError(f"{path}: is a folder, not an archive")
+    cls = {"rar": _Rar, "zip": _Zip, "tar": _Tar}[kind]
+    with archive_errors(path):
+        return cls(path)

@@ -1,0 +1,352 @@
+"""Listing and reading video releases: class folders, archives of class folders, and HMDB51's RAR of RARs.
+
+A *source* is one of:
+
+1. a folder of class folders, ``root/<class>/<clip>.avi``;
+2. an archive (RAR, zip, tar, compressed tar) holding ``<class>/<clip>.avi``, possibly under a top folder;
+3. an archive holding one archive per class (HMDB51's ``hmdb51_org.rar`` holds ``walk.rar``, ...,
+   each holding ``walk/<clip>.avi``);
+4. a folder holding one archive per class (case 3 unpacked once).
+
+A clip's class is the name of the folder it sits in, or, inside a per-class archive, that archive's
+stem. Per-class archives nested in an outer archive are extracted (only for the selected classes)
+into a cache folder; clips are never unpacked: :func:`read_member` reads them into memory from
+their archive. Members with unsafe names (absolute, ``..``) or that are links or devices are
+skipped with a warning and never written anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Collection, Iterable, Iterator
+
+from flowprep.archive.formats import (Archive, Member, archive_errors, archive_stem, detect_kind,
+                                      has_archive_suffix, open_archive, unsafe_reason)
+from flowprep.errors import ArchiveError, ConfigError
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg")
+
+
+@dataclass(frozen=True)
+class MemberRef:
+    """Where one file lives. ``archive=None``: ``member`` is a plain file path. Otherwise ``member`` is
+    the member name inside the zip/tar/rar at path ``archive``. ``size`` is the uncompressed size in
+    bytes. Picklable, JSON-able via ``dataclasses.asdict``; usable in any process."""
+    archive: str | None
+    member: str
+    size: int
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    """One clip: its class, its file base name and where to read it."""
+    cls: str
+    name: str
+    ref: MemberRef
+
+
+@dataclass(frozen=True)
+class _Inner:
+    """A per-class archive: a plain file (``outer=None``, ``member`` is its path) or a member of ``outer``."""
+    outer: Path | None
+    member: str
+    size: int
+
+
+def _base(name: str) -> str:
+    return PurePosixPath(name.replace("\\", "/")).name
+
+
+def _parent(name: str) -> str:
+    return PurePosixPath(name.replace("\\", "/")).parent.name
+
+
+def _is_video(name: str, exts: tuple[str, ...]) -> bool:
+    return name.lower().endswith(exts)
+
+
+def _is_junk(name: str) -> bool:
+    """macOS zip litter: ``__MACOSX/...`` and ``._name`` resource-fork files, never real clips."""
+    posix = name.replace("\\", "/")
+    return posix.startswith("__MACOSX/") or "/__MACOSX/" in posix or _base(posix).startswith("._")
+
+
+def _safe_members(arc: Archive) -> Iterator[Member]:
+    """Regular-file members whose names are safe; logs a warning for each one skipped."""
+    for m in arc.members():
+        if _is_junk(m.name):
+            continue
+        why = unsafe_reason(m.name)
+        if why is None and m.kind in ("link", "special"):
+            why = "symlink/hardlink" if m.kind == "link" else "device or other special file"
+        if why:
+            log.warning("%s: skipping member %r (%s)", arc.path, m.name, why)
+        elif m.kind == "file":
+            yield m
+
+
+def _check_encrypted(arc: Archive, m: Member) -> None:
+    if m.encrypted:
+        raise ArchiveError(f"{arc.path} [{m.name}]: member is encrypted; decrypt the archive first")
+
+
+def _scan_archive(arc: Archive, exts: tuple[str, ...], cls: str | None = None
+                  ) -> tuple[dict[str, list[VideoEntry]], dict[str, _Inner]]:
+    """Clips by class (class = ``cls`` or the clip's folder name) and per-class archives by stem."""
+    videos: dict[str, list[VideoEntry]] = {}
+    inner: dict[str, _Inner] = {}
+    where = str(arc.path.resolve())
+    for m in _safe_members(arc):
+        if _is_video(m.name, exts):
+            c = cls or _parent(m.name)
+            if not c:
+                log.warning("%s: skipping %r: not inside a class folder", arc.path, m.name)
+                continue
+            _check_encrypted(arc, m)
+            videos.setdefault(c, []).append(VideoEntry(c, _base(m.name), MemberRef(where, m.name, m.size)))
+        elif cls is None and has_archive_suffix(m.name) and archive_stem(m.name):
+            _check_encrypted(arc, m)
+            stem = archive_stem(m.name)
+            if stem in inner:
+                raise ArchiveError(f"{arc.path}: two per-class archives for class {stem!r}: "
+                                   f"{inner[stem].member!r} and {m.name!r}")
+            inner[stem] = _Inner(arc.path, m.name, m.size)
+    return videos, inner
+
+
+def _scan_folder(root: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[VideoEntry]], dict[str, _Inner]]:
+    videos: dict[str, list[VideoEntry]] = {}
+    inner: dict[str, _Inner] = {}
+    root = root.resolve()
+    for dirpath, dirnames, filenames in os.walk(root):  # does not follow symlinked folders: no loops
+        dirnames.sort()
+        here = Path(dirpath)
+        for fn in sorted(filenames):
+            path = here / fn
+            is_video = _is_video(fn, exts)
+            per_class_archive = here == root and has_archive_suffix(fn) and bool(archive_stem(fn))
+            if _is_junk(fn) or not (is_video or per_class_archive):
+                continue
+            try:
+                size = path.stat().st_size
+            except OSError as exc:  # e.g. a dangling symlink
+                log.warning("%s: skipping %s: %s", root, path, exc.strerror or exc)
+                continue
+            if not is_video:
+                inner[archive_stem(fn)] = _Inner(None, str(path), size)
+            elif here == root:
+                log.warning("%s: skipping %s: not inside a class folder", root, fn)
+            else:
+                ref = MemberRef(None, str(path), size)
+                videos.setdefault(here.name, []).append(VideoEntry(here.name, fn, ref))
+    return videos, inner
+
+
+def _scan(source: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[VideoEntry]], dict[str, _Inner]]:
+    source = Path(source)
+    if detect_kind(source) == "folder":
+        videos, inner = _scan_folder(source, exts)
+    else:
+        with open_archive(source) as arc:
+            videos, inner = _scan_archive(arc, exts)
+    for cls in set(videos) & set(inner):
+        log.info("%s: class %r has both a folder and an archive; using the folder", source, cls)
+        del inner[cls]
+    return videos, inner
+
+
+def list_classes(source: Path, exts: Iterable[str] = VIDEO_EXTS) -> list[str]:
+    """Sorted class names of ``source`` (any of the four shapes); reads listings only, extracts nothing."""
+    videos, inner = _scan(Path(source), tuple(e.lower() for e in exts))
+    return sorted(set(videos) | set(inner))
+
+
+def _select(requested: Collection[str] | None, available: list[str], source: Path) -> list[str]:
+    if not available:
+        raise ArchiveError(f"{source}: no videos found (expected <class>/<clip>.avi in a folder or archive, "
+                           f"or one archive per class)")
+    if requested is None:
+        return available
+    if isinstance(requested, str):
+        requested = [requested]
+    if not requested:
+        raise ConfigError("no classes selected (give class names, or none to take all)")
+    unknown = sorted(set(requested) - set(available))
+    if unknown:
+        raise ConfigError(f"unknown classes: {', '.join(unknown)}; {source} has: {', '.join(available)}")
+    return sorted(set(requested))
+
+
+def _cache_name(name: str) -> str:
+    """A file name safe to create: ``[A-Za-z0-9._+-]`` only, no leading dot; a hash keeps it unique."""
+    base = _base(name)
+    clean = re.sub(r"[^A-Za-z0-9._+-]", "_", base).lstrip(".")[:150]
+    if clean != base:
+        clean = f"{hashlib.sha1(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}-{clean or 'member'}"
+    return clean
+
+
+def _extract_cached(outer: Archive, inner: _Inner, cache_dir: Path) -> Path:
+    """Copy one per-class archive out of ``outer`` into ``cache_dir`` (or re-use a complete copy).
+
+    Copies are written aside and renamed, so a file at the final name is complete; a copy of another
+    size (another release) is replaced.
+    """
+    folder = Path(cache_dir) / _cache_name(archive_stem(outer.path.name))
+    target = folder / _cache_name(inner.member)
+    if target.is_file() and target.stat().st_size == inner.size:
+        log.debug("re-using cached %s", target)
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out, archive_errors(outer.path, inner.member,
+                                                         outer.via_tool(inner.member)):
+            with outer.open(inner.member) as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+        written = Path(tmp).stat().st_size
+        if written != inner.size:
+            raise ArchiveError(f"{outer.path} [{inner.member}]: extracted {written} bytes, expected "
+                               f"{inner.size}; the archive is corrupt")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    log.info("extracted %s from %s into %s", inner.member, outer.path, target)
+    return target
+
+
+def list_videos(source: Path, cache_dir: Path, classes: Collection[str] | None = None,
+                exts: Iterable[str] = VIDEO_EXTS) -> list[VideoEntry]:
+    """Every clip of the selected classes (``None``: all), sorted by ``(cls, name)``.
+
+    Per-class archives held in an outer archive are extracted into ``cache_dir`` first (only the
+    selected ones); clips stay inside their archive. Raises ConfigError for unknown classes (the
+    message lists the available ones) and ArchiveError for missing, unsafe, corrupt or encrypted
+    input, or for two clips with the same class and name.
+    """
+    source = Path(source)
+    ext_t = tuple(e.lower() for e in exts)
+    videos, inner = _scan(source, ext_t)
+    selected = _select(classes, sorted(set(videos) | set(inner)), source)
+    entries = [e for c in selected for e in videos.get(c, [])]
+    outer = None
+    try:
+        for c in selected:
+            if c in videos:
+                continue
+            item = inner[c]
+            if item.outer is None:
+                path = Path(item.member)
+            else:
+                outer = outer or open_archive(item.outer)
+                path = _extract_cached(outer, item, cache_dir).resolve()
+            with open_archive(path) as arc:
+                found, _ = _scan_archive(arc, ext_t, cls=c)
+            if not found:
+                log.warning("%s: no videos in the archive of class %r", path, c)
+            entries += found.get(c, [])
+    finally:
+        if outer is not None:
+            outer.close()
+    entries.sort(key=lambda e: (e.cls, e.name))
+    dups = sorted({f"{a.cls}/{a.name}" for a, b in zip(entries, entries[1:])
+                   if (a.cls, a.name) == (b.cls, b.name)})
+    if dups:
+        raise ArchiveError(f"{source}: clip names occur twice in one class: {', '.join(dups[:5])}"
+                           + (f" (+{len(dups) - 5} more)" if len(dups) > 5 else ""))
+    return entries
+
+
+_LOCAL = threading.local()  # per thread: no handle is shared, so none is closed under another's read
+_OPEN_MAX = 4
+
+
+def _cached_archive(path: Path) -> Archive:
+    """An open archive for this thread of this process, re-used across calls (a tar.gz is costly to open)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ArchiveError(f"{path}: cannot open archive: {exc.strerror or exc}") from None
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if getattr(_LOCAL, "pid", None) != os.getpid():
+        # New thread, or forked: a parent's handles share file offsets with it, so never use them.
+        _LOCAL.pid, _LOCAL.open = os.getpid(), OrderedDict()
+    cache: OrderedDict[tuple, Archive] = _LOCAL.open
+    arc = cache.get(key)
+    if arc is not None:
+        cache.move_to_end(key)
+        return arc
+    arc = open_archive(path)
+    cache[key] = arc
+    while len(cache) > _OPEN_MAX:
+        cache.popitem(last=False)[1].close()
+    return arc
+
+
+def read_member(ref: MemberRef) -> bytes:
+    """The whole file ``ref`` points at, as bytes (clips are ~1 MB). Works in any process."""
+    if ref.archive is None:
+        try:
+            data = Path(ref.member).read_bytes()
+        except OSError as exc:
+            raise ArchiveError(f"{ref.member}: cannot read: {exc.strerror or exc}") from None
+    else:
+        data = _cached_archive(Path(ref.archive)).read(ref.member)
+    if len(data) != ref.size:
+        raise ArchiveError(f"{ref.archive or ''} [{ref.member}]: read {len(data)} bytes, "
+                           f"expected {ref.size}; did the source change since it was listed?")
+    return data
+
+
+def _decode_text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def read_text_files(source: Path, suffix: str = ".txt") -> dict[str, str]:
+    """Base name -> text of every ``*suffix`` file in a folder (recursive) or archive (any depth).
+
+    Used for HMDB51's split files (``test_train_splits.rar``). Text is UTF-8, or Latin-1 when it is
+    not valid UTF-8. Two files with one base name and different text raise ArchiveError.
+    """
+    source = Path(source)
+    suffix = suffix.lower()
+    found: dict[str, tuple[str, str]] = {}
+
+    def add(name: str, where: str, data: bytes) -> None:
+        text = _decode_text(data)
+        if name in found and found[name][1] != text:
+            raise ArchiveError(f"{source}: two different files named {name}: {found[name][0]} and {where}")
+        found.setdefault(name, (where, text))
+
+    if detect_kind(source) == "folder":
+        for dirpath, dirnames, filenames in os.walk(source):
+            dirnames.sort()
+            for fn in sorted(filenames):
+                if fn.lower().endswith(suffix):
+                    path = Path(dirpath) / fn
+                    try:
+                        add(fn, str(path), path.read_bytes())
+                    except OSError as exc:
+                        raise ArchiveError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    else:
+        with open_archive(source) as arc:
+            for m in _safe_members(arc):
+                if m.name.lower().endswith(suffix):
+                    _check_encrypted(arc, m)
+                    add(_base(m.name), m.name, arc.read(m.name))
+    return {name: text for name, (_, text) in sorted(found.items())}
