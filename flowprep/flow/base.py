@@ -39,7 +39,11 @@ class FlowBackend(ABC):
         """
 
     def params(self) -> dict[str, Any]:
-        """The parameters that determine the output, JSON-serialisable, recorded with the dataset."""
+        """The parameters that determine the output, JSON-serialisable, recorded with the dataset.
+
+        Contract: ``type(self)(**self.params())`` makes a backend with the same output. Build workers
+        and ``flowprep infer`` re-create backends from these recorded parameters.
+        """
         return {}
 
     def device(self) -> str:

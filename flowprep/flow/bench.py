@@ -1,0 +1,439 @@
+"""``flowprep bench-flow``: accuracy and speed of flow backends on pairs with known flow.
+
+Pairs with known flow are made on the fly from real frames (the first frames of a video, by default
+``/work/shared/data/carphone_pristine.mp4`` if present, else :func:`flowprep.synth.texture`), and
+from user pairs with a Middlebury ``.flo``.
+
+Warp convention. A smooth field ``B`` is defined on the grid of the *second* frame and the second
+frame is made by backward warping: ``frame2(y) = frame1(y - B(y))`` (``cv2.remap``, bilinear), so
+every pixel of frame2 is exactly defined. The forward flow the backends must find lives on frame1:
+``F(x)`` with ``frame1(x) = frame2(x + F(x))``, i.e. ``F(x) = B(x + F(x))``, solved by fixed-point
+iteration (converges because the field is smooth: its spatial derivatives are well below 1). Pixels of
+frame1 whose target ``x + F(x)`` falls outside frame2 (they leave the picture) are masked out of the
+error.
+
+Metrics per backend, over all valid pixels of all pairs: mean end-point error (EPE, Euclidean
+distance between estimated and true flow, pixels), the fraction of pixels with EPE > 1 px and > 3 px,
+and frames (pairs) per second of :meth:`FlowBackend.calc` alone, after one untimed warm-up call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from flowprep.errors import DecodeError, FlowprepError
+from flowprep.flow.encoding import FlowEncoding
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VIDEO = Path("/work/shared/data/carphone_pristine.mp4")
+DEFAULT_MAGNITUDES: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0, 30.0)
+
+
+@dataclass
+class FlowPair:
+    """Two gray frames and their true flow.
+
+    Attributes:
+        name: label, e.g. ``"synthetic-10px-1"`` or the frame file name.
+        prev, nxt: ``uint8`` ``(H, W)`` gray frames.
+        flow: ``float32`` ``(H, W, 2)`` true flow from ``prev`` to ``nxt``, pixels.
+        valid: ``bool`` ``(H, W)``, pixels where ``flow`` is known and visible in ``nxt``.
+        magnitude: largest true speed in pixels (the nominal level for synthetic pairs).
+    """
+
+    name: str
+    prev: np.ndarray
+    nxt: np.ndarray
+    flow: np.ndarray
+    valid: np.ndarray
+    magnitude: float
+
+
+@dataclass
+class BackendResult:
+    """One backend's numbers. ``error`` is set (and the numbers are NaN) when it could not run."""
+
+    name: str
+    available: bool
+    error: str = ""
+    device: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    epe_mean: float = float("nan")
+    frac_over_1px: float = float("nan")
+    frac_over_3px: float = float("nan")
+    fps: float = float("nan")
+    pairs: int = 0
+    epe_by_magnitude: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class EncodingResult:
+    """Error that storing the *true* flow as two 8-bit images adds (no backend involved)."""
+
+    label: str
+    encoding: dict[str, Any]
+    epe_mean: float
+    frac_over_1px: float
+    frac_over_3px: float
+    epe_by_magnitude: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class BenchResult:
+    """Everything ``bench-flow`` measured; ``to_dict()`` is the ``--json`` output."""
+
+    size: tuple[int, int]
+    frames_source: str
+    opencv_threads: int
+    pairs: list[dict[str, Any]]
+    backends: list[BackendResult]
+    encodings: list[EncodingResult]
+    plot: str = ""
+    vis_files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------- inputs
+
+def load_frames(video: Path | None, n: int, size: tuple[int, int], seed: int = 0) -> tuple[list[np.ndarray], str]:
+    """``n`` distinct gray frames (``uint8`` ``(h, w)`` with ``size = (w, h)``) and where they came from.
+
+    Frames are taken every 10th frame of ``video`` (decoded with PyAV, converted to gray, resized with
+    area interpolation); without a readable video, :func:`flowprep.synth.texture` images are used.
+    """
+    import cv2
+
+    w, h = size
+    if video is not None and Path(video).is_file():
+        try:
+            import av
+
+            frames = []
+            with av.open(str(video)) as container:
+                for i, frame in enumerate(container.decode(video=0)):
+                    if i % 10 == 0:
+                        gray = frame.to_ndarray(format="gray")
+                        frames.append(cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA))
+                    if len(frames) >= n:
+                        break
+            if frames:
+                while len(frames) < n:
+                    frames.append(frames[len(frames) % max(1, len(frames))])
+                return frames, str(video)
+        except (OSError, ValueError) as exc:  # PyAV raises subclasses of these for broken files
+            log.warning("cannot decode %s (%s); using synthetic texture frames", video, exc)
+    from flowprep.synth import texture
+
+    return [cv2.cvtColor(texture(h, w, seed + k), cv2.COLOR_RGB2GRAY) for k in range(n)], "flowprep.synth.texture"
+
+
+def smooth_field(height: int, width: int, magnitude: float, rng: np.random.Generator) -> np.ndarray:
+    """A smooth random flow field whose largest speed is ``magnitude`` pixels.
+
+    A global translation (about 60 % of the magnitude, random direction: camera pan) plus a
+    low-frequency random field (Gaussian-blurred noise, features about a third of the image wide:
+    moving limbs and objects), scaled so that ``max |field| == magnitude``.
+
+    Returns:
+        ``float32`` ``(height, width, 2)``.
+    """
+    import cv2
+
+    angle = rng.uniform(0, 2 * np.pi)
+    base = np.array([np.cos(angle), np.sin(angle)], np.float32) * 0.6
+    sigma = max(height, width) / 6.0
+    noise = rng.standard_normal((height, width, 2)).astype(np.float32)
+    local = cv2.GaussianBlur(noise, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    local *= 0.4 / max(float(np.abs(local).max()), 1e-6)
+    f = local + base
+    f *= np.float32(magnitude / max(float(np.sqrt((f ** 2).sum(-1)).max()), 1e-6))
+    return f.astype(np.float32)
+
+
+def warp_pair(frame1: np.ndarray, field2: np.ndarray, iterations: int = 30) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Make frame2 and the true forward flow from a field defined on frame2's grid.
+
+    Args:
+        frame1: ``uint8`` ``(H, W)``.
+        field2: ``float32`` ``(H, W, 2)`` field ``B`` on frame2's grid: ``frame2(y) = frame1(y - B(y))``.
+        iterations: fixed-point iterations for ``F(x) = B(x + F(x))``.
+
+    Returns:
+        ``(frame2, flow, valid)``: ``uint8`` ``(H, W)``; ``float32`` ``(H, W, 2)`` forward flow on
+        frame1's grid; ``bool`` ``(H, W)`` where ``x + F(x)`` is inside frame2 and the iteration converged.
+    """
+    import cv2
+
+    h, w = frame1.shape
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    frame2 = cv2.remap(frame1, gx - field2[..., 0], gy - field2[..., 1], cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REFLECT)
+    flow = field2.copy()
+    for _ in range(iterations):
+        flow = cv2.remap(field2, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    residual = cv2.remap(field2, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE) - flow
+    tx, ty = gx + flow[..., 0], gy + flow[..., 1]
+    # frame2's source pixels near the border were reflected in, so keep a 1-pixel margin.
+    valid = (tx >= 1) & (tx <= w - 2) & (ty >= 1) & (ty <= h - 2) & (np.abs(residual).max(-1) < 0.01)
+    return frame2, flow.astype(np.float32), valid
+
+
+def synthetic_pairs(size: tuple[int, int] = (320, 240), magnitudes: Sequence[float] = DEFAULT_MAGNITUDES,
+                    per_magnitude: int = 2, video: Path | None = DEFAULT_VIDEO,
+                    seed: int = 0) -> tuple[list[FlowPair], str]:
+    """Pairs of real frames warped by smooth fields of each magnitude; see the module docstring."""
+    frames, source = load_frames(video, len(magnitudes) * per_magnitude, size, seed)
+    rng = np.random.default_rng(seed)
+    pairs = []
+    k = 0
+    for mag in magnitudes:
+        for j in range(per_magnitude):
+            f1 = frames[k]
+            k += 1
+            field2 = smooth_field(f1.shape[0], f1.shape[1], float(mag), rng)
+            f2, flow, valid = warp_pair(f1, field2)
+            pairs.append(FlowPair(f"synthetic-{mag:g}px-{j}", f1, f2, flow, valid, float(mag)))
+    return pairs, source
+
+
+def load_pair(frame1: Path, frame2: Path, flo: Path) -> FlowPair:
+    """A user pair: two images (read as gray) and the ``.flo`` ground truth from frame1 to frame2."""
+    import cv2
+
+    from flowprep.flow.flo import read_flo, valid_mask
+
+    imgs = []
+    for p in (frame1, frame2):
+        img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise DecodeError(f"cannot read image {p}")
+        imgs.append(img)
+    flow = read_flo(flo)
+    if imgs[0].shape != imgs[1].shape or imgs[0].shape != flow.shape[:2]:
+        raise FlowprepError(f"pair {frame1.name}: sizes differ: {imgs[0].shape}, {imgs[1].shape}, flow {flow.shape[:2]}")
+    valid = valid_mask(flow)
+    mag = float(np.sqrt((np.where(valid[..., None], flow, 0) ** 2).sum(-1)).max())
+    return FlowPair(Path(frame1).name, imgs[0], imgs[1], np.where(valid[..., None], flow, 0).astype(np.float32),
+                    valid, mag)
+
+
+# -------------------------------------------------------------------------------------- metrics
+
+def epe(est: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """End-point errors (``float32``, pixels) of the valid pixels, flattened."""
+    d = est[valid].astype(np.float32) - gt[valid]
+    return np.sqrt((d * d).sum(-1))
+
+
+def _summary(errors: list[np.ndarray], pairs: Sequence[FlowPair]) -> tuple[float, float, float, dict[str, float]]:
+    allerr = np.concatenate(errors) if errors else np.zeros(0, np.float32)
+    by_mag: dict[str, list[np.ndarray]] = {}
+    for e, p in zip(errors, pairs):
+        by_mag.setdefault(f"{p.magnitude:g}" if p.name.startswith("synthetic-") else p.name, []).append(e)
+    per = {k: float(np.concatenate(v).mean()) for k, v in by_mag.items()}
+    if allerr.size == 0:
+        return float("nan"), float("nan"), float("nan"), per
+    return float(allerr.mean()), float((allerr > 1).mean()), float((allerr > 3).mean()), per
+
+
+def encoding_error(pairs: Sequence[FlowPair], enc: FlowEncoding) -> EncodingResult:
+    """EPE that encoding the true flow with ``enc`` (and decoding it back) adds."""
+    import cv2
+
+    errors = []
+    for p in pairs:
+        from flowprep.flow.encoding import max_radius
+
+        u, v = enc.encode(p.flow)
+        if enc.image_format == "jpg":
+            u, v = (cv2.imdecode(cv2.imencode(".jpg", c, [cv2.IMWRITE_JPEG_QUALITY, enc.jpeg_quality])[1],
+                                 cv2.IMREAD_GRAYSCALE) for c in (u, v))
+        rad = max_radius(p.flow) if enc.mode == "maxrad" else None
+        errors.append(epe(enc.decode(u, v, max_rad=rad), p.flow, p.valid))
+    mean, f1, f3, per = _summary(errors, pairs)
+    label = (f"{enc.mode}" + (f" bound {enc.bound:g}" if enc.mode == "fixed" else "") +
+             (f" jpg q{enc.jpeg_quality}" if enc.image_format == "jpg" else " png"))
+    return EncodingResult(label, enc.to_dict(), mean, f1, f3, per)
+
+
+def run_backend(name: str, pairs: Sequence[FlowPair], params: dict[str, Any] | None = None,
+                vis_dir: Path | None = None, strict: bool = False) -> tuple[BackendResult, list[str]]:
+    """Build backend ``name``, run it on every pair, and measure.
+
+    A backend that cannot run here raises (``strict``) or gives a result with ``error`` set.
+    """
+    from flowprep.errors import BackendNotInstalledError, BackendUnavailableError
+    from flowprep.flow.registry import create_backend
+
+    try:
+        backend = create_backend(name, **(params or {}))
+    except (BackendNotInstalledError, BackendUnavailableError) as exc:
+        if strict:
+            raise
+        return BackendResult(name, False, error=str(exc)), []
+    files = []
+    try:
+        backend.calc(pairs[0].prev, pairs[0].nxt)  # warm-up: lazy allocations, GPU context, caches
+        errors, seconds = [], 0.0
+        vis_pair = None
+        for p in pairs:
+            t0 = time.perf_counter()
+            est = backend.calc(p.prev, p.nxt)
+            seconds += time.perf_counter() - t0
+            errors.append(epe(est, p.flow, p.valid))
+            if vis_pair is None or abs(p.magnitude - 10) < abs(vis_pair[0].magnitude - 10):
+                vis_pair = (p, est)
+        mean, f1, f3, per = _summary(errors, pairs)
+        result = BackendResult(name, True, device=backend.device(), params=backend.params(), epe_mean=mean,
+                               frac_over_1px=f1, frac_over_3px=f3, fps=len(pairs) / max(seconds, 1e-9),
+                               pairs=len(pairs), epe_by_magnitude=per)
+        if vis_dir is not None and vis_pair is not None:
+            files.append(str(write_visualization(Path(vis_dir), name, *vis_pair)))
+    finally:
+        backend.close()
+    return result, files
+
+
+def write_visualization(vis_dir: Path, name: str, pair: FlowPair, est: np.ndarray) -> Path:
+    """PNG with frame1 | true flow | estimated flow (colour wheel, same scale) for one pair."""
+    import cv2
+
+    from flowprep.flow.visualize import flow_to_color
+
+    vis_dir.mkdir(parents=True, exist_ok=True)
+    scale = max(float(np.sqrt((pair.flow[pair.valid] ** 2).sum(-1)).max()) if pair.valid.any() else 1.0, 1.0)
+    frame = cv2.cvtColor(pair.prev, cv2.COLOR_GRAY2RGB)
+    row = np.concatenate([frame, flow_to_color(pair.flow, scale), flow_to_color(est, scale)], axis=1)
+    path = vis_dir / f"flow_{name}_{pair.name}.png"
+    cv2.imwrite(str(path), cv2.cvtColor(row, cv2.COLOR_RGB2BGR))
+    return path
+
+
+def write_plot(result: BenchResult, path: Path) -> Path:
+    """EPE (mean) against pairs/s, one point per backend, log-scale x; matplotlib with the Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for b in result.backends:
+        if b.available:
+            ax.scatter([b.fps], [b.epe_mean])
+            ax.annotate(b.name, (b.fps, b.epe_mean), textcoords="offset points", xytext=(5, 5))
+    ax.set_xscale("log")
+    ax.set_xlabel(f"pairs per second ({result.size[0]}x{result.size[1]}, {result.opencv_threads} OpenCV thread(s))")
+    ax.set_ylabel("mean end-point error (px)")
+    ax.set_title("flowprep bench-flow")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------- stage
+
+def bench_flow(backends: Sequence[str] | None = None, size: tuple[int, int] = (320, 240),
+               magnitudes: Sequence[float] = DEFAULT_MAGNITUDES, per_magnitude: int = 2,
+               extra_pairs: Sequence[tuple[Path, Path, Path]] = (), video: Path | None = DEFAULT_VIDEO,
+               bounds: Sequence[float] = (20.0,), jpeg_quality: int = 95, threads: int | None = 1,
+               backend_params: dict[str, dict[str, Any]] | None = None, plot: Path | None = None,
+               vis_dir: Path | None = None, seed: int = 0) -> BenchResult:
+    """Measure flow backends; the stage behind ``flowprep bench-flow``.
+
+    Args:
+        backends: registry names; a named backend that cannot run here is an error. Default: every
+            registered backend, those that cannot run here reported with the reason, not measured.
+        size: ``(width, height)`` of the synthetic pairs.
+        magnitudes: largest speed (pixels) of each level of synthetic pairs; empty for none.
+        per_magnitude: synthetic pairs per level (each from a different frame).
+        extra_pairs: ``(frame1, frame2, gt.flo)`` paths.
+        video: frames for synthetic pairs (None or missing: procedural texture).
+        bounds: ``fixed`` encoding bounds whose quantization error is reported (``maxrad`` always is).
+        jpeg_quality: JPEG quality for the encoding error rows.
+        threads: ``cv2.setNumThreads`` during the run (1 = one build worker's view); None leaves it.
+        backend_params: per-backend constructor parameters.
+        plot: PNG path for the EPE-vs-speed plot.
+        vis_dir: folder for one colour-wheel visualization per backend.
+        seed: for the synthetic fields.
+    """
+    import cv2
+
+    from flowprep.flow.registry import BACKENDS
+
+    names = list(backends) if backends else list(BACKENDS)
+    pairs, source = synthetic_pairs(size, magnitudes, per_magnitude, video, seed) if magnitudes else ([], "")
+    pairs += [load_pair(Path(a), Path(b), Path(c)) for a, b, c in extra_pairs]
+    if not pairs:
+        raise FlowprepError("bench-flow has no pairs: give magnitudes or --pair FRAME1 FRAME2 GT.flo")
+    old_threads = cv2.getNumThreads()
+    if threads is not None:
+        cv2.setNumThreads(int(threads))
+    try:
+        results, vis_files = [], []
+        for name in names:
+            log.info("bench-flow: running %s on %d pairs", name, len(pairs))
+            res, files = run_backend(name, pairs, (backend_params or {}).get(name), vis_dir, strict=bool(backends))
+            results.append(res)
+            vis_files += files
+    finally:
+        cv2.setNumThreads(old_threads)
+    encodings = [FlowEncoding("fixed", float(b), fmt, jpeg_quality) for b in bounds for fmt in ("png", "jpg")]
+    encodings += [FlowEncoding("maxrad", 20.0, fmt, jpeg_quality) for fmt in ("png", "jpg")]
+    enc_results = [encoding_error(pairs, e) for e in encodings]
+    pair_info = [{"name": p.name, "magnitude": p.magnitude, "size": [p.prev.shape[1], p.prev.shape[0]],
+                  "valid_fraction": float(p.valid.mean())} for p in pairs]
+    result = BenchResult((int(size[0]), int(size[1])), source or "pairs given", int(threads or cv2.getNumThreads()),
+                         pair_info, results, enc_results, vis_files=vis_files)
+    if plot is not None:
+        result.plot = str(write_plot(result, plot))
+    return result
+
+
+def format_table(result: BenchResult) -> str:
+    """The terminal report: one row per backend, then the encoding rows."""
+    mags = sorted({k for b in result.backends for k in b.epe_by_magnitude}, key=_mag_key)
+    head = f"{'backend':<12} {'EPE':>6} {'>1px':>6} {'>3px':>6} {'pairs/s':>8}  " + " ".join(f"{m + 'px':>6}" if _is_num(m) else f"{m[:6]:>6}" for m in mags)
+    lines = [f"flow backends on {len(result.pairs)} pairs at {result.size[0]}x{result.size[1]} "
+             f"(frames: {result.frames_source}; OpenCV threads: {result.opencv_threads}); EPE in px, mean per level at right", head]
+    for b in result.backends:
+        if not b.available:
+            lines.append(f"{b.name:<12} not run: {b.error}")
+            continue
+        lines.append(f"{b.name:<12} {b.epe_mean:6.2f} {b.frac_over_1px:6.1%} {b.frac_over_3px:6.1%} {b.fps:8.1f}  "
+                     + " ".join(f"{b.epe_by_magnitude.get(m, float('nan')):6.2f}" for m in mags))
+    lines.append("")
+    lines.append("error added by storing the true flow as 8-bit images:")
+    for e in result.encodings:
+        lines.append(f"  {e.label:<22} EPE {e.epe_mean:6.3f}  >1px {e.frac_over_1px:6.1%}  >3px {e.frac_over_3px:6.1%}")
+    if result.plot:
+        lines.append(f"plot: {result.plot}")
+    for f in result.vis_files:
+        lines.append(f"visualization: {f}")
+    return "\n".join(lines)
+
+
+def _is_num(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _mag_key(s: str) -> tuple[int, float, str]:
+    return (0, float(s), "") if _is_num(s) else (1, 0.0, s)

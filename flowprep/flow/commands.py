@@ -1,0 +1,96 @@
+"""CLI commands of the flow stage: ``flowprep backends`` and ``flowprep bench-flow``."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import click
+
+
+@click.command("backends")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def backends_cmd(as_json: bool) -> None:
+    """List the optical-flow backends: available here or not, why, how to install, which device."""
+    from flowprep.flow.registry import BACKENDS, backend_status
+
+    rows = [backend_status(name) for name in BACKENDS]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'backend':<10} {'available':<9}  {'device / why not':<}")
+    for r in rows:
+        if r["available"]:
+            click.echo(f"{r['name']:<10} {'yes':<9}  {r['device']}")
+        else:
+            click.echo(f"{r['name']:<10} {'no':<9}  {r['why']}")
+            click.echo(f"{'':<10} {'':<9}  install: {r['install_hint']}")
+    click.echo("`--flow auto` takes the first available of: nvof, vpi, tvl1")
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"expected WIDTHxHEIGHT like 320x240, got {value!r}") from None
+    if w < 16 or h < 16:
+        raise click.BadParameter("width and height must be at least 16")
+    return w, h
+
+
+def _floats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
+    if any(not (v > 0 and math.isfinite(v)) for v in vals):
+        raise click.BadParameter("magnitudes must be positive")
+    return vals
+
+
+@click.command("bench-flow")
+@click.option("--flow", "flows", multiple=True, metavar="NAME",
+              help="Backend to measure (repeatable); default every backend, those that cannot run are listed.")
+@click.option("--pair", "pairs", multiple=True, nargs=3, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="FRAME1 FRAME2 GT.flo", help="A real pair with Middlebury ground truth (repeatable).")
+@click.option("--size", default="320x240", show_default=True, callback=_size, help="Synthetic pair size WxH.")
+@click.option("--magnitudes", default="2,5,10,20,30", show_default=True, callback=_floats,
+              help="Largest motion (px) of each level of synthetic pairs.")
+@click.option("--pairs-per-magnitude", default=2, show_default=True, type=click.IntRange(0, 100))
+@click.option("--video", type=click.Path(path_type=Path), default=None,
+              help="Video whose first frames are warped (default: the carphone clip if present, else a texture).")
+@click.option("--bound", "bounds", multiple=True, type=click.FloatRange(min=0, min_open=True), default=(20.0,),
+              show_default=True, help="Fixed-encoding bound (px) whose 8-bit error is reported (repeatable).")
+@click.option("--jpeg-quality", default=95, show_default=True, type=click.IntRange(1, 100))
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(0, 256),
+              help="OpenCV threads while measuring (1 = what one build worker gets).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None, help="PNG: EPE vs pairs/s.")
+@click.option("--vis-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write one colour-wheel visualization per backend here.")
+@click.option("--seed", default=0, show_default=True, type=int)
+def bench_flow_cmd(flows, pairs, size, magnitudes, pairs_per_magnitude, video, bounds, jpeg_quality, threads,
+                   as_json, plot, vis_dir, seed) -> None:
+    """Accuracy (end-point error) and speed of flow backends on pairs with known flow."""
+    from flowprep.flow.bench import DEFAULT_VIDEO, bench_flow, format_table
+
+    result = bench_flow(list(flows) or None, size=size, magnitudes=magnitudes if pairs_per_magnitude else (),
+                        per_magnitude=pairs_per_magnitude, extra_pairs=[tuple(p) for p in pairs],
+                        video=video if video is not None else DEFAULT_VIDEO, bounds=bounds,
+                        jpeg_quality=jpeg_quality, threads=threads, plot=plot, vis_dir=vis_dir, seed=seed)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, default=_json_default))
+    else:
+        click.echo(format_table(result))
+
+
+def _json_default(obj):
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+COMMANDS = [backends_cmd, bench_flow_cmd]

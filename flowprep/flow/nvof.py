@@ -1,0 +1,435 @@
+"""NVIDIA Optical Flow hardware engine (Turing and newer) through the driver's ``libnvidia-opticalflow.so.1``.
+
+EXPERIMENTAL, not yet run on hardware. Two paths:
+
+* ``path="ctypes"``: the C interface bound with ctypes (:mod:`flowprep.flow.nvof_api`), CUDA context
+  and pitched copies through NVIDIA's ``cuda-bindings`` (``pip install 'flowprep[nvof]'``). No custom
+  OpenCV build needed; every NVIDIA driver ships the library (containers need
+  ``NVIDIA_DRIVER_CAPABILITIES`` to include ``video`` for it to be mounted).
+* ``path="opencv"``: ``cv2.cuda.NvidiaOpticalFlow_2_0`` when OpenCV was built with CUDA.
+
+``path="auto"`` takes ctypes when its pieces are present, else OpenCV's. The engine returns S10.5
+vectors on a 1x1, 2x2 or 4x4 grid (1 and 2 from Ampere on); they are converted to pixels
+(:func:`s10_5_to_float`) and bilinearly upsampled to full resolution (:func:`upsample_grid_flow`).
+The vectors are already in full-resolution pixels, so upsampling does not scale them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from typing import Any
+
+import numpy as np
+
+from flowprep.errors import BackendNotInstalledError, BackendUnavailableError, ConfigError
+from flowprep.flow import nvof_api as api
+from flowprep.flow.base import FlowBackend, check_pair
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "`pip install 'flowprep[nvof]'` (NVIDIA's cuda-bindings)"
+CONTAINER_HINT = ("in a container, start it with NVIDIA_DRIVER_CAPABILITIES=compute,utility,video "
+                  "(or =all) so that the runtime mounts libnvidia-opticalflow.so.1")
+#: GPUs built on TU117 have no optical-flow engine although they are Turing (compute 7.5)
+TU117_NAMES = ("GTX 1650", "GTX 1630", "T400", "T600", "T1000", "T1200", "MX450", "MX550")
+MIN_COMPUTE_CAPABILITY = (7, 5)
+
+
+# ------------------------------------------------------------------------------ pure conversions
+
+def s10_5_to_float(vectors: np.ndarray) -> np.ndarray:
+    """S10.5 fixed point (``int16``, 5 fractional bits) to pixels: ``value / 32``.
+
+    Args:
+        vectors: ``int16`` ``(h, w, 2)`` (x then y), as ``NV_OF_FLOW_VECTOR`` or VPI's 2S16 output.
+
+    Returns:
+        ``float32`` ``(h, w, 2)`` pixels, range -1024 .. 1023.97.
+    """
+    if vectors.dtype != np.int16:
+        raise ValueError(f"S10.5 vectors must be int16, got {vectors.dtype}")
+    return vectors.astype(np.float32) * np.float32(1.0 / 32.0)
+
+
+def upsample_grid_flow(flow: np.ndarray, grid: int, height: int, width: int) -> np.ndarray:
+    """Flow on a ``grid x grid`` block grid to one vector per pixel.
+
+    Vector ``(i, j)`` describes the block of pixels ``[i*grid, (i+1)*grid) x [j*grid, (j+1)*grid)``,
+    i.e. it sits at the block's centre; bilinear interpolation between block centres (edge blocks
+    extend to the border). Values are *not* scaled: hardware vectors are already in pixels of the
+    full-resolution image.
+
+    Args:
+        flow: ``float32`` ``(ceil(height/grid), ceil(width/grid), 2)``, pixels.
+        grid: 1, 2 or 4.
+        height, width: full resolution.
+
+    Returns:
+        ``float32`` ``(height, width, 2)``.
+    """
+    import cv2
+
+    gh, gw = flow.shape[:2]
+    if (gh, gw) != api.output_grid_shape(width, height, grid):
+        raise ValueError(f"grid flow {flow.shape[:2]} does not match {width}x{height} on grid {grid}")
+    if grid == 1:
+        return np.ascontiguousarray(flow, dtype=np.float32)
+    # cv2.resize maps pixel centres to pixel centres: output pixel x samples input (x + 0.5)/grid - 0.5,
+    # exactly the block-centre convention; the padded blocks past the edge are cropped off.
+    up = cv2.resize(np.ascontiguousarray(flow, dtype=np.float32), (gw * grid, gh * grid),
+                    interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(up[:height, :width])
+
+
+def is_tu117(name: str) -> bool:
+    """True for GPU names of the TU117 chip (no optical-flow engine). GTX 1650 SUPER is TU116 and has one."""
+    return any(n in name for n in TU117_NAMES) and "SUPER" not in name
+
+
+def check_device(name: str, capability: tuple[int, int]) -> None:
+    """Raise :class:`BackendUnavailableError` for a GPU without an optical-flow engine."""
+    if tuple(capability) < MIN_COMPUTE_CAPABILITY:
+        raise BackendUnavailableError(
+            f"{name} (compute capability {capability[0]}.{capability[1]}) has no optical-flow engine: NVOF needs "
+            "Turing or newer (compute 7.5+: T4, RTX 20xx+, A100, A10, L4, H100, ...); use --flow tvl1-fast on the CPU"
+            + (" or --flow vpi on a Jetson" if capability == (7, 2) or capability == (8, 7) else ""))
+    if is_tu117(name):
+        raise BackendUnavailableError(
+            f"{name} is a TU117 GPU, which has no optical-flow engine; use another GPU or --flow tvl1-fast")
+
+
+# -------------------------------------------------------------------------------- environment
+
+def _load_library(name: str) -> ctypes.CDLL:
+    """``ctypes.CDLL(name)``; a seam for tests."""
+    return ctypes.CDLL(name)
+
+
+def _import_cuda_driver() -> Any:
+    """NVIDIA's cuda-bindings driver module: ``cuda.bindings.driver`` (12.6+) or the older ``cuda.cuda``."""
+    try:
+        from cuda.bindings import driver
+    except ImportError:
+        try:
+            from cuda import cuda as driver  # cuda-python < 12.6
+        except ImportError as exc:
+            raise BackendNotInstalledError(
+                f"nvof needs NVIDIA's cuda-bindings for the CUDA context and copies ({exc}); install {INSTALL_HINT}"
+            ) from exc
+    return driver
+
+
+def _opencv_nvof() -> Any | None:
+    """``cv2.cuda.NvidiaOpticalFlow_2_0`` when OpenCV has CUDA and sees a device, else None."""
+    try:
+        import cv2
+
+        if cv2.cuda.getCudaEnabledDeviceCount() > 0 and hasattr(cv2.cuda, "NvidiaOpticalFlow_2_0"):
+            return cv2.cuda.NvidiaOpticalFlow_2_0
+    except (ImportError, AttributeError, Exception):  # cv2.error when the CUDA runtime is broken
+        return None
+    return None
+
+
+def _cu(driver: Any, result: Any, what: str) -> Any:
+    """Unpack a cuda-bindings ``(CUresult, value...)`` tuple, raising on error."""
+    if not isinstance(result, tuple):
+        result = (result,)
+    err, vals = result[0], result[1:]
+    if err != driver.CUresult.CUDA_SUCCESS:
+        name = getattr(err, "name", str(err))
+        if name in ("CUDA_ERROR_NO_DEVICE", "CUDA_ERROR_INVALID_DEVICE"):
+            raise BackendUnavailableError(f"CUDA {what}: {name}: no usable NVIDIA GPU here (check CUDA_VISIBLE_DEVICES)")
+        raise BackendUnavailableError(f"CUDA {what} failed: {name}")
+    return vals[0] if len(vals) == 1 else vals
+
+
+def _device_info(driver: Any, gpu: int) -> tuple[Any, str, tuple[int, int]]:
+    """``(CUdevice, name, (major, minor))`` for ordinal ``gpu``."""
+    _cu(driver, driver.cuInit(0), "cuInit")
+    count = _cu(driver, driver.cuDeviceGetCount(), "cuDeviceGetCount")
+    if count == 0:
+        raise BackendUnavailableError("the NVIDIA driver sees no GPU (check CUDA_VISIBLE_DEVICES / the container's --gpus)")
+    if not 0 <= gpu < count:
+        raise BackendUnavailableError(f"GPU {gpu} does not exist: {count} visible (ordinals 0..{count - 1})")
+    dev = _cu(driver, driver.cuDeviceGet(gpu), "cuDeviceGet")
+    raw = _cu(driver, driver.cuDeviceGetName(256, dev), "cuDeviceGetName")
+    name = raw.split(b"\0", 1)[0].decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+    attr = driver.CUdevice_attribute
+    major = _cu(driver, driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev), "attr")
+    minor = _cu(driver, driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev), "attr")
+    return dev, name, (int(major), int(minor))
+
+
+def check_environment(gpu: int = 0) -> tuple[Any, ctypes.CDLL, str, tuple[int, int]]:
+    """The ordered checks behind :meth:`NvofBackend.probe` for the ctypes path.
+
+    Returns:
+        ``(cuda driver module, optical-flow library, GPU name, compute capability)``.
+    """
+    try:
+        _load_library(api.CUDA_DRIVER_LIBRARY)
+    except OSError as exc:
+        raise BackendUnavailableError(
+            f"no NVIDIA driver here ({api.CUDA_DRIVER_LIBRARY} not found: {exc}); nvof needs an NVIDIA GPU and driver"
+        ) from exc
+    try:
+        oflib = _load_library(api.LIBRARY)
+    except OSError as exc:
+        raise BackendUnavailableError(
+            f"the NVIDIA driver is present but {api.LIBRARY} is not ({exc}); {CONTAINER_HINT}; "
+            "outside containers install the full driver (e.g. the libnvidia-compute/-encode packages)") from exc
+    driver = _import_cuda_driver()
+    _, name, cc = _device_info(driver, gpu)
+    check_device(name, cc)
+    return driver, oflib, name, cc
+
+
+# ------------------------------------------------------------------------------------- backend
+
+class NvofBackend(FlowBackend):
+    """NVIDIA Optical Flow engine. EXPERIMENTAL: not yet run on hardware.
+
+    Args:
+        preset: ``"slow"`` (best), ``"medium"`` or ``"fast"`` (NV_OF_PERF_LEVEL).
+        grid: output grid 1, 2 or 4 (pixels per vector side); 1 and 2 need Ampere or newer. If the
+            GPU lacks the grid asked for, the finest supported coarser one is used and recorded.
+        gpu: CUDA device ordinal (after ``CUDA_VISIBLE_DEVICES``); the build gives each worker one.
+        path: ``"auto"``, ``"ctypes"`` or ``"opencv"`` (see the module docstring).
+    """
+
+    name = "nvof"
+
+    def __init__(self, preset: str = "slow", grid: int = 1, gpu: int = 0, path: str = "auto") -> None:
+        if preset not in api.PERF_LEVELS:
+            raise ConfigError(f"nvof preset must be one of {sorted(api.PERF_LEVELS)}, got {preset!r}")
+        if int(grid) not in api.GRID_SIZES:
+            raise ConfigError(f"nvof grid must be one of {api.GRID_SIZES}, got {grid!r}")
+        if path not in ("auto", "ctypes", "opencv"):
+            raise ConfigError(f"nvof path must be auto, ctypes or opencv, got {path!r}")
+        self.preset, self.grid, self.gpu = preset, int(grid), int(gpu)
+        self._path = self._choose_path(path)
+        self._session: _Session | None = None
+        self._cv = None
+        self._cv_cls = _opencv_nvof() if self._path == "opencv" else None
+        self._hw_grid = self.grid
+        self._shape: tuple[int, int] | None = None
+        if self._path == "ctypes":
+            self._driver, self._oflib, self._gpu_name, self._cc = check_environment(self.gpu)
+        else:
+            self._gpu_name, self._cc = "", (0, 0)
+
+    def _choose_path(self, path: str) -> str:
+        if path == "opencv":
+            if _opencv_nvof() is None:
+                raise BackendUnavailableError("OpenCV here has no CUDA device or no cv2.cuda.NvidiaOpticalFlow_2_0; "
+                                              "use path=ctypes with " + INSTALL_HINT)
+            return "opencv"
+        if path == "ctypes":
+            return "ctypes"
+        try:
+            check_environment(self.gpu)
+            return "ctypes"
+        except BackendNotInstalledError:
+            if _opencv_nvof() is not None:
+                log.info("nvof: cuda-bindings missing, using OpenCV's NvidiaOpticalFlow_2_0")
+                return "opencv"
+            raise
+
+    @classmethod
+    def probe(cls, gpu: int = 0) -> str:
+        """Cheap check that NVOF can run here; returns the device description or raises with the fix."""
+        try:
+            _, _, name, cc = check_environment(gpu)
+        except BackendNotInstalledError:
+            if _opencv_nvof() is not None:
+                return f"cuda:{gpu} (via OpenCV NvidiaOpticalFlow_2_0)"
+            raise
+        return f"cuda:{gpu} ({name}, sm_{cc[0]}{cc[1]})"
+
+    def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        check_pair(prev, nxt)
+        h, w = prev.shape
+        if self._shape != (h, w):
+            self.close()
+            self._shape = (h, w)
+            if self._path == "ctypes":
+                self._session = _Session(self._driver, self._oflib, self.gpu, w, h, self.preset, self.grid)
+                self._hw_grid = self._session.grid
+            else:
+                self._cv = self._cv_cls.create((w, h), perfPreset=api.PERF_LEVELS[self.preset],
+                                               outputGridSize=self.grid, hintGridSize=self.grid,
+                                               enableTemporalHints=False, enableExternalHints=False,
+                                               enableCostBuffer=False, gpuId=self.gpu)
+        if self._path == "ctypes":
+            vectors = self._session.run(prev, nxt)
+        else:
+            out = self._cv.calc(prev, nxt, None)
+            vectors = np.asarray(out[0] if isinstance(out, tuple) else out).reshape(
+                *api.output_grid_shape(w, h, self.grid), 2).astype(np.int16, copy=False)
+        return upsample_grid_flow(s10_5_to_float(vectors), self._hw_grid, h, w)
+
+    def params(self) -> dict[str, Any]:
+        return {"preset": self.preset, "grid": self.grid, "hardware_grid": self._hw_grid, "path": self._path}
+
+    def device(self) -> str:
+        extra = f" ({self._gpu_name}, sm_{self._cc[0]}{self._cc[1]})" if self._gpu_name else ""
+        return f"cuda:{self.gpu}{extra}"
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        if self._cv is not None:
+            collect = getattr(self._cv, "collectGarbage", None)
+            if collect is not None:
+                collect()
+            self._cv = None
+        self._shape = None
+
+
+class _Session:
+    """One NVOF session for a frame size: context, two input buffers, one output buffer."""
+
+    def __init__(self, driver: Any, oflib: ctypes.CDLL, gpu: int, width: int, height: int, preset: str,
+                 grid: int) -> None:
+        self.driver, self.width, self.height = driver, width, height
+        self._handle = api.NvOFHandle()
+        self._buffers: list[api.NvOFGPUBufferHandle] = []
+        dev = _cu(driver, driver.cuDeviceGet(gpu), "cuDeviceGet")
+        self._dev = dev
+        self._ctx = _cu(driver, driver.cuDevicePrimaryCtxRetain(dev), "cuDevicePrimaryCtxRetain")
+        _cu(driver, driver.cuCtxPushCurrent(self._ctx), "cuCtxPushCurrent")
+        try:
+            create, max_version = api.bind_entry_points(oflib)
+            version = api.api_version(api.API_MAJOR, api.API_MINOR)
+            if max_version is not None:
+                supported = ctypes.c_uint32()
+                if max_version(ctypes.byref(supported)) == api.NV_OF_SUCCESS:
+                    if supported.value >> 4 < api.MIN_API_MAJOR:
+                        raise BackendUnavailableError(
+                            f"the NVIDIA driver offers optical-flow interface {supported.value >> 4}.{supported.value & 15}; "
+                            f"{api.MIN_API_MAJOR}.0 or newer is needed: update the driver")
+                    version = min(version, supported.value)
+            self.fn = api.NV_OF_CUDA_API_FUNCTION_LIST()
+            self._check(create(version, ctypes.byref(self.fn)), "NvOFAPICreateInstanceCuda")
+            self._check(self.fn.nvCreateOpticalFlowCuda(ctypes.c_void_p(int(self._ctx)), ctypes.byref(self._handle)),
+                        "nvCreateOpticalFlowCuda")
+            self.grid = self._pick_grid(grid)
+            init = api.NV_OF_INIT_PARAMS(width=width, height=height, outGridSize=self.grid, hintGridSize=0,
+                                         mode=api.NV_OF_MODE_OPTICALFLOW, perfLevel=api.PERF_LEVELS[preset],
+                                         enableExternalHints=api.NV_OF_FALSE, enableOutputCost=api.NV_OF_FALSE,
+                                         predDirection=api.NV_OF_PRED_DIRECTION_FORWARD,
+                                         inputBufferFormat=api.NV_OF_BUFFER_FORMAT_GRAYSCALE8)
+            self._check(self.fn.nvOFInit(self._handle, ctypes.byref(init)), "nvOFInit")
+            self._check(self.fn.nvOFSetIOCudaStreams(self._handle, None, None), "nvOFSetIOCudaStreams")
+            self.out_h, self.out_w = api.output_grid_shape(width, height, self.grid)
+            self.inputs = [self._buffer(width, height, api.NV_OF_BUFFER_USAGE_INPUT, api.NV_OF_BUFFER_FORMAT_GRAYSCALE8)
+                           for _ in range(2)]
+            self.output = self._buffer(self.out_w, self.out_h, api.NV_OF_BUFFER_USAGE_OUTPUT,
+                                       api.NV_OF_BUFFER_FORMAT_SHORT2)
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            driver.cuCtxPopCurrent()
+
+    def _check(self, status: int, what: str) -> None:
+        if status == api.NV_OF_SUCCESS:
+            return
+        detail = ""
+        if self._handle and self.fn.nvOFGetLastError:
+            buf = ctypes.create_string_buffer(api.MIN_ERROR_STRING_SIZE * 4)
+            size = ctypes.c_uint32(len(buf))
+            if self.fn.nvOFGetLastError(self._handle, buf, ctypes.byref(size)) == api.NV_OF_SUCCESS:
+                detail = ": " + buf.value.decode(errors="replace")
+        if status in api.NO_ENGINE_STATUSES:
+            raise BackendUnavailableError(f"{what}: {api.status_name(status)}{detail}: this GPU has no usable "
+                                          "optical-flow engine (needs Turing or newer, not TU117)")
+        raise BackendUnavailableError(f"{what} failed: {api.status_name(status)}{detail}")
+
+    def _pick_grid(self, wanted: int) -> int:
+        size = ctypes.c_uint32()
+        fn = self.fn.nvOFGetCaps
+        self._check(fn(self._handle, api.NV_OF_CAPS_SUPPORTED_OUTPUT_GRID_SIZES, None, ctypes.byref(size)), "nvOFGetCaps")
+        values = (ctypes.c_uint32 * max(1, size.value))()
+        self._check(fn(self._handle, api.NV_OF_CAPS_SUPPORTED_OUTPUT_GRID_SIZES, values, ctypes.byref(size)),
+                    "nvOFGetCaps")
+        supported = sorted(int(v) for v in values[: size.value]) or [4]
+        return choose_grid(wanted, supported)
+
+    def _buffer(self, width: int, height: int, usage: int, fmt: int) -> tuple[Any, int, int]:
+        desc = api.NV_OF_BUFFER_DESCRIPTOR(width=width, height=height, bufferUsage=usage, bufferFormat=fmt)
+        handle = api.NvOFGPUBufferHandle()
+        self._check(self.fn.nvOFCreateGPUBufferCuda(self._handle, ctypes.byref(desc),
+                                                    api.NV_OF_CUDA_BUFFER_TYPE_CUDEVICEPTR, ctypes.byref(handle)),
+                    "nvOFCreateGPUBufferCuda")
+        self._buffers.append(handle)
+        stride = api.NV_OF_CUDA_BUFFER_STRIDE_INFO()
+        self._check(self.fn.nvOFGPUBufferGetStrideInfo(handle, ctypes.byref(stride)), "nvOFGPUBufferGetStrideInfo")
+        ptr = int(self.fn.nvOFGPUBufferGetCUdeviceptr(handle))
+        return handle, ptr, int(stride.strideInfo[0].strideXInBytes)
+
+    def _copy(self, host: np.ndarray, dev_ptr: int, dev_pitch: int, to_device: bool) -> None:
+        d = self.driver
+        m = d.CUDA_MEMCPY2D()
+        host_type, dev_type = d.CUmemorytype.CU_MEMORYTYPE_HOST, d.CUmemorytype.CU_MEMORYTYPE_DEVICE
+        if to_device:
+            m.srcMemoryType, m.srcHost, m.srcPitch = host_type, host.ctypes.data, host.strides[0]
+            m.dstMemoryType, m.dstDevice, m.dstPitch = dev_type, d.CUdeviceptr(dev_ptr), dev_pitch
+        else:
+            m.srcMemoryType, m.srcDevice, m.srcPitch = dev_type, d.CUdeviceptr(dev_ptr), dev_pitch
+            m.dstMemoryType, m.dstHost, m.dstPitch = host_type, host.ctypes.data, host.strides[0]
+        m.WidthInBytes = host.shape[1] * host.itemsize * (host.shape[2] if host.ndim == 3 else 1)
+        m.Height = host.shape[0]
+        _cu(d, d.cuMemcpy2D(m), "cuMemcpy2D")
+
+    def run(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        """S10.5 vectors ``int16`` ``(out_h, out_w, 2)`` from ``prev`` to ``nxt``."""
+        d = self.driver
+        _cu(d, d.cuCtxPushCurrent(self._ctx), "cuCtxPushCurrent")
+        try:
+            # NVOF's "input" frame is the current one and "reference" the previous: vectors point
+            # from input to reference pixels. OpenCV's wrapper calls calc(input=prev, reference=next)
+            # and documents the result as prev -> next flow; we follow it (to verify on hardware).
+            for (_, ptr, pitch), frame in zip(self.inputs, (prev, nxt)):
+                self._copy(np.ascontiguousarray(frame), ptr, pitch, to_device=True)
+            inp = api.NV_OF_EXECUTE_INPUT_PARAMS(inputFrame=self.inputs[0][0], referenceFrame=self.inputs[1][0],
+                                                 disableTemporalHints=api.NV_OF_TRUE)
+            out = api.NV_OF_EXECUTE_OUTPUT_PARAMS(outputBuffer=self.output[0])
+            self._check(self.fn.nvOFExecute(self._handle, ctypes.byref(inp), ctypes.byref(out)), "nvOFExecute")
+            _cu(d, d.cuCtxSynchronize(), "cuCtxSynchronize")
+            vectors = np.empty((self.out_h, self.out_w, 2), np.int16)
+            self._copy(vectors, self.output[1], self.output[2], to_device=False)
+            return vectors
+        finally:
+            d.cuCtxPopCurrent()
+
+    def close(self) -> None:
+        if getattr(self, "_ctx", None) is None:
+            return
+        d = self.driver
+        d.cuCtxPushCurrent(self._ctx)
+        try:
+            for handle in self._buffers:
+                self.fn.nvOFDestroyGPUBufferCuda(handle)
+            self._buffers = []
+            if self._handle:
+                self.fn.nvOFDestroy(self._handle)
+                self._handle = api.NvOFHandle()
+        finally:
+            d.cuCtxPopCurrent()
+            d.cuDevicePrimaryCtxRelease(self._dev)
+            self._ctx = None
+
+
+def choose_grid(wanted: int, supported: list[int]) -> int:
+    """The grid to ask the hardware for: ``wanted`` if supported, else the finest supported coarser one
+    (else the coarsest available). Turing supports only 4; Ampere and newer 1, 2 and 4."""
+    if wanted in supported:
+        return wanted
+    coarser = [g for g in sorted(supported) if g > wanted]
+    grid = coarser[0] if coarser else max(supported)
+    log.info("nvof: grid %d not supported by this GPU (supports %s); using %d and upsampling", wanted, supported, grid)
+    return grid

@@ -1,0 +1,173 @@
+"""bench-flow: .flo files, colour wheel, synthetic warps with known flow, metrics, the stage and its CLI."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from flowprep.errors import DatasetError
+from flowprep.flow.bench import (BenchResult, bench_flow, encoding_error, epe, format_table, load_frames,
+                                 smooth_field, synthetic_pairs, warp_pair)
+from flowprep.flow.encoding import FlowEncoding
+from flowprep.flow.flo import UNKNOWN_FLOW, read_flo, valid_mask, write_flo
+from flowprep.flow.visualize import color_wheel, flow_to_color
+from flowprep.synth import texture
+
+
+@pytest.fixture(scope="module")
+def gray():
+    return cv2.cvtColor(texture(72, 96, seed=5), cv2.COLOR_RGB2GRAY)
+
+
+def test_flo_round_trip(tmp_path):
+    flow = np.random.default_rng(0).normal(size=(7, 5, 2)).astype(np.float32)
+    flow[0, 0] = UNKNOWN_FLOW
+    write_flo(tmp_path / "a.flo", flow)
+    raw = (tmp_path / "a.flo").read_bytes()
+    assert raw[:4] == b"PIEH" and len(raw) == 12 + 7 * 5 * 8
+    back = read_flo(tmp_path / "a.flo")
+    np.testing.assert_array_equal(back, flow)
+    mask = valid_mask(back)
+    assert not mask[0, 0] and mask.sum() == 34
+
+
+def test_flo_errors(tmp_path):
+    (tmp_path / "bad.flo").write_bytes(b"nope" + bytes(8))
+    with pytest.raises(DatasetError, match="not a Middlebury"):
+        read_flo(tmp_path / "bad.flo")
+    write_flo(tmp_path / "t.flo", np.zeros((4, 4, 2), np.float32))
+    (tmp_path / "t.flo").write_bytes((tmp_path / "t.flo").read_bytes()[:-8])
+    with pytest.raises(DatasetError, match="truncated"):
+        read_flo(tmp_path / "t.flo")
+    with pytest.raises(DatasetError, match="cannot read"):
+        read_flo(tmp_path / "missing.flo")
+
+
+def test_colour_wheel():
+    wheel = color_wheel()
+    assert wheel.shape == (55, 3) and wheel.min() >= 0 and wheel.max() <= 255
+    flow = np.zeros((3, 3, 2), np.float32)
+    flow[1, 1] = (2, 0)  # right, full speed
+    flow[0, 0] = np.nan
+    img = flow_to_color(flow)
+    assert img.shape == (3, 3, 3) and img.dtype == np.uint8
+    assert tuple(img[2, 2]) == (255, 255, 255)  # no motion is white
+    assert img[1, 1, 0] > 200 and img[1, 1, 1] < 60  # rightwards is red
+    assert tuple(img[0, 0]) == (0, 0, 0)
+
+
+def test_smooth_field_magnitude():
+    f = smooth_field(48, 64, 12.0, np.random.default_rng(1))
+    assert f.shape == (48, 64, 2) and f.dtype == np.float32
+    assert np.sqrt((f ** 2).sum(-1)).max() == pytest.approx(12.0, rel=1e-4)
+    # smooth: neighbouring vectors differ far less than a pixel
+    assert np.abs(np.diff(f, axis=1)).max() < 0.5
+
+
+def test_warp_constant_field(gray):
+    field = np.zeros(gray.shape + (2,), np.float32)
+    field[...] = (3.0, -2.0)
+    f2, flow, valid = warp_pair(gray, field)
+    np.testing.assert_allclose(flow, field, atol=1e-5)
+    # frame2(y) = frame1(y - (3, -2)): content moved right by 3 and up by 2
+    np.testing.assert_array_equal(f2[5:-5, 5:-5], gray[7:-3, 2:-8])
+    assert not valid[:, -3:].any() and valid[10:-10, 10:-10].all()
+
+
+def test_warp_forward_flow_is_consistent(gray):
+    field = smooth_field(*gray.shape, 8.0, np.random.default_rng(2))
+    f2, flow, valid = warp_pair(gray, field)
+    h, w = gray.shape
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    # the defining property of the true forward flow: frame1(x) == frame2(x + F(x))
+    back = cv2.remap(f2.astype(np.float32), gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR)
+    err = np.abs(back - gray.astype(np.float32))[valid]
+    assert valid.mean() > 0.7 and err.mean() < 3.0  # two bilinear resamplings of a textured image
+    # using the field itself as the flow (the common mistake) is measurably worse
+    wrong = cv2.remap(f2.astype(np.float32), gx + field[..., 0], gy + field[..., 1], cv2.INTER_LINEAR)
+    assert np.abs(wrong - gray.astype(np.float32))[valid].mean() > err.mean()
+
+
+def test_dis_recovers_synthetic_flow():
+    pairs, source = synthetic_pairs((96, 72), magnitudes=(4.0,), per_magnitude=1, video=None)
+    assert source == "flowprep.synth.texture" and pairs[0].magnitude == 4.0
+    p = pairs[0]
+    est = cv2.DISOpticalFlow_create(2).calc(p.prev, p.nxt, None)
+    assert epe(est, p.flow, p.valid).mean() < 1.0
+
+
+def test_load_frames_from_video_and_fallback(tmp_path):
+    from flowprep.synth import moving_frames, write_video
+
+    write_video(tmp_path / "v.avi", moving_frames(25, 48, 64, (1.0, 0.0), seed=0), codec="ffv1")
+    frames, src = load_frames(tmp_path / "v.avi", 3, (32, 24))
+    assert src.endswith("v.avi") and len(frames) == 3 and frames[0].shape == (24, 32) and frames[0].dtype == np.uint8
+    frames, src = load_frames(tmp_path / "missing.mp4", 2, (32, 24))
+    assert src == "flowprep.synth.texture" and len(frames) == 2
+
+
+def test_encoding_error_rows():
+    pairs, _ = synthetic_pairs((64, 48), magnitudes=(3.0, 30.0), per_magnitude=1, video=None)
+    png = encoding_error(pairs, FlowEncoding("maxrad", image_format="png"))
+    assert png.epe_mean < 0.15 and png.frac_over_1px == 0
+    fixed = encoding_error(pairs, FlowEncoding("fixed", 20.0, "png"))
+    assert fixed.epe_by_magnitude["3"] < 0.1  # half a step of 40/255 px
+    assert fixed.epe_by_magnitude["30"] > 10 * fixed.epe_by_magnitude["3"]  # clipped at 20 px
+    jpg = encoding_error(pairs, FlowEncoding("fixed", 20.0, "jpg", 95))
+    assert jpg.epe_by_magnitude["3"] >= fixed.epe_by_magnitude["3"] - 1e-6
+
+
+def test_bench_stage(tmp_path, gray):
+    # a user pair: a pure 2 px shift to the right with its .flo
+    m = np.float32([[1, 0, 2], [0, 1, 0]])
+    shifted = cv2.warpAffine(gray, m, (gray.shape[1], gray.shape[0]), borderMode=cv2.BORDER_REFLECT)
+    cv2.imwrite(str(tmp_path / "f1.png"), gray)
+    cv2.imwrite(str(tmp_path / "f2.png"), shifted)
+    gt = np.zeros(gray.shape + (2,), np.float32)
+    gt[..., 0] = 2
+    gt[:, -2:] = UNKNOWN_FLOW
+    write_flo(tmp_path / "gt.flo", gt)
+    result = bench_flow(["dis", "farneback"], size=(96, 72), magnitudes=(2.0, 8.0), per_magnitude=1, video=None,
+                        extra_pairs=[(tmp_path / "f1.png", tmp_path / "f2.png", tmp_path / "gt.flo")],
+                        plot=tmp_path / "plot.png", vis_dir=tmp_path / "vis")
+    assert isinstance(result, BenchResult)
+    assert [b.name for b in result.backends] == ["dis", "farneback"]
+    dis = result.backends[0]
+    assert dis.available and dis.pairs == 3 and dis.fps > 0 and dis.epe_mean < 1.5
+    assert set(dis.epe_by_magnitude) == {"2", "8", "f1.png"} and dis.epe_by_magnitude["f1.png"] < 1.0
+    assert 0 <= dis.frac_over_3px <= dis.frac_over_1px <= 1
+    assert (tmp_path / "plot.png").stat().st_size > 1000
+    assert len(result.vis_files) == 2 and all((tmp_path / "vis").glob("flow_dis_*.png"))
+    assert {e.label for e in result.encodings} == {"fixed bound 20 png", "fixed bound 20 jpg q95", "maxrad png",
+                                                   "maxrad jpg q95"}
+    json.dumps(result.to_dict())
+    table = format_table(result)
+    assert "dis" in table and "maxrad png" in table
+
+
+def test_bench_cli_json_and_unavailable_listed():
+    from flowprep.cli import cli
+
+    res = CliRunner().invoke(cli, ["bench-flow", "--flow", "dis", "--size", "64x48", "--magnitudes", "3",
+                                   "--pairs-per-magnitude", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["size"] == [64, 48] and data["backends"][0]["name"] == "dis" and data["opencv_threads"] == 1
+    res = CliRunner().invoke(cli, ["bench-flow", "--size", "64by48"])
+    assert res.exit_code == 2
+
+
+def test_bench_default_lists_gpu_backends_as_not_run(monkeypatch):
+    from flowprep.flow import bench
+
+    monkeypatch.setattr("flowprep.flow.registry.BACKENDS",
+                        {k: v for k, v in __import__("flowprep.flow.registry", fromlist=["BACKENDS"]).BACKENDS.items()
+                         if k in ("nvof", "vpi", "dis")})
+    result = bench.bench_flow(None, size=(64, 48), magnitudes=(2.0,), per_magnitude=1, video=None)
+    rows = {b.name: b for b in result.backends}
+    assert rows["dis"].available and not rows["nvof"].available and "libcuda" in rows["nvof"].error
+    assert "not run" in format_table(result)
