@@ -1,0 +1,189 @@
+"""Model runners for inference: an exported ONNX model through ONNX Runtime, or a checkpoint in PyTorch.
+
+Both take ``{input name: float32 array (B, ...)}`` and return ``float32`` logits ``(B, num_classes)``.
+An ONNX model is described by the ``flowprep_model.json`` that ``flowprep export`` writes beside
+it (classes, frames, input size, and how the training frames and flow were made); a checkpoint
+carries the same in its dict.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flowprep.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: preferred ONNX Runtime providers, best first (only those present are used)
+PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+STREAMS = {"rgb": ("rgb",), "of": ("of",), "joint": ("rgb", "of")}
+NAMES = {"rgb": "input_rgb", "of": "input_of"}
+
+
+@dataclass
+class ModelSpec:
+    """What inference needs to know about a model.
+
+    Attributes:
+        arch, modality: ``"2d"``/``"3d"``, ``"rgb"``/``"of"``/``"joint"``.
+        frames, sample_rate, input_size: T, step between frames of a window, S.
+        classes: label names, index = class id.
+        decode, rgb, flow, encoding: the training dataset record's sections of those names (or None).
+        source: the model file.
+    """
+
+    arch: str
+    modality: str
+    frames: int
+    sample_rate: int
+    input_size: int
+    classes: list[str]
+    decode: dict[str, Any] | None = None
+    rgb: dict[str, Any] | None = None
+    flow: dict[str, Any] | None = None
+    encoding: dict[str, Any] | None = None
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        return STREAMS[self.modality]
+
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Input name -> shape without batch (same as ``flowprep.train.models.input_shapes``)."""
+        t, s = self.frames, self.input_size
+        return {NAMES[st]: ((3 if st == "rgb" else 2) * t, s, s) if self.arch == "2d"
+                else ((3 if st == "rgb" else 2), t, s, s) for st in self.streams}
+
+
+def spec_from_record(rec: dict[str, Any], source: str) -> ModelSpec:
+    """A :class:`ModelSpec` from ``flowprep_model.json``'s dict."""
+    try:
+        if rec.get("format") != "flowprep-model":
+            raise KeyError("format")
+        if rec["modality"] not in STREAMS or rec["arch"] not in ("2d", "3d"):
+            raise KeyError("modality/arch")
+        return ModelSpec(rec["arch"], rec["modality"], int(rec["frames"]), int(rec.get("sample_rate", 1)),
+                         int(rec["input_size"]), list(rec["classes"]), rec.get("decode"), rec.get("rgb"),
+                         rec.get("flow"), rec.get("encoding"), source, rec)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{source} is not a valid flowprep model record ({exc}); re-export the model "
+                          "with `flowprep export`") from exc
+
+
+def spec_from_checkpoint(ckpt: dict[str, Any]) -> ModelSpec:
+    rec = ckpt.get("dataset_record") or {}
+    return ModelSpec(ckpt["arch"], ckpt["modality"], int(ckpt["frames"]), int(ckpt.get("sample_rate", 1)),
+                     int(ckpt["input_size"]), list(ckpt["classes"]), rec.get("decode"), rec.get("rgb"),
+                     rec.get("flow"), rec.get("encoding"), str(ckpt.get("path", "")))
+
+
+class OnnxRunner:
+    """ONNX Runtime session; providers TensorRT/CUDA when present, else CPU."""
+
+    def __init__(self, path: Path, providers: list[str] | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        avail = ort.get_available_providers()
+        chosen = [p for p in (providers or PROVIDERS) if p in avail] or ["CPUExecutionProvider"]
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=chosen)
+        except Exception as exc:  # ORT raises its own exception types for unloadable models
+            raise ConfigError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0]}") from exc
+        self.providers = self.session.get_providers()
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        out = self.session.run(["fc_pred"], {n: inputs[n] for n in self.input_names})[0]
+        return np.asarray(out, dtype=np.float32)
+
+    def describe(self) -> str:
+        return f"onnxruntime ({', '.join(self.providers)})"
+
+
+class TorchRunner:
+    """A checkpoint's model in PyTorch (CUDA when available)."""
+
+    def __init__(self, model: Any, spec: ModelSpec, device: str | None = None):
+        import torch
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = model.eval().to(self.device)
+        self.names = list(spec.input_shapes())
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            xs = [torch.from_numpy(inputs[n]).to(self.device) for n in self.names]
+            return self.model(*xs).float().cpu().numpy()
+
+    def describe(self) -> str:
+        return f"pytorch ({self.device})"
+
+
+def check_onnx_matches(path: Path, spec: ModelSpec) -> None:
+    """Raise :class:`ConfigError` unless the ONNX file's inputs/output fit the model record."""
+    from flowprep.export.onnx_export import onnx_io
+
+    ins, outs = onnx_io(path)
+    want = spec.input_shapes()
+    if ins != want:
+        raise ConfigError(f"model/modality mismatch: {path} takes {ins}, but its record describes a "
+                          f"{spec.arch} {spec.modality} model taking {want}; re-export it")
+    if outs.get("fc_pred") != (len(spec.classes),):
+        raise ConfigError(f"model/label mismatch: {path} outputs {outs}, but its record lists "
+                          f"{len(spec.classes)} classes")
+
+
+def load_model(path: Path, providers: list[str] | None = None, threads: int | None = None):
+    """``(spec, runner)`` for an exported ``model.onnx`` (with ``flowprep_model.json`` beside it) or a
+    ``.pt`` checkpoint.
+
+    Raises:
+        ConfigError: missing file/record, or a model that does not fit its record.
+        flowprep.train.checkpoint.CheckpointError: an unreadable checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"model {path} does not exist")
+    if path.suffix.lower() == ".onnx":
+        rec_path = path.parent / "flowprep_model.json"
+        if not rec_path.is_file():
+            raise ConfigError(f"{path} has no flowprep_model.json beside it (frames, classes and flow "
+                              "settings live there); use the folder `flowprep export` wrote")
+        try:
+            rec = json.loads(rec_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read {rec_path}: {exc}") from exc
+        spec = spec_from_record(rec, str(path))
+        check_onnx_matches(path, spec)
+        return spec, OnnxRunner(path, providers, threads)
+    from flowprep.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+    ckpt = load_checkpoint(path)
+    spec = spec_from_checkpoint(ckpt)
+    return spec, TorchRunner(model_from_checkpoint(ckpt), spec)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``float32`` ``(B, K)`` logits -> probabilities summing to 1."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def top_k(probs: np.ndarray, classes: list[str], k: int) -> list[dict[str, Any]]:
+    """``[{"label", "index", "score"}, ...]`` best first for one probability vector ``(K,)``."""
+    order = np.argsort(-probs, kind="stable")[:max(1, k)]
+    return [{"label": classes[i], "index": int(i), "score": round(float(probs[i]), 6)} for i in order]

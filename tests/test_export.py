@@ -1,0 +1,176 @@
+"""flowprep export: ONNX parity per architecture x modality, the deploy folder's files parsed back,
+TensorRT's pure parts, and CLI errors. Models are tiny (4 frames, 32x32) so exports take seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from flowprep.cli import cli  # noqa: E402
+from flowprep.export import configs, onnx_export  # noqa: E402
+from flowprep.export.tensorrt import Profile, build_engine, tensorrt_status, trtexec_command  # noqa: E402
+from flowprep.train.checkpoint import save_checkpoint  # noqa: E402
+from flowprep.train.models import build_model, input_shapes  # noqa: E402
+
+CLASSES = ["walk", "run", "push"]
+RECORD = {"format": "flowprep-dataset", "modality": "both",
+          "decode": {"short_side": None, "size": None, "frame_step": 1},
+          "rgb": {"image_format": "png", "jpeg_quality": None},
+          "flow": {"name": "dis", "params": {}, "device": "cpu"},
+          "encoding": {"mode": "fixed", "bound": 20.0, "image_format": "jpg", "jpeg_quality": 95}}
+
+
+def make_checkpoint(path: Path, arch: str, modality: str, frames: int = 4, size: int = 32,
+                    sample_rate: int = 1, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    model = build_model(arch, modality, len(CLASSES), frames=frames)
+    return save_checkpoint(path, {"arch": arch, "modality": modality, "frames": frames, "sample_rate": sample_rate,
+                                  "input_size": size, "classes": CLASSES, "state_dict": model.state_dict(),
+                                  "dataset_record": RECORD, "epoch": 3, "best_acc": 0.5})
+
+
+@pytest.mark.parametrize("arch", ["2d", "3d"])
+@pytest.mark.parametrize("modality", ["rgb", "of", "joint"])
+def test_export_parity_and_configs(tmp_path, arch, modality):
+    ckpt = make_checkpoint(tmp_path / "best.pt", arch, modality)
+    out = tmp_path / "deploy"
+    res = CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(out), "--engine", "--max-batch", "6"])
+    assert res.exit_code == 0, res.output
+    shapes = input_shapes(arch, modality, 4, 32)
+
+    # ONNX interface: names, opset 17, dynamic batch only
+    model = onnx.load(str(out / "model.onnx"))
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [17]
+    ins = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    assert ins == {n: ["batch", *s] for n, s in shapes.items()}
+    assert [o.name for o in model.graph.output] == ["fc_pred"]
+
+    # parity recorded and within tolerance; reported on the console
+    rec = json.loads((out / "flowprep_model.json").read_text())
+    par = rec["onnx"]["parity"]["fp32"]
+    assert par["max_abs_diff"] <= 1e-4 and par["batch"] == 2
+    assert "max abs diff" in res.output
+    assert rec["arch"] == arch and rec["modality"] == modality and rec["frames"] == 4 and rec["input_size"] == 32
+    assert rec["inputs"] == {n: list(s) for n, s in shapes.items()}
+    assert rec["normalization"]["scale"] == pytest.approx(1 / 127.5) and rec["normalization"]["offset"] == 127.5
+    assert rec["flow"]["name"] == "dis" and rec["encoding"] == RECORD["encoding"]
+    assert (out / "labels.txt").read_text().splitlines() == CLASSES
+
+    # Triton
+    tri = configs.parse_pbtxt((out / "config.pbtxt").read_text())
+    assert tri["platform"] == "onnxruntime_onnx" and tri["max_batch_size"] == 6 and tri["name"] == "deploy"
+    assert {i["name"]: tuple(i["dims"]) for i in tri["input"]} == shapes
+    assert [(o["name"], o["dims"]) for o in tri["output"]] == [("fc_pred", [3])]
+    assert all(i["data_type"] == "TYPE_FP32" for i in tri["input"])
+
+    # TensorRT: not here, so the command is printed and the export still succeeds
+    if not tensorrt_status()[0]:
+        assert "trtexec --onnx=model.onnx" in res.output and not (out / "model.engine").exists()
+    assert "--minShapes=" in (out / "build_engine.sh").read_text()
+
+    # DeepStream: RGB only
+    pre, inf = out / f"config_preprocess_{arch}_custom.txt", out / f"config_infer_primary_{arch}_action.txt"
+    if modality != "rgb":
+        assert not pre.exists() and not inf.exists()
+        assert "DeepStream" in res.output and "flow" in rec["deepstream"]["note"]
+        return
+    p = configs.parse_ini(pre.read_text())
+    want = "4;12;32;32" if arch == "2d" else "4;3;4;32;32"
+    assert p["property"]["network-input-shape"] == want
+    assert [int(x) for x in want.split(";")[1:]] == list(shapes["input_rgb"])
+    assert p["property"]["tensor-name"] == "input_rgb" and p["property"]["network-color-format"] == "0"
+    assert p["property"]["processing-width"] == "32" == p["property"]["processing-height"]
+    scales = [float(x) for x in p["user-configs"]["channel-scale-factors"].split(";")]
+    assert scales == pytest.approx([1 / 127.5] * 3, rel=1e-6)
+    assert p["user-configs"]["channel-mean-offsets"] == "127.5;127.5;127.5"
+    i = configs.parse_ini(inf.read_text())["property"]
+    assert (out / i["onnx-file"]).is_file() and i["network-type"] == "1" and i["batch-size"] == "4"
+    assert (out / i["labelfile-path"]).read_text().strip() == ";".join(CLASSES)
+    app = configs.parse_ini((out / "deepstream_action_recognition_config.txt").read_text())["action-recognition"]
+    assert app["preprocess-config"] == pre.name and app["infer-config"] == inf.name
+
+
+def test_fp16_variant(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "best.pt", "2d", "rgb")
+    res = CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(tmp_path / "d"), "--fp16"])
+    assert res.exit_code == 0, res.output
+    half = onnx.load(str(tmp_path / "d" / "model_fp16.onnx"))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in half.graph.initializer)
+    assert half.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # fp32 I/O kept
+    rec = json.loads((tmp_path / "d" / "flowprep_model.json").read_text())
+    assert rec["onnx"]["parity"]["fp16"]["max_abs_diff"] <= rec["onnx"]["parity"]["fp16"]["tolerance"]
+    assert "network-mode=2" in (tmp_path / "d" / "config_infer_primary_2d_action.txt").read_text()
+
+
+def test_parity_failure_fails_export(tmp_path, monkeypatch):
+    ckpt = make_checkpoint(tmp_path / "best.pt", "2d", "rgb")
+    monkeypatch.setattr(onnx_export, "FP32_TOL", -1.0)
+    res = CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(tmp_path / "d")])
+    assert res.exit_code == 1
+    assert "differs from PyTorch" in res.output and len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "d" / "model.onnx").exists()
+
+
+def test_export_errors(tmp_path):
+    r = CliRunner()
+    res = r.invoke(cli, ["export", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "d")])
+    assert res.exit_code == 1 and "does not exist" in res.output
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    res = r.invoke(cli, ["export", str(bad), "--out", str(tmp_path / "d")])
+    assert res.exit_code == 1 and "not a flowprep checkpoint" in res.output
+    ckpt = make_checkpoint(tmp_path / "best.pt", "2d", "rgb")
+    res = r.invoke(cli, ["export", str(ckpt), "--out", str(tmp_path / "d"), "--min-batch", "4", "--opt-batch", "2"])
+    assert res.exit_code == 1 and "min <= opt <= max" in res.output
+
+
+def test_tensorrt_profile_and_command():
+    shapes = input_shapes("3d", "rgb", 32, 224)
+    prof = Profile(1, 4, 16)
+    assert prof.shapes(shapes) == {"input_rgb": ((1, 3, 32, 224, 224), (4, 3, 32, 224, 224), (16, 3, 32, 224, 224))}
+    cmd = trtexec_command(Path("m.onnx"), Path("m.engine"), shapes, prof, fp16=True, trt_major=10)
+    assert cmd[:5] == ["trtexec", "--onnx=m.onnx", "--minShapes=input_rgb:1x3x32x224x224",
+                       "--optShapes=input_rgb:4x3x32x224x224", "--maxShapes=input_rgb:16x3x32x224x224"]
+    assert "--saveEngine=m.engine" in cmd and cmd[-1] == "--fp16"
+    # TensorRT 11 removed --fp16: precision comes from the (fp16) ONNX graph
+    assert "--fp16" not in trtexec_command(Path("m_fp16.onnx"), Path("m.engine"), shapes, prof, True, trt_major=11)
+    joint = trtexec_command(Path("m.onnx"), Path("e"), input_shapes("2d", "joint", 32, 224), Profile(1, 1, 2))
+    assert "--maxShapes=input_rgb:2x96x224x224,input_of:2x64x224x224" in joint
+    with pytest.raises(onnx_export.ExportError):
+        Profile(2, 1, 4)
+
+
+def test_build_engine_without_tensorrt_says_why(tmp_path):
+    if tensorrt_status()[0]:
+        pytest.skip("TensorRT and a GPU are present; the engine build is exercised by the gpu test")
+    from flowprep.errors import FlowprepError
+
+    with pytest.raises(FlowprepError, match="TensorRT engine"):
+        build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", {"input_rgb": (3, 4, 32, 32)}, Profile())
+
+
+@pytest.mark.gpu
+def test_build_engine_on_gpu(tmp_path):
+    if not tensorrt_status()[0]:
+        pytest.skip(f"needs TensorRT and an NVIDIA GPU: {tensorrt_status()[1]}")
+    ckpt = make_checkpoint(tmp_path / "best.pt", "3d", "rgb")
+    res = CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(tmp_path / "d"), "--engine", "--fp16"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "d" / "model.engine").stat().st_size > 0
+
+
+def test_pbtxt_parser_handles_repeated_blocks():
+    text = 'name: "x"\ninput { name: "a" dims: [ 1, 2 ] }\ninput { name: "b" dims: [3] }\n# c\nmax_batch_size: 4\n'
+    d = configs.parse_pbtxt(text)
+    assert d["name"] == "x" and d["max_batch_size"] == 4
+    assert [i["name"] for i in d["input"]] == ["a", "b"] and d["input"][0]["dims"] == [1, 2]
+    assert np.isclose(float(configs.deepstream_preprocess("3d", 32, 224, 4).split("channel-scale-factors=")[1]
+                            .split(";")[0]), 0.007843137)
