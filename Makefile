@@ -1,0 +1,42 @@
+# flowprep: `make demo` builds HMDB5 from a small built-in sample; `make test` runs the tests.
+# Both create .venv and install everything on first use (safe to run again: nothing is redone).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU wheel of torch. An open range would pull a multi-GB CUDA build; on a GPU machine install
+# the torch build you want into $(VENV) first, or override: make TORCH_SPEC='torch==2.13.0' ...
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.flowprep-installed
+
+.PHONY: all demo test test-fast bench sysdeps clean
+all: test
+
+# RAR decompressors for compressed RAR members (HMDB51's archives). Needs root; skipped with a
+# message otherwise (stored RARs, folders, zip and tar need no tool).
+sysdeps:
+	@if command -v unar >/dev/null 2>&1 && command -v bsdtar >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq unar libarchive-tools >/dev/null) \
+	  || echo "warning: could not install unar/libarchive-tools; compressed RARs will need one of unar, unrar, 7z, bsdtar"; \
+	else echo "note: install a RAR decompressor for compressed RARs: sudo apt-get install unar (or unrar, 7zip, libarchive-tools)"; fi
+
+$(STAMP): pyproject.toml | sysdeps
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[train,export,cluster,bench,test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m flowprep.demo --out demo-out
+
+test: $(STAMP)
+	$(PY) -m pytest -q -rs
+
+bench: $(STAMP)
+	$(PY) bench/bench_build.py --out bench-out
+	@for b in bench/bench_flow.py bench/bench_infer.py bench/bench_train.py; do \
+	  if [ -f $$b ]; then echo "== $$b"; $(PY) $$b || exit 1; fi; done
+
+clean:
+	rm -rf demo-out bench-out .pytest_cache

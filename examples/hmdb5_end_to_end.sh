@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# HMDB5 from the official HMDB51 release to a deployed model, end to end.
+#
+#   examples/hmdb5_end_to_end.sh /path/to/hmdb51_org.rar /path/to/test_train_splits.rar [workdir]
+#
+# Without arguments it runs on the small built-in sample (what `make demo` builds), with settings
+# small enough for a CPU; on the real release, raise --frames/--size/--epochs (see README).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+flowprep=${FLOWPREP:-"$here/.venv/bin/flowprep"}
+work=${3:-work-hmdb5}
+mkdir -p "$work"
+if [ $# -ge 2 ]; then
+  archive=$1; splits=$2; flow=${FLOW:-tvl1}; frames=32; size=224; epochs=30
+else
+  "$here/.venv/bin/python" -c "from flowprep.demo import make_demo_release; from pathlib import Path; make_demo_release(Path('$work/release'))"
+  archive=$work/release/hmdb51_org.rar; splits=$work/release/test_train_splits.rar
+  flow=${FLOW:-tvl1-fast}; frames=8; size=64; epochs=6
+fi
+
+# 1. unpack only the five classes, split 90/10 by source video, decode, compute flow (resumable)
+"$flowprep" build-hmdb5 --archive "$archive" --splits "$splits" --out "$work/hmdb5" --flow "$flow"
+"$flowprep" verify "$work/hmdb5"
+"$flowprep" stats "$work/hmdb5"
+
+# 2. train a 3D flow model and evaluate it with both protocols
+"$flowprep" train "$work/hmdb5" --modality of --arch 3d --frames "$frames" --input-size "$size" \
+  --epochs "$epochs" --out "$work/runs/of3d"
+"$flowprep" evaluate "$work/runs/of3d/best.pt" "$work/hmdb5/val" --mode all
+
+# 3. export ONNX (+ Triton/DeepStream files; a TensorRT engine where TensorRT and a GPU exist)
+"$flowprep" export "$work/runs/of3d/best.pt" --out "$work/deploy/of3d"
+
+# 4. classify a video stream with the exported model (flow computed on the fly, as recorded)
+video="$here/../shared/data/carphone_pristine.mp4"
+if [ -f "$video" ]; then
+  "$flowprep" infer "$video" --model "$work/deploy/of3d/model.onnx" --output "$work/annotated.mp4"
+fi

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Build a dataset with a Slurm job array: N independent tasks each build 1/N of the clips into one
+# shared output folder, then a dependent job writes the record (finalize) and checks it (verify).
+#
+#   bash examples/slurm_array.sh /shared/releases/hmdb51_org.rar /shared/datasets/hmdb51 16
+#
+# Every node must see SOURCE and OUT at the same paths (a shared file system). Re-submitting is
+# safe: finished clips are kept, a task killed mid-clip leaves only a temporary folder, and a task
+# that is re-run builds only what its part still lacks. `flowprep finalize OUT` names any missing
+# clip and the shard that owns it.
+#
+# Environment (optional):
+#   FLOWPREP      the flowprep command            [flowprep]
+#   FLOW          flow backend                    [tvl1]   (nvof on GPU nodes, see GPUS_PER_TASK)
+#   CPUS_PER_TASK cores per task (= worker processes per task)                     [8]
+#   GPUS_PER_TASK GPUs per task for --flow nvof (0 = CPU only)                      [0]
+#   EXTRA         more `flowprep build` options, e.g. "--classes walk,run --layout mmaction2"
+#   SBATCH_EXTRA  more sbatch options, e.g. "--partition=cpu --account=myproj"
+set -euo pipefail
+
+if [[ $# -lt 3 ]]; then
+    echo "usage: $0 SOURCE OUT N_TASKS" >&2
+    exit 2
+fi
+SOURCE=$(realpath "$1")
+OUT=$(realpath -m "$2")
+N=$3
+FLOWPREP=${FLOWPREP:-flowprep}
+FLOW=${FLOW:-tvl1}
+CPUS=${CPUS_PER_TASK:-8}
+GPUS=${GPUS_PER_TASK:-0}
+EXTRA=${EXTRA:-}
+SBATCH_EXTRA=${SBATCH_EXTRA:-}
+LOGS="$OUT.logs"
+mkdir -p "$LOGS"
+
+GRES=()
+GPU_OPT=""
+if [[ "$GPUS" -gt 0 ]]; then
+    GRES=(--gres="gpu:$GPUS")
+    # Slurm sets CUDA_VISIBLE_DEVICES for the task: "all" is the GPUs it was given, and each of
+    # the task's worker processes binds its own one of them.
+    GPU_OPT="--gpus all"
+fi
+
+# One array task = one shard. All tasks share the same settings, so they share one fingerprint;
+# the first to start sets up OUT, the others join it.
+build_id=$(sbatch --parsable $SBATCH_EXTRA \
+    --job-name=flowprep-build --array="1-$N" \
+    --cpus-per-task="$CPUS" "${GRES[@]}" --mem-per-cpu=2G --time=04:00:00 \
+    --output="$LOGS/build-%A_%a.log" \
+    --wrap="$FLOWPREP build '$SOURCE' --out '$OUT' --flow $FLOW $GPU_OPT -j $CPUS --no-progress $EXTRA \
+            --shard \$SLURM_ARRAY_TASK_ID/$N")
+echo "submitted build array $build_id ($N tasks)"
+
+# The last task to finish already writes the record; this job makes sure of it (a shared file
+# system may show one node's clips to another a little late) and verifies the whole dataset.
+# afterany: it also runs if a task failed, so its log names the missing clips (exit 1).
+final_id=$(sbatch --parsable $SBATCH_EXTRA \
+    --job-name=flowprep-finalize --dependency="afterany:$build_id" \
+    --cpus-per-task="$CPUS" --mem-per-cpu=2G --time=01:00:00 \
+    --output="$LOGS/finalize-%j.log" \
+    --wrap="$FLOWPREP finalize '$OUT' && $FLOWPREP verify '$OUT' -j $CPUS --quick")
+echo "submitted finalize + verify job $final_id (runs after the array); logs in $LOGS"
