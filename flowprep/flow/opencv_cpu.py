@@ -22,6 +22,23 @@ def _require_optflow() -> None:
             "`pip uninstall opencv-python opencv-python-headless && pip install opencv-contrib-python-headless`")
 
 
+def _merge(defaults: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(params) - set(defaults)
+    if unknown:
+        raise TypeError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(defaults)}")
+    return {**defaults, **params}
+
+
+def _tvl1(p: dict[str, Any], use_initial_flow: bool):
+    """OpenCV's Dual TV-L1 from our parameter names (``gamma`` defaults to 0: no illumination term)."""
+    return cv2.optflow.DualTVL1OpticalFlow_create(
+        tau=float(p["tau"]), lambda_=float(p["lambda_"]), theta=float(p["theta"]), nscales=int(p["scales"]),
+        warps=int(p["warps"]), epsilon=float(p["epsilon"]), innnerIterations=int(p["inner_iterations"]),
+        outerIterations=int(p["outer_iterations"]), scaleStep=float(p["scale_step"]),
+        gamma=float(p.get("gamma", 0.0)), medianFiltering=int(p["median_filtering"]),
+        useInitialFlow=use_initial_flow)
+
+
 class TVL1Backend(FlowBackend):
     """OpenCV Dual TV-L1 (Zach, Pock, Bischof 2007; Sanchez et al. 2013) with OpenCV's defaults.
 
@@ -37,16 +54,8 @@ class TVL1Backend(FlowBackend):
 
     def __init__(self, **params: Any) -> None:
         _require_optflow()
-        unknown = set(params) - set(self.DEFAULTS)
-        if unknown:
-            raise TypeError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(self.DEFAULTS)}")
-        self._params = {**self.DEFAULTS, **params}
-        p = self._params
-        self._alg = cv2.optflow.DualTVL1OpticalFlow_create(
-            tau=float(p["tau"]), lambda_=float(p["lambda_"]), theta=float(p["theta"]), nscales=int(p["scales"]),
-            warps=int(p["warps"]), epsilon=float(p["epsilon"]), innnerIterations=int(p["inner_iterations"]),
-            outerIterations=int(p["outer_iterations"]), scaleStep=float(p["scale_step"]), gamma=float(p["gamma"]),
-            medianFiltering=int(p["median_filtering"]), useInitialFlow=False)
+        self._params = _merge(self.DEFAULTS, params)
+        self._alg = _tvl1(self._params, use_initial_flow=False)
 
     def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         check_pair(prev, nxt)
@@ -76,17 +85,9 @@ class FastTVL1Backend(FlowBackend):
 
     def __init__(self, **params: Any) -> None:
         _require_optflow()
-        unknown = set(params) - set(self.DEFAULTS)
-        if unknown:
-            raise TypeError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(self.DEFAULTS)}")
-        self._params = {**self.DEFAULTS, **params}
-        p = self._params
-        self._dis = DISBackend(preset=p["dis_preset"])
-        self._alg = cv2.optflow.DualTVL1OpticalFlow_create(
-            tau=float(p["tau"]), lambda_=float(p["lambda_"]), theta=float(p["theta"]), nscales=int(p["scales"]),
-            warps=int(p["warps"]), epsilon=float(p["epsilon"]), innnerIterations=int(p["inner_iterations"]),
-            outerIterations=int(p["outer_iterations"]), scaleStep=float(p["scale_step"]), gamma=0.0,
-            medianFiltering=int(p["median_filtering"]), useInitialFlow=True)
+        self._params = _merge(self.DEFAULTS, params)
+        self._dis = DISBackend(preset=self._params["dis_preset"])
+        self._alg = _tvl1(self._params, use_initial_flow=True)
 
     def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         check_pair(prev, nxt)
@@ -141,10 +142,7 @@ class FarnebackBackend(FlowBackend):
                                     poly_sigma=1.2, flags=0)
 
     def __init__(self, **params: Any) -> None:
-        unknown = set(params) - set(self.DEFAULTS)
-        if unknown:
-            raise TypeError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(self.DEFAULTS)}")
-        self._params = {**self.DEFAULTS, **params}
+        self._params = _merge(self.DEFAULTS, params)
 
     def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         check_pair(prev, nxt)
