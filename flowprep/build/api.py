@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import os
 import shutil
+import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from flowprep.build.cluster import (create_exclusive, dump_json, note_failures, save_build_state,
+                                    write_shard_report, write_text_atomic)
 from flowprep.build.config import BuildConfig, fingerprint
 from flowprep.build.engine import ProgressBar, run_jobs
 from flowprep.build.finalize import finalize
@@ -18,7 +24,7 @@ from flowprep.build.plan import Plan, make_plan
 from flowprep.build.shard import select_shard
 from flowprep.datasets import HMDB5_CLASSES
 from flowprep.errors import ConfigError
-from flowprep.layout.paths import STATE_DIR, TMP_DIR
+from flowprep.layout.paths import STATE_DIR, TMP_DIR, clip_dir
 from flowprep.layout.record import RECORD_NAME, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -47,6 +53,7 @@ class BuildSummary:
     flow: dict[str, Any] | None = None
     record_written: bool = True
     shard: tuple[int, int] | None = None
+    pending: int = 0
 
     @property
     def ok(self) -> bool:
@@ -64,29 +71,63 @@ def _source_identity(cfg: BuildConfig) -> list[Any]:
     return ident
 
 
-def _resolve_flow(cfg: BuildConfig) -> dict[str, Any] | None:
-    """Fail fast (in this process) if the flow backend cannot run; returns its record entry."""
-    if not cfg.needs_flow:
-        return None
-    from flowprep.flow.registry import create_backend, resolve_auto
+def describe_flow(name: str, params: dict[str, Any], gpus: list[int] | None) -> dict[str, Any]:
+    """Create the flow backend once and return its record entry ``{"name", "params", "device"}``.
 
-    name = resolve_auto() if cfg.flow == "auto" else cfg.flow
-    params = dict(cfg.flow_params)
-    if cfg.gpus:
-        params.setdefault("gpu", cfg.gpus[0])
+    ``"auto"`` is resolved here, so on a Dask cluster it is resolved on a worker. Only backends whose
+    spec has ``gpu=True`` are given a device; the recorded parameters never include it, so builds on
+    different GPUs (shards, workers) have one fingerprint.
+
+    Raises:
+        ConfigError, BackendNotInstalledError, BackendUnavailableError: the backend cannot run.
+    """
+    from flowprep.flow.registry import BACKENDS, create_backend, resolve_auto
+
+    if name == "auto":
+        name = resolve_auto()
+    spec = BACKENDS.get(name)
+    on_gpu = spec is not None and spec.gpu
+    params = dict(params)
+    if on_gpu and gpus:
+        params.setdefault("gpu", gpus[0])
     backend = create_backend(name, **params)
     try:
         info = backend.describe()
     finally:
         backend.close()
-    if cfg.gpus:
+    if on_gpu:
         info["params"].pop("gpu", None)
-        info["device"] = f"{info['device']} (+ GPUs {','.join(map(str, cfg.gpus))})" if len(cfg.gpus) > 1 else info["device"]
+        if gpus and len(gpus) > 1:
+            info["device"] = f"{info['device']} (+ GPUs {','.join(map(str, gpus))})"
     return info
+
+
+def _resolve_flow(cfg: BuildConfig) -> dict[str, Any] | None:
+    """Fail fast if the flow backend cannot run (where the clips will run); returns its record entry."""
+    if not cfg.needs_flow:
+        return None
+    if cfg.engine == "dask":
+        from flowprep.build.dask_engine import run_on_worker
+
+        return run_on_worker(cfg.scheduler, describe_flow, cfg.flow, dict(cfg.flow_params), cfg.gpus)
+    return describe_flow(cfg.flow, cfg.flow_params, cfg.gpus)
+
+
+def _remove_owned(out: Path) -> None:
+    for name in _OWNED + (f"{STATE_DIR}/failed", f"{STATE_DIR}/reports", f"{STATE_DIR}/build.json"):
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
 
 
 def prepare_output(cfg: BuildConfig, settings: dict[str, Any]) -> None:
     """Create ``cfg.out`` or check that it holds a build of the same configuration.
+
+    Safe when N shards run it at once on one folder: the first to create ``.flowprep/config.json``
+    (an exclusive create) sets the fingerprint, the others compare against it. ``--force`` is not
+    meant for concurrent shards (each would clear the folder): replace a build with one job first.
 
     Raises:
         ConfigError: the folder holds another configuration's build, or files flowprep did not
@@ -95,28 +136,32 @@ def prepare_output(cfg: BuildConfig, settings: dict[str, Any]) -> None:
     out = cfg.out
     state = out / STATE_DIR / "config.json"
     fp = fingerprint(settings)
+    text = dump_json({"fingerprint": fp, "settings": settings})
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output {out} exists and is not a folder")
-    if state.is_file():
-        old = json.loads(state.read_text())
-        if old.get("fingerprint") != fp:
+    for _ in range(3):
+        if state.is_file():
+            old = json.loads(state.read_text())
+            if old.get("fingerprint") == fp:
+                return
             if not cfg.force:
                 diff = sorted(k for k in set(old.get("settings", {})) | set(settings)
                               if old.get("settings", {}).get(k) != settings.get(k))
                 raise ConfigError(f"{out} holds a build made with other settings (differs in: "
                                   f"{', '.join(diff) or 'source'}); use another --out, or --force to replace it")
             log.warning("--force: removing the previous build in %s", out)
-            for name in _OWNED:
-                p = out / name
-                if p.is_dir():
-                    shutil.rmtree(p)
-                elif p.exists():
-                    p.unlink()
-    elif out.is_dir() and any(p.name not in (STATE_DIR,) for p in out.iterdir()) and not cfg.force:
-        raise ConfigError(f"{out} is not empty and was not made by flowprep; choose an empty or new --out "
-                          "(or --force to build into it anyway)")
-    (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
-    write_json_atomic(state, {"fingerprint": fp, "settings": settings})
+            _remove_owned(out)
+            write_text_atomic(state, text)
+            return
+        if out.is_dir() and any(p.name != STATE_DIR for p in out.iterdir()) and not cfg.force:
+            if state.is_file():
+                continue  # another shard of this build set the folder up meanwhile: compare with it
+            raise ConfigError(f"{out} is not empty and was not made by flowprep; choose an empty or new --out "
+                              "(or --force to build into it anyway)")
+        (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+        if create_exclusive(state, text):
+            return
+    raise ConfigError(f"{out}/{STATE_DIR}/config.json keeps changing: is another build with --force running?")
 
 
 def job_settings(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> JobSettings:
@@ -126,7 +171,8 @@ def job_settings(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> JobSetti
         flow_params=dict(flow_info["params"]) if flow_info else {},
         encoding=cfg.encoding.to_dict(), rgb_format=cfg.rgb_format, rgb_quality=cfg.rgb_quality,
         short_side=cfg.short_side, size=tuple(cfg.size) if cfg.size else None, frame_step=cfg.frame_step,
-        opencv_threads=1, gpus=tuple(cfg.gpus) if cfg.gpus else None)
+        opencv_threads=1, gpus=tuple(cfg.gpus) if cfg.gpus else None,
+        slot_scope=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
 def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> BuildSummary:
@@ -147,6 +193,10 @@ def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> Bu
         from flowprep.errors import ArchiveError
 
         raise ArchiveError(f"source {cfg.source} does not exist")
+    if cfg.engine == "dask":
+        # Workers run elsewhere, in another working directory: they get absolute paths.
+        cfg = dataclasses.replace(cfg, source=cfg.source.resolve(), out=cfg.out.resolve(),
+                                  splits_source=cfg.splits_source.resolve() if cfg.splits_source else None)
     if cfg.classes is not None:
         # Before anything is written: an unknown class is a typo, not a reason to touch --out.
         from flowprep.archive import list_classes
@@ -161,6 +211,7 @@ def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> Bu
         settings["flow"], settings["flow_params"] = flow_info["name"], flow_info["params"]
     settings["source_identity"] = _source_identity(cfg)
     prepare_output(cfg, settings)
+    save_build_state(cfg, flow_info)  # what `flowprep finalize` needs to re-make the plan
     plan = make_plan(cfg)
     if on_plan is not None:
         on_plan(plan)
@@ -184,23 +235,27 @@ def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> Bu
         else:
             summary.failed.append((r.id, r.error))
     summary.failed.sort()
-    from flowprep.layout.paths import clip_dir
-
-    all_done = all(clip_dir(cfg.out, cfg.layout, j.side, j.cls, j.clip).is_dir() for j in plan.jobs)
-    # A shard writes the record only when every part is in: whichever shard finishes last does it.
-    if cfg.shard is None or all_done:
+    note_failures(cfg.out, summary.failed)
+    summary.pending = sum(not clip_dir(cfg.out, cfg.layout, j.side, j.cls, j.clip).is_dir() for j in plan.jobs)
+    # A shard writes the record only when every part is in: whichever shard finishes last does it
+    # (two finishing together both write it; finalize is idempotent, byte for byte).
+    if cfg.shard is None or summary.pending == 0:
         finalize(cfg, plan, flow_info, by_id)
     else:
         summary.record_written = False
     summary.seconds = time.perf_counter() - t0
-    write_json_atomic(cfg.out / (STATE_DIR + "/last_report.json" if cfg.shard else "build_report.json"), {
+    report = {
         "seconds": round(summary.seconds, 3), "built": summary.built, "existing": summary.existing,
         "failed": [{"id": i, "error": e} for i, e in summary.failed], "frames_built": summary.frames,
         "frames_per_second": round(summary.fps, 2), "jobs": cfg.effective_jobs(), "engine": cfg.engine,
         "shard": list(cfg.shard) if cfg.shard else None,
         "timings": {k: round(sum(r.timings.get(k, 0.0) for r in results), 3)
                     for k in ("read", "decode", "write_rgb", "flow", "write_flow")},
-    })
+    }
+    if cfg.shard:
+        write_shard_report(cfg.out, cfg.shard, report)
+    else:
+        write_json_atomic(cfg.out / "build_report.json", report)
     return summary
 
 

@@ -81,8 +81,12 @@ def build_options(f):
         click.option("--force", is_flag=True, help="Replace a build of another configuration in --out."),
         click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True),
         click.option("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786) for --engine dask."),
-        click.option("--shard", default=None, metavar="K/N", help="Build only part K of N (job arrays)."),
-        click.option("--gpus", default=None, help="GPU ids for GPU flow backends: 0,1,2,3 or all."),
+        click.option("--shard", default=None, metavar="K/N",
+                     help="Build only part K of N (job arrays); the last part to finish writes the record, "
+                          "or run `flowprep finalize`."),
+        click.option("--gpus", default=None,
+                     help="GPU ids for GPU flow backends: 0,1,2,3 or all; each worker process binds one "
+                          "[the devices CUDA_VISIBLE_DEVICES/Slurm give]. CPU backends ignore it."),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
     ]
     for opt in reversed(opts):
@@ -126,8 +130,9 @@ def _report(summary) -> None:
         click.echo(f"flow: {summary.flow['name']} on {summary.flow['device']}")
     if not summary.record_written:
         k, n = summary.shard
-        click.echo(f"shard {k}/{n} done; the dataset record is written when all parts are in "
-                   "(by the last shard to finish, or `flowprep finalize`)")
+        click.echo(f"shard {k}/{n} done; {summary.pending} clip(s) of the dataset are not finished yet. "
+                   f"The record is written when all parts are in (by the last shard to finish, or "
+                   f"`flowprep finalize {summary.out}`)")
     else:
         click.echo(f"dataset: {summary.out}")
     if summary.failed:
@@ -182,8 +187,17 @@ def build_hmdb5_cmd(archive: Path, splits: Path | None, official_split: int | No
 @click.option("-j", "--jobs", type=int, default=None, help="Processes for reading images [all cores].")
 def verify_cmd(dataset: Path, quick: bool, jobs: int | None) -> None:
     """Check a built dataset against its record; exit 1 on any problem."""
+    from flowprep.layout.record import RECORD_NAME
     from flowprep.layout.verify import format_table, verify
 
+    if not (dataset / RECORD_NAME).exists() and (dataset / ".flowprep" / "build.json").is_file():
+        # A build whose record is not written yet (shards still running, or one missing).
+        from flowprep.build.cluster import finalize_from_state
+
+        _report_missing(finalize_from_state(dataset, write=False), dataset)
+        click.echo(f"all clips are built but the record is not written: run `flowprep finalize {dataset}`",
+                   err=True)
+        raise click.exceptions.Exit(1)
     report = verify(dataset, quick=quick, jobs=jobs or os.cpu_count() or 1)
     click.echo(format_table(report))
     if report.problems:
@@ -212,4 +226,45 @@ def stats_cmd(source: Path, classes: str | None, as_json: bool) -> None:
     click.echo(json.dumps(st, indent=2, sort_keys=True) if as_json else format_stats(st))
 
 
-COMMANDS = [build_cmd, build_hmdb5_cmd, verify_cmd, stats_cmd]
+def _report_missing(result, out: Path) -> None:
+    """Print the clips a (sharded) build has not finished and exit 1; return if there are none."""
+    if not result.missing:
+        return
+    click.echo(f"{len(result.missing)} of {result.total} clip(s) not finished in {out}:", err=True)
+    for cid, why in result.missing[:100]:
+        owner = f" [shard {result.owner[cid]}]" if cid in result.owner else ""
+        click.echo(f"  {cid}{owner}: {why}", err=True)
+    if len(result.missing) > 100:
+        click.echo(f"  ... and {len(result.missing) - 100} more", err=True)
+    shards = sorted(set(result.owner.values()), key=lambda s: int(s.split("/")[0]))
+    if shards:
+        click.echo(f"re-run shard(s) {', '.join(shards)} (the same `flowprep build ... --shard K/N`; finished "
+                   "clips are kept)", err=True)
+    click.echo("or write the record without them: `flowprep finalize --allow-missing`", err=True)
+    raise click.exceptions.Exit(1)
+
+
+@click.command("finalize")
+@click.argument("out", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--allow-missing", is_flag=True,
+              help="Write the record even if clips are missing (they are recorded as failed).")
+@click.option("--source", type=click.Path(path_type=Path), default=None,
+              help="The release's path on this node, if not where the build read it.")
+@click.option("--splits", type=click.Path(path_type=Path), default=None,
+              help="The split files' path on this node, if not where the build read them.")
+def finalize_cmd(out: Path, allow_missing: bool, source: Path | None, splits: Path | None) -> None:
+    """Write the record, label map and split lists of a sharded build in OUT once all parts are in;
+    exit 1 naming the missing clips otherwise."""
+    from flowprep.build.cluster import finalize_from_state
+
+    result = finalize_from_state(out, allow_missing=allow_missing, source=source, splits=splits)
+    if not result.record_written:
+        _report_missing(result, out)
+    done = result.total - len(result.missing)
+    click.echo(f"record written: {done} of {result.total} clip(s) finished ({out})")
+    if result.missing:
+        click.echo(f"{len(result.missing)} clip(s) recorded as failed; `flowprep verify {out}` lists them", err=True)
+        raise click.exceptions.Exit(1)
+
+
+COMMANDS = [build_cmd, build_hmdb5_cmd, verify_cmd, stats_cmd, finalize_cmd]

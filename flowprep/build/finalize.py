@@ -7,7 +7,6 @@ build writes the same bytes as an uninterrupted one.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,7 @@ from flowprep.build.config import BuildConfig
 from flowprep.build.job import ClipResult, count_on_disk
 from flowprep.build.plan import Plan
 from flowprep.layout.paths import TMP_DIR, clip_dir
-from flowprep.layout.record import FORMAT, FORMAT_VERSION, write_json_atomic, write_record
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+from flowprep.layout.record import FORMAT, FORMAT_VERSION, write_json_atomic, write_record, write_text_atomic
 
 
 def clip_entries(cfg: BuildConfig, plan: Plan, results: dict[str, ClipResult]) -> list[dict[str, Any]]:
@@ -103,27 +96,27 @@ def finalize(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None,
     clips = clip_entries(cfg, plan, results)
     record = make_record(cfg, plan, flow_info, clips)
     write_record(out, record)
-    _write_text(out / "labels.txt", "".join(f"{c}\n" for c in plan.classes))
+    write_text_atomic(out / "labels.txt", "".join(f"{c}\n" for c in plan.classes))
     write_json_atomic(out / "label_map.json", {c: i for i, c in enumerate(plan.classes)})
     ok = [c for c in clips if c["status"] == "ok"]
     for side in ("train", "val"):
         rows = [c for c in ok if c["side"] == side]
         if cfg.layout == "tao":
-            _write_text(out / f"{side}_list.txt",
+            write_text_atomic(out / f"{side}_list.txt",
                         "".join(f"{side}/{c['class']}/{c['name']} {c['frames']} {c['label']}\n" for c in rows))
         else:
             (out / "mmaction2").mkdir(exist_ok=True)
             if cfg.needs_rgb:
-                _write_text(out / "mmaction2" / f"{side}_list_rawframes.txt",
+                write_text_atomic(out / "mmaction2" / f"{side}_list_rawframes.txt",
                             "".join(f"{c['class']}/{c['name']} {c['frames']} {c['label']}\n" for c in rows))
             if cfg.needs_flow:
-                _write_text(out / "mmaction2" / f"{side}_list_rawframes_flow.txt",
+                write_text_atomic(out / "mmaction2" / f"{side}_list_rawframes_flow.txt",
                             "".join(f"{c['class']}/{c['name']} {c['flow_frames']} {c['label']}\n" for c in rows))
     root = out.resolve()
     if cfg.layout == "tao":
-        _write_text(out / "tao_dataset_spec.yaml", _tao_snippet(root, plan.classes, cfg.modality))
+        write_text_atomic(out / "tao_dataset_spec.yaml", _tao_snippet(root, plan.classes, cfg.modality))
     else:
-        _write_text(out / "mmaction2" / "dataset_settings.py", _mmaction2_snippet(root, cfg.modality))
+        write_text_atomic(out / "mmaction2" / "dataset_settings.py", _mmaction2_snippet(root, cfg.modality))
     tmp = out / TMP_DIR
     if tmp.is_dir() and all(c["status"] == "ok" for c in clips):
         shutil.rmtree(tmp, ignore_errors=True)

@@ -45,6 +45,7 @@ class JobSettings:
     frame_step: int = 1
     opencv_threads: int = 1
     gpus: tuple[int, ...] | None = None
+    slot_scope: str = ""
 
 
 @dataclass
@@ -66,16 +67,29 @@ class ClipResult:
 
 
 _BACKENDS: dict[str, Any] = {}
+_GPU: dict[tuple, int | None] = {}
 
 
 def _backend(settings: JobSettings):
-    """One flow backend per process and configuration (GPU backends are costly to create)."""
-    from flowprep.flow.registry import create_backend
+    """One flow backend per process and configuration (GPU backends are costly to create).
+
+    GPU backends get ``gpu=`` the device of this worker process (:func:`flowprep.build.cluster.worker_gpu`:
+    one slot per process, so two local workers never share a GPU while another idles); CPU backends
+    never see GPU ids.
+    """
+    from flowprep.flow.registry import BACKENDS, create_backend
 
     params = dict(settings.flow_params)
-    if settings.gpus:
-        # Each worker process binds one GPU, round-robin by process id: stable within a process.
-        params.setdefault("gpu", settings.gpus[os.getpid() % len(settings.gpus)])
+    spec = BACKENDS.get(settings.flow_name or "")
+    if spec is not None and spec.gpu and "gpu" not in params:
+        from flowprep.build.cluster import worker_gpu
+
+        where = (os.getpid(), settings.gpus, settings.slot_scope)
+        if where not in _GPU:  # discovery may run nvidia-smi: once per process, not per clip
+            _GPU[where] = worker_gpu(settings.gpus, settings.slot_scope or "default")
+        gpu = _GPU[where]
+        if gpu is not None:
+            params["gpu"] = gpu
     key = json.dumps([settings.flow_name, params], sort_keys=True)
     if key not in _BACKENDS:
         _BACKENDS[key] = create_backend(settings.flow_name, **params)
@@ -113,7 +127,6 @@ def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
     since every other clip would fail the same way.
     """
     import cv2
-    import numpy as np
 
     from flowprep.archive import read_member
     from flowprep.flow.encoding import FlowEncoding

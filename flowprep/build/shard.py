@@ -1,4 +1,10 @@
-"""Deterministic, balanced partition of the clip list for job-array shards (``--shard K/N``)."""
+"""Deterministic, balanced partition of the clip list for job-array shards (``--shard K/N``).
+
+Each of the N jobs plans the whole dataset and keeps its part, so the parts must be computed from
+the clip ids alone: every job gets the same answer whatever order the release lists its files in.
+The assignment depends on the set of ids (all jobs of one build share it: the output folder's
+fingerprint includes the source and the selection), and the parts differ by at most one clip.
+"""
 
 from __future__ import annotations
 

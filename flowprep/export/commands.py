@@ -40,7 +40,7 @@ def export_cmd(checkpoint: Path, out: Path, fp16: bool, engine: bool, min_batch:
     elif engine:
         click.echo(f"  TensorRT: {s.engine_note}")
     else:
-        click.echo(f"  TensorRT: run build_engine.sh on a GPU machine, or add --engine there")
+        click.echo("  TensorRT: run build_engine.sh on a GPU machine, or add --engine there")
 
 
 COMMANDS = [export_cmd]

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +41,32 @@ FORMAT_VERSION = 1
 SIDES = ("train", "val")
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON (sorted keys, 2-space indent, trailing newline) via a temporary file and rename."""
+def unique_tmp(path: Path) -> Path:
+    """A sibling of ``path`` no other process on any host will pick (shards on several nodes often
+    share process ids, so the pid alone is not enough)."""
+    return path.with_name(f".{path.name}.{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a uniquely named sibling and a rename (readers never see half)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    tmp = unique_tmp(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def dump_json(obj: Any) -> str:
+    """JSON as flowprep writes it: sorted keys, 2-space indent, UTF-8, trailing newline."""
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON (see :func:`dump_json`) atomically."""
+    write_text_atomic(path, dump_json(obj))
 
 
 def write_record(root: Path, record: dict[str, Any]) -> Path:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from flowprep.errors import ConfigError, DecodeError
 
-Source = "bytes | str | Path | BinaryIO"
 
 
 def target_size(width: int, height: int, short_side: int | None = None,

@@ -1,0 +1,157 @@
+"""The Dask engine: each clip is one task on an existing ``dask.distributed`` cluster.
+
+Nothing here makes a clip safe to run twice or to lose halfway: :func:`flowprep.build.job.run_clip`
+does (temporary folder, one rename). This module only submits, streams results as they complete,
+and bounds retries:
+
+* A worker that dies mid-clip leaves a temporary folder, never a finished clip. The scheduler
+  re-runs the task elsewhere (up to ``distributed.scheduler.allowed-failures`` times, 3 by default),
+  then gives up with ``KilledWorker``; this engine resubmits such a clip at most ``max_retries``
+  more times under a new key, then reports it as failed with the reason.
+* An exception raised by ``run_clip`` is an error of the environment (unwritable output, a flow
+  backend that cannot start): it is retried the same bounded number of times, in case one node is
+  broken, then raised, as the local engine does. Bad videos are not exceptions: they come back as
+  ``status="failed"`` results.
+
+Task keys are ``flowprep-clip-<run>-<attempt>-<clip id>``: unique per build run and attempt, so a
+resubmitted clip is never merged with its dead predecessor, and two builds sharing a cluster never
+share results.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from typing import Any, Callable, Iterator, Sequence
+
+from flowprep.build.job import ClipResult, JobSettings, run_clip
+from flowprep.build.plan import ClipJob
+from flowprep.errors import ConfigError, FlowprepError
+
+log = logging.getLogger(__name__)
+
+_INSTALL = "pip install 'dask[distributed]'"
+
+
+def connect(scheduler: str | None, timeout: float = 30.0) -> tuple[Any, bool]:
+    """A ``distributed.Client`` for ``scheduler`` and whether the caller must close it.
+
+    Args:
+        scheduler: ``tcp://host:8786`` (or any address ``Client`` takes); None uses the client
+            already created in this process (e.g. by a ``SLURMCluster`` recipe).
+
+    Raises:
+        ConfigError: distributed missing, no scheduler reachable, or no client to use.
+    """
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise ConfigError(f"--engine dask needs dask.distributed ({exc}); install it with {_INSTALL}") from exc
+    if scheduler is None:
+        try:
+            return Client.current(allow_global=True), False
+        except ValueError:
+            raise ConfigError("--engine dask needs --scheduler tcp://HOST:8786 (the address of a running "
+                              "dask scheduler), or a dask Client created in this process") from None
+    try:
+        return Client(scheduler, timeout=timeout, set_as_default=False), True
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+
+
+def run_on_worker(scheduler: str | None, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(*args)`` once on some worker of the cluster and return its result.
+
+    The build uses it to resolve and describe the flow backend where clips will run (the client may
+    be a login node without a GPU). Exceptions raised by ``fn`` are re-raised here, types intact.
+    """
+    client, owned = connect(scheduler)
+    try:
+        return client.submit(fn, *args, pure=False, key=f"flowprep-probe-{uuid.uuid4().hex[:12]}").result()
+    finally:
+        if owned:
+            client.close()
+
+
+def _task_key(run: str, attempt: int, job: ClipJob) -> str:
+    return f"flowprep-clip-{run}-{attempt}-{job.id}"
+
+
+def _check_shared_output(client: Any, out: str) -> None:
+    seen = client.submit(os.path.isdir, out, pure=False, key=f"flowprep-seeout-{uuid.uuid4().hex[:12]}").result()
+    if not seen:
+        raise ConfigError(f"the Dask workers do not see the output folder {out}: --out must be on a file "
+                          "system every worker mounts at the same path")
+
+
+def run_dask(jobs: Sequence[ClipJob], settings: JobSettings, scheduler: str | None,
+             max_retries: int = 2) -> Iterator[ClipResult]:
+    """Run every job as a task on the cluster; yield one result per job, in completion order.
+
+    Args:
+        jobs: clip jobs; ``settings.out`` and the jobs' paths must be absolute and visible to workers.
+        settings: shared job settings.
+        scheduler: scheduler address, or None for this process's current client.
+        max_retries: resubmissions of a clip after ``KilledWorker`` or an exception (each on top of
+            the scheduler's own ``allowed-failures``).
+
+    Raises:
+        ConfigError: no cluster; FlowprepError: an environment error raised by a task; any other
+        exception a task keeps raising after the retries.
+    """
+    if max_retries < 0:
+        raise ConfigError(f"max_retries must be >= 0, got {max_retries}")
+    if not jobs:
+        return
+    from distributed import KilledWorker, as_completed
+
+    client, owned = connect(scheduler)
+    run = uuid.uuid4().hex[:8]
+    attempts: dict[str, int] = {}
+    pending: dict[str, tuple[ClipJob, Any]] = {}
+    try:
+        _check_shared_output(client, settings.out)
+        keys = [_task_key(run, 0, job) for job in jobs]
+        # One task per clip; the settings ride along with each (a few hundred bytes).
+        futures = client.map(run_clip, list(jobs), settings=settings, key=keys, pure=False)
+        for job, fut in zip(jobs, futures):
+            attempts[job.id] = 0
+            pending[fut.key] = (job, fut)
+        ac = as_completed(futures)
+        del futures
+        for fut in ac:
+            job, _ = pending.pop(fut.key)
+            if fut.status == "finished":
+                result = fut.result()
+                fut.release()
+                yield result
+                continue
+            try:
+                exc = fut.exception()
+            except BaseException as cancelled:  # CancelledError: someone cancelled the key
+                exc = cancelled
+            fut.release()
+            if isinstance(exc, FlowprepError):
+                raise exc
+            if attempts[job.id] < max_retries:
+                attempts[job.id] += 1
+                log.warning("clip %s: %s: %s; retry %d of %d", job.id, type(exc).__name__, exc,
+                            attempts[job.id], max_retries)
+                retry = client.submit(run_clip, job, settings, key=_task_key(run, attempts[job.id], job),
+                                      pure=False)
+                pending[retry.key] = (job, retry)
+                ac.add(retry)
+            elif isinstance(exc, KilledWorker):
+                tries = attempts[job.id] + 1
+                yield ClipResult(job.id, "failed", error=f"its Dask worker died on each of {tries} attempt(s) "
+                                 f"(out of memory, or a crash in decoding/flow?): {exc}")
+            else:
+                raise exc
+    finally:
+        if pending:
+            # Ctrl-C or an error: stop the rest (a task already running finishes or leaves only a
+            # temporary folder; both are safe).
+            client.cancel([f for _, f in pending.values()], force=True)
+        if owned:
+            client.close()
