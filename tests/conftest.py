@@ -33,3 +33,13 @@ def release_copy(tiny_release, tmp_path) -> Path:
     dst = tmp_path / "release"
     shutil.copytree(tiny_release, dst)
     return dst
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """One intra-op torch thread: on a busy 2-core machine OpenMP's spinning threads slow torch ~10x."""
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

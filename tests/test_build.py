@@ -8,38 +8,15 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from flowprep.build.api import HMDB5_LABEL_ORDER, build
 from flowprep.build.config import BuildConfig
-from flowprep.cli import cli
 from flowprep.layout.record import read_record
-
-IGNORED = {"build_report.json", "tao_dataset_spec.yaml"}
-
-
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    """Every file of a dataset except run-specific ones (report, absolute-path snippets, state)."""
-    out = {}
-    for dirpath, _, files in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root)
-        if rel_dir.split(os.sep)[0] in (".flowprep", ".flowprep-tmp"):
-            continue
-        for f in files:
-            rel = os.path.normpath(os.path.join(rel_dir, f))
-            if rel not in IGNORED:
-                out[rel] = Path(dirpath, f).read_bytes()
-    return out
-
-
-def run_cli(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
+from helpers import run_cli, tree_bytes
 
 @pytest.fixture(scope="module")
 def hmdb_rars(tiny_release, tmp_path_factory):

@@ -16,38 +16,16 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from flowprep.build.api import build, job_settings
 from flowprep.build.config import BuildConfig
 from flowprep.build.plan import make_plan
 from flowprep.build.shard import select_shard, shard_of
-from flowprep.cli import cli
 from flowprep.errors import ConfigError
 from flowprep.layout.record import read_record
+from helpers import run_cli, tree_bytes
 
 CLASSES = ["walk", "run"]  # 12 clips of 8 frames: enough for 3 shards and 2 workers, fast
-IGNORED = {"build_report.json", "tao_dataset_spec.yaml"}
-
-
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    """Every file of a dataset except run-specific ones (as tests/test_build.py compares them)."""
-    out = {}
-    for dirpath, _, files in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root)
-        if rel_dir.split(os.sep)[0] in (".flowprep", ".flowprep-tmp"):
-            continue
-        for f in files:
-            rel = os.path.normpath(os.path.join(rel_dir, f))
-            if rel not in IGNORED:
-                out[rel] = Path(dirpath, f).read_bytes()
-    return out
-
-
-def run_cli(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
 def config(release: Path, out: Path, **kw) -> BuildConfig:
     return BuildConfig(source=release, out=out, classes=CLASSES, flow="dis", progress=False, **kw)
 

@@ -5,28 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
-
-from flowprep.cli import cli
+from helpers import run_cli
 
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def run(*args):
-    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    r = run_cli(*args)
     assert r.exit_code == 0, r.output
     return r
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores: more threads are slower here (see docs/train.md)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_build_train_evaluate_export_infer(tiny_release, shared_data, tmp_path):

@@ -19,22 +19,13 @@ from flowprep.train.data import ClipDataset, flip_u, load_windows, open_dataset 
 from flowprep.train.synthdata import make_tao_dataset  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine OpenMP's spinning threads slow torch ~10x."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ---- sampling ---------------------------------------------------------------------------------
 
 def test_center_card_example():
     idx = sampling.center_indices(128, 32)
     assert idx.tolist() == list(range(48, 80))
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_center_with_sample_rate_and_odd_counts():

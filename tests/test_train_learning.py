@@ -16,13 +16,7 @@ from flowprep.train.loop import TrainConfig, train  # noqa: E402
 from flowprep.train.synthdata import make_tao_dataset  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine OpenMP's spinning threads slow training ~10x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
