@@ -27,6 +27,14 @@ class DatasetError(FlowprepError):
     """A dataset folder that is not a flowprep/TAO layout, or lacks what is asked of it."""
 
 
+class ClipError(FlowprepError):
+    """One clip cannot be built (too short for flow, ...): recorded as failed, the build goes on."""
+
+
+class OutputError(FlowprepError):
+    """The output cannot be written (disk full, permissions): the build stops."""
+
+
 class BackendUnavailableError(FlowprepError):
     """A flow backend whose software is installed but cannot run here (no device, no driver, ...)."""
 

@@ -195,3 +195,30 @@ def test_usage_errors_exit_2(tiny_release, tmp_path):
     r = run_cli("build", tiny_release, "--out", tmp_path / "o", "--size", "big")
     assert r.exit_code == 2
     assert run_cli("build", tiny_release).exit_code == 2
+
+
+def test_unwritable_output_stops_the_build_with_one_line(tiny_release, tmp_path, monkeypatch):
+    monkeypatch.setattr(cv2, "imwrite", lambda *a, **k: False)  # what OpenCV says on a full disk
+    out = tmp_path / "o"
+    r = run_cli("build", tiny_release, "--out", out, "--classes", "walk", "--flow", "dis", "-j", "1",
+                "--no-progress")
+    assert r.exit_code == 1
+    assert r.output.splitlines()[-1].startswith("flowprep: error: could not write")
+    assert "Traceback" not in r.output
+    assert not (out / ".flowprep-tmp").exists() or not any((out / ".flowprep-tmp").iterdir())
+    assert not (out / "train").exists() and not (out / "val").exists()
+
+
+def test_one_frame_clip_fails_alone(release_copy, tmp_path):
+    from flowprep.synth import moving_frames, write_video
+
+    write_video(release_copy / "push" / "Short_push_f_cm_np1_fr_med_0.avi", moving_frames(1, 64, 80, (1, 0), seed=9))
+    out = tmp_path / "o"
+    r = run_cli("build", release_copy, "--out", out, "--classes", "push", "--flow", "dis", "-j", "1",
+                "--no-progress", "--split-by", "clip")
+    assert r.exit_code == 1 and "only 1 frame(s)" in r.output
+    rec = read_record(out)
+    assert sum(c["status"] == "ok" for c in rec["clips"]) == 6
+    r = run_cli("build", release_copy, "--out", tmp_path / "rgb", "--classes", "push", "--modality", "rgb",
+                "-j", "1", "--no-progress", "--split-by", "clip")
+    assert r.exit_code == 0  # RGB alone needs no second frame

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.build.plan import ClipJob
-from flowprep.errors import FlowprepError
+from flowprep.errors import ArchiveError, ClipError, DecodeError, OutputError
 from flowprep.layout.paths import TMP_DIR, clip_dir, flow_names, rgb_name, subdirs
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,12 @@ def count_on_disk(final: Path, layout: str, rgb: bool) -> tuple[int, int]:
 def _imwrite(path: Path, img, params: list[int]) -> None:
     import cv2
 
-    if not cv2.imwrite(str(path), img, params):
-        raise FlowprepError(f"could not write {path} (disk full or unwritable?)")
+    try:
+        ok = cv2.imwrite(str(path), img, params)
+    except cv2.error as exc:
+        raise OutputError(f"could not write {path}: {exc}") from exc
+    if not ok:
+        raise OutputError(f"could not write {path} (disk full or not writable?)")
 
 
 def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
@@ -144,9 +148,12 @@ def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
     backend = _backend(settings) if settings.flow else None
     enc = FlowEncoding.from_dict(settings.encoding) if settings.flow else None
     tmp = out / TMP_DIR / f"{job.cls}.{job.clip}.{uuid.uuid4().hex[:12]}"
-    tmp.mkdir(parents=True)
-    for sub in subdirs(settings.layout, settings.rgb, settings.flow):
-        (tmp / sub).mkdir()
+    try:
+        tmp.mkdir(parents=True)
+        for sub in subdirs(settings.layout, settings.rgb, settings.flow):
+            (tmp / sub).mkdir()
+    except OSError as exc:
+        raise OutputError(f"cannot write into {out}: {exc}") from exc
     rgb_params = ([cv2.IMWRITE_PNG_COMPRESSION, 1] if settings.rgb_format == "png"
                   else [cv2.IMWRITE_JPEG_QUALITY, settings.rgb_quality])
     flow_params = ([cv2.IMWRITE_PNG_COMPRESSION, 1] if enc and enc.image_format == "png"
@@ -186,18 +193,19 @@ def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
                 prev_gray = gray
             n += 1
         if settings.flow and n < 2:
-            raise FlowprepError(f"{job.name}: only {n} frame(s): flow needs at least 2")
-        final.parent.mkdir(parents=True, exist_ok=True)
+            raise ClipError(f"{job.name}: only {n} frame(s): flow needs at least 2")
         try:
+            final.parent.mkdir(parents=True, exist_ok=True)
             os.rename(tmp, final)
-        except OSError:
+        except OSError as exc:
             # Another worker (a retried Dask task, an overlapping shard) finished it first: theirs stands.
             if not final.is_dir():
-                raise
+                raise OutputError(f"cannot move {tmp} to {final}: {exc}") from exc
             shutil.rmtree(tmp, ignore_errors=True)
             frames_, flows_ = count_on_disk(final, settings.layout, settings.rgb)
             return ClipResult(job.id, "exists", frames_, flows_, worker=worker)
-    except FlowprepError as exc:
+    except (DecodeError, ArchiveError, ClipError) as exc:
+        # The clip's own fault: record it and go on. Anything else (output, backend) stops the build.
         shutil.rmtree(tmp, ignore_errors=True)
         log.warning("clip %s failed: %s", job.id, exc)
         return ClipResult(job.id, "failed", error=str(exc), seconds=time.perf_counter() - t0, worker=worker)
