@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
 
 import click
@@ -58,8 +59,15 @@ for _mod in COMMAND_MODULES:
         cli.add_command(_cmd)
 
 
+def _terminate(signum, frame) -> None:
+    # SIGTERM (kill, Slurm's time limit, Kubernetes) takes the same path as Ctrl-C: worker processes
+    # are stopped and temporary folders removed instead of orphaned workers racing a later resume.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _terminate)
     cli.main(args=argv, prog_name="flowprep")
 
 

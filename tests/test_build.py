@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -180,7 +181,6 @@ def test_verify_finds_damage(tiny_release, tmp_path):
     (["--out", "{tmp}/o", "--archive", "{tmp}/text.rar"], "not"),
     (["--out", "{tmp}/o", "--archive", "{rel}", "--classes", "walk,dance"], "unknown class"),
     (["--out", "{tmp}/o", "--archive", "{rel}", "--flow", "warp9"], "unknown flow backend"),
-    (["--out", "{tmp}/o", "--archive", "{rel}", "--official-split", "2"], "--splits"),
 ])
 def test_cli_errors_are_one_line_exit_1(tiny_release, tmp_path, args, message):
     (tmp_path / "text.rar").write_text("hello, I am not an archive")
@@ -191,9 +191,18 @@ def test_cli_errors_are_one_line_exit_1(tiny_release, tmp_path, args, message):
     assert "Traceback" not in r.output
 
 
-def test_usage_errors_exit_2(tiny_release, tmp_path):
-    r = run_cli("build", tiny_release, "--out", tmp_path / "o", "--size", "big")
-    assert r.exit_code == 2
+@pytest.mark.parametrize("args", [
+    ["--size", "big"], ["--size", "8x8"], ["--short-side", "4"], ["--val-ratio", "0"], ["--val-ratio", "1"],
+    ["--frame-step", "0"], ["-j", "0"], ["--shard", "4/3"], ["--official-split", "2"],
+    ["--size", "64x48", "--short-side", "32"], ["--scheduler", "tcp://127.0.0.1:1"],
+])
+def test_usage_errors_exit_2(tiny_release, tmp_path, args):
+    r = run_cli("build", tiny_release, "--out", tmp_path / "o", "--no-progress", *args)
+    assert r.exit_code == 2, r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_out_is_a_usage_error(tiny_release):
     assert run_cli("build", tiny_release).exit_code == 2
 
 
@@ -222,3 +231,61 @@ def test_one_frame_clip_fails_alone(release_copy, tmp_path):
     r = run_cli("build", release_copy, "--out", tmp_path / "rgb", "--classes", "push", "--modality", "rgb",
                 "-j", "1", "--no-progress", "--split-by", "clip")
     assert r.exit_code == 0  # RGB alone needs no second frame
+
+
+def test_changed_source_is_refused_then_brought_up_to_date_with_force(release_copy, tmp_path):
+    out = tmp_path / "o"
+    args = ["build", release_copy, "--out", out, "--classes", "walk,run", "--flow", "dis", "-j", "1", "--no-progress"]
+    assert run_cli(*args).exit_code == 0
+    walk = sorted((release_copy / "walk").iterdir())
+    for k in range(4):  # new clips can move old ones between train and val
+        (release_copy / "walk" / f"NewSource{k}_walk_f_cm_np1_fr_med_0.avi").write_bytes(walk[0].read_bytes())
+    walk[1].unlink()
+    r = run_cli(*args)
+    assert r.exit_code == 1 and "changed since" in r.output and "--force" in r.output
+    r = run_cli(*args, "--force")
+    assert r.exit_code == 0, r.output
+    rec = read_record(out)
+    on_disk = {f"{side}/{cls}/{clip}" for side in ("train", "val") for cls in os.listdir(out / side)
+               for clip in os.listdir(out / side / cls)}
+    assert on_disk == {c["id"] for c in rec["clips"]}  # nothing stale, nothing on both sides
+    assert run_cli("verify", out).exit_code == 0
+
+
+def test_class_names_with_spaces_become_safe_folders(tmp_path):
+    from flowprep.synth import make_release_folder
+
+    rel = tmp_path / "rel"
+    make_release_folder(rel, {"walk": (1.0, 0.0)}, sources_per_class=2, clips_per_source=2, frames=4,
+                        height=32, width=32, with_splits=False)
+    (rel / "walk").rename(rel / "walk fast")
+    out = tmp_path / "o"
+    r = run_cli("build", rel, "--out", out, "--flow", "dis", "-j", "1", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert read_record(out)["classes"] == ["walk_fast"]
+    assert all(len(line.split()) == 3 for line in (out / "train_list.txt").read_text().splitlines())
+
+
+def test_flow_kernel_failure_fails_the_clip_not_the_build(tiny_release, tmp_path, monkeypatch):
+    from flowprep.flow.opencv_cpu import DISBackend
+
+    def boom(self, prev, nxt):
+        raise cv2.error("The input image must have either width or height >= 12")
+
+    monkeypatch.setattr(DISBackend, "calc", boom)
+    r = run_cli("build", tiny_release, "--out", tmp_path / "o", "--classes", "walk", "--flow", "dis", "-j", "1",
+                "--no-progress")
+    assert r.exit_code == 1 and "flow failed on frames 0->1" in r.output and "Traceback" not in r.output
+
+
+def test_mmaction2_flow_only_snippet_and_stats_of_a_dataset(tiny_release, tmp_path):
+    out = tmp_path / "mm"
+    assert run_cli("build", tiny_release, "--out", out, "--classes", "run", "--layout", "mmaction2",
+                   "--modality", "flow", "--flow", "dis", "--no-progress").exit_code == 0
+    settings = (out / "mmaction2" / "dataset_settings.py").read_text()
+    assert "ann_file_train_flow" in settings and "ann_file_train =" not in settings
+    for line in settings.splitlines():
+        if line.startswith("ann_file"):
+            assert Path(line.split("=", 1)[1].strip().strip("'")).is_file()
+    r = run_cli("stats", out, "--json")
+    assert json.loads(r.output)["total"]["clips"] == 6

@@ -84,7 +84,7 @@ def test_official_split_files():
                               "C_walk_f_cm_np1_fr_med_0": "unused"}}
     sides = official_sides({"walk": ["A_walk_f_cm_np1_fr_med_0.avi", "B_walk_f_cm_np1_fr_med_0.avi",
                                      "D_walk_f_cm_np1_fr_med_0.avi"]}, table)
-    assert sides["walk"]["D_walk_f_cm_np1_fr_med_0.avi"] == "unused"
+    assert sides["walk"]["D_walk_f_cm_np1_fr_med_0.avi"] == "unlisted"
     with pytest.raises(ConfigError, match="split 3"):
         parse_split_files(texts, 3)
     with pytest.raises(ConfigError, match="expected"):

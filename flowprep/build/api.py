@@ -54,6 +54,8 @@ class BuildSummary:
     record_written: bool = True
     shard: tuple[int, int] | None = None
     pending: int = 0
+    #: "<class>/<side>" with no built clip (a class too small to split, or whose clips failed)
+    empty_sides: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -164,6 +166,38 @@ def prepare_output(cfg: BuildConfig, settings: dict[str, Any]) -> None:
     raise ConfigError(f"{out}/{STATE_DIR}/config.json keeps changing: is another build with --force running?")
 
 
+def check_plan(cfg: BuildConfig, plan: Plan) -> None:
+    """Refuse to resume into a folder whose clips were planned differently (the source changed).
+
+    Without this, a clip that moved between train and val (its split changed because clips were
+    added or removed) would stay on its old side as well, and a deleted source clip would stay in
+    the dataset: validation data leaking into training, silently. With ``force`` the clips that are
+    no longer planned (gone, or now on the other side) are removed; clips that did not change are
+    kept and not rebuilt.
+    """
+    state = cfg.out / STATE_DIR / "plan.json"
+    ids = sorted(j.id for j in plan.jobs)
+    if state.is_file():
+        old = json.loads(state.read_text(encoding="utf-8")).get("clips", [])
+        if old != ids:
+            gone = sorted(set(old) - set(ids))
+            new = sorted(set(ids) - set(old))
+            if not cfg.force:
+                example = (gone or new)[0]
+                raise ConfigError(
+                    f"the clips of {cfg.source} changed since {cfg.out} was built ({len(new)} new or moved, "
+                    f"{len(gone)} gone or moved, e.g. {example}); re-run with --force to bring the dataset up to "
+                    "date (unchanged clips are kept)")
+            for clip_id in gone:
+                side, cls, clip = clip_id.split("/", 2)  # ids are "<side>/<class>/<clip>", no "/" inside
+                stale = clip_dir(cfg.out, cfg.layout, side, cls, clip)
+                if stale.is_dir():
+                    log.warning("--force: removing %s (no longer planned on this side)", stale)
+                    shutil.rmtree(stale)
+    if not state.is_file() or json.loads(state.read_text(encoding="utf-8")).get("clips") != ids:
+        write_text_atomic(state, dump_json({"clips": ids}))
+
+
 def job_settings(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> JobSettings:
     return JobSettings(
         out=str(cfg.out), layout=cfg.layout, rgb=cfg.needs_rgb, flow=cfg.needs_flow,
@@ -213,6 +247,7 @@ def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> Bu
     prepare_output(cfg, settings)
     save_build_state(cfg, flow_info)  # what `flowprep finalize` needs to re-make the plan
     plan = make_plan(cfg)
+    check_plan(cfg, plan)
     if on_plan is not None:
         on_plan(plan)
     jobs = select_shard(plan.jobs, *cfg.shard) if cfg.shard else plan.jobs
@@ -240,7 +275,9 @@ def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> Bu
     # A shard writes the record only when every part is in: whichever shard finishes last does it
     # (two finishing together both write it; finalize is idempotent, byte for byte).
     if cfg.shard is None or summary.pending == 0:
-        finalize(cfg, plan, flow_info, by_id)
+        record = finalize(cfg, plan, flow_info, by_id)
+        summary.empty_sides = sorted(f"{c}/{side}" for c, n in record["counts"].items()
+                                     for side in ("train", "val") if n[side] == 0)
     else:
         summary.record_written = False
     summary.seconds = time.perf_counter() - t0

@@ -7,25 +7,31 @@ from pathlib import Path
 
 import click
 
+from flowprep.build.config import MIN_SIDE
+
 
 def _size(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
     try:
-        w, h = value.lower().split("x")
-        return int(w), int(h)
+        w, h = (int(x) for x in value.lower().split("x"))
     except ValueError:
         raise click.BadParameter(f"expected WIDTHxHEIGHT, e.g. 320x240, got {value!r}") from None
+    if min(w, h) < MIN_SIDE:
+        raise click.BadParameter(f"frames must be at least {MIN_SIDE}x{MIN_SIDE} pixels, got {w}x{h}")
+    return w, h
 
 
 def _shard(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
     try:
-        k, n = value.split("/")
-        return int(k), int(n)
+        k, n = (int(x) for x in value.split("/"))
     except ValueError:
         raise click.BadParameter(f"expected K/N, e.g. 3/10, got {value!r}") from None
+    if not 1 <= k <= n:
+        raise click.BadParameter(f"K/N needs 1 <= K <= N, got {value!r}")
+    return k, n
 
 
 def _params(values: tuple[str, ...]) -> dict:
@@ -65,19 +71,23 @@ def build_options(f):
                      help="Backend parameter, repeatable (e.g. --flow-param preset=fast)."),
         click.option("--encoding", type=click.Choice(["fixed", "maxrad"]), default="fixed", show_default=True,
                      help="Flow to 8 bit: fixed bound (I3D/TSN/mmaction2) or TAO's per-frame max radius."),
-        click.option("--bound", type=float, default=20.0, show_default=True, help="Clip bound in pixels (fixed)."),
+        click.option("--bound", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
+                     help="Clip bound in pixels (fixed)."),
         click.option("--flow-format", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True),
         click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True),
         click.option("--rgb-format", type=click.Choice(["png", "jpg"]), default=None,
                      help="RGB frame format [tao: png, mmaction2: jpg]."),
-        click.option("--val-ratio", type=float, default=0.1, show_default=True),
+        click.option("--val-ratio", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
+                     show_default=True, help="Share of each class's clips for validation."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--split-by", type=click.Choice(["group", "clip"]), default="group", show_default=True,
                      help="group: clips of one source video stay on one side; clip: plain random split."),
-        click.option("--short-side", type=int, default=None, help="Resize so the shorter side has this many pixels."),
+        click.option("--short-side", type=click.IntRange(min=MIN_SIDE), default=None,
+                     help="Resize so the shorter side has this many pixels."),
         click.option("--size", default=None, metavar="WxH", help="Resize every frame to exactly WxH."),
-        click.option("--frame-step", type=int, default=1, show_default=True, help="Keep every N-th frame."),
-        click.option("-j", "--jobs", type=int, default=None, help="Worker processes [all cores]."),
+        click.option("--frame-step", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Keep every N-th frame."),
+        click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Worker processes [all cores]."),
         click.option("--force", is_flag=True, help="Replace a build of another configuration in --out."),
         click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True),
         click.option("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786) for --engine dask."),
@@ -97,6 +107,12 @@ def build_options(f):
 def _config_kwargs(kw: dict) -> dict:
     from flowprep.flow.encoding import FlowEncoding
 
+    if kw["size"] is not None and kw["short_side"] is not None:
+        raise click.UsageError("give --size or --short-side, not both")
+    if kw["scheduler"] is not None and kw["engine"] != "dask":
+        raise click.UsageError("--scheduler goes with --engine dask")
+    if kw.get("official_split") is not None and kw.get("splits") is None:
+        raise click.UsageError("--official-split needs --splits (the folder or archive with the split files)")
     layout = kw["layout"]
     return dict(
         out=kw["out"], layout=layout, modality=kw["modality"], flow=kw["flow"],
@@ -120,7 +136,9 @@ def _print_plan(plan) -> None:
     click.echo(f"{'total':<{width}}  {sum(c['train'] for c in counts.values()):>5}  "
                f"{sum(c['val'] for c in counts.values()):>5}")
     if plan.excluded:
-        click.echo(f"({len(plan.excluded)} clip(s) marked unused by the split files are left out)")
+        unused = sum("code 0" in e for e in plan.excluded)
+        click.echo(f"({len(plan.excluded)} clip(s) left out: {unused} marked unused (0) by the split files, "
+                   f"{len(plan.excluded) - unused} not listed in them)")
 
 
 def _report(summary) -> None:
@@ -135,6 +153,8 @@ def _report(summary) -> None:
                    f"`flowprep finalize {summary.out}`)")
     else:
         click.echo(f"dataset: {summary.out}")
+    if summary.empty_sides:
+        click.echo(f"warning: no clip built for {', '.join(summary.empty_sides)}", err=True)
     if summary.failed:
         click.echo(f"{len(summary.failed)} clip(s) failed:", err=True)
         for cid, why in summary.failed:
@@ -157,7 +177,7 @@ def build_cmd(source: Path, classes: str | None, splits: Path | None, official_s
 
     cls = [c.strip() for c in classes.split(",") if c.strip()] if classes is not None else None
     cfg = BuildConfig(source=source, classes=cls, splits_source=splits, official_split=official_split,
-                      **_config_kwargs(kw))
+                      **_config_kwargs(dict(kw, splits=splits, official_split=official_split)))
     _report(build(cfg, on_plan=_print_plan))
 
 
@@ -174,7 +194,8 @@ def build_hmdb5_cmd(archive: Path, splits: Path | None, official_split: int | No
     """Build HMDB5 (walk, run, ride_bike, fall_floor, push) from the HMDB51 release, in the TAO layout."""
     from flowprep.build.api import build_hmdb5
 
-    options = {k: v for k, v in _config_kwargs(kw).items() if k != "out"}
+    options = {k: v for k, v in _config_kwargs(dict(kw, splits=splits, official_split=official_split)).items()
+               if k != "out"}
     if classes is not None:
         options["classes"] = [c.strip() for c in classes.split(",") if c.strip()]
     _report(build_hmdb5(archive, kw["out"], splits=splits, official_split=official_split, on_plan=_print_plan,

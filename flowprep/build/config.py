@@ -14,6 +14,8 @@ from flowprep.flow.encoding import FlowEncoding
 from flowprep.layout.paths import LAYOUTS
 
 MODALITIES = ("rgb", "flow", "both")
+#: smallest frame side accepted for resizing: DIS needs 12 px, the other backends' pyramids want more
+MIN_SIDE = 16
 
 
 @dataclass
@@ -88,6 +90,14 @@ class BuildConfig:
             raise ConfigError(f"--modality must be one of {MODALITIES}, got {self.modality!r}")
         if self.rgb_format not in ("png", "jpg"):
             raise ConfigError(f"RGB image format must be png or jpg, got {self.rgb_format!r}")
+        if self.short_side is not None and self.short_side < MIN_SIDE:
+            raise ConfigError(f"--short-side must be at least {MIN_SIDE} pixels, got {self.short_side}")
+        if self.size is not None and min(self.size) < MIN_SIDE:
+            raise ConfigError(f"--size must be at least {MIN_SIDE}x{MIN_SIDE} pixels, got {self.size[0]}x{self.size[1]}")
+        if self.size is not None and self.short_side is not None:
+            raise ConfigError("give --size or --short-side, not both")
+        if not 0 < self.val_ratio < 1:
+            raise ConfigError(f"--val-ratio must be between 0 and 1, got {self.val_ratio}")
         if self.frame_step < 1:
             raise ConfigError(f"--frame-step must be >= 1, got {self.frame_step}")
         if self.jobs is not None and self.jobs < 1:

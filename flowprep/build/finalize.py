@@ -37,6 +37,15 @@ def clip_entries(cfg: BuildConfig, plan: Plan, results: dict[str, ClipResult]) -
     return entries
 
 
+def built_counts(classes: list[str], clips: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """class -> {"train": n, "val": n} of the clips that were built (``split.counts`` is the plan)."""
+    out = {c: {"train": 0, "val": 0} for c in classes}
+    for c in clips:
+        if c["status"] == "ok":
+            out[c["class"]][c["side"]] += 1
+    return out
+
+
 def make_record(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None,
                 clips: list[dict[str, Any]]) -> dict[str, Any]:
     """The dataset record (schema in :mod:`flowprep.layout.record`)."""
@@ -54,6 +63,7 @@ def make_record(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None,
         "encoding": cfg.encoding.to_dict() if cfg.needs_flow else None,
         "normalization": {"formula": "(x / 255 - 0.5) / 0.5", "scale": 1 / 127.5, "offset": 127.5},
         "excluded": sorted(plan.excluded),
+        "counts": built_counts(plan.classes, clips),
         "clips": clips,
     }
 
@@ -75,16 +85,15 @@ def _tao_snippet(root: Path, classes: list[str], modality: str) -> str:
 
 def _mmaction2_snippet(root: Path, modality: str) -> str:
     ann = root / "mmaction2"
-    lines = [
-        "# mmaction2 RawframeDataset settings for this dataset (written by flowprep).",
-        f"data_root = '{root / 'rawframes'}'",
-        f"ann_file_train = '{ann / 'train_list_rawframes.txt'}'",
-        f"ann_file_val = '{ann / 'val_list_rawframes.txt'}'",
-        "# RGB: filename_tmpl='img_{:05}.jpg' (the default), start_index=1",
-    ]
+    lines = ["# mmaction2 RawframeDataset settings for this dataset (written by flowprep).",
+             f"data_root = {str(root / 'rawframes')!r}"]
+    if modality in ("rgb", "both"):
+        lines += [f"ann_file_train = {str(ann / 'train_list_rawframes.txt')!r}",
+                  f"ann_file_val = {str(ann / 'val_list_rawframes.txt')!r}",
+                  "# RGB: filename_tmpl='img_{:05}.jpg' (the default), start_index=1"]
     if modality in ("flow", "both"):
-        lines += [f"ann_file_train_flow = '{ann / 'train_list_rawframes_flow.txt'}'",
-                  f"ann_file_val_flow = '{ann / 'val_list_rawframes_flow.txt'}'",
+        lines += [f"ann_file_train_flow = {str(ann / 'train_list_rawframes_flow.txt')!r}",
+                  f"ann_file_val_flow = {str(ann / 'val_list_rawframes_flow.txt')!r}",
                   "# flow: modality='Flow', filename_tmpl='flow_{}_{:05d}.jpg', start_index=1"]
     return "\n".join(lines) + "\n"
 

@@ -182,7 +182,12 @@ def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
                 gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
                 if prev_gray is not None:
                     t = time.perf_counter()
-                    flow = backend.calc(prev_gray, gray)
+                    try:
+                        flow = backend.calc(prev_gray, gray)
+                    except (cv2.error, ValueError) as exc:
+                        # e.g. DIS refuses frames under 12 px: this clip's problem, not the build's
+                        raise ClipError(f"{job.name}: flow failed on frames {n - 1}->{n} "
+                                        f"({gray.shape[1]}x{gray.shape[0]}): {' '.join(str(exc).split())[-200:]}") from exc
                     t2 = time.perf_counter()
                     u, v = enc.encode(flow)
                     un, vn = flow_names(settings.layout, n - 1, enc.image_format)

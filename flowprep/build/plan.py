@@ -111,23 +111,35 @@ def make_plan(cfg: BuildConfig) -> Plan:
         sides = split_all(names, cfg.val_ratio, cfg.seed, cfg.split_by)
         split = {"method": cfg.split_by, "official_split": None, "val_ratio": cfg.val_ratio,
                  "seed": cfg.seed, "split_by": cfg.split_by}
-    split["counts"] = side_counts(sides)
+    # Class names become folder names and tokens of whitespace-separated list files.
+    folder = {c: _UNSAFE.sub("_", c) or "_" for c in classes}
+    clash = sorted({f for f in folder.values() if list(folder.values()).count(f) > 1})
+    if clash:
+        raise ConfigError(f"classes {', '.join(c for c in classes if folder[c] in clash)} map to one folder name")
+    for c in classes:
+        if folder[c] != c:
+            log.warning("class %r is written as %r (no whitespace or slashes in folder names)", c, folder[c])
+    split["counts"] = {folder[c]: n for c, n in side_counts(sides).items()}
+    for c, n in split["counts"].items():
+        if n["val"] == 0 or n["train"] == 0:
+            log.warning("class %s has %d train and %d val clip(s)", c, n["train"], n["val"])
 
     jobs: list[ClipJob] = []
     excluded: list[str] = []
     for label, cls in enumerate(classes):
         seen: dict[str, str] = {}
+        fcls = folder[cls]
         for v in by_class[cls]:
             side = sides[cls][v.name]
-            if side == "unused":
-                excluded.append(f"{cls}/{v.name}")
+            if side in ("unused", "unlisted"):
+                excluded.append(f"{fcls}/{v.name} ({'code 0 in the split file' if side == 'unused' else 'not in the split file'})")
                 continue
             clip = clip_folder_name(v.name)
             if clip in seen:
                 raise ConfigError(f"class {cls}: clips {seen[clip]!r} and {v.name!r} map to one folder {clip!r}")
             seen[clip] = v.name
-            jobs.append(ClipJob(id=f"{side}/{cls}/{clip}", side=side, cls=cls, label=label, clip=clip,
+            jobs.append(ClipJob(id=f"{side}/{fcls}/{clip}", side=side, cls=fcls, label=label, clip=clip,
                                 name=v.name, ref=v.ref))
     jobs.sort(key=lambda j: j.id)
-    return Plan(classes=classes, jobs=jobs, split=split, source=_source_info(cfg, len(jobs)),
-                excluded=excluded)
+    return Plan(classes=[folder[c] for c in classes], jobs=jobs, split=split,
+                source=_source_info(cfg, len(jobs)), excluded=excluded)

@@ -71,7 +71,8 @@ def split_all(clips: dict[str, list[str]], val_ratio: float = 0.1, seed: int = 0
 def official_sides(clips: dict[str, list[str]], table: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
     """Sides from HMDB51's split files (see :func:`flowprep.datasets.hmdb51.parse_split_files`).
 
-    Clips marked unused (code 0) or missing from the files get side ``"unused"`` and are not built.
+    Clips marked unused (code 0) get side ``"unused"``, clips the files do not list ``"unlisted"``;
+    neither is built. Entries of the files with no clip in the release are logged.
 
     Raises:
         ConfigError: a selected class has no split file.
@@ -80,21 +81,19 @@ def official_sides(clips: dict[str, list[str]], table: dict[str, dict[str, str]]
     for cls, names in sorted(clips.items()):
         if cls not in table:
             raise ConfigError(f"the split files have no entry for class {cls!r}")
-        sides = {}
-        missing = 0
-        for name in names:
-            side = table[cls].get(stem(name))
-            if side is None:
-                missing += 1
-                side = "unused"
-            sides[name] = side
-        if missing:
-            log.warning("class %s: %d clip(s) not listed in the split file; left out", cls, missing)
+        sides = {name: table[cls].get(stem(name), "unlisted") for name in names}
+        unlisted = sum(v == "unlisted" for v in sides.values())
+        if unlisted:
+            log.warning("class %s: %d clip(s) not listed in the split file; left out", cls, unlisted)
+        ghosts = set(table[cls]) - {stem(n) for n in names}
+        if ghosts:
+            log.warning("class %s: %d clip(s) of the split file are not in the release, e.g. %s",
+                        cls, len(ghosts), sorted(ghosts)[0])
         out[cls] = sides
     return out
 
 
 def side_counts(sides: dict[str, dict[str, str]]) -> dict[str, dict[str, int]]:
-    """class -> {"train": n, "val": n} (``unused`` clips not counted)."""
+    """class -> {"train": n, "val": n} (``unused`` and ``unlisted`` clips not counted)."""
     return {cls: {s: sum(1 for v in m.values() if v == s) for s in ("train", "val")}
             for cls, m in sorted(sides.items())}
