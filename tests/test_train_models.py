@@ -122,7 +122,7 @@ def test_imagenet_init_rejects_other_files(tmp_path):
     with pytest.raises(FlowprepError, match="not a torchvision ResNet-18"):
         init_from_imagenet(build_model("2d", "rgb", 2, frames=2), tmp_path / "x.pth")
     (tmp_path / "junk.pth").write_bytes(b"junk")
-    with pytest.raises(FlowprepError, match="cannot read"):
+    with pytest.raises(FlowprepError, match="is not a PyTorch file"):
         init_from_imagenet(build_model("2d", "rgb", 2, frames=2), tmp_path / "junk.pth")
 
 
@@ -153,7 +153,7 @@ def test_checkpoint_roundtrip_and_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not a flowprep checkpoint"):
         load_checkpoint(tmp_path / "plain.pt")
     (tmp_path / "junk.pt").write_text("hello")
-    with pytest.raises(CheckpointError, match="not a flowprep checkpoint"):
+    with pytest.raises(CheckpointError, match="not a PyTorch file .*not a flowprep checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")

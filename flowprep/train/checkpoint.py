@@ -31,6 +31,8 @@ from torch import nn
 
 from flowprep.errors import ConfigError, FlowprepError
 from flowprep.train.models import ARCHS, MODALITIES, build_model
+from flowprep.train.models import streams as model_streams
+from flowprep.train.torchfile import load_torch_file
 
 FORMAT = "flowprep-checkpoint"
 VERSION = 1
@@ -56,17 +58,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read and check a checkpoint (on the CPU).
 
     Raises:
-        CheckpointError: missing/unreadable file, not a flowprep checkpoint, a newer version, or
-            an unknown architecture/modality.
+        CheckpointError: missing/unreadable file, not a PyTorch file, not a flowprep checkpoint,
+            a newer version, or an unknown architecture/modality (one-line messages).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip/torch errors of many types: all mean "not loadable"
-        raise CheckpointError(f"{path} is not a flowprep checkpoint (cannot load it: "
-                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+    ckpt = load_torch_file(path, CheckpointError, "so not a flowprep checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a flowprep checkpoint (no format {FORMAT!r}); "
                               "train one with `flowprep train`")
@@ -116,3 +114,58 @@ def model_from_checkpoint(ckpt: dict[str, Any], arch: str | None = None,
                               f"{ckpt['arch']} {ckpt['modality']} ResNet-18 ({str(exc).splitlines()[0]})"
                               ) from exc
     return model.eval()
+
+
+#: dataset record fields that decide what a model's inputs look like, per stream it reads
+#: (``flow.device`` is left out: the same backend on another device is the same recipe)
+RECIPE_FIELDS = {"any": ("decode.size", "decode.short_side", "decode.frame_step"),
+                 "rgb": ("rgb.image_format",),
+                 "of": ("flow.name", "flow.params", "encoding")}
+
+
+def _field(record: dict[str, Any], dotted: str) -> Any:
+    value: Any = record
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _flat(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k in sorted(value):
+            out.update(_flat(f"{prefix}.{k}", value[k]))
+        return out or {prefix: {}}
+    return {prefix: list(value) if isinstance(value, tuple) else value}
+
+
+def recipe_differences(ckpt: dict[str, Any], dataset_record: dict[str, Any]) -> list[str]:
+    """The fields in which ``dataset_record`` was built differently from the checkpoint's data.
+
+    Only what the checkpoint's model reads counts: the decode section for every model, the RGB
+    image format for RGB/joint models, and the flow backend (name, parameters) and encoding for
+    flow/joint models. A section the checkpoint's record does not have is not compared (older or
+    hand-made checkpoints). Checked by ``flowprep train --resume`` and ``flowprep evaluate``.
+
+    Returns:
+        One ``"field: checkpoint value != dataset value"`` string per differing field (the flow
+        parameters as one entry when the backends differ anyway); empty if the recipes match.
+    """
+    ck_rec = ckpt.get("dataset_record") or {}
+    fields = list(RECIPE_FIELDS["any"])
+    for stream in model_streams(ckpt["modality"]):
+        fields += RECIPE_FIELDS[stream]
+    diffs = []
+    backend_differs = _field(ck_rec, "flow.name") != _field(dataset_record, "flow.name")
+    for name in fields:
+        if name.split(".")[0] not in ck_rec:
+            continue
+        want, have = _flat(name, _field(ck_rec, name)), _flat(name, _field(dataset_record, name))
+        if name == "flow.params" and backend_differs:
+            if want != have:
+                diffs.append("flow.params (another backend)")
+            continue
+        for key in sorted(set(want) | set(have)):
+            if want.get(key) != have.get(key):
+                diffs.append(f"{key}: {want.get(key)!r} != {have.get(key)!r}")
+    return diffs

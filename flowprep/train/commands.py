@@ -72,18 +72,27 @@ def train_cmd(dataset: Path, out: Path, lr_steps: str, no_progress: bool, **opts
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Report folder (default: <checkpoint dir>/eval-<side>).")
 @click.option("--side", type=click.Choice(("train", "val")), default=None,
-              help="Side of the dataset when DATASET is its root (default val).")
+              help="Side of the dataset when DATASET is its root (default val); for a side folder "
+                   "it is that folder's and may not contradict it.")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--device", type=click.Choice(("auto", "cuda", "cpu")), default="auto", show_default=True)
 @click.option("--arch", type=click.Choice(ARCHS), default=None, help="Fail unless the checkpoint is this.")
 @click.option("--modality", type=click.Choice(MODALITIES), default=None,
               help="Fail unless the checkpoint is this.")
+@click.option("--allow-recipe-mismatch", is_flag=True,
+              help="Evaluate (with a warning) even if DATASET was built with another flow backend, "
+                   "encoding or decode settings than the checkpoint's training data.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def evaluate_cmd(checkpoint: Path, dataset: Path, no_progress: bool, **opts) -> None:
+def evaluate_cmd(checkpoint: Path, dataset: Path, side: str | None, no_progress: bool, **opts) -> None:
     """Evaluate CHECKPOINT on DATASET (a built dataset root or its val/train folder)."""
-    from flowprep.train.evaluate import evaluate
+    from flowprep.errors import ConfigError
+    from flowprep.train.evaluate import evaluate, resolve_side
 
-    rep = evaluate(checkpoint, dataset, progress=not no_progress, **opts)
+    try:
+        side = resolve_side(dataset, side)
+    except ConfigError as exc:  # a contradiction between the arguments: a usage error
+        raise click.BadParameter(str(exc), param_hint="'--side'") from exc
+    rep = evaluate(checkpoint, dataset, side=side, progress=not no_progress, **opts)
     for m, res in rep["modes"].items():
         click.echo(f"{m}: top-1 {res['top1']:.4f}  mean class accuracy {res['mean_class_accuracy']:.4f}  "
                    f"({res['clips']} clips)")

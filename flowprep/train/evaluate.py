@@ -13,6 +13,7 @@ Outputs in ``out`` (default ``<checkpoint dir>/eval-<side>``): ``report.json`` a
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,32 @@ import numpy as np
 import torch
 
 from flowprep.errors import ConfigError, DatasetError
-from flowprep.layout.record import write_json_atomic
+from flowprep.layout.record import SIDES, find_root, write_json_atomic
 from flowprep.train import sampling
-from flowprep.train.checkpoint import load_checkpoint, model_from_checkpoint
+from flowprep.train.checkpoint import load_checkpoint, model_from_checkpoint, recipe_differences
 from flowprep.train.data import load_windows, open_dataset, stream_length, to_model_inputs
 from flowprep.train.models import streams as model_streams
 
+log = logging.getLogger(__name__)
 MODES = ("center", "conv", "all")
+
+
+def resolve_side(dataset: Path, side: str | None) -> str:
+    """The side to evaluate: ``side``, or the folder's when ``dataset`` is ``<root>/train|val``,
+    else ``"val"``.
+
+    Raises:
+        ConfigError: ``side`` is not a side, or contradicts the side folder ``dataset`` names.
+        DatasetError: ``dataset`` is not a flowprep dataset (root or side folder).
+    """
+    if side is not None and side not in SIDES:
+        raise ConfigError(f"side must be one of {SIDES}, got {side!r}")
+    path = Path(dataset)
+    folder = path.name if find_root(path) != path else None
+    if folder is not None and side is not None and side != folder:
+        raise ConfigError(f"{path} is the {folder} side of its dataset, but side {side!r} was asked; "
+                          f"pass the dataset root to choose a side, or drop --side")
+    return side or folder or "val"
 
 
 def confusion_text(cm: np.ndarray, classes: list[str]) -> str:
@@ -83,10 +103,14 @@ def metrics(true: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict[str,
 def evaluate(checkpoint: Path, dataset: Path, mode: str = "center", out: Path | None = None,
              side: str | None = None, batch_size: int = 8, device: str = "auto",
              segments: int = sampling.CONV_SEGMENTS, progress: bool = True, arch: str | None = None,
-             modality: str | None = None) -> dict[str, Any]:
+             modality: str | None = None, allow_recipe_mismatch: bool = False) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``dataset`` (root or its ``val``/``train`` folder).
 
-    ``arch``/``modality``, when given, are what the caller expects the checkpoint to be.
+    ``arch``/``modality``, when given, are what the caller expects the checkpoint to be. ``side``
+    defaults to the folder's (see :func:`resolve_side`). A dataset built with another recipe than
+    the checkpoint's training data (:func:`~flowprep.train.checkpoint.recipe_differences`: flow
+    backend/encoding, decode settings, RGB format) is refused unless ``allow_recipe_mismatch``,
+    which logs a warning and lists the differences in the report's ``recipe_mismatch``.
 
     Returns:
         The report (also written to ``out/report.json``): checkpoint facts, and per mode the
@@ -94,12 +118,14 @@ def evaluate(checkpoint: Path, dataset: Path, mode: str = "center", out: Path | 
 
     Raises:
         CheckpointError, DatasetError, ConfigError: bad checkpoint, dataset without the
-            checkpoint's modality or with classes the model does not know, bad options.
+            checkpoint's modality, with classes the model does not know or (without
+            ``allow_recipe_mismatch``) another recipe, bad options.
     """
     from tqdm import tqdm
 
     if mode not in MODES:
         raise ConfigError(f"--mode must be one of {MODES}, got {mode!r}")
+    side = resolve_side(dataset, side)
     ck = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ck, arch, modality)
     info, clips = open_dataset(dataset, ck["modality"], side)
@@ -107,6 +133,14 @@ def evaluate(checkpoint: Path, dataset: Path, mode: str = "center", out: Path | 
     unknown = [c for c in info.classes if c not in classes]
     if unknown:
         raise DatasetError(f"{info.root} has classes the model was not trained on: {unknown}")
+    diffs = recipe_differences(ck, info.record)
+    if diffs and not allow_recipe_mismatch:
+        raise DatasetError(f"{info.root} was built differently from the data {checkpoint} was trained "
+                           f"on (checkpoint != dataset): {'; '.join(diffs)}; rebuild it with the "
+                           "checkpoint's recipe, or pass --allow-recipe-mismatch")
+    if diffs:
+        log.warning("evaluating on a dataset built differently from the training data "
+                    "(checkpoint != dataset): %s", "; ".join(diffs))
     # dataset label -> model label, by class name
     remap = [classes.index(c) for c in info.classes]
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
@@ -114,11 +148,12 @@ def evaluate(checkpoint: Path, dataset: Path, mode: str = "center", out: Path | 
     streams = model_streams(ck["modality"])
     frames, rate, size = int(ck["frames"]), int(ck["sample_rate"]), int(ck["input_size"])
     modes = ["center", "conv"] if mode == "all" else [mode]
-    out = Path(out) if out else Path(checkpoint).parent / f"eval-{side or _side_of(dataset)}"
+    out = Path(out) if out else Path(checkpoint).parent / f"eval-{side}"
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"checkpoint": str(checkpoint), "dataset": str(info.root),
                               "arch": ck["arch"], "modality": ck["modality"], "frames": frames,
-                              "sample_rate": rate, "input_size": size, "classes": classes, "modes": {}}
+                              "sample_rate": rate, "input_size": size, "classes": classes, "side": side,
+                              "recipe_mismatch": diffs, "modes": {}}
     for m in modes:
         true, pred, rows = [], [], []
         for clip in tqdm(clips, desc=f"evaluate ({m})", unit="clip", disable=not progress):
@@ -148,8 +183,3 @@ def evaluate(checkpoint: Path, dataset: Path, mode: str = "center", out: Path | 
     write_json_atomic(out / "report.json", report)
     report["out"] = str(out)
     return report
-
-
-def _side_of(dataset: Path) -> str:
-    name = Path(dataset).name
-    return name if name in ("train", "val") else "val"

@@ -170,7 +170,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     Raises:
         ConfigError: contradicting options, an existing run without ``resume``, a resume that
-            does not match. DatasetError: see :func:`flowprep.train.data.open_dataset`.
+            does not match (architecture, modality, frames, classes, or the dataset's recipe:
+            see :func:`flowprep.train.checkpoint.recipe_differences`). DatasetError: see :func:`flowprep.train.data.open_dataset`.
         CheckpointError: a ``last.pt`` that is not a compatible checkpoint.
     """
     from torch.utils.data import DataLoader, DistributedSampler
@@ -223,6 +224,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if ck["classes"] != info.classes:
             raise ConfigError(f"--resume: {last_path} was trained on classes {ck['classes']}, "
                               f"the dataset has {info.classes}")
+        changed = [f"--{k.replace('_', '-')} {ck.get(k)} -> {v}" for k, v in
+                   (("sample_rate", cfg.sample_rate), ("input_size", cfg.input_size)) if ck.get(k) != v]
+        if changed:
+            raise ConfigError(f"--resume: {last_path} was trained with other options ({', '.join(changed)}); "
+                              "resume with the same ones")
+        diffs = ckpt_mod.recipe_differences(ck, info.record)
+        if diffs:
+            raise ConfigError(f"--resume: {info.root} was built differently from the data {last_path} "
+                              f"was trained on (checkpoint != dataset): {'; '.join(diffs)}")
         model.load_state_dict(ck["state_dict"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from flowprep.errors import ConfigError
+from flowprep.train.torchfile import load_torch_file
 
 ARCHS = ("2d", "3d")
 MODALITIES = ("rgb", "of", "joint")
@@ -209,10 +210,7 @@ def init_from_imagenet(model: nn.Module, path: Path) -> list[str]:
     Raises:
         ConfigError: unreadable file, or not a ResNet-18 state_dict.
     """
-    try:
-        sd = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file; report any as one error
-        raise ConfigError(f"cannot read ImageNet weights {path}: {exc}") from exc
+    sd = load_torch_file(Path(path), ConfigError)
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or "conv1.weight" not in sd or "layer4.1.bn2.weight" not in sd:

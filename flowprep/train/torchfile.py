@@ -1,0 +1,63 @@
+"""Reading ``torch.save`` files safely, with one-line errors instead of torch's internals.
+
+``torch.load(..., weights_only=True)`` fails on a wrong file with whatever the unpickler hit first
+— ``KeyError: 105`` for a text file, a paragraph about PyTorch 2.6's ``weights_only`` default for
+a JSON file — which means nothing to the user. :func:`load_torch_file` tells the cases apart by
+the file's first bytes and says what the file is not.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any
+
+from flowprep.errors import FlowprepError
+
+#: ``torch.save`` writes a zip archive (since torch 1.6); the legacy format is a pickle stream,
+#: which starts with the PROTO opcode
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_PROTO = 0x80
+
+
+def load_torch_file(path: Path, error: type[FlowprepError], then: str = "") -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with clean errors.
+
+    Args:
+        path: an existing file.
+        error: the exception class to raise (e.g. ``ConfigError`` or ``CheckpointError``).
+        then: appended to every message after a comma (``"so not a flowprep checkpoint"``).
+
+    Returns:
+        Whatever the file holds (tensors in plain Python containers).
+
+    Raises:
+        error: the file is not a zip/pickle file, holds objects other than tensors and plain
+            containers, or is damaged. The message is one line naming ``path``.
+    """
+    import torch
+
+    path = Path(path)
+    tail = f", {then}" if then else ""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise error(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if head != ZIP_MAGIC and (not head or head[0] != PICKLE_PROTO):
+        raise error(f"{path} is not a PyTorch file (not a zip/pickle checkpoint){tail}")
+    try:
+        with warnings.catch_warnings():
+            # torch warns about legacy formats and the weights_only default; the error below
+            # (or a successful load) is all the user needs
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            raise error(f"{path} holds Python objects other than tensors and plain containers; "
+                        f"flowprep only loads such files with weights_only=True{tail}") from exc
+        raise error(f"{path} is a damaged or foreign pickle file, not a loadable PyTorch file{tail}") from exc
+    except Exception as exc:  # zip/storage/pickle errors of many types: all mean "damaged"
+        kind = "zip archive" if head == ZIP_MAGIC else "pickle file"
+        raise error(f"{path} is a damaged or foreign {kind}, not a loadable PyTorch file{tail}") from exc
