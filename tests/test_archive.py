@@ -105,6 +105,68 @@ def test_folder_of_per_class_archives(release, tmp_path: Path):
     assert not (tmp_path / "cache").exists()
 
 
+def test_folders_holding_only_one_folder_are_descended(release, tmp_path: Path):
+    rel, outer, _ = release
+    # what `mkdir unr && cd unr && unar hmdb51_org.rar` makes, plus macOS litter
+    wrapped = tmp_path / "unr" / "hmdb51_org"
+    wrapped.mkdir(parents=True)
+    (tmp_path / "unr" / ".DS_Store").write_bytes(b"x")
+    (tmp_path / "unr" / "__MACOSX" / "hmdb51_org").mkdir(parents=True)
+    with rarfile.RarFile(str(outer)) as rf:
+        for name in rf.namelist():
+            (wrapped / name).write_bytes(rf.read(name))
+    assert list_classes(tmp_path / "unr") == ALL_CLASSES
+    entries = list_videos(tmp_path / "unr", tmp_path / "cache", classes=["walk"])
+    assert [e.ref.archive for e in entries] == [str(wrapped.resolve() / "walk.rar")] * 2
+    assert all(read_member(e.ref) == _original(rel, e) for e in entries)
+    # class folders two wrappers deep
+    deep = tmp_path / "a" / "b" / "hmdb51"
+    shutil.copytree(rel, deep)
+    (tmp_path / "a" / "._b").write_bytes(b"mac")
+    assert list_classes(tmp_path / "a") == ALL_CLASSES
+    assert len(list_videos(tmp_path / "a", tmp_path / "cache", classes=["run", "push"])) == 4
+    # a lone folder holding clips is the one class, not a wrapper
+    shutil.copytree(rel / "walk", tmp_path / "one" / "walk")
+    assert list_classes(tmp_path / "one") == ["walk"]
+    assert {e.cls for e in list_videos(tmp_path / "one", tmp_path / "cache")} == {"walk"}
+    # an archive of per-class archives under a top folder
+    with rarfile.RarFile(str(outer)) as rf:
+        inner = [(f"hmdb51_org/{name}", rf.read(name)) for name in rf.namelist()]
+    top = write_rar4(tmp_path / "top.rar", inner)
+    assert list_classes(top) == ALL_CLASSES
+    (entry, _) = list_videos(top, tmp_path / "cache", classes=["push"])
+    assert read_member(entry.ref) == _original(rel, entry)
+
+
+def test_nothing_found_says_what_was_looked_for(tmp_path: Path):
+    (tmp_path / "src" / "wrap" / "notes").mkdir(parents=True)
+    (tmp_path / "src" / "wrap" / "notes" / "readme.txt").write_text("no clips here")
+    for call in (lambda: list_classes(tmp_path / "src"), lambda: list_videos(tmp_path / "src", tmp_path / "c")):
+        with pytest.raises(ArchiveError) as err:
+            call()
+        msg = str(err.value)
+        assert "no videos found" in msg and "\n" not in msg
+        assert f"{tmp_path / 'src' / 'wrap' / 'notes'} ({tmp_path / 'src'} holds only this folder)" in msg
+        assert ".avi/.mp4" in msg and "per-class archives (<class>.tar.gz/" in msg and ".rar/.zip" in msg
+    empty = write_rar4(tmp_path / "empty.rar", [("docs/readme.txt", b"x")])
+    with pytest.raises(ArchiveError, match=r"no videos found: looked in archive .*empty\.rar for clips"):
+        list_classes(empty)
+
+
+def test_build_with_classes_on_a_source_without_videos_is_one_line(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from flowprep.cli import cli
+
+    (tmp_path / "unr" / "hmdb51_org").mkdir(parents=True)
+    res = CliRunner().invoke(cli, ["build", str(tmp_path / "unr"), "--classes", "walk", "--out",
+                                   str(tmp_path / "out"), "--flow", "dis"])
+    assert res.exit_code == 1
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "no videos found: looked in folder" in lines[0] and "unknown class" not in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("kind", ["zip", "tar.gz", "rar"])
 def test_archive_of_class_folders_under_a_top_folder(release, tmp_path: Path, kind: str):
     rel, _, _ = release
@@ -219,6 +281,8 @@ def test_missing_path_and_non_archive(tmp_path: Path):
 def test_empty_source_is_an_error(tmp_path: Path):
     with pytest.raises(ArchiveError, match="no videos found"):
         list_videos(tmp_path, tmp_path / "cache")
+    with pytest.raises(ArchiveError, match="no videos found"):
+        list_classes(tmp_path)
 
 
 def test_truncated_rar(release, tmp_path: Path):

@@ -107,6 +107,47 @@ def test_unknown_backend_and_bad_param():
         create_backend("farneback", nonsense=1)
 
 
+CPU_BACKENDS = ["tvl1", "tvl1-fast", "dis", "farneback"]
+
+
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+def test_unknown_parameter_names_the_known_ones(name):
+    cls = registry.load_backend_class(name)
+    known = registry.backend_parameters(cls)
+    assert known and known == sorted(known)
+    want = f"flow backend {name!r}: unknown parameter 'foo'; known: {', '.join(known)}"
+    with pytest.raises(ConfigError) as err:
+        create_backend(name, foo=1)
+    assert str(err.value) == want
+    with pytest.raises(ConfigError, match=r"unknown parameters 'bar', 'foo'; known: "):
+        create_backend(name, foo=1, bar=2)
+    backend = create_backend(name, **{known[0]: cls().params()[known[0]]})  # a known one is accepted
+    backend.close()
+
+
+def test_parameter_names_from_defaults_or_signature():
+    dis = registry.backend_parameters(registry.load_backend_class("dis"))
+    assert dis == ["finest_scale", "patch_size", "patch_stride", "preset", "variational_refinement_iterations"]
+    assert registry.backend_parameters(registry.load_backend_class("farneback"))[:2] == ["flags", "iterations"]
+    assert registry.backend_parameters(nvof.NvofBackend) == ["gpu", "grid", "path", "preset"]
+
+    class Opaque(nvof.NvofBackend):
+        def __init__(self, **params):
+            pass
+
+    assert registry.backend_parameters(Opaque) is None  # the constructor checks for itself
+
+
+def test_unknown_flow_param_in_build_is_one_line(tmp_path):
+    from flowprep.cli import cli
+
+    res = CliRunner().invoke(cli, ["build", str(tmp_path), "--out", str(tmp_path / "out"), "--flow", "dis",
+                                   "--flow-param", "foo=1"])
+    assert res.exit_code == 1
+    assert res.output.strip() == ("flowprep: error: flow backend 'dis': unknown parameter 'foo'; known: "
+                                  "finest_scale, patch_size, patch_stride, preset, variational_refinement_iterations")
+
+
 def test_backends_command():
     from flowprep.cli import cli
 

@@ -144,9 +144,38 @@ def test_bench_stage(tmp_path, gray):
     assert len(result.vis_files) == 2 and all((tmp_path / "vis").glob("flow_dis_*.png"))
     assert {e.label for e in result.encodings} == {"fixed bound 20 png", "fixed bound 20 jpg q95", "maxrad png",
                                                    "maxrad jpg q95"}
-    json.dumps(result.to_dict())
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["size"] == [96, 72] and data["sizes"] == [[96, 72]]
+    notes = {e["label"]: e["note"] for e in data["encodings"]}
+    assert notes["maxrad png"] == notes["maxrad jpg q95"] == "per-frame scale known; not stored in the images"
+    assert notes["fixed bound 20 png"] == ""
     table = format_table(result)
-    assert "dis" in table and "maxrad png" in table
+    assert "dis" in table and "on 3 pairs at 96x72;" in table
+    maxrad_rows = [line for line in table.splitlines() if "maxrad" in line]
+    assert len(maxrad_rows) == 2 and all(line.endswith("(per-frame scale known; not stored in the images)")
+                                         for line in maxrad_rows)
+    assert not any("scale known" in line for line in table.splitlines() if "fixed" in line)
+
+
+def test_bench_header_gives_the_real_pair_sizes(tmp_path):
+    from flowprep.cli import cli
+
+    small = cv2.cvtColor(texture(48, 64, seed=2), cv2.COLOR_RGB2GRAY)
+    cv2.imwrite(str(tmp_path / "a.png"), small)
+    cv2.imwrite(str(tmp_path / "b.png"), small)
+    write_flo(tmp_path / "gt.flo", np.zeros((48, 64, 2), np.float32))
+    pair = ["--pair", str(tmp_path / "a.png"), str(tmp_path / "b.png"), str(tmp_path / "gt.flo")]
+    res = CliRunner().invoke(cli, ["bench-flow", "--flow", "dis", *pair, "--pairs-per-magnitude", "0"])
+    assert res.exit_code == 0, res.output
+    first = res.output.splitlines()[0]
+    assert first.startswith("flow backends on 1 pair at 64x48;") and "320x240" not in res.output
+    res = CliRunner().invoke(cli, ["bench-flow", "--flow", "dis", *pair, "--pairs-per-magnitude", "0", "--json"])
+    data = json.loads(res.output)
+    assert data["size"] is None and data["sizes"] == [[64, 48]]
+    res = CliRunner().invoke(cli, ["bench-flow", "--flow", "dis", *pair, "--size", "80x60", "--magnitudes", "3",
+                                   "--pairs-per-magnitude", "1"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("flow backends on 2 pairs at 80x60 (1 pair), 64x48 (1 pair);")
 
 
 def test_bench_cli_json_and_unavailable_listed():
@@ -156,7 +185,8 @@ def test_bench_cli_json_and_unavailable_listed():
                                    "--pairs-per-magnitude", "1", "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
-    assert data["size"] == [64, 48] and data["backends"][0]["name"] == "dis" and data["opencv_threads"] == 1
+    assert data["size"] == [64, 48] and data["sizes"] == [[64, 48]]
+    assert data["backends"][0]["name"] == "dis" and data["opencv_threads"] == 1
     res = CliRunner().invoke(cli, ["bench-flow", "--size", "64by48"])
     assert res.exit_code == 2
 

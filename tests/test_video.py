@@ -37,13 +37,33 @@ def test_target_size_rules():
 
 
 def test_corrupt_and_empty_inputs(tmp_path):
-    with pytest.raises(DecodeError, match="cannot open"):
+    with pytest.raises(DecodeError) as err:
         list(iter_frames(b"this is not a video" * 50, name="bad.avi"))
+    assert str(err.value) == ("bad.avi: cannot open video: invalid data found when processing input "
+                              "(not a video, or truncated)")
+    with pytest.raises(DecodeError, match=r"^x.avi: cannot open video: empty file \(0 bytes\)$"):
+        list(iter_frames(b"", name="x.avi"))
+    with pytest.raises(DecodeError) as err:
+        list(iter_frames(tmp_path / "gone.avi"))
+    assert str(err.value) == f"{tmp_path / 'gone.avi'}: cannot open video: no such file or directory"
     bad = tmp_path / "trunc.avi"
     good = tmp_path / "good.avi"
     write_video(good, moving_frames(10, 32, 32, (1, 0), seed=0))
     bad.write_bytes(good.read_bytes()[:300])
-    with pytest.raises(DecodeError):
+    with pytest.raises(DecodeError) as err:
         list(iter_frames(bad))
+    assert "Errno" not in str(err.value) and "'" not in str(err.value) and str(bad) in str(err.value)
     with pytest.raises(ConfigError):
         list(iter_frames(good, frame_step=0))
+
+
+def test_ffmpeg_reason_drops_errno_and_placeholder_name():
+    import av
+
+    from flowprep.video.decode import _reason
+
+    exc = av.error.InvalidDataError(1094995529, "Invalid data found when processing input", "<none>")
+    assert "<none>" in str(exc) and "Errno" in str(exc)  # what PyAV shows, and what we must not
+    assert _reason(exc) == "invalid data found when processing input (not a video, or truncated)"
+    assert _reason(ValueError("[Errno 22] Invalid argument")) == "invalid argument"
+    assert _reason(ValueError("EBML header parsing failed")) == "EBML header parsing failed"

@@ -8,6 +8,10 @@ A *source* is one of:
    each holding ``walk/<clip>.avi``);
 4. a folder holding one archive per class (case 3 unpacked once).
 
+A folder whose only visible content is one sub-folder (``unar hmdb51_org.rar`` makes
+``folder/hmdb51_org/<class>.rar``) is read as that sub-folder, unless the sub-folder holds clips
+itself (then it is the one class).
+
 A clip's class is the name of the folder it sits in, or, inside a per-class archive, that archive's
 stem. Per-class archives nested in an outer archive are extracted (only for the selected classes)
 into a cache folder; clips are never unpacked: :func:`read_member` reads them into memory from
@@ -29,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Collection, Iterable, Iterator
 
-from flowprep.archive.formats import (Archive, Member, archive_errors, archive_stem, detect_kind,
-                                      has_archive_suffix, open_archive, unsafe_reason)
+from flowprep.archive.formats import (ARCHIVE_SUFFIXES, Archive, Member, archive_errors, archive_stem,
+                                      detect_kind, has_archive_suffix, open_archive, unsafe_reason)
 from flowprep.errors import ArchiveError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -153,29 +157,73 @@ def _scan_folder(root: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[Vide
     return videos, inner
 
 
-def _scan(source: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[VideoEntry]], dict[str, _Inner]]:
+def _listing(folder: Path) -> list[os.DirEntry]:
+    """Visible entries: not hidden (``.DS_Store``, ``._x``) and not macOS zip litter (``__MACOSX``)."""
+    try:
+        with os.scandir(folder) as it:
+            return [e for e in it if not e.name.startswith(".") and e.name != "__MACOSX"]
+    except OSError as exc:
+        raise ArchiveError(f"{folder}: cannot list folder: {exc.strerror or exc}") from None
+
+
+def _unwrap(root: Path, exts: tuple[str, ...]) -> Path:
+    """``root``, or the folder reached by descending while a folder's only visible content is one sub-folder.
+
+    ``unar hmdb51_org.rar`` in a fresh folder gives ``folder/hmdb51_org/<class>.rar``, and per-class
+    archives are looked for only at the top. A lone sub-folder holding clips itself is a class (a
+    one-class release) and stops the descent; symlinked folders are not followed, as in the scan.
+    """
+    for _ in range(32):  # a bound against pathological trees; real wrappers are one or two deep
+        entries = _listing(root)
+        if len(entries) != 1 or not entries[0].is_dir(follow_symlinks=False):
+            break
+        sub = Path(entries[0].path)
+        if any(e.is_file() and _is_video(e.name, exts) for e in _listing(sub)):
+            break
+        log.info("%s: only holds %s; looking inside it", root, sub.name)
+        root = sub
+    return root
+
+
+def _scan(source: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[VideoEntry]], dict[str, _Inner], str]:
+    """Clips by class, per-class archives by class, and what was looked for where (for messages)."""
     source = Path(source)
+    wanted = (f"for clips ({'/'.join(exts)}) inside class folders and for per-class archives "
+              f"(<class>{'/'.join(ARCHIVE_SUFFIXES)})")
     if detect_kind(source) == "folder":
-        videos, inner = _scan_folder(source, exts)
+        root = _unwrap(source, exts)
+        videos, inner = _scan_folder(root, exts)
+        where = f"folder {source}" if root == source else f"folder {root} ({source} holds only this folder)"
+        looked = f"looked in {where} {wanted} at its top"
     else:
         with open_archive(source) as arc:
             videos, inner = _scan_archive(arc, exts)
+        looked = f"looked in archive {source} {wanted}"
     for cls in set(videos) & set(inner):
         log.info("%s: class %r has both a folder and an archive; using the folder", source, cls)
         del inner[cls]
-    return videos, inner
+    return videos, inner, looked
+
+
+def _nothing_found(source: Path, looked: str) -> ArchiveError:
+    return ArchiveError(f"{source}: no videos found: {looked}")
 
 
 def list_classes(source: Path, exts: Iterable[str] = VIDEO_EXTS) -> list[str]:
-    """Sorted class names of ``source`` (any of the four shapes); reads listings only, extracts nothing."""
-    videos, inner = _scan(Path(source), tuple(e.lower() for e in exts))
-    return sorted(set(videos) | set(inner))
+    """Sorted class names of ``source`` (any of the four shapes); reads listings only, extracts nothing.
+
+    Raises ArchiveError when there is no class at all (the message says what was looked for where).
+    """
+    videos, inner, looked = _scan(Path(source), tuple(e.lower() for e in exts))
+    classes = sorted(set(videos) | set(inner))
+    if not classes:
+        raise _nothing_found(Path(source), looked)
+    return classes
 
 
-def _select(requested: Collection[str] | None, available: list[str], source: Path) -> list[str]:
+def _select(requested: Collection[str] | None, available: list[str], source: Path, looked: str) -> list[str]:
     if not available:
-        raise ArchiveError(f"{source}: no videos found (expected <class>/<clip>.avi in a folder or archive, "
-                           f"or one archive per class)")
+        raise _nothing_found(source, looked)
     if requested is None:
         return available
     if isinstance(requested, str):
@@ -238,8 +286,8 @@ def list_videos(source: Path, cache_dir: Path, classes: Collection[str] | None =
     """
     source = Path(source)
     ext_t = tuple(e.lower() for e in exts)
-    videos, inner = _scan(source, ext_t)
-    selected = _select(classes, sorted(set(videos) | set(inner)), source)
+    videos, inner, looked = _scan(source, ext_t)
+    selected = _select(classes, sorted(set(videos) | set(inner)), source, looked)
     entries = [e for c in selected for e in videos.get(c, [])]
     outer = None
     try:

@@ -73,9 +73,16 @@ class BackendResult:
     epe_by_magnitude: dict[str, float] = field(default_factory=dict)
 
 
+#: What a ``maxrad`` error row assumes: decoding needs each frame's scale, which the dataset does not keep.
+MAXRAD_NOTE = "per-frame scale known; not stored in the images"
+
+
 @dataclass
 class EncodingResult:
-    """Error that storing the *true* flow as two 8-bit images adds (no backend involved)."""
+    """Error that storing the *true* flow as two 8-bit images adds (no backend involved).
+
+    ``note`` says what the row assumes beyond the images (``MAXRAD_NOTE`` for ``maxrad``, else empty).
+    """
 
     label: str
     encoding: dict[str, Any]
@@ -83,13 +90,19 @@ class EncodingResult:
     frac_over_1px: float
     frac_over_3px: float
     epe_by_magnitude: dict[str, float] = field(default_factory=dict)
+    note: str = ""
 
 
 @dataclass
 class BenchResult:
-    """Everything ``bench-flow`` measured; ``to_dict()`` is the ``--json`` output."""
+    """Everything ``bench-flow`` measured; ``to_dict()`` is the ``--json`` output.
 
-    size: tuple[int, int]
+    ``size`` is the ``(width, height)`` of the synthetic pairs (None without any); ``sizes`` lists the
+    distinct sizes of all pairs measured, user pairs included, in order of first appearance.
+    """
+
+    size: tuple[int, int] | None
+    sizes: list[tuple[int, int]]
     frames_source: str
     opencv_threads: int
     pairs: list[dict[str, Any]]
@@ -264,7 +277,7 @@ def encoding_error(pairs: Sequence[FlowPair], enc: FlowEncoding) -> EncodingResu
     mean, f1, f3, per = _summary(errors, pairs)
     label = (f"{enc.mode}" + (f" bound {enc.bound:g}" if enc.mode == "fixed" else "") +
              (f" jpg q{enc.jpeg_quality}" if enc.image_format == "jpg" else " png"))
-    return EncodingResult(label, enc.to_dict(), mean, f1, f3, per)
+    return EncodingResult(label, enc.to_dict(), mean, f1, f3, per, MAXRAD_NOTE if enc.mode == "maxrad" else "")
 
 
 def run_backend(name: str, pairs: Sequence[FlowPair], params: dict[str, Any] | None = None,
@@ -333,7 +346,7 @@ def write_plot(result: BenchResult, path: Path) -> Path:
             ax.scatter([b.fps], [b.epe_mean])
             ax.annotate(b.name, (b.fps, b.epe_mean), textcoords="offset points", xytext=(5, 5))
     ax.set_xscale("log")
-    ax.set_xlabel(f"pairs per second ({result.size[0]}x{result.size[1]}, {result.opencv_threads} OpenCV thread(s))")
+    ax.set_xlabel(f"pairs per second ({sizes_text(result)}, {result.opencv_threads} OpenCV thread(s))")
     ax.set_ylabel("mean end-point error (px)")
     ax.set_title("flowprep bench-flow")
     ax.grid(True, alpha=0.3)
@@ -397,7 +410,9 @@ def bench_flow(backends: Sequence[str] | None = None, size: tuple[int, int] = (3
     enc_results = [encoding_error(pairs, e) for e in encodings]
     pair_info = [{"name": p.name, "magnitude": p.magnitude, "size": [p.prev.shape[1], p.prev.shape[0]],
                   "valid_fraction": float(p.valid.mean())} for p in pairs]
-    result = BenchResult((int(size[0]), int(size[1])), source or "pairs given", int(threads or cv2.getNumThreads()),
+    sizes = list(dict.fromkeys((int(p.prev.shape[1]), int(p.prev.shape[0])) for p in pairs))
+    synthetic_size = (int(size[0]), int(size[1])) if source else None
+    result = BenchResult(synthetic_size, sizes, source or "pairs given", int(threads or cv2.getNumThreads()),
                          pair_info, results, enc_results, vis_files=vis_files)
     if plot is not None:
         result.plot = str(write_plot(result, plot))
@@ -408,8 +423,10 @@ def format_table(result: BenchResult) -> str:
     """The terminal report: one row per backend, then the encoding rows."""
     mags = sorted({k for b in result.backends for k in b.epe_by_magnitude}, key=_mag_key)
     head = f"{'backend':<12} {'EPE':>6} {'>1px':>6} {'>3px':>6} {'pairs/s':>8}  " + " ".join(f"{m + 'px':>6}" if _is_num(m) else f"{m[:6]:>6}" for m in mags)
-    lines = [f"flow backends on {len(result.pairs)} pairs at {result.size[0]}x{result.size[1]} "
-             f"(frames: {result.frames_source}; OpenCV threads: {result.opencv_threads}); EPE in px, mean per level at right", head]
+    n = len(result.pairs)
+    lines = [f"flow backends on {n} pair{'s' if n != 1 else ''} at {sizes_text(result)}; frames: "
+             f"{result.frames_source}; OpenCV threads: {result.opencv_threads}; EPE in px, mean per level at right",
+             head]
     for b in result.backends:
         if not b.available:
             lines.append(f"{b.name:<12} not run: {b.error}")
@@ -419,12 +436,24 @@ def format_table(result: BenchResult) -> str:
     lines.append("")
     lines.append("error added by storing the true flow as 8-bit images:")
     for e in result.encodings:
-        lines.append(f"  {e.label:<22} EPE {e.epe_mean:6.3f}  >1px {e.frac_over_1px:6.1%}  >3px {e.frac_over_3px:6.1%}")
+        lines.append(f"  {e.label:<22} EPE {e.epe_mean:6.3f}  >1px {e.frac_over_1px:6.1%}  >3px {e.frac_over_3px:6.1%}"
+                     + (f"  ({e.note})" if e.note else ""))
     if result.plot:
         lines.append(f"plot: {result.plot}")
     for f in result.vis_files:
         lines.append(f"visualization: {f}")
     return "\n".join(lines)
+
+
+def sizes_text(result: BenchResult) -> str:
+    """``"64x48"``, or with several sizes ``"320x240 (10 pairs), 64x48 (1 pair)"``."""
+    counts: dict[str, int] = {}
+    for p in result.pairs:
+        key = f"{p['size'][0]}x{p['size'][1]}"
+        counts[key] = counts.get(key, 0) + 1
+    if len(counts) == 1:
+        return next(iter(counts))
+    return ", ".join(f"{k} ({n} pair{'s' if n != 1 else ''})" for k, n in counts.items())
 
 
 def _is_num(s: str) -> bool:

@@ -54,7 +54,7 @@ def _floats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[flo
               help="Backend to measure (repeatable); default every backend, those that cannot run are listed.")
 @click.option("--pair", "pairs", multiple=True, nargs=3, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               metavar="FRAME1 FRAME2 GT.flo", help="A real pair with Middlebury ground truth (repeatable).")
-@click.option("--size", default="320x240", show_default=True, callback=_size, help="Synthetic pair size WxH.")
+@click.option("--size", default="320x240", show_default=True, callback=_size, help="Synthetic pair size WxH (--pair images keep their own size).")
 @click.option("--magnitudes", default="2,5,10,20,30", show_default=True, callback=_floats,
               help="Largest motion (px) of each level of synthetic pairs.")
 @click.option("--pairs-per-magnitude", default=2, show_default=True, type=click.IntRange(0, 100))

@@ -23,9 +23,11 @@ def _require_optflow() -> None:
 
 
 def _merge(defaults: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(params) - set(defaults)
+    # The registry checks names before construction; this covers backends made directly.
+    unknown = sorted(set(params) - set(defaults))
     if unknown:
-        raise TypeError(f"unknown parameter(s) {sorted(unknown)}; known: {sorted(defaults)}")
+        what = "parameter" if len(unknown) == 1 else "parameters"
+        raise TypeError(f"unknown {what} {', '.join(map(repr, unknown))}; known: {', '.join(sorted(defaults))}")
     return {**defaults, **params}
 
 

@@ -7,6 +7,7 @@ imports the module until the backend is asked for, so ``import flowprep`` never 
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +98,23 @@ def load_backend_class(name: str) -> type[FlowBackend]:
     return getattr(module, spec.cls)
 
 
+def backend_parameters(cls: type[FlowBackend]) -> list[str] | None:
+    """The parameter names ``cls`` takes: its ``DEFAULTS`` keys, else its constructor's named parameters.
+
+    None when neither says (a constructor taking only ``**params`` without ``DEFAULTS``): the
+    constructor then checks its parameters itself.
+    """
+    defaults = getattr(cls, "DEFAULTS", None)
+    if isinstance(defaults, dict):
+        return sorted(defaults)
+    sig = inspect.signature(cls.__init__)
+    named = [p.name for p in list(sig.parameters.values())[1:]
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return None
+    return sorted(named)
+
+
 def create_backend(name: str, **params: Any) -> FlowBackend:
     """Make a ready-to-run backend by name (``"auto"`` allowed) with the given parameters.
 
@@ -107,6 +125,12 @@ def create_backend(name: str, **params: Any) -> FlowBackend:
     if name == "auto":
         name = resolve_auto()
     cls = load_backend_class(name)
+    known = backend_parameters(cls)
+    unknown = sorted(set(params) - set(known)) if known is not None else []
+    if unknown:
+        what = "parameter" if len(unknown) == 1 else "parameters"
+        raise ConfigError(f"flow backend {name!r}: unknown {what} {', '.join(map(repr, unknown))}; "
+                          f"known: {', '.join(sorted(known)) or 'none'}")
     try:
         return cls(**params)
     except TypeError as exc:

@@ -7,13 +7,13 @@ and decoded from there: nothing is unpacked to disk.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from flowprep.errors import ConfigError, DecodeError
-
 
 
 def target_size(width: int, height: int, short_side: int | None = None,
@@ -50,6 +50,20 @@ def resize_frame(frame: np.ndarray, wh: tuple[int, int]) -> np.ndarray:
     return cv2.resize(frame, tuple(wh), interpolation=interp)
 
 
+def _reason(exc: BaseException) -> str:
+    """FFmpeg's message for one line: no ``[Errno N]`` and no file name (PyAV says ``'<none>'`` for
+    in-memory input; the caller's label names the clip), with a hint for the commonest case."""
+    import av
+
+    text = getattr(exc, "strerror", None) or str(exc)
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", str(text)).strip() or type(exc).__name__
+    if re.match(r"[A-Z][a-z]", text):  # a sentence, not an acronym such as "EBML"
+        text = text[:1].lower() + text[1:]
+    if isinstance(exc, av.error.InvalidDataError):
+        text += " (not a video, or truncated)"
+    return text
+
+
 def _open(src):
     import av
 
@@ -82,10 +96,12 @@ def iter_frames(src, short_side: int | None = None, size: tuple[int, int] | None
     if frame_step < 1:
         raise ConfigError(f"--frame-step must be >= 1, got {frame_step}")
     label = name or (str(src) if isinstance(src, (str, Path)) else "video")
+    if isinstance(src, (bytes, bytearray, memoryview)) and len(src) == 0:
+        raise DecodeError(f"{label}: cannot open video: empty file (0 bytes)")
     try:
         container = _open(src)
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise DecodeError(f"{label}: cannot open video: {exc}") from exc
+        raise DecodeError(f"{label}: cannot open video: {_reason(exc)}") from exc
     n = 0
     try:
         if not container.streams.video:
@@ -103,7 +119,7 @@ def iter_frames(src, short_side: int | None = None, size: tuple[int, int] | None
                 n += 1
             k += 1
     except av.FFmpegError as exc:
-        raise DecodeError(f"{label}: corrupt video after {n} frames: {exc}") from exc
+        raise DecodeError(f"{label}: corrupt video after {n} frames: {_reason(exc)}") from exc
     finally:
         container.close()
     if n == 0:
