@@ -401,3 +401,19 @@ def test_vpi_backend_with_fake_module(monkeypatch):
     assert ("optflow", "OFA", "MEDIUM", (32, 44)) in calls
     assert ("Y8_ER", "CUDA") in calls and ("Y8_ER_BL", "VIC") in calls
     assert backend.describe()["params"] == {"quality": "medium", "engine": "ofa", "grid": 4}
+
+
+def test_dis_result_does_not_depend_on_earlier_frame_sizes():
+    """OpenCV's DIS lowers its finest scale for small frames and keeps it: our backend resets it."""
+    import cv2
+
+    from flowprep.flow.registry import create_backend
+    from flowprep.synth import moving_frames
+
+    pair = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in moving_frames(2, 64, 80, (2.0, 0.0), seed=1)]
+    small = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in moving_frames(2, 32, 32, (1.0, 1.0), seed=2)]
+    for name in ("dis", "tvl1-fast"):
+        fresh = create_backend(name).calc(*pair)
+        used = create_backend(name)
+        used.calc(*small)
+        assert np.array_equal(used.calc(*pair), fresh), name

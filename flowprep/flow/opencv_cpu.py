@@ -130,6 +130,9 @@ class DISBackend(FlowBackend):
 
     def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         check_pair(prev, nxt)
+        # OpenCV's DIS lowers its finest scale for small frames and keeps it lowered, so one
+        # instance would give different flow for the same pair depending on what it saw before.
+        self._alg.setFinestScale(int(self._params["finest_scale"]))
         return self._alg.calc(prev, nxt, None)
 
     def params(self) -> dict[str, Any]:
