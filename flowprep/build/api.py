@@ -29,8 +29,8 @@ from flowprep.layout.record import RECORD_NAME, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-#: ActionRecognitionNet's label order (labels.txt of NVIDIA's deployable HMDB5 models), so that
-#: label ids line up with NVIDIA's pretrained checkpoints.
+#: ActionRecognitionNet's label order (the labels compiled into NVIDIA's DeepStream 3D
+#: action-recognition sample for the deployable HMDB5 models), so label ids line up with NVIDIA's models.
 HMDB5_LABEL_ORDER = ["push", "fall_floor", "walk", "run", "ride_bike"]
 
 _OWNED = ("train", "val", "rawframes", "mmaction2", TMP_DIR, RECORD_NAME, "labels.txt", "label_map.json",

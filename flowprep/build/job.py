@@ -212,7 +212,7 @@ def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
     except (DecodeError, ArchiveError, ClipError) as exc:
         # The clip's own fault: record it and go on. Anything else (output, backend) stops the build.
         shutil.rmtree(tmp, ignore_errors=True)
-        log.warning("clip %s failed: %s", job.id, exc)
+        log.info("clip %s failed: %s", job.id, exc)  # listed in the summary; the bar counts them live
         return ClipResult(job.id, "failed", error=str(exc), seconds=time.perf_counter() - t0, worker=worker)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
