@@ -44,13 +44,12 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="flowprep")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No warnings in the log, only errors.")
 def cli(verbose: int, quiet: bool) -> None:
     """Action-recognition video releases to training-ready RGB + optical-flow datasets, and on to
     trained, exported and deployed models."""
-    level = logging.WARNING if quiet else (logging.INFO if verbose <= 1 else logging.DEBUG)
-    if not quiet and verbose == 0:
-        level = logging.WARNING
+    # default: warnings; -v: what each stage decides (e.g. why --flow auto skipped a backend); -vv: debug
+    level = logging.ERROR if quiet else [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
