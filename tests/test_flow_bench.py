@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from flowprep.errors import DatasetError
-from flowprep.flow.bench import (BenchResult, bench_flow, encoding_error, epe, format_table, load_frames,
-                                 smooth_field, synthetic_pairs, warp_pair)
+from flowprep.flow.bench import BenchResult, bench_flow, encoding_error, epe, format_table
+from flowprep.flow.pairs import load_frames, smooth_field, synthetic_pairs, warp_pair
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.flo import UNKNOWN_FLOW, read_flo, valid_mask, write_flo
 from flowprep.flow.visualize import color_wheel, flow_to_color

@@ -1,16 +1,7 @@
 """``flowprep bench-flow``: accuracy and speed of flow backends on pairs with known flow.
 
-Pairs with known flow are made on the fly from real frames (the first frames of a video, by default
-``/work/shared/data/carphone_pristine.mp4`` if present, else :func:`flowprep.synth.texture`), and
-from user pairs with a Middlebury ``.flo``.
-
-Warp convention. A smooth field ``B`` is defined on the grid of the *second* frame and the second
-frame is made by backward warping: ``frame2(y) = frame1(y - B(y))`` (``cv2.remap``, bilinear), so
-every pixel of frame2 is exactly defined. The forward flow the backends must find lives on frame1:
-``F(x)`` with ``frame1(x) = frame2(x + F(x))``, i.e. ``F(x) = B(x + F(x))``, solved by fixed-point
-iteration (converges because the field is smooth: its spatial derivatives are well below 1). Pixels of
-frame1 whose target ``x + F(x)`` falls outside frame2 (they leave the picture) are masked out of the
-error.
+Pairs with known flow come from :mod:`flowprep.flow.pairs` (real frames warped by smooth fields,
+and user pairs with a Middlebury ``.flo``).
 
 Metrics per backend, over all valid pixels of all pairs: mean end-point error (EPE, Euclidean
 distance between estimated and true flow, pixels), the fraction of pixels with EPE > 1 px and > 3 px,
@@ -27,33 +18,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from flowprep.errors import DecodeError, FlowprepError
+from flowprep.errors import FlowprepError
 from flowprep.flow.encoding import FlowEncoding
+from flowprep.flow.pairs import DEFAULT_MAGNITUDES, DEFAULT_VIDEO, FlowPair, load_pair, synthetic_pairs
 
 log = logging.getLogger(__name__)
 
-DEFAULT_VIDEO = Path("/work/shared/data/carphone_pristine.mp4")
-DEFAULT_MAGNITUDES: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0, 30.0)
-
-
-@dataclass
-class FlowPair:
-    """Two gray frames and their true flow.
-
-    Attributes:
-        name: label, e.g. ``"synthetic-10px-1"`` or the frame file name.
-        prev, nxt: ``uint8`` ``(H, W)`` gray frames.
-        flow: ``float32`` ``(H, W, 2)`` true flow from ``prev`` to ``nxt``, pixels.
-        valid: ``bool`` ``(H, W)``, pixels where ``flow`` is known and visible in ``nxt``.
-        magnitude: largest true speed in pixels (the nominal level for synthetic pairs).
-    """
-
-    name: str
-    prev: np.ndarray
-    nxt: np.ndarray
-    flow: np.ndarray
-    valid: np.ndarray
-    magnitude: float
 
 
 @dataclass
@@ -113,132 +83,6 @@ class BenchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# ---------------------------------------------------------------------------------------- inputs
-
-def load_frames(video: Path | None, n: int, size: tuple[int, int], seed: int = 0) -> tuple[list[np.ndarray], str]:
-    """``n`` distinct gray frames (``uint8`` ``(h, w)`` with ``size = (w, h)``) and where they came from.
-
-    Frames are taken every 10th frame of ``video`` (decoded with PyAV, converted to gray, resized with
-    area interpolation); without a readable video, :func:`flowprep.synth.texture` images are used.
-    """
-    import cv2
-
-    w, h = size
-    if video is not None and Path(video).is_file():
-        try:
-            import av
-
-            frames = []
-            with av.open(str(video)) as container:
-                for i, frame in enumerate(container.decode(video=0)):
-                    if i % 10 == 0:
-                        gray = frame.to_ndarray(format="gray")
-                        frames.append(cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA))
-                    if len(frames) >= n:
-                        break
-            if frames:
-                while len(frames) < n:
-                    frames.append(frames[len(frames) % max(1, len(frames))])
-                return frames, str(video)
-        except (OSError, ValueError) as exc:  # PyAV raises subclasses of these for broken files
-            log.warning("cannot decode %s (%s); using synthetic texture frames", video, exc)
-    from flowprep.synth import texture
-
-    return [cv2.cvtColor(texture(h, w, seed + k), cv2.COLOR_RGB2GRAY) for k in range(n)], "flowprep.synth.texture"
-
-
-def smooth_field(height: int, width: int, magnitude: float, rng: np.random.Generator) -> np.ndarray:
-    """A smooth random flow field whose largest speed is ``magnitude`` pixels.
-
-    A global translation (about 60 % of the magnitude, random direction: camera pan) plus a
-    low-frequency random field (Gaussian-blurred noise, features about a third of the image wide:
-    moving limbs and objects), scaled so that ``max |field| == magnitude``.
-
-    Returns:
-        ``float32`` ``(height, width, 2)``.
-    """
-    import cv2
-
-    angle = rng.uniform(0, 2 * np.pi)
-    base = np.array([np.cos(angle), np.sin(angle)], np.float32) * 0.6
-    sigma = max(height, width) / 6.0
-    noise = rng.standard_normal((height, width, 2)).astype(np.float32)
-    local = cv2.GaussianBlur(noise, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-    local *= 0.4 / max(float(np.abs(local).max()), 1e-6)
-    f = local + base
-    f *= np.float32(magnitude / max(float(np.sqrt((f ** 2).sum(-1)).max()), 1e-6))
-    return f.astype(np.float32)
-
-
-def warp_pair(frame1: np.ndarray, field2: np.ndarray, iterations: int = 30) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Make frame2 and the true forward flow from a field defined on frame2's grid.
-
-    Args:
-        frame1: ``uint8`` ``(H, W)``.
-        field2: ``float32`` ``(H, W, 2)`` field ``B`` on frame2's grid: ``frame2(y) = frame1(y - B(y))``.
-        iterations: fixed-point iterations for ``F(x) = B(x + F(x))``.
-
-    Returns:
-        ``(frame2, flow, valid)``: ``uint8`` ``(H, W)``; ``float32`` ``(H, W, 2)`` forward flow on
-        frame1's grid; ``bool`` ``(H, W)`` where ``x + F(x)`` is inside frame2 and the iteration converged.
-    """
-    import cv2
-
-    h, w = frame1.shape
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    frame2 = cv2.remap(frame1, gx - field2[..., 0], gy - field2[..., 1], cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REFLECT)
-    flow = field2.copy()
-    for _ in range(iterations):
-        flow = cv2.remap(field2, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
-    residual = cv2.remap(field2, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE) - flow
-    tx, ty = gx + flow[..., 0], gy + flow[..., 1]
-    # frame2's source pixels near the border were reflected in, so keep a 1-pixel margin.
-    valid = (tx >= 1) & (tx <= w - 2) & (ty >= 1) & (ty <= h - 2) & (np.abs(residual).max(-1) < 0.01)
-    return frame2, flow.astype(np.float32), valid
-
-
-def synthetic_pairs(size: tuple[int, int] = (320, 240), magnitudes: Sequence[float] = DEFAULT_MAGNITUDES,
-                    per_magnitude: int = 2, video: Path | None = DEFAULT_VIDEO,
-                    seed: int = 0) -> tuple[list[FlowPair], str]:
-    """Pairs of real frames warped by smooth fields of each magnitude; see the module docstring."""
-    frames, source = load_frames(video, len(magnitudes) * per_magnitude, size, seed)
-    rng = np.random.default_rng(seed)
-    pairs = []
-    k = 0
-    for mag in magnitudes:
-        for j in range(per_magnitude):
-            f1 = frames[k]
-            k += 1
-            field2 = smooth_field(f1.shape[0], f1.shape[1], float(mag), rng)
-            f2, flow, valid = warp_pair(f1, field2)
-            pairs.append(FlowPair(f"synthetic-{mag:g}px-{j}", f1, f2, flow, valid, float(mag)))
-    return pairs, source
-
-
-def load_pair(frame1: Path, frame2: Path, flo: Path) -> FlowPair:
-    """A user pair: two images (read as gray) and the ``.flo`` ground truth from frame1 to frame2."""
-    import cv2
-
-    from flowprep.flow.flo import read_flo, valid_mask
-
-    imgs = []
-    for p in (frame1, frame2):
-        img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise DecodeError(f"cannot read image {p}")
-        imgs.append(img)
-    flow = read_flo(flo)
-    if imgs[0].shape != imgs[1].shape or imgs[0].shape != flow.shape[:2]:
-        raise FlowprepError(f"pair {frame1.name}: sizes differ: {imgs[0].shape}, {imgs[1].shape}, flow {flow.shape[:2]}")
-    valid = valid_mask(flow)
-    mag = float(np.sqrt((np.where(valid[..., None], flow, 0) ** 2).sum(-1)).max())
-    return FlowPair(Path(frame1).name, imgs[0], imgs[1], np.where(valid[..., None], flow, 0).astype(np.float32),
-                    valid, mag)
 
 
 # -------------------------------------------------------------------------------------- metrics
