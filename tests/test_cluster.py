@@ -149,6 +149,40 @@ def _shard_cmd(release: Path, out: Path, k: int, n: int) -> list[str]:
             ",".join(CLASSES), "--flow", "dis", "-j", "1", "--no-progress", "--shard", f"{k}/{n}"]
 
 
+def test_cli_against_a_separate_dask_scheduler(tiny_release, tmp_path, reference):
+    """The documented way: a scheduler and workers started apart, and `flowprep build --engine dask
+    --scheduler ADDR` in its own process (no Client of its own making is the default there)."""
+    pytest.importorskip("distributed")
+    sched_file = tmp_path / "scheduler.json"
+    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", "0", "--dashboard-address", ":0", "--scheduler-file", str(sched_file)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
+    try:
+        deadline = time.time() + 60
+        while not sched_file.is_file() and time.time() < deadline:
+            time.sleep(0.1)
+        address = json.loads(sched_file.read_text())["address"]
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "2",
+                                       "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+        out = tmp_path / "cli-dask"
+        r = subprocess.run([sys.executable, "-m", "flowprep", "build", str(tiny_release), "--out", str(out),
+                            "--classes", ",".join(CLASSES), "--flow", "dis", "--engine", "dask", "--scheduler",
+                            address, "--no-progress"], capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "Traceback" not in r.stderr
+        assert tree_bytes(out) == reference
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 def test_three_shard_processes_equal_one_build(tiny_release, tmp_path, reference):
     out = tmp_path / "sharded"
     # All three start at once on one empty folder, as a job array does.

@@ -118,7 +118,7 @@ def run_dask(jobs: Sequence[ClipJob], settings: JobSettings, scheduler: str | No
         for job, fut in zip(jobs, futures):
             attempts[job.id] = 0
             pending[fut.key] = (job, fut)
-        ac = as_completed(futures)
+        ac = as_completed(futures, loop=client.loop)  # not the default client: there may be none
         del futures
         for fut in ac:
             job, _ = pending.pop(fut.key)
