@@ -86,3 +86,36 @@ def test_resume_is_exact(tmp_path):
     lb = (tmp_path / "split" / "log.jsonl").read_text().splitlines()
     strip = lambda line: {k: v for k, v in json.loads(line).items() if k != "train_clips_per_s"}  # noqa: E731
     assert [strip(x) for x in la] == [strip(x) for x in lb]
+
+
+def test_interrupt_while_committing_an_epoch_loses_nothing(tmp_path, monkeypatch):
+    """Ctrl-C after best.pt and the log line but before last.pt: --resume redoes that epoch, so
+    best.pt, the log and last.pt end as in an uninterrupted run."""
+    from flowprep.train import checkpoint as ckpt_mod
+
+    ds = tmp_path / "ds"
+    make_tao_dataset(ds, train_per_class=2, val_per_class=1, frames=6, height=36, width=44)
+    common = dict(arch="2d", modality="of", frames=3, input_size=32, batch_size=4, optimizer="adamw", lr=1e-3,
+                  workers=0, hflip=0.0, progress=False, seed=3)
+    train(TrainConfig(dataset=ds, out=tmp_path / "full", epochs=3, **common))
+    real_save = ckpt_mod.save_checkpoint
+
+    def interrupt_last_of_epoch_2(path, ck):
+        if path.name == "last.pt" and ck["epoch"] == 2:
+            with open(path.parent / "log.jsonl", "a") as fh:
+                fh.write('{"epoch": 3, "cut off')  # a line half-written when the interrupt came
+            raise KeyboardInterrupt
+        return real_save(path, ck)
+
+    monkeypatch.setattr(ckpt_mod, "save_checkpoint", interrupt_last_of_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(dataset=ds, out=tmp_path / "cut", epochs=3, **common))
+    monkeypatch.setattr(ckpt_mod, "save_checkpoint", real_save)
+    train(TrainConfig(dataset=ds, out=tmp_path / "cut", epochs=3, resume=True, **common))
+    for name in ("last.pt", "best.pt"):
+        a = torch.load(tmp_path / "full" / name, weights_only=True)
+        b = torch.load(tmp_path / "cut" / name, weights_only=True)
+        assert a["epoch"] == b["epoch"], name
+        assert all(torch.equal(v, b["state_dict"][k]) for k, v in a["state_dict"].items()), name
+    epochs = [json.loads(x)["epoch"] for x in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]

@@ -241,7 +241,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         start, best_acc = int(ck["epoch"]), float(ck["best_acc"])
         if rank == 0 and log_path.exists():
             # drop epochs logged after the checkpoint was written (interrupted in between)
-            kept = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["epoch"] <= start]
+            kept = [ln for ln in log_path.read_text().splitlines() if _logged_epoch(ln) <= start]
             log_path.write_text("".join(ln + "\n" for ln in kept))
     net: nn.Module = model
     if world > 1:
@@ -279,11 +279,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                   "epoch": epoch + 1, "best_acc": best_acc, "optimizer": opt.state_dict(),
                   "scheduler": sched.state_dict(), "scaler": scaler.state_dict() if scaler else None,
                   "rng_state": _rng_state(), "args": cfg.to_json()}
-            ckpt_mod.save_checkpoint(last_path, ck)
+            # last.pt is the commit point of an epoch, so it is written last: interrupted before it,
+            # --resume redoes the epoch (identically) and rewrites best.pt and the log line; the
+            # resume drops log lines of epochs after last.pt.
             if improved:
                 ckpt_mod.save_checkpoint(best_path, ck)
             with open(log_path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(entry) + "\n")
+            ckpt_mod.save_checkpoint(last_path, ck)
             log.info("epoch %d: %s", epoch + 1, entry)
         if world > 1:
             import torch.distributed as dist
@@ -295,6 +298,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         dist.destroy_process_group()
     return {"best_acc": best_acc, "epochs": cfg.epochs, "last": str(last_path), "best": str(best_path),
             "log": str(log_path), "clips_per_s": clips_per_s, "rank": rank}
+
+
+def _logged_epoch(line: str) -> float:
+    """Epoch of a log line; a line cut off by an interrupt counts as after every checkpoint."""
+    try:
+        return int(json.loads(line)["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
 
 
 def _record_without_clips(record: dict[str, Any]) -> dict[str, Any]:
