@@ -29,6 +29,13 @@ COMMAND_MODULES = [
 ]
 
 
+_RESUME_HINTS = {
+    "build": "; re-run the same command to resume (finished clips are kept)",
+    "build-hmdb5": "; re-run the same command to resume (finished clips are kept)",
+    "train": "; run it again with --resume to continue from the last finished epoch",
+}
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
@@ -37,7 +44,8 @@ class _Group(click.Group):
             click.echo(f"flowprep: error: {exc}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
-            click.echo("flowprep: interrupted; re-run the same command to resume", err=True)
+            hint = _RESUME_HINTS.get(ctx.invoked_subcommand or "", "")
+            click.echo(f"flowprep: interrupted{hint}", err=True)
             ctx.exit(130)
 
 

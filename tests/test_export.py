@@ -174,3 +174,19 @@ def test_pbtxt_parser_handles_repeated_blocks():
     assert [i["name"] for i in d["input"]] == ["a", "b"] and d["input"][0]["dims"] == [1, 2]
     assert np.isclose(float(configs.deepstream_preprocess("3d", 32, 224, 4).split("channel-scale-factors=")[1]
                             .split(";")[0]), 0.007843137)
+
+
+def test_reexport_into_the_same_folder_leaves_no_stale_files(tmp_path):
+    out = tmp_path / "deploy"
+    (out).mkdir()
+    (out / "README.mine").write_text("keep me")
+    rgb = make_checkpoint(tmp_path / "rgb.pt", "2d", "rgb")
+    assert CliRunner().invoke(cli, ["export", str(rgb), "--out", str(out), "--fp16"]).exit_code == 0
+    assert (out / "model_fp16.onnx").is_file() and (out / "config_preprocess_2d_custom.txt").is_file()
+    of = make_checkpoint(tmp_path / "of.pt", "3d", "of")
+    res = CliRunner().invoke(cli, ["export", str(of), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    left = sorted(p.name for p in out.iterdir())
+    assert "model_fp16.onnx" not in left and not any(n.startswith("config_preprocess") for n in left)
+    assert "labels_nvinfer.txt" not in left and "README.mine" in left
+    assert json.loads((out / "flowprep_model.json").read_text())["modality"] == "of"

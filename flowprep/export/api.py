@@ -52,6 +52,25 @@ def _triton_name(out: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", out.resolve().name) or "flowprep_model"
 
 
+def artefact_names() -> set[str]:
+    """Every file name an export may write (whatever the model)."""
+    names = {"model.onnx", "model_fp16.onnx", "labels.txt", "flowprep_model.json", "config.pbtxt",
+             "build_engine.sh", "model.engine", "labels_nvinfer.txt"}
+    for arch in ("2d", "3d"):
+        names.update(configs.deepstream_names(arch).values())
+    return names
+
+
+def _clear_previous_export(out: Path) -> None:
+    """Remove what an earlier export wrote into ``out``, so no stale file (an fp16 model, DeepStream
+    configs of another architecture) sits beside the new model. Other files are left alone."""
+    stale = sorted(n for n in artefact_names() if (out / n).is_file())
+    if stale:
+        log.warning("replacing the earlier export in %s (%d file(s))", out, len(stale))
+        for n in stale:
+            (out / n).unlink()
+
+
 def export_checkpoint(checkpoint: Path, out: Path, fp16: bool = False, engine: bool = False,
                       min_batch: int = 1, opt_batch: int = 4, max_batch: int = 8, ds_batch: int = 4,
                       triton_name: str | None = None) -> ExportSummary:
@@ -59,7 +78,7 @@ def export_checkpoint(checkpoint: Path, out: Path, fp16: bool = False, engine: b
 
     Args:
         checkpoint: ``best.pt`` / ``last.pt``.
-        out: deploy folder (created; files of an earlier export are overwritten).
+        out: deploy folder (created; the files of an earlier export are removed first, others kept).
         fp16: also write and check ``model_fp16.onnx``; fp16 engine and DeepStream ``network-mode``.
         engine: build a TensorRT engine if TensorRT and a GPU are here (else the command is given).
         min_batch, opt_batch, max_batch: TensorRT profile; ``max_batch`` is Triton's ``max_batch_size``.
@@ -72,6 +91,9 @@ def export_checkpoint(checkpoint: Path, out: Path, fp16: bool = False, engine: b
     from flowprep.train.checkpoint import load_checkpoint, model_from_checkpoint
     from flowprep.train.models import input_shapes
 
+    if triton_name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", triton_name):
+        raise ConfigError(f"--triton-name {triton_name!r}: Triton model names are folder names; "
+                          "use letters, digits, '_', '.' and '-'")
     profile = Profile(min_batch, opt_batch, max_batch)
     if not 1 <= ds_batch <= max_batch:
         raise ConfigError(f"--deepstream-batch must be within 1..{max_batch} (the engine's max batch), got {ds_batch}")
@@ -81,6 +103,7 @@ def export_checkpoint(checkpoint: Path, out: Path, fp16: bool = False, engine: b
     shapes = input_shapes(arch, modality, frames, size)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _clear_previous_export(out)
     summary = ExportSummary(out, arch, modality)
 
     def wrote(name: str) -> None:

@@ -62,8 +62,9 @@ def _flow_backend(spec: ModelSpec, flow: str | None):
         raise ConfigError(f"model/modality mismatch: {spec.source} is a {spec.modality} model, but its record "
                           "has no flow backend/encoding (was it trained on an RGB-only dataset?)")
     if flow and flow != spec.flow.get("name"):
+        backend = create_backend(flow)  # an unknown or unavailable name fails here, before the warning
         log.warning("computing flow with %s instead of the recorded %s: scores may drift", flow, spec.flow.get("name"))
-        return create_backend(flow)
+        return backend
     from flowprep.flow.registry import BACKENDS
 
     name = spec.flow.get("name")
