@@ -116,7 +116,8 @@ def _resolve_flow(cfg: BuildConfig) -> dict[str, Any] | None:
 
 
 def _remove_owned(out: Path) -> None:
-    for name in _OWNED + (f"{STATE_DIR}/failed", f"{STATE_DIR}/reports", f"{STATE_DIR}/build.json"):
+    for name in _OWNED + (f"{STATE_DIR}/failed", f"{STATE_DIR}/reports", f"{STATE_DIR}/build.json",
+                          f"{STATE_DIR}/plan.json"):
         p = out / name
         if p.is_dir():
             shutil.rmtree(p)
@@ -177,25 +178,25 @@ def check_plan(cfg: BuildConfig, plan: Plan) -> None:
     """
     state = cfg.out / STATE_DIR / "plan.json"
     ids = sorted(j.id for j in plan.jobs)
-    if state.is_file():
-        old = json.loads(state.read_text(encoding="utf-8")).get("clips", [])
-        if old != ids:
-            gone = sorted(set(old) - set(ids))
-            new = sorted(set(ids) - set(old))
-            if not cfg.force:
-                example = (gone or new)[0]
-                raise ConfigError(
-                    f"the clips of {cfg.source} changed since {cfg.out} was built ({len(new)} new or moved, "
-                    f"{len(gone)} gone or moved, e.g. {example}); re-run with --force to bring the dataset up to "
-                    "date (unchanged clips are kept)")
-            for clip_id in gone:
-                side, cls, clip = clip_id.split("/", 2)  # ids are "<side>/<class>/<clip>", no "/" inside
-                stale = clip_dir(cfg.out, cfg.layout, side, cls, clip)
-                if stale.is_dir():
-                    log.warning("--force: removing %s (no longer planned on this side)", stale)
-                    shutil.rmtree(stale)
-    if not state.is_file() or json.loads(state.read_text(encoding="utf-8")).get("clips") != ids:
-        write_text_atomic(state, dump_json({"clips": ids}))
+    old = json.loads(state.read_text(encoding="utf-8")).get("clips") if state.is_file() else None
+    if old == ids:
+        return
+    if old is not None:
+        gone = sorted(set(old) - set(ids))
+        new = sorted(set(ids) - set(old))
+        if not cfg.force:
+            example = (gone or new)[0]
+            raise ConfigError(
+                f"the clips of {cfg.source} changed since {cfg.out} was built ({len(new)} new or moved, "
+                f"{len(gone)} gone or moved, e.g. {example}); re-run with --force to bring the dataset up to "
+                "date (unchanged clips are kept)")
+        for clip_id in gone:
+            side, cls, clip = clip_id.split("/", 2)  # ids are "<side>/<class>/<clip>", no "/" inside
+            stale = clip_dir(cfg.out, cfg.layout, side, cls, clip)
+            if stale.is_dir():
+                log.warning("--force: removing %s (no longer planned on this side)", stale)
+                shutil.rmtree(stale)
+    write_text_atomic(state, dump_json({"clips": ids}))
 
 
 def job_settings(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> JobSettings:
