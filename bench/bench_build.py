@@ -63,8 +63,8 @@ def bare_kernel(videos: list[Path], backend_name: str) -> float:
 
 
 def whole_build(release: Path, out: Path, backend_name: str, jobs: int) -> float:
-    from flowprep.build.api import build
-    from flowprep.build.config import BuildConfig
+    from flowprep.builder.api import build
+    from flowprep.builder.config import BuildConfig
 
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()

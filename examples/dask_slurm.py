@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from distributed import Client
 
-    from flowprep.build.api import build
-    from flowprep.build.config import BuildConfig
+    from flowprep.builder.api import build
+    from flowprep.builder.config import BuildConfig
     from flowprep.errors import FlowprepError
 
     cluster = make_cluster(args)

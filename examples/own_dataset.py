@@ -16,8 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from flowprep.build.api import build
-from flowprep.build.config import BuildConfig
+from flowprep.builder.api import build
+from flowprep.builder.config import BuildConfig
 from flowprep.errors import FlowprepError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.layout.verify import format_table, verify

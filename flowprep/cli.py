@@ -22,7 +22,7 @@ from flowprep.errors import FlowprepError
 #: modules that define ``COMMANDS``
 COMMAND_MODULES = [
     "flowprep.flow.commands",
-    "flowprep.build.commands",
+    "flowprep.builder.commands",
     "flowprep.train.commands",
     "flowprep.export.commands",
     "flowprep.serve.commands",

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from flowprep.build.api import build, job_settings
-from flowprep.build.config import BuildConfig
-from flowprep.build.plan import make_plan
-from flowprep.build.shard import select_shard, shard_of
+from flowprep.builder.api import build, job_settings
+from flowprep.builder.config import BuildConfig
+from flowprep.builder.plan import make_plan
+from flowprep.builder.shard import select_shard, shard_of
 from flowprep.errors import ConfigError
 from flowprep.layout.record import read_record
 from helpers import run_cli, tree_bytes
@@ -98,7 +98,7 @@ def test_dask_worker_killed_mid_build_loses_nothing(tiny_release, tmp_path, refe
     dask_client.register_plugin(_killer_plugin(str(marks), None, once=True), name="killer-once")
     try:
         out = tmp_path / "killed"
-        with caplog.at_level(logging.WARNING, logger="flowprep.build.dask_engine"):
+        with caplog.at_level(logging.WARNING, logger="flowprep.builder.dask_engine"):
             s = build(config(tiny_release, out, engine="dask", scheduler=dask_client.scheduler.address))
     finally:
         dask_client.unregister_worker_plugin("killer-once")
@@ -110,7 +110,7 @@ def test_dask_worker_killed_mid_build_loses_nothing(tiny_release, tmp_path, refe
 
 
 def test_dask_clip_that_keeps_killing_workers_is_reported_failed(tiny_release, tmp_path, dask_client):
-    from flowprep.build.dask_engine import run_dask
+    from flowprep.builder.dask_engine import run_dask
 
     out = tmp_path / "bad"
     cfg = config(tiny_release, out.resolve())
@@ -134,7 +134,7 @@ def test_dask_clip_that_keeps_killing_workers_is_reported_failed(tiny_release, t
 def test_dask_without_scheduler_or_client_is_a_clear_error(monkeypatch):
     import distributed
 
-    from flowprep.build.dask_engine import connect
+    from flowprep.builder.dask_engine import connect
 
     def none(*a, **k):
         raise ValueError("No clients found")
@@ -279,7 +279,7 @@ def test_shard_assignment_is_balanced_and_stable():
 
 
 def _claim(scope: str, root: str):
-    from flowprep.build.cluster import worker_slot
+    from flowprep.builder.cluster import worker_slot
 
     slot = worker_slot(scope, Path(root))
     time.sleep(0.3)  # hold it while the other worker claims
@@ -289,7 +289,7 @@ def _claim(scope: str, root: str):
 def test_local_workers_get_distinct_slots(tmp_path):
     from joblib import Parallel, delayed
 
-    from flowprep.build.cluster import worker_slot
+    from flowprep.builder.cluster import worker_slot
 
     got = Parallel(n_jobs=2, backend="loky")(delayed(_claim)("scope-a", str(tmp_path)) for _ in range(4))
     by_pid = {}
@@ -298,13 +298,13 @@ def test_local_workers_get_distinct_slots(tmp_path):
         assert by_pid.setdefault(pid, slot) == slot
     assert sorted(set(by_pid.values())) == [0, 1] and len(by_pid) == 2
     # A dead process's slot is free again (the kernel drops its flock).
-    code = f"from flowprep.build.cluster import worker_slot; print(worker_slot('scope-b', {str(tmp_path)!r}))"
+    code = f"from flowprep.builder.cluster import worker_slot; print(worker_slot('scope-b', {str(tmp_path)!r}))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "0"
     assert worker_slot("scope-b", tmp_path) == 0
 
 
 def test_worker_gpu_choice(monkeypatch):
-    from flowprep.build import cluster
+    from flowprep.builder import cluster
 
     monkeypatch.setattr(cluster, "worker_slot", lambda scope, root=None: {"w0": 0, "w1": 1}[scope])
     # --gpus: round robin over the list by slot
@@ -325,7 +325,7 @@ def test_worker_gpu_choice(monkeypatch):
 
 
 def test_cpu_backends_ignore_gpus(tiny_release, tmp_path):
-    from flowprep.build.job import JobSettings, _backend
+    from flowprep.builder.job import JobSettings, _backend
 
     backend = _backend(JobSettings(out=str(tmp_path), layout="tao", rgb=True, flow=True, flow_name="dis",
                                    flow_params={}, encoding={}, gpus=(0, 1)))
@@ -337,7 +337,7 @@ def test_cpu_backends_ignore_gpus(tiny_release, tmp_path):
 
 
 def test_gpu_backend_gets_this_workers_gpu(monkeypatch, tmp_path):
-    from flowprep.build import job
+    from flowprep.builder import job
     from flowprep.flow import registry
 
     made = []

@@ -22,8 +22,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def direction_dataset(tmp_path_factory):
     """5 classes = 5 motion directions; 80 clips of 12 frames (48x64) -> DIS flow, 60 train / 20 val."""
-    from flowprep.build.api import build
-    from flowprep.build.config import BuildConfig
+    from flowprep.builder.api import build
+    from flowprep.builder.config import BuildConfig
     from flowprep.synth import make_release_folder
 
     tmp = tmp_path_factory.mktemp("learn")

@@ -1,6 +1,6 @@
 """The Dask engine: each clip is one task on an existing ``dask.distributed`` cluster.
 
-Nothing here makes a clip safe to run twice or to lose halfway: :func:`flowprep.build.job.run_clip`
+Nothing here makes a clip safe to run twice or to lose halfway: :func:`flowprep.builder.job.run_clip`
 does (temporary folder, one rename). This module only submits, streams results as they complete,
 and bounds retries:
 
@@ -25,8 +25,8 @@ import os
 import uuid
 from typing import Any, Callable, Iterator, Sequence
 
-from flowprep.build.job import ClipResult, JobSettings, run_clip
-from flowprep.build.plan import ClipJob
+from flowprep.builder.job import ClipResult, JobSettings, run_clip
+from flowprep.builder.plan import ClipJob
 from flowprep.errors import ConfigError, FlowprepError
 
 log = logging.getLogger(__name__)

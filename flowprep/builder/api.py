@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from flowprep.build.cluster import (create_exclusive, dump_json, note_failures, save_build_state,
+from flowprep.builder.cluster import (create_exclusive, dump_json, note_failures, save_build_state,
                                     write_shard_report, write_text_atomic)
-from flowprep.build.config import BuildConfig, fingerprint
-from flowprep.build.engine import ProgressBar, run_jobs
-from flowprep.build.finalize import finalize
-from flowprep.build.job import ClipResult, JobSettings
-from flowprep.build.plan import Plan, make_plan
-from flowprep.build.shard import select_shard
+from flowprep.builder.config import BuildConfig, fingerprint
+from flowprep.builder.engine import ProgressBar, run_jobs
+from flowprep.builder.finalize import finalize
+from flowprep.builder.job import ClipResult, JobSettings
+from flowprep.builder.plan import Plan, make_plan
+from flowprep.builder.shard import select_shard
 from flowprep.datasets import HMDB5_CLASSES
 from flowprep.errors import ConfigError
 from flowprep.layout.paths import STATE_DIR, TMP_DIR, clip_dir
@@ -109,7 +109,7 @@ def _resolve_flow(cfg: BuildConfig) -> dict[str, Any] | None:
     if not cfg.needs_flow:
         return None
     if cfg.engine == "dask":
-        from flowprep.build.dask_engine import run_on_worker
+        from flowprep.builder.dask_engine import run_on_worker
 
         return run_on_worker(cfg.scheduler, describe_flow, cfg.flow, dict(cfg.flow_params), cfg.gpus)
     return describe_flow(cfg.flow, cfg.flow_params, cfg.gpus)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from flowprep.build.config import MIN_SIDE
+from flowprep.builder.config import MIN_SIDE
 
 
 def _size(value: str | None) -> tuple[int, int] | None:
@@ -172,8 +172,8 @@ def _report(summary) -> None:
 def build_cmd(source: Path, classes: str | None, splits: Path | None, official_split: int | None, **kw) -> None:
     """Build a dataset from SOURCE: a folder of class folders of videos, or a zip/tar/RAR of them
     (also one archive per class)."""
-    from flowprep.build.api import build
-    from flowprep.build.config import BuildConfig
+    from flowprep.builder.api import build
+    from flowprep.builder.config import BuildConfig
 
     cls = [c.strip() for c in classes.split(",") if c.strip()] if classes is not None else None
     cfg = BuildConfig(source=source, classes=cls, splits_source=splits, official_split=official_split,
@@ -192,7 +192,7 @@ def build_cmd(source: Path, classes: str | None, splits: Path | None, official_s
 def build_hmdb5_cmd(archive: Path, splits: Path | None, official_split: int | None, classes: str | None,
                     **kw) -> None:
     """Build HMDB5 (walk, run, ride_bike, fall_floor, push) from the HMDB51 release, in the TAO layout."""
-    from flowprep.build.api import build_hmdb5
+    from flowprep.builder.api import build_hmdb5
 
     options = {k: v for k, v in _config_kwargs(dict(kw, splits=splits, official_split=official_split)).items()
                if k != "out"}
@@ -213,7 +213,7 @@ def verify_cmd(dataset: Path, quick: bool, jobs: int | None) -> None:
 
     if not (dataset / RECORD_NAME).exists() and (dataset / ".flowprep" / "build.json").is_file():
         # A build whose record is not written yet (shards still running, or one missing).
-        from flowprep.build.cluster import finalize_from_state
+        from flowprep.builder.cluster import finalize_from_state
 
         _report_missing(finalize_from_state(dataset, write=False), dataset)
         click.echo(f"all clips are built but the record is not written: run `flowprep finalize {dataset}`",
@@ -276,7 +276,7 @@ def _report_missing(result, out: Path) -> None:
 def finalize_cmd(out: Path, allow_missing: bool, source: Path | None, splits: Path | None) -> None:
     """Write the record, label map and split lists of a sharded build in OUT once all parts are in;
     exit 1 naming the missing clips otherwise."""
-    from flowprep.build.cluster import finalize_from_state
+    from flowprep.builder.cluster import finalize_from_state
 
     result = finalize_from_state(out, allow_missing=allow_missing, source=source, splits=splits)
     if not result.record_written:

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from flowprep.build.api import HMDB5_LABEL_ORDER, build
-from flowprep.build.config import BuildConfig
+from flowprep.builder.api import HMDB5_LABEL_ORDER, build
+from flowprep.builder.config import BuildConfig
 from flowprep.layout.record import read_record
 from helpers import run_cli, tree_bytes
 
@@ -87,7 +87,7 @@ def test_resume_after_kill_is_byte_identical(tiny_release, tmp_path):
     build(BuildConfig(out=ref, **cfg))
     out = tmp_path / "out"
     code = (
-        "from flowprep.build.api import build; from flowprep.build.config import BuildConfig;"
+        "from flowprep.builder.api import build; from flowprep.builder.config import BuildConfig;"
         f"build(BuildConfig(source={str(tiny_release)!r}, out={str(out)!r}, classes=['walk', 'run', 'push'],"
         " flow='tvl1', jobs=1, progress=False,"
         " flow_params={'scales': 2, 'warps': 2}))"

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowprep.build.plan import ClipJob
+from flowprep.builder.plan import ClipJob
 from flowprep.errors import ArchiveError, ClipError, DecodeError, OutputError
 from flowprep.layout.paths import TMP_DIR, clip_dir, flow_names, rgb_name, subdirs
 
@@ -73,7 +73,7 @@ _GPU: dict[tuple, int | None] = {}
 def _backend(settings: JobSettings):
     """One flow backend per process and configuration (GPU backends are costly to create).
 
-    GPU backends get ``gpu=`` the device of this worker process (:func:`flowprep.build.cluster.worker_gpu`:
+    GPU backends get ``gpu=`` the device of this worker process (:func:`flowprep.builder.cluster.worker_gpu`:
     one slot per process, so two local workers never share a GPU while another idles); CPU backends
     never see GPU ids.
     """
@@ -82,7 +82,7 @@ def _backend(settings: JobSettings):
     params = dict(settings.flow_params)
     spec = BACKENDS.get(settings.flow_name or "")
     if spec is not None and spec.gpu and "gpu" not in params:
-        from flowprep.build.cluster import worker_gpu
+        from flowprep.builder.cluster import worker_gpu
 
         where = (os.getpid(), settings.gpus, settings.slot_scope)
         if where not in _GPU:  # discovery may run nvidia-smi: once per process, not per clip

@@ -1,6 +1,6 @@
 """Run clip jobs: in this process (``-j 1``), in local worker processes (joblib), or on Dask.
 
-Engines only schedule: all the work and all the guarantees are in :func:`flowprep.build.job.run_clip`.
+Engines only schedule: all the work and all the guarantees are in :func:`flowprep.builder.job.run_clip`.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import logging
 import time
 from typing import Callable, Iterable, Iterator, Sequence
 
-from flowprep.build.job import ClipResult, JobSettings, run_clip
-from flowprep.build.plan import ClipJob
+from flowprep.builder.job import ClipResult, JobSettings, run_clip
+from flowprep.builder.plan import ClipJob
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def run_jobs(jobs: Sequence[ClipJob], settings: JobSettings, n_jobs: int = 1, en
         max_retries: Dask only: how often a clip whose worker died is retried.
     """
     if engine == "dask":
-        from flowprep.build.dask_engine import run_dask
+        from flowprep.builder.dask_engine import run_dask
 
         results_iter: Iterable[ClipResult] = run_dask(jobs, settings, scheduler, max_retries=max_retries)
     elif n_jobs <= 1 or len(jobs) <= 1:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowprep.build.config import BuildConfig
+from flowprep.builder.config import BuildConfig
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.layout.paths import STATE_DIR, clip_dir
 from flowprep.layout.record import dump_json, unique_tmp, write_text_atomic
@@ -189,10 +189,10 @@ def finalize_from_state(out: Path, allow_missing: bool = False, write: bool = Tr
     Raises:
         DatasetError: no build state; ConfigError: the source is not the one the build used.
     """
-    from flowprep.build.finalize import finalize
-    from flowprep.build.job import ClipResult
-    from flowprep.build.plan import make_plan
-    from flowprep.build.shard import shard_of
+    from flowprep.builder.finalize import finalize
+    from flowprep.builder.job import ClipResult
+    from flowprep.builder.plan import make_plan
+    from flowprep.builder.shard import shard_of
 
     out = Path(out)
     cfg, flow_info = load_build_state(out, source, splits)

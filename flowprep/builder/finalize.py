@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from flowprep import __version__
-from flowprep.build.config import BuildConfig
-from flowprep.build.job import ClipResult, count_on_disk
-from flowprep.build.plan import Plan
+from flowprep.builder.config import BuildConfig
+from flowprep.builder.job import ClipResult, count_on_disk
+from flowprep.builder.plan import Plan
 from flowprep.layout.paths import TMP_DIR, clip_dir
 from flowprep.layout.record import FORMAT, FORMAT_VERSION, write_json_atomic, write_record, write_text_atomic
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.archive import MemberRef, list_videos, read_text_files
-from flowprep.build.config import BuildConfig
+from flowprep.builder.config import BuildConfig
 from flowprep.datasets.hmdb51 import parse_split_files, stem
 from flowprep.datasets.split import official_sides, side_counts, split_all
 from flowprep.errors import ConfigError
