@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from flowprep.builder.config import MIN_SIDE
+from flowprep.builder.folder import BuildFolder
 
 
 def _size(value: str | None) -> tuple[int, int] | None:
@@ -211,9 +212,9 @@ def verify_cmd(dataset: Path, quick: bool, jobs: int | None) -> None:
     from flowprep.layout.record import RECORD_NAME
     from flowprep.layout.verify import format_table, verify
 
-    if not (dataset / RECORD_NAME).exists() and (dataset / ".flowprep" / "build.json").is_file():
+    if not (dataset / RECORD_NAME).exists() and BuildFolder(dataset).build_state.is_file():
         # A build whose record is not written yet (shards still running, or one missing).
-        from flowprep.builder.cluster import finalize_from_state
+        from flowprep.builder.finalize import finalize_from_state
 
         _report_missing(finalize_from_state(dataset, write=False), dataset)
         click.echo(f"all clips are built but the record is not written: run `flowprep finalize {dataset}`",
@@ -276,7 +277,7 @@ def _report_missing(result, out: Path) -> None:
 def finalize_cmd(out: Path, allow_missing: bool, source: Path | None, splits: Path | None) -> None:
     """Write the record, label map and split lists of a sharded build in OUT once all parts are in;
     exit 1 naming the missing clips otherwise."""
-    from flowprep.builder.cluster import finalize_from_state
+    from flowprep.builder.finalize import finalize_from_state
 
     result = finalize_from_state(out, allow_missing=allow_missing, source=source, splits=splits)
     if not result.record_written:

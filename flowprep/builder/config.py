@@ -125,6 +125,11 @@ class BuildConfig:
     def needs_rgb(self) -> bool:
         return self.modality in ("rgb", "both")
 
+    def source_identity(self) -> list[Any]:
+        """``[[name, size or None], ...]`` of the source (and split files): a folder is known by name only."""
+        paths = [self.source] + ([self.splits_source] if self.splits_source else [])
+        return [[p.name, None if p.is_dir() else p.stat().st_size] for p in paths]
+
     def effective_jobs(self) -> int:
         return self.jobs or os.cpu_count() or 1
 
