@@ -1,0 +1,222 @@
+"""Hostile and unlucky input (issue 9): names that would escape the layout, deletions confined to what
+flowprep wrote, bounded input. Every CLI case runs ``flowprep`` in a subprocess and checks its exit
+status, that stderr has no traceback and at most a few lines, and that nothing next to ``--out``
+was created, changed or removed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from flowprep.errors import ConfigError
+from flowprep.layout.names import name_problem, remove_inside
+from flowprep.layout.record import read_record
+from flowprep.synth import moving_frames, write_video
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def clip_bytes(seed: int = 0, frames: int = 6) -> bytes:
+    """A small real mpeg4 AVI (``frames`` frames of 32x48), as bytes."""
+    cache = Path(os.environ.get("TMPDIR", "/tmp")) / f"flowprep-test-clip-{seed}-{frames}-{os.getpid()}.avi"
+    if not cache.is_file():
+        write_video(cache, moving_frames(frames, 32, 48, (1.0, 0.5), seed))
+    return cache.read_bytes()
+
+
+def flowprep(*args: object, timeout: float = 120, env: dict[str, str] | None = None
+             ) -> subprocess.CompletedProcess:
+    """Run the CLI in a subprocess (this worktree's code) and check its stderr is a few clean lines."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    r = subprocess.run([sys.executable, "-m", "flowprep", *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout, env=full_env)
+    assert "Traceback" not in r.stderr, r.stderr
+    return r
+
+
+def few_lines(r: subprocess.CompletedProcess, n: int = 4) -> bool:
+    return len([x for x in r.stderr.splitlines() if x.strip()]) <= n
+
+
+def snapshot(parent: Path, out: Path) -> dict[str, bytes | None]:
+    """Every path under ``parent`` outside ``out`` (files with their bytes, folders and links as None)."""
+    found: dict[str, bytes | None] = {}
+    for dirpath, dirnames, filenames in os.walk(parent):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if here / d != out]
+        for name in dirnames + filenames:
+            p = here / name
+            found[str(p.relative_to(parent))] = p.read_bytes() if p.is_file() and not p.is_symlink() else None
+    return found
+
+
+def build_args(src: Path, out: Path, *extra: object) -> list[object]:
+    return ["build", src, "--out", out, "--flow", "dis", "-j", "1", "--no-progress", "--split-by", "clip", *extra]
+
+
+@pytest.fixture()
+def walk_release(tmp_path) -> Path:
+    """``rel/walk/`` with three small clips."""
+    rel = tmp_path / "rel"
+    (rel / "walk").mkdir(parents=True)
+    for k in range(3):
+        (rel / "walk" / f"w{k}.avi").write_bytes(clip_bytes(k))
+    return rel
+
+
+# --- the validator and the confined deletion ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "...", "a/b", "a\\b", "a\x00b", "tab\there", "x\x7f",
+                                  "bad\udcff", "n" * 256])
+def test_bad_names_are_refused(name):
+    assert name_problem(name) is not None
+
+
+@pytest.mark.parametrize("name", ["walk", "Kiss_(1)_walk_f_cm_np1_fr_med_0", "#20_Rhythm_clap_u_nm_np1_fr_goo_0",
+                                  "a&b!c'd", "v1.2.3", ".hidden", "ünïcode"])
+def test_hmdb_names_are_kept(name):
+    assert name_problem(name) is None
+
+
+def test_remove_inside_refuses_escapes(tmp_path):
+    out, outside = tmp_path / "out", tmp_path / "keep"
+    (out / "train" / "c").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "f").write_text("x")
+    for rel in ("train/../..", "train/../../keep", "/etc", "labels.txt", "train/c/.."):
+        with pytest.raises(ConfigError):
+            remove_inside(out, rel, ("train",))
+    (out / "val").symlink_to(outside)
+    with pytest.raises(ConfigError, match="symlink"):
+        remove_inside(out, "val/f", ("val",))
+    (out / "train" / "c" / "link").symlink_to(outside)
+    with pytest.raises(ConfigError, match="symlink"):
+        remove_inside(out, "train/c/link", ("train",))
+    assert (outside / "f").read_text() == "x"
+    assert remove_inside(out, "train/c", ("train",)) and not (out / "train" / "c").exists()
+    assert not remove_inside(out, "train/gone", ("train",))
+
+
+# --- issue 9 defect 1: names made of dots ---------------------------------------------------------
+
+
+def _dots_zip(path: Path, members: list[str]) -> None:
+    with zipfile.ZipFile(path, "w") as zf:
+        for k, m in enumerate(members):
+            zf.writestr(m, clip_bytes(k))
+
+
+def test_dots_archive_class_is_refused_and_force_deletes_nothing(walk_release, tmp_path):
+    datasets = tmp_path / "datasets"
+    datasets.mkdir()
+    (datasets / "sibling.txt").write_text("keep me")
+    out = datasets / "out"
+    _dots_zip(walk_release / "...zip", ["x/...avi", "x/a.avi", "x/b.avi"])
+    before = snapshot(tmp_path, out)
+    r = flowprep(*build_args(walk_release, out))
+    assert r.returncode == 1 and few_lines(r) and "'..'" in r.stderr and "class" in r.stderr, r.stderr
+    _dots_zip(walk_release / "...zip", ["x/c.avi", "x/d.avi"])
+    before = snapshot(tmp_path, out)
+    r = flowprep(*build_args(walk_release, out, "--force"))
+    assert r.returncode == 1 and few_lines(r), r.stderr
+    assert snapshot(tmp_path, out) == before
+    assert not any(p.is_file() for p in (out / "train").glob("*")) if (out / "train").exists() else True
+    # The good class alone still builds.
+    r = flowprep(*build_args(walk_release, out, "--classes", "walk", "--force"))
+    assert r.returncode == 0, r.stderr
+    assert snapshot(tmp_path, out) == before
+
+
+@pytest.mark.parametrize("bad", ["..avi", "...avi"])
+def test_dot_clip_names_are_skipped_and_listed(walk_release, tmp_path, bad):
+    (walk_release / "walk" / bad).write_bytes(clip_bytes(5))
+    out = tmp_path / "datasets" / "out"
+    out.parent.mkdir()
+    before = snapshot(tmp_path, out)
+    r = flowprep(*build_args(walk_release, out))
+    assert r.returncode == 0 and "skipping clip" in r.stderr and few_lines(r), r.stderr
+    assert "1 clip(s) left out" in r.stdout
+    rec = read_record(out)
+    assert len(rec["clips"]) == 3 and any(bad in e and "skipped" in e for e in rec["excluded"])
+    for side in ("train", "val"):
+        for cls in (out / side).iterdir():
+            assert all(sorted(os.listdir(c)) == ["rgb", "u", "v"] for c in cls.iterdir())  # no stray frames
+    assert snapshot(tmp_path, out) == before
+
+
+def test_tampered_plan_cannot_delete_outside(walk_release, tmp_path):
+    datasets = tmp_path / "datasets"
+    out = datasets / "out"
+    datasets.mkdir()
+    (datasets / "sibling.txt").write_text("keep me")
+    assert flowprep(*build_args(walk_release, out)).returncode == 0
+    (out / ".flowprep" / "plan.json").write_text('{"clips": ["val/../..", "train/walk/w0"]}')
+    before = snapshot(tmp_path, out)
+    r = flowprep(*build_args(walk_release, out, "--force"))
+    assert r.returncode == 1 and few_lines(r) and "refusing to remove" in r.stderr, r.stderr
+    assert snapshot(tmp_path, out) == before
+
+
+# --- issue 9 defect 2: ownership --------------------------------------------------------------------
+
+
+def test_force_refuses_a_users_file(walk_release, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "labels.txt").write_text("my labels")
+    r = flowprep(*build_args(walk_release, out, "--force"))
+    assert r.returncode == 1 and few_lines(r) and "labels.txt" in r.stderr, r.stderr
+    assert (out / "labels.txt").read_text() == "my labels"
+    assert sorted(os.listdir(out)) == ["labels.txt"]  # nothing left behind
+
+
+def test_force_keeps_what_flowprep_did_not_write(walk_release, tmp_path):
+    out = tmp_path / "out"
+    (out / "mmaction2").mkdir(parents=True)
+    (out / "mmaction2" / "mine.py").write_text("x = 1")
+    (out / "rawframes").mkdir()
+    (out / "notes.md").write_text("notes")
+    assert flowprep(*build_args(walk_release, out, "--force")).returncode == 0  # TAO: writes neither
+    r = flowprep(*build_args(walk_release, out, "--force", "--seed", "3"))
+    assert r.returncode == 0, r.stderr
+    assert (out / "mmaction2" / "mine.py").read_text() == "x = 1" and (out / "rawframes").is_dir()
+    assert (out / "notes.md").read_text() == "notes"
+    # An mmaction2 build would replace them: refused, naming the folder.
+    r = flowprep(*build_args(walk_release, out, "--force", "--layout", "mmaction2"))
+    assert r.returncode == 1 and few_lines(r) and "not written by flowprep" in r.stderr, r.stderr
+    assert (out / "mmaction2" / "mine.py").is_file() and (out / "train").is_dir()
+
+
+def test_force_with_symlinked_train_is_one_line(walk_release, tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    assert flowprep(*build_args(walk_release, out)).returncode == 0
+    os.rename(out / "train", elsewhere)
+    (out / "train").symlink_to(elsewhere)
+    r = flowprep(*build_args(walk_release, out, "--force", "--seed", "5"))
+    assert r.returncode == 1 and few_lines(r) and "symlink" in r.stderr, r.stderr
+    assert (elsewhere / "walk").is_dir()
+
+
+def test_concurrent_build_is_told_the_folder_is_held(walk_release, tmp_path):
+    out = tmp_path / "out"
+    assert flowprep(*build_args(walk_release, out)).returncode == 0
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        import json
+        import socket
+
+        (out / ".flowprep" / "lock").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname()}))
+        r = flowprep(*build_args(walk_release, out))
+        assert r.returncode == 1 and few_lines(r) and "another build" in r.stderr, r.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    r = flowprep(*build_args(walk_release, out))  # the holder is gone: its lock is stale
+    assert r.returncode == 0, r.stderr
+    assert not (out / ".flowprep" / "lock").exists()
