@@ -18,7 +18,9 @@ Folder contents::
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,8 @@ from flowprep.errors import ConfigError
 from flowprep.export import configs
 from flowprep.export.onnx_export import OPSET, check_parity, convert_fp16, export_onnx
 from flowprep.export.tensorrt import Profile, build_engine, command_line, tensorrt_status, trtexec_command
-from flowprep.layout.record import write_json_atomic
+from flowprep.layout.names import remove_inside
+from flowprep.layout.record import dump_json, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +64,54 @@ def artefact_names() -> set[str]:
     return names
 
 
-def _clear_previous_export(out: Path) -> None:
-    """Remove what an earlier export wrote into ``out``, so no stale file (an fp16 model, DeepStream
-    configs of another architecture) sits beside the new model. Other files are left alone."""
-    stale = sorted(n for n in artefact_names() if (out / n).is_file())
+#: the export's own manifest of the files it wrote into the deploy folder
+MANIFEST = ".flowprep-export.json"
+
+
+def _owned(out: Path) -> set[str]:
+    """Artefact names an earlier export wrote into ``out`` (a folder exported before the manifest
+    existed, recognised by its ``flowprep_model.json``: the artefacts present)."""
+    path = out / MANIFEST
+    if path.is_file():
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))["entries"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path} is damaged ({exc}); remove it and the files it listed, or use another --out")
+        return set(entries) & artefact_names() if isinstance(entries, list) else set()
+    if (out / configs.MODEL_RECORD).is_file():
+        return {n for n in artefact_names() if (out / n).is_file()}
+    return set()
+
+
+def _take_folder(out: Path, planned: set[str]) -> None:
+    """Refuse a folder holding an artefact name flowprep did not write there; remove what an earlier
+    export wrote (no stale fp16 model or DeepStream config of another architecture stays beside the
+    new model); list ``planned`` in the manifest before anything is written. Other files are left alone.
+
+    Raises:
+        ConfigError: a file of one of the artefact names that no export wrote (named in the message).
+    """
+    owned = _owned(out)
+    foreign = sorted(n for n in artefact_names() if os.path.lexists(out / n) and n not in owned)
+    if foreign:
+        raise ConfigError(f"{out / foreign[0]} was not written by flowprep export and an export would replace it"
+                          f"{f' (and {len(foreign) - 1} more)' if len(foreign) > 1 else ''}; move it away or "
+                          "choose another --out")
+    stale = sorted(n for n in owned if os.path.lexists(out / n))
     if stale:
         log.warning("replacing the earlier export in %s (%d file(s))", out, len(stale))
-        for n in stale:
-            (out / n).unlink()
+    for n in stale:
+        remove_inside(out, n, owned)
+    write_text_atomic(out / MANIFEST, dump_json({"entries": sorted(planned)}))
+
+
+def _planned(modality: str, arch: str, fp16: bool, engine: bool) -> set[str]:
+    names = {"model.onnx", "labels.txt", "config.pbtxt", "build_engine.sh", configs.MODEL_RECORD}
+    names |= {"model_fp16.onnx"} if fp16 else set()
+    names |= {"model.engine"} if engine else set()
+    if modality == "rgb":
+        names |= set(configs.deepstream_names(arch).values()) | {"labels_nvinfer.txt"}
+    return names
 
 
 def export_checkpoint(checkpoint: Path, out: Path, fp16: bool = False, engine: bool = False,
@@ -78,7 +121,8 @@ def export_checkpoint(checkpoint: Path, out: Path, fp16: bool = False, engine: b
 
     Args:
         checkpoint: ``best.pt`` / ``last.pt``.
-        out: deploy folder (created; the files of an earlier export are removed first, others kept).
+        out: deploy folder (created; the files an earlier export wrote are removed first, others kept;
+            a file of an artefact's name that no export wrote is refused).
         fp16: also write and check ``model_fp16.onnx``; fp16 engine and DeepStream ``network-mode``.
         engine: build a TensorRT engine if TensorRT and a GPU are here (else the command is given).
         min_batch, opt_batch, max_batch: TensorRT profile; ``max_batch`` is Triton's ``max_batch_size``.
@@ -103,7 +147,7 @@ def export_checkpoint(checkpoint: Path, out: Path, fp16: bool = False, engine: b
     shapes = input_shapes(arch, modality, frames, size)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _clear_previous_export(out)
+    _take_folder(out, _planned(modality, arch, fp16, engine))
     summary = ExportSummary(out, arch, modality)
 
     def wrote(name: str) -> None:
@@ -184,4 +228,5 @@ def export_checkpoint(checkpoint: Path, out: Path, fp16: bool = False, engine: b
     })
     write_json_atomic(out / configs.MODEL_RECORD, record)
     wrote(configs.MODEL_RECORD)
+    write_text_atomic(out / MANIFEST, dump_json({"entries": sorted(summary.files)}))
     return summary
