@@ -220,3 +220,101 @@ def test_concurrent_build_is_told_the_folder_is_held(walk_release, tmp_path):
     r = flowprep(*build_args(walk_release, out))  # the holder is gone: its lock is stale
     assert r.returncode == 0, r.stderr
     assert not (out / ".flowprep" / "lock").exists()
+
+
+# --- issue 9 defect 3: bounded input ----------------------------------------------------------------
+
+
+def _zeros_zip(path: Path, member: str, size: int, method: int = zipfile.ZIP_DEFLATED) -> None:
+    """A zip holding ``size`` zero bytes as ``member`` (written in chunks: the test stays small in RAM)."""
+    chunk = bytes(1 << 20)
+    with zipfile.ZipFile(path, "w", compression=method) as zf, zf.open(member, "w", force_zip64=True) as fh:
+        for _ in range(size >> 20):
+            fh.write(chunk)
+
+
+def _run_limited(code: str, limit_bytes: int, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run ``code`` in a Python subprocess whose address space is capped at ``limit_bytes``."""
+    pre = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({limit_bytes}, {limit_bytes}))\n"
+    return subprocess.run([sys.executable, "-c", pre + code], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_compressed_bomb_and_devices_are_refused_in_bounded_memory(tmp_path):
+    bomb = tmp_path / "bomb.zip"
+    _zeros_zip(bomb, "walk/big.avi", 256 << 20)  # 256 MiB of zeros in about 250 KB
+    assert bomb.stat().st_size < 2 << 20
+    code = f"""
+from flowprep.archive.reader import MemberRef, read_member
+from flowprep.errors import ArchiveError
+for ref in [MemberRef({str(bomb)!r}, "walk/big.avi", {256 << 20}), MemberRef(None, "/dev/zero", 0)]:
+    try:
+        read_member(ref)
+    except ArchiveError as exc:
+        print("refused:", exc)
+"""
+    r = _run_limited(code, 160 << 20)  # less than the member: reading it whole would die
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 and "ratio" in lines[0] and "not a regular file" in lines[1], r.stdout
+
+
+def test_fifo_and_dev_zero_clips_are_skipped_without_hanging(walk_release, tmp_path):
+    (walk_release / "walk" / "zero.avi").symlink_to("/dev/zero")
+    os.mkfifo(walk_release / "walk" / "pipe.avi")
+    out = tmp_path / "out"
+    r = flowprep(*build_args(walk_release, out), timeout=120)
+    assert r.returncode == 0 and r.stderr.count("not a regular file") == 2 and few_lines(r), r.stderr
+    assert len(read_record(out)["clips"]) == 3
+
+
+def test_clip_size_limit(walk_release, tmp_path):
+    r = flowprep(*build_args(walk_release, tmp_path / "out", "--max-clip-bytes", "1000"))
+    assert r.returncode == 1 and "over the per-clip limit of 1000" in r.stderr and few_lines(r, 6), r.stderr
+    r = flowprep(*build_args(walk_release, tmp_path / "o2", "--max-clip-bytes", "0"))
+    assert r.returncode == 2
+
+
+def test_inner_archive_bomb_is_refused_before_unpacking(tmp_path):
+    inner = tmp_path / "walk.zip"
+    _zeros_zip(inner, "walk/a.avi", 40 << 20, zipfile.ZIP_STORED)  # stored: the outer zip squeezes it
+    outer = tmp_path / "release.zip"
+    with zipfile.ZipFile(outer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.write(inner, "walk.zip")
+    inner.unlink()
+    assert outer.stat().st_size < 1 << 20
+    out = tmp_path / "out"
+    r = flowprep(*build_args(outer, out))
+    assert r.returncode == 1 and few_lines(r, 2) and "ratio" in r.stderr, r.stderr
+    assert not list((out / ".flowprep").rglob("*.zip")) if out.exists() else True
+
+
+def test_two_archives_for_one_class_are_ambiguous(walk_release, tmp_path):
+    rel = tmp_path / "arch"
+    rel.mkdir()
+    for name in ("walk.zip", "walk.tar"):
+        import shutil
+
+        shutil.make_archive(str(rel / name.split(".")[0]) + "-tmp", name.split(".")[1], walk_release)
+        os.rename(next(rel.glob("*-tmp.*")), rel / name)
+    r = flowprep(*build_args(rel, tmp_path / "out"))
+    assert r.returncode == 1 and few_lines(r, 2) and "two per-class archives" in r.stderr, r.stderr
+
+
+def test_scheduler_address_and_timeout(walk_release, tmp_path):
+    pytest.importorskip("distributed")
+    import http.server
+    import threading
+
+    args = build_args(walk_release, tmp_path / "out", "--engine", "dask")
+    r = flowprep(*args, "--scheduler", "not an address")
+    assert r.returncode == 2 and "--scheduler" in r.stderr
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        addr = f"tcp://127.0.0.1:{server.server_address[1]}"
+        r = flowprep(*args, "--scheduler", addr, "--scheduler-timeout", "2", timeout=60)
+    finally:
+        server.shutdown()
+    assert r.returncode == 1 and few_lines(r, 2) and "Dask scheduler" in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()

@@ -25,21 +25,26 @@ import hashlib
 import logging
 import os
 import re
-import shutil
+import stat
 import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Collection, Iterable, Iterator
+from typing import IO, Collection, Iterable, Iterator
 
-from flowprep.archive.formats import (ARCHIVE_SUFFIXES, Archive, Member, archive_errors, archive_stem,
-                                      detect_kind, has_archive_suffix, open_archive, unsafe_reason)
+from flowprep.archive.formats import (ARCHIVE_SUFFIXES, MAX_INNER_BYTES, Archive, Member, archive_errors,
+                                      archive_stem, bound_reason, detect_kind, has_archive_suffix, open_archive,
+                                      unsafe_reason)
 from flowprep.errors import ArchiveError, ConfigError
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg")
+#: default per-clip size limit (HMDB51's clips are about 1 MB; the longest real clips stay far below)
+MAX_CLIP_BYTES = 2 << 30
+#: split and list text files are a few KB
+MAX_TEXT_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class _Inner:
     outer: Path | None
     member: str
     size: int
+    packed: int = -1
 
 
 def _base(name: str) -> str:
@@ -125,7 +131,7 @@ def _scan_archive(arc: Archive, exts: tuple[str, ...], cls: str | None = None
             if stem in inner:
                 raise ArchiveError(f"{arc.path}: two per-class archives for class {stem!r}: "
                                    f"{inner[stem].member!r} and {m.name!r}")
-            inner[stem] = _Inner(arc.path, m.name, m.size)
+            inner[stem] = _Inner(arc.path, m.name, m.size, m.packed)
     return videos, inner
 
 
@@ -143,11 +149,18 @@ def _scan_folder(root: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[Vide
             if _is_junk(fn) or not (is_video or per_class_archive):
                 continue
             try:
-                size = path.stat().st_size
+                st = path.stat()
             except OSError as exc:  # e.g. a dangling symlink
                 log.warning("%s: skipping %s: %s", root, path, exc.strerror or exc)
                 continue
+            if not stat.S_ISREG(st.st_mode):  # a FIFO would hang the read, /dev/zero never end
+                log.warning("%s: skipping %s: not a regular file", root, path)
+                continue
+            size = st.st_size
             if not is_video:
+                if archive_stem(fn) in inner:
+                    raise ArchiveError(f"{root}: two per-class archives for class {archive_stem(fn)!r}: "
+                                       f"{Path(inner[archive_stem(fn)].member).name!r} and {fn!r}")
                 inner[archive_stem(fn)] = _Inner(None, str(path), size)
             elif here == root:
                 log.warning("%s: skipping %s: not inside a class folder", root, fn)
@@ -245,12 +258,51 @@ def _cache_name(name: str) -> str:
     return clean
 
 
+def _copy_bounded(src: IO[bytes], dst: IO[bytes], limit: int) -> None:
+    """Copy at most ``limit`` bytes of ``src`` into ``dst``, 1 MiB at a time."""
+    left = limit
+    while left > 0:
+        chunk = src.read(min(1 << 20, left))
+        if not chunk:
+            return
+        dst.write(chunk)
+        left -= len(chunk)
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes, else ArchiveError.
+
+    Opened non-blocking (a FIFO's open would wait for a writer) and checked on the open descriptor,
+    so a file swapped for a device after listing is caught too; reading stops after ``limit + 1`` bytes.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ArchiveError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ArchiveError(f"{path}: not a regular file (a FIFO, device or socket); skipped")
+        if st.st_size > limit:
+            raise ArchiveError(f"{path}: {st.st_size} bytes, over the limit of {limit}")
+        try:
+            data = fh.read(limit + 1)
+        except OSError as exc:
+            raise ArchiveError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise ArchiveError(f"{path}: more than {limit} bytes (the limit); refused")
+    return data
+
+
 def _extract_cached(outer: Archive, inner: _Inner, cache_dir: Path) -> Path:
     """Copy one per-class archive out of ``outer`` into ``cache_dir`` (or re-use a complete copy).
 
     Copies are written aside and renamed, so a file at the final name is complete; a copy of another
     size (another release) is replaced.
     """
+    why = bound_reason(Member(inner.member, inner.size, "file", packed=inner.packed), MAX_INNER_BYTES)
+    if why:
+        raise ArchiveError(f"{outer.path} [{inner.member}]: per-class archive of {why}")
     folder = Path(cache_dir) / _cache_name(archive_stem(outer.path.name))
     target = folder / _cache_name(inner.member)
     if target.is_file() and target.stat().st_size == inner.size:
@@ -262,7 +314,7 @@ def _extract_cached(outer: Archive, inner: _Inner, cache_dir: Path) -> Path:
         with os.fdopen(fd, "wb") as out, archive_errors(outer.path, inner.member,
                                                          outer.via_tool(inner.member)):
             with outer.open(inner.member) as src:
-                shutil.copyfileobj(src, out, 1 << 20)
+                _copy_bounded(src, out, inner.size + 1)  # one byte more than listed shows a lying header
         written = Path(tmp).stat().st_size
         if written != inner.size:
             raise ArchiveError(f"{outer.path} [{inner.member}]: extracted {written} bytes, expected "
@@ -343,15 +395,20 @@ def _cached_archive(path: Path) -> Archive:
     return arc
 
 
-def read_member(ref: MemberRef) -> bytes:
-    """The whole file ``ref`` points at, as bytes (clips are ~1 MB). Works in any process."""
+def read_member(ref: MemberRef, limit: int = MAX_CLIP_BYTES) -> bytes:
+    """The whole file ``ref`` points at, as bytes (clips are ~1 MB). Works in any process.
+
+    Raises:
+        ArchiveError: unreadable, not a regular file, over ``limit`` bytes (``--max-clip-bytes``,
+            checked before and while reading), compressed beyond the ratio bound, or changed since listing.
+    """
+    if ref.size > limit:
+        raise ArchiveError(f"{ref.archive or ''} [{ref.member}]: {ref.size} bytes, over the per-clip limit "
+                           f"of {limit} (--max-clip-bytes)")
     if ref.archive is None:
-        try:
-            data = Path(ref.member).read_bytes()
-        except OSError as exc:
-            raise ArchiveError(f"{ref.member}: cannot read: {exc.strerror or exc}") from None
+        data = _read_regular(Path(ref.member), limit)
     else:
-        data = _cached_archive(Path(ref.archive)).read(ref.member)
+        data = _cached_archive(Path(ref.archive)).read(ref.member, limit)
     if len(data) != ref.size:
         raise ArchiveError(f"{ref.archive or ''} [{ref.member}]: read {len(data)} bytes, "
                            f"expected {ref.size}; did the source change since it was listed?")
@@ -387,14 +444,11 @@ def read_text_files(source: Path, suffix: str = ".txt") -> dict[str, str]:
             for fn in sorted(filenames):
                 if fn.lower().endswith(suffix):
                     path = Path(dirpath) / fn
-                    try:
-                        add(fn, str(path), path.read_bytes())
-                    except OSError as exc:
-                        raise ArchiveError(f"{path}: cannot read: {exc.strerror or exc}") from None
+                    add(fn, str(path), _read_regular(path, MAX_TEXT_BYTES))
     else:
         with open_archive(source) as arc:
             for m in _safe_members(arc):
                 if m.name.lower().endswith(suffix):
                     _check_encrypted(arc, m)
-                    add(_base(m.name), m.name, arc.read(m.name))
+                    add(_base(m.name), m.name, arc.read(m.name, MAX_TEXT_BYTES))
     return {name: text for name, (_, text) in sorted(found.items())}

@@ -99,7 +99,8 @@ def _resolve_flow(cfg: BuildConfig) -> dict[str, Any] | None:
     if cfg.engine == "dask":
         from flowprep.builder.dask_engine import run_on_worker
 
-        return run_on_worker(cfg.scheduler, describe_flow, cfg.flow, dict(cfg.flow_params), cfg.gpus)
+        return run_on_worker(cfg.scheduler, describe_flow, cfg.flow, dict(cfg.flow_params), cfg.gpus,
+                             timeout=cfg.scheduler_timeout)
     return describe_flow(cfg.flow, cfg.flow_params, cfg.gpus)
 
 
@@ -121,7 +122,7 @@ def job_settings(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> JobSetti
         flow_params=dict(flow_info["params"]) if flow_info else {},
         encoding=cfg.encoding.to_dict(), rgb_format=cfg.rgb_format, rgb_quality=cfg.rgb_quality,
         short_side=cfg.short_side, size=tuple(cfg.size) if cfg.size else None, frame_step=cfg.frame_step,
-        opencv_threads=1, gpus=tuple(cfg.gpus) if cfg.gpus else None,
+        opencv_threads=1, gpus=tuple(cfg.gpus) if cfg.gpus else None, max_clip_bytes=cfg.max_clip_bytes,
         slot_scope=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
@@ -141,16 +142,14 @@ def _check_source(cfg: BuildConfig) -> BuildConfig:
     return cfg
 
 
-def _prepare(cfg: BuildConfig) -> dict[str, Any] | None:
-    """Resolve the flow backend, then claim the output folder; returns the flow's record entry."""
-    flow_info = _resolve_flow(cfg)
+def _prepare(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> None:
+    """Claim the output folder for this configuration and store what `flowprep finalize` needs."""
     settings = cfg.output_settings()
     if flow_info is not None:
         settings["flow"], settings["flow_params"] = flow_info["name"], flow_info["params"]
     settings["source_identity"] = cfg.source_identity()
     prepare_output(cfg, settings)
     save_build_state(cfg, flow_info)  # what `flowprep finalize` needs to re-make the plan
-    return flow_info
 
 
 def _run(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None) -> list[ClipResult]:
@@ -158,7 +157,7 @@ def _run(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None) -> list
     bar = ProgressBar(len(jobs), enabled=cfg.progress)
     try:
         return run_jobs(jobs, job_settings(cfg, flow_info), n_jobs=cfg.effective_jobs(), engine=cfg.engine,
-                        scheduler=cfg.scheduler, on_result=bar)
+                        scheduler=cfg.scheduler, on_result=bar, scheduler_timeout=cfg.scheduler_timeout)
     finally:
         bar.close()
 
@@ -222,10 +221,11 @@ def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> Bu
     """
     t0 = time.perf_counter()
     cfg = _check_source(cfg)
+    flow_info = _resolve_flow(cfg)  # fails fast: a backend that cannot run, no scheduler
     folder = BuildFolder(cfg.out)
     folder.acquire(shard=cfg.shard is not None)
     try:
-        flow_info = _prepare(cfg)
+        _prepare(cfg, flow_info)
         plan = make_plan(cfg)
         check_plan(cfg, plan)
         if on_plan is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from flowprep.builder.config import MIN_SIDE
+from flowprep.builder.config import DEFAULT_MAX_CLIP_BYTES, DEFAULT_SCHEDULER_TIMEOUT, MIN_SIDE, scheduler_problem
 from flowprep.builder.folder import BuildFolder
 
 
@@ -92,6 +92,11 @@ def build_options(f):
         click.option("--force", is_flag=True, help="Replace a build of another configuration in --out."),
         click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True),
         click.option("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786) for --engine dask."),
+        click.option("--scheduler-timeout", type=click.FloatRange(min=0, min_open=True, max=86400),
+                     default=DEFAULT_SCHEDULER_TIMEOUT, show_default=True,
+                     help="Seconds to wait for the Dask scheduler to answer."),
+        click.option("--max-clip-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_CLIP_BYTES,
+                     show_default=True, help="A clip larger than this is not read (it fails with the reason)."),
         click.option("--shard", default=None, metavar="K/N",
                      help="Build only part K of N (job arrays); the last part to finish writes the record, "
                           "or run `flowprep finalize`."),
@@ -112,6 +117,8 @@ def _config_kwargs(kw: dict) -> dict:
         raise click.UsageError("give --size or --short-side, not both")
     if kw["scheduler"] is not None and kw["engine"] != "dask":
         raise click.UsageError("--scheduler goes with --engine dask")
+    if kw["scheduler"] is not None and scheduler_problem(kw["scheduler"]):
+        raise click.UsageError(str(scheduler_problem(kw["scheduler"])))
     if kw.get("official_split") is not None and kw.get("splits") is None:
         raise click.UsageError("--official-split needs --splits (the folder or archive with the split files)")
     layout = kw["layout"]
@@ -124,7 +131,8 @@ def _config_kwargs(kw: dict) -> dict:
         val_ratio=kw["val_ratio"], seed=kw["seed"], split_by=kw["split_by"], short_side=kw["short_side"],
         size=_size(kw["size"]), frame_step=kw["frame_step"], jobs=kw["jobs"], force=kw["force"],
         engine=kw["engine"], scheduler=kw["scheduler"], shard=_shard(kw["shard"]), gpus=_gpus(kw["gpus"]),
-        progress=not kw["no_progress"],
+        progress=not kw["no_progress"], max_clip_bytes=kw["max_clip_bytes"],
+        scheduler_timeout=kw["scheduler_timeout"],
     )
 
 

@@ -34,7 +34,7 @@ def _local_parallel(jobs: Sequence[ClipJob], settings: JobSettings, n_jobs: int)
 
 def run_jobs(jobs: Sequence[ClipJob], settings: JobSettings, n_jobs: int = 1, engine: str = "local",
              scheduler: str | None = None, on_result: Progress | None = None,
-             max_retries: int = 2) -> list[ClipResult]:
+             max_retries: int = 2, scheduler_timeout: float = 30.0) -> list[ClipResult]:
     """Run every job and return their results (in completion order).
 
     Args:
@@ -46,11 +46,13 @@ def run_jobs(jobs: Sequence[ClipJob], settings: JobSettings, n_jobs: int = 1, en
             current default client (tests pass a LocalCluster address).
         on_result: called in this process after each clip.
         max_retries: Dask only: how often a clip whose worker died is retried.
+        scheduler_timeout: Dask only: seconds to wait for the scheduler to answer.
     """
     if engine == "dask":
         from flowprep.builder.dask_engine import run_dask
 
-        results_iter: Iterable[ClipResult] = run_dask(jobs, settings, scheduler, max_retries=max_retries)
+        results_iter: Iterable[ClipResult] = run_dask(jobs, settings, scheduler, max_retries=max_retries,
+                                                        timeout=scheduler_timeout)
     elif n_jobs <= 1 or len(jobs) <= 1:
         results_iter = _local_sequential(jobs, settings)
     else:

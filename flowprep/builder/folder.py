@@ -96,6 +96,7 @@ class BuildFolder:
         self.record = self.out / RECORD_NAME
         self.report = self.out / REPORT_NAME
         self._lock_text: str | None = None
+        self._made_out = False
 
     # --- ownership --------------------------------------------------------------------------
 
@@ -265,6 +266,7 @@ class BuildFolder:
                                   f"wait for it, or remove {self.lock_file} if it is gone")
             if shard:
                 return
+            self._made_out = self._made_out or not self.out.exists()
             self.state.mkdir(parents=True, exist_ok=True)
             if create_exclusive(self.lock_file, text):
                 self._lock_text = text
@@ -292,10 +294,12 @@ class BuildFolder:
             pass  # removed by hand: nothing to release
         self._lock_text = None
         if not self.config.exists():
-            try:  # a refused build leaves nothing behind in the user's folder
-                self.state.rmdir()
-            except OSError:
-                pass  # not empty: it holds a cache or another shard's state
+            # A refused build leaves nothing behind; rmdir fails (harmlessly) on a folder in use.
+            for folder in [self.state] + ([self.out] if self._made_out else []):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break  # not empty: it holds a cache, another shard's state or the user's files
 
     # --- build state, failure notes, shard reports -------------------------------------------
 

@@ -54,6 +54,7 @@ class JobSettings:
     opencv_threads: int = 1
     gpus: tuple[int, ...] | None = None
     slot_scope: str = ""
+    max_clip_bytes: int = 2 << 30
 
 
 @dataclass
@@ -200,7 +201,7 @@ def _write_clip(job: ClipJob, settings: JobSettings, tmp: Path) -> tuple[int, di
     """Decode the clip and write everything into ``tmp``; ``(frames, timings)``."""
     writer = _ClipWriter(job, settings, tmp)
     t = time.perf_counter()
-    data = read_member(job.ref)
+    data = read_member(job.ref, settings.max_clip_bytes)
     writer.timings["read"] = time.perf_counter() - t
     n = 0
     for n, rgb in enumerate(writer.frames(data), start=1):
