@@ -41,3 +41,7 @@ class BackendUnavailableError(FlowprepError):
 
 class BackendNotInstalledError(FlowprepError):
     """A flow backend whose software is not installed. The message carries the install hint."""
+
+
+class WorkerDiedError(FlowprepError):
+    """A worker process died mid-build (killed, out of memory): the build stops; a rerun resumes it."""

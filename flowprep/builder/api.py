@@ -123,6 +123,7 @@ def job_settings(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> JobSetti
         encoding=cfg.encoding.to_dict(), rgb_format=cfg.rgb_format, rgb_quality=cfg.rgb_quality,
         short_side=cfg.short_side, size=tuple(cfg.size) if cfg.size else None, frame_step=cfg.frame_step,
         opencv_threads=1, gpus=tuple(cfg.gpus) if cfg.gpus else None, max_clip_bytes=cfg.max_clip_bytes,
+        main_pid=os.getpid() if cfg.engine == "local" else None,
         slot_scope=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 

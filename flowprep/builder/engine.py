@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from joblib import Parallel, delayed
+from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from flowprep.builder.job import ClipResult, JobSettings, run_clip
 from flowprep.builder.plan import ClipJob
+from flowprep.errors import WorkerDiedError
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +27,30 @@ def _local_sequential(jobs: Sequence[ClipJob], settings: JobSettings) -> Iterato
 
 
 def _local_parallel(jobs: Sequence[ClipJob], settings: JobSettings, n_jobs: int) -> Iterator[ClipResult]:
-    from joblib import Parallel, delayed
-
     # loky processes, one clip per task: clips take 0.1 s to minutes each, so batching buys nothing
     # and would delay the progress bar. Results arrive in completion order.
     parallel = Parallel(n_jobs=n_jobs, backend="loky", batch_size=1, return_as="generator_unordered",
                         pre_dispatch="2*n_jobs")
-    yield from parallel(delayed(run_clip)(job, settings) for job in jobs)
+    sent: list[str] = []
+    done: set[str] = set()
+
+    def tasks() -> Iterator[Any]:
+        for job in jobs:
+            sent.append(job.id)
+            yield delayed(run_clip)(job, settings)
+
+    try:
+        for result in parallel(tasks()):
+            done.add(result.id)
+            yield result
+    except TerminatedWorkerError:
+        # joblib's 49-line message names no clip; the ones sent and not returned were in flight.
+        flying = [i for i in sent if i not in done]
+        raise WorkerDiedError(
+            f"a worker process died (killed, or out of memory) while building "
+            f"{'clip ' + flying[0] if len(flying) == 1 else 'one of ' + ', '.join(flying[:4])}"
+            f"{' ...' if len(flying) > 4 else ''}; rerun the same command to resume (finished clips are kept)"
+        ) from None
 
 
 def run_jobs(jobs: Sequence[ClipJob], settings: JobSettings, n_jobs: int = 1, engine: str = "local",

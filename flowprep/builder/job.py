@@ -25,7 +25,7 @@ import numpy as np
 from flowprep.archive import read_member
 from flowprep.builder.folder import BuildFolder
 from flowprep.builder.plan import ClipJob
-from flowprep.builder.workers import worker_gpu
+from flowprep.builder.workers import watch_main_process, worker_gpu
 from flowprep.errors import ArchiveError, ClipError, DecodeError, OutputError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.registry import BACKENDS, create_backend
@@ -55,6 +55,8 @@ class JobSettings:
     gpus: tuple[int, ...] | None = None
     slot_scope: str = ""
     max_clip_bytes: int = 2 << 30
+    #: pid of the build's main process, watched by local workers (None on Dask)
+    main_pid: int | None = None
 
 
 @dataclass
@@ -232,6 +234,7 @@ def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
     since every other clip would fail the same way.
     """
     t0 = time.perf_counter()
+    watch_main_process(settings.main_pid)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     out = Path(settings.out)
     folder = BuildFolder(out)

@@ -9,11 +9,49 @@ import fcntl
 import hashlib
 import os
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from flowprep.flow.gpus import discover_gpus, gpu_for_worker
 
 _SLOTS: dict[tuple[int, str], tuple[int, int]] = {}
+_WATCHED: set[int] = set()
+#: seconds between two looks at the parent process
+WATCH_INTERVAL = 1.0
+
+
+def _parent_gone(main_pid: int, was_child: bool) -> bool:
+    if was_child:  # reparenting is immediate, even while the dead parent is an unreaped zombie
+        return os.getppid() != main_pid
+    try:
+        os.kill(main_pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _watch(main_pid: int, was_child: bool) -> None:
+    while not _parent_gone(main_pid, was_child):
+        time.sleep(WATCH_INTERVAL)
+    # The build's main process is gone (kill -9): nobody will collect this worker's results. Its
+    # clip is unfinished in the temporary folder, which a rerun ignores; exit now, not in minutes.
+    os._exit(3)
+
+
+def watch_main_process(main_pid: int | None) -> None:
+    """In a local worker process: exit soon after the build's main process ``main_pid`` dies.
+
+    Started once per process (a daemon thread polling every :data:`WATCH_INTERVAL` s); a no-op in
+    the main process itself and when ``main_pid`` is None (Dask workers outlive any one client).
+    """
+    if main_pid is None or main_pid == os.getpid() or main_pid in _WATCHED:
+        return
+    _WATCHED.add(main_pid)
+    threading.Thread(target=_watch, args=(main_pid, os.getppid() == main_pid), daemon=True,
+                     name="flowprep-parent-watch").start()
 
 
 def worker_slot(scope: str, root: Path | None = None) -> int:
