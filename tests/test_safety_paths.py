@@ -409,3 +409,34 @@ def test_workers_exit_soon_after_the_main_process_is_killed(slow_release, tmp_pa
     while time.time() < deadline and any(_alive(p) for p in workers):
         time.sleep(0.2)
     assert not any(_alive(p) for p in workers)
+
+
+def test_symlinked_class_folder_is_followed_and_loops_end(walk_release, tmp_path):
+    elsewhere = tmp_path / "elsewhere" / "run"
+    elsewhere.mkdir(parents=True)
+    for k in range(2):
+        (elsewhere / f"r{k}.avi").write_bytes(clip_bytes(k))
+    (walk_release / "run").symlink_to(elsewhere)
+    (walk_release / "walk" / "loop").symlink_to(walk_release)
+    r = flowprep(*build_args(walk_release, tmp_path / "out"), timeout=120)
+    assert r.returncode == 0 and "symlink loop" in r.stderr and few_lines(r), r.stderr
+    assert read_record(tmp_path / "out")["classes"] == ["run", "walk"]
+
+
+def test_frames_lost_to_decode_errors_are_recorded_and_warned(tmp_path):
+    rel = tmp_path / "rel"
+    (rel / "walk").mkdir(parents=True)
+    write_video(rel / "walk" / "good.avi", moving_frames(20, 64, 80, (1.0, 0.5), 3))
+    data = bytearray((rel / "walk" / "good.avi").read_bytes())
+    data[5500:5800] = bytes(300)  # zeros inside one frame's data: FFmpeg drops it without an error
+    (rel / "walk" / "bad.avi").write_bytes(bytes(data))
+    out = tmp_path / "out"
+    r = flowprep(*build_args(rel, out))
+    assert r.returncode == 0 and "decode_errors" in r.stderr and few_lines(r), r.stderr
+    clips = {c["name"]: c for c in read_record(out)["clips"]}
+    assert clips["bad"]["decode_errors"] == 20 - clips["bad"]["frames"] > 0
+    assert "decode_errors" not in clips["good"]
+    # A resumed build (nothing left to do) writes the same record: the note lives in .flowprep/.
+    before = (out / "flowprep.json").read_bytes()
+    assert flowprep(*build_args(rel, out)).returncode == 0
+    assert (out / "flowprep.json").read_bytes() == before

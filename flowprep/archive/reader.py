@@ -139,9 +139,21 @@ def _scan_folder(root: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[Vide
     videos: dict[str, list[VideoEntry]] = {}
     inner: dict[str, _Inner] = {}
     root = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(root):  # does not follow symlinked folders: no loops
-        dirnames.sort()
+    seen: set[tuple[int, int]] = set()
+
+    def unreadable(exc: OSError) -> None:
+        log.warning("%s: skipping %s: %s", root, exc.filename, exc.strerror or exc)
+
+    # Symlinked (class) folders are followed; each real folder is read once, so a link loop ends.
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
         here = Path(dirpath)
+        st = here.stat()
+        if (st.st_dev, st.st_ino) in seen:
+            log.warning("%s: skipping %s: a symlink loop, or a folder already read", root, here)
+            dirnames.clear()
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirnames.sort()
         for fn in sorted(filenames):
             path = here / fn
             is_video = _is_video(fn, exts)
@@ -184,7 +196,7 @@ def _unwrap(root: Path, exts: tuple[str, ...]) -> Path:
 
     ``unar hmdb51_org.rar`` in a fresh folder gives ``folder/hmdb51_org/<class>.rar``, and per-class
     archives are looked for only at the top. A lone sub-folder holding clips itself is a class (a
-    one-class release) and stops the descent; symlinked folders are not followed, as in the scan.
+    one-class release) and stops the descent; a symlinked folder is not descended into here.
     """
     for _ in range(32):  # a bound against pathological trees; real wrappers are one or two deep
         entries = _listing(root)

@@ -51,6 +51,8 @@ class BuildSummary:
     pending: int = 0
     #: "<class>/<side>" with no built clip (a class too small to split, or whose clips failed)
     empty_sides: list[str] = field(default_factory=list)
+    #: (clip id, frames lost) of built clips whose video had undecodable frames
+    decode_errors: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -191,6 +193,7 @@ def _finish(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, resu
         record = finalize(cfg, plan, flow_info, {r.id: r for r in results})
         summary.empty_sides = sorted(f"{c}/{side}" for c, n in record["counts"].items()
                                      for side in ("train", "val") if n[side] == 0)
+        summary.decode_errors = [(c["id"], c["decode_errors"]) for c in record["clips"] if c.get("decode_errors")]
     else:
         summary.record_written = False
     report = {

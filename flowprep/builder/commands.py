@@ -164,6 +164,11 @@ def _report(summary) -> None:
         click.echo(f"dataset: {summary.out}")
     if summary.empty_sides:
         click.echo(f"warning: no clip built for {', '.join(summary.empty_sides)}", err=True)
+    if summary.decode_errors:
+        shown = ", ".join(f"{cid} ({n} lost)" for cid, n in summary.decode_errors[:5])
+        more = f" and {len(summary.decode_errors) - 5} more" if len(summary.decode_errors) > 5 else ""
+        click.echo(f"warning: {len(summary.decode_errors)} clip(s) kept only the frames that could be decoded "
+                   f"(recorded as decode_errors): {shown}{more}", err=True)
     if summary.failed:
         click.echo(f"{len(summary.failed)} clip(s) failed:", err=True)
         for cid, why in summary.failed:

@@ -29,6 +29,7 @@ from flowprep.layout.record import FORMAT, FORMAT_VERSION, write_json_atomic, wr
 def clip_entries(cfg: BuildConfig, plan: Plan, results: dict[str, ClipResult]) -> list[dict[str, Any]]:
     """Per-clip entries of the record, sorted by id: from disk for finished clips."""
     entries = []
+    lost = BuildFolder(cfg.out).read_decode_errors()
     for job in plan.jobs:
         final = clip_dir(cfg.out, cfg.layout, job.side, job.cls, job.clip)
         e: dict[str, Any] = {"id": job.id, "side": job.side, "class": job.cls, "label": job.label,
@@ -36,6 +37,8 @@ def clip_entries(cfg: BuildConfig, plan: Plan, results: dict[str, ClipResult]) -
         if final.is_dir():
             frames, flows = count_on_disk(final, cfg.layout, cfg.needs_rgb)
             e.update(status="ok", frames=frames, flow_frames=flows if cfg.needs_flow else 0)
+            if lost.get(job.id):
+                e["decode_errors"] = lost[job.id]  # frames of the video that could not be decoded
         else:
             r = results.get(job.id)
             e.update(status="failed", frames=0, flow_frames=0,

@@ -8,6 +8,7 @@
     plan.json     the clip ids of the last plan (a changed source is refused unless --force)
     lock          pid and host of the build running now (not taken by shards, which run together)
     failed/       one note per failed clip; reports/  one report per shard
+    decode/       one note per built clip that lost frames to decode errors
     cache/        the selected classes' inner archives, unpacked from an outer archive
 
 Everything is written aside under a name unique to host, process and call, then renamed: shards on
@@ -90,6 +91,7 @@ class BuildFolder:
         self.plan_file = self.state / "plan.json"
         self.lock_file = self.state / "lock"
         self.failed_dir = self.state / "failed"
+        self.decode_dir = self.state / "decode"
         self.reports_dir = self.state / "reports"
         self.cache = self.state / "cache"
         self.tmp = self.out / TMP_DIR
@@ -136,7 +138,8 @@ class BuildFolder:
         log.warning("--force: removing the previous build in %s", self.out)
         for name in sorted(owned):
             self.remove(name, owned)
-        for p in (self.failed_dir, self.reports_dir, self.build_state, self.plan_file, self.owned_file):
+        for p in (self.failed_dir, self.decode_dir, self.reports_dir, self.build_state, self.plan_file,
+                  self.owned_file):
             self.remove(str(p.relative_to(self.out)), (STATE_DIR,))
 
     # --- fingerprint ------------------------------------------------------------------------
@@ -320,8 +323,28 @@ class BuildFolder:
             raise DatasetError(f"cannot read build state {self.build_state}: not a JSON object")
         return state
 
-    def _note_path(self, clip_id: str) -> Path:
-        return self.failed_dir / f"{hashlib.sha1(clip_id.encode()).hexdigest()[:20]}.json"
+    def _note_path(self, clip_id: str, folder: Path | None = None) -> Path:
+        return (folder or self.failed_dir) / f"{hashlib.sha1(clip_id.encode()).hexdigest()[:20]}.json"
+
+    def note_decode_errors(self, clip_id: str, lost: int, expected: int) -> None:
+        """Remember (before the clip is published) that it lost ``lost`` of ``expected`` frames; 0 clears."""
+        p = self._note_path(clip_id, self.decode_dir)
+        if lost <= 0:
+            self.remove(str(p.relative_to(self.out)), (STATE_DIR,))
+            return
+        p.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(p, dump_json({"id": clip_id, "lost": lost, "expected": expected}))
+
+    def read_decode_errors(self) -> dict[str, int]:
+        """clip id -> frames its video lost to decode errors (clips without loss are absent)."""
+        notes: dict[str, int] = {}
+        for p in sorted(self.decode_dir.glob("*.json")) if self.decode_dir.is_dir() else []:
+            try:
+                d = json.loads(p.read_text(encoding="utf-8"))
+                notes[str(d["id"])] = int(d["lost"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a torn note only loses the warning; the frames on disk are what they are
+        return notes
 
     def note_failures(self, failed: list[tuple[str, str]]) -> None:
         """Remember why clips failed, for a record written later by another process."""

@@ -72,6 +72,8 @@ class ClipResult:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     worker: str = ""
+    #: frames of the video FFmpeg could not decode (dropped mid-clip without an error)
+    decode_errors: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,10 +145,12 @@ class _ClipWriter:
                             else [cv2.IMWRITE_JPEG_QUALITY, self.enc.jpeg_quality if self.enc else 95])
         self.timings = dict.fromkeys(_TIMED, 0.0)
         self.prev_gray: np.ndarray | None = None
+        self.decode: dict[str, int] = {}
 
     def frames(self, data: bytes) -> Iterator[np.ndarray]:
         """The clip's RGB frames ``(H, W, 3) uint8``, decode time counted."""
-        it = iter_frames(data, self.s.short_side, self.s.size, self.s.frame_step, threads=1, name=self.job.name)
+        it = iter_frames(data, self.s.short_side, self.s.size, self.s.frame_step, threads=1, name=self.job.name,
+                         report=self.decode)
         while True:
             t = time.perf_counter()
             rgb = next(it, None)
@@ -199,8 +203,9 @@ def _make_tmp(out: Path, job: ClipJob, settings: JobSettings) -> Path:
     return tmp
 
 
-def _write_clip(job: ClipJob, settings: JobSettings, tmp: Path) -> tuple[int, dict[str, float]]:
-    """Decode the clip and write everything into ``tmp``; ``(frames, timings)``."""
+def _write_clip(job: ClipJob, settings: JobSettings, tmp: Path) -> tuple[int, dict[str, float], int]:
+    """Decode the clip and write everything into ``tmp``; ``(frames, timings, frames lost)``. Frames lost to decode
+    errors are noted in the build folder (before the clip is published, so a finished clip has its note)."""
     writer = _ClipWriter(job, settings, tmp)
     t = time.perf_counter()
     data = read_member(job.ref, settings.max_clip_bytes)
@@ -210,7 +215,13 @@ def _write_clip(job: ClipJob, settings: JobSettings, tmp: Path) -> tuple[int, di
         writer.add(n - 1, rgb)
     if settings.flow and n < 2:
         raise ClipError(f"{job.name}: only {n} frame(s): flow needs at least 2")
-    return n, writer.timings
+    expected = writer.decode.get("expected", 0)
+    lost = max(0, expected - writer.decode.get("decoded", expected))
+    if lost:
+        log.warning("clip %s: %d of %d frames could not be decoded (corrupt data); kept %d", job.id, lost,
+                    expected, expected - lost)
+    BuildFolder(settings.out).note_decode_errors(job.id, lost, expected)
+    return n, writer.timings, lost
 
 
 def _publish(tmp: Path, final: Path, folder: BuildFolder) -> bool:
@@ -244,7 +255,7 @@ def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
     cv2.setNumThreads(settings.opencv_threads)
     tmp = _make_tmp(out, job, settings)
     try:
-        n, timings = _write_clip(job, settings, tmp)
+        n, timings, lost = _write_clip(job, settings, tmp)
         if not _publish(tmp, final, folder):
             return ClipResult(job.id, "exists", *count_on_disk(final, settings.layout, settings.rgb),
                               worker=worker)
@@ -257,4 +268,5 @@ def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
         folder.discard_tmp(tmp.name)
         raise
     flows = max(0, n - 1) if settings.flow else 0
-    return ClipResult(job.id, "done", n, flows, seconds=time.perf_counter() - t0, timings=timings, worker=worker)
+    return ClipResult(job.id, "done", n, flows, seconds=time.perf_counter() - t0, timings=timings, worker=worker,
+                      decode_errors=lost)
