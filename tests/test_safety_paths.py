@@ -5,10 +5,15 @@ was created, changed or removed."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -210,9 +215,6 @@ def test_concurrent_build_is_told_the_folder_is_held(walk_release, tmp_path):
     assert flowprep(*build_args(walk_release, out)).returncode == 0
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        import json
-        import socket
-
         (out / ".flowprep" / "lock").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname()}))
         r = flowprep(*build_args(walk_release, out))
         assert r.returncode == 1 and few_lines(r) and "another build" in r.stderr, r.stderr
@@ -247,7 +249,7 @@ def test_compressed_bomb_and_devices_are_refused_in_bounded_memory(tmp_path):
     _zeros_zip(bomb, "walk/big.avi", 256 << 20)  # 256 MiB of zeros in about 250 KB
     assert bomb.stat().st_size < 2 << 20
     code = f"""
-from flowprep.archive.reader import MemberRef, read_member
+from flowprep.archive import MemberRef, read_member
 from flowprep.errors import ArchiveError
 for ref in [MemberRef({str(bomb)!r}, "walk/big.avi", {256 << 20}), MemberRef(None, "/dev/zero", 0)]:
     try:
@@ -295,8 +297,6 @@ def test_two_archives_for_one_class_are_ambiguous(walk_release, tmp_path):
     rel = tmp_path / "arch"
     rel.mkdir()
     for name in ("walk.zip", "walk.tar"):
-        import shutil
-
         shutil.make_archive(str(rel / name.split(".")[0]) + "-tmp", name.split(".")[1], walk_release)
         os.rename(next(rel.glob("*-tmp.*")), rel / name)
     r = flowprep(*build_args(rel, tmp_path / "out"))
@@ -305,9 +305,6 @@ def test_two_archives_for_one_class_are_ambiguous(walk_release, tmp_path):
 
 def test_scheduler_address_and_timeout(walk_release, tmp_path):
     pytest.importorskip("distributed")
-    import http.server
-    import threading
-
     args = build_args(walk_release, tmp_path / "out", "--engine", "dask")
     r = flowprep(*args, "--scheduler", "not an address")
     assert r.returncode == 2 and "--scheduler" in r.stderr

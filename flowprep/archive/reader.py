@@ -14,7 +14,7 @@ itself (then it is the one class).
 
 A clip's class is the name of the folder it sits in, or, inside a per-class archive, that archive's
 stem. Per-class archives nested in an outer archive are extracted (only for the selected classes)
-into a cache folder; clips are never unpacked: :func:`read_member` reads them into memory from
+into a cache folder; clips are never unpacked: :func:`~flowprep.archive.bounded.read_member` reads them into memory from
 their archive. Members with unsafe names (absolute, ``..``) or that are links or devices are
 skipped with a warning and never written anywhere.
 """
@@ -27,34 +27,21 @@ import os
 import re
 import stat
 import tempfile
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Collection, Iterable, Iterator
+from typing import Collection, Iterable, Iterator
 
 from flowprep.archive.formats import (ARCHIVE_SUFFIXES, MAX_INNER_BYTES, Archive, Member, archive_errors,
                                       archive_stem, bound_reason, detect_kind, has_archive_suffix, open_archive,
                                       unsafe_reason)
+from flowprep.archive.bounded import MemberRef, copy_bounded, read_regular
 from flowprep.errors import ArchiveError, ConfigError
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg")
-#: default per-clip size limit (HMDB51's clips are about 1 MB; the longest real clips stay far below)
-MAX_CLIP_BYTES = 2 << 30
 #: split and list text files are a few KB
 MAX_TEXT_BYTES = 64 << 20
-
-
-@dataclass(frozen=True)
-class MemberRef:
-    """Where one file lives. ``archive=None``: ``member`` is a plain file path. Otherwise ``member`` is
-    the member name inside the zip/tar/rar at path ``archive``. ``size`` is the uncompressed size in
-    bytes. Picklable, JSON-able via ``dataclasses.asdict``; usable in any process."""
-    archive: str | None
-    member: str
-    size: int
 
 
 @dataclass(frozen=True)
@@ -270,42 +257,6 @@ def _cache_name(name: str) -> str:
     return clean
 
 
-def _copy_bounded(src: IO[bytes], dst: IO[bytes], limit: int) -> None:
-    """Copy at most ``limit`` bytes of ``src`` into ``dst``, 1 MiB at a time."""
-    left = limit
-    while left > 0:
-        chunk = src.read(min(1 << 20, left))
-        if not chunk:
-            return
-        dst.write(chunk)
-        left -= len(chunk)
-
-
-def _read_regular(path: Path, limit: int) -> bytes:
-    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes, else ArchiveError.
-
-    Opened non-blocking (a FIFO's open would wait for a writer) and checked on the open descriptor,
-    so a file swapped for a device after listing is caught too; reading stops after ``limit + 1`` bytes.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ArchiveError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ArchiveError(f"{path}: not a regular file (a FIFO, device or socket); skipped")
-        if st.st_size > limit:
-            raise ArchiveError(f"{path}: {st.st_size} bytes, over the limit of {limit}")
-        try:
-            data = fh.read(limit + 1)
-        except OSError as exc:
-            raise ArchiveError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > limit:
-        raise ArchiveError(f"{path}: more than {limit} bytes (the limit); refused")
-    return data
-
-
 def _extract_cached(outer: Archive, inner: _Inner, cache_dir: Path) -> Path:
     """Copy one per-class archive out of ``outer`` into ``cache_dir`` (or re-use a complete copy).
 
@@ -326,7 +277,7 @@ def _extract_cached(outer: Archive, inner: _Inner, cache_dir: Path) -> Path:
         with os.fdopen(fd, "wb") as out, archive_errors(outer.path, inner.member,
                                                          outer.via_tool(inner.member)):
             with outer.open(inner.member) as src:
-                _copy_bounded(src, out, inner.size + 1)  # one byte more than listed shows a lying header
+                copy_bounded(src, out, inner.size + 1)  # one byte more than listed shows a lying header
         written = Path(tmp).stat().st_size
         if written != inner.size:
             raise ArchiveError(f"{outer.path} [{inner.member}]: extracted {written} bytes, expected "
@@ -381,52 +332,6 @@ def list_videos(source: Path, cache_dir: Path, classes: Collection[str] | None =
     return entries
 
 
-_LOCAL = threading.local()  # per thread: no handle is shared, so none is closed under another's read
-_OPEN_MAX = 4
-
-
-def _cached_archive(path: Path) -> Archive:
-    """An open archive for this thread of this process, re-used across calls (a tar.gz is costly to open)."""
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise ArchiveError(f"{path}: cannot open archive: {exc.strerror or exc}") from None
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if getattr(_LOCAL, "pid", None) != os.getpid():
-        # New thread, or forked: a parent's handles share file offsets with it, so never use them.
-        _LOCAL.pid, _LOCAL.open = os.getpid(), OrderedDict()
-    cache: OrderedDict[tuple, Archive] = _LOCAL.open
-    arc = cache.get(key)
-    if arc is not None:
-        cache.move_to_end(key)
-        return arc
-    arc = open_archive(path)
-    cache[key] = arc
-    while len(cache) > _OPEN_MAX:
-        cache.popitem(last=False)[1].close()
-    return arc
-
-
-def read_member(ref: MemberRef, limit: int = MAX_CLIP_BYTES) -> bytes:
-    """The whole file ``ref`` points at, as bytes (clips are ~1 MB). Works in any process.
-
-    Raises:
-        ArchiveError: unreadable, not a regular file, over ``limit`` bytes (``--max-clip-bytes``,
-            checked before and while reading), compressed beyond the ratio bound, or changed since listing.
-    """
-    if ref.size > limit:
-        raise ArchiveError(f"{ref.archive or ''} [{ref.member}]: {ref.size} bytes, over the per-clip limit "
-                           f"of {limit} (--max-clip-bytes)")
-    if ref.archive is None:
-        data = _read_regular(Path(ref.member), limit)
-    else:
-        data = _cached_archive(Path(ref.archive)).read(ref.member, limit)
-    if len(data) != ref.size:
-        raise ArchiveError(f"{ref.archive or ''} [{ref.member}]: read {len(data)} bytes, "
-                           f"expected {ref.size}; did the source change since it was listed?")
-    return data
-
-
 def _decode_text(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
@@ -456,7 +361,7 @@ def read_text_files(source: Path, suffix: str = ".txt") -> dict[str, str]:
             for fn in sorted(filenames):
                 if fn.lower().endswith(suffix):
                     path = Path(dirpath) / fn
-                    add(fn, str(path), _read_regular(path, MAX_TEXT_BYTES))
+                    add(fn, str(path), read_regular(path, MAX_TEXT_BYTES))
     else:
         with open_archive(source) as arc:
             for m in _safe_members(arc):

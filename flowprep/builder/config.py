@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from flowprep.archive.bounded import MAX_CLIP_BYTES as DEFAULT_MAX_CLIP_BYTES
 from flowprep.errors import ConfigError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.layout.paths import LAYOUTS
@@ -18,11 +19,11 @@ from flowprep.layout.paths import LAYOUTS
 MODALITIES = ("rgb", "flow", "both")
 #: smallest frame side accepted for resizing: DIS needs 12 px, the other backends' pyramids want more
 MIN_SIDE = 16
-#: per-clip size limit (see flowprep.archive.reader) and the Dask scheduler's answer time, seconds
-DEFAULT_MAX_CLIP_BYTES = 2 << 30
+#: seconds to wait for the Dask scheduler to answer (the per-clip size limit is the archive module's)
 DEFAULT_SCHEDULER_TIMEOUT = 30.0
 
-_SCHEDULER = re.compile(r"(?:(?:tcp|tls|ws|wss|ucx)://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)"
+_SCHEDULER = re.compile(r"(?:(?:tcp|tls|ws|wss|ucx)://)?"
+                        r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)"
                         r"(?::(\d{1,5}))?/?")
 
 
@@ -150,7 +151,8 @@ class BuildConfig:
         if self.max_clip_bytes < 1:
             raise ConfigError(f"--max-clip-bytes must be >= 1, got {self.max_clip_bytes}")
         if not (math.isfinite(self.scheduler_timeout) and self.scheduler_timeout > 0):
-            raise ConfigError(f"--scheduler-timeout must be a positive number of seconds, got {self.scheduler_timeout}")
+            raise ConfigError(f"--scheduler-timeout must be a positive number of seconds, "
+                              f"got {self.scheduler_timeout}")
 
     @property
     def needs_flow(self) -> bool:

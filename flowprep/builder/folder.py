@@ -262,7 +262,7 @@ class BuildFolder:
             holder = self._holder()
             if holder is not None and holder["stale"]:
                 log.warning("removing a stale lock of pid %s (no longer running)", holder["pid"])
-                self.lock_file.unlink(missing_ok=True)
+                self.remove(f"{STATE_DIR}/{self.lock_file.name}", (STATE_DIR,))
                 continue
             if holder is not None:
                 raise ConfigError(f"another build (pid {holder['pid']} on {holder['host']}) holds {self.out}; "
@@ -292,7 +292,7 @@ class BuildFolder:
             return
         try:
             if self.lock_file.read_text(encoding="utf-8") == self._lock_text:
-                self.lock_file.unlink()
+                self.remove(f"{STATE_DIR}/{self.lock_file.name}", (STATE_DIR,))
         except FileNotFoundError:
             pass  # removed by hand: nothing to release
         self._lock_text = None

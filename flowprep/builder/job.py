@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 
-from flowprep.archive import read_member
+from flowprep.archive.bounded import MAX_CLIP_BYTES, read_member
 from flowprep.builder.folder import BuildFolder
 from flowprep.builder.plan import ClipJob
 from flowprep.builder.workers import watch_main_process, worker_gpu
@@ -54,7 +54,7 @@ class JobSettings:
     opencv_threads: int = 1
     gpus: tuple[int, ...] | None = None
     slot_scope: str = ""
-    max_clip_bytes: int = 2 << 30
+    max_clip_bytes: int = MAX_CLIP_BYTES
     #: pid of the build's main process, watched by local workers (None on Dask)
     main_pid: int | None = None
 
@@ -220,7 +220,7 @@ def _write_clip(job: ClipJob, settings: JobSettings, tmp: Path) -> tuple[int, di
     if lost:
         log.warning("clip %s: %d of %d frames could not be decoded (corrupt data); kept %d", job.id, lost,
                     expected, expected - lost)
-    BuildFolder(settings.out).note_decode_errors(job.id, lost, expected)
+    BuildFolder(Path(settings.out)).note_decode_errors(job.id, lost, expected)
     return n, writer.timings, lost
 
 
