@@ -437,3 +437,17 @@ def test_frames_lost_to_decode_errors_are_recorded_and_warned(tmp_path):
     before = (out / "flowprep.json").read_bytes()
     assert flowprep(*build_args(rel, out)).returncode == 0
     assert (out / "flowprep.json").read_bytes() == before
+
+
+def test_non_utf8_names_folder_and_tar(walk_release, tmp_path):
+    bad = os.fsdecode(b"bad\xffname.avi")
+    (walk_release / "walk" / bad).write_bytes(clip_bytes(7))
+    tar = tmp_path / "rel.tar"
+    subprocess.run(["tar", "cf", str(tar), "-C", str(walk_release), "."], check=True)
+    for src, out in ((walk_release, tmp_path / "o1"), (tar, tmp_path / "o2")):
+        r = flowprep(*build_args(src, out))
+        assert r.returncode == 0 and "not valid UTF-8" in r.stderr and few_lines(r), r.stderr
+        assert len(read_record(out)["clips"]) == 3
+    os.rename(walk_release / "walk", walk_release / os.fsdecode(b"cl\xff"))
+    r = flowprep(*build_args(walk_release, tmp_path / "o3"))
+    assert r.returncode == 1 and few_lines(r, 2) and "cannot be a folder name" in r.stderr, r.stderr

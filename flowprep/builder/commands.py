@@ -146,8 +146,10 @@ def _print_plan(plan) -> None:
                f"{sum(c['val'] for c in counts.values()):>5}")
     if plan.excluded:
         unused = sum("code 0" in e for e in plan.excluded)
+        skipped = sum("(skipped: " in e for e in plan.excluded)
         click.echo(f"({len(plan.excluded)} clip(s) left out: {unused} marked unused (0) by the split files, "
-                   f"{len(plan.excluded) - unused} not listed in them)")
+                   f"{len(plan.excluded) - unused - skipped} not listed in them, {skipped} with a name that "
+                   "cannot be a folder)")
 
 
 def _report(summary) -> None:
