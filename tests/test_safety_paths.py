@@ -5,6 +5,7 @@ was created, changed or removed."""
 
 from __future__ import annotations
 
+import errno
 import http.server
 import json
 import os
@@ -24,6 +25,7 @@ from flowprep.errors import ConfigError
 from flowprep.layout.names import name_problem, remove_inside
 from flowprep.layout.record import read_record
 from flowprep.synth import moving_frames, write_video
+from helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -451,3 +453,15 @@ def test_non_utf8_names_folder_and_tar(walk_release, tmp_path):
     os.rename(walk_release / "walk", walk_release / os.fsdecode(b"cl\xff"))
     r = flowprep(*build_args(walk_release, tmp_path / "o3"))
     assert r.returncode == 1 and few_lines(r, 2) and "cannot be a folder name" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("target", ["flowprep.builder.folder.write_text_atomic",
+                                    "flowprep.builder.finalize.write_record"])
+def test_a_full_or_read_only_output_is_one_line(walk_release, tmp_path, monkeypatch, target):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "x"))
+
+    monkeypatch.setattr(target, full)
+    r = run_cli(*build_args(walk_release, tmp_path / "out"))
+    assert r.exit_code == 1 and "No space left on device" in r.output
+    assert r.output.strip().splitlines()[-1].startswith("flowprep: error: cannot write into")

@@ -16,7 +16,7 @@ from flowprep.archive import list_classes
 from flowprep.builder.config import BuildConfig
 from flowprep.builder.engine import ProgressBar, run_jobs
 from flowprep.builder.finalize import finalize, save_build_state
-from flowprep.builder.folder import BuildFolder
+from flowprep.builder.folder import BuildFolder, output_errors
 from flowprep.builder.job import ClipResult, JobSettings
 from flowprep.builder.plan import Plan, make_plan
 from flowprep.builder.shard import select_shard
@@ -227,17 +227,21 @@ def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> Bu
     cfg = _check_source(cfg)
     flow_info = _resolve_flow(cfg)  # fails fast: a backend that cannot run, no scheduler
     folder = BuildFolder(cfg.out)
-    folder.acquire(shard=cfg.shard is not None)
+    with output_errors(cfg.out):
+        folder.acquire(shard=cfg.shard is not None)
     try:
-        _prepare(cfg, flow_info)
+        with output_errors(cfg.out):
+            _prepare(cfg, flow_info)
         plan = make_plan(cfg)
-        check_plan(cfg, plan)
+        with output_errors(cfg.out):
+            check_plan(cfg, plan)
         if on_plan is not None:
             on_plan(plan)
         results = _run(cfg, plan, flow_info)
         summary = _summarize(cfg, plan, flow_info, results)
         summary.seconds = time.perf_counter() - t0
-        _finish(cfg, plan, flow_info, results, summary)
+        with output_errors(cfg.out):
+            _finish(cfg, plan, flow_info, results, summary)
     finally:
         folder.release()
     return summary

@@ -19,16 +19,17 @@ deletion goes through :func:`flowprep.layout.names.remove_inside`, confined to e
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from flowprep.builder.config import fingerprint
-from flowprep.errors import ConfigError, DatasetError
+from flowprep.errors import ConfigError, DatasetError, OutputError
 from flowprep.layout.names import remove_inside
 from flowprep.layout.paths import STATE_DIR, TMP_DIR, clip_dir
 from flowprep.layout.record import RECORD_NAME, dump_json, unique_tmp, write_text_atomic
@@ -60,6 +61,16 @@ def create_exclusive(path: Path, text: str) -> bool:
         return False
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def output_errors(out: Path) -> Iterator[None]:
+    """Turn an OSError raised while writing the output folder (read-only, full) into one line."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise OutputError(f"cannot write into {out}: {exc.strerror or exc}{where}") from None
 
 
 def _read_json(path: Path) -> Any:
