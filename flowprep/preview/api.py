@@ -16,7 +16,13 @@ import numpy as np
 
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.flow.visualize import flow_to_color
-from flowprep.layout.record import SIDES, find_root, has_flow, read_record, write_text_atomic
+from flowprep.layout.record import (
+    SIDES,
+    find_root,
+    has_flow,
+    read_record,
+    write_text_atomic,
+)
 from flowprep.preview.media import ClipMedia, ClipReader, render_clip
 from flowprep.preview.page import ClipEntry, render_page
 
@@ -151,7 +157,9 @@ def write_legend(path: Path, size: int = 96) -> None:
 
 
 def _progress(items: list[Any], enabled: bool, desc: str):
-    from tqdm import tqdm  # lazy like the build's bar: only commands that draw one pay for it
+    from tqdm import (
+        tqdm,  # lazy like the build's bar: only commands that draw one pay for it
+    )
 
     return tqdm(items, desc=desc, unit="clip", disable=not enabled, dynamic_ncols=True)
 

@@ -8,10 +8,11 @@ would be 5-20x larger for the same frames.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -74,7 +75,7 @@ def _panel(img: np.ndarray, height: int) -> np.ndarray:
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     h, w = img.shape[:2]
-    width = max(2, int(round(w * height / h / 2)) * 2)
+    width = max(2, round(w * height / h / 2) * 2)
     interp = cv2.INTER_AREA if height < h else cv2.INTER_LINEAR
     return cv2.resize(img, (width, height), interpolation=interp)
 
@@ -113,29 +114,27 @@ class ClipReader:
         u, v = read_uv(self.folder, self.layout, k, enc.image_format)
         return u, v, enc.decode(u, v)
 
-    def color_scale(self) -> float:
-        """Speed drawn fully saturated: the bound for ``fixed`` would wash out small motion, so the
-        clip's own largest speed is used (one scale per clip, so colours do not flicker); 1 for
-        ``maxrad``, whose frames are each normalised to their max radius."""
-        return 1.0 if self.encoding is not None and self.encoding.mode == "maxrad" else 0.0
+    def color_scale(self, mags: list[np.ndarray]) -> float:
+        """Speed drawn fully saturated: for ``fixed`` the clip's own largest speed over ``mags``
+        (the bound would wash out small motion; one scale per clip, so colours do not flicker);
+        1 for ``maxrad``, whose frames are each normalised to their max radius already."""
+        if self.encoding is not None and self.encoding.mode == "maxrad":
+            return 1.0
+        return max(1e-3, max((float(m.max()) for m in mags if m.size), default=0.0))
 
     def frames_iter(self, max_frames: int, height: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """Yield ``(panels, magnitude)`` per shown frame: ``uint8`` ``(height, W, 3)`` RGB panels
         side by side, and the flow magnitude ``float32`` ``(H, W)`` (None without flow)."""
-        flows = []
-        for k in range(min(self.count, max_frames)):
-            flows.append(self.flow_px(k) if self.flow else None)
-        scale = self.color_scale()
-        if self.flow and not scale:
-            scale = max(float(np.hypot(f[2][..., 0], f[2][..., 1]).max()) for f in flows) if flows else 1.0
-        for k, item in enumerate(flows):
+        n = min(self.count, max_frames)
+        flows = [self.flow_px(k) for k in range(n)] if self.flow else []
+        mags = [np.hypot(f[..., 0], f[..., 1]) for _, _, f in flows]
+        scale = self.color_scale(mags)
+        for k in range(n):
             parts = [read_rgb(self.folder, self.layout, k, self.rgb_format)] if self.rgb else []
-            mag = None
-            if item is not None:
-                u, v, f = item
-                parts += [flow_to_color(f, max_flow=max(scale, 1e-3)), u, v]
-                mag = np.hypot(f[..., 0], f[..., 1])
-            yield np.concatenate([_panel(p, height) for p in parts], axis=1), mag
+            if flows:
+                u, v, f = flows[k]
+                parts += [flow_to_color(f, max_flow=scale), u, v]
+            yield np.concatenate([_panel(p, height) for p in parts], axis=1), (mags[k] if mags else None)
 
 
 def render_clip(reader: ClipReader, path: Path, max_frames: int, height: int, fps: float,

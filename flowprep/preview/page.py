@@ -56,7 +56,8 @@ def esc(value: Any) -> str:
 def _kv_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, HTML) rows of the summary table."""
     src = record.get("source") or {}
-    files = ", ".join(f"<code>{esc(f.get('name'))}</code> ({int(f.get('size', 0)):,} B)" for f in src.get("files", []))
+    files = ", ".join(f"<code>{esc(f.get('name'))}</code>" + (f" ({int(f['size']):,} B)" if f.get("size") else "")
+                      for f in src.get("files", []))
     split = record.get("split") or {}
     dec = record.get("decode") or {}
     rows = [("source", f"{esc(src.get('kind', '?'))}: {files or '<span class=muted>no files recorded</span>'}"),
