@@ -225,6 +225,9 @@ def test_page_in_a_real_browser(hostile, tmp_path):
             page.screenshot(path=str(shot), full_page=True)
             print(f"screenshot: {shot}")
             walk = page.locator("section.cls").nth(rec["classes"].index("walk")).locator("video").first
+            # autoplay: Chromium starts muted looping videos once they are on screen
+            walk.scroll_into_view_if_needed()
+            page.wait_for_function("v => !v.paused && v.currentTime > 0", arg=walk.element_handle(), timeout=20_000)
             walk_png = cv2.cvtColor(cv2.imdecode(np.frombuffer(walk.screenshot(), np.uint8), cv2.IMREAD_COLOR),
                                     cv2.COLOR_BGR2RGB)
         finally:

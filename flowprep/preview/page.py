@@ -25,11 +25,11 @@ h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #d8dce3;padding-bott
 table{border-collapse:collapse;background:#fff;font-size:13px}
 td,th{border:1px solid #dde1e7;padding:3px 9px;text-align:left;vertical-align:top}
 th{background:#eef0f4;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
-tr.total td{font-weight:600;background:#f8f9fb}.kv th{width:120px}
+tr.total td{font-weight:600;background:#f8f9fb}.kv{max-width:680px}.kv th{width:110px}
 code{font-size:12px;background:#eef0f4;padding:0 3px;border-radius:3px}
 .row{display:flex;gap:28px;flex-wrap:wrap;align-items:flex-start}
 .legend{display:flex;gap:14px;align-items:center;background:#fff;border:1px solid #dde1e7;padding:10px 14px;
-max-width:640px}.legend p{margin:0 0 4px}
+flex:1 1 320px;max-width:560px}.row>div{min-width:0}.row>div:last-child{flex:1 1 300px}.legend p{margin:0 0 4px}
 .clips{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:14px}
 figure.clip{margin:0;background:#fff;border:1px solid #dde1e7;border-radius:4px;padding:6px;min-width:0}
 .heads{display:grid;font-size:12px;color:#5a6272;text-align:center;margin-bottom:2px}
@@ -177,8 +177,8 @@ def render_page(record: dict[str, Any], entries: list[ClipEntry], dataset: str, 
             f"<title>flowprep preview · {esc(dataset)}</title><style>{_CSS}</style></head><body>"
             f"<header><h1>flowprep preview</h1><p>{esc(dataset)}</p></header><main>"
             f'<h2>Dataset</h2><div class="row"><table class="kv" id="summary">{kv}</table>{_legend(record, legend)}</div>'
-            f'<h2>Clips per class</h2>{_counts_table(record, shown)}'
-            f"<h2>Failed clips</h2>{_failed(record)}"
+            f'<div class="row"><div><h2>Clips per class</h2>{_counts_table(record, shown)}</div>'
+            f"<div><h2>Failed clips</h2>{_failed(record)}</div></div>"
             f'<h2>Clips</h2><p class="muted">{esc(how)}; the first frames of each, looping. <nav>{nav}</nav></p>'
             f"{_class_sections(record, entries, 'no clip shown for this class')}"
             f'<p class="muted">written by flowprep {esc(__version__)} preview</p></main></body></html>\n')
