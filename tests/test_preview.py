@@ -172,6 +172,24 @@ def test_layouts_and_modalities(tiny_release, tmp_path, layout, modality, extra,
         assert "× frame max" in page and "relative" in page
 
 
+def test_damaged_clip_is_noted_and_the_others_shown(hostile, tmp_path):
+    ds = tmp_path / "ds"
+    shutil.copytree(hostile, ds)
+    rec = read_record(ds)
+    label = rec["classes"].index("walk")
+    walk = select_clips(rec, 1, "both")[label]
+    (ds / walk["side"] / "walk" / walk["name"] / "u" / "000001.jpg").unlink()
+    r = run_cli("preview", ds, "--per-class", "1", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert f"note: {walk['id']}: cannot read" in r.output and "3 clip(s)" not in r.output
+    page = (tmp_path / "ds-preview" / "index.html").read_text(encoding="utf-8")
+    assert 'id="notes"' in page and esc(walk["id"]) in page and page.count("<video") == 2
+    assert sorted(os.listdir(tmp_path / "ds-preview" / "media")) == \
+        [f"c{i:04d}.mp4" for i in range(3) if i != label] + ["wheel.png"]
+    r = run_cli("preview", ds, "--clip", walk["id"], "--video", tmp_path / "w.mp4")
+    assert r.exit_code == 1 and "cannot read" in r.output and not (tmp_path / "w.mp4").exists()
+
+
 @pytest.mark.parametrize("args", [["--video", "x.mp4"], ["--height", "15"], ["--per-class", "-1"],
                                   ["--clip", "a", "--clip", "b", "--video", "x.mp4"], ["--side", "test"],
                                   ["--clip", "a", "--video", "x.gif"]])
@@ -199,7 +217,7 @@ _LOADED = ("[...document.images].every(i => i.complete && i.naturalWidth > 0) &&
            "[...document.querySelectorAll('video')].every(v => v.readyState >= 2 && v.videoWidth > 0)")
 
 
-def test_page_in_a_real_browser(hostile, tmp_path):
+def test_page_in_a_real_browser(hostile, tmp_path, record_property):
     s = preview(PreviewConfig(hostile, out=tmp_path / "p", progress=False))
     rec = read_record(hostile)
     with _browser() as pw:
@@ -224,6 +242,7 @@ def test_page_in_a_real_browser(hostile, tmp_path):
             shot = tmp_path / "preview.png"
             page.screenshot(path=str(shot), full_page=True)
             print(f"screenshot: {shot}")
+            record_property("screenshot", str(shot))
             walk = page.locator("section.cls").nth(rec["classes"].index("walk")).locator("video").first
             # autoplay: Chromium starts muted looping videos once they are on screen
             walk.scroll_into_view_if_needed()

@@ -88,7 +88,7 @@ class PreviewSummary:
         clips: clips rendered; ``frames``: video frames written in all.
         media_bytes: size of the videos written.
         seconds: wall time.
-        notes: things the user should know (clips with nothing to show, ...).
+        notes: things the user should know (clips with nothing to show or unreadable frames); also on the page.
     """
 
     out: Path
@@ -175,7 +175,12 @@ def _render_page_media(root: Path, record: dict[str, Any], clips: list[dict[str,
             continue
         # media files are numbered, not named after clips: clip names hold '#', '&', "'" ...
         name = f"c{i:04d}.mp4"
-        info: ClipMedia = render_clip(reader, media / name, cfg.max_frames, cfg.height, cfg.fps)
+        try:
+            info: ClipMedia = render_clip(reader, media / name, cfg.max_frames, cfg.height, cfg.fps)
+        except DatasetError as exc:  # a damaged clip: say so on the page and show the others
+            (media / name).unlink(missing_ok=True)
+            notes.append(f"{clip['id']}: {exc}")
+            continue
         entries.append(ClipEntry(clip=clip, media=info, src=f"{MEDIA_DIR}/{name}"))
     return entries, notes
 
@@ -215,7 +220,8 @@ def preview(cfg: PreviewConfig) -> PreviewSummary:
     index = out / "index.html"
     write_text_atomic(index, render_page(record, entries, dataset=str(root),
                                          legend=f"{MEDIA_DIR}/{LEGEND_NAME}" if has_flow(record) else None,
-                                         chosen=bool(cfg.clips), side=cfg.side, per_class=cfg.per_class))
+                                         chosen=bool(cfg.clips), side=cfg.side, per_class=cfg.per_class,
+                                         notes=notes))
     size = sum(os.path.getsize(media / Path(e.src).name) for e in entries)
     return PreviewSummary(out=out, index=index, clips=len(entries), frames=sum(e.media.shown for e in entries),
                           media_bytes=size, seconds=time.perf_counter() - t0, notes=notes)

@@ -53,7 +53,8 @@ class ClipMedia:
 
 
 def _imread(path: Path, flags: int) -> np.ndarray:
-    img = cv2.imread(str(path), flags)
+    # checked first: OpenCV would also print a warning of its own for a missing file
+    img = cv2.imread(str(path), flags) if path.is_file() else None
     if img is None:
         raise DatasetError(f"cannot read {path}: missing or not an image (run `flowprep verify` on the dataset)")
     return img
@@ -114,12 +115,11 @@ class ClipReader:
         u, v = read_uv(self.folder, self.layout, k, enc.image_format)
         return u, v, enc.decode(u, v)
 
-    def color_scale(self, mags: list[np.ndarray]) -> float:
-        """Speed drawn fully saturated: for ``fixed`` the clip's own largest speed over ``mags``
-        (the bound would wash out small motion; one scale per clip, so colours do not flicker);
-        1 for ``maxrad``, whose frames are each normalised to their max radius already."""
-        if self.encoding is not None and self.encoding.mode == "maxrad":
-            return 1.0
+    @staticmethod
+    def color_scale(mags: list[np.ndarray]) -> float:
+        """Speed drawn fully saturated: the clip's largest over ``mags`` (one scale per clip, so
+        colours do not flicker; a fixed bound would wash out small motion). For ``maxrad`` that is
+        about 1, each frame's own max radius."""
         return max(1e-3, max((float(m.max()) for m in mags if m.size), default=0.0))
 
     def frames_iter(self, max_frames: int, height: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:

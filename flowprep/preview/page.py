@@ -35,6 +35,7 @@ figure.clip{margin:0;background:#fff;border:1px solid #dde1e7;border-radius:4px;
 .heads{display:grid;font-size:12px;color:#5a6272;text-align:center;margin-bottom:2px}
 video{display:block;width:100%;height:auto;background:#000}
 figcaption{font-size:12px;margin-top:4px;color:#3a4150}figcaption b{word-break:break-all;color:#1d2330}
+.notes{background:#fff4e0;border:1px solid #f0c987;padding:6px 12px;margin:8px 0}.notes ul{margin:4px 0}
 .muted{color:#6b7383}nav a{margin-right:12px}
 """
 
@@ -129,6 +130,13 @@ def _legend(record: dict[str, Any], legend: str | None) -> str:
             f"<p>{esc(mag)}</p></div></div>")
 
 
+def _notes(notes: list[str]) -> str:
+    if not notes:
+        return ""
+    items = "".join(f"<li>{esc(n)}</li>" for n in notes)
+    return f'<div id="notes" class="notes"><b>Not shown</b><ul>{items}</ul></div>'
+
+
 def _clip_figure(e: ClipEntry, unit: str) -> str:
     c, m = e.clip, e.media
     w, h = m.size
@@ -154,7 +162,7 @@ def _class_sections(record: dict[str, Any], entries: list[ClipEntry], empty_note
 
 
 def render_page(record: dict[str, Any], entries: list[ClipEntry], dataset: str, legend: str | None,
-                chosen: bool, side: str, per_class: int) -> str:
+                chosen: bool, side: str, per_class: int, notes: list[str] | None = None) -> str:
     """The whole ``index.html``.
 
     Args:
@@ -164,6 +172,7 @@ def render_page(record: dict[str, Any], entries: list[ClipEntry], dataset: str, 
         legend: relative URL of the colour-wheel image (None without flow).
         chosen: the clips were picked by the user (``--clip``) rather than per class.
         side, per_class: how the clips were chosen (said on the page).
+        notes: clips that could not be shown, and why.
     """
     shown: dict[str, int] = {}
     for e in entries:
@@ -180,5 +189,5 @@ def render_page(record: dict[str, Any], entries: list[ClipEntry], dataset: str, 
             f'<div class="row"><div><h2>Clips per class</h2>{_counts_table(record, shown)}</div>'
             f"<div><h2>Failed clips</h2>{_failed(record)}</div></div>"
             f'<h2>Clips</h2><p class="muted">{esc(how)}; the first frames of each, looping. <nav>{nav}</nav></p>'
-            f"{_class_sections(record, entries, 'no clip shown for this class')}"
+            f"{_notes(notes or [])}{_class_sections(record, entries, 'no clip shown for this class')}"
             f'<p class="muted">written by flowprep {esc(__version__)} preview</p></main></body></html>\n')
