@@ -200,7 +200,8 @@ def test_usage_errors_exit_2(hostile, args):
 def test_errors_are_one_line_exit_1(hostile, tmp_path):
     for args, message in [((tmp_path / "nothing",), "is not a flowprep dataset"),
                           ((hostile, "--clip", "nope"), "no clip 'nope'"),
-                          ((hostile, "--out", hostile / "train" / "x"), "inside its frame folders")]:
+                          ((hostile, "--out", hostile / "train" / "x"), "inside its frame folders"),
+                          ((hostile, "--out", hostile / "labels.txt" / "p"), "cannot write the preview")]:
         r = run_cli("preview", *args, "--no-progress")
         assert r.exit_code == 1 and message in r.output and len(r.output.strip().splitlines()) == 1, r.output
 

@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from flowprep.errors import ConfigError, DatasetError
+from flowprep.errors import ConfigError, DatasetError, OutputError
 from flowprep.flow.visualize import flow_to_color
 from flowprep.layout.record import (
     SIDES,
@@ -153,7 +153,7 @@ def write_legend(path: Path, size: int = 96) -> None:
     img = flow_to_color(flow, max_flow=r)
     img[np.hypot(xs, ys) > r] = 255  # white outside the disc
     if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
-        raise DatasetError(f"cannot write {path}")
+        raise OutputError(f"cannot write the colour-wheel legend {path}")
 
 
 def _progress(items: list[Any], enabled: bool, desc: str):
@@ -191,12 +191,45 @@ def _clear_media(media: Path) -> None:
         p.unlink()
 
 
+def _write_video(root: Path, record: dict[str, Any], clip: dict[str, Any], video: Path, cfg: PreviewConfig,
+                 t0: float) -> PreviewSummary:
+    try:
+        video.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write the video {video}: {exc}") from exc
+    info = render_clip(ClipReader(root, record, clip), video, cfg.max_frames, cfg.height, cfg.fps, labels=True)
+    return PreviewSummary(out=video, index=None, clips=1, frames=info.shown, media_bytes=video.stat().st_size,
+                          seconds=time.perf_counter() - t0)
+
+
+def _write_page(root: Path, record: dict[str, Any], clips: list[dict[str, Any]], cfg: PreviewConfig,
+                t0: float) -> PreviewSummary:
+    out = _out_dir(root, cfg.out)
+    media = out / MEDIA_DIR
+    legend = f"{MEDIA_DIR}/{LEGEND_NAME}" if has_flow(record) else None
+    try:
+        media.mkdir(parents=True, exist_ok=True)
+        _clear_media(media)
+        if legend:
+            write_legend(out / legend)
+        entries, notes = _render_page_media(root, record, clips, media, cfg)
+        index = out / "index.html"
+        write_text_atomic(index, render_page(record, entries, dataset=str(root), legend=legend,
+                                             chosen=bool(cfg.clips), side=cfg.side, per_class=cfg.per_class,
+                                             notes=notes))
+    except OSError as exc:
+        raise OutputError(f"cannot write the preview to {out}: {exc}") from exc
+    size = sum(os.path.getsize(media / Path(e.src).name) for e in entries)
+    return PreviewSummary(out=out, index=index, clips=len(entries), frames=sum(e.media.shown for e in entries),
+                          media_bytes=size, seconds=time.perf_counter() - t0, notes=notes)
+
+
 def preview(cfg: PreviewConfig) -> PreviewSummary:
     """Write the preview page (or, with ``cfg.video``, one clip's video).
 
     Raises:
         DatasetError: not a dataset, unreadable frames. ConfigError: unknown clip, bad ``--out``.
-        OutputError: the video cannot be written.
+        OutputError: the page or video cannot be written.
     """
     t0 = time.perf_counter()
     root = find_root(Path(cfg.dataset))
@@ -204,24 +237,5 @@ def preview(cfg: PreviewConfig) -> PreviewSummary:
     clips = [resolve_clip(record, c) for c in cfg.clips] if cfg.clips else \
         select_clips(record, cfg.per_class, cfg.side)
     if cfg.video is not None:
-        video = Path(cfg.video)
-        video.parent.mkdir(parents=True, exist_ok=True)
-        info = render_clip(ClipReader(root, record, clips[0]), video, cfg.max_frames, cfg.height, cfg.fps,
-                           labels=True)
-        return PreviewSummary(out=video, index=None, clips=1, frames=info.shown,
-                              media_bytes=video.stat().st_size, seconds=time.perf_counter() - t0)
-    out = _out_dir(root, cfg.out)
-    media = out / MEDIA_DIR
-    media.mkdir(parents=True, exist_ok=True)
-    _clear_media(media)
-    if has_flow(record):
-        write_legend(media / LEGEND_NAME)
-    entries, notes = _render_page_media(root, record, clips, media, cfg)
-    index = out / "index.html"
-    write_text_atomic(index, render_page(record, entries, dataset=str(root),
-                                         legend=f"{MEDIA_DIR}/{LEGEND_NAME}" if has_flow(record) else None,
-                                         chosen=bool(cfg.clips), side=cfg.side, per_class=cfg.per_class,
-                                         notes=notes))
-    size = sum(os.path.getsize(media / Path(e.src).name) for e in entries)
-    return PreviewSummary(out=out, index=index, clips=len(entries), frames=sum(e.media.shown for e in entries),
-                          media_bytes=size, seconds=time.perf_counter() - t0, notes=notes)
+        return _write_video(root, record, clips[0], Path(cfg.video), cfg, t0)
+    return _write_page(root, record, clips, cfg, t0)

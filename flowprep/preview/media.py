@@ -212,5 +212,9 @@ def write_mp4(path: Path, frames: Iterator[np.ndarray], fps: float) -> tuple[int
                 for packet in stream.encode(None):
                     container.mux(packet)
     except (av.FFmpegError, OSError) as exc:
+        Path(path).unlink(missing_ok=True)
         raise OutputError(f"cannot write the preview video {path}: {exc}") from exc
+    except BaseException:  # e.g. an unreadable frame: no half-written video is left behind
+        Path(path).unlink(missing_ok=True)
+        raise
     return n, size
