@@ -188,6 +188,6 @@ def render_page(record: dict[str, Any], entries: list[ClipEntry], dataset: str, 
             f'<h2>Dataset</h2><div class="row"><table class="kv" id="summary">{kv}</table>{_legend(record, legend)}</div>'
             f'<div class="row"><div><h2>Clips per class</h2>{_counts_table(record, shown)}</div>'
             f"<div><h2>Failed clips</h2>{_failed(record)}</div></div>"
-            f'<h2>Clips</h2><p class="muted">{esc(how)}; the first frames of each, looping. <nav>{nav}</nav></p>'
+            f'<h2>Clips</h2><p class="muted">{esc(how)}; the first frames of each, looping.</p><nav>{nav}</nav>'
             f"{_notes(notes or [])}{_class_sections(record, entries, 'no clip shown for this class')}"
             f'<p class="muted">written by flowprep {esc(__version__)} preview</p></main></body></html>\n')
