@@ -16,7 +16,7 @@ from typing import Any
 
 from flowprep import __version__
 from flowprep.builder.config import BuildConfig
-from flowprep.builder.folder import BuildFolder
+from flowprep.builder.folder import BuildFolder, output_errors
 from flowprep.builder.job import ClipResult, count_on_disk
 from flowprep.builder.plan import Plan, make_plan
 from flowprep.builder.shard import shard_of
@@ -241,7 +241,8 @@ def finalize_from_state(out: Path, allow_missing: bool = False, write: bool = Tr
         result.owner = {cid: f"{owner[cid]}/{n}" for cid, _ in result.missing}
     if write and (allow_missing or not result.missing):
         results = {cid: ClipResult(cid, "failed", error=why) for cid, why in result.missing}
-        finalize(cfg, plan, flow_info, results)
+        with output_errors(out):
+            finalize(cfg, plan, flow_info, results)
         result.record_written = True
     return result
 

@@ -217,8 +217,8 @@ def _write_clip(job: ClipJob, settings: JobSettings, tmp: Path) -> tuple[int, di
         raise ClipError(f"{job.name}: only {n} frame(s): flow needs at least 2")
     expected = writer.decode.get("expected", 0)
     lost = max(0, expected - writer.decode.get("decoded", expected))
-    if lost:
-        log.warning("clip %s: %d of %d frames could not be decoded (corrupt data); kept %d", job.id, lost,
+    if lost:  # info: the summary warns once for all clips, as it lists failed ones
+        log.info("clip %s: %d of %d frames could not be decoded (corrupt data); kept %d", job.id, lost,
                     expected, expected - lost)
     BuildFolder(Path(settings.out)).note_decode_errors(job.id, lost, expected)
     return n, writer.timings, lost
