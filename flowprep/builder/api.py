@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from flowprep.archive import list_classes
 from flowprep.builder.config import BuildConfig
+from flowprep.builder.dask_engine import run_on_worker
 from flowprep.builder.engine import ProgressBar, run_jobs
 from flowprep.builder.finalize import finalize, save_build_state
 from flowprep.builder.folder import BuildFolder, output_errors
@@ -22,6 +23,7 @@ from flowprep.builder.plan import Plan, make_plan
 from flowprep.builder.shard import select_shard
 from flowprep.datasets import HMDB5_CLASSES
 from flowprep.errors import ArchiveError, ConfigError
+from flowprep.flow.registry import BACKENDS, create_backend, resolve_auto
 from flowprep.layout.paths import clip_dir
 from flowprep.layout.record import write_json_atomic
 
@@ -73,8 +75,6 @@ def describe_flow(name: str, params: dict[str, Any], gpus: list[int] | None) -> 
     Raises:
         ConfigError, BackendNotInstalledError, BackendUnavailableError: the backend cannot run.
     """
-    from flowprep.flow.registry import BACKENDS, create_backend, resolve_auto
-
     if name == "auto":
         name = resolve_auto()
     spec = BACKENDS.get(name)
@@ -99,8 +99,6 @@ def _resolve_flow(cfg: BuildConfig) -> dict[str, Any] | None:
     if not cfg.needs_flow:
         return None
     if cfg.engine == "dask":
-        from flowprep.builder.dask_engine import run_on_worker
-
         return run_on_worker(cfg.scheduler, describe_flow, cfg.flow, dict(cfg.flow_params), cfg.gpus,
                              timeout=cfg.scheduler_timeout)
     return describe_flow(cfg.flow, cfg.flow_params, cfg.gpus)

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from joblib import Parallel, delayed
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 
+from flowprep.builder.dask_engine import run_dask
 from flowprep.builder.job import ClipResult, JobSettings, run_clip
 from flowprep.builder.plan import ClipJob
 from flowprep.errors import WorkerDiedError
@@ -70,8 +71,6 @@ def run_jobs(jobs: Sequence[ClipJob], settings: JobSettings, n_jobs: int = 1, en
         scheduler_timeout: Dask only: seconds to wait for the scheduler to answer.
     """
     if engine == "dask":
-        from flowprep.builder.dask_engine import run_dask
-
         results_iter: Iterable[ClipResult] = run_dask(jobs, settings, scheduler, max_retries=max_retries,
                                                         timeout=scheduler_timeout)
     elif n_jobs <= 1 or len(jobs) <= 1:
