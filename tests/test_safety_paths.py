@@ -465,3 +465,17 @@ def test_a_full_or_read_only_output_is_one_line(walk_release, tmp_path, monkeypa
     r = run_cli(*build_args(walk_release, tmp_path / "out"))
     assert r.exit_code == 1 and "No space left on device" in r.output
     assert r.output.strip().splitlines()[-1].startswith("flowprep: error: cannot write into")
+
+
+def test_force_on_a_folder_built_before_the_manifest(walk_release, tmp_path):
+    out = tmp_path / "out"
+    assert flowprep(*build_args(walk_release, out)).returncode == 0
+    (out / ".flowprep" / "owned.json").unlink()  # as a build by an older flowprep left it
+    (out / "rawframes").mkdir()  # the user's, beside a TAO build
+    r = flowprep(*build_args(walk_release, out, "--force", "--seed", "9"))
+    assert r.returncode == 0, r.stderr
+    assert (out / "rawframes").is_dir() and json.loads((out / ".flowprep" / "owned.json").read_text())["entries"]
+    # A lock whose pid now belongs to another process (reused) is stale too.
+    (out / ".flowprep" / "lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                                         "start": "1"}))
+    assert flowprep(*build_args(walk_release, out, "--seed", "9")).returncode == 0

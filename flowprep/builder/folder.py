@@ -80,14 +80,23 @@ def _read_json(path: Path) -> Any:
         raise DatasetError(f"cannot read {path}: {exc}") from exc
 
 
-def _pid_alive(pid: int) -> bool:
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux), or None: tells a reused pid apart."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _pid_alive(pid: int, start: str | None) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, owned by someone else
-        return True
-    return True
+        pass
+    now = _start_time(pid)
+    return start is None or now is None or now == start  # another start time: the pid was reused
 
 
 class BuildFolder:
@@ -268,7 +277,7 @@ class BuildFolder:
         """
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"output {self.out} exists and is not a folder")
-        text = dump_json({"pid": os.getpid(), "host": socket.gethostname()})
+        text = dump_json({"pid": os.getpid(), "host": socket.gethostname(), "start": _start_time(os.getpid())})
         for _ in range(3):
             holder = self._holder()
             if holder is not None and holder["stale"]:
@@ -295,7 +304,9 @@ class BuildFolder:
             return None
         except (OSError, ValueError, KeyError, TypeError):
             return {"pid": "?", "host": "?", "stale": False}  # being written, or damaged: not ours to take
-        return {"pid": pid, "host": host, "stale": host == socket.gethostname() and not _pid_alive(pid)}
+        start = d.get("start")
+        stale = host == socket.gethostname() and not _pid_alive(pid, str(start) if start is not None else None)
+        return {"pid": pid, "host": host, "stale": stale}
 
     def release(self) -> None:
         """Drop the lock taken by :meth:`acquire` (only if it is still ours)."""
