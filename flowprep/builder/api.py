@@ -104,17 +104,6 @@ def _resolve_flow(cfg: BuildConfig) -> dict[str, Any] | None:
     return describe_flow(cfg.flow, cfg.flow_params, cfg.gpus)
 
 
-def prepare_output(cfg: BuildConfig, settings: dict[str, Any]) -> None:
-    """Create ``cfg.out`` or check that it holds a build of the same configuration
-    (see :meth:`BuildFolder.prepare`)."""
-    BuildFolder(cfg.out).prepare(settings, cfg.layout, cfg.force)
-
-
-def check_plan(cfg: BuildConfig, plan: Plan) -> None:
-    """Refuse to resume into a folder whose clips were planned differently (see :meth:`BuildFolder.check_plan`)."""
-    BuildFolder(cfg.out).check_plan([j.id for j in plan.jobs], cfg.layout, cfg.force, cfg.source)
-
-
 def job_settings(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> JobSettings:
     return JobSettings(
         out=str(cfg.out), layout=cfg.layout, rgb=cfg.needs_rgb, flow=cfg.needs_flow,
@@ -149,7 +138,7 @@ def _prepare(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> None:
     if flow_info is not None:
         settings["flow"], settings["flow_params"] = flow_info["name"], flow_info["params"]
     settings["source_identity"] = cfg.source_identity()
-    prepare_output(cfg, settings)
+    BuildFolder(cfg.out).prepare(settings, cfg.layout, cfg.force)
     save_build_state(cfg, flow_info)  # what `flowprep finalize` needs to re-make the plan
 
 
@@ -232,7 +221,7 @@ def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> Bu
             _prepare(cfg, flow_info)
         plan = make_plan(cfg)
         with output_errors(cfg.out):
-            check_plan(cfg, plan)
+            folder.check_plan([j.id for j in plan.jobs], cfg.layout, cfg.force, cfg.source)
         if on_plan is not None:
             on_plan(plan)
         results = _run(cfg, plan, flow_info)
