@@ -416,9 +416,11 @@ def test_symlinked_class_folder_is_followed_and_loops_end(walk_release, tmp_path
     for k in range(2):
         (elsewhere / f"r{k}.avi").write_bytes(clip_bytes(k))
     (walk_release / "run").symlink_to(elsewhere)
-    (walk_release / "walk" / "loop").symlink_to(walk_release)
+    (walk_release / "loop").symlink_to(walk_release)
+    (walk_release / "walk" / "everything").symlink_to("/")  # never walked
     r = flowprep(*build_args(walk_release, tmp_path / "out"), timeout=120)
     assert r.returncode == 0 and "symlink loop" in r.stderr and few_lines(r), r.stderr
+    assert "a symlinked folder inside a class folder" in r.stderr
     assert read_record(tmp_path / "out")["classes"] == ["run", "walk"]
 
 

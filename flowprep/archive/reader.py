@@ -131,7 +131,8 @@ def _scan_folder(root: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[Vide
     def unreadable(exc: OSError) -> None:
         log.warning("%s: skipping %s: %s", root, exc.filename, exc.strerror or exc)
 
-    # Symlinked (class) folders are followed; each real folder is read once, so a link loop ends.
+    # Symlinked class folders (at the top) are followed, deeper symlinked folders are not (a link to
+    # "/" would walk the whole disk); each real folder is read once, so a link loop ends.
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
         here = Path(dirpath)
         st = here.stat()
@@ -140,6 +141,10 @@ def _scan_folder(root: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[Vide
             dirnames.clear()
             continue
         seen.add((st.st_dev, st.st_ino))
+        if here != root:
+            for d in [d for d in dirnames if (here / d).is_symlink()]:
+                log.warning("%s: skipping %s: a symlinked folder inside a class folder", root, here / d)
+                dirnames.remove(d)
         dirnames.sort()
         for fn in sorted(filenames):
             path = here / fn
