@@ -143,12 +143,14 @@ def _opencv_compute_capability(gpu: int) -> tuple[int, int]:
         return 0, 0
 
 
-def opencv_hardware_grid(grid: int, capability: tuple[int, int]) -> int:
-    """The grid OpenCV's ``NvidiaOpticalFlow_2_0`` really runs the engine on for a requested ``grid``.
+def expected_hardware_grid(grid: int, capability: tuple[int, int]) -> int:
+    """The grid the engine runs on for a requested ``grid``, from the GPU generation.
 
-    OpenCV asks the engine for the finest supported grid coarser than an unsupported request (Turing,
-    compute 7.x: only 4; Ampere and newer: 1, 2, 4), the same rule as :func:`choose_grid`. Unknown
-    capability ``(0, 0)`` is taken as Turing, the conservative guess.
+    Both the ctypes path and OpenCV's ``NvidiaOpticalFlow_2_0`` take the finest supported grid
+    coarser than an unsupported request (:func:`choose_grid`); Turing (compute 7.x) supports only 4,
+    Ampere and newer 1, 2 and 4. The ctypes path replaces this by the engine's caps once a session
+    opens; OpenCV does not expose its choice, so this is what it records. Unknown capability
+    ``(0, 0)`` is taken as Turing, the conservative guess.
     """
     return choose_grid(grid, [4] if tuple(capability) < (8, 0) else [1, 2, 4])
 
@@ -250,12 +252,12 @@ class NvofBackend(FlowBackend):
         self._session: _Session | None = None
         self._cv = None
         self._cv_cls = _opencv_nvof() if self._path == "opencv" else None
-        self._hw_grid = self.grid
         self._shape: tuple[int, int] | None = None
         if self._path == "ctypes":
             self._driver, self._oflib, self._gpu_name, self._cc = check_environment(self.gpu)
         else:
             self._gpu_name, self._cc = "", _opencv_compute_capability(self.gpu)
+        self._hw_grid = expected_hardware_grid(self.grid, self._cc)
 
     def _choose_path(self, path: str) -> str:
         if path == "opencv":
@@ -299,7 +301,7 @@ class NvofBackend(FlowBackend):
                                                outputGridSize=self.grid, hintGridSize=self.grid,
                                                enableTemporalHints=False, enableExternalHints=False,
                                                enableCostBuffer=False, gpuId=self.gpu)
-                self._hw_grid = opencv_hardware_grid(self.grid, self._cc)
+                self._hw_grid = expected_hardware_grid(self.grid, self._cc)
         if self._path == "ctypes":
             vectors = self._session.run(prev, nxt)
         else:
@@ -310,7 +312,18 @@ class NvofBackend(FlowBackend):
         return upsample_grid_flow(s10_5_to_float(vectors), self._hw_grid, h, w)
 
     def params(self) -> dict[str, Any]:
-        return {"preset": self.preset, "grid": self.grid, "hardware_grid": self._hw_grid, "path": self._path}
+        # constructor arguments only (the base-class contract: build workers re-create the backend
+        # from them); the grid the engine really runs on is in describe()
+        return {"preset": self.preset, "grid": self.grid, "path": self._path}
+
+    def describe(self) -> dict[str, Any]:
+        """The base record plus ``hardware_grid``: the grid the engine computes on (see :func:`expected_hardware_grid`)."""
+        return {**super().describe(), "hardware_grid": self._hw_grid}
+
+    @property
+    def hardware_grid(self) -> int:
+        """The grid the engine computes on: from the GPU generation until a session opens, then from its caps."""
+        return self._hw_grid
 
     def device(self) -> str:
         extra = f" ({self._gpu_name}, sm_{self._cc[0]}{self._cc[1]})" if self._gpu_name else ""

@@ -404,7 +404,6 @@ __attribute__((destructor)) static void report_exit(void) {
     char counts[256] = "";
     size_t n = 0;
     int live = 0;
-    if (!initialised) return;
     for (int d = 0; d < n_dev && n < sizeof counts - 16; d++)
         n += (size_t)snprintf(counts + n, sizeof counts - n, "%s%d", d ? "," : "", refcount[d]);
     for (int i = 0; i < n_allocs; i++) live += allocs[i].alive;
