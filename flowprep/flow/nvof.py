@@ -321,6 +321,11 @@ class NvofBackend(FlowBackend):
         return {**super().describe(), "hardware_grid": self._hw_grid}
 
     @property
+    def supported_grids(self) -> list[int] | None:
+        """Output grids the engine reports (ctypes path, once a session is open), else None."""
+        return list(self._session.supported_grids) if self._session is not None else None
+
+    @property
     def hardware_grid(self) -> int:
         """The grid the engine computes on: from the GPU generation until a session opens, then from its caps."""
         return self._hw_grid
@@ -420,8 +425,8 @@ class _Session:
         values = (ctypes.c_uint32 * max(1, size.value))()
         self._check(fn(self._handle, api.NV_OF_CAPS_SUPPORTED_OUTPUT_GRID_SIZES, values, ctypes.byref(size)),
                     "nvOFGetCaps")
-        supported = sorted(int(v) for v in values[: size.value]) or [4]
-        return choose_grid(wanted, supported)
+        self.supported_grids = sorted(int(v) for v in values[: size.value]) or [4]
+        return choose_grid(wanted, self.supported_grids)
 
     def _buffer(self, width: int, height: int, usage: int, fmt: int) -> tuple[Any, int, int]:
         desc = api.NV_OF_BUFFER_DESCRIPTOR(width=width, height=height, bufferUsage=usage, bufferFormat=fmt)

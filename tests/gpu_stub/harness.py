@@ -16,6 +16,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 #: cuda-bindings majors the emulated tests run with, and where `make cuda-bindings` installs them
@@ -54,7 +56,7 @@ def missing_bindings(major: str) -> str | None:
 
 @dataclass
 class StubRun:
-    """One emulated machine: the stand-in libraries, a cuda-bindings major and a log file."""
+    """One emulated machine: the stand-in libraries (and nvidia-smi), a cuda-bindings major and a log file."""
 
     libdir: Path
     major: str
@@ -65,6 +67,7 @@ class StubRun:
         env.pop("CUDA_VISIBLE_DEVICES", None)
         env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(self.libdir), env.get("LD_LIBRARY_PATH")]))
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(BINDINGS[self.major])])
+        env["PATH"] = os.pathsep.join([str(HERE / "bin"), env.get("PATH", "")])  # the stand-in nvidia-smi
         env.update(FLOWPREP_STUB_LOG=str(self.log), FLOWPREP_STUB_GPUS=gpus, OMP_NUM_THREADS="1")
         env.update(extra)
         return env
@@ -95,3 +98,22 @@ class StubRun:
             fields = dict(f.split("=", 1) for f in line.split()[2:])
             assert set(filter(None, fields["refcounts"].split(","))) <= {"0"}, line
             assert fields["stack_depth"] == "0" and fields["live_allocations"] == "0", line
+
+
+@pytest.fixture(scope="session")
+def stub_libdir(tmp_path_factory) -> Path:
+    """The stand-in libraries, built once per test session (skips with the reason if impossible)."""
+    if compiler() is None:
+        pytest.skip("no C compiler (cc/gcc) to build the stand-in driver; install gcc libc6-dev")
+    try:
+        return build(tmp_path_factory.mktemp("gpu_stub"))
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot build the stand-in driver: {exc}")
+
+
+def any_major() -> str:
+    """A usable cuda-bindings major (13 first), or skip."""
+    for major in ("13", "12"):
+        if missing_bindings(major) is None:
+            return major
+    pytest.skip(missing_bindings("12") or "no cuda-bindings")
