@@ -6,11 +6,21 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
+from gpu_stub import harness
+from gpu_stub.harness import A100, T4, StubRun, any_major
 
 from flowprep.cli import cli
-from flowprep.doctor.api import Check, CheckFailed, CheckResult, Skip, format_table, run_checks
+from flowprep.doctor.api import (
+    Check,
+    CheckFailed,
+    CheckResult,
+    Skip,
+    format_table,
+    run_checks,
+)
 from flowprep.doctor.checks import CHECKS, NVOF_MAX_EPE
-from gpu_stub.harness import A100, T4, StubRun, any_major, stub_libdir  # noqa: F401 (fixture)
+
+stub_libdir = harness.stub_libdir  # the session fixture that builds the stand-in driver
 
 
 def _ok(ctx):

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import sys
-import tomllib
 import types
 from enum import Enum
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
-from flowprep.errors import BackendNotInstalledError, BackendUnavailableError, ConfigError
+from flowprep.errors import (
+    BackendNotInstalledError,
+    BackendUnavailableError,
+    ConfigError,
+)
 from flowprep.flow import nvof, vpi
-from flowprep.flow.gpus import GpuInfo, assign, discover_gpus, gpu_for_worker, parse_gpus, parse_nvidia_smi_list
+from flowprep.flow.gpus import (
+    GpuInfo,
+    assign,
+    discover_gpus,
+    gpu_for_worker,
+    parse_gpus,
+    parse_nvidia_smi_list,
+)
 
 SMI = """GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-aaaa)
 GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-bbbb)

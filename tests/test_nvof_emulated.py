@@ -12,9 +12,10 @@ import re
 import subprocess
 
 import pytest
-
 from gpu_stub import harness
-from gpu_stub.harness import A100, T4, StubRun, any_major, stub_libdir  # noqa: F401 (fixture)
+from gpu_stub.harness import A100, T4, StubRun, any_major
+
+stub_libdir = harness.stub_libdir  # the session fixture that builds the stand-in driver
 
 MAJORS = ["12", "13"]
 

@@ -13,9 +13,10 @@ import platform
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from flowprep import __version__
 
@@ -114,14 +115,15 @@ class DoctorSummary:
 def run_check(check: Check, ctx: DoctorContext) -> CheckResult:
     """Run one check, turning :class:`Skip`, :class:`CheckFailed` and errors into a result."""
     t0 = time.perf_counter()
-    status, numbers = "pass", {}
+    status = "pass"
+    numbers: dict[str, Any] = {}
     try:
         detail, numbers = check.fn(ctx)
     except Skip as exc:
         status, detail = "skipped", str(exc)
     except CheckFailed as exc:
         status, detail, numbers = "fail", str(exc), exc.numbers
-    except Exception as exc:  # reported as this check's failure (the point of the doctor), not swallowed
+    except Exception as exc:  # noqa: BLE001 - reported as this check's failure (the doctor's job), not swallowed
         status, detail = "fail", f"{type(exc).__name__}: {exc}"
     return CheckResult(check.name, status, detail, numbers, time.perf_counter() - t0, check.budget_s)
 

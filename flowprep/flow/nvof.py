@@ -136,10 +136,12 @@ def _opencv_compute_capability(gpu: int) -> tuple[int, int]:
     """``(major, minor)`` of CUDA device ``gpu`` as OpenCV sees it; ``(0, 0)`` when unknown."""
     try:
         import cv2
-
+    except ImportError:
+        return 0, 0
+    try:
         info = cv2.cuda.DeviceInfo(gpu)
         return int(info.majorVersion()), int(info.minorVersion())
-    except (ImportError, AttributeError, Exception):  # cv2.error without a CUDA device
+    except (AttributeError, cv2.error):  # no CUDA in this OpenCV build, or no such device
         return 0, 0
 
 
