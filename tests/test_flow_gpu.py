@@ -193,6 +193,7 @@ def test_nvof_params_recreate_the_backend():
 # ------------------------------------------------------------------ defect 4: install ranges
 
 def _extras():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
     text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     return tomllib.loads(text)["project"]["optional-dependencies"]
 

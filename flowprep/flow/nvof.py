@@ -418,6 +418,8 @@ class _Session:
         if status in api.NO_ENGINE_STATUSES:
             raise BackendUnavailableError(f"{what}: {api.status_name(status)}{detail}: this GPU has no usable "
                                           "optical-flow engine (needs Turing or newer, not TU117)")
+        if status == api.NV_OF_ERR_INVALID_VERSION:
+            detail += f"; the driver's optical-flow interface is older than {api.API_MAJOR}.{api.API_MINOR}: update the driver"
         raise BackendUnavailableError(f"{what} failed: {api.status_name(status)}{detail}")
 
     def _pick_grid(self, wanted: int) -> int:
