@@ -15,11 +15,14 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from flowprep.archive.rar4 import make_hmdb51_rars
+from flowprep.demo import DEMO_CLASSES
+from flowprep.synth import make_release_folder
 from helpers import tree_bytes
 
 pytestmark = pytest.mark.slow
@@ -57,10 +60,6 @@ def slurm(tmp_path_factory) -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="module")
 def release(tmp_path_factory) -> Path:
     """A demo-like release: ``hmdb51_org.rar`` of per-class RARs, 7 classes x 4 clips of 8 frames."""
-    from flowprep.archive.rar4 import make_hmdb51_rars
-    from flowprep.demo import DEMO_CLASSES
-    from flowprep.synth import make_release_folder
-
     root = tmp_path_factory.mktemp("slurm-release")
     make_release_folder(root / "unpacked", DEMO_CLASSES, sources_per_class=2, clips_per_source=2, frames=8,
                         height=48, width=64, seed=12)
@@ -110,7 +109,7 @@ def job_states(env: dict[str, str], job_id: str) -> dict[str, tuple[str, str]]:
     return states
 
 
-def wait_until(check, what: str, timeout: float = JOB_TIMEOUT):
+def wait_until(check: Callable[[], object], what: str, timeout: float = JOB_TIMEOUT) -> object:
     """Poll ``check()`` until it returns something true (a deadline against hangs, not a timing test)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
