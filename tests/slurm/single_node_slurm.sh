@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A throwaway single-node Slurm (munged + slurmctld + slurmd) for tests and for trying the cluster
-# recipes on one machine. Everything it writes lives in DIR; it never touches /etc, creates no
-# cgroups (proctrack/linuxproc, task/none) and stops its daemons by the PIDs it recorded.
+# recipes on one machine. Apart from installing the packages, everything it writes lives in DIR
+# (config, munge key and socket, state, logs, PID files; SLURM_CONF points the tools at it): it
+# writes nothing under /etc, creates no cgroups (proctrack/linuxproc, task/none) and stops its
+# daemons by the PIDs it recorded.
 #
 #   bash tests/slurm/single_node_slurm.sh up DIR     # start; prints the line to source (SLURM_CONF)
 #   source DIR/env.sh; sbatch --wrap hostname; squeue
@@ -16,6 +18,8 @@
 set -euo pipefail
 
 SKIP=77
+# The daemons live in /usr/sbin, which a root shell made by `su` may not have on its PATH.
+export PATH=$PATH:/usr/sbin:/sbin
 
 die() { echo "single_node_slurm: $*" >&2; exit 1; }
 skip() { echo "single_node_slurm: $*" >&2; exit "$SKIP"; }
@@ -46,9 +50,16 @@ free_port() {
     die "no free TCP port found"
 }
 
+# The node's name: slurmd is started as this node (-N), so it only has to be a valid name.
+short_host() {
+    local h
+    h=$(uname -n)
+    echo "${h%%.*}"
+}
+
 write_config() {
     local dir=$1 host cpus mem ctld_port slurmd_port
-    host=$(hostname -s)
+    host=$(short_host)
     ctld_port=$(free_port)
     slurmd_port=$(free_port)
     while [[ $slurmd_port == "$ctld_port" ]]; do slurmd_port=$(free_port); done
@@ -73,7 +84,8 @@ SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
-# no cgroups: processes are tracked by parentage, tasks are not confined
+# no cgroups: processes are tracked by parentage, tasks are not confined (and no cgroup.conf:
+# Slurm 22.05 has no CgroupPlugin=disabled, and with these plugins slurmd loads no cgroup plugin)
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
@@ -123,7 +135,7 @@ up() {
     export SLURM_CONF=$dir/slurm.conf
     start_munge "$dir"
     slurmctld -i || die "slurmctld did not start: $(tail -5 "$dir/log/slurmctld.log" 2>/dev/null)"
-    slurmd -N "$(hostname -s)" || die "slurmd did not start: $(tail -5 "$dir/log/slurmd.log" 2>/dev/null)"
+    slurmd -N "$(short_host)" || die "slurmd did not start: $(tail -5 "$dir/log/slurmd.log" 2>/dev/null)"
     wait_idle "$dir"
     echo "source $dir/env.sh"
 }
