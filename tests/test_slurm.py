@@ -54,7 +54,10 @@ def slurm(tmp_path_factory) -> Iterator[dict[str, str]]:
         yield dict(os.environ, SLURM_CONF=str(folder / "slurm.conf"), PATH=path, PYTHONPATH=pythonpath,
                    FLOWPREP_PYTHON=sys.executable, FLOWPREP=str(GATED_FLOWPREP))
     finally:
-        subprocess.run(["bash", str(SLURM_UP), "down", str(folder)], capture_output=True, timeout=300)
+        if (folder / "slurm.conf").exists():  # up got as far as writing its config: stop what it started
+            down = subprocess.run(["bash", str(SLURM_UP), "down", str(folder)], capture_output=True, text=True,
+                                  timeout=300)
+            assert down.returncode == 0, f"single-node Slurm did not stop: {down.stderr}"
 
 
 @pytest.fixture(scope="module")
