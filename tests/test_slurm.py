@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from flowprep.archive.rar4 import make_hmdb51_rars
+from flowprep.builder.shard import shard_of
 from flowprep.demo import DEMO_CLASSES
 from flowprep.synth import make_release_folder
 from helpers import tree_bytes
@@ -152,22 +153,29 @@ def test_cancelled_array_task_is_named_then_resubmitted(slurm, release, referenc
     env = {**slurm, "GATE_TASK": "2", "GATE_DIR": str(gate)}
     out = tmp_path / "ds"
     build_id, final_id = submit_array(env, release, out)
-    wait_until(lambda: (gate / "running-2").exists(), "array task 2 to start")
+    # Task 2 has committed one clip and holds the next one's commit (tests/slurm/gate): cancel it there.
+    wait_until(lambda: (gate / "running-2").exists(), "array task 2 to reach its second clip")
     assert job_states(slurm, build_id)["2"][0] == "RUNNING"
     subprocess.run(["scancel", f"{build_id}_2"], env=slurm, check=True, timeout=30)
     wait_done(slurm, build_id, final_id)
     states = job_states(slurm, build_id)
     assert states["2"][0] == "CANCELLED" and states["1"][0] == states["3"][0] == "COMPLETED", states
-    # afterany: the finalize job ran anyway, and failed naming what is missing.
+    # scancel's SIGTERM reached flowprep mid-clip: it removed that clip's temporary folder and said so.
+    log = (tmp_path / "ds.logs" / f"build-{build_id}_2.log").read_text()
+    assert "CANCELLED" in log and "interrupted; re-run the same command to resume" in log, log
+    assert not any((out / ".flowprep-tmp").iterdir())
+    shard2 = {cid for cid, k in shard_of(reference[1], 3).items() if k == 2}
+    missing = sorted(cid for cid in reference[1] if not (out / cid).is_dir())
+    assert set(missing) < shard2 and len(missing) == len(shard2) - 1  # one clip of shard 2 got done
+    # afterany: the finalize job ran anyway, and failed naming what is missing, as does finalize here.
     assert job_states(slurm, final_id)[final_id] == ("FAILED", "1:0")
-    missing = sorted(set(reference[1]) - {c for c in reference[1] if (out / c).is_dir()})
-    assert 0 < len(missing) < N_CLIPS
     log = (tmp_path / "ds.logs" / f"finalize-{final_id}.log").read_text()
     r = subprocess.run([sys.executable, "-m", "flowprep", "finalize", str(out)], env=slurm, capture_output=True,
                        text=True, timeout=120)
     for text in (log, r.stderr):
         assert f"{len(missing)} of {N_CLIPS} clip(s) not finished" in text, text
         assert all(f"{cid} [shard 2/3]: not built" in text for cid in missing), text
+        assert "re-run shard(s) 2/3" in text
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert not (out / "flowprep.json").exists()
     # Re-submit only the cancelled task (no gate this time): it completes the dataset.
@@ -176,6 +184,7 @@ def test_cancelled_array_task_is_named_then_resubmitted(slurm, release, referenc
     assert job_states(slurm, build_id) == {"2": ("COMPLETED", "0:0")}
     assert job_states(slurm, final_id) == {final_id: ("COMPLETED", "0:0")}
     assert tree_bytes(out) == reference[0]
+    assert not (out / ".flowprep-tmp").exists()
 
 
 def test_dask_slurm_example_equals_local_build(slurm, release, reference, tmp_path):
