@@ -183,6 +183,8 @@ def test_cancelled_array_task_is_named_then_resubmitted(slurm, release, referenc
     wait_done(slurm, build_id, final_id)
     assert job_states(slurm, build_id) == {"2": ("COMPLETED", "0:0")}
     assert job_states(slurm, final_id) == {final_id: ("COMPLETED", "0:0")}
+    log = (tmp_path / "ds.logs" / f"build-{build_id}_2.log").read_text()
+    assert f"{len(missing)} clip(s) built, 1 already done, 0 failed" in log, log
     assert tree_bytes(out) == reference[0]
     assert not (out / ".flowprep-tmp").exists()
 
