@@ -130,6 +130,7 @@ def test_dots_archive_class_is_refused_and_force_deletes_nothing(walk_release, t
     before = snapshot(tmp_path, out)
     r = flowprep(*build_args(walk_release, out))
     assert r.returncode == 1 and few_lines(r) and "'..'" in r.stderr and "class" in r.stderr, r.stderr
+    assert not out.exists()  # refused before --out was touched
     _dots_zip(walk_release / "...zip", ["x/c.avi", "x/d.avi"])
     before = snapshot(tmp_path, out)
     r = flowprep(*build_args(walk_release, out, "--force"))

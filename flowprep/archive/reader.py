@@ -27,6 +27,7 @@ import os
 import re
 import stat
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Collection, Iterable, Iterator
@@ -61,6 +62,14 @@ class _Inner:
     packed: int = -1
 
 
+_QUIET = threading.local()  # set while a listing's warnings were (or will be) given by another listing
+
+
+def _skip_warning(msg: str, *args: object) -> None:
+    """Warn about something a listing skips, unless this listing is a quiet repeat (then debug)."""
+    log.log(logging.DEBUG if getattr(_QUIET, "on", False) else logging.WARNING, msg, *args)
+
+
 def _base(name: str) -> str:
     return PurePosixPath(name.replace("\\", "/")).name
 
@@ -88,7 +97,7 @@ def _safe_members(arc: Archive) -> Iterator[Member]:
         if why is None and m.kind in ("link", "special"):
             why = "symlink/hardlink" if m.kind == "link" else "device or other special file"
         if why:
-            log.warning("%s: skipping member %r (%s)", arc.path, m.name, why)
+            _skip_warning("%s: skipping member %r (%s)", arc.path, m.name, why)
         elif m.kind == "file":
             yield m
 
@@ -108,7 +117,7 @@ def _scan_archive(arc: Archive, exts: tuple[str, ...], cls: str | None = None
         if _is_video(m.name, exts):
             c = cls or _parent(m.name)
             if not c:
-                log.warning("%s: skipping %r: not inside a class folder", arc.path, m.name)
+                _skip_warning("%s: skipping %r: not inside a class folder", arc.path, m.name)
                 continue
             _check_encrypted(arc, m)
             videos.setdefault(c, []).append(VideoEntry(c, _base(m.name), MemberRef(where, m.name, m.size)))
@@ -129,7 +138,7 @@ def _scan_folder(root: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[Vide
     seen: set[tuple[int, int]] = set()
 
     def unreadable(exc: OSError) -> None:
-        log.warning("%s: skipping %s: %s", root, exc.filename, exc.strerror or exc)
+        _skip_warning("%s: skipping %s: %s", root, exc.filename, exc.strerror or exc)
 
     # Symlinked class folders (at the top) are followed, deeper symlinked folders are not (a link to
     # "/" would walk the whole disk); each real folder is read once, so a link loop ends.
@@ -137,13 +146,13 @@ def _scan_folder(root: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[Vide
         here = Path(dirpath)
         st = here.stat()
         if (st.st_dev, st.st_ino) in seen:
-            log.warning("%s: skipping %s: a symlink loop, or a folder already read", root, here)
+            _skip_warning("%s: skipping %s: a symlink loop, or a folder already read", root, here)
             dirnames.clear()
             continue
         seen.add((st.st_dev, st.st_ino))
         if here != root:
             for d in [d for d in dirnames if (here / d).is_symlink()]:
-                log.warning("%s: skipping %s: a symlinked folder inside a class folder", root, here / d)
+                _skip_warning("%s: skipping %s: a symlinked folder inside a class folder", root, here / d)
                 dirnames.remove(d)
         dirnames.sort()
         for fn in sorted(filenames):
@@ -155,10 +164,10 @@ def _scan_folder(root: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[Vide
             try:
                 st = path.stat()
             except OSError as exc:  # e.g. a dangling symlink
-                log.warning("%s: skipping %s: %s", root, path, exc.strerror or exc)
+                _skip_warning("%s: skipping %s: %s", root, path, exc.strerror or exc)
                 continue
             if not stat.S_ISREG(st.st_mode):  # a FIFO would hang the read, /dev/zero never end
-                log.warning("%s: skipping %s: not a regular file", root, path)
+                _skip_warning("%s: skipping %s: not a regular file", root, path)
                 continue
             size = st.st_size
             if not is_video:
@@ -167,7 +176,7 @@ def _scan_folder(root: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[Vide
                                        f"{Path(inner[archive_stem(fn)].member).name!r} and {fn!r}")
                 inner[archive_stem(fn)] = _Inner(None, str(path), size)
             elif here == root:
-                log.warning("%s: skipping %s: not inside a class folder", root, fn)
+                _skip_warning("%s: skipping %s: not inside a class folder", root, fn)
             else:
                 ref = MemberRef(None, str(path), size)
                 videos.setdefault(here.name, []).append(VideoEntry(here.name, fn, ref))
@@ -226,12 +235,19 @@ def _nothing_found(source: Path, looked: str) -> ArchiveError:
     return ArchiveError(f"{source}: no videos found: {looked}")
 
 
-def list_classes(source: Path, exts: Iterable[str] = VIDEO_EXTS) -> list[str]:
+def list_classes(source: Path, exts: Iterable[str] = VIDEO_EXTS, quiet: bool = False) -> list[str]:
     """Sorted class names of ``source`` (any of the four shapes); reads listings only, extracts nothing.
+
+    ``quiet``: what the listing skips is logged at debug level, not as warnings (a build lists the
+    source again right after, and warns then).
 
     Raises ArchiveError when there is no class at all (the message says what was looked for where).
     """
-    videos, inner, looked = _scan(Path(source), tuple(e.lower() for e in exts))
+    _QUIET.on = quiet
+    try:
+        videos, inner, looked = _scan(Path(source), tuple(e.lower() for e in exts))
+    finally:
+        _QUIET.on = False
     classes = sorted(set(videos) | set(inner))
     if not classes:
         raise _nothing_found(Path(source), looked)

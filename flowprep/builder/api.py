@@ -19,7 +19,7 @@ from flowprep.builder.engine import ProgressBar, run_jobs
 from flowprep.builder.finalize import finalize, save_build_state
 from flowprep.builder.folder import BuildFolder, output_errors
 from flowprep.builder.job import ClipResult, JobSettings
-from flowprep.builder.plan import Plan, make_plan
+from flowprep.builder.plan import Plan, class_folder_name, make_plan
 from flowprep.builder.shard import select_shard
 from flowprep.datasets import HMDB5_CLASSES
 from flowprep.errors import ArchiveError, ConfigError
@@ -118,17 +118,18 @@ def job_settings(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> JobSetti
 
 def _check_source(cfg: BuildConfig) -> BuildConfig:
     """Fail before anything is written: a missing source, an unknown class (a typo, not a reason to
-    touch ``--out``). Returns the config with absolute paths for Dask (workers run elsewhere)."""
+    touch ``--out``), a class name that cannot be a folder. Returns the config with absolute paths for Dask (workers run elsewhere)."""
     if not cfg.source.exists():
         raise ArchiveError(f"source {cfg.source} does not exist")
     if cfg.engine == "dask":
         cfg = dataclasses.replace(cfg, source=cfg.source.resolve(), out=cfg.out.resolve(),
                                   splits_source=cfg.splits_source.resolve() if cfg.splits_source else None)
-    if cfg.classes is not None:
-        available = list_classes(cfg.source)
-        unknown = [c for c in cfg.classes if c not in available]
-        if unknown:
-            raise ConfigError(f"unknown class(es) {', '.join(unknown)}; {cfg.source} has: {', '.join(available)}")
+    available = list_classes(cfg.source, quiet=True)  # make_plan lists it again, and warns
+    unknown = [c for c in cfg.classes or [] if c not in available]
+    if unknown:
+        raise ConfigError(f"unknown class(es) {', '.join(unknown)}; {cfg.source} has: {', '.join(available)}")
+    for c in cfg.classes or available:
+        class_folder_name(c)  # a class named ".." (from "...zip") is refused before --out is touched
     return cfg
 
 

@@ -70,6 +70,15 @@ def clip_folder_name(name: str) -> str:
     return _UNSAFE.sub("_", stem(name)) or "_"
 
 
+def class_folder_name(cls: str) -> str:
+    """Folder name for a class: whitespace, slashes and control characters as ``_``.
+
+    Raises:
+        ConfigError: the name cannot be a folder even so (e.g. ``..``, or not valid UTF-8).
+    """
+    return check_name(_UNSAFE.sub("_", cls) or "_", "class")
+
+
 def _source_info(cfg: BuildConfig, n_videos: int) -> dict[str, Any]:
     def describe(path: Path) -> dict[str, Any]:
         if path.is_dir():
@@ -102,7 +111,7 @@ def _usable(videos: list[VideoEntry]) -> tuple[dict[str, list[VideoEntry]], list
 def _class_folders(classes: list[str]) -> dict[str, str]:
     """class -> folder name: no whitespace or slashes (folder names and tokens of whitespace-separated
     list files); ConfigError for a name that cannot be a folder, or two classes sharing one."""
-    folder = {c: check_name(_UNSAFE.sub("_", c) or "_", "class") for c in classes}
+    folder = {c: class_folder_name(c) for c in classes}
     clash = sorted({f for f in folder.values() if list(folder.values()).count(f) > 1})
     if clash:
         raise ConfigError(f"classes {', '.join(c for c in classes if folder[c] in clash)} map to one folder name")
