@@ -118,7 +118,8 @@ def job_settings(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> JobSetti
 
 def _check_source(cfg: BuildConfig) -> BuildConfig:
     """Fail before anything is written: a missing source, an unknown class (a typo, not a reason to
-    touch ``--out``), a class name that cannot be a folder. Returns the config with absolute paths for Dask (workers run elsewhere)."""
+    touch ``--out``), a class name that cannot be a folder. Returns the config with absolute paths
+    for Dask (workers run elsewhere)."""
     if not cfg.source.exists():
         raise ArchiveError(f"source {cfg.source} does not exist")
     if cfg.engine == "dask":
