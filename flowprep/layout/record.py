@@ -27,6 +27,7 @@ interrupted-and-resumed build writes the same bytes as an uninterrupted one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import uuid
@@ -60,8 +61,24 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def dump_json(obj: Any) -> str:
-    """JSON as flowprep writes it: sorted keys, 2-space indent, UTF-8, trailing newline."""
-    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    """JSON as flowprep writes it: sorted keys, 2-space indent, UTF-8, trailing newline.
+
+    ``nan``/``inf`` raise ValueError instead of becoming ``NaN``/``Infinity``, which are not JSON
+    (the config dataclasses refuse non-finite numbers, so a record never holds one).
+    """
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (a measurement that could not be made) as None, for
+    reports that may legitimately lack a number; dump with ``allow_nan=False`` afterwards."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

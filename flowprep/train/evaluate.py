@@ -22,6 +22,7 @@ import torch
 
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.layout.record import SIDES, find_root, write_json_atomic
+from flowprep.limits import check_count
 from flowprep.train import sampling
 from flowprep.train.checkpoint import load_checkpoint, model_from_checkpoint, recipe_differences
 from flowprep.train.data import load_windows, open_dataset, stream_length, to_model_inputs
@@ -125,6 +126,8 @@ def evaluate(checkpoint: Path, dataset: Path, mode: str = "center", out: Path | 
 
     if mode not in MODES:
         raise ConfigError(f"--mode must be one of {MODES}, got {mode!r}")
+    check_count("--batch-size", batch_size, 1, 4096)
+    check_count("segments", segments, 1, 1000)
     side = resolve_side(dataset, side)
     ck = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ck, arch, modality)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 
 from flowprep.errors import ConfigError, DatasetError
-from flowprep.layout.record import find_root
+from flowprep.layout.record import find_root, json_safe
 from flowprep.limits import check_count, check_finite
 from flowprep.train import checkpoint as ckpt_mod
 from flowprep.train.data import CROPS, ClipDataset, open_dataset, to_model_inputs
@@ -322,7 +321,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             if improved:
                 ckpt_mod.save_checkpoint(best_path, ck)
             with open(log_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(_finite_or_none(entry), allow_nan=False) + "\n")
+                fh.write(json.dumps(json_safe(entry), allow_nan=False) + "\n")
             ckpt_mod.save_checkpoint(last_path, ck)
             log.info("epoch %d: %s", epoch + 1, entry)
         if world > 1:
@@ -335,11 +334,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         dist.destroy_process_group()
     return {"best_acc": best_acc, "epochs": cfg.epochs, "last": str(last_path), "best": str(best_path),
             "log": str(log_path), "clips_per_s": clips_per_s, "rank": rank}
-
-
-def _finite_or_none(entry: dict[str, Any]) -> dict[str, Any]:
-    """A log entry with nan/inf (a diverged loss) as null, so log.jsonl stays valid JSON."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in entry.items()}
 
 
 def _logged_epoch(line: str) -> float:
