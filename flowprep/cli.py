@@ -58,6 +58,18 @@ def os_error_line(exc: OSError) -> str | None:
     return f"{printable(name)}: {what}{hint}"
 
 
+def one_line(exc: FlowprepError) -> str:
+    """The message of ``exc``. torch's DataLoader re-raises a worker's exception in the main process
+    with the worker's traceback folded into the message ("Caught DatasetError in DataLoader worker
+    process 0. Original Traceback ... DatasetError: cannot read frame ..."): keep the original line."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    prefix = f"{type(exc).__module__}.{type(exc).__name__}: "
+    return last[len(prefix):] if last.startswith(prefix) else last
+
+
 def printable(text: str) -> str:
     """``text`` with undecodable bytes of a file name shown as ``\\xNN`` (a surrogate-escaped name
     would make the terminal's encoder raise) and no line breaks."""
@@ -69,7 +81,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except FlowprepError as exc:
-            click.echo(f"flowprep: error: {printable(str(exc))}", err=True)
+            click.echo(f"flowprep: error: {printable(one_line(exc))}", err=True)
             ctx.exit(1)
         except OSError as exc:
             line = os_error_line(exc)
