@@ -26,6 +26,7 @@ interrupted-and-resumed build writes the same bytes as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -34,7 +35,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from flowprep.errors import ConfigError, DatasetError
+from flowprep.errors import ConfigError, DatasetError, OutputError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.layout.names import name_problem
 from flowprep.layout.paths import LAYOUTS
@@ -56,14 +57,22 @@ def unique_tmp(path: Path) -> Path:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a uniquely named sibling and a rename (readers never see half)."""
+    """Write ``text`` to ``path`` via a uniquely named sibling and a rename (readers never see half).
+
+    Raises:
+        OutputError: the file cannot be written (read-only or full disk, permissions, no folder).
+    """
     path = Path(path)
     tmp = unique_tmp(path)
     try:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):  # on a read-only disk even this may fail
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            # a full disk reports ENOSPC on write(), which names no file: say which one
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise
 
 
