@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowprep.errors import ConfigError
+from flowprep.errors import ConfigError, writing
 
 
 def draw_label(frame: np.ndarray, lines: list[str]) -> np.ndarray:
@@ -77,19 +77,23 @@ class AnnotatedWriter:
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         vf.pts = self.frames
         vf.time_base = 1 / self.rate
-        for packet in self._stream.encode(vf):
-            self._container.mux(packet)
+        with writing(self.path):  # FFmpeg's EROFS/ENOSPC name no file
+            for packet in self._stream.encode(vf):
+                self._container.mux(packet)
         self.frames += 1
 
     def close(self) -> None:
         """Flush the encoder and close the file. Safe to call twice."""
         if self._container is None:
             return
-        if self._stream is not None:
-            for packet in self._stream.encode(None):
-                self._container.mux(packet)
-        self._container.close()
-        self._container = None
+        container, self._container = self._container, None  # a failed flush is not retried
+        with writing(self.path):
+            try:
+                if self._stream is not None:
+                    for packet in self._stream.encode(None):
+                        container.mux(packet)
+            finally:
+                container.close()
 
     def __enter__(self) -> "AnnotatedWriter":
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import click
 
 from flowprep.cliparams import count, positive
+from flowprep.errors import writing
 from flowprep.layout.record import json_safe
 
 
@@ -33,18 +35,21 @@ def infer_cmd(input: str, model: Path, output: Path | None, stride: int | None, 
     """Classify INPUT (video file, folder of frames, /dev/videoN or camera:N) with a sliding window."""
     from flowprep.serve.infer import infer
 
-    out = sys.stdout if json_out == "-" else open(json_out, "w", encoding="utf-8")
+    with writing(Path(json_out)):
+        out = sys.stdout if json_out == "-" else open(json_out, "w", encoding="utf-8")
     try:
         def emit(d: dict) -> None:
-            out.write(json.dumps(json_safe(d), allow_nan=False) + "\n")
-            out.flush()
+            with writing(Path(json_out)):  # a full disk: ENOSPC from write() names no file
+                out.write(json.dumps(json_safe(d), allow_nan=False) + "\n")
+                out.flush()
 
         s = infer(input, model, output=output, stride=stride, skip_frames=skip_frames, top=top, fps=fps,
                   flow=flow, max_frames=max_frames, on_result=emit,
                   providers=["CPUExecutionProvider"] if cpu else None)
     finally:
         if out is not sys.stdout:
-            out.close()
+            with contextlib.suppress(OSError):  # already reported by emit, or nothing left to flush
+                out.close()
     click.echo(f"{s.source_frames} frames, {s.windows} windows, {s.latency_ms:.1f} ms/window ({s.runner}), "
                f"{s.seconds:.1f} s", err=True)
     if s.verdict:
