@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from flowprep.errors import ConfigError, DatasetError
+from flowprep.errors import ConfigError, DatasetError, writing
 from flowprep.layout.record import find_root, json_safe
 from flowprep.limits import check_count, check_finite
 from flowprep.train import checkpoint as ckpt_mod
@@ -320,7 +320,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             # resume drops log lines of epochs after last.pt.
             if improved:
                 ckpt_mod.save_checkpoint(best_path, ck)
-            with open(log_path, "a", encoding="utf-8") as fh:
+            with writing(log_path), open(log_path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(json_safe(entry), allow_nan=False) + "\n")
             ckpt_mod.save_checkpoint(last_path, ck)
             log.info("epoch %d: %s", epoch + 1, entry)
