@@ -39,6 +39,10 @@ class OutputError(FlowprepError):
     """The output cannot be written (disk full, permissions): the build stops."""
 
 
+class FrameSizeError(FlowprepError, ValueError):
+    """Frames too small for a flow backend. A ValueError too: the builder records the clip as failed."""
+
+
 class BackendUnavailableError(FlowprepError):
     """A flow backend whose software is installed but cannot run here (no device, no driver, ...)."""
 
