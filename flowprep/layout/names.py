@@ -1,11 +1,18 @@
-"""Names that become path components: one validator for every class and clip name.
+"""Names that become path components, and the one way flowprep deletes anything.
 
-A class or clip name read from a source, a plan or a dataset record is joined to an output or
-dataset path only after :func:`name_problem` found nothing wrong with it, so no name can climb out
-of (``..``), collapse into (``.``, ``...``) or reach past (``/``, absolute) its folder.
+Every class name (from a folder, an archive's name or a record), every clip folder name (from a file
+name) and every name read back from a plan or split file passes :func:`name_problem` before it is
+joined to an output path. Every deletion under an output folder goes through :func:`remove_inside`,
+which proves the target lies inside one of the allowed top-level entries of that folder and follows
+no symlink on the way.
 """
 
 from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Collection
 
 from flowprep.errors import ConfigError
 
@@ -16,11 +23,11 @@ MAX_NAME_BYTES = 255
 def name_problem(name: str) -> str | None:
     """Why ``name`` cannot be one path component, or None if it can.
 
-    Refused: not a string, empty, only dots (``.``, ``..``, ``...``), path separators, NUL and other
-    control characters, undecodable bytes of a non-UTF-8 file name, names over 255 bytes.
+    Refused: empty, only dots (``.``, ``..``, ``...`` collapse or climb on some systems), path
+    separators, NUL and other control characters, text that is not valid Unicode (undecodable bytes
+    of a non-UTF-8 file name) and names over 255 bytes. HMDB51's ``#``, ``(``, ``&``, ``!``, ``'``,
+    inner and leading dots of other names are fine.
     """
-    if not isinstance(name, str):
-        return f"not a string but {type(name).__name__}"
     if not name:
         return "empty name"
     if set(name) == {"."}:
@@ -38,11 +45,69 @@ def name_problem(name: str) -> str | None:
     return None
 
 
-def validate_component(name: str, what: str, error: type[ConfigError] | type[Exception] = ConfigError) -> str:
-    """``name`` if it is a safe path component, else ``error`` (a FlowprepError) naming ``what``
-    (e.g. ``"class"``, ``"clip"`` or ``"flowprep.json: clip name"``)."""
+def printable(name: str) -> str:
+    """``name`` with undecodable bytes (a non-UTF-8 file name) as U+FFFD: safe in messages and JSON."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate that no byte decoded to
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def check_name(name: str, what: str) -> str:
+    """``name`` if it is a safe path component; else ConfigError naming ``what`` (e.g. "class").
+
+    Raises:
+        ConfigError: see :func:`name_problem`.
+    """
     why = name_problem(name)
     if why is not None:
-        shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if isinstance(name, str) else name
-        raise error(f"{what} {shown!r} cannot be a folder name ({why})")
+        raise ConfigError(f"{what} {printable(name)!r} cannot be a folder name ({why}); rename it in the source")
     return name
+
+
+def _checked_parts(root: Path, rel: str | Path) -> tuple[str, ...]:
+    parts = Path(rel).parts
+    if Path(rel).is_absolute() or not parts:
+        raise ConfigError(f"refusing to remove {rel}: not a path inside {root}")
+    for p in parts:
+        if name_problem(p) is not None:
+            raise ConfigError(f"refusing to remove {root / rel}: component {p!r} is not a plain name")
+    return parts
+
+
+def remove_inside(root: Path, rel: str | Path, tops: Collection[str]) -> bool:
+    """Delete ``root/rel`` (a file or a whole folder) if it provably lies inside ``root/<top>``.
+
+    ``rel`` must be plain names (no ``.``, ``..``, separators inside a name), its first one of
+    ``tops``; no component below ``root`` may be a symlink (a symlinked ``train/`` would lead the
+    deletion elsewhere), and the resolved path must still lie under the resolved ``root``. A missing
+    path is fine (returns False; True when something was removed).
+
+    Raises:
+        ConfigError: the path fails a check (the one-line message names it); nothing was removed.
+    """
+    root = Path(os.path.abspath(root))
+    parts = _checked_parts(root, rel)
+    path = root.joinpath(*parts)
+    if parts[0] not in tops:
+        raise ConfigError(f"refusing to remove {path}: not one of flowprep's entries in {root}")
+    cur = root
+    for p in parts:
+        cur = cur / p
+        if cur.is_symlink():
+            raise ConfigError(f"refusing to remove {path}: {cur} is a symlink (flowprep never follows one "
+                              "out of the output folder); remove or replace it yourself")
+        if not os.path.lexists(cur):
+            return False
+    if root.resolve() not in path.resolve().parents:
+        raise ConfigError(f"refusing to remove {path}: it resolves outside {root.resolve()}")
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+    return True
+
+
+def validate_component(name: str, what: str) -> str:
+    """:func:`check_name` under the name the record checks and the tests use."""
+    return check_name(name, what)

@@ -171,7 +171,7 @@ def _is_int(v: Any) -> bool:
 
 
 def _check_name(name: Any, where: str) -> None:
-    why = name_problem(name)
+    why = name_problem(name) if isinstance(name, str) else f"not a string but {type(name).__name__}"
     _need(why is None, where, f"a plain folder name ({why})", name)
 
 
