@@ -46,9 +46,9 @@ def container_problem(data: bytes, ext: str) -> str | None:
     """
     if ext in ("jpg", "jpeg"):
         if not data.startswith(b"\xff\xd8"):
-            return "not a JPEG file (no start marker)"
+            return "not a JPEG file: no start marker"
         if not data.rstrip(b"\0").endswith(b"\xff\xd9"):
-            return "truncated JPEG (no end-of-image marker)"
+            return "truncated JPEG: no end-of-image marker"
         return None
     if ext == "png":
         return _png_problem(data)
@@ -57,7 +57,7 @@ def container_problem(data: bytes, ext: str) -> str | None:
 
 def _png_problem(data: bytes) -> str | None:
     if not data.startswith(_PNG_SIGNATURE):
-        return "not a PNG file (no signature)"
+        return "not a PNG file: no signature"
     pos = len(_PNG_SIGNATURE)
     while pos + 12 <= len(data):
         length = int.from_bytes(data[pos:pos + 4], "big")
@@ -66,11 +66,11 @@ def _png_problem(data: bytes) -> str | None:
             break
         kind = data[pos + 4:pos + 8]
         if zlib.crc32(data[pos + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
-            return f"damaged PNG (CRC mismatch in chunk {kind.decode('latin-1')!r})"
+            return f"damaged PNG: CRC mismatch in chunk {kind.decode('latin-1')!r}"
         if kind == b"IEND":
             return None
         pos = end
-    return "truncated PNG (no IEND chunk)"
+    return "truncated PNG: no IEND chunk"
 
 
 def read_image(path: Path) -> tuple[np.ndarray | None, str]:
@@ -81,13 +81,13 @@ def read_image(path: Path) -> tuple[np.ndarray | None, str]:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        return None, f"unreadable ({exc.strerror or exc})"
+        return None, f"{exc.strerror or exc}"
     why = container_problem(data, path.suffix.lower().lstrip("."))
     if why:
         return None, why
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
-        return None, "unreadable image (does not decode)"
+        return None, "does not decode"
     return img, ""
 
 
@@ -135,7 +135,7 @@ def check_clip(folder: str, layout: str, frames: int, flow_frames: int, rgb: boo
     for n in to_read:
         img, why = read_image(base / n)
         if img is None:
-            problems.append(f"{folder}/{n}: {why}")
+            problems.append(f"{folder}/{n}: unreadable image ({why})")
             continue
         if shape is None:
             shape = img.shape[:2]
