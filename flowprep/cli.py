@@ -74,7 +74,7 @@ def one_line(exc: FlowprepError) -> str:
         return text
     last = text.rstrip().splitlines()[-1]
     prefix = f"{type(exc).__module__}.{type(exc).__name__}: "
-    return last[len(prefix):] if last.startswith(prefix) else last
+    return last.removeprefix(prefix)
 
 
 def printable(text: str) -> str:

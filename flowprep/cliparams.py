@@ -10,13 +10,15 @@ using :mod:`flowprep.limits`.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from flowprep.errors import ConfigError
 from flowprep.flow.gpus import parse_gpus
 from flowprep.limits import MAX_COUNT, MAX_SIDE, MIN_SIDE
+
 
 class FiniteFloat(click.FloatRange):
     """A float range that also refuses ``nan`` and ``±inf`` (click's own range lets ``nan`` through:

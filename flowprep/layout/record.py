@@ -185,7 +185,7 @@ def check_record(record: dict[str, Any]) -> None:
     """
     _need(record.get("layout", "tao") in LAYOUTS, "layout", f"one of {LAYOUTS}", record.get("layout"))
     _need(record.get("modality") in MODALITIES, "modality", f"one of {MODALITIES}", record.get("modality"))
-    classes = record.get("classes")
+    classes: list[str] = record.get("classes")  # type: ignore[assignment]  # checked next
     _need(isinstance(classes, list) and len(classes) > 0, "classes", "a non-empty list", classes)
     for i, c in enumerate(classes):
         _check_name(c, f"classes[{i}]")
@@ -197,7 +197,7 @@ def check_record(record: dict[str, Any]) -> None:
     _need(rgb_fmt in IMAGE_FORMATS, "rgb.image_format", f"one of {IMAGE_FORMATS}", rgb_fmt)
     if record.get("encoding"):
         _check_encoding(record["encoding"])
-    clips = record.get("clips")
+    clips: list[Any] = record.get("clips")  # type: ignore[assignment]  # checked next
     _need(isinstance(clips, list), "clips", "a list", clips)
     for i, clip in enumerate(clips):
         _check_clip(clip, f"clips[{i}]", classes)
