@@ -28,6 +28,8 @@ COMMAND_MODULES = [
     "flowprep.train.commands",
     "flowprep.export.commands",
     "flowprep.serve.commands",
+    "flowprep.preview.commands",
+    "flowprep.doctor.commands",
 ]
 
 
