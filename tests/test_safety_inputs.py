@@ -120,6 +120,8 @@ BAD_NUMBERS = [
     ["infer", "x.mp4", "--model", "m.onnx", "--top-k", "0"],
     ["infer", "x.mp4", "--model", "m.onnx", "--max-frames", "-1"],
     ["export", "x.pt", "--out", "OUT", "--max-batch", "0"],
+    ["preview", "SRC", "--out", "OUT", "--fps", "nan"],
+    ["preview", "SRC", "--out", "OUT", "--max-frames", "0"],
 ]
 
 
@@ -208,9 +210,10 @@ def test_tampered_record_is_one_line(tamper, ds_copy):
     rec = json.loads((ds_copy / "flowprep.json").read_text())
     tamper(rec)
     (ds_copy / "flowprep.json").write_text(json.dumps(rec))
-    for args in (["verify", ds_copy], ["stats", ds_copy]):
+    for args in (["verify", ds_copy], ["stats", ds_copy], ["preview", ds_copy, "--out", ds_copy.parent / "p"]):
         out = invoke(*args, code=1)
         assert "flowprep.json" in out and len(out.strip().splitlines()) == 1
+    assert not (ds_copy.parent / "p").exists()
 
 
 def test_validate_component():
