@@ -82,7 +82,11 @@ def one_line(exc: FlowprepError) -> str:
 def printable(text: str) -> str:
     """``text`` with undecodable bytes of a file name shown as ``\\xNN`` (a surrogate-escaped name
     would make the terminal's encoder raise) and no line breaks."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").replace("\n", "\\n")
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no byte decoded to
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace").replace("\n", "\\n")
 
 
 class _Group(click.Group):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from flowprep.cli import cli, one_line, os_error_line
+from flowprep.cli import cli, one_line, os_error_line, printable
 from flowprep.cliparams import CommaList, Shard, Size, finite
 from flowprep.errors import ConfigError, FlowprepError, FrameSizeError, OutputError
 from flowprep.flow.encoding import FlowEncoding
@@ -241,6 +241,11 @@ def test_train_with_a_bad_frame_in_a_worker_is_one_line(damage, ds_copy, tmp_pat
                  "32", "--batch-size", "2", "--workers", "1", "--no-progress", code=1)
     assert "000002.png" in out and "DataLoader worker" not in out
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_messages_are_printable_lines():
+    assert printable(os.fsdecode(b"a\xffb") + "\nc") == "a\\xffb\\nc"
+    assert printable("x\ud800y") == "x\\ud800y"
 
 
 def test_worker_errors_keep_their_original_line():
