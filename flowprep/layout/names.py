@@ -106,3 +106,8 @@ def remove_inside(root: Path, rel: str | Path, tops: Collection[str]) -> bool:
     else:
         path.unlink()
     return True
+
+
+def validate_component(name: str, what: str) -> str:
+    """:func:`check_name` under the name the record checks and the tests use."""
+    return check_name(name, what)

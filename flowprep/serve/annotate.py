@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowprep.errors import ConfigError
+from flowprep.errors import ConfigError, writing
 
 
 def draw_label(frame: np.ndarray, lines: list[str]) -> np.ndarray:
@@ -56,6 +56,7 @@ class AnnotatedWriter:
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise ConfigError(f"cannot write the annotated video {self.path}: {exc}") from exc
         self._stream = None
+        self._failed = False
         self.frames = 0
 
     def write(self, frame: np.ndarray) -> None:
@@ -77,19 +78,28 @@ class AnnotatedWriter:
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         vf.pts = self.frames
         vf.time_base = 1 / self.rate
-        for packet in self._stream.encode(vf):
-            self._container.mux(packet)
+        try:
+            with writing(self.path):  # FFmpeg's EROFS/ENOSPC name no file
+                for packet in self._stream.encode(vf):
+                    self._container.mux(packet)
+        except BaseException:
+            self._failed = True
+            raise
         self.frames += 1
 
     def close(self) -> None:
         """Flush the encoder and close the file. Safe to call twice."""
         if self._container is None:
             return
-        if self._stream is not None:
-            for packet in self._stream.encode(None):
-                self._container.mux(packet)
-        self._container.close()
-        self._container = None
+        container, self._container = self._container, None  # a failed flush is not retried
+        with writing(self.path):
+            try:
+                # after a failed mux, flushing the encoder crashes PyAV (SIGSEGV, PyAV 18.1): skip it
+                if self._stream is not None and not self._failed:
+                    for packet in self._stream.encode(None):
+                        container.mux(packet)
+            finally:
+                container.close()
 
     def __enter__(self) -> "AnnotatedWriter":
         return self

@@ -29,6 +29,7 @@ import numpy as np
 
 from flowprep.errors import ConfigError
 from flowprep.flow.encoding import FlowEncoding
+from flowprep.limits import check_finite
 from flowprep.serve.runner import ModelSpec, load_model, softmax, top_k
 from flowprep.serve.stream import open_source
 from flowprep.serve.window import FrameProcessor, WindowBuffer
@@ -116,6 +117,8 @@ def infer(input: str | Path, model: str | Path, output: Path | None = None, stri
             raise ConfigError(f"{name} must be >= 1, got {v}")
     if skip_frames is not None and skip_frames < 0:
         raise ConfigError(f"--skip-frames must be >= 0, got {skip_frames}")
+    if fps is not None:
+        check_finite("--fps", fps, 0, 1000, lo_open=True)
     spec, runner = load_model(Path(model), providers)
     step = skip_frames + 1 if skip_frames is not None else max(1, spec.sample_rate)
     use_flow = "of" in spec.streams

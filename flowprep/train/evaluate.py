@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from flowprep.errors import ConfigError, DatasetError
+from flowprep.errors import ConfigError, DatasetError, writing
 from flowprep.layout.record import SIDES, find_root, write_json_atomic
+from flowprep.limits import check_count
 from flowprep.train import sampling
 from flowprep.train.checkpoint import load_checkpoint, model_from_checkpoint, recipe_differences
 from flowprep.train.data import load_windows, open_dataset, stream_length, to_model_inputs
@@ -125,6 +126,8 @@ def evaluate(checkpoint: Path, dataset: Path, mode: str = "center", out: Path | 
 
     if mode not in MODES:
         raise ConfigError(f"--mode must be one of {MODES}, got {mode!r}")
+    check_count("--batch-size", batch_size, 1, 4096)
+    check_count("segments", segments, 1, 1000)
     side = resolve_side(dataset, side)
     ck = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ck, arch, modality)
@@ -175,9 +178,10 @@ def evaluate(checkpoint: Path, dataset: Path, mode: str = "center", out: Path | 
                          "windows": int(len(wins))})
         res = metrics(np.array(true, dtype=np.int64), np.array(pred, dtype=np.int64), classes)
         cm = np.array(res["confusion"])
-        (out / f"confusion_{m}.txt").write_text(confusion_text(cm, classes))
-        confusion_png(cm, classes, out / f"confusion_{m}.png",
-                      f"{ck['arch']} {ck['modality']} {m}: top-1 {res['top1']:.3f}")
+        with writing(out / f"confusion_{m}.txt") as path:
+            path.write_text(confusion_text(cm, classes))
+        with writing(out / f"confusion_{m}.png") as path:
+            confusion_png(cm, classes, path, f"{ck['arch']} {ck['modality']} {m}: top-1 {res['top1']:.3f}")
         res["predictions"] = rows
         report["modes"][m] = res
     write_json_atomic(out / "report.json", report)
