@@ -118,20 +118,24 @@ def job_settings(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> JobSetti
 
 def _check_source(cfg: BuildConfig) -> BuildConfig:
     """Fail before anything is written: a missing source, an unknown class (a typo, not a reason to
-    touch ``--out``), a class name that cannot be a folder. Returns the config with absolute paths
-    for Dask (workers run elsewhere)."""
+    touch ``--out``). Returns the config with absolute paths for Dask (workers run elsewhere)."""
     if not cfg.source.exists():
         raise ArchiveError(f"source {cfg.source} does not exist")
     if cfg.engine == "dask":
         cfg = dataclasses.replace(cfg, source=cfg.source.resolve(), out=cfg.out.resolve(),
                                   splits_source=cfg.splits_source.resolve() if cfg.splits_source else None)
-    available = list_classes(cfg.source, quiet=True)  # make_plan lists it again, and warns
-    unknown = [c for c in cfg.classes or [] if c not in available]
-    if unknown:
-        raise ConfigError(f"unknown class(es) {', '.join(unknown)}; {cfg.source} has: {', '.join(available)}")
-    for c in cfg.classes or available:
-        class_folder_name(c)  # a class named ".." (from "...zip") is refused before --out is touched
+    if cfg.classes is not None:
+        available = list_classes(cfg.source, quiet=True)  # make_plan lists it again, and warns
+        unknown = [c for c in cfg.classes if c not in available]
+        if unknown:
+            raise ConfigError(f"unknown class(es) {', '.join(unknown)}; {cfg.source} has: {', '.join(available)}")
     return cfg
+
+
+def _check_class_names(cfg: BuildConfig) -> None:
+    """A class named ``..`` (from ``...zip``) or not valid UTF-8 is refused before ``--out`` is touched."""
+    for c in cfg.classes if cfg.classes is not None else list_classes(cfg.source, quiet=True):
+        class_folder_name(c)
 
 
 def _prepare(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> None:
@@ -215,6 +219,7 @@ def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> Bu
     t0 = time.perf_counter()
     cfg = _check_source(cfg)
     flow_info = _resolve_flow(cfg)  # fails fast: a backend that cannot run, no scheduler
+    _check_class_names(cfg)
     folder = BuildFolder(cfg.out)
     with output_errors(cfg.out):
         folder.acquire(shard=cfg.shard is not None)
