@@ -41,3 +41,11 @@ class BackendUnavailableError(FlowprepError):
 
 class BackendNotInstalledError(FlowprepError):
     """A flow backend whose software is not installed. The message carries the install hint."""
+
+
+class CheckpointError(FlowprepError):
+    """A file that is not a flowprep checkpoint, or one that does not fit what is asked of it."""
+
+
+class ExportError(FlowprepError):
+    """An export that failed, or whose ONNX model does not reproduce the PyTorch model."""

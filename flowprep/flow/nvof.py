@@ -309,7 +309,8 @@ class _Session:
                 if max_version(ctypes.byref(supported)) == api.NV_OF_SUCCESS:
                     if supported.value >> 4 < api.MIN_API_MAJOR:
                         raise BackendUnavailableError(
-                            f"the NVIDIA driver offers optical-flow interface {supported.value >> 4}.{supported.value & 15}; "
+                            f"the NVIDIA driver offers optical-flow interface "
+                            f"{supported.value >> 4}.{supported.value & 15}; "
                             f"{api.MIN_API_MAJOR}.0 or newer is needed: update the driver")
                     version = min(version, supported.value)
             self.fn = api.NV_OF_CUDA_API_FUNCTION_LIST()

@@ -45,7 +45,8 @@ BACKENDS: dict[str, BackendSpec] = {
         BackendSpec(
             "nvof", "flowprep.flow.nvof", "NvofBackend",
             "an NVIDIA driver with libnvidia-opticalflow.so.1 (Turing or newer GPU) and "
-            "`pip install 'flowprep[nvof]'` (cuda-bindings); in containers set NVIDIA_DRIVER_CAPABILITIES=compute,utility,video",
+            "`pip install 'flowprep[nvof]'` (cuda-bindings); "
+            "in containers set NVIDIA_DRIVER_CAPABILITIES=compute,utility,video",
             "NVIDIA Optical Flow hardware engine (Turing/Ampere/Hopper/Ada: A100, H100, L4, RTX)", gpu=True),
         BackendSpec(
             "vpi", "flowprep.flow.vpi", "VpiBackend",

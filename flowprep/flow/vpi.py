@@ -68,7 +68,8 @@ def pad_frame(frame: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def vectors_to_flow(vectors: np.ndarray, height: int, width: int) -> np.ndarray:
-    """VPI's ``int16`` ``(H'/4, W'/4, 2)`` S10.5 output (padded size ``H' x W'``) to ``float32`` ``(height, width, 2)`` pixels."""
+    """VPI's ``int16`` ``(H'/4, W'/4, 2)`` S10.5 output (padded size ``H' x W'``) to ``float32``
+    ``(height, width, 2)`` pixels."""
     gh, gw = vectors.shape[:2]
     full = upsample_grid_flow(s10_5_to_float(vectors), GRID, gh * GRID, gw * GRID)
     return np.ascontiguousarray(full[:height, :width])

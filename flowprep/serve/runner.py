@@ -132,10 +132,25 @@ class TorchRunner:
         return f"pytorch ({self.device})"
 
 
+def onnx_io(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
+    """``(inputs, outputs)`` of an ONNX file: name -> shape without the batch dimension."""
+    import onnx  # lazy: onnx is an optional extra (export)
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError and OSError alike: not a readable model
+        raise ConfigError(f"{path} is not a readable ONNX model: {exc}") from exc
+
+    def dims(v) -> tuple[int, ...]:
+        return tuple(int(d.dim_value) for d in v.type.tensor_type.shape.dim[1:])
+
+    inits = {i.name for i in model.graph.initializer}
+    ins = {v.name: dims(v) for v in model.graph.input if v.name not in inits}
+    return ins, {v.name: dims(v) for v in model.graph.output}
+
+
 def check_onnx_matches(path: Path, spec: ModelSpec) -> None:
     """Raise :class:`ConfigError` unless the ONNX file's inputs/output fit the model record."""
-    from flowprep.export.onnx_export import onnx_io
-
     ins, outs = onnx_io(path)
     want = spec.input_shapes()
     if ins != want:

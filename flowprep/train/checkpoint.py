@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from flowprep.errors import ConfigError, FlowprepError
+from flowprep.errors import CheckpointError, ConfigError, FlowprepError  # CheckpointError: also importable from here
 from flowprep.train.models import ARCHS, MODALITIES, build_model
 from flowprep.train.models import streams as model_streams
 from flowprep.train.torchfile import load_torch_file
@@ -37,10 +37,6 @@ from flowprep.train.torchfile import load_torch_file
 FORMAT = "flowprep-checkpoint"
 VERSION = 1
 REQUIRED = ("arch", "modality", "frames", "sample_rate", "input_size", "classes", "state_dict")
-
-
-class CheckpointError(FlowprepError):
-    """A file that is not a flowprep checkpoint, or one that does not fit what is asked of it."""
 
 
 def save_checkpoint(path: Path, ckpt: dict[str, Any]) -> Path:

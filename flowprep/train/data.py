@@ -80,8 +80,9 @@ def open_dataset(path: Path, modality: str, side: str | None = None) -> tuple[Da
                            "TAO layout: rebuild with --layout tao")
     need_rgb, need_flow = modality in ("rgb", "joint"), modality in ("of", "joint")
     if (need_rgb and not has_rgb(record)) or (need_flow and not has_flow(record)):
+        needs = "RGB frames and flow" if modality == "joint" else "RGB frames" if need_rgb else "flow"
         raise DatasetError(f"{root} was built with modality {record.get('modality')!r}, but a "
-                           f"{modality!r} model needs {'RGB frames and flow' if modality == 'joint' else 'RGB frames' if need_rgb else 'flow'}; "
+                           f"{modality!r} model needs {needs}; "
                            "rebuild it with --modality both")
     classes = list(record.get("classes") or [])
     if not classes:
