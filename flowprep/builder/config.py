@@ -12,8 +12,9 @@ from typing import Any
 from flowprep.errors import ConfigError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.layout.paths import LAYOUTS
+from flowprep.layout.record import DATASET_MODALITIES
 
-MODALITIES = ("rgb", "flow", "both")
+MODALITIES = DATASET_MODALITIES  # the dataset's modality (not a model's streams: train.spec.STREAMS)
 #: smallest frame side accepted for resizing: DIS needs 12 px, the other backends' pyramids want more
 MIN_SIDE = 16
 

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from flowprep.errors import ConfigError, ExportError  # ExportError: also importable from here
+from flowprep.train.spec import OUTPUT_NAME
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
-OUTPUT_NAME = "fc_pred"
 #: fp32 parity: max abs difference of logits, ONNX Runtime vs PyTorch, on the same random input
 FP32_TOL = 1e-4
 #: fp16 parity, relative to the largest |logit| (at least 1): fp16 keeps ~3 significant digits

@@ -39,6 +39,9 @@ RECORD_NAME = "flowprep.json"
 FORMAT = "flowprep-dataset"
 FORMAT_VERSION = 1
 SIDES = ("train", "val")
+#: what a dataset holds (``flowprep build --modality``); a model's input streams are
+#: :data:`flowprep.train.spec.STREAMS`
+DATASET_MODALITIES = ("rgb", "flow", "both")
 
 
 def unique_tmp(path: Path) -> Path:

@@ -26,10 +26,9 @@ from typing import Any
 import numpy as np
 
 from flowprep.flow.encoding import FlowEncoding, normalize_uint8
+from flowprep.train.spec import CROP_FRACTION  # the evaluation crop of training: 224 of 256
 from flowprep.video.decode import resize_frame, target_size
 
-#: the evaluation crop of :mod:`flowprep.train.data` (``CROP_FRACTION``): 224 of 256
-CROP_FRACTION = 0.875
 
 
 def center_crop_box(h: int, w: int) -> tuple[int, int, int, int]:

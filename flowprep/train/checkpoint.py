@@ -30,8 +30,9 @@ import torch
 from torch import nn
 
 from flowprep.errors import CheckpointError, ConfigError, FlowprepError  # CheckpointError: also importable from here
-from flowprep.train.models import ARCHS, MODALITIES, build_model
-from flowprep.train.models import streams as model_streams
+from flowprep.train.models import build_model
+from flowprep.train.spec import ARCHS, STREAMS
+from flowprep.train.spec import streams as model_streams
 from flowprep.train.torchfile import load_torch_file
 
 FORMAT = "flowprep-checkpoint"
@@ -70,9 +71,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path} is an incomplete flowprep checkpoint (missing {missing})")
-    if ckpt["arch"] not in ARCHS or ckpt["modality"] not in MODALITIES:
+    if ckpt["arch"] not in ARCHS or ckpt["modality"] not in STREAMS:
         raise CheckpointError(f"{path} holds architecture {ckpt['arch']!r} / modality "
-                              f"{ckpt['modality']!r}; this flowprep knows {ARCHS} x {MODALITIES}")
+                              f"{ckpt['modality']!r}; this flowprep knows {ARCHS} x {STREAMS}")
     ckpt["path"] = str(path)
     return ckpt
 

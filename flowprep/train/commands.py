@@ -1,13 +1,19 @@
-"""CLI: ``flowprep train`` and ``flowprep evaluate`` (thin wrappers; torch is imported in the body)."""
+"""CLI: ``flowprep train`` and ``flowprep evaluate``: parse, call :mod:`flowprep.train.api`, print.
+
+Torch is imported only when a command runs (``flowprep.train.api`` and ``.spec`` are torch-free).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-ARCHS = ("2d", "3d")
-MODALITIES = ("rgb", "of", "joint")
+from flowprep.errors import ConfigError
+from flowprep.train.api import EvalConfig, TrainConfig, evaluate, resolve_side, train
+from flowprep.train.spec import ARCHS, CROPS, DEVICES, EVAL_MODES, OPTIMIZERS
+from flowprep.train.spec import STREAMS as MODALITIES  # the CLI option is --modality
 
 
 @click.command("train")
@@ -22,7 +28,7 @@ MODALITIES = ("rgb", "of", "joint")
 @click.option("--input-size", type=int, default=224, show_default=True, help="S: inputs are S x S.")
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Per process.")
-@click.option("--optimizer", type=click.Choice(("sgd", "adamw")), default="sgd", show_default=True)
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="sgd", show_default=True)
 @click.option("--lr", type=float, default=0.01, show_default=True)
 @click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD only.")
 @click.option("--weight-decay", type=float, default=5e-4, show_default=True)
@@ -32,7 +38,7 @@ MODALITIES = ("rgb", "of", "joint")
 @click.option("--clip-grad", type=float, default=0.0, show_default=True,
               help="Max gradient L2 norm (0: no clipping).")
 @click.option("--dropout", type=float, default=0.5, show_default=True)
-@click.option("--crop", type=click.Choice(("random", "multiscale", "center", "full")), default="random",
+@click.option("--crop", type=click.Choice(CROPS), default="random",
               show_default=True, help="Training crop (validation: center).")
 @click.option("--hflip", type=float, default=0.5, show_default=True,
               help="Horizontal flip probability (flow: u negated). 0 for direction-sensitive classes.")
@@ -42,32 +48,29 @@ MODALITIES = ("rgb", "of", "joint")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt.")
 @click.option("--imagenet", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               help="Initialise from a torchvision ResNet-18 ImageNet state_dict file (not downloaded).")
-@click.option("--device", type=click.Choice(("auto", "cuda", "cpu")), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--shuffle-labels", is_flag=True, help="Sanity check: train on permuted labels.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def train_cmd(dataset: Path, out: Path, lr_steps: str, no_progress: bool, **opts) -> None:
+def train_cmd(dataset: Path, out: Path, lr_steps: str, no_progress: bool, **opts: Any) -> None:
     """Train a ResNet-18 2D/3D action-recognition model on a dataset built by `flowprep build`.
 
     Several GPUs (or CPU processes): torchrun --nproc_per_node N -m flowprep train ...
     """
-    from flowprep.errors import ConfigError
-    from flowprep.train.loop import TrainConfig, train
-
     try:
         steps = [int(s) for s in lr_steps.split(",") if s.strip()]
     except ValueError as exc:
         raise ConfigError(f"--lr-steps must be a comma-separated list of epochs, got {lr_steps!r}") from exc
     cfg = TrainConfig(dataset=dataset, out=out, lr_steps=steps, progress=not no_progress, **opts)
     res = train(cfg)
-    if res["rank"] == 0:
-        click.echo(f"best val top-1 {res['best_acc']:.4f}; {res['clips_per_s']:.1f} clips/s; "
-                   f"checkpoints {res['last']}, {res['best']}; log {res['log']}")
+    if res.rank == 0:
+        click.echo(f"best val top-1 {res.best_acc:.4f}; {res.clips_per_s:.1f} clips/s; "
+                   f"checkpoints {res.last}, {res.best}; log {res.log}")
 
 
 @click.command("evaluate")
 @click.argument("checkpoint", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("dataset", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--mode", type=click.Choice(("center", "conv", "all")), default="center", show_default=True,
+@click.option("--mode", type=click.Choice(EVAL_MODES), default="center", show_default=True,
               help="center: T middle frames; conv: 10 segments, scores averaged; all: both.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Report folder (default: <checkpoint dir>/eval-<side>).")
@@ -75,7 +78,7 @@ def train_cmd(dataset: Path, out: Path, lr_steps: str, no_progress: bool, **opts
               help="Side of the dataset when DATASET is its root (default val); for a side folder "
                    "it is that folder's and may not contradict it.")
 @click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--device", type=click.Choice(("auto", "cuda", "cpu")), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--arch", type=click.Choice(ARCHS), default=None, help="Fail unless the checkpoint is this.")
 @click.option("--modality", type=click.Choice(MODALITIES), default=None,
               help="Fail unless the checkpoint is this.")
@@ -83,20 +86,17 @@ def train_cmd(dataset: Path, out: Path, lr_steps: str, no_progress: bool, **opts
               help="Evaluate (with a warning) even if DATASET was built with another flow backend, "
                    "encoding or decode settings than the checkpoint's training data.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def evaluate_cmd(checkpoint: Path, dataset: Path, side: str | None, no_progress: bool, **opts) -> None:
+def evaluate_cmd(checkpoint: Path, dataset: Path, side: str | None, no_progress: bool, **opts: Any) -> None:
     """Evaluate CHECKPOINT on DATASET (a built dataset root or its val/train folder)."""
-    from flowprep.errors import ConfigError
-    from flowprep.train.evaluate import evaluate, resolve_side
-
     try:
         side = resolve_side(dataset, side)
     except ConfigError as exc:  # a contradiction between the arguments: a usage error
         raise click.BadParameter(str(exc), param_hint="'--side'") from exc
-    rep = evaluate(checkpoint, dataset, side=side, progress=not no_progress, **opts)
-    for m, res in rep["modes"].items():
+    rep = evaluate(EvalConfig(checkpoint, dataset, side=side, progress=not no_progress, **opts))
+    for m, res in rep.modes.items():
         click.echo(f"{m}: top-1 {res['top1']:.4f}  mean class accuracy {res['mean_class_accuracy']:.4f}  "
                    f"({res['clips']} clips)")
-    click.echo(f"report: {Path(rep['out']) / 'report.json'}")
+    click.echo(f"report: {rep.report_path}")
 
 
 COMMANDS = [train_cmd, evaluate_cmd]

@@ -25,12 +25,11 @@ from flowprep.flow.encoding import FlowEncoding, normalize_uint8
 from flowprep.layout.paths import flow_names, rgb_name
 from flowprep.layout.record import SIDES, find_root, has_flow, has_rgb, read_record
 from flowprep.train import sampling
-from flowprep.train.models import streams as model_streams
+from flowprep.train.spec import CROP_FRACTION, CROPS
+from flowprep.train.spec import streams as model_streams
 
-CROPS = ("random", "multiscale", "center", "full")
-#: crop side as a fraction of the short side for "random" and "center": 224/256, TAO's and
-#: torchvision's "resize to 256, crop 224"
-CROP_FRACTION = 0.875
+# CROP_FRACTION (train.spec): crop side as a fraction of the short side for "random" and "center":
+# 224/256, TAO's and torchvision's "resize to 256, crop 224"
 #: TSN's multi-scale crop: width and height each one of these fractions of the short side
 MULTISCALE = (1.0, 0.875, 0.75, 0.66)
 

@@ -33,12 +33,14 @@ import torch
 from torch import nn
 
 from flowprep.errors import ConfigError
+from flowprep.train.spec import ARCHS, CHANNELS, INPUT_NAMES, STREAMS, input_shapes, stream_channels, streams
+from flowprep.train.spec import check_model as _check
 from flowprep.train.torchfile import load_torch_file
 
-ARCHS = ("2d", "3d")
-MODALITIES = ("rgb", "of", "joint")
-CHANNELS = {"rgb": 3, "of": 2}
-INPUT_NAMES = {"rgb": "input_rgb", "of": "input_of"}
+#: the model's input streams (kept under its old name; the dataset's modality is another thing)
+MODALITIES = STREAMS
+__all__ = ["ARCHS", "CHANNELS", "INPUT_NAMES", "MODALITIES", "STREAMS", "BasicBlock", "JointModel", "ResNet18",
+           "build_model", "init_from_imagenet", "input_shapes", "stream_channels", "streams"]
 
 
 def _conv(dims: int, cin: int, cout: int, k: int, stride: int = 1, pad: int = 0) -> nn.Module:
@@ -129,23 +131,6 @@ class JointModel(nn.Module):
         return (self.rgb(rgb) + self.of(of)) * 0.5
 
 
-def _check(arch: str, modality: str) -> None:
-    if arch not in ARCHS:
-        raise ConfigError(f"architecture must be one of {ARCHS}, got {arch!r}")
-    if modality not in MODALITIES:
-        raise ConfigError(f"modality must be one of {MODALITIES}, got {modality!r}")
-
-
-def stream_channels(arch: str, stream: str, frames: int) -> int:
-    """Input channels of one stream (``"rgb"`` or ``"of"``): C for 3D, C*T for 2D."""
-    return CHANNELS[stream] * (frames if arch == "2d" else 1)
-
-
-def streams(modality: str) -> tuple[str, ...]:
-    """The streams of a modality, in forward-argument order: ``("rgb",)``, ``("of",)`` or both."""
-    return ("rgb", "of") if modality == "joint" else (modality,)
-
-
 def build_model(arch: str, modality: str, num_classes: int, frames: int = 32,
                 dropout: float = 0.0) -> nn.Module:
     """A freshly initialised model (see the module docstring for inputs and outputs).
@@ -167,19 +152,6 @@ def build_model(arch: str, modality: str, num_classes: int, frames: int = 32,
     model.flowprep_meta = {"arch": arch, "modality": modality, "frames": frames,
                            "num_classes": num_classes}
     return model
-
-
-def input_shapes(arch: str, modality: str, frames: int = 32, size: int = 224) -> dict[str, tuple[int, ...]]:
-    """Input name -> shape without batch, in forward-argument order.
-
-    e.g. ``input_shapes("2d", "of")`` -> ``{"input_of": (64, 224, 224)}``; names are TAO's.
-    """
-    _check(arch, modality)
-    out: dict[str, tuple[int, ...]] = {}
-    for s in streams(modality):
-        c = CHANNELS[s]
-        out[INPUT_NAMES[s]] = (c * frames, size, size) if arch == "2d" else (c, frames, size, size)
-    return out
 
 
 def _adapt_stem(w: torch.Tensor, stream: str, arch: str, frames: int, kt: int) -> torch.Tensor:
