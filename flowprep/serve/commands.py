@@ -1,12 +1,15 @@
-"""Click command of the serve stage: ``infer``."""
+"""Click command of the serve stage: ``infer`` (parse, call :func:`flowprep.serve.api.infer`, print)."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
+
+from flowprep.serve.api import InferConfig, infer
 
 
 @click.command("infer")
@@ -28,17 +31,15 @@ import click
 def infer_cmd(input: str, model: Path, output: Path | None, stride: int | None, skip_frames: int | None, top: int,
               json_out: str, fps: float | None, flow: str | None, max_frames: int | None, cpu: bool) -> None:
     """Classify INPUT (video file, folder of frames, /dev/videoN or camera:N) with a sliding window."""
-    from flowprep.serve.infer import infer
-
+    cfg = InferConfig(input, model, output=output, stride=stride, skip_frames=skip_frames, top=top, fps=fps,
+                      flow=flow, max_frames=max_frames, providers=["CPUExecutionProvider"] if cpu else None)
     out = sys.stdout if json_out == "-" else open(json_out, "w", encoding="utf-8")
     try:
-        def emit(d: dict) -> None:
+        def emit(d: dict[str, Any]) -> None:
             out.write(json.dumps(d) + "\n")
             out.flush()
 
-        s = infer(input, model, output=output, stride=stride, skip_frames=skip_frames, top=top, fps=fps,
-                  flow=flow, max_frames=max_frames, on_result=emit,
-                  providers=["CPUExecutionProvider"] if cpu else None)
+        s = infer(cfg, on_result=emit)
     finally:
         if out is not sys.stdout:
             out.close()

@@ -1,6 +1,6 @@
 """CLI: ``flowprep train`` and ``flowprep evaluate``: parse, call :mod:`flowprep.train.api`, print.
 
-Torch is imported only when a command runs (``flowprep.train.api`` and ``.spec`` are torch-free).
+Torch is imported only when a command runs (``flowprep.train.config`` and ``.spec`` are torch-free).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from flowprep.errors import ConfigError
-from flowprep.train.api import EvalConfig, TrainConfig, evaluate, resolve_side, train
+from flowprep.train.config import EvalConfig, TrainConfig, resolve_side
 from flowprep.train.spec import ARCHS, CROPS, DEVICES, EVAL_MODES, OPTIMIZERS
 from flowprep.train.spec import STREAMS as MODALITIES  # the CLI option is --modality
 
@@ -61,6 +61,8 @@ def train_cmd(dataset: Path, out: Path, lr_steps: str, no_progress: bool, **opts
     except ValueError as exc:
         raise ConfigError(f"--lr-steps must be a comma-separated list of epochs, got {lr_steps!r}") from exc
     cfg = TrainConfig(dataset=dataset, out=out, lr_steps=steps, progress=not no_progress, **opts)
+    from flowprep.train.api import train  # lazy: torch, once the options are known to be good
+
     res = train(cfg)
     if res.rank == 0:
         click.echo(f"best val top-1 {res.best_acc:.4f}; {res.clips_per_s:.1f} clips/s; "
@@ -92,7 +94,10 @@ def evaluate_cmd(checkpoint: Path, dataset: Path, side: str | None, no_progress:
         side = resolve_side(dataset, side)
     except ConfigError as exc:  # a contradiction between the arguments: a usage error
         raise click.BadParameter(str(exc), param_hint="'--side'") from exc
-    rep = evaluate(EvalConfig(checkpoint, dataset, side=side, progress=not no_progress, **opts))
+    cfg = EvalConfig(checkpoint, dataset, side=side, progress=not no_progress, **opts)
+    from flowprep.train.api import evaluate  # lazy: torch
+
+    rep = evaluate(cfg)
     for m, res in rep.modes.items():
         click.echo(f"{m}: top-1 {res['top1']:.4f}  mean class accuracy {res['mean_class_accuracy']:.4f}  "
                    f"({res['clips']} clips)")

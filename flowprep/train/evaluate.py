@@ -24,7 +24,7 @@ from tqdm import tqdm
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.layout.record import write_json_atomic
 from flowprep.train import sampling
-from flowprep.train.api import EvalConfig, EvalSummary, resolve_side
+from flowprep.train.config import EvalConfig, EvalSummary, resolve_side
 from flowprep.train.checkpoint import load_checkpoint, model_from_checkpoint, recipe_differences
 from flowprep.train.data import Clip, DatasetInfo, load_windows, open_dataset, stream_length, to_model_inputs
 from flowprep.train.spec import EVAL_MODES

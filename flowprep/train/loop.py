@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from flowprep.errors import ConfigError
 from flowprep.train import checkpoint as ckpt_mod
-from flowprep.train.api import TrainConfig, TrainSummary
+from flowprep.train.config import TrainConfig, TrainSummary
 from flowprep.train.data import Clip, ClipDataset, DatasetInfo, open_dataset, to_model_inputs
 from flowprep.train.models import build_model, init_from_imagenet
 from flowprep.train.spec import OPTIMIZERS
