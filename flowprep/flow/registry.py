@@ -105,9 +105,8 @@ def backend_parameters(cls: type[FlowBackend]) -> list[str] | None:
     None when neither says (a constructor taking only ``**params`` without ``DEFAULTS``): the
     constructor then checks its parameters itself.
     """
-    defaults = getattr(cls, "DEFAULTS", None)
-    if isinstance(defaults, dict):
-        return sorted(defaults)
+    if cls.DEFAULTS is not None:
+        return sorted(cls.DEFAULTS)
     sig = inspect.signature(cls.__init__)
     named = [p.name for p in list(sig.parameters.values())[1:]
              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
@@ -141,18 +140,9 @@ def create_backend(name: str, **params: Any) -> FlowBackend:
 def probe(name: str) -> str:
     """Check that a backend can run here without building it fully; return its device description.
 
-    Backends may define a ``probe()`` classmethod (cheap checks for a driver/device); otherwise one
-    instance is made with default parameters.
+    See :meth:`flowprep.flow.base.FlowBackend.probe` (cheap device checks, or one default instance).
     """
-    cls = load_backend_class(name)
-    fn = getattr(cls, "probe", None)
-    if fn is not None:
-        return fn()
-    backend = cls()
-    try:
-        return backend.device()
-    finally:
-        backend.close()
+    return load_backend_class(name).probe()
 
 
 def backend_status(name: str) -> dict[str, Any]:
