@@ -44,7 +44,7 @@ def translate(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
     """
     import cv2
 
-    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
     return cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_WRAP)
 

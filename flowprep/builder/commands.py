@@ -34,8 +34,8 @@ def _shard(value: str | None) -> tuple[int, int] | None:
     return k, n
 
 
-def _params(values: tuple[str, ...]) -> dict:
-    out = {}
+def _params(values: tuple[str, ...]) -> dict[str, object]:
+    out: dict[str, object] = {}
     for item in values:
         key, sep, raw = item.partition("=")
         if not sep:

@@ -151,6 +151,16 @@ def _summary(errors: list[np.ndarray], pairs: Sequence[FlowPair]) -> tuple[float
     return float(allerr.mean()), float((allerr > 1).mean()), float((allerr > 3).mean()), per
 
 
+def _jpeg_gray(img: np.ndarray, quality: int) -> np.ndarray:
+    """What a JPEG file of the gray ``uint8`` image reads back as."""
+    import cv2  # lazy, as elsewhere in flowprep: OpenCV loads when a stage runs, not on import
+
+    out = cv2.imdecode(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_GRAYSCALE)
+    if out is None:
+        raise ValueError("JPEG round trip failed")
+    return out
+
+
 def encoding_error(pairs: Sequence[FlowPair], enc: FlowEncoding) -> EncodingResult:
     """EPE that encoding the true flow with ``enc`` (and decoding it back) adds."""
     import cv2
@@ -161,8 +171,7 @@ def encoding_error(pairs: Sequence[FlowPair], enc: FlowEncoding) -> EncodingResu
 
         u, v = enc.encode(p.flow)
         if enc.image_format == "jpg":
-            u, v = (cv2.imdecode(cv2.imencode(".jpg", c, [cv2.IMWRITE_JPEG_QUALITY, enc.jpeg_quality])[1],
-                                 cv2.IMREAD_GRAYSCALE) for c in (u, v))
+            u, v = (_jpeg_gray(c, enc.jpeg_quality) for c in (u, v))
         rad = max_radius(p.flow) if enc.mode == "maxrad" else None
         errors.append(epe(enc.decode(u, v, max_rad=rad), p.flow, p.valid))
     mean, f1, f3, per = _summary(errors, pairs)

@@ -130,7 +130,7 @@ def create_backend(name: str, **params: Any) -> FlowBackend:
     if unknown:
         what = "parameter" if len(unknown) == 1 else "parameters"
         raise ConfigError(f"flow backend {name!r}: unknown {what} {', '.join(map(repr, unknown))}; "
-                          f"known: {', '.join(sorted(known)) or 'none'}")
+                          f"known: {', '.join(sorted(known or [])) or 'none'}")
     try:
         return cls(**params)
     except TypeError as exc:

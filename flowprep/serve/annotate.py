@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,10 +53,10 @@ class AnnotatedWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.rate = Fraction(fps).limit_denominator(10000)
         try:
-            self._container = av.open(str(self.path), "w")
+            self._container: Any = av.open(str(self.path), "w")
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise ConfigError(f"cannot write the annotated video {self.path}: {exc}") from exc
-        self._stream = None
+        self._stream: Any = None  # PyAV's video stream, made with the first frame (its size)
         self.frames = 0
 
     def write(self, frame: np.ndarray) -> None:

@@ -28,6 +28,7 @@ models prefix them with ``rgb.`` / ``of.``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -83,11 +84,21 @@ class ResNet18(nn.Module):
     frames reach the head as 8. Global average pooling makes any ``T >= 1`` and ``H, W >= 32`` valid.
     """
 
+    # made in a loop by setattr: declared for type checkers
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, dims: int, in_channels: int, num_classes: int, dropout: float = 0.0):
         super().__init__()
         if dims not in (2, 3):
             raise ConfigError(f"ResNet18 dims must be 2 or 3, got {dims}")
         self.dims = dims
+        # the 2D and 3D layers are different classes with one role each
+        self.conv1: nn.Module
+        self.maxpool: nn.Module
+        self.avgpool: nn.Module
         if dims == 2:
             self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
             self.maxpool = nn.MaxPool2d(3, 2, 1)
@@ -149,7 +160,8 @@ def build_model(arch: str, modality: str, num_classes: int, frames: int = 32,
     nets = {s: ResNet18(dims, stream_channels(arch, s, frames), num_classes, dropout)
             for s in streams(modality)}
     model = JointModel(nets["rgb"], nets["of"]) if modality == "joint" else nets[modality]
-    model.flowprep_meta = {"arch": arch, "modality": modality, "frames": frames,
+    # nn.Module's attribute typing knows only tensors and modules; this is a plain dict
+    model.flowprep_meta = {"arch": arch, "modality": modality, "frames": frames,  # type: ignore[assignment]
                            "num_classes": num_classes}
     return model
 
@@ -187,7 +199,7 @@ def init_from_imagenet(model: nn.Module, path: Path) -> list[str]:
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or "conv1.weight" not in sd or "layer4.1.bn2.weight" not in sd:
         raise ConfigError(f"{path} is not a torchvision ResNet-18 state_dict (no conv1/layer4 weights)")
-    meta = model.flowprep_meta
+    meta = cast("dict[str, Any]", model.flowprep_meta)
     prefixes = {"rgb": "rgb.", "of": "of."} if meta["modality"] == "joint" else {meta["modality"]: ""}
     target = model.state_dict()
     missing = []

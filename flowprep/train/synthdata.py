@@ -74,7 +74,7 @@ def make_tao_dataset(root: Path, classes: dict[str, tuple[float, float]] | None 
                 clips.append({"id": f"{side}/{cls}/{name}", "side": side, "class": cls, "label": label,
                               "name": name, "source": f"synthetic:{name}", "frames": frames,
                               "flow_frames": frames - 1, "status": "ok"})
-    clips.sort(key=lambda c: c["id"])
+    clips.sort(key=lambda c: str(c["id"]))
     record = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "flowprep_version": __version__,
         "layout": "tao", "modality": modality,
