@@ -154,9 +154,9 @@ class FarnebackBackend(FlowBackend):
         check_pair(prev, nxt)
         p = self._params
         # no initial flow (None), which OpenCV's stub does not allow for
-        return cv2.calcOpticalFlowFarneback(prev, nxt, None, float(p["pyr_scale"]), int(p["levels"]),  # type: ignore[call-overload]
-                                            int(p["winsize"]), int(p["iterations"]), int(p["poly_n"]),
-                                            float(p["poly_sigma"]), int(p["flags"]))
+        return cv2.calcOpticalFlowFarneback(  # type: ignore[call-overload]
+            prev, nxt, None, float(p["pyr_scale"]), int(p["levels"]), int(p["winsize"]), int(p["iterations"]),
+            int(p["poly_n"]), float(p["poly_sigma"]), int(p["flags"]))
 
     def params(self) -> dict[str, Any]:
         return dict(self._params)
