@@ -19,13 +19,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from flowprep.errors import ConfigError
@@ -150,9 +150,8 @@ def _run_paths(cfg: TrainConfig) -> tuple[Path, Path, Path]:
     return last_path, best_path, log_path
 
 
-def _save_epoch(paths: tuple[Path, Path, Path], ck: dict[str, Any], entry: dict[str, Any],
-                improved: bool) -> None:
-               device: torch.device) -> _Data:
+def _open_data(cfg: TrainConfig, info: DatasetInfo, train_clips: list[Clip], val_clips: list[Clip], rank: int,
+               world: int, device: torch.device) -> _Data:
     """Datasets, the distributed sampler and the loaders (validation: every clip once over all ranks)."""
     labels = [c.label for c in train_clips]
     if cfg.shuffle_labels:
@@ -160,16 +159,14 @@ def _save_epoch(paths: tuple[Path, Path, Path], ck: dict[str, Any], entry: dict[
     train_ds = ClipDataset(info, train_clips, cfg.modality, cfg.frames, cfg.sample_rate, cfg.input_size,
                            True, cfg.crop, cfg.hflip, cfg.seed, labels)
     val_ds = ClipDataset(info, val_clips, cfg.modality, cfg.frames, cfg.sample_rate, cfg.input_size, False)
-    # ClipDataset is map-style without subclassing torch's Dataset (train.data stays torch-free)
-    train_map, val_map = cast("Dataset[Any]", train_ds), cast("Dataset[Any]", val_ds)
-    sampler: DistributedSampler = DistributedSampler(train_map, num_replicas=world, rank=rank, shuffle=True,
-                                                     seed=cfg.seed)
+    sampler: DistributedSampler = DistributedSampler(train_ds, num_replicas=world, rank=rank,  # type: ignore[arg-type]
+                                                     shuffle=True, seed=cfg.seed)
     per_rank = -(-len(train_ds) // world)
-    train_dl: DataLoader = DataLoader(train_map, batch_size=cfg.batch_size, sampler=sampler,
+    train_dl: DataLoader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,  # type: ignore[arg-type]
                                       num_workers=cfg.workers, drop_last=per_rank > cfg.batch_size,
                                       pin_memory=device.type == "cuda")
     # validation: every clip exactly once over all ranks (no padding duplicates)
-    val_dl: DataLoader = DataLoader(Subset(val_map, list(range(rank, len(val_ds), world))),
+    val_dl: DataLoader = DataLoader(Subset(val_ds, list(range(rank, len(val_ds), world))),  # type: ignore[arg-type]
                                     batch_size=cfg.batch_size, num_workers=cfg.workers)
     return _Data(info, train_ds, sampler, train_dl, val_dl, per_rank)
 
