@@ -19,13 +19,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
 from flowprep.errors import ConfigError
@@ -159,14 +159,16 @@ def _open_data(cfg: TrainConfig, info: DatasetInfo, train_clips: list[Clip], val
     train_ds = ClipDataset(info, train_clips, cfg.modality, cfg.frames, cfg.sample_rate, cfg.input_size,
                            True, cfg.crop, cfg.hflip, cfg.seed, labels)
     val_ds = ClipDataset(info, val_clips, cfg.modality, cfg.frames, cfg.sample_rate, cfg.input_size, False)
-    sampler: DistributedSampler = DistributedSampler(train_ds, num_replicas=world, rank=rank,  # type: ignore[arg-type]
-                                                     shuffle=True, seed=cfg.seed)
+    # ClipDataset is map-style without subclassing torch's Dataset (train.data stays torch-free)
+    train_map, val_map = cast("Dataset[Any]", train_ds), cast("Dataset[Any]", val_ds)
+    sampler: DistributedSampler = DistributedSampler(train_map, num_replicas=world, rank=rank, shuffle=True,
+                                                     seed=cfg.seed)
     per_rank = -(-len(train_ds) // world)
-    train_dl: DataLoader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,  # type: ignore[arg-type]
+    train_dl: DataLoader = DataLoader(train_map, batch_size=cfg.batch_size, sampler=sampler,
                                       num_workers=cfg.workers, drop_last=per_rank > cfg.batch_size,
                                       pin_memory=device.type == "cuda")
     # validation: every clip exactly once over all ranks (no padding duplicates)
-    val_dl: DataLoader = DataLoader(Subset(val_ds, list(range(rank, len(val_ds), world))),  # type: ignore[arg-type]
+    val_dl: DataLoader = DataLoader(Subset(val_map, list(range(rank, len(val_ds), world))),
                                     batch_size=cfg.batch_size, num_workers=cfg.workers)
     return _Data(info, train_ds, sampler, train_dl, val_dl, per_rank)
 
@@ -261,7 +263,8 @@ def _checkpoint(cfg: TrainConfig, info: DatasetInfo, m: _Model, epoch: int, best
             "rng_state": _rng_state(), "args": cfg.to_json()}
 
 
-def _save_epoch(paths: tuple[Path, Path, Path], ck: dict[str, Any], entry: dict[str, Any], improved: bool) -> None:
+def _save_epoch(paths: tuple[Path, Path, Path], ck: dict[str, Any], entry: dict[str, Any],
+                improved: bool) -> None:
     """Write ``best.pt`` (when ``improved``), the log line, then ``last.pt``.
 
     last.pt is the commit point of an epoch, so it is written last: interrupted before it, --resume
