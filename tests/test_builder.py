@@ -80,6 +80,7 @@ def test_flow_images_encode_the_true_motion(tiny_release, tmp_path):
     assert 1.3 < mean_dx < 2.7 and abs(mean_dy) < 0.3
 
 
+@pytest.mark.slow
 def test_resume_after_kill_is_byte_identical(tiny_release, tmp_path):
     ref = tmp_path / "ref"
     cfg = dict(source=tiny_release, classes=["walk", "run", "push"], flow="tvl1", jobs=1, progress=False,

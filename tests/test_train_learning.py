@@ -44,6 +44,7 @@ def _cfg(ds, out, **kw):
     return TrainConfig(**base)
 
 
+@pytest.mark.slow
 def test_flow_model_learns_direction(direction_dataset, tmp_path):
     res = train(_cfg(direction_dataset, tmp_path / "run"))
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -59,11 +60,13 @@ def test_flow_model_learns_direction(direction_dataset, tmp_path):
     assert (tmp_path / "run" / "eval-val" / "confusion_center.png").is_file()
 
 
+@pytest.mark.slow
 def test_shuffled_labels_do_not_generalise(direction_dataset, tmp_path):
     res = train(_cfg(direction_dataset, tmp_path / "shuffled", shuffle_labels=True))
     assert res.best_acc <= 0.6
 
 
+@pytest.mark.slow
 def test_resume_is_exact(tmp_path):
     ds = tmp_path / "ds"
     make_tao_dataset(ds, train_per_class=2, val_per_class=1, frames=6, height=36, width=44)
