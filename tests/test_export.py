@@ -99,6 +99,7 @@ def test_export_parity_and_configs(tmp_path, arch, modality):
     assert app["preprocess-config"] == pre.name and app["infer-config"] == inf.name
 
 
+@pytest.mark.slow
 def test_fp16_variant(tmp_path):
     ckpt = make_checkpoint(tmp_path / "best.pt", "2d", "rgb")
     res = CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(tmp_path / "d"), "--fp16"])

@@ -91,6 +91,7 @@ def test_resume_is_exact(tmp_path):
     assert [strip(x) for x in la] == [strip(x) for x in lb]
 
 
+@pytest.mark.slow
 def test_interrupt_while_committing_an_epoch_loses_nothing(tmp_path, monkeypatch):
     """Ctrl-C after best.pt and the log line but before last.pt: --resume redoes that epoch, so
     best.pt, the log and last.pt end as in an uninterrupted run."""
