@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "flowprep.train.commands",
     "flowprep.export.commands",
     "flowprep.serve.commands",
+    "flowprep.preview.commands",
 ]
 
 

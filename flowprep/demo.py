@@ -1,4 +1,4 @@
-"""``make demo``: build HMDB5 from a small built-in HMDB51-shaped release, then verify it.
+"""``make demo``: build HMDB5 from a small built-in HMDB51-shaped release, verify it, write a preview page.
 
 The release is generated here (no download): procedurally textured clips whose motion direction
 depends on the class, packed the way HMDB51 ships (``hmdb51_org.rar`` holding one RAR per class,
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         ["build-hmdb5", "--archive", str(outer), "--splits", str(splits), "--out", str(args.out / "hmdb5"),
          "--flow", args.flow] + (["-j", str(args.jobs)] if args.jobs else []),
         ["verify", str(args.out / "hmdb5")],
+        ["preview", str(args.out / "hmdb5"), "--out", str(args.out / "hmdb5-preview"), "--no-progress"],
     ]
     for step in steps:
         print(f"\n$ flowprep {' '.join(step)}", flush=True)
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             if exc.code not in (0, None):
                 return int(exc.code)
     print(f"\ndone: the TAO-layout dataset is in {args.out / 'hmdb5'} "
-          f"(record: flowprep.json, TAO spec snippet: tao_dataset_spec.yaml)")
+          f"(record: flowprep.json, TAO spec snippet: tao_dataset_spec.yaml);\n"
+          f"open {args.out / 'hmdb5-preview' / 'index.html'} in a browser to look at it")
     return 0
 
 

@@ -1,0 +1,241 @@
+"""``flowprep preview``: a self-contained static folder (``index.html`` + ``media/``) showing a built
+dataset: the record's summary, and per class a few clips as looping videos of RGB | flow colour
+wheel | u | v, decoded with the recorded encoding. Or one clip's side-by-side video (``video=``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from flowprep.errors import ConfigError, DatasetError, OutputError
+from flowprep.flow.visualize import flow_to_color
+from flowprep.layout.record import (
+    SIDES,
+    find_root,
+    has_flow,
+    read_record,
+    write_text_atomic,
+)
+from flowprep.preview.media import ClipMedia, ClipReader, render_clip
+from flowprep.preview.page import ClipEntry, render_page
+
+SIDE_CHOICES = ("train", "val", "both")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
+MEDIA_DIR = "media"
+LEGEND_NAME = "wheel.png"
+
+
+@dataclass(frozen=True)
+class PreviewConfig:
+    """What to preview.
+
+    Attributes:
+        dataset: dataset root (or its ``train``/``val`` folder).
+        out: output folder; default ``<root>-preview`` next to the dataset root.
+        per_class: clips shown per class (chosen deterministically, spread over the sorted ids), >= 0.
+        clips: clip ids (``train/walk/<clip>``) or names to show instead of a per-class choice.
+        side: ``train``, ``val`` or ``both``: where the per-class choice comes from.
+        video: write this one clip's side-by-side video here instead of a page (needs exactly one clip).
+        height: panel height in pixels (even, 16..1080).
+        fps: frame rate of the videos.
+        max_frames: frames per video at most (from the clip's start).
+        progress: show a progress bar.
+    """
+
+    dataset: Path
+    out: Path | None = None
+    per_class: int = 3
+    clips: tuple[str, ...] = ()
+    side: str = "both"
+    video: Path | None = None
+    height: int = 128
+    fps: float = 10.0
+    max_frames: int = 48
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.per_class < 0:
+            raise ConfigError(f"--per-class must be >= 0, got {self.per_class}")
+        if self.side not in SIDE_CHOICES:
+            raise ConfigError(f"--side must be one of {SIDE_CHOICES}, got {self.side!r}")
+        if not (16 <= self.height <= 1080 and self.height % 2 == 0):
+            raise ConfigError(f"--height must be an even number of pixels in 16..1080, got {self.height}")
+        if not 0 < self.fps <= 120:
+            raise ConfigError(f"--fps must be in (0, 120], got {self.fps}")
+        if self.max_frames < 1:
+            raise ConfigError(f"--max-frames must be >= 1, got {self.max_frames}")
+        if self.video is not None:
+            if len(self.clips) != 1:
+                raise ConfigError(f"--video needs exactly one --clip, got {len(self.clips)}")
+            if Path(self.video).suffix.lower() not in VIDEO_SUFFIXES:
+                raise ConfigError(f"--video must end in one of {VIDEO_SUFFIXES}, got {self.video}")
+
+
+@dataclass
+class PreviewSummary:
+    """What :func:`preview` wrote.
+
+    Attributes:
+        out: the page's folder, or the video file.
+        index: ``index.html`` (None for a single video).
+        clips: clips rendered; ``frames``: video frames written in all.
+        media_bytes: size of the videos written.
+        seconds: wall time.
+        notes: things the user should know (clips with nothing to show or unreadable frames); also on the page.
+    """
+
+    out: Path
+    index: Path | None
+    clips: int
+    frames: int
+    media_bytes: int
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_clip(record: dict[str, Any], ident: str) -> dict[str, Any]:
+    """The record entry of clip ``ident`` (an id like ``train/walk/<clip>``, or a clip name).
+
+    Raises:
+        ConfigError: no such clip, or a name that is on several sides/classes.
+        DatasetError: the clip failed at build time (nothing to show).
+    """
+    found = [c for c in record["clips"] if c["id"] == ident] or [c for c in record["clips"] if c["name"] == ident]
+    if not found:
+        example = record["clips"][0]["id"] if record["clips"] else "train/<class>/<clip>"
+        raise ConfigError(f"no clip {ident!r} in the dataset; give its id (e.g. {example!r}, see train_list.txt) "
+                          "or its name")
+    if len(found) > 1:
+        raise ConfigError(f"clip name {ident!r} is ambiguous, give one of the ids: "
+                          + ", ".join(c["id"] for c in found))
+    clip = found[0]
+    if clip["status"] != "ok":
+        raise DatasetError(f"clip {clip['id']} failed at build time, nothing to show: {clip.get('error', '')}")
+    return clip
+
+
+def select_clips(record: dict[str, Any], per_class: int, side: str) -> list[dict[str, Any]]:
+    """Up to ``per_class`` built clips per class (label order), evenly spread over the class's clips
+    sorted by name (so train and val mix), so the choice depends only on the record and spans several
+    source videos."""
+    sides = SIDES if side == "both" else (side,)
+    out = []
+    for cls in record["classes"]:
+        pool = sorted((c for c in record["clips"] if c["class"] == cls and c["status"] == "ok"
+                       and c["side"] in sides), key=lambda c: (c["name"], c["id"]))
+        n = min(per_class, len(pool))
+        out += [pool[(i * len(pool)) // n] for i in range(n)]
+    return out
+
+
+def _out_dir(root: Path, out: Path | None) -> Path:
+    out = Path(out) if out is not None else root.parent / f"{root.name}-preview"
+    resolved, base = out.resolve(), root.resolve()
+    frame_dirs = [base / d for d in (*SIDES, "rawframes")]
+    if resolved == base or any(resolved == d or d in resolved.parents for d in frame_dirs):
+        raise ConfigError(f"--out {out} is the dataset root or inside its frame folders (TAO and mmaction2 "
+                          "list those); write the preview elsewhere")
+    return out
+
+
+def write_legend(path: Path, size: int = 96) -> None:
+    """The colour-wheel legend: a disc whose pixel at offset (dx, dy) from the centre shows flow (dx, dy)."""
+    r = (size - 1) / 2
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) - np.float32(r)
+    flow = np.stack([xs, ys], axis=-1)
+    img = flow_to_color(flow, max_flow=r)
+    img[np.hypot(xs, ys) > r] = 255  # white outside the disc
+    if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+        raise OutputError(f"cannot write the colour-wheel legend {path}")
+
+
+def _progress(items: list[Any], enabled: bool, desc: str):
+    from tqdm import (
+        tqdm,  # lazy like the build's bar: only commands that draw one pay for it
+    )
+
+    return tqdm(items, desc=desc, unit="clip", disable=not enabled, dynamic_ncols=True)
+
+
+def _render_page_media(root: Path, record: dict[str, Any], clips: list[dict[str, Any]], media: Path,
+                       cfg: PreviewConfig) -> tuple[list[ClipEntry], list[str]]:
+    entries: list[ClipEntry] = []
+    notes: list[str] = []
+    for i, clip in enumerate(_progress(clips, cfg.progress, "preview")):
+        reader = ClipReader(root, record, clip)
+        if reader.count == 0:
+            notes.append(f"{clip['id']}: no frames to show")
+            continue
+        # media files are numbered, not named after clips: clip names hold '#', '&', "'" ...
+        name = f"c{i:04d}.mp4"
+        try:
+            info: ClipMedia = render_clip(reader, media / name, cfg.max_frames, cfg.height, cfg.fps)
+        except DatasetError as exc:  # a damaged clip: say so on the page and show the others
+            (media / name).unlink(missing_ok=True)
+            notes.append(f"{clip['id']}: {exc}")
+            continue
+        entries.append(ClipEntry(clip=clip, media=info, src=f"{MEDIA_DIR}/{name}"))
+    return entries, notes
+
+
+def _clear_media(media: Path) -> None:
+    """Remove the videos of an earlier preview (only files this module names)."""
+    for p in media.glob("c[0-9][0-9][0-9][0-9].mp4"):
+        p.unlink()
+
+
+def _write_video(root: Path, record: dict[str, Any], clip: dict[str, Any], video: Path, cfg: PreviewConfig,
+                 t0: float) -> PreviewSummary:
+    try:
+        video.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write the video {video}: {exc}") from exc
+    info = render_clip(ClipReader(root, record, clip), video, cfg.max_frames, cfg.height, cfg.fps, labels=True)
+    return PreviewSummary(out=video, index=None, clips=1, frames=info.shown, media_bytes=video.stat().st_size,
+                          seconds=time.perf_counter() - t0)
+
+
+def _write_page(root: Path, record: dict[str, Any], clips: list[dict[str, Any]], cfg: PreviewConfig,
+                t0: float) -> PreviewSummary:
+    out = _out_dir(root, cfg.out)
+    media = out / MEDIA_DIR
+    legend = f"{MEDIA_DIR}/{LEGEND_NAME}" if has_flow(record) else None
+    try:
+        media.mkdir(parents=True, exist_ok=True)
+        _clear_media(media)
+        if legend:
+            write_legend(out / legend)
+        entries, notes = _render_page_media(root, record, clips, media, cfg)
+        index = out / "index.html"
+        write_text_atomic(index, render_page(record, entries, dataset=str(root), legend=legend,
+                                             chosen=bool(cfg.clips), side=cfg.side, per_class=cfg.per_class,
+                                             notes=notes))
+    except OSError as exc:
+        raise OutputError(f"cannot write the preview to {out}: {exc}") from exc
+    size = sum(os.path.getsize(media / Path(e.src).name) for e in entries)
+    return PreviewSummary(out=out, index=index, clips=len(entries), frames=sum(e.media.shown for e in entries),
+                          media_bytes=size, seconds=time.perf_counter() - t0, notes=notes)
+
+
+def preview(cfg: PreviewConfig) -> PreviewSummary:
+    """Write the preview page (or, with ``cfg.video``, one clip's video).
+
+    Raises:
+        DatasetError: not a dataset, unreadable frames. ConfigError: unknown clip, bad ``--out``.
+        OutputError: the page or video cannot be written.
+    """
+    t0 = time.perf_counter()
+    root = find_root(Path(cfg.dataset))
+    record = read_record(root)
+    clips = [resolve_clip(record, c) for c in cfg.clips] if cfg.clips else \
+        select_clips(record, cfg.per_class, cfg.side)
+    if cfg.video is not None:
+        return _write_video(root, record, clips[0], Path(cfg.video), cfg, t0)
+    return _write_page(root, record, clips, cfg, t0)
