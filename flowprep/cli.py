@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "flowprep.export.commands",
     "flowprep.serve.commands",
     "flowprep.preview.commands",
+    "flowprep.doctor.commands",
 ]
 
 

@@ -1,11 +1,30 @@
-"""GPU discovery and worker -> GPU assignment (pure, CPU only)."""
+"""GPU code paths checked on the CPU: discovery, worker -> GPU assignment, and the GPU-review defects (issue 10)."""
 
 from __future__ import annotations
 
-import pytest
+import sys
+import types
+from enum import Enum
+from pathlib import Path
 
-from flowprep.errors import ConfigError
-from flowprep.flow.gpus import GpuInfo, assign, discover_gpus, gpu_for_worker, parse_gpus, parse_nvidia_smi_list
+import numpy as np
+import pytest
+import tomllib
+
+from flowprep.errors import (
+    BackendNotInstalledError,
+    BackendUnavailableError,
+    ConfigError,
+)
+from flowprep.flow import nvof, vpi
+from flowprep.flow.gpus import (
+    GpuInfo,
+    assign,
+    discover_gpus,
+    gpu_for_worker,
+    parse_gpus,
+    parse_nvidia_smi_list,
+)
 
 SMI = """GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-aaaa)
 GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-bbbb)
@@ -87,3 +106,190 @@ def test_round_robin_assignment():
         gpu_for_worker(0, [])
     with pytest.raises(ValueError):
         gpu_for_worker(-1, [0])
+
+
+# ------------------------------------------------------------------ defect 1: context order on failure
+
+class _Result(Enum):
+    CUDA_SUCCESS = 0
+
+
+class _FakeDriver:
+    """Records the context calls of a session whose set-up fails."""
+
+    CUresult = _Result
+
+    def __init__(self):
+        self.calls = []
+
+    def cuDeviceGet(self, gpu):
+        return _Result.CUDA_SUCCESS, gpu
+
+    def cuDevicePrimaryCtxRetain(self, dev):
+        self.calls.append("retain")
+        return _Result.CUDA_SUCCESS, 1234
+
+    def cuCtxPushCurrent(self, ctx):
+        self.calls.append("push")
+        return (_Result.CUDA_SUCCESS,)
+
+    def cuCtxPopCurrent(self):
+        self.calls.append("pop")
+        return _Result.CUDA_SUCCESS, 1234
+
+    def cuDevicePrimaryCtxRelease(self, dev):
+        self.calls.append("release")
+        return (_Result.CUDA_SUCCESS,)
+
+
+def test_failed_session_setup_pops_before_release(monkeypatch):
+    def fail(lib):
+        raise BackendUnavailableError("nvOFInit failed")
+
+    monkeypatch.setattr(nvof.api, "bind_entry_points", fail)
+    d = _FakeDriver()
+    with pytest.raises(BackendUnavailableError):
+        nvof._Session(d, None, 0, 64, 48, "slow", 1)
+    # balanced, and the primary context is released only after it has left the stack
+    assert d.calls.count("push") == d.calls.count("pop") and d.calls[-1] == "release", d.calls
+    assert d.calls.count("retain") == d.calls.count("release") == 1
+
+
+# ------------------------------------------------------------------ defect 3: OpenCV's real grid
+
+def test_opencv_path_records_and_upsamples_the_hardware_grid(monkeypatch):
+    """OpenCV on Turing: grid 1 asked, engine runs on 4, OpenCV fills grid 1 by nearest neighbour."""
+    h, w = 24, 32
+    hw = np.arange(6 * 8 * 2, dtype=np.int16).reshape(6, 8, 2) * 8  # hardware 4x4-grid vectors, S10.5
+
+    class FakeCv:
+        @classmethod
+        def create(cls, size, **kw):
+            assert kw["outputGridSize"] == 1
+            return cls()
+
+        def calc(self, prev, nxt, flow):
+            return np.repeat(np.repeat(hw, 4, 0), 4, 1)[:h, :w]  # what OpenCV's FlowUpsample returns
+
+    monkeypatch.setattr(nvof, "_opencv_nvof", lambda: FakeCv)
+    monkeypatch.setattr(nvof, "_opencv_compute_capability", lambda gpu: (7, 5))
+    backend = nvof.NvofBackend(grid=1, path="opencv")
+    flow = backend.calc(np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8))
+    assert backend.describe()["hardware_grid"] == 4 and backend.params()["grid"] == 1
+    np.testing.assert_allclose(flow, nvof.upsample_grid_flow(nvof.s10_5_to_float(hw), 4, h, w))
+    assert nvof.expected_hardware_grid(1, (8, 0)) == 1 and nvof.expected_hardware_grid(2, (7, 5)) == 4
+
+
+def test_nvof_params_recreate_the_backend():
+    """Build workers call ``type(b)(**b.params())``: params() must hold constructor arguments only."""
+    import inspect
+
+    accepted = set(inspect.signature(nvof.NvofBackend.__init__).parameters)
+    backend = object.__new__(nvof.NvofBackend)
+    backend.preset, backend.grid, backend._path, backend._hw_grid = "slow", 1, "ctypes", 4
+    assert set(backend.params()) <= accepted
+
+
+# ------------------------------------------------------------------ defect 4: install ranges
+
+def _extras():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    return tomllib.loads(text)["project"]["optional-dependencies"]
+
+
+def test_extras_resolve_on_every_supported_python():
+    from packaging.specifiers import SpecifierSet
+
+    (nvof_spec,) = _extras()["nvof"]
+    spec = SpecifierSet(nvof_spec.removeprefix("cuda-bindings"))
+    assert "12.8.0" in spec and "12.9.10" in spec and "13.5.0" in spec  # 12.x for Python 3.10, 13.x for 3.11+
+    assert "12.0.0" not in spec and "14.0.0" not in spec  # 12.0-12.7 were never published
+    torch_spec = SpecifierSet(next(r for r in _extras()["train"] if r.startswith("torch")).removeprefix("torch"))
+    assert "2.2.2" not in torch_spec and "2.3.0" in torch_spec  # torch.amp.GradScaler("cuda") is 2.3+
+
+
+# ------------------------------------------------------------------ defect 5: VPI engines
+
+class _Img:
+    def convert(self, fmt, backend):
+        return self
+
+
+def _fake_vpi(version, backends, optflow=None):
+    names = {n: n for n in backends}
+    return types.SimpleNamespace(
+        __version__=version, optflow_dense=optflow or (lambda *a, **k: None),
+        Backend=types.SimpleNamespace(**names), OptFlowQuality=types.SimpleNamespace(LOW="LOW"),
+        Format=types.SimpleNamespace(Y8_ER="Y8_ER", Y8_ER_BL="Y8_ER_BL", NV12_ER="NV12_ER", NV12_ER_BL="NV12_ER_BL"),
+        asimage=lambda a: _Img())
+
+
+XAVIER, ORIN = "NVIDIA Jetson AGX Xavier", "NVIDIA Jetson AGX Orin Developer Kit"
+
+
+@pytest.mark.parametrize("version, backends", [("3.2.4", ["CUDA", "VIC", "OFA"]), ("2.4.8", ["CUDA", "VIC"])])
+def test_vpi_xavier_needs_vpi2_with_nvenc(monkeypatch, version, backends):
+    monkeypatch.setitem(sys.modules, "vpi", _fake_vpi(version, backends))
+    with pytest.raises(BackendUnavailableError, match="python3-vpi2"):
+        vpi.check_environment(machine="aarch64", model=XAVIER)
+
+
+def test_vpi_xavier_with_vpi2(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vpi", _fake_vpi("2.4.8", ["CUDA", "VIC", "NVENC"]))
+    assert vpi.check_environment(machine="aarch64", model=XAVIER)[1] == "nvenc"
+    monkeypatch.setitem(sys.modules, "vpi", None)
+    with pytest.raises(BackendNotInstalledError, match="python3-vpi2"):
+        vpi.check_environment(machine="aarch64", model=XAVIER)
+
+
+def test_vpi_orin_ofa_detected_at_run_time(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vpi", _fake_vpi("3.2.4", ["CUDA", "VIC", "OFA"]))
+    assert vpi.check_environment(machine="aarch64", model=ORIN)[1] == "ofa"
+
+    def no_ofa(*a, **k):
+        raise RuntimeError("VPI_ERROR_NOT_IMPLEMENTED")
+
+    monkeypatch.setitem(sys.modules, "vpi", _fake_vpi("3.2.4", ["CUDA", "VIC", "OFA"], no_ofa))
+    with pytest.raises(BackendUnavailableError, match="OFA engine cannot run dense optical flow here"):
+        vpi.check_environment(machine="aarch64", model="NVIDIA Jetson Orin Nano")
+
+
+# ------------------------------------------------------------------ defect 6: NCCL order
+
+def test_ddp_binds_the_device_before_the_process_group(monkeypatch):
+    torch = pytest.importorskip("torch")
+    import torch.distributed as dist
+
+    from flowprep.train import loop
+
+    order = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: order.append(("set_device", i)))
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: order.append(("init", backend)))
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    rank, world, device = loop._dist_setup("cuda")
+    assert order == [("set_device", 1), ("init", "nccl")] and (rank, world, str(device)) == (1, 2, "cuda:1")
+
+
+# ------------------------------------------------------------------ defect 7: TensorRT status
+
+def test_tensorrt_status_without_torch_is_not_ok(monkeypatch):
+    from flowprep.export import tensorrt
+
+    monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.setitem(sys.modules, "cuda", None)
+    monkeypatch.setitem(sys.modules, "cuda.bindings", None)
+    ok, why = tensorrt.tensorrt_status()
+    assert not ok and "cannot tell whether a CUDA GPU is present" in why
+
+
+def test_tensorrt_fp16_typing_by_version():
+    from flowprep.export.tensorrt import strongly_typed_fp16
+
+    assert not strongly_typed_fp16("10.11.0", True) and not strongly_typed_fp16("10.12.0", False)
+    assert strongly_typed_fp16("10.12.0.36", True) and strongly_typed_fp16("11.0.0", True)

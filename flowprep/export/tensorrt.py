@@ -8,6 +8,8 @@ FP16 differs by TensorRT major version:
 
 * TensorRT 10: weakly typed networks; ``BuilderFlag.FP16`` lets the builder pick fp16 kernels for
   the fp32 ONNX model (``trtexec --fp16``).
+* TensorRT 10.12+: weak typing is deprecated; with the fp16 ONNX model present the network is
+  built strongly typed from it instead (:func:`strongly_typed_fp16`).
 * TensorRT >= 11: every network is strongly typed and ``BuilderFlag.FP16`` / ``--fp16`` are gone;
   precision comes from the graph, so the fp16 ONNX model (``model_fp16.onnx``, fp32 I/O) is built.
 """
@@ -78,19 +80,48 @@ def command_line(argv: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
+def _cuda_device_count() -> int | None:
+    """CUDA devices visible, from torch or else NVIDIA's cuda-bindings; None when neither can tell."""
+    try:
+        import torch
+
+        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+    except ImportError:
+        pass
+    try:
+        from cuda.bindings import driver
+    except ImportError:
+        return None
+    if driver.cuInit(0)[0] != driver.CUresult.CUDA_SUCCESS:
+        return 0
+    err, count = driver.cuDeviceGetCount()
+    return int(count) if err == driver.CUresult.CUDA_SUCCESS else 0
+
+
 def tensorrt_status() -> tuple[bool, str]:
     """``(usable, why)``: can an engine be built here (``tensorrt`` importable and a CUDA GPU present)?"""
     try:
         import tensorrt  # noqa: F401
     except ImportError as exc:
         return False, f"the tensorrt Python package is not installed ({exc})"
-    try:
-        import torch
-        if not torch.cuda.is_available():
-            return False, "no CUDA GPU is visible"
-    except ImportError:
-        pass
+    count = _cuda_device_count()
+    if count is None:
+        return False, "cannot tell whether a CUDA GPU is present: install torch or `pip install 'flowprep[nvof]'`"
+    if count == 0:
+        return False, "no CUDA GPU is visible"
     return True, "ok"
+
+
+def strongly_typed_fp16(version: str, have_fp16_onnx: bool) -> bool:
+    """Build fp16 as a strongly-typed network from the fp16 ONNX model?
+
+    TensorRT 10.12 deprecated weak typing (``BuilderFlag.FP16``) and 11 removed it; from 10.12 on
+    the fp16 ONNX model is built strongly typed when it was exported, else 10.x falls back to the
+    (deprecated) builder flag.
+    """
+    parts = [int(p) for p in str(version).split(".")[:2] if p.isdigit()] + [0, 0]
+    major, minor = parts[0], parts[1]
+    return major >= 11 or (major == 10 and minor >= 12 and have_fp16_onnx)
 
 
 def trt_major_version() -> int:
@@ -124,22 +155,24 @@ def build_engine(onnx: Path, engine: Path, shapes: dict[str, tuple[int, ...]], p
     import tensorrt as trt
 
     major = trt_major_version()
+    typed = fp16 and strongly_typed_fp16(trt.__version__, fp16_onnx is not None)
     src = Path(onnx)
-    if fp16 and major >= 11:
-        if fp16_onnx is None:
-            raise ExportError("TensorRT >= 11 builds fp16 engines from an fp16 ONNX model; export with --fp16")
-        src = Path(fp16_onnx)
+    if fp16 and major >= 11 and fp16_onnx is None:
+        raise ExportError("TensorRT >= 11 builds fp16 engines from an fp16 ONNX model; export with --fp16")
+    if typed:
+        src = Path(fp16_onnx)  # type: ignore[arg-type]
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    # explicit batch is the only mode since TensorRT 10, so no creation flags are needed
-    network = builder.create_network(0)
+    # explicit batch is the only mode since TensorRT 10; strongly typed takes precision from the graph
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if typed and major < 11 else 0
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(src)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ExportError(f"TensorRT cannot parse {src}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_MIB << 20)
-    if fp16 and major < 11:
+    if fp16 and not typed:
         config.set_flag(trt.BuilderFlag.FP16)
     opt = builder.create_optimization_profile()
     for name, (lo, mid, hi) in profile.shapes(shapes).items():

@@ -132,6 +132,47 @@ def _opencv_nvof() -> Any | None:
     return None
 
 
+def _opencv_compute_capability(gpu: int) -> tuple[int, int]:
+    """``(major, minor)`` of CUDA device ``gpu`` as OpenCV sees it; ``(0, 0)`` when unknown."""
+    try:
+        import cv2
+    except ImportError:
+        return 0, 0
+    try:
+        info = cv2.cuda.DeviceInfo(gpu)
+        return int(info.majorVersion()), int(info.minorVersion())
+    except (AttributeError, cv2.error):  # no CUDA in this OpenCV build, or no such device
+        return 0, 0
+
+
+def expected_hardware_grid(grid: int, capability: tuple[int, int]) -> int:
+    """The grid the engine runs on for a requested ``grid``, from the GPU generation.
+
+    Both the ctypes path and OpenCV's ``NvidiaOpticalFlow_2_0`` take the finest supported grid
+    coarser than an unsupported request (:func:`choose_grid`); Turing (compute 7.x) supports only 4,
+    Ampere and newer 1, 2 and 4. The ctypes path replaces this by the engine's caps once a session
+    opens; OpenCV does not expose its choice, so this is what it records. Unknown capability
+    ``(0, 0)`` is taken as Turing, the conservative guess.
+    """
+    return choose_grid(grid, [4] if tuple(capability) < (8, 0) else [1, 2, 4])
+
+
+def opencv_vectors_to_hardware_grid(vectors: np.ndarray, grid: int, hw_grid: int) -> np.ndarray:
+    """Undo OpenCV's nearest-neighbour fill of the requested grid: the hardware-grid vectors.
+
+    OpenCV replicates each hardware vector over ``hw_grid / grid`` cells per side, so every
+    ``s``-th cell is the hardware vector; from there the flow is upsampled exactly like the ctypes
+    path (bilinear between block centres), so both paths give the same flow.
+
+    Args:
+        vectors: ``int16`` ``(ceil(h/grid), ceil(w/grid), 2)`` as ``calc`` returned them.
+    Returns:
+        ``int16`` ``(ceil(h/hw_grid), ceil(w/hw_grid), 2)``.
+    """
+    step = hw_grid // grid
+    return np.ascontiguousarray(vectors[::step, ::step]) if step > 1 else vectors
+
+
 def _cu(driver: Any, result: Any, what: str) -> Any:
     """Unpack a cuda-bindings ``(CUresult, value...)`` tuple, raising on error."""
     if not isinstance(result, tuple):
@@ -211,14 +252,14 @@ class NvofBackend(FlowBackend):
         self.preset, self.grid, self.gpu = preset, int(grid), int(gpu)
         self._path = self._choose_path(path)
         self._session: _Session | None = None
-        self._cv: Any = None  # OpenCV's NvidiaOpticalFlow_2_0 instance (path "opencv")
-        self._cv_cls: Any = _opencv_nvof() if self._path == "opencv" else None
-        self._hw_grid = self.grid
+        self._cv = None
+        self._cv_cls = _opencv_nvof() if self._path == "opencv" else None
         self._shape: tuple[int, int] | None = None
         if self._path == "ctypes":
             self._driver, self._oflib, self._gpu_name, self._cc = check_environment(self.gpu)
         else:
-            self._gpu_name, self._cc = "", (0, 0)
+            self._gpu_name, self._cc = "", _opencv_compute_capability(self.gpu)
+        self._hw_grid = expected_hardware_grid(self.grid, self._cc)
 
     def _choose_path(self, path: str) -> str:
         if path == "opencv":
@@ -255,23 +296,41 @@ class NvofBackend(FlowBackend):
             self.close()
             self._shape = (h, w)
             if self._path == "ctypes":
-                session = _Session(self._driver, self._oflib, self.gpu, w, h, self.preset, self.grid)
-                self._session, self._hw_grid = session, session.grid
+                self._session = _Session(self._driver, self._oflib, self.gpu, w, h, self.preset, self.grid)
+                self._hw_grid = self._session.grid
             else:
                 self._cv = self._cv_cls.create((w, h), perfPreset=api.PERF_LEVELS[self.preset],
                                                outputGridSize=self.grid, hintGridSize=self.grid,
                                                enableTemporalHints=False, enableExternalHints=False,
                                                enableCostBuffer=False, gpuId=self.gpu)
-        if self._session is not None:  # the ctypes path (opened above)
+                self._hw_grid = expected_hardware_grid(self.grid, self._cc)
+        if self._path == "ctypes":
             vectors = self._session.run(prev, nxt)
         else:
             out = self._cv.calc(prev, nxt, None)
             vectors = np.asarray(out[0] if isinstance(out, tuple) else out).reshape(
                 *api.output_grid_shape(w, h, self.grid), 2).astype(np.int16, copy=False)
+            vectors = opencv_vectors_to_hardware_grid(vectors, self.grid, self._hw_grid)
         return upsample_grid_flow(s10_5_to_float(vectors), self._hw_grid, h, w)
 
     def params(self) -> dict[str, Any]:
-        return {"preset": self.preset, "grid": self.grid, "hardware_grid": self._hw_grid, "path": self._path}
+        # constructor arguments only (the base-class contract: build workers re-create the backend
+        # from them); the grid the engine really runs on is in describe()
+        return {"preset": self.preset, "grid": self.grid, "path": self._path}
+
+    def describe(self) -> dict[str, Any]:
+        """The base record plus ``hardware_grid``: the grid the engine computes on (see :func:`expected_hardware_grid`)."""
+        return {**super().describe(), "hardware_grid": self._hw_grid}
+
+    @property
+    def supported_grids(self) -> list[int] | None:
+        """Output grids the engine reports (ctypes path, once a session is open), else None."""
+        return list(self._session.supported_grids) if self._session is not None else None
+
+    @property
+    def hardware_grid(self) -> int:
+        """The grid the engine computes on: from the GPU generation until a session opens, then from its caps."""
+        return self._hw_grid
 
     def device(self) -> str:
         extra = f" ({self._gpu_name}, sm_{self._cc[0]}{self._cc[1]})" if self._gpu_name else ""
@@ -297,50 +356,61 @@ class _Session:
         self.driver, self.width, self.height = driver, width, height
         self._handle = api.NvOFHandle()
         self._buffers: list[api.NvOFGPUBufferHandle] = []
+        self.fn: Any = None
         dev = _cu(driver, driver.cuDeviceGet(gpu), "cuDeviceGet")
         self._dev = dev
         self._ctx = _cu(driver, driver.cuDevicePrimaryCtxRetain(dev), "cuDevicePrimaryCtxRetain")
-        _cu(driver, driver.cuCtxPushCurrent(self._ctx), "cuCtxPushCurrent")
         try:
-            create, max_version = api.bind_entry_points(oflib)
-            version = api.api_version(api.API_MAJOR, api.API_MINOR)
-            if max_version is not None:
-                supported = ctypes.c_uint32()
-                if max_version(ctypes.byref(supported)) == api.NV_OF_SUCCESS:
-                    if supported.value >> 4 < api.MIN_API_MAJOR:
-                        raise BackendUnavailableError(
-                            f"the NVIDIA driver offers optical-flow interface "
-                            f"{supported.value >> 4}.{supported.value & 15}; "
-                            f"{api.MIN_API_MAJOR}.0 or newer is needed: update the driver")
-                    version = min(version, supported.value)
-            self.fn = api.NV_OF_CUDA_API_FUNCTION_LIST()
-            self._check(create(version, ctypes.byref(self.fn)), "NvOFAPICreateInstanceCuda")
-            self._check(self.fn.nvCreateOpticalFlowCuda(ctypes.c_void_p(int(self._ctx)), ctypes.byref(self._handle)),
-                        "nvCreateOpticalFlowCuda")
-            self.grid = self._pick_grid(grid)
-            init = api.NV_OF_INIT_PARAMS(width=width, height=height, outGridSize=self.grid, hintGridSize=0,
-                                         mode=api.NV_OF_MODE_OPTICALFLOW, perfLevel=api.PERF_LEVELS[preset],
-                                         enableExternalHints=api.NV_OF_FALSE, enableOutputCost=api.NV_OF_FALSE,
-                                         predDirection=api.NV_OF_PRED_DIRECTION_FORWARD,
-                                         inputBufferFormat=api.NV_OF_BUFFER_FORMAT_GRAYSCALE8)
-            self._check(self.fn.nvOFInit(self._handle, ctypes.byref(init)), "nvOFInit")
-            self._check(self.fn.nvOFSetIOCudaStreams(self._handle, None, None), "nvOFSetIOCudaStreams")
-            self.out_h, self.out_w = api.output_grid_shape(width, height, self.grid)
-            self.inputs = [self._buffer(width, height, api.NV_OF_BUFFER_USAGE_INPUT, api.NV_OF_BUFFER_FORMAT_GRAYSCALE8)
-                           for _ in range(2)]
-            self.output = self._buffer(self.out_w, self.out_h, api.NV_OF_BUFFER_USAGE_OUTPUT,
-                                       api.NV_OF_BUFFER_FORMAT_SHORT2)
+            _cu(driver, driver.cuCtxPushCurrent(self._ctx), "cuCtxPushCurrent")
         except BaseException:
-            self.close()
+            self._release()
             raise
-        finally:
+        try:
+            self._open(oflib, width, height, preset, grid)
+        except BaseException:
+            # Order matters: the objects go while the context is current, then the context leaves
+            # the stack, and only then is the primary context released (which may destroy it).
+            self._destroy_objects()
             driver.cuCtxPopCurrent()
+            self._release()
+            raise
+        driver.cuCtxPopCurrent()
+
+    def _open(self, oflib: ctypes.CDLL, width: int, height: int, preset: str, grid: int) -> None:
+        """Create the NVOF instance, session and buffers; the session's context must be current."""
+        create, max_version = api.bind_entry_points(oflib)
+        version = api.api_version(api.API_MAJOR, api.API_MINOR)
+        if max_version is not None:
+            supported = ctypes.c_uint32()
+            if max_version(ctypes.byref(supported)) == api.NV_OF_SUCCESS:
+                if supported.value >> 4 < api.MIN_API_MAJOR:
+                    raise BackendUnavailableError(
+                        f"the NVIDIA driver offers optical-flow interface {supported.value >> 4}.{supported.value & 15}; "
+                        f"{api.MIN_API_MAJOR}.0 or newer is needed: update the driver")
+                version = min(version, supported.value)
+        self.fn = api.NV_OF_CUDA_API_FUNCTION_LIST()
+        self._check(create(version, ctypes.byref(self.fn)), "NvOFAPICreateInstanceCuda")
+        self._check(self.fn.nvCreateOpticalFlowCuda(ctypes.c_void_p(int(self._ctx)), ctypes.byref(self._handle)),
+                    "nvCreateOpticalFlowCuda")
+        self.grid = self._pick_grid(grid)
+        init = api.NV_OF_INIT_PARAMS(width=width, height=height, outGridSize=self.grid, hintGridSize=0,
+                                     mode=api.NV_OF_MODE_OPTICALFLOW, perfLevel=api.PERF_LEVELS[preset],
+                                     enableExternalHints=api.NV_OF_FALSE, enableOutputCost=api.NV_OF_FALSE,
+                                     predDirection=api.NV_OF_PRED_DIRECTION_FORWARD,
+                                     inputBufferFormat=api.NV_OF_BUFFER_FORMAT_GRAYSCALE8)
+        self._check(self.fn.nvOFInit(self._handle, ctypes.byref(init)), "nvOFInit")
+        self._check(self.fn.nvOFSetIOCudaStreams(self._handle, None, None), "nvOFSetIOCudaStreams")
+        self.out_h, self.out_w = api.output_grid_shape(width, height, self.grid)
+        self.inputs = [self._buffer(width, height, api.NV_OF_BUFFER_USAGE_INPUT, api.NV_OF_BUFFER_FORMAT_GRAYSCALE8)
+                       for _ in range(2)]
+        self.output = self._buffer(self.out_w, self.out_h, api.NV_OF_BUFFER_USAGE_OUTPUT,
+                                   api.NV_OF_BUFFER_FORMAT_SHORT2)
 
     def _check(self, status: int, what: str) -> None:
         if status == api.NV_OF_SUCCESS:
             return
         detail = ""
-        if self._handle and self.fn.nvOFGetLastError:
+        if self._handle and self.fn is not None and self.fn.nvOFGetLastError:
             buf = ctypes.create_string_buffer(api.MIN_ERROR_STRING_SIZE * 4)
             size = ctypes.c_uint32(len(buf))
             if self.fn.nvOFGetLastError(self._handle, buf, ctypes.byref(size)) == api.NV_OF_SUCCESS:
@@ -348,6 +418,8 @@ class _Session:
         if status in api.NO_ENGINE_STATUSES:
             raise BackendUnavailableError(f"{what}: {api.status_name(status)}{detail}: this GPU has no usable "
                                           "optical-flow engine (needs Turing or newer, not TU117)")
+        if status == api.NV_OF_ERR_INVALID_VERSION:
+            detail += f"; the driver's optical-flow interface is older than {api.API_MAJOR}.{api.API_MINOR}: update the driver"
         raise BackendUnavailableError(f"{what} failed: {api.status_name(status)}{detail}")
 
     def _pick_grid(self, wanted: int) -> int:
@@ -357,8 +429,8 @@ class _Session:
         values = (ctypes.c_uint32 * max(1, size.value))()
         self._check(fn(self._handle, api.NV_OF_CAPS_SUPPORTED_OUTPUT_GRID_SIZES, values, ctypes.byref(size)),
                     "nvOFGetCaps")
-        supported = sorted(int(v) for v in values[: size.value]) or [4]
-        return choose_grid(wanted, supported)
+        self.supported_grids = sorted(int(v) for v in values[: size.value]) or [4]
+        return choose_grid(wanted, self.supported_grids)
 
     def _buffer(self, width: int, height: int, usage: int, fmt: int) -> tuple[Any, int, int]:
         desc = api.NV_OF_BUFFER_DESCRIPTOR(width=width, height=height, bufferUsage=usage, bufferFormat=fmt)
@@ -391,9 +463,9 @@ class _Session:
         d = self.driver
         _cu(d, d.cuCtxPushCurrent(self._ctx), "cuCtxPushCurrent")
         try:
-            # NVOF's "input" frame is the current one and "reference" the previous: vectors point
-            # from input to reference pixels. OpenCV's wrapper calls calc(input=prev, reference=next)
-            # and documents the result as prev -> next flow; we follow it (to verify on hardware).
+            # With NV_OF_PRED_DIRECTION_FORWARD the SDK header documents the vectors as pointing from
+            # each pixel of inputFrame to its match in referenceFrame, so input = frame k and
+            # reference = frame k+1 give the forward flow k -> k+1 (OpenCV's calc(frame0, frame1) too).
             for (_, ptr, pitch), frame in zip(self.inputs, (prev, nxt)):
                 self._copy(np.ascontiguousarray(frame), ptr, pitch, to_device=True)
             inp = api.NV_OF_EXECUTE_INPUT_PARAMS(inputFrame=self.inputs[0][0], referenceFrame=self.inputs[1][0],
@@ -407,22 +479,33 @@ class _Session:
         finally:
             d.cuCtxPopCurrent()
 
+    def _destroy_objects(self) -> None:
+        """Destroy the buffers and the NVOF session; the session's context must be current."""
+        fn = getattr(self, "fn", None)
+        if fn is None:
+            return
+        for handle in self._buffers:
+            fn.nvOFDestroyGPUBufferCuda(handle)
+        self._buffers = []
+        if self._handle:
+            fn.nvOFDestroy(self._handle)
+            self._handle = api.NvOFHandle()
+
+    def _release(self) -> None:
+        """Release the primary context (the driver destroys it at reference count 0); it must not be on the stack."""
+        self.driver.cuDevicePrimaryCtxRelease(self._dev)
+        self._ctx = None
+
     def close(self) -> None:
         if getattr(self, "_ctx", None) is None:
             return
         d = self.driver
         d.cuCtxPushCurrent(self._ctx)
         try:
-            for handle in self._buffers:
-                self.fn.nvOFDestroyGPUBufferCuda(handle)
-            self._buffers = []
-            if self._handle:
-                self.fn.nvOFDestroy(self._handle)
-                self._handle = api.NvOFHandle()
+            self._destroy_objects()
         finally:
             d.cuCtxPopCurrent()
-            d.cuDevicePrimaryCtxRelease(self._dev)
-            self._ctx = None
+            self._release()
 
 
 def choose_grid(wanted: int, supported: list[int]) -> int:

@@ -50,7 +50,7 @@ BACKENDS: dict[str, BackendSpec] = {
             "NVIDIA Optical Flow hardware engine (Turing/Ampere/Hopper/Ada: A100, H100, L4, RTX)", gpu=True),
         BackendSpec(
             "vpi", "flowprep.flow.vpi", "VpiBackend",
-            "JetPack's apt package `python3-vpi3` (never the unrelated PyPI `vpi`)",
+            "JetPack's apt package `python3-vpi3` on Orin, `python3-vpi2` on Xavier (never the unrelated PyPI `vpi`)",
             "NVIDIA VPI dense flow on Jetson (NVENC on Xavier, OFA on Orin)", gpu=True),
         BackendSpec(
             "tvl1", "flowprep.flow.opencv_cpu", "TVL1Backend",

@@ -1,8 +1,11 @@
 """NVIDIA VPI dense optical flow on Jetson: the NVENC engine on Xavier, the OFA engine on Orin.
 
-EXPERIMENTAL, not yet run on hardware. ``import vpi`` must be JetPack's ``python3-vpi3`` (apt, in
-``/opt/nvidia/vpi3``); the unrelated PyPI package also called ``vpi`` is detected (it has no
-``optflow_dense``) and refused. VPI has no dense optical flow on x86 machines with discrete GPUs:
+EXPERIMENTAL, not yet run on hardware. ``import vpi`` must be JetPack's VPI (apt): ``python3-vpi3``
+on Orin (JetPack 6), ``python3-vpi2`` on Xavier (JetPack 5: VPI 3 supports Orin only and VPI 4
+removed the NVENC backend); the unrelated PyPI package also called ``vpi`` is detected (it has no
+``optflow_dense``) and refused. The engine is checked when the backend starts: NVENC must exist in
+the installed VPI, and OFA must run a tiny dense-flow call (NVIDIA documents OFA dense flow on
+Jetson AGX Orin; other Orin modules are detected rather than assumed). VPI has no dense optical flow on x86 machines with discrete GPUs:
 use ``--flow nvof`` there.
 
 Pipeline per pair: gray ``uint8`` frames are padded at the right/bottom to the engine's size
@@ -27,6 +30,9 @@ from flowprep.flow.nvof import s10_5_to_float, upsample_grid_flow
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "JetPack's apt package `python3-vpi3` (`sudo apt install python3-vpi3`), never the PyPI `vpi`"
+#: Xavier's dense flow runs on NVENC, which only VPI 2.x (JetPack 5) offers there
+XAVIER_HINT = ("Xavier's NVENC dense flow needs VPI 2.x from JetPack 5 (`sudo apt install python3-vpi2`): "
+               "VPI 3 supports Orin only and VPI 4 removed the NVENC backend")
 QUALITIES = ("low", "medium", "high")
 #: VPI's dense flow always outputs one vector per 4x4 block
 GRID = 4
@@ -44,7 +50,10 @@ SIZE_MULTIPLE: dict[str, tuple[int, int]] = {"nvenc": (16, 4), "ofa": (4, 4)}
 
 
 def engine_for_model(model: str) -> str | None:
-    """The dense-flow engine of a Jetson board from its device-tree model string, or None."""
+    """The dense-flow engine family of a Jetson board from its device-tree model string, or None.
+
+    Only the family: whether the installed VPI can really use it is checked by :func:`check_environment`.
+    """
     m = model.lower()
     if "orin" in m:
         return "ofa"
@@ -82,19 +91,48 @@ def _device_model() -> str:
         return ""
 
 
-def _import_vpi() -> Any:
+def _import_vpi(hint: str = INSTALL_HINT) -> Any:
     """JetPack's ``vpi`` module, or :class:`BackendNotInstalledError` saying what is wrong."""
     try:
         import vpi
     except ImportError as exc:
         raise BackendNotInstalledError(f"NVIDIA VPI's Python module is not installed ({exc}); on a Jetson install "
-                                       f"{INSTALL_HINT}") from exc
+                                       f"{hint}") from exc
     if not hasattr(vpi, "optflow_dense"):
         where = getattr(vpi, "__file__", "?")
         raise BackendNotInstalledError(
             f"the `vpi` module found at {where} is not NVIDIA VPI (it has no optflow_dense): it is probably the "
-            f"unrelated PyPI package `vpi`; `pip uninstall vpi` and install {INSTALL_HINT}")
+            f"unrelated PyPI package `vpi`; `pip uninstall vpi` and install {hint}")
     return vpi
+
+
+def to_engine_format(vpi: Any, frame: np.ndarray, engine: str) -> Any:
+    """Gray ``uint8`` ``(h, w)`` frame to a VPI image in the engine's input format (:data:`INPUT_CONVERSIONS`)."""
+    img = vpi.asimage(frame)  # 2-D uint8 -> U8
+    for fmt, backend in INPUT_CONVERSIONS[engine]:
+        img = img.convert(getattr(vpi.Format, fmt), backend=getattr(vpi.Backend, backend))
+    return img
+
+
+def _check_engine(vpi: Any, engine: str, model: str) -> None:
+    """Raise :class:`BackendUnavailableError` unless the installed VPI can run ``engine`` here."""
+    major = int(str(getattr(vpi, "__version__", "0")).split(".")[0] or 0)
+    if engine == "nvenc":
+        if not hasattr(vpi.Backend, "NVENC") or major >= 3:
+            raise BackendUnavailableError(f"{model}: VPI {getattr(vpi, '__version__', '?')} has no NVENC dense flow "
+                                          f"for this board; {XAVIER_HINT}")
+        return
+    if not hasattr(vpi.Backend, "OFA"):
+        raise BackendUnavailableError("this VPI has no OFA backend (Orin needs VPI 2.3 or newer, JetPack 5.1.2+)")
+    # run-time detection: a tiny dense-flow call on the OFA engine (not every Orin module is documented to have it)
+    w, h = padded_size(64, 64, "ofa")
+    frame = np.zeros((h, w), np.uint8)
+    try:
+        vpi.optflow_dense(to_engine_format(vpi, frame, "ofa"), to_engine_format(vpi, frame, "ofa"),
+                          backend=vpi.Backend.OFA, quality=vpi.OptFlowQuality.LOW)
+    except Exception as exc:  # VPI raises its own error types; any failure means "no OFA dense flow here"
+        raise BackendUnavailableError(f"{model}: VPI's OFA engine cannot run dense optical flow here ({exc}); "
+                                      "NVIDIA documents OFA dense flow on Jetson AGX Orin") from exc
 
 
 def check_environment(machine: str | None = None, model: str | None = None) -> tuple[Any, str, str]:
@@ -108,9 +146,8 @@ def check_environment(machine: str | None = None, model: str | None = None) -> t
     engine = engine_for_model(model)
     if engine is None:
         raise BackendUnavailableError(f"{model}: VPI dense optical flow needs a Jetson Xavier (NVENC) or Orin (OFA)")
-    vpi = _import_vpi()
-    if engine == "ofa" and not hasattr(vpi.Backend, "OFA"):
-        raise BackendUnavailableError("this VPI has no OFA backend (Orin needs VPI 2.3 or newer, JetPack 5.1.2+)")
+    vpi = _import_vpi(XAVIER_HINT if engine == "nvenc" else INSTALL_HINT)
+    _check_engine(vpi, engine, model)
     return vpi, engine, model
 
 
@@ -138,11 +175,7 @@ class VpiBackend(FlowBackend):
         return f"{model} ({engine.upper()})"
 
     def _to_engine_format(self, frame: np.ndarray) -> Any:
-        vpi = self._vpi
-        img = vpi.asimage(frame)  # 2-D uint8 -> U8
-        for fmt, backend in INPUT_CONVERSIONS[self.engine]:
-            img = img.convert(getattr(vpi.Format, fmt), backend=getattr(vpi.Backend, backend))
-        return img
+        return to_engine_format(self._vpi, frame, self.engine)
 
     def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         check_pair(prev, nxt)

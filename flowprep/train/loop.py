@@ -46,11 +46,12 @@ def _dist_setup(device: str) -> tuple[int, int, torch.device]:
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda asked, but torch sees no CUDA device")
     if world > 1:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if cuda:  # NCCL's recommended order: bind the device before creating the process group
+            torch.cuda.set_device(local)
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if cuda else "gloo")
-        rank, local = dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0"))
-        if cuda:
-            torch.cuda.set_device(local)
+        rank = dist.get_rank()
         return rank, world, torch.device(f"cuda:{local}" if cuda else "cpu")
     return 0, 1, torch.device("cuda" if cuda else "cpu")
 

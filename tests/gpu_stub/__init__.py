@@ -1,0 +1,1 @@
+"""Stand-in NVIDIA driver for tests (see harness.py)."""

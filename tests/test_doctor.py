@@ -1,0 +1,94 @@
+"""``flowprep doctor``: the framework, the run here (everything skipped, exit 0), and its NVOF and
+build checks against the stand-in NVIDIA driver (tests/gpu_stub)."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from gpu_stub import harness
+from gpu_stub.harness import A100, T4, StubRun, any_major
+
+from flowprep.cli import cli
+from flowprep.doctor.api import (
+    Check,
+    CheckFailed,
+    CheckResult,
+    Skip,
+    format_table,
+    run_checks,
+)
+from flowprep.doctor.checks import CHECKS, NVOF_MAX_EPE
+
+stub_libdir = harness.stub_libdir  # the session fixture that builds the stand-in driver
+
+
+def _ok(ctx):
+    return "fine", {"n": 1}
+
+
+def _skip(ctx):
+    raise Skip("not here")
+
+
+def _fail(ctx):
+    raise CheckFailed("EPE too high", {"epe": 9.0})
+
+
+def _crash(ctx):
+    raise ValueError("boom")
+
+
+def test_runner_statuses_and_exit_code(tmp_path):
+    checks = [Check("a", _ok, 5, ""), Check("b", _skip, 5, ""), Check("c", _fail, 5, ""), Check("d", _crash, 5, "")]
+    summary = run_checks(checks, workdir=tmp_path)
+    assert [(r.name, r.status) for r in summary.results] == [("a", "pass"), ("b", "skipped"), ("c", "fail"), ("d", "fail")]
+    assert summary.results[2].numbers == {"epe": 9.0} and summary.results[3].detail == "ValueError: boom"
+    assert summary.exit_code == 1
+    assert run_checks(checks[:2], workdir=tmp_path).exit_code == 0
+    assert "1 passed, 2 failed, 1 skipped" in format_table(summary)
+
+
+def test_total_budget_skips_the_rest(tmp_path):
+    summary = run_checks([Check("a", _ok, 5, "")], workdir=tmp_path, total_budget_s=-1)
+    assert summary.results[0].status == "skipped" and "budget" in summary.results[0].detail
+    assert CheckResult("x", "pass", "", seconds=2.0, budget_s=1.0).over_budget
+
+
+def test_checks_are_data():
+    names = [c.name for c in CHECKS]
+    assert len(set(names)) == len(names) and names[:4] == ["driver", "gpus", "nvof-engine", "nvof-accuracy"]
+    assert all(c.budget_s > 0 and callable(c.fn) for c in CHECKS)
+    assert sum(c.budget_s for c in CHECKS) <= 900
+
+
+def test_doctor_here_skips_with_reasons_and_exits_0(tmp_path, monkeypatch):
+    """On a machine without the NVIDIA driver every check is skipped, says why, and the exit status is 0."""
+    monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
+    out = tmp_path / "doctor.json"
+    res = CliRunner().invoke(cli, ["doctor", "--quick", "--json-out", str(out)])
+    report = json.loads(out.read_text())
+    if report["counts"]["pass"]:  # a machine with a GPU: nothing to assert about skips
+        return
+    assert res.exit_code == 0, res.output
+    assert len(report["results"]) == len(CHECKS) and report["counts"]["fail"] == 0
+    assert all(r["status"] == "skipped" and r["detail"] for r in report["results"])
+    assert "no NVIDIA driver here" in report["results"][0]["detail"]
+    assert "skipped in" in res.output
+
+
+def test_doctor_nvof_checks_against_the_stand_in(stub_libdir, tmp_path):
+    stub = StubRun(stub_libdir, any_major(), tmp_path / "stub.log")
+    out = tmp_path / "doctor.json"
+    res = stub.flowprep("doctor", "--quick", "--json-out", str(out), gpus=f"{A100};{T4}")
+    report = {r["name"]: r for r in json.loads(out.read_text())["results"]}
+    assert res.returncode == 0, res.stdout + res.stderr
+    for name in ("driver", "gpus", "nvof-engine", "nvof-accuracy", "nvof-speed", "build"):
+        assert report[name]["status"] == "pass", report[name]
+    engine = report["nvof-engine"]["numbers"]
+    assert engine["gpu0"]["grids"] == [1, 2, 4] and engine["gpu1"]["grids"] == [4]  # Ampere vs Turing
+    acc = report["nvof-accuracy"]["numbers"]
+    assert acc["sign_ok"] and all(acc[f"grid{g}-slow"]["epe"] <= NVOF_MAX_EPE for g in (1, 2, 4))
+    assert report["build"]["numbers"]["gpus"] == 2
+    assert report["train-cuda"]["status"] == "skipped"  # the CPU torch sees no CUDA
+    assert stub.misuse() == []
