@@ -252,8 +252,8 @@ class NvofBackend(FlowBackend):
         self.preset, self.grid, self.gpu = preset, int(grid), int(gpu)
         self._path = self._choose_path(path)
         self._session: _Session | None = None
-        self._cv = None
-        self._cv_cls = _opencv_nvof() if self._path == "opencv" else None
+        self._cv: Any = None  # OpenCV's NvidiaOpticalFlow_2_0 instance (path "opencv")
+        self._cv_cls: Any = _opencv_nvof() if self._path == "opencv" else None
         self._shape: tuple[int, int] | None = None
         if self._path == "ctypes":
             self._driver, self._oflib, self._gpu_name, self._cc = check_environment(self.gpu)
@@ -296,15 +296,15 @@ class NvofBackend(FlowBackend):
             self.close()
             self._shape = (h, w)
             if self._path == "ctypes":
-                self._session = _Session(self._driver, self._oflib, self.gpu, w, h, self.preset, self.grid)
-                self._hw_grid = self._session.grid
+                session = _Session(self._driver, self._oflib, self.gpu, w, h, self.preset, self.grid)
+                self._session, self._hw_grid = session, session.grid
             else:
                 self._cv = self._cv_cls.create((w, h), perfPreset=api.PERF_LEVELS[self.preset],
                                                outputGridSize=self.grid, hintGridSize=self.grid,
                                                enableTemporalHints=False, enableExternalHints=False,
                                                enableCostBuffer=False, gpuId=self.gpu)
                 self._hw_grid = expected_hardware_grid(self.grid, self._cc)
-        if self._path == "ctypes":
+        if self._session is not None:  # the ctypes path (opened above)
             vectors = self._session.run(prev, nxt)
         else:
             out = self._cv.calc(prev, nxt, None)
