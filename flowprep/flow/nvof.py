@@ -319,7 +319,8 @@ class NvofBackend(FlowBackend):
         return {"preset": self.preset, "grid": self.grid, "path": self._path}
 
     def describe(self) -> dict[str, Any]:
-        """The base record plus ``hardware_grid``: the grid the engine computes on (see :func:`expected_hardware_grid`)."""
+        """The base record plus ``hardware_grid``: the grid the engine computes on (see
+        :func:`expected_hardware_grid`)."""
         return {**super().describe(), "hardware_grid": self._hw_grid}
 
     @property
@@ -385,7 +386,8 @@ class _Session:
             if max_version(ctypes.byref(supported)) == api.NV_OF_SUCCESS:
                 if supported.value >> 4 < api.MIN_API_MAJOR:
                     raise BackendUnavailableError(
-                        f"the NVIDIA driver offers optical-flow interface {supported.value >> 4}.{supported.value & 15}; "
+                        f"the NVIDIA driver offers optical-flow interface "
+                        f"{supported.value >> 4}.{supported.value & 15}; "
                         f"{api.MIN_API_MAJOR}.0 or newer is needed: update the driver")
                 version = min(version, supported.value)
         self.fn = api.NV_OF_CUDA_API_FUNCTION_LIST()
@@ -419,7 +421,8 @@ class _Session:
             raise BackendUnavailableError(f"{what}: {api.status_name(status)}{detail}: this GPU has no usable "
                                           "optical-flow engine (needs Turing or newer, not TU117)")
         if status == api.NV_OF_ERR_INVALID_VERSION:
-            detail += f"; the driver's optical-flow interface is older than {api.API_MAJOR}.{api.API_MINOR}: update the driver"
+            detail += (f"; the driver's optical-flow interface is older than {api.API_MAJOR}.{api.API_MINOR}: "
+                       "update the driver")
         raise BackendUnavailableError(f"{what} failed: {api.status_name(status)}{detail}")
 
     def _pick_grid(self, wanted: int) -> int:
