@@ -12,12 +12,13 @@ import sys
 from pathlib import Path
 
 from flowprep.flow.bench import bench_flow, format_table
+from flowprep.layout.record import json_safe
 
 
 def main(argv: list[str]) -> None:
     out = Path(argv[0]) if argv else Path("bench_flow.json")
     result = bench_flow(plot=out.with_suffix(".png"), vis_dir=out.parent / "flow_vis")
-    out.write_text(json.dumps(result.to_dict(), indent=2))
+    out.write_text(json.dumps(json_safe(result.to_dict()), indent=2, allow_nan=False))
     print(format_table(result))
     print(f"wrote {out}")
 

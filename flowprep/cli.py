@@ -9,8 +9,10 @@ import their heavy dependencies (torch, onnxruntime, ...) only inside the comman
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
+import os
 import signal
 import sys
 
@@ -38,12 +40,67 @@ _RESUME_HINTS = {
 }
 
 
+#: errno values that say something about the machine or the paths given (permissions, a full or
+#: read-only disk, a missing folder), not about flowprep's code
+_USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.ENOENT, errno.ENOTDIR,
+                errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.EDQUOT, errno.EFBIG, errno.EMFILE,
+                errno.ENOTEMPTY, errno.EXDEV, errno.ELOOP, errno.EIO}
+
+#: errno values that are about the disk whatever the file
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+def os_error_line(exc: OSError) -> str | None:
+    """One line for an OS error about a named file (``/x/report.json: Read-only file system``), or
+    None when the error names no file or is of a kind that points at a bug rather than the machine."""
+    if exc.filename is None and exc.errno in _DISK_ERRNOS:
+        # write() and close() on a full disk name no file; these errors never come from a bug
+        return f"{exc.strerror or os.strerror(exc.errno)} while writing the output (free some space or choose " \
+               "another folder)"
+    if exc.filename is None or exc.errno not in _USER_ERRNOS:
+        return None
+    name = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes)) else str(exc.filename)
+    what = exc.strerror or os.strerror(exc.errno)
+    if exc.filename2 is not None:
+        name += f" -> {os.fsdecode(exc.filename2)}"
+    hint = " (free some space or choose another folder)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    return f"{printable(name)}: {what}{hint}"
+
+
+def one_line(exc: FlowprepError) -> str:
+    """The message of ``exc``. torch's DataLoader re-raises a worker's exception in the main process
+    with the worker's traceback folded into the message ("Caught DatasetError in DataLoader worker
+    process 0. Original Traceback ... DatasetError: cannot read frame ..."): keep the original line."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    prefix = f"{type(exc).__module__}.{type(exc).__name__}: "
+    return last.removeprefix(prefix)
+
+
+def printable(text: str) -> str:
+    """``text`` with undecodable bytes of a file name shown as ``\\xNN`` (a surrogate-escaped name
+    would make the terminal's encoder raise) and no line breaks."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no byte decoded to
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace").replace("\n", "\\n")
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except FlowprepError as exc:
-            click.echo(f"flowprep: error: {exc}", err=True)
+            click.echo(f"flowprep: error: {printable(one_line(exc))}", err=True)
+            ctx.exit(1)
+        except OSError as exc:
+            line = os_error_line(exc)
+            if line is None:
+                raise  # not about a file the user named: a bug, keep the traceback
+            click.echo(f"flowprep: error: {line}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             hint = _RESUME_HINTS.get(ctx.invoked_subcommand or "", "")

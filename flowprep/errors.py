@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
 
 class FlowprepError(Exception):
     """A problem the user can fix (bad input, missing tool, wrong configuration).
@@ -35,6 +39,10 @@ class OutputError(FlowprepError):
     """The output cannot be written (disk full, permissions): the build stops."""
 
 
+class FrameSizeError(FlowprepError, ValueError):
+    """Frames too small for a flow backend. A ValueError too: the builder records the clip as failed."""
+
+
 class BackendUnavailableError(FlowprepError):
     """A flow backend whose software is installed but cannot run here (no device, no driver, ...)."""
 
@@ -49,3 +57,14 @@ class CheckpointError(FlowprepError):
 
 class ExportError(FlowprepError):
     """An export that failed, or whose ONNX model does not reproduce the PyTorch model."""
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[Path]:
+    """Run the body that writes ``path``; an OSError in it becomes :class:`OutputError` naming
+    ``path`` (a full disk raises ENOSPC from ``write()``, which names no file, often deep inside
+    matplotlib, PIL or torch)."""
+    try:
+        yield Path(path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc

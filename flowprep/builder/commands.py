@@ -7,31 +7,8 @@ from pathlib import Path
 
 import click
 
-from flowprep.builder.config import MIN_SIDE
-
-
-def _size(value: str | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    try:
-        w, h = (int(x) for x in value.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"expected WIDTHxHEIGHT, e.g. 320x240, got {value!r}") from None
-    if min(w, h) < MIN_SIDE:
-        raise click.BadParameter(f"frames must be at least {MIN_SIDE}x{MIN_SIDE} pixels, got {w}x{h}")
-    return w, h
-
-
-def _shard(value: str | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    try:
-        k, n = (int(x) for x in value.split("/"))
-    except ValueError:
-        raise click.BadParameter(f"expected K/N, e.g. 3/10, got {value!r}") from None
-    if not 1 <= k <= n:
-        raise click.BadParameter(f"K/N needs 1 <= K <= N, got {value!r}")
-    return k, n
+from flowprep.cliparams import CommaList, GpuList, Shard, Size, count, finite, positive
+from flowprep.limits import MAX_SIDE, MIN_SIDE
 
 
 def _params(values: tuple[str, ...]) -> dict[str, object]:
@@ -48,15 +25,9 @@ def _params(values: tuple[str, ...]) -> dict[str, object]:
                 continue
         else:
             out[key] = raw
+        if out[key] != out[key] or out[key] in (float("inf"), float("-inf")):  # nan, inf: not JSON
+            raise click.BadParameter(f"{key}={raw}: not a finite number", param_hint="'--flow-param'")
     return out
-
-
-def _gpus(value: str | None) -> list[int] | None:
-    if value is None:
-        return None
-    from flowprep.flow.gpus import parse_gpus
-
-    return parse_gpus(value)
 
 
 def build_options(f):
@@ -71,30 +42,31 @@ def build_options(f):
                      help="Backend parameter, repeatable (e.g. --flow-param preset=fast)."),
         click.option("--encoding", type=click.Choice(["fixed", "maxrad"]), default="fixed", show_default=True,
                      help="Flow to 8 bit: fixed bound (I3D/TSN/mmaction2) or TAO's per-frame max radius."),
-        click.option("--bound", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
+        click.option("--bound", type=positive(), default=20.0, show_default=True,
                      help="Clip bound in pixels (fixed)."),
         click.option("--flow-format", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True),
         click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True),
         click.option("--rgb-format", type=click.Choice(["png", "jpg"]), default=None,
                      help="RGB frame format [tao: png, mmaction2: jpg]."),
-        click.option("--val-ratio", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
+        click.option("--val-ratio", type=finite(0, 1, lo_open=True, hi_open=True), default=0.1,
                      show_default=True, help="Share of each class's clips for validation."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--split-by", type=click.Choice(["group", "clip"]), default="group", show_default=True,
                      help="group: clips of one source video stay on one side; clip: plain random split."),
-        click.option("--short-side", type=click.IntRange(min=MIN_SIDE), default=None,
+        click.option("--short-side", type=count(MIN_SIDE, MAX_SIDE), default=None,
                      help="Resize so the shorter side has this many pixels."),
-        click.option("--size", default=None, metavar="WxH", help="Resize every frame to exactly WxH."),
-        click.option("--frame-step", type=click.IntRange(min=1), default=1, show_default=True,
+        click.option("--size", type=Size(), default=None,
+                     help=f"Resize every frame to exactly WxH ({MIN_SIDE} to {MAX_SIDE} px a side)."),
+        click.option("--frame-step", type=count(), default=1, show_default=True,
                      help="Keep every N-th frame."),
-        click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Worker processes [all cores]."),
+        click.option("-j", "--jobs", type=count(1, 1024), default=None, help="Worker processes [all cores]."),
         click.option("--force", is_flag=True, help="Replace a build of another configuration in --out."),
         click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True),
         click.option("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786) for --engine dask."),
-        click.option("--shard", default=None, metavar="K/N",
+        click.option("--shard", type=Shard(), default=None,
                      help="Build only part K of N (job arrays); the last part to finish writes the record, "
                           "or run `flowprep finalize`."),
-        click.option("--gpus", default=None,
+        click.option("--gpus", type=GpuList(), default=None,
                      help="GPU ids for GPU flow backends: 0,1,2,3 or all; each worker process binds one "
                           "[the devices CUDA_VISIBLE_DEVICES/Slurm give]. CPU backends ignore it."),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
@@ -121,8 +93,8 @@ def _config_kwargs(kw: dict) -> dict:
                               jpeg_quality=kw["jpeg_quality"]),
         rgb_format=kw["rgb_format"] or ("png" if layout == "tao" else "jpg"),
         val_ratio=kw["val_ratio"], seed=kw["seed"], split_by=kw["split_by"], short_side=kw["short_side"],
-        size=_size(kw["size"]), frame_step=kw["frame_step"], jobs=kw["jobs"], force=kw["force"],
-        engine=kw["engine"], scheduler=kw["scheduler"], shard=_shard(kw["shard"]), gpus=_gpus(kw["gpus"]),
+        size=kw["size"], frame_step=kw["frame_step"], jobs=kw["jobs"], force=kw["force"],
+        engine=kw["engine"], scheduler=kw["scheduler"], shard=kw["shard"], gpus=kw["gpus"],
         progress=not kw["no_progress"],
     )
 
@@ -164,19 +136,18 @@ def _report(summary) -> None:
 
 @click.command("build")
 @click.argument("source", type=click.Path(path_type=Path))
-@click.option("--classes", default=None, help="Comma-separated classes, in label order [all, sorted].")
+@click.option("--classes", type=CommaList(nonempty=True), default=None, help="Comma-separated classes, in label order [all, sorted].")
 @click.option("--splits", type=click.Path(path_type=Path), default=None,
               help="Folder or archive with HMDB51-style split files (for --official-split).")
 @click.option("--official-split", type=click.IntRange(1, 3), default=None, help="Use HMDB51's split 1, 2 or 3.")
 @build_options
-def build_cmd(source: Path, classes: str | None, splits: Path | None, official_split: int | None, **kw) -> None:
+def build_cmd(source: Path, classes: list[str] | None, splits: Path | None, official_split: int | None, **kw) -> None:
     """Build a dataset from SOURCE: a folder of class folders of videos, or a zip/tar/RAR of them
     (also one archive per class)."""
     from flowprep.builder.api import build
     from flowprep.builder.config import BuildConfig
 
-    cls = [c.strip() for c in classes.split(",") if c.strip()] if classes is not None else None
-    cfg = BuildConfig(source=source, classes=cls, splits_source=splits, official_split=official_split,
+    cfg = BuildConfig(source=source, classes=classes, splits_source=splits, official_split=official_split,
                       **_config_kwargs(dict(kw, splits=splits, official_split=official_split)))
     _report(build(cfg, on_plan=_print_plan))
 
@@ -187,9 +158,9 @@ def build_cmd(source: Path, classes: str | None, splits: Path | None, official_s
 @click.option("--splits", type=click.Path(path_type=Path), default=None,
               help="test_train_splits.rar (or its folder); needed for --official-split.")
 @click.option("--official-split", type=click.IntRange(1, 3), default=None, help="Use HMDB51's split 1, 2 or 3.")
-@click.option("--classes", default=None, help="Override the HMDB5 classes (comma-separated).")
+@click.option("--classes", type=CommaList(nonempty=True), default=None, help="Override the HMDB5 classes (comma-separated).")
 @build_options
-def build_hmdb5_cmd(archive: Path, splits: Path | None, official_split: int | None, classes: str | None,
+def build_hmdb5_cmd(archive: Path, splits: Path | None, official_split: int | None, classes: list[str] | None,
                     **kw) -> None:
     """Build HMDB5 (walk, run, ride_bike, fall_floor, push) from the HMDB51 release, in the TAO layout."""
     from flowprep.builder.api import build_hmdb5
@@ -197,7 +168,7 @@ def build_hmdb5_cmd(archive: Path, splits: Path | None, official_split: int | No
     options = {k: v for k, v in _config_kwargs(dict(kw, splits=splits, official_split=official_split)).items()
                if k != "out"}
     if classes is not None:
-        options["classes"] = [c.strip() for c in classes.split(",") if c.strip()]
+        options["classes"] = classes
     _report(build_hmdb5(archive, kw["out"], splits=splits, official_split=official_split, on_plan=_print_plan,
                         **options))
 
@@ -205,7 +176,7 @@ def build_hmdb5_cmd(archive: Path, splits: Path | None, official_split: int | No
 @click.command("verify")
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--quick", is_flag=True, help="Read only the first and last image of each folder.")
-@click.option("-j", "--jobs", type=int, default=None, help="Processes for reading images [all cores].")
+@click.option("-j", "--jobs", type=count(1, 1024), default=None, help="Processes for reading images [all cores].")
 def verify_cmd(dataset: Path, quick: bool, jobs: int | None) -> None:
     """Check a built dataset against its record; exit 1 on any problem."""
     from flowprep.layout.record import RECORD_NAME
@@ -233,18 +204,17 @@ def verify_cmd(dataset: Path, quick: bool, jobs: int | None) -> None:
 
 @click.command("stats")
 @click.argument("source", type=click.Path(path_type=Path))
-@click.option("--classes", default=None, help="Comma-separated classes [all].")
+@click.option("--classes", type=CommaList(), default=None, help="Comma-separated classes [all].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def stats_cmd(source: Path, classes: str | None, as_json: bool) -> None:
+def stats_cmd(source: Path, classes: list[str] | None, as_json: bool) -> None:
     """HMDB51 tag statistics (body part, camera motion, people, viewpoint, quality) per class, of a
     release (folder/archive) or a built dataset."""
     import json
 
     from flowprep.datasets.stats import format_stats, tag_stats
 
-    cls = [c.strip() for c in classes.split(",")] if classes else None
-    st = tag_stats(source, cls)
-    click.echo(json.dumps(st, indent=2, sort_keys=True) if as_json else format_stats(st))
+    st = tag_stats(source, classes or None)
+    click.echo(json.dumps(st, indent=2, sort_keys=True, allow_nan=False) if as_json else format_stats(st))
 
 
 def _report_missing(result, out: Path) -> None:

@@ -13,10 +13,9 @@ from flowprep.errors import ConfigError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.layout.paths import LAYOUTS
 from flowprep.layout.record import DATASET_MODALITIES
+from flowprep.limits import MAX_SIDE, MIN_SIDE, check_finite
 
 MODALITIES = DATASET_MODALITIES  # the dataset's modality (not a model's streams: train.spec.STREAMS)
-#: smallest frame side accepted for resizing: DIS needs 12 px, the other backends' pyramids want more
-MIN_SIDE = 16
 
 
 @dataclass
@@ -91,14 +90,14 @@ class BuildConfig:
             raise ConfigError(f"--modality must be one of {MODALITIES}, got {self.modality!r}")
         if self.rgb_format not in ("png", "jpg"):
             raise ConfigError(f"RGB image format must be png or jpg, got {self.rgb_format!r}")
-        if self.short_side is not None and self.short_side < MIN_SIDE:
-            raise ConfigError(f"--short-side must be at least {MIN_SIDE} pixels, got {self.short_side}")
-        if self.size is not None and min(self.size) < MIN_SIDE:
-            raise ConfigError(f"--size must be at least {MIN_SIDE}x{MIN_SIDE} pixels, got {self.size[0]}x{self.size[1]}")
+        if self.short_side is not None and not MIN_SIDE <= self.short_side <= MAX_SIDE:
+            raise ConfigError(f"--short-side must be {MIN_SIDE} to {MAX_SIDE} pixels, got {self.short_side}")
+        if self.size is not None and (min(self.size) < MIN_SIDE or max(self.size) > MAX_SIDE):
+            raise ConfigError(f"--size sides must be {MIN_SIDE} to {MAX_SIDE} pixels, "
+                              f"got {self.size[0]}x{self.size[1]}")
         if self.size is not None and self.short_side is not None:
             raise ConfigError("give --size or --short-side, not both")
-        if not 0 < self.val_ratio < 1:
-            raise ConfigError(f"--val-ratio must be between 0 and 1, got {self.val_ratio}")
+        check_finite("--val-ratio", self.val_ratio, 0, 1, lo_open=True, hi_open=True)
         if self.frame_step < 1:
             raise ConfigError(f"--frame-step must be >= 1, got {self.frame_step}")
         if self.jobs is not None and self.jobs < 1:

@@ -14,6 +14,7 @@ from flowprep.builder.config import BuildConfig
 from flowprep.datasets.hmdb51 import parse_split_files, stem
 from flowprep.datasets.split import official_sides, side_counts, split_all
 from flowprep.errors import ConfigError
+from flowprep.layout.names import check_name, name_problem, printable
 from flowprep.layout.paths import STATE_DIR
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,14 @@ def make_plan(cfg: BuildConfig) -> Plan:
     cache = cfg.out / STATE_DIR / "cache"
     videos = list_videos(cfg.source, cache, cfg.classes)
     by_class: dict[str, list] = defaultdict(list)
+    skipped: list[str] = []
     for v in videos:
-        by_class[v.cls].append(v)
+        why = name_problem(clip_folder_name(v.name))
+        if why is None:
+            by_class[v.cls].append(v)
+        else:  # before the split, so a skipped clip takes no one's place on a side
+            log.warning("skipping clip %r of class %r: %s", v.name, v.cls, why)
+            skipped.append(f"{printable(v.cls)}/{printable(v.name)} (skipped: {why})")
     classes = list(cfg.classes) if cfg.classes is not None else sorted(by_class)
     empty = [c for c in classes if not by_class.get(c)]
     if not videos or len(empty) == len(classes):
@@ -113,7 +120,7 @@ def make_plan(cfg: BuildConfig) -> Plan:
         split = {"method": cfg.split_by, "official_split": None, "val_ratio": cfg.val_ratio,
                  "seed": cfg.seed, "split_by": cfg.split_by}
     # Class names become folder names and tokens of whitespace-separated list files.
-    folder = {c: _UNSAFE.sub("_", c) or "_" for c in classes}
+    folder = {c: check_name(_UNSAFE.sub("_", c) or "_", "class") for c in classes}
     clash = sorted({f for f in folder.values() if list(folder.values()).count(f) > 1})
     if clash:
         raise ConfigError(f"classes {', '.join(c for c in classes if folder[c] in clash)} map to one folder name")
@@ -126,7 +133,7 @@ def make_plan(cfg: BuildConfig) -> Plan:
             log.warning("class %s has %d train and %d val clip(s)", c, n["train"], n["val"])
 
     jobs: list[ClipJob] = []
-    excluded: list[str] = []
+    excluded: list[str] = list(skipped)
     for label, cls in enumerate(classes):
         seen: dict[str, str] = {}
         fcls = folder[cls]

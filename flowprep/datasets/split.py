@@ -38,7 +38,9 @@ def split_class(cls: str, names: list[str], val_ratio: float = 0.1, seed: int = 
         raise ConfigError(f"--val-ratio must be between 0 and 1, got {val_ratio}")
     names = sorted(set(names))
     target = _val_target(len(names), val_ratio)
-    rng = random.Random(f"flowprep-split:{seed}:{cls}")
+    # bytes (the same seed as the str for UTF-8 names): a non-UTF-8 file name's surrogates would
+    # make str seeding raise before the name checks could report it
+    rng = random.Random(f"flowprep-split:{seed}:{cls}".encode("utf-8", "surrogateescape"))
     groups: dict[str, list[str]] = defaultdict(list)
     for name in names:
         groups[group_key(name, cls) if split_by == "group" else stem(name)].append(name)

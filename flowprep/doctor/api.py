@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from flowprep import __version__
+from flowprep.errors import writing
+from flowprep.layout.record import json_safe
 
 #: the whole run stops starting new checks after this many seconds (target on one GPU: < 300 s)
 TOTAL_BUDGET_S = 600.0
@@ -156,7 +158,7 @@ def run_checks(checks: Sequence[Check], quick: bool = False, workdir: Path | Non
 
 
 def _short(numbers: dict[str, Any], width: int = 70) -> str:
-    text = json.dumps(numbers, separators=(",", ":"))
+    text = json.dumps(json_safe(numbers), separators=(",", ":"), allow_nan=False)
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
@@ -179,5 +181,7 @@ def write_report(summary: DoctorSummary, path: Path) -> Path:
     """The JSON report (:meth:`DoctorSummary.to_json`) to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
+    with writing(path):  # a full disk names no file
+        path.write_text(json.dumps(json_safe(summary.to_json()), indent=2, allow_nan=False) + "\n",
+                        encoding="utf-8")
     return path

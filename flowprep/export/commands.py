@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from flowprep.cliparams import count
 from flowprep.export.config import ExportConfig
 
 
@@ -15,11 +16,11 @@ from flowprep.export.config import ExportConfig
 @click.option("--fp16", is_flag=True, help="Also write and check model_fp16.onnx; fp16 engine and DeepStream mode.")
 @click.option("--engine", is_flag=True,
               help="Build a TensorRT engine (needs the tensorrt package and a GPU; else prints the trtexec command).")
-@click.option("--min-batch", type=int, default=1, show_default=True, help="TensorRT profile: smallest batch.")
-@click.option("--opt-batch", type=int, default=4, show_default=True, help="TensorRT profile: batch tuned for.")
-@click.option("--max-batch", type=int, default=8, show_default=True,
+@click.option("--min-batch", type=count(1, 4096), default=1, show_default=True, help="TensorRT profile: smallest batch.")
+@click.option("--opt-batch", type=count(1, 4096), default=4, show_default=True, help="TensorRT profile: batch tuned for.")
+@click.option("--max-batch", type=count(1, 4096), default=8, show_default=True,
               help="TensorRT profile's largest batch; Triton max_batch_size.")
-@click.option("--deepstream-batch", "ds_batch", type=int, default=4, show_default=True,
+@click.option("--deepstream-batch", "ds_batch", type=count(1, 4096), default=4, show_default=True,
               help="Sequences per DeepStream inference (RGB models).")
 @click.option("--triton-name", default=None, help="Triton model name (default: the --out folder's name).")
 def export_cmd(checkpoint: Path, out: Path, fp16: bool, engine: bool, min_batch: int, opt_batch: int,

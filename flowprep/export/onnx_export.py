@@ -65,6 +65,8 @@ def export_onnx(model: Any, shapes: dict[str, tuple[int, ...]], path: Path, opse
                               dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False)
     except Exception as exc:  # the exporter raises many types; all mean "could not export"
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a full or read-only disk: name the file, not the exporter
+            raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise ExportError(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
     tmp.replace(path)
     check_interface(path, shapes)

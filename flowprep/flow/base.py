@@ -32,6 +32,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from flowprep.errors import FrameSizeError
+
 
 class FlowBackend(ABC):
     """Computes dense optical flow between two gray frames (see the module docstring for the lifecycle).
@@ -94,9 +96,14 @@ class FlowBackend(ABC):
         """Release device resources. Safe to call twice."""
 
 
-def check_pair(prev: np.ndarray, nxt: np.ndarray) -> None:
-    """Raise ``ValueError`` unless ``prev``/``nxt`` are same-shape 2-D ``uint8`` arrays."""
+def check_pair(prev: np.ndarray, nxt: np.ndarray, min_side: int = 1, name: str = "") -> None:
+    """Raise ``ValueError`` unless ``prev``/``nxt`` are same-shape 2-D ``uint8`` arrays, and
+    :class:`~flowprep.errors.FrameSizeError` (also a ValueError) if a side is under ``min_side``."""
     if prev.dtype != np.uint8 or nxt.dtype != np.uint8:
         raise ValueError(f"flow input must be uint8 gray frames, got {prev.dtype} and {nxt.dtype}")
     if prev.ndim != 2 or prev.shape != nxt.shape:
         raise ValueError(f"flow input must be two (H, W) frames of one shape, got {prev.shape} and {nxt.shape}")
+    if min(prev.shape) < min_side:
+        raise FrameSizeError(f"frames of {prev.shape[1]}x{prev.shape[0]} are too small for the {name or 'flow'} "
+                             f"backend (at least {min_side}x{min_side} pixels); use larger frames or "
+                             "another backend (farneback, tvl1)")

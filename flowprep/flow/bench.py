@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from flowprep.errors import ConfigError, FlowprepError
+from flowprep.errors import ConfigError, FlowprepError, OutputError, writing
 from flowprep.flow import registry
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.pairs import DEFAULT_MAGNITUDES, DEFAULT_VIDEO, FlowPair, load_pair, synthetic_pairs
@@ -227,7 +227,9 @@ def write_visualization(vis_dir: Path, name: str, pair: FlowPair, est: np.ndarra
     frame = cv2.cvtColor(pair.prev, cv2.COLOR_GRAY2RGB)
     row = np.concatenate([frame, flow_to_color(pair.flow, scale), flow_to_color(est, scale)], axis=1)
     path = vis_dir / f"flow_{name}_{pair.name}.png"
-    cv2.imwrite(str(path), cv2.cvtColor(row, cv2.COLOR_RGB2BGR))
+    # imwrite reports a failed write (full disk, no permission) with False, not an exception
+    if not cv2.imwrite(str(path), cv2.cvtColor(row, cv2.COLOR_RGB2BGR)):
+        raise OutputError(f"cannot write {path} (disk full or not writable?)")
     return path
 
 
@@ -251,7 +253,8 @@ def write_plot(result: BenchResult, path: Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    with writing(path):
+        fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import click
+
+from flowprep.cliparams import CommaList, Size, count, positive
+from flowprep.limits import json_safe
 
 
 @click.command("backends")
@@ -17,7 +19,7 @@ def backends_cmd(as_json: bool) -> None:
 
     rows = [backend_status(name) for name in BACKENDS]
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(rows, indent=2, allow_nan=False))
         return
     click.echo(f"{'backend':<10} {'available':<9}  {'device / why not':<}")
     for r in rows:
@@ -29,38 +31,18 @@ def backends_cmd(as_json: bool) -> None:
     click.echo("`--flow auto` takes the first available of: nvof, vpi, tvl1")
 
 
-def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"expected WIDTHxHEIGHT like 320x240, got {value!r}") from None
-    if w < 16 or h < 16:
-        raise click.BadParameter("width and height must be at least 16")
-    return w, h
-
-
-def _floats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, ...]:
-    try:
-        vals = tuple(float(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
-    if any(not (v > 0 and math.isfinite(v)) for v in vals):
-        raise click.BadParameter("magnitudes must be positive")
-    return vals
-
-
 @click.command("bench-flow")
 @click.option("--flow", "flows", multiple=True, metavar="NAME",
               help="Backend to measure (repeatable); default every backend, those that cannot run are listed.")
 @click.option("--pair", "pairs", multiple=True, nargs=3, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               metavar="FRAME1 FRAME2 GT.flo", help="A real pair with Middlebury ground truth (repeatable).")
-@click.option("--size", default="320x240", show_default=True, callback=_size, help="Synthetic pair size WxH (--pair images keep their own size).")
-@click.option("--magnitudes", default="2,5,10,20,30", show_default=True, callback=_floats,
+@click.option("--size", type=Size(), default="320x240", show_default=True, help="Synthetic pair size WxH (--pair images keep their own size).")
+@click.option("--magnitudes", type=CommaList(positive(1000)), default="2,5,10,20,30", show_default=True,
               help="Largest motion (px) of each level of synthetic pairs.")
 @click.option("--pairs-per-magnitude", default=2, show_default=True, type=click.IntRange(0, 100))
 @click.option("--video", type=click.Path(path_type=Path), default=None,
               help="Video whose first frames are warped (default: the carphone clip if present, else a texture).")
-@click.option("--bound", "bounds", multiple=True, type=click.FloatRange(min=0, min_open=True), default=(20.0,),
+@click.option("--bound", "bounds", multiple=True, type=positive(), default=(20.0,),
               show_default=True, help="Fixed-encoding bound (px) whose 8-bit error is reported (repeatable).")
 @click.option("--jpeg-quality", default=95, show_default=True, type=click.IntRange(1, 100))
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(0, 256),
@@ -69,7 +51,7 @@ def _floats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[flo
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None, help="PNG: EPE vs pairs/s.")
 @click.option("--vis-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write one colour-wheel visualization per backend here.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=count(0, 2**32 - 1))
 def bench_flow_cmd(flows, pairs, size, magnitudes, pairs_per_magnitude, video, bounds, jpeg_quality, threads,
                    as_json, plot, vis_dir, seed) -> None:
     """Accuracy (end-point error) and speed of flow backends on pairs with known flow."""
@@ -81,7 +63,7 @@ def bench_flow_cmd(flows, pairs, size, magnitudes, pairs_per_magnitude, video, b
                       jpeg_quality=jpeg_quality, threads=threads, plot=plot, vis_dir=vis_dir, seed=seed)
     result = bench(cfg)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2, default=_json_default))
+        click.echo(json.dumps(json_safe(result.to_dict()), indent=2, default=_json_default, allow_nan=False))
     else:
         click.echo(format_table(result))
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from flowprep.errors import ConfigError
+from flowprep.limits import check_finite
 
 MODES = ("fixed", "maxrad")
 FORMATS = ("jpg", "png")
@@ -48,8 +49,7 @@ class FlowEncoding:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"flow encoding mode must be one of {MODES}, got {self.mode!r}")
-        if not self.bound > 0:
-            raise ConfigError(f"flow bound must be > 0 pixels, got {self.bound}")
+        check_finite("flow bound (pixels)", self.bound, 0, lo_open=True)
         if self.image_format not in FORMATS:
             raise ConfigError(f"flow image format must be one of {FORMATS}, got {self.image_format!r}")
         if not 1 <= int(self.jpeg_quality) <= 100:

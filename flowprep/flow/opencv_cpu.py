@@ -13,6 +13,7 @@ import numpy as np
 
 from flowprep.errors import BackendNotInstalledError
 from flowprep.flow.base import FlowBackend, check_pair
+from flowprep.limits import MIN_SIDE
 
 
 def _require_optflow() -> None:
@@ -130,7 +131,9 @@ class DISBackend(FlowBackend):
                         "patch_size": self._alg.getPatchSize(), "patch_stride": self._alg.getPatchStride()}
 
     def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
-        check_pair(prev, nxt)
+        # OpenCV 5's DIS refuses frames under 12 px and crashes the process (SIGSEGV) on some
+        # under 16 rows (12x40: tests/test_safety_inputs.py), so both sides must reach MIN_SIDE
+        check_pair(prev, nxt, MIN_SIDE, self.name)
         # OpenCV's DIS lowers its finest scale for small frames and keeps it lowered, so one
         # instance would give different flow for the same pair depending on what it saw before.
         self._alg.setFinestScale(int(self._params["finest_scale"]))

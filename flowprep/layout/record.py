@@ -26,14 +26,20 @@ interrupted-and-resumed build writes the same bytes as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import socket
 import uuid
 from pathlib import Path
 from typing import Any
 
-from flowprep.errors import DatasetError
+from flowprep.errors import ConfigError, DatasetError, OutputError
+from flowprep.flow.encoding import FlowEncoding
+from flowprep.layout.names import name_problem
+from flowprep.layout.paths import LAYOUTS
+from flowprep.limits import json_safe  # also importable from here
 
 RECORD_NAME = "flowprep.json"
 FORMAT = "flowprep-dataset"
@@ -42,6 +48,10 @@ SIDES = ("train", "val")
 #: what a dataset holds (``flowprep build --modality``); a model's input streams are
 #: :data:`flowprep.train.spec.STREAMS`
 DATASET_MODALITIES = ("rgb", "flow", "both")
+MODALITIES = DATASET_MODALITIES  # the name the record schema checks use
+IMAGE_FORMATS = ("png", "jpg")
+#: more frames than any clip has (10 hours at 30 fps); a bigger count is a damaged record
+MAX_FRAMES = 1_080_000
 
 
 def unique_tmp(path: Path) -> Path:
@@ -51,20 +61,32 @@ def unique_tmp(path: Path) -> Path:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a uniquely named sibling and a rename (readers never see half)."""
+    """Write ``text`` to ``path`` via a uniquely named sibling and a rename (readers never see half).
+
+    Raises:
+        OutputError: the file cannot be written (read-only or full disk, permissions, no folder).
+    """
     path = Path(path)
     tmp = unique_tmp(path)
     try:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):  # on a read-only disk even this may fail
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            # a full disk reports ENOSPC on write(), which names no file: say which one
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise
 
 
 def dump_json(obj: Any) -> str:
-    """JSON as flowprep writes it: sorted keys, 2-space indent, UTF-8, trailing newline."""
-    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    """JSON as flowprep writes it: sorted keys, 2-space indent, UTF-8, trailing newline.
+
+    ``nan``/``inf`` raise ValueError instead of becoming ``NaN``/``Infinity``, which are not JSON
+    (the config dataclasses refuse non-finite numbers, so a record never holds one).
+    """
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -93,8 +115,12 @@ def find_root(path: Path) -> Path:
 def read_record(path: Path) -> dict[str, Any]:
     """Load and check the record of the dataset at ``path`` (root, or its train/val folder).
 
+    The record's schema is checked (:func:`check_record`), so callers may index it without guards
+    and join its class and clip names to paths: none of them can lead outside the dataset.
+
     Raises:
-        DatasetError: no record, unreadable JSON, or a format this version does not know.
+        DatasetError: no record, unreadable JSON, a format this version does not know, or a record
+            that does not follow the schema (one line naming the field).
     """
     root = find_root(path)
     file = root / RECORD_NAME
@@ -102,12 +128,95 @@ def read_record(path: Path) -> dict[str, Any]:
         record = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise DatasetError(f"cannot read dataset record {file}: {exc}") from exc
-    if record.get("format") != FORMAT:
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise DatasetError(f"{file} is not a flowprep dataset record")
-    if int(record.get("format_version", 0)) > FORMAT_VERSION:
+    version = record.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise DatasetError(f"{file}: format_version must be a whole number, got {version!r}")
+    if version > FORMAT_VERSION:
         raise DatasetError(f"{file} has format version {record.get('format_version')}; "
                            f"this flowprep reads up to {FORMAT_VERSION}: upgrade flowprep")
+    try:
+        check_record(record)
+    except _Bad as exc:
+        raise DatasetError(f"{file}: {exc} (the record was edited or damaged; rebuild the dataset "
+                           "or restore the file)") from None
     return record
+
+
+#: the name the task's callers use for the checked loader
+load_record = read_record
+
+
+class _Bad(ValueError):
+    """One schema violation; :func:`read_record` turns it into a DatasetError naming the file."""
+
+
+def _need(ok: bool, where: str, what: str, value: Any) -> None:
+    if not ok:
+        shown = repr(value)
+        raise _Bad(f"{where} must be {what}, got {shown[:80]}{'...' if len(shown) > 80 else ''}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_name(name: Any, where: str) -> None:
+    why = name_problem(name) if isinstance(name, str) else f"not a string but {type(name).__name__}"
+    _need(why is None, where, f"a plain folder name ({why})", name)
+
+
+def check_record(record: dict[str, Any]) -> None:
+    """Raise ``_Bad`` (a ValueError naming the field) unless ``record`` follows the schema above.
+
+    Checked: types of every field the readers use; layout, modality, sides, statuses from their
+    sets; class and clip names plain folder names (:func:`~flowprep.layout.names.name_problem`:
+    no ``..``, separators or absolute paths); each clip's ``id`` equal to ``side/class/name``, its
+    class one of ``classes`` and its label that class's index; counts whole numbers >= 0.
+    """
+    _need(record.get("layout", "tao") in LAYOUTS, "layout", f"one of {LAYOUTS}", record.get("layout"))
+    _need(record.get("modality") in MODALITIES, "modality", f"one of {MODALITIES}", record.get("modality"))
+    classes: list[str] = record.get("classes")  # type: ignore[assignment]  # checked next
+    _need(isinstance(classes, list) and len(classes) > 0, "classes", "a non-empty list", classes)
+    for i, c in enumerate(classes):
+        _check_name(c, f"classes[{i}]")
+    _need(len(set(classes)) == len(classes), "classes", "a list without repeats", classes)
+    for key in ("rgb", "encoding"):
+        _need(record.get(key) is None or isinstance(record.get(key), dict), key, "an object or null",
+              record.get(key))
+    rgb_fmt = (record.get("rgb") or {}).get("image_format", "png")
+    _need(rgb_fmt in IMAGE_FORMATS, "rgb.image_format", f"one of {IMAGE_FORMATS}", rgb_fmt)
+    if record.get("encoding"):
+        _check_encoding(record["encoding"])
+    clips: list[Any] = record.get("clips")  # type: ignore[assignment]  # checked next
+    _need(isinstance(clips, list), "clips", "a list", clips)
+    for i, clip in enumerate(clips):
+        _check_clip(clip, f"clips[{i}]", classes)
+
+
+def _check_encoding(enc: dict[str, Any]) -> None:
+    try:
+        FlowEncoding.from_dict(enc)
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise _Bad(f"encoding is not a valid flow encoding ({type(exc).__name__}: {exc})") from None
+
+
+def _check_clip(clip: Any, where: str, classes: list[str]) -> None:
+    _need(isinstance(clip, dict), where, "an object", clip)
+    _need(clip.get("side") in SIDES, f"{where}.side", f"one of {SIDES}", clip.get("side"))
+    _need(clip.get("class") in classes, f"{where}.class", "one of the record's classes", clip.get("class"))
+    _check_name(clip.get("name"), f"{where}.name")
+    expected = f"{clip['side']}/{clip['class']}/{clip['name']}"
+    _need(clip.get("id") == expected, f"{where}.id", f"{expected!r} (side/class/name)", clip.get("id"))
+    _need(clip.get("label") == classes.index(clip["class"]) and _is_int(clip.get("label")), f"{where}.label",
+          f"{classes.index(clip['class'])} (the index of its class)", clip.get("label"))
+    _need(clip.get("status") in ("ok", "failed"), f"{where}.status", "'ok' or 'failed'", clip.get("status"))
+    for key in ("frames", "flow_frames"):
+        v = clip.get(key, 0)
+        _need(_is_int(v) and 0 <= v <= MAX_FRAMES, f"{where}.{key}", f"a whole number in [0, {MAX_FRAMES}]", v)
+    for key in ("source", "error"):
+        _need(clip.get(key) is None or isinstance(clip.get(key), str), f"{where}.{key}", "a string", clip.get(key))
 
 
 def has_rgb(record: dict[str, Any]) -> bool:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from flowprep.layout.paths import clip_dir
 from flowprep.layout.record import SIDES, find_root, has_flow, has_rgb, read_record
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass
@@ -29,6 +34,61 @@ def _expected_names(layout: str, kind: str, n: int, ext: str) -> list[str]:
     if kind == "rgb":
         return [rgb_name(layout, k, ext) for k in range(n)]
     return [flow_names(layout, k, ext)[0 if kind == "u" else 1] for k in range(n)]
+
+
+def container_problem(data: bytes, ext: str) -> str | None:
+    """Why the bytes of a ``.jpg``/``.png`` file are not a whole image, or None.
+
+    Decoders forgive a lot: OpenCV returns a truncated JPEG with its missing rows grey (and a
+    warning on stderr). So the file's structure is checked too, cheaply: a JPEG starts with SOI
+    (``FFD8``) and ends with EOI (``FFD9``); a PNG is its signature and a chain of chunks, each
+    CRC-checked, ending with ``IEND``.
+    """
+    if ext in ("jpg", "jpeg"):
+        if not data.startswith(b"\xff\xd8"):
+            return "not a JPEG file: no start marker"
+        if not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+            return "truncated JPEG: no end-of-image marker"
+        return None
+    if ext == "png":
+        return _png_problem(data)
+    return None
+
+
+def _png_problem(data: bytes) -> str | None:
+    if not data.startswith(_PNG_SIGNATURE):
+        return "not a PNG file: no signature"
+    pos = len(_PNG_SIGNATURE)
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        end = pos + 12 + length
+        if end > len(data):
+            break
+        kind = data[pos + 4:pos + 8]
+        if zlib.crc32(data[pos + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
+            return f"damaged PNG: CRC mismatch in chunk {kind.decode('latin-1')!r}"
+        if kind == b"IEND":
+            return None
+        pos = end
+    return "truncated PNG: no IEND chunk"
+
+
+def read_image(path: Path) -> tuple[np.ndarray | None, str]:
+    """Decode ``path`` fully: ``(image, "")``, or ``(None, why)`` when it is unreadable, truncated or
+    damaged. The image is ``(H, W)`` or ``(H, W, C)`` ``uint8`` as stored."""
+    import cv2
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, f"{exc.strerror or exc}"
+    why = container_problem(data, path.suffix.lower().lstrip("."))
+    if why:
+        return None, why
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        return None, "does not decode"
+    return img, ""
 
 
 def check_clip(folder: str, layout: str, frames: int, flow_frames: int, rgb: bool, flow: bool,
@@ -73,9 +133,9 @@ def check_clip(folder: str, layout: str, frames: int, flow_frames: int, rgb: boo
         to_read = sorted({x for g in groups.values() for x in (g[0], g[-1])})
     shape = None
     for n in to_read:
-        img = cv2.imread(str(base / n), cv2.IMREAD_UNCHANGED)
+        img, why = read_image(base / n)
         if img is None:
-            problems.append(f"{folder}/{n}: unreadable image")
+            problems.append(f"{folder}/{n}: unreadable image ({why})")
             continue
         if shape is None:
             shape = img.shape[:2]
@@ -137,6 +197,9 @@ def verify(dataset: Path, quick: bool = False, jobs: int = 1) -> VerifyReport:
         row["frames"] += c["frames"]
         row["flow_frames"] += c.get("flow_frames", 0)
         folder = clip_dir(root, layout, c["side"], c["class"], c["name"])
+        if not folder.resolve().is_relative_to(root.resolve()):  # a symlinked folder leading out
+            report.problems.append(f"{folder}: leads outside the dataset (a symlink?); not read")
+            continue
         tasks.append((str(folder), layout, c["frames"], c.get("flow_frames", 0), rgb, flow, rgb_ext, flow_ext, quick))
     if jobs > 1 and len(tasks) > 8:
         results = Parallel(n_jobs=jobs, batch_size=4)(delayed(check_clip)(*t) for t in tasks)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from flowprep.cliparams import count, positive
 from flowprep.preview.api import SIDE_CHOICES
 
 
@@ -13,16 +14,16 @@ from flowprep.preview.api import SIDE_CHOICES
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
               help="Folder for index.html and media/ [default: <dataset>-preview next to the dataset].")
-@click.option("--per-class", type=int, default=3, show_default=True, help="Clips shown per class.")
+@click.option("--per-class", type=count(0, 1000), default=3, show_default=True, help="Clips shown per class.")
 @click.option("--clip", "clips", multiple=True, metavar="ID",
               help="Show this clip (id as in train_list.txt, e.g. train/walk/<clip>, or its name); repeatable.")
 @click.option("--side", type=click.Choice(SIDE_CHOICES), default="both", show_default=True,
               help="Where the per-class clips come from.")
 @click.option("--video", type=click.Path(path_type=Path), default=None,
               help="Write the one --clip's side-by-side video (RGB | flow | u | v) to this .mp4 instead of a page.")
-@click.option("--height", type=int, default=128, show_default=True, help="Panel height in pixels (even).")
-@click.option("--fps", type=float, default=10.0, show_default=True, help="Frame rate of the videos.")
-@click.option("--max-frames", type=int, default=48, show_default=True, help="Frames per video, from the start.")
+@click.option("--height", type=count(16, 1080), default=128, show_default=True, help="Panel height in pixels (even).")
+@click.option("--fps", type=positive(120), default=10.0, show_default=True, help="Frame rate of the videos.")
+@click.option("--max-frames", type=count(1, 100_000), default=48, show_default=True, help="Frames per video, from the start.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def preview_cmd(dataset: Path, out: Path | None, per_class: int, clips: tuple[str, ...], side: str,
                 video: Path | None, height: int, fps: float, max_frames: int, no_progress: bool) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from flowprep.errors import ConfigError
+from flowprep.errors import ConfigError, writing
 from flowprep.video.overlay import draw_label  # also importable from here (its former home)
 
 __all__ = ["AnnotatedWriter", "draw_label"]
@@ -41,6 +41,7 @@ class AnnotatedWriter:
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise ConfigError(f"cannot write the annotated video {self.path}: {exc}") from exc
         self._stream: Any = None  # PyAV's video stream, made with the first frame (its size)
+        self._failed = False
         self.frames = 0
 
     def write(self, frame: np.ndarray) -> None:
@@ -62,19 +63,28 @@ class AnnotatedWriter:
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         vf.pts = self.frames
         vf.time_base = 1 / self.rate
-        for packet in self._stream.encode(vf):
-            self._container.mux(packet)
+        try:
+            with writing(self.path):  # FFmpeg's EROFS/ENOSPC name no file
+                for packet in self._stream.encode(vf):
+                    self._container.mux(packet)
+        except BaseException:
+            self._failed = True
+            raise
         self.frames += 1
 
     def close(self) -> None:
         """Flush the encoder and close the file. Safe to call twice."""
         if self._container is None:
             return
-        if self._stream is not None:
-            for packet in self._stream.encode(None):
-                self._container.mux(packet)
-        self._container.close()
-        self._container = None
+        container, self._container = self._container, None  # a failed flush is not retried
+        with writing(self.path):
+            try:
+                # after a failed mux, flushing the encoder crashes PyAV (SIGSEGV, PyAV 18.1): skip it
+                if self._stream is not None and not self._failed:
+                    for packet in self._stream.encode(None):
+                        container.mux(packet)
+            finally:
+                container.close()
 
     def __enter__(self) -> "AnnotatedWriter":
         return self

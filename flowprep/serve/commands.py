@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -9,6 +10,9 @@ from typing import Any
 
 import click
 
+from flowprep.cliparams import count, positive
+from flowprep.errors import writing
+from flowprep.layout.record import json_safe
 from flowprep.serve.api import InferConfig, infer
 
 
@@ -18,31 +22,34 @@ from flowprep.serve.api import InferConfig, infer
               help="model.onnx from `flowprep export` (flowprep_model.json beside it) or a .pt checkpoint.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
               help="Annotated video to write (every input frame, latest label and score drawn).")
-@click.option("--stride", type=int, default=None, help="Frames between window starts [default: half a window].")
-@click.option("--skip-frames", type=int, default=None,
+@click.option("--stride", type=count(1, 100_000), default=None, help="Frames between window starts [default: half a window].")
+@click.option("--skip-frames", type=count(0, 1000), default=None,
               help="Frames skipped between two frames of a window, as actionNet [default: the model's sample rate - 1].")
-@click.option("--top-k", "top", type=int, default=3, show_default=True, help="Labels per result.")
+@click.option("--top-k", "top", type=count(1, 1000), default=3, show_default=True, help="Labels per result.")
 @click.option("--json-out", default="-", show_default=True,
               help="JSON lines (one per window, then the clip verdict) to this file, or - for stdout.")
-@click.option("--fps", type=float, default=None, help="Frame rate of a folder of frames / to ask a camera for.")
+@click.option("--fps", type=positive(1000), default=None, help="Frame rate of a folder of frames / to ask a camera for.")
 @click.option("--flow", default=None, help="Compute flow with this backend instead of the model's recorded one.")
-@click.option("--max-frames", type=int, default=None, help="Stop after this many input frames.")
+@click.option("--max-frames", type=count(1), default=None, help="Stop after this many input frames.")
 @click.option("--cpu", is_flag=True, help="ONNX Runtime on the CPU even if CUDA/TensorRT providers are present.")
 def infer_cmd(input: str, model: Path, output: Path | None, stride: int | None, skip_frames: int | None, top: int,
               json_out: str, fps: float | None, flow: str | None, max_frames: int | None, cpu: bool) -> None:
     """Classify INPUT (video file, folder of frames, /dev/videoN or camera:N) with a sliding window."""
     cfg = InferConfig(input, model, output=output, stride=stride, skip_frames=skip_frames, top=top, fps=fps,
                       flow=flow, max_frames=max_frames, providers=["CPUExecutionProvider"] if cpu else None)
-    out = sys.stdout if json_out == "-" else open(json_out, "w", encoding="utf-8")
+    with writing(Path(json_out)):
+        out = sys.stdout if json_out == "-" else open(json_out, "w", encoding="utf-8")
     try:
         def emit(d: dict[str, Any]) -> None:
-            out.write(json.dumps(d) + "\n")
-            out.flush()
+            with writing(Path(json_out)):  # a full disk: ENOSPC from write() names no file
+                out.write(json.dumps(json_safe(d), allow_nan=False) + "\n")
+                out.flush()
 
         s = infer(cfg, on_result=emit)
     finally:
         if out is not sys.stdout:
-            out.close()
+            with contextlib.suppress(OSError):  # already reported by emit, or nothing left to flush
+                out.close()
     click.echo(f"{s.source_frames} frames, {s.windows} windows, {s.latency_ms:.1f} ms/window ({s.runner}), "
                f"{s.seconds:.1f} s", err=True)
     if s.verdict:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.errors import ConfigError
+from flowprep.limits import check_finite
 from flowprep.train.sampling import CONV_SEGMENTS
 
 
@@ -49,6 +50,8 @@ class InferConfig:
                 raise ConfigError(f"{name} must be >= 1, got {v}")
         if self.skip_frames is not None and self.skip_frames < 0:
             raise ConfigError(f"--skip-frames must be >= 0, got {self.skip_frames}")
+        if self.fps is not None:
+            check_finite("--fps", self.fps, 0, 1000, lo_open=True)
 
 
 @dataclass

@@ -22,6 +22,8 @@ Only tensors and plain Python containers are stored, so files load with ``weight
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from flowprep.errors import CheckpointError, ConfigError, FlowprepError  # CheckpointError: also importable from here
+from flowprep.errors import CheckpointError, ConfigError, FlowprepError, writing  # CheckpointError: also here
 from flowprep.train.models import build_model
 from flowprep.train.spec import ARCHS, STREAMS
 from flowprep.train.spec import streams as model_streams
@@ -46,8 +48,18 @@ def save_checkpoint(path: Path, ckpt: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": FORMAT, "version": VERSION, **ckpt}
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(data, tmp)
-    os.replace(tmp, path)
+    # serialised in memory first: torch.save straight to a file on a full disk fails with an
+    # internal RuntimeError ("unexpected pos ..."), while a plain write says ENOSPC
+    buf = io.BytesIO()
+    torch.save(data, buf)
+    try:
+        with writing(path):
+            tmp.write_bytes(buf.getbuffer())
+            os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import click
 
+from flowprep.cliparams import CommaList, count, finite, positive
 from flowprep.errors import ConfigError
-from flowprep.train.config import EvalConfig, TrainConfig, resolve_side
+from flowprep.train.config import EvalConfig, TrainConfig, out_inside_dataset, resolve_side
 from flowprep.train.spec import ARCHS, CROPS, DEVICES, EVAL_MODES, OPTIMIZERS
 from flowprep.train.spec import STREAMS as MODALITIES  # the CLI option is --modality
 
@@ -23,27 +24,28 @@ from flowprep.train.spec import STREAMS as MODALITIES  # the CLI option is --mod
 @click.option("--arch", type=click.Choice(ARCHS), default="2d", show_default=True)
 @click.option("--modality", type=click.Choice(MODALITIES), default="rgb", show_default=True,
               help="rgb, of (optical flow u/v) or joint (both streams, logits averaged).")
-@click.option("--frames", type=int, default=32, show_default=True, help="T, frames per clip.")
-@click.option("--sample-rate", type=int, default=1, show_default=True, help="Take every n-th frame.")
-@click.option("--input-size", type=int, default=224, show_default=True, help="S: inputs are S x S.")
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Per process.")
+@click.option("--frames", type=count(1, 4096), default=32, show_default=True, help="T, frames per clip.")
+@click.option("--sample-rate", type=count(1, 1000), default=1, show_default=True, help="Take every n-th frame.")
+@click.option("--input-size", type=count(32, 1024), default=224, show_default=True,
+              help="S: inputs are S x S (32 to 1024).")
+@click.option("--epochs", type=count(1, 100000), default=30, show_default=True)
+@click.option("--batch-size", type=count(1, 4096), default=8, show_default=True, help="Per process.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="sgd", show_default=True)
-@click.option("--lr", type=float, default=0.01, show_default=True)
-@click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD only.")
-@click.option("--weight-decay", type=float, default=5e-4, show_default=True)
-@click.option("--lr-steps", default="15,25", show_default=True,
+@click.option("--lr", type=positive(10), default=0.01, show_default=True)
+@click.option("--momentum", type=finite(0, 1, hi_open=True), default=0.9, show_default=True, help="SGD only.")
+@click.option("--weight-decay", type=finite(0, 1), default=5e-4, show_default=True)
+@click.option("--lr-steps", type=CommaList(count(1, 100000)), default="15,25", show_default=True,
               help="Epochs after which the lr is multiplied by --lr-decay (comma list, may be empty).")
-@click.option("--lr-decay", type=float, default=0.1, show_default=True)
-@click.option("--clip-grad", type=float, default=0.0, show_default=True,
+@click.option("--lr-decay", type=finite(0, 1, lo_open=True), default=0.1, show_default=True)
+@click.option("--clip-grad", type=finite(0), default=0.0, show_default=True,
               help="Max gradient L2 norm (0: no clipping).")
-@click.option("--dropout", type=float, default=0.5, show_default=True)
+@click.option("--dropout", type=finite(0, 1, hi_open=True), default=0.5, show_default=True)
 @click.option("--crop", type=click.Choice(CROPS), default="random",
               show_default=True, help="Training crop (validation: center).")
-@click.option("--hflip", type=float, default=0.5, show_default=True,
+@click.option("--hflip", type=finite(0, 1), default=0.5, show_default=True,
               help="Horizontal flip probability (flow: u negated). 0 for direction-sensitive classes.")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
-@click.option("--workers", type=int, default=2, show_default=True, help="Data-loader processes.")
+@click.option("--workers", type=count(0, 256), default=2, show_default=True, help="Data-loader processes.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt.")
 @click.option("--imagenet", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
@@ -51,16 +53,15 @@ from flowprep.train.spec import STREAMS as MODALITIES  # the CLI option is --mod
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--shuffle-labels", is_flag=True, help="Sanity check: train on permuted labels.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def train_cmd(dataset: Path, out: Path, lr_steps: str, no_progress: bool, **opts: Any) -> None:
+def train_cmd(dataset: Path, out: Path, lr_steps: list[int], no_progress: bool, **opts: Any) -> None:
     """Train a ResNet-18 2D/3D action-recognition model on a dataset built by `flowprep build`.
 
     Several GPUs (or CPU processes): torchrun --nproc_per_node N -m flowprep train ...
     """
-    try:
-        steps = [int(s) for s in lr_steps.split(",") if s.strip()]
-    except ValueError as exc:
-        raise ConfigError(f"--lr-steps must be a comma-separated list of epochs, got {lr_steps!r}") from exc
-    cfg = TrainConfig(dataset=dataset, out=out, lr_steps=steps, progress=not no_progress, **opts)
+    inside = out_inside_dataset(dataset, out)
+    if inside:
+        raise click.BadParameter(inside, param_hint="'--out'")
+    cfg = TrainConfig(dataset=dataset, out=out, lr_steps=lr_steps, progress=not no_progress, **opts)
     from flowprep.train.api import train  # lazy: torch, once the options are known to be good
 
     res = train(cfg)
@@ -79,7 +80,7 @@ def train_cmd(dataset: Path, out: Path, lr_steps: str, no_progress: bool, **opts
 @click.option("--side", type=click.Choice(("train", "val")), default=None,
               help="Side of the dataset when DATASET is its root (default val); for a side folder "
                    "it is that folder's and may not contradict it.")
-@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--batch-size", type=count(1, 4096), default=8, show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--arch", type=click.Choice(ARCHS), default=None, help="Fail unless the checkpoint is this.")
 @click.option("--modality", type=click.Choice(MODALITIES), default=None,

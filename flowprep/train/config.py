@@ -9,8 +9,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowprep.errors import ConfigError
+from flowprep.errors import ConfigError, DatasetError
 from flowprep.layout.record import SIDES, find_root
+from flowprep.limits import check_count, check_finite
 from flowprep.train.sampling import CONV_SEGMENTS
 from flowprep.train.spec import ARCHS, CROPS, DEVICES, EVAL_MODES, OPTIMIZERS, STREAMS
 
@@ -70,9 +71,43 @@ class TrainConfig:
             raise ConfigError(f"--input-size must be >= 32 (ResNet downsamples 32x), got {self.input_size}")
         if not 0 <= self.hflip <= 1 or not 0 <= self.dropout < 1:
             raise ConfigError("--hflip must be in [0, 1] and --dropout in [0, 1)")
+        self._check_numbers()
+        inside = out_inside_dataset(self.dataset, self.out)
+        if inside:
+            raise ConfigError(inside)
+
+    def _check_numbers(self) -> None:
+        """Finite numbers in range (nan passes every ``<``/``>`` test above), sizes with a ceiling."""
+        for name, lo, hi in (("frames", 1, 4096), ("sample_rate", 1, 1000), ("input_size", 32, 1024),
+                             ("epochs", 1, 100_000), ("batch_size", 1, 4096), ("workers", 0, 256)):
+            check_count(f"--{name.replace('_', '-')}", getattr(self, name), lo, hi)
+        check_finite("--lr", self.lr, 0, 10, lo_open=True)
+        check_finite("--momentum", self.momentum, 0, 1, hi_open=True)
+        check_finite("--weight-decay", self.weight_decay, 0, 1)
+        check_finite("--lr-decay", self.lr_decay, 0, 1, lo_open=True)
+        check_finite("--clip-grad", self.clip_grad, 0)
+        check_finite("--hflip", self.hflip, 0, 1)
+        check_finite("--dropout", self.dropout, 0, 1, hi_open=True)
+        for step in self.lr_steps:
+            check_count("--lr-steps", step, 1, 100_000)
 
     def to_json(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+def out_inside_dataset(dataset: Path, out: Path) -> str | None:
+    """Why ``out`` may not hold a run, or None: inside the dataset's ``train/``, ``val/`` or
+    ``rawframes/`` a run folder would be listed as a class (TAO lists them) and fail ``verify``."""
+    try:
+        root = find_root(Path(dataset)).resolve()
+    except DatasetError:
+        return None  # not a dataset: open_dataset says so
+    target = Path(out).resolve()
+    for top in ("train", "val", "rawframes"):
+        if target.is_relative_to(root / top):
+            return f"--out {out} is inside the dataset's {top}/ folder, which holds only class folders; " \
+                   "choose a folder outside it"
+    return None
 
 
 @dataclass
@@ -121,8 +156,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.mode not in EVAL_MODES:
             raise ConfigError(f"--mode must be one of {EVAL_MODES}, got {self.mode!r}")
-        if self.batch_size < 1 or self.segments < 1:
-            raise ConfigError(f"--batch-size and segments must be >= 1, got {self.batch_size} and {self.segments}")
+        check_count("--batch-size", self.batch_size, 1, 4096)
+        check_count("segments", self.segments, 1, 1000)
         if self.device not in DEVICES:
             raise ConfigError(f"--device must be one of {DEVICES}, got {self.device!r}")
 

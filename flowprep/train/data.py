@@ -141,9 +141,18 @@ def crop_box(h: int, w: int, crop: str, rng: np.random.Generator | None) -> tupl
 def _imread(path: Path, color: bool) -> np.ndarray:
     import cv2
 
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE)
+    # bytes first: a missing or empty file gets its own message (cv2.imread would also print a
+    # warning of its own to stderr)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"cannot read frame {path} ({exc.strerror or exc}); run `flowprep verify` "
+                           "on the dataset") from None
+    if not data:
+        raise DatasetError(f"frame {path} is empty (0 bytes); run `flowprep verify` on the dataset")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE)
     if img is None:
-        raise DatasetError(f"cannot read frame {path} (missing or not an image)")
+        raise DatasetError(f"cannot decode frame {path} (not an image); run `flowprep verify` on the dataset")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if color else img
 
 

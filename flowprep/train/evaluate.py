@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from flowprep.errors import ConfigError, DatasetError
+from flowprep.errors import DatasetError, writing
 from flowprep.layout.record import write_json_atomic
 from flowprep.train import sampling
 from flowprep.train.config import EvalConfig, EvalSummary, resolve_side
@@ -142,9 +142,10 @@ def _evaluate_mode(model: torch.nn.Module, ck: dict[str, Any], info: DatasetInfo
                      "windows": int(windows)})
     res = metrics(np.array(true, dtype=np.int64), np.array(pred, dtype=np.int64), classes)
     cm = np.array(res["confusion"])
-    (out / f"confusion_{mode}.txt").write_text(confusion_text(cm, classes))
-    confusion_png(cm, classes, out / f"confusion_{mode}.png",
-                  f"{ck['arch']} {ck['modality']} {mode}: top-1 {res['top1']:.3f}")
+    with writing(out / f"confusion_{mode}.txt") as path:
+        path.write_text(confusion_text(cm, classes))
+    with writing(out / f"confusion_{mode}.png") as path:
+        confusion_png(cm, classes, path, f"{ck['arch']} {ck['modality']} {mode}: top-1 {res['top1']:.3f}")
     res["predictions"] = rows
     return res
 

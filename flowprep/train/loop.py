@@ -28,15 +28,17 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
-from flowprep.errors import ConfigError
+from flowprep.errors import ConfigError, writing
+from flowprep.layout.record import json_safe
 from flowprep.train import checkpoint as ckpt_mod
-from flowprep.train.config import TrainConfig, TrainSummary
+from flowprep.train.config import TrainConfig, TrainSummary, out_inside_dataset
 from flowprep.train.data import Clip, ClipDataset, DatasetInfo, open_dataset, to_model_inputs
 from flowprep.train.models import build_model, init_from_imagenet
 from flowprep.train.spec import OPTIMIZERS
 
 log = logging.getLogger(__name__)
-__all__ = ["OPTIMIZERS", "TrainConfig", "TrainSummary", "evaluate_epoch", "train", "train_one_epoch"]
+__all__ = ["OPTIMIZERS", "TrainConfig", "TrainSummary", "evaluate_epoch", "out_inside_dataset", "train",
+           "train_one_epoch"]
 
 
 def _dist_setup(device: str) -> tuple[int, int, torch.device]:
@@ -275,8 +277,8 @@ def _save_epoch(paths: tuple[Path, Path, Path], ck: dict[str, Any], entry: dict[
     last_path, best_path, log_path = paths
     if improved:
         ckpt_mod.save_checkpoint(best_path, ck)
-    with open(log_path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry) + "\n")
+    with writing(log_path), open(log_path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(json_safe(entry), allow_nan=False) + "\n")
     ckpt_mod.save_checkpoint(last_path, ck)
 
 
