@@ -163,8 +163,6 @@ def _jpeg_gray(img: np.ndarray, quality: int) -> np.ndarray:
 
 def encoding_error(pairs: Sequence[FlowPair], enc: FlowEncoding) -> EncodingResult:
     """EPE that encoding the true flow with ``enc`` (and decoding it back) adds."""
-    import cv2
-
     errors = []
     for p in pairs:
         from flowprep.flow.encoding import max_radius

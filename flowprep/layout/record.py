@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import socket
 import uuid
@@ -39,7 +38,7 @@ from flowprep.errors import ConfigError, DatasetError, OutputError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.layout.names import name_problem
 from flowprep.layout.paths import LAYOUTS
-from flowprep.limits import json_safe  # also importable from here
+from flowprep.limits import json_safe as json_safe  # re-exported: its former home
 
 RECORD_NAME = "flowprep.json"
 FORMAT = "flowprep-dataset"

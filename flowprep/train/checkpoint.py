@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from flowprep.errors import CheckpointError, ConfigError, FlowprepError, writing  # CheckpointError: also here
+from flowprep.errors import CheckpointError, ConfigError, writing  # CheckpointError: also importable here
 from flowprep.train.models import build_model
 from flowprep.train.spec import ARCHS, STREAMS
 from flowprep.train.spec import streams as model_streams
