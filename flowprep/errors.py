@@ -51,6 +51,14 @@ class BackendNotInstalledError(FlowprepError):
     """A flow backend whose software is not installed. The message carries the install hint."""
 
 
+class CheckpointError(FlowprepError):
+    """A file that is not a flowprep checkpoint, or one that does not fit what is asked of it."""
+
+
+class ExportError(FlowprepError):
+    """An export that failed, or whose ONNX model does not reproduce the PyTorch model."""
+
+
 @contextlib.contextmanager
 def writing(path: Path) -> Iterator[Path]:
     """Run the body that writes ``path``; an OSError in it becomes :class:`OutputError` naming

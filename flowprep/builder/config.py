@@ -12,9 +12,10 @@ from typing import Any
 from flowprep.errors import ConfigError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.layout.paths import LAYOUTS
+from flowprep.layout.record import DATASET_MODALITIES
 from flowprep.limits import MAX_SIDE, MIN_SIDE, check_finite
 
-MODALITIES = ("rgb", "flow", "both")
+MODALITIES = DATASET_MODALITIES  # the dataset's modality (not a model's streams: train.spec.STREAMS)
 
 
 @dataclass

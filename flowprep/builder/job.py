@@ -92,7 +92,7 @@ def _backend(settings: JobSettings):
             params["gpu"] = gpu
     key = json.dumps([settings.flow_name, params], sort_keys=True)
     if key not in _BACKENDS:
-        _BACKENDS[key] = create_backend(settings.flow_name, **params)
+        _BACKENDS[key] = create_backend(settings.flow_name or "", **params)  # flow jobs always name one
     return _BACKENDS[key]
 
 
@@ -141,8 +141,8 @@ def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
     out = Path(settings.out)
     final = clip_dir(out, settings.layout, job.side, job.cls, job.clip)
     if final.is_dir():
-        frames, flows = count_on_disk(final, settings.layout, settings.rgb)
-        return ClipResult(job.id, "exists", frames, flows, worker=worker)
+        n_frames, n_flows = count_on_disk(final, settings.layout, settings.rgb)
+        return ClipResult(job.id, "exists", n_frames, n_flows, worker=worker)
 
     cv2.setNumThreads(settings.opencv_threads)
     backend = _backend(settings) if settings.flow else None
@@ -178,7 +178,7 @@ def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
                 _imwrite(tmp / rgb_name(settings.layout, n, settings.rgb_format),
                          cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), rgb_params)
                 timings["write_rgb"] += time.perf_counter() - t
-            if settings.flow:
+            if backend is not None and enc is not None:  # settings.flow
                 gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
                 if prev_gray is not None:
                     t = time.perf_counter()
