@@ -50,7 +50,7 @@ def main() -> None:
                                     arch=arch, modality=modality, frames=frames, input_size=size,
                                     epochs=args.epochs, batch_size=8, workers=0, progress=False))
             row = {"arch": arch, "modality": modality, "frames": frames, "input_size": size,
-                   "train_clips_per_s": round(res["clips_per_s"], 1),
+                   "train_clips_per_s": round(res.clips_per_s, 1),
                    "wall_s": round(time.perf_counter() - t0, 1)}
             print(json.dumps(row), flush=True)
             rows.append(row)

@@ -15,9 +15,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from flowprep.synth import DIRECTIONS
+from flowprep.synth import DEMO_CLASSES  # defined beside the other synthetic data; also importable here
 
-DEMO_CLASSES = {**DIRECTIONS, "jump": (0.0, -3.0), "wave": (1.0, -1.0)}
+__all__ = ["DEMO_CLASSES", "make_demo_release", "main"]
 
 
 def make_demo_release(folder: Path) -> tuple[Path, Path]:

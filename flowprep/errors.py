@@ -53,6 +53,14 @@ class BackendNotInstalledError(FlowprepError):
 
 class WorkerDiedError(FlowprepError):
     """A worker process died mid-build (killed, out of memory): the build stops; a rerun resumes it."""
+class CheckpointError(FlowprepError):
+    """A file that is not a flowprep checkpoint, or one that does not fit what is asked of it."""
+
+
+class ExportError(FlowprepError):
+    """An export that failed, or whose ONNX model does not reproduce the PyTorch model."""
+
+
 @contextlib.contextmanager
 def writing(path: Path) -> Iterator[Path]:
     """Run the body that writes ``path``; an OSError in it becomes :class:`OutputError` naming

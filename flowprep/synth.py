@@ -17,6 +17,8 @@ DIRECTIONS: dict[str, tuple[float, float]] = {
     "walk": (2.0, 0.0), "run": (-2.0, 0.0), "ride_bike": (0.0, 2.0), "fall_floor": (0.0, -2.0),
     "push": (1.5, 1.5),
 }
+#: the demo's sample release (``make demo``, ``flowprep doctor``): HMDB5's classes plus two it does not select
+DEMO_CLASSES: dict[str, tuple[float, float]] = {**DIRECTIONS, "jump": (0.0, -3.0), "wave": (1.0, -1.0)}
 
 
 def texture(height: int, width: int, seed: int, sigma: float = 3.0) -> np.ndarray:
@@ -44,7 +46,7 @@ def translate(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
     """
     import cv2
 
-    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
     return cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_WRAP)
 

@@ -80,6 +80,7 @@ def test_flow_images_encode_the_true_motion(tiny_release, tmp_path):
     assert 1.3 < mean_dx < 2.7 and abs(mean_dy) < 0.3
 
 
+@pytest.mark.slow
 def test_resume_after_kill_is_byte_identical(tiny_release, tmp_path):
     ref = tmp_path / "ref"
     cfg = dict(source=tiny_release, classes=["walk", "run", "push"], flow="tvl1", jobs=1, progress=False,
@@ -155,7 +156,7 @@ def test_mmaction2_layout_and_official_split(tiny_release, tmp_path):
     assert names[0] == "flow_x_00001.jpg" and "img_00001.jpg" in names and "img_00008.jpg" in names
     assert "flow_y_00007.jpg" in names and "flow_x_00008.jpg" not in names
     lines = (out / "mmaction2" / "train_list_rawframes.txt").read_text().splitlines()
-    assert lines and all(len(l.rsplit(" ", 2)) == 3 for l in lines)
+    assert lines and all(len(ln.rsplit(" ", 2)) == 3 for ln in lines)
     assert (out / "mmaction2" / "val_list_rawframes_flow.txt").read_text().split()[1] == "7"
     # split file 1 of the synthetic release marks the first source of every 3 as test (code 2)
     assert rec["split"]["counts"]["walk"] == {"train": 4, "val": 2}

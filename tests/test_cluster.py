@@ -80,6 +80,7 @@ def _killer_plugin(marker_dir: str, only: str | None, once: bool):
     return Killer()
 
 
+@pytest.mark.slow
 def test_dask_builds_the_same_bytes_as_local(tiny_release, tmp_path, reference, dask_client):
     out = tmp_path / "dask"
     s = build(config(tiny_release, out, engine="dask", scheduler=dask_client.scheduler.address))
@@ -149,6 +150,7 @@ def _shard_cmd(release: Path, out: Path, k: int, n: int) -> list[str]:
             ",".join(CLASSES), "--flow", "dis", "-j", "1", "--no-progress", "--shard", f"{k}/{n}"]
 
 
+@pytest.mark.slow
 def test_cli_against_a_separate_dask_scheduler(tiny_release, tmp_path, reference):
     """The documented way: a scheduler and workers started apart, and `flowprep build --engine dask
     --scheduler ADDR` in its own process (no Client of its own making is the default there)."""

@@ -75,7 +75,8 @@ def test_split_all_per_class_and_bad_options():
 
 def test_official_split_files():
     texts = {
-        "walk_test_split1.txt": "A_walk_f_cm_np1_fr_med_0.avi 1 \nB_walk_f_cm_np1_fr_med_0.avi 2 \nC_walk_f_cm_np1_fr_med_0.avi 0\n",
+        "walk_test_split1.txt": "A_walk_f_cm_np1_fr_med_0.avi 1 \nB_walk_f_cm_np1_fr_med_0.avi 2 \n"
+                                "C_walk_f_cm_np1_fr_med_0.avi 0\n",
         "walk_test_split2.txt": "A_walk_f_cm_np1_fr_med_0.avi 2\n",
         "README": "ignored",
     }

@@ -11,6 +11,7 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+@pytest.mark.slow
 def test_own_dataset_example_builds_and_verifies(tmp_path):
     r = subprocess.run([sys.executable, str(EXAMPLES / "own_dataset.py"), "--out", str(tmp_path / "own"),
                         "--flow", "dis"], capture_output=True, text=True, timeout=300)

@@ -37,8 +37,9 @@ def make_checkpoint(path: Path, arch: str, modality: str, frames: int = 4, size:
                                   "dataset_record": RECORD, "epoch": 3, "best_acc": 0.5})
 
 
-@pytest.mark.parametrize("arch", ["2d", "3d"])
-@pytest.mark.parametrize("modality", ["rgb", "of", "joint"])
+# 2D RGB and flow stay in `make test-fast`; 3D and joint exports take several seconds each
+@pytest.mark.parametrize("arch", ["2d", pytest.param("3d", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("modality", ["rgb", "of", pytest.param("joint", marks=pytest.mark.slow)])
 def test_export_parity_and_configs(tmp_path, arch, modality):
     ckpt = make_checkpoint(tmp_path / "best.pt", arch, modality)
     out = tmp_path / "deploy"
@@ -98,6 +99,7 @@ def test_export_parity_and_configs(tmp_path, arch, modality):
     assert app["preprocess-config"] == pre.name and app["infer-config"] == inf.name
 
 
+@pytest.mark.slow
 def test_fp16_variant(tmp_path):
     ckpt = make_checkpoint(tmp_path / "best.pt", "2d", "rgb")
     res = CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(tmp_path / "d"), "--fp16"])
@@ -176,6 +178,7 @@ def test_pbtxt_parser_handles_repeated_blocks():
                             .split(";")[0]), 0.007843137)
 
 
+@pytest.mark.slow
 def test_reexport_into_the_same_folder_leaves_no_stale_files(tmp_path):
     out = tmp_path / "deploy"
     (out).mkdir()

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tomllib
 
 from flowprep.errors import (
     BackendNotInstalledError,

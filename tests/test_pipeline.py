@@ -19,6 +19,7 @@ def run(*args):
     return r
 
 
+@pytest.mark.slow
 def test_build_train_evaluate_export_infer(tiny_release, shared_data, tmp_path):
     data = tmp_path / "hmdb5"
     run("build-hmdb5", "--archive", tiny_release, "--out", data, "--flow", "dis", "--size", "48x40",

@@ -75,6 +75,7 @@ def test_infer_clip_windows_times_and_annotated_video(rgb3d, tmp_path):
     assert "annotated video" in res.output
 
 
+@pytest.mark.slow
 @needs_clip
 def test_onnx_and_checkpoint_runners_agree_and_skip_frames(rgb3d):
     ckpt, onnx_path = rgb3d

@@ -18,6 +18,7 @@ from flowprep.train.synthdata import make_tao_dataset  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes(tmp_path):
     ds = tmp_path / "ds"
     make_tao_dataset(ds, train_per_class=3, val_per_class=1, frames=5, height=36, width=44)

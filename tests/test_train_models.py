@@ -104,6 +104,7 @@ def test_imagenet_init_2d(tmp_path):
     assert torch.allclose(of.conv1.weight[:, 2 * t - 1], mean * 1.5 / t, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_imagenet_init_3d_joint(tmp_path):
     sd = _imagenet_state_dict(tmp_path / "r18.pth")
     model = build_model("3d", "joint", 5, frames=8)

@@ -110,9 +110,9 @@ def job_settings(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> JobSetti
         flow_name=flow_info["name"] if flow_info else None,
         flow_params=dict(flow_info["params"]) if flow_info else {},
         encoding=cfg.encoding.to_dict(), rgb_format=cfg.rgb_format, rgb_quality=cfg.rgb_quality,
-        short_side=cfg.short_side, size=tuple(cfg.size) if cfg.size else None, frame_step=cfg.frame_step,
-        opencv_threads=1, gpus=tuple(cfg.gpus) if cfg.gpus else None, max_clip_bytes=cfg.max_clip_bytes,
-        main_pid=os.getpid() if cfg.engine == "local" else None,
+        short_side=cfg.short_side, size=(cfg.size[0], cfg.size[1]) if cfg.size else None,
+        frame_step=cfg.frame_step, opencv_threads=1, gpus=tuple(cfg.gpus) if cfg.gpus else None,
+        max_clip_bytes=cfg.max_clip_bytes, main_pid=os.getpid() if cfg.engine == "local" else None,
         slot_scope=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 

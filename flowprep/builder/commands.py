@@ -13,8 +13,8 @@ from flowprep.cliparams import CommaList, GpuList, Shard, Size, count, finite, p
 from flowprep.limits import MAX_SIDE, MIN_SIDE
 
 
-def _params(values: tuple[str, ...]) -> dict:
-    out = {}
+def _params(values: tuple[str, ...]) -> dict[str, object]:
+    out: dict[str, object] = {}
     for item in values:
         key, sep, raw = item.partition("=")
         if not sep:

@@ -15,9 +15,10 @@ from flowprep.archive.bounded import MAX_CLIP_BYTES as DEFAULT_MAX_CLIP_BYTES
 from flowprep.errors import ConfigError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.layout.paths import LAYOUTS
+from flowprep.layout.record import DATASET_MODALITIES
 from flowprep.limits import MAX_SIDE, MIN_SIDE, check_finite
 
-MODALITIES = ("rgb", "flow", "both")
+MODALITIES = DATASET_MODALITIES  # the dataset's modality (not a model's streams: train.spec.STREAMS)
 #: seconds to wait for the Dask scheduler to answer (the per-clip size limit is the archive module's)
 DEFAULT_SCHEDULER_TIMEOUT = 30.0
 

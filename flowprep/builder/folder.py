@@ -25,8 +25,9 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from flowprep.builder.config import fingerprint
 from flowprep.errors import ConfigError, DatasetError, OutputError

@@ -15,9 +15,10 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -102,7 +103,7 @@ def _backend(settings: JobSettings):
             params["gpu"] = gpu
     key = json.dumps([settings.flow_name, params], sort_keys=True)
     if key not in _BACKENDS:
-        _BACKENDS[key] = create_backend(settings.flow_name, **params)
+        _BACKENDS[key] = create_backend(settings.flow_name or "", **params)  # flow jobs always name one
     return _BACKENDS[key]
 
 

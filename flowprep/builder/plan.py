@@ -140,7 +140,8 @@ def make_plan(cfg: BuildConfig) -> Plan:
         raise ConfigError(f"no video found for class(es) {', '.join(empty)} in {cfg.source}")
     names = {c: [v.name for v in by_class[c]] for c in classes}
 
-    if cfg.official_split is not None:
+    split: dict[str, Any]
+    if cfg.official_split is not None and cfg.splits_source is not None:  # BuildConfig asks for both
         table = parse_split_files(read_text_files(cfg.splits_source), cfg.official_split)
         sides = official_sides(names, table)
         split = {"method": "official", "official_split": cfg.official_split, "val_ratio": None,

@@ -185,8 +185,7 @@ def check_nvof_speed(ctx: DoctorContext) -> tuple[str, Numbers]:
 
 def check_build(ctx: DoctorContext) -> tuple[str, Numbers]:
     from flowprep.archive.rar4 import make_hmdb51_rars
-    from flowprep.demo import DEMO_CLASSES
-    from flowprep.synth import make_release_folder
+    from flowprep.synth import DEMO_CLASSES, make_release_folder
 
     _need(ctx.nvof_grids, "no optical-flow engine found by the engine check")
     h, w = (48, 64) if ctx.quick else (96, 128)

@@ -1,4 +1,4 @@
-"""Click command of the export stage: ``export``."""
+"""Click command of the export stage: ``export`` (parse, call :func:`flowprep.export.api.export`, print)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from flowprep.cliparams import count
+from flowprep.export.config import ExportConfig
 
 
 @click.command("export")
@@ -26,10 +27,11 @@ def export_cmd(checkpoint: Path, out: Path, fp16: bool, engine: bool, min_batch:
                max_batch: int, ds_batch: int, triton_name: str | None) -> None:
     """Export a trained CHECKPOINT: ONNX (checked against PyTorch), labels, model record, Triton
     config, DeepStream configs (RGB models) and, on a GPU machine, a TensorRT engine."""
-    from flowprep.export.api import export_checkpoint
+    cfg = ExportConfig(checkpoint, out, fp16=fp16, engine=engine, min_batch=min_batch, opt_batch=opt_batch,
+                       max_batch=max_batch, ds_batch=ds_batch, triton_name=triton_name)
+    from flowprep.export.api import export  # lazy: torch and onnx, once the options are known to be good
 
-    s = export_checkpoint(checkpoint, out, fp16=fp16, engine=engine, min_batch=min_batch, opt_batch=opt_batch,
-                          max_batch=max_batch, ds_batch=ds_batch, triton_name=triton_name)
+    s = export(cfg)
     click.echo(f"exported {s.arch} {s.modality} model to {s.out}")
     for kind, p in s.parity.items():
         click.echo(f"  parity {kind}: ONNX Runtime vs PyTorch max abs diff {p['max_abs_diff']:.3g} "

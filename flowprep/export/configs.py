@@ -15,9 +15,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from flowprep.train.spec import NORM_OFFSET, NORM_SCALE
+
 #: ``x_net = (x - OFFSET) * SCALE`` for 8-bit RGB and flow images alike
-SCALE = 1.0 / 127.5
-OFFSET = 127.5
+SCALE = NORM_SCALE  # (x - OFFSET) * SCALE: the training normalisation
+OFFSET = NORM_OFFSET
 MODEL_RECORD = "flowprep_model.json"
 MODEL_FORMAT = "flowprep-model"
 DEEPSTREAM_RGB_ONLY = ("DeepStream's deepstream-3d-action-recognition sample feeds one RGB sequence "

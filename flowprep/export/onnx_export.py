@@ -24,20 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from flowprep.errors import ConfigError, FlowprepError
+from flowprep.errors import ExportError  # also importable from here (its former home)
+from flowprep.train.spec import OUTPUT_NAME
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
-OUTPUT_NAME = "fc_pred"
 #: fp32 parity: max abs difference of logits, ONNX Runtime vs PyTorch, on the same random input
 FP32_TOL = 1e-4
 #: fp16 parity, relative to the largest |logit| (at least 1): fp16 keeps ~3 significant digits
 FP16_REL_TOL = 2e-2
-
-
-class ExportError(FlowprepError):
-    """An export that failed, or whose ONNX model does not reproduce the PyTorch model."""
 
 
 def export_onnx(model: Any, shapes: dict[str, tuple[int, ...]], path: Path, opset: int = OPSET) -> Path:
@@ -104,23 +100,6 @@ def check_interface(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
     outs = [o.name for o in model.graph.output]
     if outs != [OUTPUT_NAME]:
         raise ExportError(f"{path}: outputs are {outs}, expected [{OUTPUT_NAME!r}]")
-
-
-def onnx_io(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
-    """``(inputs, outputs)`` of an ONNX file: name -> shape without the batch dimension."""
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf DecodeError and OSError alike: not a readable model
-        raise ConfigError(f"{path} is not a readable ONNX model: {exc}") from exc
-
-    def dims(v) -> tuple[int, ...]:
-        return tuple(int(d.dim_value) for d in v.type.tensor_type.shape.dim[1:])
-
-    inits = {i.name for i in model.graph.initializer}
-    ins = {v.name: dims(v) for v in model.graph.input if v.name not in inits}
-    return ins, {v.name: dims(v) for v in model.graph.output}
 
 
 def random_inputs(shapes: dict[str, tuple[int, ...]], batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:

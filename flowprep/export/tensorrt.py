@@ -21,8 +21,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowprep.errors import BackendNotInstalledError, BackendUnavailableError
-from flowprep.export.onnx_export import ExportError
+from flowprep.errors import BackendNotInstalledError, BackendUnavailableError, ExportError
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +50,14 @@ def _dims(shape: tuple[int, ...]) -> str:
     return "x".join(str(int(d)) for d in shape)
 
 
-def trtexec_command(onnx: Path, engine: Path, shapes: dict[str, tuple[int, ...]], profile: Profile,
+def trtexec_command(onnx: str | Path, engine: str | Path, shapes: dict[str, tuple[int, ...]], profile: Profile,
                     fp16: bool = False, trt_major: int = 10) -> list[str]:
     """The ``trtexec`` argv that builds the same engine as :func:`build_engine`.
 
     Args:
-        onnx: the model to build (for fp16 on TensorRT >= 11, the fp16 ONNX file).
-        engine: where ``--saveEngine`` writes.
+        onnx: the model to build (for fp16 on TensorRT >= 11, the fp16 ONNX file); a bare file name
+            for a command run in the deploy folder.
+        engine: where ``--saveEngine`` writes (also a bare name in the deploy folder).
         shapes: input name -> shape without batch.
         profile: batch sizes.
         fp16: add ``--fp16`` (TensorRT 10 only; on >= 11 pass the fp16 ONNX instead).

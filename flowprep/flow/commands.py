@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from flowprep.cliparams import CommaList, Size, count, positive
-from flowprep.layout.record import json_safe
+from flowprep.limits import json_safe
 
 
 @click.command("backends")
@@ -55,12 +55,13 @@ def backends_cmd(as_json: bool) -> None:
 def bench_flow_cmd(flows, pairs, size, magnitudes, pairs_per_magnitude, video, bounds, jpeg_quality, threads,
                    as_json, plot, vis_dir, seed) -> None:
     """Accuracy (end-point error) and speed of flow backends on pairs with known flow."""
-    from flowprep.flow.bench import DEFAULT_VIDEO, bench_flow, format_table
+    from flowprep.flow.bench import DEFAULT_VIDEO, BenchConfig, bench, format_table
 
-    result = bench_flow(list(flows) or None, size=size, magnitudes=magnitudes if pairs_per_magnitude else (),
-                        per_magnitude=pairs_per_magnitude, extra_pairs=[tuple(p) for p in pairs],
-                        video=video if video is not None else DEFAULT_VIDEO, bounds=bounds,
-                        jpeg_quality=jpeg_quality, threads=threads, plot=plot, vis_dir=vis_dir, seed=seed)
+    cfg = BenchConfig(list(flows) or None, size=size, magnitudes=magnitudes if pairs_per_magnitude else (),
+                      per_magnitude=pairs_per_magnitude, extra_pairs=[tuple(p) for p in pairs],
+                      video=video if video is not None else DEFAULT_VIDEO, bounds=bounds,
+                      jpeg_quality=jpeg_quality, threads=threads, plot=plot, vis_dir=vis_dir, seed=seed)
+    result = bench(cfg)
     if as_json:
         click.echo(json.dumps(json_safe(result.to_dict()), indent=2, default=_json_default, allow_nan=False))
     else:

@@ -252,8 +252,8 @@ class NvofBackend(FlowBackend):
         self.preset, self.grid, self.gpu = preset, int(grid), int(gpu)
         self._path = self._choose_path(path)
         self._session: _Session | None = None
-        self._cv = None
-        self._cv_cls = _opencv_nvof() if self._path == "opencv" else None
+        self._cv: Any = None  # OpenCV's NvidiaOpticalFlow_2_0 instance (path "opencv")
+        self._cv_cls: Any = _opencv_nvof() if self._path == "opencv" else None
         self._shape: tuple[int, int] | None = None
         if self._path == "ctypes":
             self._driver, self._oflib, self._gpu_name, self._cc = check_environment(self.gpu)
@@ -296,15 +296,15 @@ class NvofBackend(FlowBackend):
             self.close()
             self._shape = (h, w)
             if self._path == "ctypes":
-                self._session = _Session(self._driver, self._oflib, self.gpu, w, h, self.preset, self.grid)
-                self._hw_grid = self._session.grid
+                session = _Session(self._driver, self._oflib, self.gpu, w, h, self.preset, self.grid)
+                self._session, self._hw_grid = session, session.grid
             else:
                 self._cv = self._cv_cls.create((w, h), perfPreset=api.PERF_LEVELS[self.preset],
                                                outputGridSize=self.grid, hintGridSize=self.grid,
                                                enableTemporalHints=False, enableExternalHints=False,
                                                enableCostBuffer=False, gpuId=self.gpu)
                 self._hw_grid = expected_hardware_grid(self.grid, self._cc)
-        if self._path == "ctypes":
+        if self._session is not None:  # the ctypes path (opened above)
             vectors = self._session.run(prev, nxt)
         else:
             out = self._cv.calc(prev, nxt, None)
@@ -319,7 +319,8 @@ class NvofBackend(FlowBackend):
         return {"preset": self.preset, "grid": self.grid, "path": self._path}
 
     def describe(self) -> dict[str, Any]:
-        """The base record plus ``hardware_grid``: the grid the engine computes on (see :func:`expected_hardware_grid`)."""
+        """The base record plus ``hardware_grid``: the grid the engine computes on (see
+        :func:`expected_hardware_grid`)."""
         return {**super().describe(), "hardware_grid": self._hw_grid}
 
     @property
@@ -385,7 +386,8 @@ class _Session:
             if max_version(ctypes.byref(supported)) == api.NV_OF_SUCCESS:
                 if supported.value >> 4 < api.MIN_API_MAJOR:
                     raise BackendUnavailableError(
-                        f"the NVIDIA driver offers optical-flow interface {supported.value >> 4}.{supported.value & 15}; "
+                        f"the NVIDIA driver offers optical-flow interface "
+                        f"{supported.value >> 4}.{supported.value & 15}; "
                         f"{api.MIN_API_MAJOR}.0 or newer is needed: update the driver")
                 version = min(version, supported.value)
         self.fn = api.NV_OF_CUDA_API_FUNCTION_LIST()
@@ -419,7 +421,8 @@ class _Session:
             raise BackendUnavailableError(f"{what}: {api.status_name(status)}{detail}: this GPU has no usable "
                                           "optical-flow engine (needs Turing or newer, not TU117)")
         if status == api.NV_OF_ERR_INVALID_VERSION:
-            detail += f"; the driver's optical-flow interface is older than {api.API_MAJOR}.{api.API_MINOR}: update the driver"
+            detail += (f"; the driver's optical-flow interface is older than {api.API_MAJOR}.{api.API_MINOR}: "
+                       "update the driver")
         raise BackendUnavailableError(f"{what} failed: {api.status_name(status)}{detail}")
 
     def _pick_grid(self, wanted: int) -> int:

@@ -101,7 +101,7 @@ def smooth_field(height: int, width: int, magnitude: float, rng: np.random.Gener
     base = np.array([np.cos(angle), np.sin(angle)], np.float32) * 0.6
     sigma = max(height, width) / 6.0
     noise = rng.standard_normal((height, width, 2)).astype(np.float32)
-    local = cv2.GaussianBlur(noise, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    local: np.ndarray = cv2.GaussianBlur(noise, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
     local *= 0.4 / max(float(np.abs(local).max()), 1e-6)
     f = local + base
     f *= np.float32(magnitude / max(float(np.sqrt((f ** 2).sum(-1)).max()), 1e-6))

@@ -45,7 +45,8 @@ BACKENDS: dict[str, BackendSpec] = {
         BackendSpec(
             "nvof", "flowprep.flow.nvof", "NvofBackend",
             "an NVIDIA driver with libnvidia-opticalflow.so.1 (Turing or newer GPU) and "
-            "`pip install 'flowprep[nvof]'` (cuda-bindings); in containers set NVIDIA_DRIVER_CAPABILITIES=compute,utility,video",
+            "`pip install 'flowprep[nvof]'` (cuda-bindings); "
+            "in containers set NVIDIA_DRIVER_CAPABILITIES=compute,utility,video",
             "NVIDIA Optical Flow hardware engine (Turing/Ampere/Hopper/Ada: A100, H100, L4, RTX)", gpu=True),
         BackendSpec(
             "vpi", "flowprep.flow.vpi", "VpiBackend",
@@ -104,9 +105,8 @@ def backend_parameters(cls: type[FlowBackend]) -> list[str] | None:
     None when neither says (a constructor taking only ``**params`` without ``DEFAULTS``): the
     constructor then checks its parameters itself.
     """
-    defaults = getattr(cls, "DEFAULTS", None)
-    if isinstance(defaults, dict):
-        return sorted(defaults)
+    if cls.DEFAULTS is not None:
+        return sorted(cls.DEFAULTS)
     sig = inspect.signature(cls.__init__)
     named = [p.name for p in list(sig.parameters.values())[1:]
              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
@@ -130,7 +130,7 @@ def create_backend(name: str, **params: Any) -> FlowBackend:
     if unknown:
         what = "parameter" if len(unknown) == 1 else "parameters"
         raise ConfigError(f"flow backend {name!r}: unknown {what} {', '.join(map(repr, unknown))}; "
-                          f"known: {', '.join(sorted(known)) or 'none'}")
+                          f"known: {', '.join(sorted(known or [])) or 'none'}")
     try:
         return cls(**params)
     except TypeError as exc:
@@ -140,18 +140,9 @@ def create_backend(name: str, **params: Any) -> FlowBackend:
 def probe(name: str) -> str:
     """Check that a backend can run here without building it fully; return its device description.
 
-    Backends may define a ``probe()`` classmethod (cheap checks for a driver/device); otherwise one
-    instance is made with default parameters.
+    See :meth:`flowprep.flow.base.FlowBackend.probe` (cheap device checks, or one default instance).
     """
-    cls = load_backend_class(name)
-    fn = getattr(cls, "probe", None)
-    if fn is not None:
-        return fn()
-    backend = cls()
-    try:
-        return backend.device()
-    finally:
-        backend.close()
+    return load_backend_class(name).probe()
 
 
 def backend_status(name: str) -> dict[str, Any]:

@@ -5,8 +5,8 @@ on Orin (JetPack 6), ``python3-vpi2`` on Xavier (JetPack 5: VPI 3 supports Orin 
 removed the NVENC backend); the unrelated PyPI package also called ``vpi`` is detected (it has no
 ``optflow_dense``) and refused. The engine is checked when the backend starts: NVENC must exist in
 the installed VPI, and OFA must run a tiny dense-flow call (NVIDIA documents OFA dense flow on
-Jetson AGX Orin; other Orin modules are detected rather than assumed). VPI has no dense optical flow on x86 machines with discrete GPUs:
-use ``--flow nvof`` there.
+Jetson AGX Orin; other Orin modules are detected rather than assumed). VPI has no dense optical flow
+on x86 machines with discrete GPUs: use ``--flow nvof`` there.
 
 Pipeline per pair: gray ``uint8`` frames are padded at the right/bottom to the engine's size
 multiple, wrapped with ``vpi.asimage``, converted to the engine's input format
@@ -77,7 +77,8 @@ def pad_frame(frame: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def vectors_to_flow(vectors: np.ndarray, height: int, width: int) -> np.ndarray:
-    """VPI's ``int16`` ``(H'/4, W'/4, 2)`` S10.5 output (padded size ``H' x W'``) to ``float32`` ``(height, width, 2)`` pixels."""
+    """VPI's ``int16`` ``(H'/4, W'/4, 2)`` S10.5 output (padded size ``H' x W'``) to ``float32``
+    ``(height, width, 2)`` pixels."""
     gh, gw = vectors.shape[:2]
     full = upsample_grid_flow(s10_5_to_float(vectors), GRID, gh * GRID, gw * GRID)
     return np.ascontiguousarray(full[:height, :width])

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import socket
 import uuid
@@ -39,12 +38,16 @@ from flowprep.errors import ConfigError, DatasetError, OutputError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.layout.names import name_problem
 from flowprep.layout.paths import LAYOUTS
+from flowprep.limits import json_safe as json_safe  # re-exported: its former home
 
 RECORD_NAME = "flowprep.json"
 FORMAT = "flowprep-dataset"
 FORMAT_VERSION = 1
 SIDES = ("train", "val")
-MODALITIES = ("rgb", "flow", "both")
+#: what a dataset holds (``flowprep build --modality``); a model's input streams are
+#: :data:`flowprep.train.spec.STREAMS`
+DATASET_MODALITIES = ("rgb", "flow", "both")
+MODALITIES = DATASET_MODALITIES  # the name the record schema checks use
 IMAGE_FORMATS = ("png", "jpg")
 #: more frames than any clip has (10 hours at 30 fps); a bigger count is a damaged record
 MAX_FRAMES = 1_080_000
@@ -83,18 +86,6 @@ def dump_json(obj: Any) -> str:
     (the config dataclasses refuse non-finite numbers, so a record never holds one).
     """
     return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
-
-
-def json_safe(obj: Any) -> Any:
-    """``obj`` with every non-finite float (a measurement that could not be made) as None, for
-    reports that may legitimately lack a number; dump with ``allow_nan=False`` afterwards."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

@@ -110,7 +110,7 @@ def check_clip(folder: str, layout: str, frames: int, flow_frames: int, rgb: boo
         if rgb and flow_frames != frames - 1:
             problems.append(f"{folder}: {flow_frames} flow images for {frames} frames (expected {frames - 1})")
     if layout == "tao":
-        present = set()
+        present: set[str] = set()
         allowed = (["rgb"] if rgb else []) + (["u", "v"] if flow else [])
         for entry in sorted(os.listdir(base)):
             if entry not in allowed or not (base / entry).is_dir():

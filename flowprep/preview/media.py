@@ -22,7 +22,7 @@ from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.visualize import flow_to_color
 from flowprep.layout.paths import clip_dir, flow_names, rgb_name
 from flowprep.layout.record import has_flow, has_rgb
-from flowprep.serve.annotate import draw_label
+from flowprep.video.overlay import draw_label
 
 #: panel names in the order they are drawn
 PANELS = ("RGB", "flow", "u", "v")

@@ -1,4 +1,4 @@
-"""Click command of the serve stage: ``infer``."""
+"""Click command of the serve stage: ``infer`` (parse, call :func:`flowprep.serve.api.infer`, print)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import contextlib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from flowprep.cliparams import count, positive
 from flowprep.errors import writing
 from flowprep.layout.record import json_safe
+from flowprep.serve.api import InferConfig, infer
 
 
 @click.command("infer")
@@ -33,19 +35,17 @@ from flowprep.layout.record import json_safe
 def infer_cmd(input: str, model: Path, output: Path | None, stride: int | None, skip_frames: int | None, top: int,
               json_out: str, fps: float | None, flow: str | None, max_frames: int | None, cpu: bool) -> None:
     """Classify INPUT (video file, folder of frames, /dev/videoN or camera:N) with a sliding window."""
-    from flowprep.serve.infer import infer
-
+    cfg = InferConfig(input, model, output=output, stride=stride, skip_frames=skip_frames, top=top, fps=fps,
+                      flow=flow, max_frames=max_frames, providers=["CPUExecutionProvider"] if cpu else None)
     with writing(Path(json_out)):
         out = sys.stdout if json_out == "-" else open(json_out, "w", encoding="utf-8")
     try:
-        def emit(d: dict) -> None:
+        def emit(d: dict[str, Any]) -> None:
             with writing(Path(json_out)):  # a full disk: ENOSPC from write() names no file
                 out.write(json.dumps(json_safe(d), allow_nan=False) + "\n")
                 out.flush()
 
-        s = infer(input, model, output=output, stride=stride, skip_frames=skip_frames, top=top, fps=fps,
-                  flow=flow, max_frames=max_frames, on_result=emit,
-                  providers=["CPUExecutionProvider"] if cpu else None)
+        s = infer(cfg, on_result=emit)
     finally:
         if out is not sys.stdout:
             with contextlib.suppress(OSError):  # already reported by emit, or nothing left to flush

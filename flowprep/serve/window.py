@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from flowprep.errors import ConfigError
+from flowprep.flow.base import FlowBackend
 from flowprep.flow.encoding import FlowEncoding, normalize_uint8
+from flowprep.train.spec import CROP_FRACTION  # the evaluation crop of training: 224 of 256
 from flowprep.video.decode import resize_frame, target_size
 
-#: the evaluation crop of :mod:`flowprep.train.data` (``CROP_FRACTION``): 224 of 256
-CROP_FRACTION = 0.875
 
 
 def center_crop_box(h: int, w: int) -> tuple[int, int, int, int]:
@@ -54,9 +55,10 @@ def jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
     import cv2
 
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
+    out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if ok else None
+    if out is None:
         raise ValueError("JPEG encoding failed")
-    return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    return out
 
 
 @dataclass
@@ -74,6 +76,14 @@ class Item:
     last_src: int
     rgb: np.ndarray | None = None
     flow: np.ndarray | None = None
+
+
+def _stream_image(item: Item, stream: str) -> np.ndarray:
+    """The item's ``rgb`` or ``flow`` (for ``"of"``) image; every item of a window has both it needs."""
+    img = item.rgb if stream == "rgb" else item.flow
+    if img is None:
+        raise ValueError(f"window item {item.index} has no {stream} image")
+    return img
 
 
 class FrameProcessor:
@@ -99,6 +109,11 @@ class FrameProcessor:
         rgb_format = rgb_format or {}
         self.rgb_jpeg = rgb_format.get("jpeg_quality") if rgb_format.get("image_format") == "jpg" else None
         self.backend, self.encoding = backend, encoding
+        self._flow: tuple[FlowBackend, FlowEncoding] | None = None
+        if use_flow:
+            if backend is None or encoding is None:
+                raise ConfigError("flow pre-processing needs a flow backend and a flow encoding")
+            self._flow = (backend, encoding)
         self._target: tuple[int, int] | None = None
         self._prev: tuple[int, np.ndarray, np.ndarray | None] | None = None  # (src, gray, rgb_net)
         self._k = 0  # dataset frames seen
@@ -119,16 +134,17 @@ class FrameProcessor:
             rgb_net = to_network(img, self.size)
         k = self._k
         self._k += 1
-        if not self.use_flow:
+        if self._flow is None:
             return Item(k, src_index, src_index, rgb=rgb_net)
+        backend, enc = self._flow
         gray = cv2.cvtColor(ds, cv2.COLOR_RGB2GRAY)
         prev, self._prev = self._prev, (src_index, gray, rgb_net)
         if prev is None:
             return None
-        flow = self.backend.calc(prev[1], gray)
-        u, v = self.encoding.encode(flow)
-        if self.encoding.image_format == "jpg":
-            u, v = jpeg_roundtrip(u, self.encoding.jpeg_quality), jpeg_roundtrip(v, self.encoding.jpeg_quality)
+        flow = backend.calc(prev[1], gray)
+        u, v = enc.encode(flow)
+        if enc.image_format == "jpg":
+            u, v = jpeg_roundtrip(u, enc.jpeg_quality), jpeg_roundtrip(v, enc.jpeg_quality)
         uv = to_network(np.stack([u, v], -1), self.size)
         return Item(k - 1, prev[0], src_index, rgb=prev[2], flow=uv)
 
@@ -171,7 +187,7 @@ class WindowBuffer:
         out = {}
         for s in self.streams:
             # (T, S, S, C) -> (C, T, S, S)
-            arr = np.stack([(it.rgb if s == "rgb" else it.flow) for it in its]).transpose(3, 0, 1, 2)
+            arr = np.stack([_stream_image(it, s) for it in its]).transpose(3, 0, 1, 2)
             x = normalize_uint8(np.ascontiguousarray(arr))
             if self.arch == "2d":
                 x = x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])

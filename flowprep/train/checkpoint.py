@@ -31,18 +31,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from flowprep.errors import ConfigError, FlowprepError, writing
-from flowprep.train.models import ARCHS, MODALITIES, build_model
-from flowprep.train.models import streams as model_streams
+from flowprep.errors import CheckpointError, ConfigError, writing  # CheckpointError: also importable here
+from flowprep.train.models import build_model
+from flowprep.train.spec import ARCHS, STREAMS
+from flowprep.train.spec import streams as model_streams
 from flowprep.train.torchfile import load_torch_file
 
 FORMAT = "flowprep-checkpoint"
 VERSION = 1
 REQUIRED = ("arch", "modality", "frames", "sample_rate", "input_size", "classes", "state_dict")
-
-
-class CheckpointError(FlowprepError):
-    """A file that is not a flowprep checkpoint, or one that does not fit what is asked of it."""
 
 
 def save_checkpoint(path: Path, ckpt: dict[str, Any]) -> Path:
@@ -86,9 +83,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path} is an incomplete flowprep checkpoint (missing {missing})")
-    if ckpt["arch"] not in ARCHS or ckpt["modality"] not in MODALITIES:
+    if ckpt["arch"] not in ARCHS or ckpt["modality"] not in STREAMS:
         raise CheckpointError(f"{path} holds architecture {ckpt['arch']!r} / modality "
-                              f"{ckpt['modality']!r}; this flowprep knows {ARCHS} x {MODALITIES}")
+                              f"{ckpt['modality']!r}; this flowprep knows {ARCHS} x {STREAMS}")
     ckpt["path"] = str(path)
     return ckpt
 

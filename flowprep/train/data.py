@@ -25,12 +25,11 @@ from flowprep.flow.encoding import FlowEncoding, normalize_uint8
 from flowprep.layout.paths import flow_names, rgb_name
 from flowprep.layout.record import SIDES, find_root, has_flow, has_rgb, read_record
 from flowprep.train import sampling
-from flowprep.train.models import streams as model_streams
+from flowprep.train.spec import CROP_FRACTION, CROPS
+from flowprep.train.spec import streams as model_streams
 
-CROPS = ("random", "multiscale", "center", "full")
-#: crop side as a fraction of the short side for "random" and "center": 224/256, TAO's and
-#: torchvision's "resize to 256, crop 224"
-CROP_FRACTION = 0.875
+# CROP_FRACTION (train.spec): crop side as a fraction of the short side for "random" and "center":
+# 224/256, TAO's and torchvision's "resize to 256, crop 224"
 #: TSN's multi-scale crop: width and height each one of these fractions of the short side
 MULTISCALE = (1.0, 0.875, 0.75, 0.66)
 
@@ -80,8 +79,9 @@ def open_dataset(path: Path, modality: str, side: str | None = None) -> tuple[Da
                            "TAO layout: rebuild with --layout tao")
     need_rgb, need_flow = modality in ("rgb", "joint"), modality in ("of", "joint")
     if (need_rgb and not has_rgb(record)) or (need_flow and not has_flow(record)):
+        needs = "RGB frames and flow" if modality == "joint" else "RGB frames" if need_rgb else "flow"
         raise DatasetError(f"{root} was built with modality {record.get('modality')!r}, but a "
-                           f"{modality!r} model needs {'RGB frames and flow' if modality == 'joint' else 'RGB frames' if need_rgb else 'flow'}; "
+                           f"{modality!r} model needs {needs}; "
                            "rebuild it with --modality both")
     classes = list(record.get("classes") or [])
     if not classes:
