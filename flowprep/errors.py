@@ -51,6 +51,8 @@ class BackendNotInstalledError(FlowprepError):
     """A flow backend whose software is not installed. The message carries the install hint."""
 
 
+class WorkerDiedError(FlowprepError):
+    """A worker process died mid-build (killed, out of memory): the build stops; a rerun resumes it."""
 class CheckpointError(FlowprepError):
     """A file that is not a flowprep checkpoint, or one that does not fit what is asked of it."""
 

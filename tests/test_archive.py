@@ -427,3 +427,43 @@ def test_bsdtar_alone_reads_rar5_and_explains_solid_rar3(tmp_path: Path, monkeyp
     hint = r"\(bsdtar\) failed.*bsdtar reads no solid RARs.*apt-get install unar"
     with pytest.raises(ArchiveError, match=hint):
         read_text_files(solid)
+
+
+def test_member_bounds_size_ratio_and_short_reads(tmp_path):
+    from flowprep.archive.formats import MAX_RATIO, RATIO_FLOOR, Member, bound_reason, open_archive
+
+    assert bound_reason(Member("a", 100, "file", packed=100), 1000) is None
+    assert "over the limit" in bound_reason(Member("a", 2000, "file", packed=2000), 1000)
+    assert bound_reason(Member("a", RATIO_FLOOR, "file", packed=1), 1 << 40) is None  # small: never a bomb
+    big = RATIO_FLOOR + 1
+    assert "ratio" in bound_reason(Member("a", big, "file", packed=big // (MAX_RATIO + 1)), 1 << 40)
+    assert bound_reason(Member("a", big, "file", packed=-1), 1 << 40) is None  # unknown: size bound only
+    path = tmp_path / "z.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("c/a.avi", b"x" * 5000)
+    ref = MemberRef(str(path), "c/a.avi", 5000)
+    assert read_member(ref) == b"x" * 5000
+    with pytest.raises(ArchiveError, match="per-clip limit of 4000"):
+        read_member(ref, limit=4000)
+    with open_archive(path) as arc, pytest.raises(ArchiveError, match="over the limit"):
+        arc.read("c/a.avi", limit=10)
+    tgz = tmp_path / "t.tar.gz"
+    with tarfile.open(tgz, "w:gz") as tf:
+        info = tarfile.TarInfo("c/a.avi")
+        info.size = 5000
+        tf.addfile(info, io.BytesIO(b"x" * 5000))
+    with open_archive(tgz) as arc:
+        assert arc.member("c/a.avi").packed == tgz.stat().st_size  # the stream's size bounds a member's
+
+
+def test_plain_files_must_be_regular(tmp_path):
+    import os
+
+    fifo = tmp_path / "f.avi"
+    os.mkfifo(fifo)
+    with pytest.raises(ArchiveError, match="not a regular file"):
+        read_member(MemberRef(None, str(fifo), 0))  # returns at once: opened non-blocking
+    real = tmp_path / "r.avi"
+    real.write_bytes(b"y" * 300)
+    with pytest.raises(ArchiveError, match="over the limit of 100"):
+        read_member(MemberRef(None, str(real), 99), limit=100)

@@ -281,7 +281,7 @@ def test_shard_assignment_is_balanced_and_stable():
 
 
 def _claim(scope: str, root: str):
-    from flowprep.builder.cluster import worker_slot
+    from flowprep.builder.workers import worker_slot
 
     slot = worker_slot(scope, Path(root))
     time.sleep(0.3)  # hold it while the other worker claims
@@ -291,7 +291,7 @@ def _claim(scope: str, root: str):
 def test_local_workers_get_distinct_slots(tmp_path):
     from joblib import Parallel, delayed
 
-    from flowprep.builder.cluster import worker_slot
+    from flowprep.builder.workers import worker_slot
 
     got = Parallel(n_jobs=2, backend="loky")(delayed(_claim)("scope-a", str(tmp_path)) for _ in range(4))
     by_pid = {}
@@ -300,13 +300,13 @@ def test_local_workers_get_distinct_slots(tmp_path):
         assert by_pid.setdefault(pid, slot) == slot
     assert sorted(set(by_pid.values())) == [0, 1] and len(by_pid) == 2
     # A dead process's slot is free again (the kernel drops its flock).
-    code = f"from flowprep.builder.cluster import worker_slot; print(worker_slot('scope-b', {str(tmp_path)!r}))"
+    code = f"from flowprep.builder.workers import worker_slot; print(worker_slot('scope-b', {str(tmp_path)!r}))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "0"
     assert worker_slot("scope-b", tmp_path) == 0
 
 
 def test_worker_gpu_choice(monkeypatch):
-    from flowprep.builder import cluster
+    from flowprep.builder import workers as cluster
 
     monkeypatch.setattr(cluster, "worker_slot", lambda scope, root=None: {"w0": 0, "w1": 1}[scope])
     # --gpus: round robin over the list by slot
@@ -340,10 +340,9 @@ def test_cpu_backends_ignore_gpus(tiny_release, tmp_path):
 
 def test_gpu_backend_gets_this_workers_gpu(monkeypatch, tmp_path):
     from flowprep.builder import job
-    from flowprep.flow import registry
 
     made = []
-    monkeypatch.setattr(registry, "create_backend", lambda name, **params: made.append((name, params)) or object())
+    monkeypatch.setattr(job, "create_backend", lambda name, **params: made.append((name, params)) or object())
     monkeypatch.setattr(job, "_BACKENDS", {})
     scope = f"test-{os.getpid()}-{time.time_ns()}"
     settings = job.JobSettings(out=str(tmp_path), layout="tao", rgb=True, flow=True, flow_name="nvof",

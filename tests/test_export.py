@@ -193,3 +193,22 @@ def test_reexport_into_the_same_folder_leaves_no_stale_files(tmp_path):
     assert "model_fp16.onnx" not in left and not any(n.startswith("config_preprocess") for n in left)
     assert "labels_nvinfer.txt" not in left and "README.mine" in left
     assert json.loads((out / "flowprep_model.json").read_text())["modality"] == "of"
+
+
+def test_export_never_replaces_a_users_files(tmp_path):
+    out = tmp_path / "deploy"
+    out.mkdir()
+    mine = {"model.onnx": b"my model", "labels.txt": b"my labels", "config.pbtxt": b"my config"}
+    for name, data in mine.items():
+        (out / name).write_bytes(data)
+    ckpt = make_checkpoint(tmp_path / "rgb.pt", "2d", "rgb")
+    res = CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(out)])
+    assert res.exit_code == 1 and "not written by flowprep export" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert {n: (out / n).read_bytes() for n in mine} == mine and sorted(p.name for p in out.iterdir()) == sorted(mine)
+    # Its own earlier export it does replace, listed in its manifest.
+    fresh = tmp_path / "fresh"
+    assert CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(fresh)]).exit_code == 0
+    listed = json.loads((fresh / ".flowprep-export.json").read_text())["entries"]
+    assert "model.onnx" in listed and "model.engine" not in listed
+    assert CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(fresh)]).exit_code == 0

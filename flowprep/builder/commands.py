@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from flowprep.builder.config import DEFAULT_MAX_CLIP_BYTES, DEFAULT_SCHEDULER_TIMEOUT, scheduler_problem
+from flowprep.builder.folder import BuildFolder
 from flowprep.cliparams import CommaList, GpuList, Shard, Size, count, finite, positive
 from flowprep.limits import MAX_SIDE, MIN_SIDE
 
@@ -63,6 +65,10 @@ def build_options(f):
         click.option("--force", is_flag=True, help="Replace a build of another configuration in --out."),
         click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True),
         click.option("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786) for --engine dask."),
+        click.option("--scheduler-timeout", type=positive(86400), default=DEFAULT_SCHEDULER_TIMEOUT,
+                     show_default=True, help="Seconds to wait for the Dask scheduler to answer."),
+        click.option("--max-clip-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_CLIP_BYTES,
+                     show_default=True, help="A clip larger than this is not read (it fails with the reason)."),
         click.option("--shard", type=Shard(), default=None,
                      help="Build only part K of N (job arrays); the last part to finish writes the record, "
                           "or run `flowprep finalize`."),
@@ -83,6 +89,8 @@ def _config_kwargs(kw: dict) -> dict:
         raise click.UsageError("give --size or --short-side, not both")
     if kw["scheduler"] is not None and kw["engine"] != "dask":
         raise click.UsageError("--scheduler goes with --engine dask")
+    if kw["scheduler"] is not None and scheduler_problem(kw["scheduler"]):
+        raise click.UsageError(str(scheduler_problem(kw["scheduler"])))
     if kw.get("official_split") is not None and kw.get("splits") is None:
         raise click.UsageError("--official-split needs --splits (the folder or archive with the split files)")
     layout = kw["layout"]
@@ -95,7 +103,8 @@ def _config_kwargs(kw: dict) -> dict:
         val_ratio=kw["val_ratio"], seed=kw["seed"], split_by=kw["split_by"], short_side=kw["short_side"],
         size=kw["size"], frame_step=kw["frame_step"], jobs=kw["jobs"], force=kw["force"],
         engine=kw["engine"], scheduler=kw["scheduler"], shard=kw["shard"], gpus=kw["gpus"],
-        progress=not kw["no_progress"],
+        progress=not kw["no_progress"], max_clip_bytes=kw["max_clip_bytes"],
+        scheduler_timeout=kw["scheduler_timeout"],
     )
 
 
@@ -109,8 +118,10 @@ def _print_plan(plan) -> None:
                f"{sum(c['val'] for c in counts.values()):>5}")
     if plan.excluded:
         unused = sum("code 0" in e for e in plan.excluded)
+        skipped = sum("(skipped: " in e for e in plan.excluded)
         click.echo(f"({len(plan.excluded)} clip(s) left out: {unused} marked unused (0) by the split files, "
-                   f"{len(plan.excluded) - unused} not listed in them)")
+                   f"{len(plan.excluded) - unused - skipped} not listed in them, {skipped} with a name that "
+                   "cannot be a folder)")
 
 
 def _report(summary) -> None:
@@ -127,6 +138,11 @@ def _report(summary) -> None:
         click.echo(f"dataset: {summary.out}")
     if summary.empty_sides:
         click.echo(f"warning: no clip built for {', '.join(summary.empty_sides)}", err=True)
+    if summary.decode_errors:
+        shown = ", ".join(f"{cid} ({n} lost)" for cid, n in summary.decode_errors[:5])
+        more = f" and {len(summary.decode_errors) - 5} more" if len(summary.decode_errors) > 5 else ""
+        click.echo(f"warning: {len(summary.decode_errors)} clip(s) kept only the frames that could be decoded "
+                   f"(recorded as decode_errors): {shown}{more}", err=True)
     if summary.failed:
         click.echo(f"{len(summary.failed)} clip(s) failed:", err=True)
         for cid, why in summary.failed:
@@ -182,9 +198,9 @@ def verify_cmd(dataset: Path, quick: bool, jobs: int | None) -> None:
     from flowprep.layout.record import RECORD_NAME
     from flowprep.layout.verify import format_table, verify
 
-    if not (dataset / RECORD_NAME).exists() and (dataset / ".flowprep" / "build.json").is_file():
+    if not (dataset / RECORD_NAME).exists() and BuildFolder(dataset).build_state.is_file():
         # A build whose record is not written yet (shards still running, or one missing).
-        from flowprep.builder.cluster import finalize_from_state
+        from flowprep.builder.finalize import finalize_from_state
 
         _report_missing(finalize_from_state(dataset, write=False), dataset)
         click.echo(f"all clips are built but the record is not written: run `flowprep finalize {dataset}`",
@@ -246,7 +262,7 @@ def _report_missing(result, out: Path) -> None:
 def finalize_cmd(out: Path, allow_missing: bool, source: Path | None, splits: Path | None) -> None:
     """Write the record, label map and split lists of a sharded build in OUT once all parts are in;
     exit 1 naming the missing clips otherwise."""
-    from flowprep.builder.cluster import finalize_from_state
+    from flowprep.builder.finalize import finalize_from_state
 
     result = finalize_from_state(out, allow_missing=allow_missing, source=source, splits=splits)
     if not result.record_written:

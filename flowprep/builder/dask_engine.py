@@ -20,6 +20,7 @@ share results.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import uuid
@@ -54,19 +55,51 @@ def connect(scheduler: str | None, timeout: float = 30.0) -> tuple[Any, bool]:
         except ValueError:
             raise ConfigError("--engine dask needs --scheduler tcp://HOST:8786 (the address of a running "
                               "dask scheduler), or a dask Client created in this process") from None
+    _probe(scheduler, timeout)
     try:
         return Client(scheduler, timeout=timeout, set_as_default=False), True
     except (OSError, TimeoutError) as exc:
         raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
 
 
-def run_on_worker(scheduler: str | None, fn: Callable[..., Any], *args: Any) -> Any:
+async def _identity(scheduler: str, timeout: float) -> Any:
+    from distributed.comm import connect as comm_connect
+
+    comm = await asyncio.wait_for(comm_connect(scheduler, timeout=timeout), timeout)
+    try:
+        await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), timeout)
+        return await asyncio.wait_for(comm.read(), timeout)
+    finally:
+        comm.abort()
+
+
+def _probe(scheduler: str, timeout: float) -> None:
+    """Ask ``scheduler`` who it is, within ``timeout`` seconds in all.
+
+    ``Client(timeout=...)`` bounds only the TCP connect: a peer that accepts and never answers
+    Dask's handshake (an HTTP server, a wrong port) would hang it for ever.
+
+    Raises:
+        ConfigError: nothing answered in time, the connection failed, or the peer is no Dask scheduler.
+    """
+    try:
+        reply = asyncio.run(asyncio.wait_for(_identity(scheduler, timeout), timeout + 1))
+    except (asyncio.TimeoutError, TimeoutError):
+        raise ConfigError(f"no Dask scheduler answered at {scheduler} within {timeout:g} s (is the address "
+                          "right, and is it a dask scheduler? --scheduler-timeout sets the wait)") from None
+    except (OSError, ValueError, TypeError) as exc:  # distributed's CommClosedError is an OSError
+        raise ConfigError(f"cannot talk to a Dask scheduler at {scheduler}: {' '.join(str(exc).split())}") from None
+    if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+        raise ConfigError(f"{scheduler} answered, but it is not a Dask scheduler")
+
+
+def run_on_worker(scheduler: str | None, fn: Callable[..., Any], *args: Any, timeout: float = 30.0) -> Any:
     """Run ``fn(*args)`` once on some worker of the cluster and return its result.
 
     The build uses it to resolve and describe the flow backend where clips will run (the client may
     be a login node without a GPU). Exceptions raised by ``fn`` are re-raised here, types intact.
     """
-    client, owned = connect(scheduler)
+    client, owned = connect(scheduler, timeout)
     try:
         return client.submit(fn, *args, pure=False, key=f"flowprep-probe-{uuid.uuid4().hex[:12]}").result()
     finally:
@@ -86,7 +119,7 @@ def _check_shared_output(client: Any, out: str) -> None:
 
 
 def run_dask(jobs: Sequence[ClipJob], settings: JobSettings, scheduler: str | None,
-             max_retries: int = 2) -> Iterator[ClipResult]:
+             max_retries: int = 2, timeout: float = 30.0) -> Iterator[ClipResult]:
     """Run every job as a task on the cluster; yield one result per job, in completion order.
 
     Args:
@@ -95,6 +128,7 @@ def run_dask(jobs: Sequence[ClipJob], settings: JobSettings, scheduler: str | No
         scheduler: scheduler address, or None for this process's current client.
         max_retries: resubmissions of a clip after ``KilledWorker`` or an exception (each on top of
             the scheduler's own ``allowed-failures``).
+        timeout: seconds to wait for the scheduler to answer.
 
     Raises:
         ConfigError: no cluster; FlowprepError: an environment error raised by a task; any other
@@ -106,7 +140,7 @@ def run_dask(jobs: Sequence[ClipJob], settings: JobSettings, scheduler: str | No
         return
     from distributed import KilledWorker, as_completed
 
-    client, owned = connect(scheduler)
+    client, owned = connect(scheduler, timeout)
     run = uuid.uuid4().hex[:8]
     attempts: dict[str, int] = {}
     pending: dict[str, tuple[ClipJob, Any]] = {}

@@ -18,16 +18,20 @@ Folder contents::
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
 
+from flowprep.errors import ConfigError
 from flowprep.export import configs
 from flowprep.export.config import ExportConfig, ExportSummary
 from flowprep.export.onnx_export import OPSET, check_parity, convert_fp16, export_onnx
 from flowprep.export.tensorrt import build_engine, command_line, tensorrt_status, trtexec_command
-from flowprep.layout.record import write_json_atomic
+from flowprep.layout.names import remove_inside
+from flowprep.layout.record import dump_json, write_json_atomic, write_text_atomic
 from flowprep.train.checkpoint import load_checkpoint, model_from_checkpoint
 from flowprep.train.spec import input_shapes
 
@@ -48,14 +52,56 @@ def artefact_names() -> set[str]:
     return names
 
 
-def _clear_previous_export(out: Path) -> None:
-    """Remove what an earlier export wrote into ``out``, so no stale file (an fp16 model, DeepStream
-    configs of another architecture) sits beside the new model. Other files are left alone."""
-    stale = sorted(n for n in artefact_names() if (out / n).is_file())
+#: the export's own manifest of the files it wrote into the deploy folder
+MANIFEST = ".flowprep-export.json"
+
+
+def _owned(out: Path) -> set[str]:
+    """Artefact names an earlier export wrote into ``out`` (a folder exported before the manifest
+    existed, recognised by its ``flowprep_model.json``: the artefacts present)."""
+    path = out / MANIFEST
+    if path.is_file():
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))["entries"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path} is damaged ({exc}); remove it and the files it listed, or use another --out"
+                              ) from None
+        return set(entries) & artefact_names() if isinstance(entries, list) else set()
+    if (out / configs.MODEL_RECORD).is_file():
+        return {n for n in artefact_names() if (out / n).is_file()}
+    return set()
+
+
+def _take_folder(out: Path, planned: set[str]) -> None:
+    """Refuse a folder holding an artefact name flowprep did not write there; remove what an earlier
+    export wrote (no stale fp16 model or DeepStream config of another architecture stays beside the
+    new model); list ``planned`` in the manifest before anything is written. Other files are left alone.
+
+    Raises:
+        ConfigError: a file of one of the artefact names that no export wrote (named in the message).
+    """
+    owned = _owned(out)
+    foreign = sorted(n for n in artefact_names() if os.path.lexists(out / n) and n not in owned)
+    if foreign:
+        raise ConfigError(f"{out / foreign[0]} was not written by flowprep export and an export would replace it"
+                          f"{f' (and {len(foreign) - 1} more)' if len(foreign) > 1 else ''}; move it away or "
+                          "choose another --out")
+    stale = sorted(n for n in owned if os.path.lexists(out / n))
     if stale:
         log.warning("replacing the earlier export in %s (%d file(s))", out, len(stale))
-        for n in stale:
-            (out / n).unlink()
+    for n in stale:
+        remove_inside(out, n, owned)
+    write_text_atomic(out / MANIFEST, dump_json({"entries": sorted(planned)}))
+
+
+def _planned(modality: str, arch: str, fp16: bool, engine: bool) -> set[str]:
+    """Every file an export of this model may write (the manifest lists them before the first write)."""
+    names = {"model.onnx", "labels.txt", "config.pbtxt", "build_engine.sh", configs.MODEL_RECORD}
+    names |= {"model_fp16.onnx"} if fp16 else set()
+    names |= {"model.engine"} if engine else set()
+    if modality == "rgb":
+        names |= set(configs.deepstream_names(arch).values()) | {"labels_nvinfer.txt"}
+    return names
 
 
 def _write_onnx(model: Any, shapes: dict[str, tuple[int, ...]], cfg: ExportConfig,
@@ -155,13 +201,14 @@ def export(cfg: ExportConfig) -> ExportSummary:
     """Export a ``flowprep train`` checkpoint (see the module docstring for the folder).
 
     Raises:
-        CheckpointError, ExportError (failed export or parity).
+        CheckpointError, ExportError (failed export or parity), ConfigError (a file of an export's
+        name in ``out`` that no export wrote: it is never replaced).
     """
     ckpt = load_checkpoint(cfg.checkpoint)
     model = model_from_checkpoint(ckpt)
     shapes = input_shapes(ckpt["arch"], ckpt["modality"], int(ckpt["frames"]), int(ckpt["input_size"]))
     cfg.out.mkdir(parents=True, exist_ok=True)
-    _clear_previous_export(cfg.out)
+    _take_folder(cfg.out, _planned(ckpt["modality"], ckpt["arch"], cfg.fp16, cfg.engine))
     summary = ExportSummary(cfg.out, ckpt["arch"], ckpt["modality"])
     fp16_path = _write_onnx(model, shapes, cfg, summary)
     classes = list(ckpt["classes"])
@@ -171,6 +218,7 @@ def export(cfg: ExportConfig) -> ExportSummary:
     cmd10 = _write_tensorrt(shapes, cfg, fp16_path, summary)
     _write_deepstream(ckpt, cfg, summary)
     _write_record(ckpt, shapes, cfg, name, cmd10, summary)
+    write_text_atomic(cfg.out / MANIFEST, dump_json({"entries": sorted(summary.files)}))
     return summary
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Collection
 from pathlib import Path
-from typing import Collection
 
 from flowprep.errors import ConfigError
 

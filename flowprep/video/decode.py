@@ -75,7 +75,8 @@ def _open(src):
 
 
 def iter_frames(src, short_side: int | None = None, size: tuple[int, int] | None = None,
-                frame_step: int = 1, threads: int = 1, name: str = "") -> Iterator[np.ndarray]:
+                frame_step: int = 1, threads: int = 1, name: str = "",
+                report: dict[str, int] | None = None) -> Iterator[np.ndarray]:
     """Yield the frames of the first video stream, in presentation order.
 
     Args:
@@ -84,6 +85,9 @@ def iter_frames(src, short_side: int | None = None, size: tuple[int, int] | None
         frame_step: keep every ``frame_step``-th frame (1 = all).
         threads: FFmpeg decoder threads (1 inside build workers, which parallelise across clips).
         name: shown in error messages.
+        report: if given, filled at the end with ``expected`` (the container's frame count, 0 if it
+            has none) and ``decoded`` (frames decoded, before ``frame_step``): FFmpeg drops frames it
+            cannot decode in the middle of a clip without raising, so a shortfall is how to tell.
 
     Yields:
         ``uint8`` ``(H, W, 3)`` RGB frames.
@@ -118,6 +122,8 @@ def iter_frames(src, short_side: int | None = None, size: tuple[int, int] | None
                 yield resize_frame(rgb, wh)
                 n += 1
             k += 1
+        if report is not None:
+            report.update(expected=max(0, int(stream.frames or 0)), decoded=k)
     except av.FFmpegError as exc:
         raise DecodeError(f"{label}: corrupt video after {n} frames: {_reason(exc)}") from exc
     finally:
