@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 class FlowprepError(Exception):
@@ -53,6 +53,8 @@ class BackendNotInstalledError(FlowprepError):
 
 class WorkerDiedError(FlowprepError):
     """A worker process died mid-build (killed, out of memory): the build stops; a rerun resumes it."""
+
+
 class CheckpointError(FlowprepError):
     """A file that is not a flowprep checkpoint, or one that does not fit what is asked of it."""
 

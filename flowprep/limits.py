@@ -31,8 +31,14 @@ def range_text(lo: float | None, hi: float | None, lo_open: bool = False, hi_ope
     return "(not nan or inf)"
 
 
-def check_finite(name: str, value: object, lo: float | None = None, hi: float | None = None,
-                 lo_open: bool = False, hi_open: bool = False) -> float:
+def check_finite(
+    name: str,
+    value: object,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> float:
     """``value`` as a float if it is finite and inside the range, else :class:`ConfigError` naming ``name``."""
     try:
         v = float(value)  # type: ignore[arg-type]

@@ -35,8 +35,11 @@ def test_build_is_byte_identical_to_the_recorded_one(tiny_release, tmp_path):
     if here != RECORDED_WITH:
         pytest.skip(f"digest recorded with {RECORDED_WITH}, this machine has {here}")
     out = tmp_path / "ds"
-    s = build(BuildConfig(source=tiny_release, out=out, flow="dis", jobs=1, progress=False, seed=3,
-                          split_by="clip", rgb_format="jpg"))
+    s = build(
+        BuildConfig(
+            source=tiny_release, out=out, flow="dis", jobs=1, progress=False, seed=3, split_by="clip", rgb_format="jpg"
+        )
+    )
     assert s.ok
     files = tree_bytes(out)
     assert len(files) == FILES

@@ -21,20 +21,36 @@ from flowprep.train.checkpoint import save_checkpoint  # noqa: E402
 from flowprep.train.models import build_model, input_shapes  # noqa: E402
 
 CLASSES = ["walk", "run", "push"]
-RECORD = {"format": "flowprep-dataset", "modality": "both",
-          "decode": {"short_side": None, "size": None, "frame_step": 1},
-          "rgb": {"image_format": "png", "jpeg_quality": None},
-          "flow": {"name": "dis", "params": {}, "device": "cpu"},
-          "encoding": {"mode": "fixed", "bound": 20.0, "image_format": "jpg", "jpeg_quality": 95}}
+RECORD = {
+    "format": "flowprep-dataset",
+    "modality": "both",
+    "decode": {"short_side": None, "size": None, "frame_step": 1},
+    "rgb": {"image_format": "png", "jpeg_quality": None},
+    "flow": {"name": "dis", "params": {}, "device": "cpu"},
+    "encoding": {"mode": "fixed", "bound": 20.0, "image_format": "jpg", "jpeg_quality": 95},
+}
 
 
-def make_checkpoint(path: Path, arch: str, modality: str, frames: int = 4, size: int = 32,
-                    sample_rate: int = 1, seed: int = 0) -> Path:
+def make_checkpoint(
+    path: Path, arch: str, modality: str, frames: int = 4, size: int = 32, sample_rate: int = 1, seed: int = 0
+) -> Path:
     torch.manual_seed(seed)
     model = build_model(arch, modality, len(CLASSES), frames=frames)
-    return save_checkpoint(path, {"arch": arch, "modality": modality, "frames": frames, "sample_rate": sample_rate,
-                                  "input_size": size, "classes": CLASSES, "state_dict": model.state_dict(),
-                                  "dataset_record": RECORD, "epoch": 3, "best_acc": 0.5})
+    return save_checkpoint(
+        path,
+        {
+            "arch": arch,
+            "modality": modality,
+            "frames": frames,
+            "sample_rate": sample_rate,
+            "input_size": size,
+            "classes": CLASSES,
+            "state_dict": model.state_dict(),
+            "dataset_record": RECORD,
+            "epoch": 3,
+            "best_acc": 0.5,
+        },
+    )
 
 
 # 2D RGB and flow stay in `make test-fast`; 3D and joint exports take several seconds each
@@ -139,8 +155,13 @@ def test_tensorrt_profile_and_command():
     prof = Profile(1, 4, 16)
     assert prof.shapes(shapes) == {"input_rgb": ((1, 3, 32, 224, 224), (4, 3, 32, 224, 224), (16, 3, 32, 224, 224))}
     cmd = trtexec_command(Path("m.onnx"), Path("m.engine"), shapes, prof, fp16=True, trt_major=10)
-    assert cmd[:5] == ["trtexec", "--onnx=m.onnx", "--minShapes=input_rgb:1x3x32x224x224",
-                       "--optShapes=input_rgb:4x3x32x224x224", "--maxShapes=input_rgb:16x3x32x224x224"]
+    assert cmd[:5] == [
+        "trtexec",
+        "--onnx=m.onnx",
+        "--minShapes=input_rgb:1x3x32x224x224",
+        "--optShapes=input_rgb:4x3x32x224x224",
+        "--maxShapes=input_rgb:16x3x32x224x224",
+    ]
     assert "--saveEngine=m.engine" in cmd and cmd[-1] == "--fp16"
     # TensorRT 11 removed --fp16: precision comes from the (fp16) ONNX graph
     assert "--fp16" not in trtexec_command(Path("m_fp16.onnx"), Path("m.engine"), shapes, prof, True, trt_major=11)
@@ -174,8 +195,10 @@ def test_pbtxt_parser_handles_repeated_blocks():
     d = configs.parse_pbtxt(text)
     assert d["name"] == "x" and d["max_batch_size"] == 4
     assert [i["name"] for i in d["input"]] == ["a", "b"] and d["input"][0]["dims"] == [1, 2]
-    assert np.isclose(float(configs.deepstream_preprocess("3d", 32, 224, 4).split("channel-scale-factors=")[1]
-                            .split(";")[0]), 0.007843137)
+    assert np.isclose(
+        float(configs.deepstream_preprocess("3d", 32, 224, 4).split("channel-scale-factors=")[1].split(";")[0]),
+        0.007843137,
+    )
 
 
 @pytest.mark.slow

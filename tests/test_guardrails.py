@@ -20,8 +20,14 @@ def _lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
     if not LINT_IMPORTS.exists():
         pytest.skip(f"import-linter is not installed ({LINT_IMPORTS} missing): pip install -e '.[dev]'")
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    return subprocess.run([str(LINT_IMPORTS), "--contract", "layers", "--no-cache"], cwd=tree, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--contract", "layers", "--no-cache"],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture()
@@ -40,9 +46,11 @@ def test_layers_contract_holds(tree):
 def test_layers_contract_fails_when_a_lower_layer_imports_a_higher_one(tree):
     # a lazy import (inside a function) from the dataset layout up to the serve stage
     paths = tree / "flowprep" / "layout" / "paths.py"
-    paths.write_text(paths.read_text(encoding="utf-8")
-                     + "\n\ndef _injected() -> None:\n    from flowprep.serve import runner  # noqa: F401\n",
-                     encoding="utf-8")
+    paths.write_text(
+        paths.read_text(encoding="utf-8")
+        + "\n\ndef _injected() -> None:\n    from flowprep.serve import runner  # noqa: F401\n",
+        encoding="utf-8",
+    )
     res = _lint_imports(tree)
     assert res.returncode != 0
     assert "flowprep.layout is not allowed to import flowprep.serve" in res.stdout, res.stdout

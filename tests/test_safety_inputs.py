@@ -49,10 +49,23 @@ def dataset(tmp_path_factory) -> Path:
     from flowprep.synth import make_release_folder
 
     base = tmp_path_factory.mktemp("safety")
-    make_release_folder(base / "rel", classes=CLASSES, sources_per_class=2, clips_per_source=1, frames=6,
-                        seed=1, with_splits=False)
-    invoke("build", base / "rel", "--out", base / "ds", "--flow", "dis", "-j", "1", "--no-progress",
-           "--split-by", "clip", code=0)
+    make_release_folder(
+        base / "rel", classes=CLASSES, sources_per_class=2, clips_per_source=1, frames=6, seed=1, with_splits=False
+    )
+    invoke(
+        "build",
+        base / "rel",
+        "--out",
+        base / "ds",
+        "--flow",
+        "dis",
+        "-j",
+        "1",
+        "--no-progress",
+        "--split-by",
+        "clip",
+        code=0,
+    )
     return base / "ds"
 
 
@@ -65,11 +78,14 @@ def ds_copy(dataset, tmp_path) -> Path:
 
 def _mount(path: Path, options: str) -> Path:
     path.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True,
-                       check=False)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True, check=False
+    )
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or 'not permitted'}): root ignores file "
-                    "permissions, so read-only and full disks need a mount")
+        pytest.skip(
+            f"cannot mount a tmpfs here ({r.stderr.strip() or 'not permitted'}): root ignores file "
+            "permissions, so read-only and full disks need a mount"
+        )
     return path
 
 
@@ -129,8 +145,7 @@ BAD_NUMBERS = [
 def test_bad_numbers_are_usage_errors(args, tmp_path):
     (tmp_path / "SRC").mkdir()
     before = snapshot(tmp_path)
-    out = invoke(*[a.replace("SRC", str(tmp_path / "SRC")).replace("OUT", str(tmp_path / "o")) for a in args],
-                 code=2)
+    out = invoke(*[a.replace("SRC", str(tmp_path / "SRC")).replace("OUT", str(tmp_path / "o")) for a in args], code=2)
     assert "Invalid value" in out
     assert snapshot(tmp_path) == before
 
@@ -166,6 +181,7 @@ def test_json_is_always_valid():
 
 # ---- verify and the record ------------------------------------------------------------------------
 
+
 def _clip(ds: Path) -> Path:
     c = read_record(ds)["clips"][0]
     return ds / c["id"]
@@ -185,7 +201,7 @@ def test_verify_finds_truncated_images(ds_copy):
 
 
 def test_container_checks():
-    png = (b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + b"IHDR" + b"\0" * 13 + b"\0\0\0\0")
+    png = b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + b"IHDR" + b"\0" * 13 + b"\0\0\0\0"
     assert "CRC" in container_problem(png, "png")
     assert "truncated" in container_problem(b"\xff\xd8\xff\xe0abc", "jpg")
     assert container_problem(b"\xff\xd8abc\xff\xd9", "jpg") is None
@@ -225,6 +241,7 @@ def test_validate_component():
 
 # ---- train on damaged data ------------------------------------------------------------------------
 
+
 def test_train_refuses_out_inside_the_dataset(dataset):
     pytest.importorskip("torch")
     before = snapshot(dataset)
@@ -237,8 +254,24 @@ def test_train_refuses_out_inside_the_dataset(dataset):
 def test_train_with_a_bad_frame_in_a_worker_is_one_line(damage, ds_copy, tmp_path, one_torch_thread):
     frame = _clip(ds_copy) / "rgb" / "000002.png"
     frame.unlink() if damage == "missing" else frame.write_bytes(b"")
-    out = invoke("train", ds_copy, "--out", tmp_path / "run", "--epochs", "1", "--frames", "4", "--input-size",
-                 "32", "--batch-size", "2", "--workers", "1", "--no-progress", code=1)
+    out = invoke(
+        "train",
+        ds_copy,
+        "--out",
+        tmp_path / "run",
+        "--epochs",
+        "1",
+        "--frames",
+        "4",
+        "--input-size",
+        "32",
+        "--batch-size",
+        "2",
+        "--workers",
+        "1",
+        "--no-progress",
+        code=1,
+    )
     assert "000002.png" in out and "DataLoader worker" not in out
     assert not (tmp_path / "run" / "last.pt").exists()
 
@@ -249,12 +282,15 @@ def test_messages_are_printable_lines():
 
 
 def test_worker_errors_keep_their_original_line():
-    exc = FlowprepError("Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most "
-                        "recent call last):\n  File \"x\", line 1\nflowprep.errors.FlowprepError: frame x is empty")
+    exc = FlowprepError(
+        "Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most "
+        'recent call last):\n  File "x", line 1\nflowprep.errors.FlowprepError: frame x is empty'
+    )
     assert one_line(exc) == "frame x is empty"
 
 
 # ---- full and read-only disks ---------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def models(dataset, tmp_path_factory):
@@ -270,10 +306,21 @@ def models(dataset, tmp_path_factory):
     for modality in ("rgb", "of"):
         torch.manual_seed(0)
         model = build_model("2d", modality, 2, frames=4)
-        paths[modality] = save_checkpoint(d / f"{modality}.pt", {
-            "arch": "2d", "modality": modality, "frames": 4, "sample_rate": 1, "input_size": 32,
-            "classes": ["run", "walk"], "state_dict": model.state_dict(), "dataset_record": rec, "epoch": 1,
-            "best_acc": 0.0})
+        paths[modality] = save_checkpoint(
+            d / f"{modality}.pt",
+            {
+                "arch": "2d",
+                "modality": modality,
+                "frames": 4,
+                "sample_rate": 1,
+                "input_size": 32,
+                "classes": ["run", "walk"],
+                "state_dict": model.state_dict(),
+                "dataset_record": rec,
+                "epoch": 1,
+                "best_acc": 0.0,
+            },
+        )
     export_checkpoint(paths["rgb"], d / "deploy")
     paths["onnx"] = d / "deploy" / "model.onnx"
     return paths
@@ -289,15 +336,45 @@ def _writers(dataset: Path, models: dict, target: Path) -> dict[str, list]:
         "infer --json-out": ["infer", video, "--model", models["onnx"], "--json-out", target / "j.jsonl"],
         "bench-flow --plot": [*bench, "--plot", target / "p.png"],
         "bench-flow --vis-dir": [*bench, "--vis-dir", target / "vis"],
-        "train --out": ["train", dataset, "--out", target / "run", "--epochs", "1", "--frames", "4",
-                        "--input-size", "32", "--workers", "0", "--no-progress"],
-        "build --out": ["build", dataset.parent / "rel", "--out", target / "ds", "--flow", "dis", "-j", "1",
-                        "--no-progress"],
+        "train --out": [
+            "train",
+            dataset,
+            "--out",
+            target / "run",
+            "--epochs",
+            "1",
+            "--frames",
+            "4",
+            "--input-size",
+            "32",
+            "--workers",
+            "0",
+            "--no-progress",
+        ],
+        "build --out": [
+            "build",
+            dataset.parent / "rel",
+            "--out",
+            target / "ds",
+            "--flow",
+            "dis",
+            "-j",
+            "1",
+            "--no-progress",
+        ],
     }
 
 
-WRITERS = ["evaluate --out", "export --out", "infer --output", "infer --json-out", "bench-flow --plot",
-           "bench-flow --vis-dir", "train --out", "build --out"]
+WRITERS = [
+    "evaluate --out",
+    "export --out",
+    "infer --output",
+    "infer --json-out",
+    "bench-flow --plot",
+    "bench-flow --vis-dir",
+    "train --out",
+    "build --out",
+]
 
 
 @pytest.mark.parametrize("kind", ["readonly", "full", "parent is a file"])
@@ -329,14 +406,16 @@ def test_atomic_write_on_a_full_disk(full_dir):
 
 
 def test_os_errors_become_one_line_only_with_a_file_name():
-    assert os_error_line(OSError(errno.EROFS, "Read-only file system", "/x/r.json")) == \
-        "/x/r.json: Read-only file system"
+    assert (
+        os_error_line(OSError(errno.EROFS, "Read-only file system", "/x/r.json")) == "/x/r.json: Read-only file system"
+    )
     assert os_error_line(OSError(errno.ENOSPC, "No space left on device")).startswith("No space left")
     assert os_error_line(OSError(errno.ENOENT, "No such file or directory")) is None  # names no file
     assert os_error_line(OSError(errno.EBADF, "Bad file descriptor", "/x")) is None  # a bug, not the disk
 
 
 # ---- tiny frames, odd names -----------------------------------------------------------------------
+
 
 def test_dis_refuses_frames_it_would_crash_on():
     from flowprep.flow.registry import create_backend
@@ -361,8 +440,18 @@ def test_tiny_frames_with_dis(side, models, tmp_path):
     write_flo(tmp_path / "gt.flo", np.zeros((side, side, 2), np.float32))
     out = invoke("infer", frames, "--model", models["of"], "--fps", "10", "--flow", "dis", code=1)
     assert "too small for the dis backend" in out
-    out = invoke("bench-flow", "--flow", "dis", "--pairs-per-magnitude", "0", "--pair", frames / "0000.png",
-                 frames / "0001.png", tmp_path / "gt.flo", code=1)
+    out = invoke(
+        "bench-flow",
+        "--flow",
+        "dis",
+        "--pairs-per-magnitude",
+        "0",
+        "--pair",
+        frames / "0000.png",
+        frames / "0001.png",
+        tmp_path / "gt.flo",
+        code=1,
+    )
     assert "too small for the dis backend" in out
 
 
@@ -398,11 +487,13 @@ def test_non_utf8_names(kind, non_utf8_release, tmp_path, caplog):
 def test_annotated_video_on_a_full_disk_fails_cleanly(full_dir):
     pytest.importorskip("av")
     # in a subprocess: flushing PyAV's encoder after a failed write crashed the process (SIGSEGV)
-    code = ("import numpy as np, sys; from flowprep.serve.annotate import AnnotatedWriter\n"
-            f"w = AnnotatedWriter({str(full_dir / 'a.mp4')!r}, 25)\n"
-            "try:\n    [w.write(np.zeros((64, 80, 3), np.uint8)) for _ in range(30)]\n"
-            "except Exception as e:\n    print(type(e).__name__, e)\n"
-            "w.close()\n")
+    code = (
+        "import numpy as np, sys; from flowprep.serve.annotate import AnnotatedWriter\n"
+        f"w = AnnotatedWriter({str(full_dir / 'a.mp4')!r}, 25)\n"
+        "try:\n    [w.write(np.zeros((64, 80, 3), np.uint8)) for _ in range(30)]\n"
+        "except Exception as e:\n    print(type(e).__name__, e)\n"
+        "w.close()\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr[-500:]
     assert "OutputError" in r.stdout and "No space left" in r.stdout

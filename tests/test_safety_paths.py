@@ -38,12 +38,16 @@ def clip_bytes(seed: int = 0, frames: int = 6) -> bytes:
     return cache.read_bytes()
 
 
-def flowprep(*args: object, timeout: float = 120, env: dict[str, str] | None = None
-             ) -> subprocess.CompletedProcess:
+def flowprep(*args: object, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run the CLI in a subprocess (this worktree's code) and check its stderr is a few clean lines."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    r = subprocess.run([sys.executable, "-m", "flowprep", *map(str, args)], capture_output=True, text=True,
-                       timeout=timeout, env=full_env)
+    r = subprocess.run(
+        [sys.executable, "-m", "flowprep", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
     assert "Traceback" not in r.stderr, r.stderr
     return r
 
@@ -81,14 +85,25 @@ def walk_release(tmp_path) -> Path:
 # --- the validator and the confined deletion ------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "...", "a/b", "a\\b", "a\x00b", "tab\there", "x\x7f",
-                                  "bad\udcff", "n" * 256])
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", "...", "a/b", "a\\b", "a\x00b", "tab\there", "x\x7f", "bad\udcff", "n" * 256]
+)
 def test_bad_names_are_refused(name):
     assert name_problem(name) is not None
 
 
-@pytest.mark.parametrize("name", ["walk", "Kiss_(1)_walk_f_cm_np1_fr_med_0", "#20_Rhythm_clap_u_nm_np1_fr_goo_0",
-                                  "a&b!c'd", "v1.2.3", ".hidden", "ünïcode"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "walk",
+        "Kiss_(1)_walk_f_cm_np1_fr_med_0",
+        "#20_Rhythm_clap_u_nm_np1_fr_goo_0",
+        "a&b!c'd",
+        "v1.2.3",
+        ".hidden",
+        "ünïcode",
+    ],
+)
 def test_hmdb_names_are_kept(name):
     assert name_problem(name) is None
 
@@ -243,8 +258,13 @@ def _zeros_zip(path: Path, member: str, size: int, method: int = zipfile.ZIP_DEF
 def _run_limited(code: str, limit_bytes: int, timeout: float = 60) -> subprocess.CompletedProcess:
     """Run ``code`` in a Python subprocess whose address space is capped at ``limit_bytes``."""
     pre = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({limit_bytes}, {limit_bytes}))\n"
-    return subprocess.run([sys.executable, "-c", pre + code], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-c", pre + code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def test_compressed_bomb_and_devices_are_refused_in_bounded_memory(tmp_path):
@@ -363,9 +383,27 @@ def slow_release(tmp_path) -> Path:
 def _start(slow_release: Path, out: Path) -> subprocess.Popen:
     """A 2-worker TV-L1 build; returns it and its worker processes once they are busy."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flowprep", "build", str(slow_release), "--out", str(out), "--flow", "tvl1",
-         "-j", "2", "--no-progress", "--split-by", "clip"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        [
+            sys.executable,
+            "-m",
+            "flowprep",
+            "build",
+            str(slow_release),
+            "--out",
+            str(out),
+            "--flow",
+            "tvl1",
+            "-j",
+            "2",
+            "--no-progress",
+            "--split-by",
+            "clip",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
         tmp = out / ".flowprep-tmp"
@@ -458,8 +496,9 @@ def test_non_utf8_names_folder_and_tar(walk_release, tmp_path):
     assert r.returncode == 1 and few_lines(r, 2) and "cannot be a folder name" in r.stderr, r.stderr
 
 
-@pytest.mark.parametrize("target", ["flowprep.builder.folder.write_text_atomic",
-                                    "flowprep.builder.finalize.write_record"])
+@pytest.mark.parametrize(
+    "target", ["flowprep.builder.folder.write_text_atomic", "flowprep.builder.finalize.write_record"]
+)
 def test_a_full_or_read_only_output_is_one_line(walk_release, tmp_path, monkeypatch, target):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "x"))
@@ -479,6 +518,7 @@ def test_force_on_a_folder_built_before_the_manifest(walk_release, tmp_path):
     assert r.returncode == 0, r.stderr
     assert (out / "rawframes").is_dir() and json.loads((out / ".flowprep" / "owned.json").read_text())["entries"]
     # A lock whose pid now belongs to another process (reused) is stale too.
-    (out / ".flowprep" / "lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                                         "start": "1"}))
+    (out / ".flowprep" / "lock").write_text(
+        json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "start": "1"})
+    )
     assert flowprep(*build_args(walk_release, out, "--seed", "9")).returncode == 0

@@ -27,6 +27,7 @@ class MemberRef:
     """Where one file lives. ``archive=None``: ``member`` is a plain file path. Otherwise ``member`` is
     the member name inside the zip/tar/rar at path ``archive``. ``size`` is the uncompressed size in
     bytes. Picklable, JSON-able via ``dataclasses.asdict``; usable in any process."""
+
     archive: str | None
     member: str
     size: int
@@ -102,13 +103,17 @@ def read_member(ref: MemberRef, limit: int = MAX_CLIP_BYTES) -> bytes:
             checked before and while reading), compressed beyond the ratio bound, or changed since listing.
     """
     if ref.size > limit:
-        raise ArchiveError(f"{ref.archive or ''} [{ref.member}]: {ref.size} bytes, over the per-clip limit "
-                           f"of {limit} (--max-clip-bytes)")
+        raise ArchiveError(
+            f"{ref.archive or ''} [{ref.member}]: {ref.size} bytes, over the per-clip limit "
+            f"of {limit} (--max-clip-bytes)"
+        )
     if ref.archive is None:
         data = read_regular(Path(ref.member), limit)
     else:
         data = _cached_archive(Path(ref.archive)).read(ref.member, limit)
     if len(data) != ref.size:
-        raise ArchiveError(f"{ref.archive or ''} [{ref.member}]: read {len(data)} bytes, "
-                           f"expected {ref.size}; did the source change since it was listed?")
+        raise ArchiveError(
+            f"{ref.archive or ''} [{ref.member}]: read {len(data)} bytes, "
+            f"expected {ref.size}; did the source change since it was listed?"
+        )
     return data

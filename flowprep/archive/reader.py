@@ -28,14 +28,24 @@ import re
 import stat
 import tempfile
 import threading
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Collection, Iterable, Iterator
 
-from flowprep.archive.formats import (ARCHIVE_SUFFIXES, MAX_INNER_BYTES, Archive, Member, archive_errors,
-                                      archive_stem, bound_reason, detect_kind, has_archive_suffix, open_archive,
-                                      unsafe_reason)
 from flowprep.archive.bounded import MemberRef, copy_bounded, read_regular
+from flowprep.archive.formats import (
+    ARCHIVE_SUFFIXES,
+    MAX_INNER_BYTES,
+    Archive,
+    Member,
+    archive_errors,
+    archive_stem,
+    bound_reason,
+    detect_kind,
+    has_archive_suffix,
+    open_archive,
+    unsafe_reason,
+)
 from flowprep.errors import ArchiveError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -48,6 +58,7 @@ MAX_TEXT_BYTES = 64 << 20
 @dataclass(frozen=True)
 class VideoEntry:
     """One clip: its class, its file base name and where to read it."""
+
     cls: str
     name: str
     ref: MemberRef
@@ -56,6 +67,7 @@ class VideoEntry:
 @dataclass(frozen=True)
 class _Inner:
     """A per-class archive: a plain file (``outer=None``, ``member`` is its path) or a member of ``outer``."""
+
     outer: Path | None
     member: str
     size: int
@@ -107,8 +119,9 @@ def _check_encrypted(arc: Archive, m: Member) -> None:
         raise ArchiveError(f"{arc.path} [{m.name}]: member is encrypted; decrypt the archive first")
 
 
-def _scan_archive(arc: Archive, exts: tuple[str, ...], cls: str | None = None
-                  ) -> tuple[dict[str, list[VideoEntry]], dict[str, _Inner]]:
+def _scan_archive(
+    arc: Archive, exts: tuple[str, ...], cls: str | None = None
+) -> tuple[dict[str, list[VideoEntry]], dict[str, _Inner]]:
     """Clips by class (class = ``cls`` or the clip's folder name) and per-class archives by stem."""
     videos: dict[str, list[VideoEntry]] = {}
     inner: dict[str, _Inner] = {}
@@ -125,8 +138,9 @@ def _scan_archive(arc: Archive, exts: tuple[str, ...], cls: str | None = None
             _check_encrypted(arc, m)
             stem = archive_stem(m.name)
             if stem in inner:
-                raise ArchiveError(f"{arc.path}: two per-class archives for class {stem!r}: "
-                                   f"{inner[stem].member!r} and {m.name!r}")
+                raise ArchiveError(
+                    f"{arc.path}: two per-class archives for class {stem!r}: {inner[stem].member!r} and {m.name!r}"
+                )
             inner[stem] = _Inner(arc.path, m.name, m.size, m.packed)
     return videos, inner
 
@@ -172,8 +186,10 @@ def _scan_folder(root: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[Vide
             size = st.st_size
             if not is_video:
                 if archive_stem(fn) in inner:
-                    raise ArchiveError(f"{root}: two per-class archives for class {archive_stem(fn)!r}: "
-                                       f"{Path(inner[archive_stem(fn)].member).name!r} and {fn!r}")
+                    raise ArchiveError(
+                        f"{root}: two per-class archives for class {archive_stem(fn)!r}: "
+                        f"{Path(inner[archive_stem(fn)].member).name!r} and {fn!r}"
+                    )
                 inner[archive_stem(fn)] = _Inner(None, str(path), size)
             elif here == root:
                 _skip_warning("%s: skipping %s: not inside a class folder", root, fn)
@@ -214,8 +230,10 @@ def _unwrap(root: Path, exts: tuple[str, ...]) -> Path:
 def _scan(source: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[VideoEntry]], dict[str, _Inner], str]:
     """Clips by class, per-class archives by class, and what was looked for where (for messages)."""
     source = Path(source)
-    wanted = (f"for clips ({'/'.join(exts)}) inside class folders and for per-class archives "
-              f"(<class>{'/'.join(ARCHIVE_SUFFIXES)})")
+    wanted = (
+        f"for clips ({'/'.join(exts)}) inside class folders and for per-class archives "
+        f"(<class>{'/'.join(ARCHIVE_SUFFIXES)})"
+    )
     if detect_kind(source) == "folder":
         root = _unwrap(source, exts)
         videos, inner = _scan_folder(root, exts)
@@ -295,14 +313,15 @@ def _extract_cached(outer: Archive, inner: _Inner, cache_dir: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as out, archive_errors(outer.path, inner.member,
-                                                         outer.via_tool(inner.member)):
+        with os.fdopen(fd, "wb") as out, archive_errors(outer.path, inner.member, outer.via_tool(inner.member)):
             with outer.open(inner.member) as src:
                 copy_bounded(src, out, inner.size + 1)  # one byte more than listed shows a lying header
         written = Path(tmp).stat().st_size
         if written != inner.size:
-            raise ArchiveError(f"{outer.path} [{inner.member}]: extracted {written} bytes, expected "
-                               f"{inner.size}; the archive is corrupt")
+            raise ArchiveError(
+                f"{outer.path} [{inner.member}]: extracted {written} bytes, expected "
+                f"{inner.size}; the archive is corrupt"
+            )
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -311,8 +330,9 @@ def _extract_cached(outer: Archive, inner: _Inner, cache_dir: Path) -> Path:
     return target
 
 
-def list_videos(source: Path, cache_dir: Path, classes: Collection[str] | None = None,
-                exts: Iterable[str] = VIDEO_EXTS) -> list[VideoEntry]:
+def list_videos(
+    source: Path, cache_dir: Path, classes: Collection[str] | None = None, exts: Iterable[str] = VIDEO_EXTS
+) -> list[VideoEntry]:
     """Every clip of the selected classes (``None``: all), sorted by ``(cls, name)``.
 
     Per-class archives held in an outer archive are extracted into ``cache_dir`` first (only the
@@ -345,11 +365,12 @@ def list_videos(source: Path, cache_dir: Path, classes: Collection[str] | None =
         if outer is not None:
             outer.close()
     entries.sort(key=lambda e: (e.cls, e.name))
-    dups = sorted({f"{a.cls}/{a.name}" for a, b in zip(entries, entries[1:])
-                   if (a.cls, a.name) == (b.cls, b.name)})
+    dups = sorted({f"{a.cls}/{a.name}" for a, b in zip(entries, entries[1:]) if (a.cls, a.name) == (b.cls, b.name)})
     if dups:
-        raise ArchiveError(f"{source}: clip names occur twice in one class: {', '.join(dups[:5])}"
-                           + (f" (+{len(dups) - 5} more)" if len(dups) > 5 else ""))
+        raise ArchiveError(
+            f"{source}: clip names occur twice in one class: {', '.join(dups[:5])}"
+            + (f" (+{len(dups) - 5} more)" if len(dups) > 5 else "")
+        )
     return entries
 
 

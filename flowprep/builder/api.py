@@ -8,9 +8,10 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from flowprep.archive import list_classes
 from flowprep.builder.config import BuildConfig
@@ -99,21 +100,32 @@ def _resolve_flow(cfg: BuildConfig) -> dict[str, Any] | None:
     if not cfg.needs_flow:
         return None
     if cfg.engine == "dask":
-        return run_on_worker(cfg.scheduler, describe_flow, cfg.flow, dict(cfg.flow_params), cfg.gpus,
-                             timeout=cfg.scheduler_timeout)
+        return run_on_worker(
+            cfg.scheduler, describe_flow, cfg.flow, dict(cfg.flow_params), cfg.gpus, timeout=cfg.scheduler_timeout
+        )
     return describe_flow(cfg.flow, cfg.flow_params, cfg.gpus)
 
 
 def job_settings(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> JobSettings:
     return JobSettings(
-        out=str(cfg.out), layout=cfg.layout, rgb=cfg.needs_rgb, flow=cfg.needs_flow,
+        out=str(cfg.out),
+        layout=cfg.layout,
+        rgb=cfg.needs_rgb,
+        flow=cfg.needs_flow,
         flow_name=flow_info["name"] if flow_info else None,
         flow_params=dict(flow_info["params"]) if flow_info else {},
-        encoding=cfg.encoding.to_dict(), rgb_format=cfg.rgb_format, rgb_quality=cfg.rgb_quality,
-        short_side=cfg.short_side, size=(cfg.size[0], cfg.size[1]) if cfg.size else None,
-        frame_step=cfg.frame_step, opencv_threads=1, gpus=tuple(cfg.gpus) if cfg.gpus else None,
-        max_clip_bytes=cfg.max_clip_bytes, main_pid=os.getpid() if cfg.engine == "local" else None,
-        slot_scope=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        encoding=cfg.encoding.to_dict(),
+        rgb_format=cfg.rgb_format,
+        rgb_quality=cfg.rgb_quality,
+        short_side=cfg.short_side,
+        size=(cfg.size[0], cfg.size[1]) if cfg.size else None,
+        frame_step=cfg.frame_step,
+        opencv_threads=1,
+        gpus=tuple(cfg.gpus) if cfg.gpus else None,
+        max_clip_bytes=cfg.max_clip_bytes,
+        main_pid=os.getpid() if cfg.engine == "local" else None,
+        slot_scope=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+    )
 
 
 def _check_source(cfg: BuildConfig) -> BuildConfig:
@@ -122,8 +134,12 @@ def _check_source(cfg: BuildConfig) -> BuildConfig:
     if not cfg.source.exists():
         raise ArchiveError(f"source {cfg.source} does not exist")
     if cfg.engine == "dask":
-        cfg = dataclasses.replace(cfg, source=cfg.source.resolve(), out=cfg.out.resolve(),
-                                  splits_source=cfg.splits_source.resolve() if cfg.splits_source else None)
+        cfg = dataclasses.replace(
+            cfg,
+            source=cfg.source.resolve(),
+            out=cfg.out.resolve(),
+            splits_source=cfg.splits_source.resolve() if cfg.splits_source else None,
+        )
     if cfg.classes is not None:
         available = list_classes(cfg.source, quiet=True)  # make_plan lists it again, and warns
         unknown = [c for c in cfg.classes if c not in available]
@@ -152,16 +168,30 @@ def _run(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None) -> list
     jobs = select_shard(plan.jobs, *cfg.shard) if cfg.shard else plan.jobs
     bar = ProgressBar(len(jobs), enabled=cfg.progress)
     try:
-        return run_jobs(jobs, job_settings(cfg, flow_info), n_jobs=cfg.effective_jobs(), engine=cfg.engine,
-                        scheduler=cfg.scheduler, on_result=bar, scheduler_timeout=cfg.scheduler_timeout)
+        return run_jobs(
+            jobs,
+            job_settings(cfg, flow_info),
+            n_jobs=cfg.effective_jobs(),
+            engine=cfg.engine,
+            scheduler=cfg.scheduler,
+            on_result=bar,
+            scheduler_timeout=cfg.scheduler_timeout,
+        )
     finally:
         bar.close()
 
 
-def _summarize(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None,
-               results: list[ClipResult]) -> BuildSummary:
-    summary = BuildSummary(out=cfg.out, classes=plan.classes, counts=plan.counts(), flow=flow_info,
-                           excluded=len(plan.excluded), shard=cfg.shard)
+def _summarize(
+    cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, results: list[ClipResult]
+) -> BuildSummary:
+    summary = BuildSummary(
+        out=cfg.out,
+        classes=plan.classes,
+        counts=plan.counts(),
+        flow=flow_info,
+        excluded=len(plan.excluded),
+        shard=cfg.shard,
+    )
     for r in results:
         if r.status == "done":
             summary.built += 1
@@ -175,8 +205,9 @@ def _summarize(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None,
     return summary
 
 
-def _finish(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, results: list[ClipResult],
-            summary: BuildSummary) -> None:
+def _finish(
+    cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, results: list[ClipResult], summary: BuildSummary
+) -> None:
     """Write the record (when every part is in) and the run's report."""
     folder = BuildFolder(cfg.out)
     folder.note_failures(summary.failed)
@@ -184,18 +215,26 @@ def _finish(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, resu
     # (two finishing together both write it; finalize is idempotent, byte for byte).
     if cfg.shard is None or summary.pending == 0:
         record = finalize(cfg, plan, flow_info, {r.id: r for r in results})
-        summary.empty_sides = sorted(f"{c}/{side}" for c, n in record["counts"].items()
-                                     for side in ("train", "val") if n[side] == 0)
+        summary.empty_sides = sorted(
+            f"{c}/{side}" for c, n in record["counts"].items() for side in ("train", "val") if n[side] == 0
+        )
         summary.decode_errors = [(c["id"], c["decode_errors"]) for c in record["clips"] if c.get("decode_errors")]
     else:
         summary.record_written = False
     report = {
-        "seconds": round(summary.seconds, 3), "built": summary.built, "existing": summary.existing,
-        "failed": [{"id": i, "error": e} for i, e in summary.failed], "frames_built": summary.frames,
-        "frames_per_second": round(summary.fps, 2), "jobs": cfg.effective_jobs(), "engine": cfg.engine,
+        "seconds": round(summary.seconds, 3),
+        "built": summary.built,
+        "existing": summary.existing,
+        "failed": [{"id": i, "error": e} for i, e in summary.failed],
+        "frames_built": summary.frames,
+        "frames_per_second": round(summary.fps, 2),
+        "jobs": cfg.effective_jobs(),
+        "engine": cfg.engine,
         "shard": list(cfg.shard) if cfg.shard else None,
-        "timings": {k: round(sum(r.timings.get(k, 0.0) for r in results), 3)
-                    for k in ("read", "decode", "write_rgb", "flow", "write_flow")},
+        "timings": {
+            k: round(sum(r.timings.get(k, 0.0) for r in results), 3)
+            for k in ("read", "decode", "write_rgb", "flow", "write_flow")
+        },
     }
     if cfg.shard:
         folder.write_shard_report(cfg.shard, report)
@@ -241,8 +280,9 @@ def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> Bu
     return summary
 
 
-def build_hmdb5(archive: Path, out: Path, splits: Path | None = None,
-                on_plan: Callable[[Plan], None] | None = None, **options: Any) -> BuildSummary:
+def build_hmdb5(
+    archive: Path, out: Path, splits: Path | None = None, on_plan: Callable[[Plan], None] | None = None, **options: Any
+) -> BuildSummary:
     """The HMDB5 preset: HMDB51's walk, run, ride_bike, fall_floor and push, in ActionRecognitionNet's
     label order; other options as :class:`BuildConfig` (``classes`` may override the selection)."""
     options.setdefault("classes", list(HMDB5_LABEL_ORDER))

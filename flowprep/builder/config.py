@@ -22,9 +22,11 @@ MODALITIES = DATASET_MODALITIES  # the dataset's modality (not a model's streams
 #: seconds to wait for the Dask scheduler to answer (the per-clip size limit is the archive module's)
 DEFAULT_SCHEDULER_TIMEOUT = 30.0
 
-_SCHEDULER = re.compile(r"(?:(?:tcp|tls|ws|wss|ucx)://)?"
-                        r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)"
-                        r"(?::(\d{1,5}))?/?")
+_SCHEDULER = re.compile(
+    r"(?:(?:tcp|tls|ws|wss|ucx)://)?"
+    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)"
+    r"(?::(\d{1,5}))?/?"
+)
 
 
 def scheduler_problem(address: str) -> str | None:
@@ -103,8 +105,17 @@ class BuildConfig:
     max_clip_bytes: int = DEFAULT_MAX_CLIP_BYTES
     scheduler_timeout: float = DEFAULT_SCHEDULER_TIMEOUT
 
-    RUN_ONLY = ("jobs", "force", "engine", "scheduler", "shard", "gpus", "progress", "max_clip_bytes",
-                "scheduler_timeout")
+    RUN_ONLY = (
+        "jobs",
+        "force",
+        "engine",
+        "scheduler",
+        "shard",
+        "gpus",
+        "progress",
+        "max_clip_bytes",
+        "scheduler_timeout",
+    )
 
     def __post_init__(self) -> None:
         self.source = Path(self.source)
@@ -120,8 +131,9 @@ class BuildConfig:
         if self.short_side is not None and not MIN_SIDE <= self.short_side <= MAX_SIDE:
             raise ConfigError(f"--short-side must be {MIN_SIDE} to {MAX_SIDE} pixels, got {self.short_side}")
         if self.size is not None and (min(self.size) < MIN_SIDE or max(self.size) > MAX_SIDE):
-            raise ConfigError(f"--size sides must be {MIN_SIDE} to {MAX_SIDE} pixels, "
-                              f"got {self.size[0]}x{self.size[1]}")
+            raise ConfigError(
+                f"--size sides must be {MIN_SIDE} to {MAX_SIDE} pixels, got {self.size[0]}x{self.size[1]}"
+            )
         if self.size is not None and self.short_side is not None:
             raise ConfigError("give --size or --short-side, not both")
         check_finite("--val-ratio", self.val_ratio, 0, 1, lo_open=True, hi_open=True)
@@ -151,8 +163,7 @@ class BuildConfig:
         if self.max_clip_bytes < 1:
             raise ConfigError(f"--max-clip-bytes must be >= 1, got {self.max_clip_bytes}")
         if not (math.isfinite(self.scheduler_timeout) and self.scheduler_timeout > 0):
-            raise ConfigError(f"--scheduler-timeout must be a positive number of seconds, "
-                              f"got {self.scheduler_timeout}")
+            raise ConfigError(f"--scheduler-timeout must be a positive number of seconds, got {self.scheduler_timeout}")
 
     @property
     def needs_flow(self) -> bool:

@@ -24,7 +24,8 @@ import asyncio
 import logging
 import os
 import uuid
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from flowprep.builder.job import ClipResult, JobSettings, run_clip
 from flowprep.builder.plan import ClipJob
@@ -53,8 +54,10 @@ def connect(scheduler: str | None, timeout: float = 30.0) -> tuple[Any, bool]:
         try:
             return Client.current(allow_global=True), False
         except ValueError:
-            raise ConfigError("--engine dask needs --scheduler tcp://HOST:8786 (the address of a running "
-                              "dask scheduler), or a dask Client created in this process") from None
+            raise ConfigError(
+                "--engine dask needs --scheduler tcp://HOST:8786 (the address of a running "
+                "dask scheduler), or a dask Client created in this process"
+            ) from None
     _probe(scheduler, timeout)
     try:
         return Client(scheduler, timeout=timeout, set_as_default=False), True
@@ -85,8 +88,10 @@ def _probe(scheduler: str, timeout: float) -> None:
     try:
         reply = asyncio.run(asyncio.wait_for(_identity(scheduler, timeout), timeout + 1))
     except (asyncio.TimeoutError, TimeoutError):
-        raise ConfigError(f"no Dask scheduler answered at {scheduler} within {timeout:g} s (is the address "
-                          "right, and is it a dask scheduler? --scheduler-timeout sets the wait)") from None
+        raise ConfigError(
+            f"no Dask scheduler answered at {scheduler} within {timeout:g} s (is the address "
+            "right, and is it a dask scheduler? --scheduler-timeout sets the wait)"
+        ) from None
     except (OSError, ValueError, TypeError) as exc:  # distributed's CommClosedError is an OSError
         raise ConfigError(f"cannot talk to a Dask scheduler at {scheduler}: {' '.join(str(exc).split())}") from None
     if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
@@ -114,12 +119,15 @@ def _task_key(run: str, attempt: int, job: ClipJob) -> str:
 def _check_shared_output(client: Any, out: str) -> None:
     seen = client.submit(os.path.isdir, out, pure=False, key=f"flowprep-seeout-{uuid.uuid4().hex[:12]}").result()
     if not seen:
-        raise ConfigError(f"the Dask workers do not see the output folder {out}: --out must be on a file "
-                          "system every worker mounts at the same path")
+        raise ConfigError(
+            f"the Dask workers do not see the output folder {out}: --out must be on a file "
+            "system every worker mounts at the same path"
+        )
 
 
-def run_dask(jobs: Sequence[ClipJob], settings: JobSettings, scheduler: str | None,
-             max_retries: int = 2, timeout: float = 30.0) -> Iterator[ClipResult]:
+def run_dask(
+    jobs: Sequence[ClipJob], settings: JobSettings, scheduler: str | None, max_retries: int = 2, timeout: float = 30.0
+) -> Iterator[ClipResult]:
     """Run every job as a task on the cluster; yield one result per job, in completion order.
 
     Args:
@@ -170,16 +178,20 @@ def run_dask(jobs: Sequence[ClipJob], settings: JobSettings, scheduler: str | No
                 raise exc
             if attempts[job.id] < max_retries:
                 attempts[job.id] += 1
-                log.warning("clip %s: %s: %s; retry %d of %d", job.id, type(exc).__name__, exc,
-                            attempts[job.id], max_retries)
-                retry = client.submit(run_clip, job, settings, key=_task_key(run, attempts[job.id], job),
-                                      pure=False)
+                log.warning(
+                    "clip %s: %s: %s; retry %d of %d", job.id, type(exc).__name__, exc, attempts[job.id], max_retries
+                )
+                retry = client.submit(run_clip, job, settings, key=_task_key(run, attempts[job.id], job), pure=False)
                 pending[retry.key] = (job, retry)
                 ac.add(retry)
             elif isinstance(exc, KilledWorker):
                 tries = attempts[job.id] + 1
-                yield ClipResult(job.id, "failed", error=f"its Dask worker died on each of {tries} attempt(s) "
-                                 f"(out of memory, or a crash in decoding/flow?): {exc}")
+                yield ClipResult(
+                    job.id,
+                    "failed",
+                    error=f"its Dask worker died on each of {tries} attempt(s) "
+                    f"(out of memory, or a crash in decoding/flow?): {exc}",
+                )
             else:
                 raise exc
     finally:

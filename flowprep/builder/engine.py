@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from joblib import Parallel, delayed
 from joblib.externals.loky.process_executor import TerminatedWorkerError
@@ -30,8 +31,9 @@ def _local_sequential(jobs: Sequence[ClipJob], settings: JobSettings) -> Iterato
 def _local_parallel(jobs: Sequence[ClipJob], settings: JobSettings, n_jobs: int) -> Iterator[ClipResult]:
     # loky processes, one clip per task: clips take 0.1 s to minutes each, so batching buys nothing
     # and would delay the progress bar. Results arrive in completion order.
-    parallel = Parallel(n_jobs=n_jobs, backend="loky", batch_size=1, return_as="generator_unordered",
-                        pre_dispatch="2*n_jobs")
+    parallel = Parallel(
+        n_jobs=n_jobs, backend="loky", batch_size=1, return_as="generator_unordered", pre_dispatch="2*n_jobs"
+    )
     sent: list[str] = []
     done: set[str] = set()
 
@@ -54,9 +56,16 @@ def _local_parallel(jobs: Sequence[ClipJob], settings: JobSettings, n_jobs: int)
         ) from None
 
 
-def run_jobs(jobs: Sequence[ClipJob], settings: JobSettings, n_jobs: int = 1, engine: str = "local",
-             scheduler: str | None = None, on_result: Progress | None = None,
-             max_retries: int = 2, scheduler_timeout: float = 30.0) -> list[ClipResult]:
+def run_jobs(
+    jobs: Sequence[ClipJob],
+    settings: JobSettings,
+    n_jobs: int = 1,
+    engine: str = "local",
+    scheduler: str | None = None,
+    on_result: Progress | None = None,
+    max_retries: int = 2,
+    scheduler_timeout: float = 30.0,
+) -> list[ClipResult]:
     """Run every job and return their results (in completion order).
 
     Args:
@@ -71,8 +80,9 @@ def run_jobs(jobs: Sequence[ClipJob], settings: JobSettings, n_jobs: int = 1, en
         scheduler_timeout: Dask only: seconds to wait for the scheduler to answer.
     """
     if engine == "dask":
-        results_iter: Iterable[ClipResult] = run_dask(jobs, settings, scheduler, max_retries=max_retries,
-                                                        timeout=scheduler_timeout)
+        results_iter: Iterable[ClipResult] = run_dask(
+            jobs, settings, scheduler, max_retries=max_retries, timeout=scheduler_timeout
+        )
     elif n_jobs <= 1 or len(jobs) <= 1:
         results_iter = _local_sequential(jobs, settings)
     else:

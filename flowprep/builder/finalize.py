@@ -32,8 +32,14 @@ def clip_entries(cfg: BuildConfig, plan: Plan, results: dict[str, ClipResult]) -
     lost = BuildFolder(cfg.out).read_decode_errors()
     for job in plan.jobs:
         final = clip_dir(cfg.out, cfg.layout, job.side, job.cls, job.clip)
-        e: dict[str, Any] = {"id": job.id, "side": job.side, "class": job.cls, "label": job.label,
-                             "name": job.clip, "source": job.name}
+        e: dict[str, Any] = {
+            "id": job.id,
+            "side": job.side,
+            "class": job.cls,
+            "label": job.label,
+            "name": job.clip,
+            "source": job.name,
+        }
         if final.is_dir():
             frames, flows = count_on_disk(final, cfg.layout, cfg.needs_rgb)
             e.update(status="ok", frames=frames, flow_frames=flows if cfg.needs_flow else 0)
@@ -41,8 +47,9 @@ def clip_entries(cfg: BuildConfig, plan: Plan, results: dict[str, ClipResult]) -
                 e["decode_errors"] = lost[job.id]  # frames of the video that could not be decoded
         else:
             r = results.get(job.id)
-            e.update(status="failed", frames=0, flow_frames=0,
-                     error=(r.error if r is not None and r.error else "not built"))
+            e.update(
+                status="failed", frames=0, flow_frames=0, error=(r.error if r is not None and r.error else "not built")
+            )
         entries.append(e)
     return entries
 
@@ -56,19 +63,27 @@ def built_counts(classes: list[str], clips: list[dict[str, Any]]) -> dict[str, d
     return out
 
 
-def make_record(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None,
-                clips: list[dict[str, Any]]) -> dict[str, Any]:
+def make_record(
+    cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, clips: list[dict[str, Any]]
+) -> dict[str, Any]:
     """The dataset record (schema in :mod:`flowprep.layout.record`)."""
     return {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "flowprep_version": __version__,
-        "layout": cfg.layout, "modality": cfg.modality,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "flowprep_version": __version__,
+        "layout": cfg.layout,
+        "modality": cfg.modality,
         "source": plan.source,
         "classes": plan.classes,
         "split": plan.split,
-        "decode": {"short_side": cfg.short_side, "size": list(cfg.size) if cfg.size else None,
-                   "frame_step": cfg.frame_step},
+        "decode": {
+            "short_side": cfg.short_side,
+            "size": list(cfg.size) if cfg.size else None,
+            "frame_step": cfg.frame_step,
+        },
         "rgb": {"image_format": cfg.rgb_format, "jpeg_quality": cfg.rgb_quality if cfg.rgb_format == "jpg" else None}
-        if cfg.needs_rgb else None,
+        if cfg.needs_rgb
+        else None,
         "flow": flow_info if cfg.needs_flow else None,
         "encoding": cfg.encoding.to_dict() if cfg.needs_flow else None,
         "normalization": {"formula": "(x / 255 - 0.5) / 0.5", "scale": 1 / 127.5, "offset": 127.5},
@@ -95,21 +110,28 @@ def _tao_snippet(root: Path, classes: list[str], modality: str) -> str:
 
 def _mmaction2_snippet(root: Path, modality: str) -> str:
     ann = root / "mmaction2"
-    lines = ["# mmaction2 RawframeDataset settings for this dataset (written by flowprep).",
-             f"data_root = {str(root / 'rawframes')!r}"]
+    lines = [
+        "# mmaction2 RawframeDataset settings for this dataset (written by flowprep).",
+        f"data_root = {str(root / 'rawframes')!r}",
+    ]
     if modality in ("rgb", "both"):
-        lines += [f"ann_file_train = {str(ann / 'train_list_rawframes.txt')!r}",
-                  f"ann_file_val = {str(ann / 'val_list_rawframes.txt')!r}",
-                  "# RGB: filename_tmpl='img_{:05}.jpg' (the default), start_index=1"]
+        lines += [
+            f"ann_file_train = {str(ann / 'train_list_rawframes.txt')!r}",
+            f"ann_file_val = {str(ann / 'val_list_rawframes.txt')!r}",
+            "# RGB: filename_tmpl='img_{:05}.jpg' (the default), start_index=1",
+        ]
     if modality in ("flow", "both"):
-        lines += [f"ann_file_train_flow = {str(ann / 'train_list_rawframes_flow.txt')!r}",
-                  f"ann_file_val_flow = {str(ann / 'val_list_rawframes_flow.txt')!r}",
-                  "# flow: modality='Flow', filename_tmpl='flow_{}_{:05d}.jpg', start_index=1"]
+        lines += [
+            f"ann_file_train_flow = {str(ann / 'train_list_rawframes_flow.txt')!r}",
+            f"ann_file_val_flow = {str(ann / 'val_list_rawframes_flow.txt')!r}",
+            "# flow: modality='Flow', filename_tmpl='flow_{}_{:05d}.jpg', start_index=1",
+        ]
     return "\n".join(lines) + "\n"
 
 
-def finalize(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None,
-             results: dict[str, ClipResult]) -> dict[str, Any]:
+def finalize(
+    cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, results: dict[str, ClipResult]
+) -> dict[str, Any]:
     """Write the record and side files; returns the record. Removes stale temporary folders."""
     out = cfg.out
     clips = clip_entries(cfg, plan, results)
@@ -121,16 +143,22 @@ def finalize(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None,
     for side in ("train", "val"):
         rows = [c for c in ok if c["side"] == side]
         if cfg.layout == "tao":
-            write_text_atomic(out / f"{side}_list.txt",
-                        "".join(f"{side}/{c['class']}/{c['name']} {c['frames']} {c['label']}\n" for c in rows))
+            write_text_atomic(
+                out / f"{side}_list.txt",
+                "".join(f"{side}/{c['class']}/{c['name']} {c['frames']} {c['label']}\n" for c in rows),
+            )
         else:
             (out / "mmaction2").mkdir(exist_ok=True)
             if cfg.needs_rgb:
-                write_text_atomic(out / "mmaction2" / f"{side}_list_rawframes.txt",
-                            "".join(f"{c['class']}/{c['name']} {c['frames']} {c['label']}\n" for c in rows))
+                write_text_atomic(
+                    out / "mmaction2" / f"{side}_list_rawframes.txt",
+                    "".join(f"{c['class']}/{c['name']} {c['frames']} {c['label']}\n" for c in rows),
+                )
             if cfg.needs_flow:
-                write_text_atomic(out / "mmaction2" / f"{side}_list_rawframes_flow.txt",
-                            "".join(f"{c['class']}/{c['name']} {c['flow_frames']} {c['label']}\n" for c in rows))
+                write_text_atomic(
+                    out / "mmaction2" / f"{side}_list_rawframes_flow.txt",
+                    "".join(f"{c['class']}/{c['name']} {c['flow_frames']} {c['label']}\n" for c in rows),
+                )
     root = out.resolve()
     if cfg.layout == "tao":
         write_text_atomic(out / "tao_dataset_spec.yaml", _tao_snippet(root, plan.classes, cfg.modality))
@@ -143,9 +171,23 @@ def finalize(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None,
 
 # --- build state and finalize from it ----------------------------------------------------------
 
-_CONFIG_FIELDS = ("classes", "layout", "modality", "flow", "flow_params", "rgb_format", "rgb_quality",
-                  "val_ratio", "seed", "split_by", "official_split", "short_side", "size", "frame_step",
-                  "source_kind")
+_CONFIG_FIELDS = (
+    "classes",
+    "layout",
+    "modality",
+    "flow",
+    "flow_params",
+    "rgb_format",
+    "rgb_quality",
+    "val_ratio",
+    "seed",
+    "split_by",
+    "official_split",
+    "short_side",
+    "size",
+    "frame_step",
+    "source_kind",
+)
 
 
 def config_to_state(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> dict[str, Any]:
@@ -163,8 +205,9 @@ def save_build_state(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> None
     BuildFolder(cfg.out).save_state(config_to_state(cfg, flow_info))
 
 
-def load_build_state(out: Path, source: Path | None = None,
-                     splits: Path | None = None) -> tuple[BuildConfig, dict[str, Any] | None]:
+def load_build_state(
+    out: Path, source: Path | None = None, splits: Path | None = None
+) -> tuple[BuildConfig, dict[str, Any] | None]:
     """The configuration and flow record of the build in ``out`` (``source``/``splits`` override the
     stored paths, for a node that mounts the release elsewhere).
 
@@ -204,8 +247,9 @@ class FinalizeResult:
     record_written: bool = False
 
 
-def finalize_from_state(out: Path, allow_missing: bool = False, write: bool = True,
-                        source: Path | None = None, splits: Path | None = None) -> FinalizeResult:
+def finalize_from_state(
+    out: Path, allow_missing: bool = False, write: bool = True, source: Path | None = None, splits: Path | None = None
+) -> FinalizeResult:
     """Re-make the plan from ``<out>/.flowprep/build.json`` and write the record once all clips are in.
 
     Args:
@@ -224,8 +268,10 @@ def finalize_from_state(out: Path, allow_missing: bool = False, write: bool = Tr
     out = Path(out)
     cfg, flow_info = load_build_state(out, source, splits)
     if not cfg.source.exists():
-        raise ConfigError(f"the release {cfg.source} of this build is not reachable here; "
-                          "pass --source (and --splits) with its path on this node")
+        raise ConfigError(
+            f"the release {cfg.source} of this build is not reachable here; "
+            "pass --source (and --splits) with its path on this node"
+        )
     _check_source(out, cfg)
     plan = make_plan(cfg)
     folder = BuildFolder(out)

@@ -39,8 +39,10 @@ log = logging.getLogger(__name__)
 
 REPORT_NAME = "build_report.json"
 #: top-level entries of <out> a build writes, per layout (plus COMMON_TOPS for both)
-LAYOUT_TOPS = {"tao": ("train", "val", "train_list.txt", "val_list.txt", "tao_dataset_spec.yaml"),
-               "mmaction2": ("rawframes", "mmaction2")}
+LAYOUT_TOPS = {
+    "tao": ("train", "val", "train_list.txt", "val_list.txt", "tao_dataset_spec.yaml"),
+    "mmaction2": ("rawframes", "mmaction2"),
+}
 COMMON_TOPS = (RECORD_NAME, "labels.txt", "label_map.json", REPORT_NAME, TMP_DIR)
 ALL_TOPS = frozenset(COMMON_TOPS + LAYOUT_TOPS["tao"] + LAYOUT_TOPS["mmaction2"])
 CLIP_TOPS = ("train", "val", "rawframes")
@@ -141,8 +143,10 @@ class BuildFolder:
     def _check_conflicts(self, layout: str, owned: set[str]) -> None:
         for name in self.tops(layout):
             if name not in owned and os.path.lexists(self.out / name):
-                raise ConfigError(f"{self.out / name} was not written by flowprep and a build would replace "
-                                  "it; move it away or choose another --out")
+                raise ConfigError(
+                    f"{self.out / name} was not written by flowprep and a build would replace "
+                    "it; move it away or choose another --out"
+                )
 
     def _claim(self, layout: str, owned: set[str]) -> None:
         """Record (before writing them) the entries this build will write."""
@@ -159,8 +163,14 @@ class BuildFolder:
         log.warning("--force: removing the previous build in %s", self.out)
         for name in sorted(owned):
             self.remove(name, owned)
-        for p in (self.failed_dir, self.decode_dir, self.reports_dir, self.build_state, self.plan_file,
-                  self.owned_file):
+        for p in (
+            self.failed_dir,
+            self.decode_dir,
+            self.reports_dir,
+            self.build_state,
+            self.plan_file,
+            self.owned_file,
+        ):
             self.remove(str(p.relative_to(self.out)), (STATE_DIR,))
 
     # --- fingerprint ------------------------------------------------------------------------
@@ -186,8 +196,10 @@ class BuildFolder:
             if self.out.is_dir() and any(p.name != STATE_DIR for p in self.out.iterdir()) and not force:
                 if self.config.is_file():
                     continue  # another shard of this build set the folder up meanwhile: compare with it
-                raise ConfigError(f"{self.out} is not empty and was not made by flowprep; choose an empty or "
-                                  "new --out (or --force to build into it anyway)")
+                raise ConfigError(
+                    f"{self.out} is not empty and was not made by flowprep; choose an empty or "
+                    "new --out (or --force to build into it anyway)"
+                )
             self._check_conflicts(layout, self.owned())
             self.state.mkdir(parents=True, exist_ok=True)
             if create_exclusive(self.config, text):
@@ -205,8 +217,10 @@ class BuildFolder:
         if not force:
             before = old.get("settings", {})
             diff = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
-            raise ConfigError(f"{self.out} holds a build made with other settings (differs in: "
-                              f"{', '.join(diff) or 'source'}); use another --out, or --force to replace it")
+            raise ConfigError(
+                f"{self.out} holds a build made with other settings (differs in: "
+                f"{', '.join(diff) or 'source'}); use another --out, or --force to replace it"
+            )
         self._prune(owned)
         write_text_atomic(self.config, text)
         self._claim(layout, set())
@@ -238,7 +252,8 @@ class BuildFolder:
                 raise ConfigError(
                     f"the clips of {source} changed since {self.out} was built ({len(new)} new or moved, "
                     f"{len(gone)} gone or moved, e.g. {(gone or new)[0]}); re-run with --force to bring the "
-                    "dataset up to date (unchanged clips are kept)")
+                    "dataset up to date (unchanged clips are kept)"
+                )
             for clip_id in gone:
                 self.remove_clip(clip_id, layout)
         write_text_atomic(self.plan_file, dump_json({"clips": ids}))
@@ -247,8 +262,9 @@ class BuildFolder:
         """Remove the folder of clip ``"<side>/<class>/<clip>"`` (an id read back from plan.json)."""
         parts = clip_id.split("/") if isinstance(clip_id, str) else []
         if len(parts) != 3:
-            raise ConfigError(f"{self.plan_file}: {clip_id!r} is not a clip id; remove {self.state} and "
-                              "rebuild with --force")
+            raise ConfigError(
+                f"{self.plan_file}: {clip_id!r} is not a clip id; remove {self.state} and rebuild with --force"
+            )
         rel = clip_dir(Path(), layout, *parts)
         if (self.out / rel).is_dir() or (self.out / rel).is_symlink():
             log.warning("--force: removing %s (no longer planned on this side)", self.out / rel)
@@ -286,8 +302,10 @@ class BuildFolder:
                 self.remove(f"{STATE_DIR}/{self.lock_file.name}", (STATE_DIR,))
                 continue
             if holder is not None:
-                raise ConfigError(f"another build (pid {holder['pid']} on {holder['host']}) holds {self.out}; "
-                                  f"wait for it, or remove {self.lock_file} if it is gone")
+                raise ConfigError(
+                    f"another build (pid {holder['pid']} on {holder['host']}) holds {self.out}; "
+                    f"wait for it, or remove {self.lock_file} if it is gone"
+                )
             if shard:
                 return
             self._made_out = self._made_out or not self.out.exists()
@@ -339,8 +357,10 @@ class BuildFolder:
     def load_state(self) -> dict[str, Any]:
         """``build.json``. Raises DatasetError when there is none or it cannot be read."""
         if not self.build_state.is_file():
-            raise DatasetError(f"{self.out} has no build state ({STATE_DIR}/{self.build_state.name}); it was "
-                               "not made by `flowprep build` (or by a version before 0.2)")
+            raise DatasetError(
+                f"{self.out} has no build state ({STATE_DIR}/{self.build_state.name}); it was "
+                "not made by `flowprep build` (or by a version before 0.2)"
+            )
         state = _read_json(self.build_state)
         if not isinstance(state, dict):
             raise DatasetError(f"cannot read build state {self.build_state}: not a JSON object")

@@ -113,9 +113,11 @@ def count_on_disk(final: Path, layout: str, rgb: bool) -> tuple[int, int]:
     Without RGB frames (``--modality flow``) the video had one frame more than there are flow images.
     """
     if layout == "tao":
+
         def n(sub: str) -> int:
             d = final / sub
             return len(os.listdir(d)) if d.is_dir() else 0
+
         frames, flows = n("rgb"), n("u")
     else:
         names = os.listdir(final)
@@ -140,18 +142,25 @@ class _ClipWriter:
         self.job, self.s, self.tmp = job, settings, tmp
         self.backend = _backend(settings) if settings.flow else None
         self.enc = FlowEncoding.from_dict(settings.encoding) if settings.flow else None
-        self.rgb_params = ([cv2.IMWRITE_PNG_COMPRESSION, 1] if settings.rgb_format == "png"
-                           else [cv2.IMWRITE_JPEG_QUALITY, settings.rgb_quality])
-        self.flow_params = ([cv2.IMWRITE_PNG_COMPRESSION, 1] if self.enc and self.enc.image_format == "png"
-                            else [cv2.IMWRITE_JPEG_QUALITY, self.enc.jpeg_quality if self.enc else 95])
+        self.rgb_params = (
+            [cv2.IMWRITE_PNG_COMPRESSION, 1]
+            if settings.rgb_format == "png"
+            else [cv2.IMWRITE_JPEG_QUALITY, settings.rgb_quality]
+        )
+        self.flow_params = (
+            [cv2.IMWRITE_PNG_COMPRESSION, 1]
+            if self.enc and self.enc.image_format == "png"
+            else [cv2.IMWRITE_JPEG_QUALITY, self.enc.jpeg_quality if self.enc else 95]
+        )
         self.timings = dict.fromkeys(_TIMED, 0.0)
         self.prev_gray: np.ndarray | None = None
         self.decode: dict[str, int] = {}
 
     def frames(self, data: bytes) -> Iterator[np.ndarray]:
         """The clip's RGB frames ``(H, W, 3) uint8``, decode time counted."""
-        it = iter_frames(data, self.s.short_side, self.s.size, self.s.frame_step, threads=1, name=self.job.name,
-                         report=self.decode)
+        it = iter_frames(
+            data, self.s.short_side, self.s.size, self.s.frame_step, threads=1, name=self.job.name, report=self.decode
+        )
         while True:
             t = time.perf_counter()
             rgb = next(it, None)
@@ -164,8 +173,11 @@ class _ClipWriter:
         """Write frame ``n`` and, from the second frame on, the flow from frame ``n - 1`` to it."""
         if self.s.rgb:
             t = time.perf_counter()
-            _imwrite(self.tmp / rgb_name(self.s.layout, n, self.s.rgb_format),
-                     cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), self.rgb_params)
+            _imwrite(
+                self.tmp / rgb_name(self.s.layout, n, self.s.rgb_format),
+                cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                self.rgb_params,
+            )
             self.timings["write_rgb"] += time.perf_counter() - t
         if not self.s.flow:
             return
@@ -182,8 +194,10 @@ class _ClipWriter:
             flow = self.backend.calc(prev, gray)
         except (cv2.error, ValueError) as exc:
             # e.g. DIS refuses frames under 12 px: this clip's problem, not the build's
-            raise ClipError(f"{self.job.name}: flow failed on frames {n - 1}->{n} "
-                            f"({gray.shape[1]}x{gray.shape[0]}): {' '.join(str(exc).split())[-200:]}") from exc
+            raise ClipError(
+                f"{self.job.name}: flow failed on frames {n - 1}->{n} "
+                f"({gray.shape[1]}x{gray.shape[0]}): {' '.join(str(exc).split())[-200:]}"
+            ) from exc
         t2 = time.perf_counter()
         u, v = self.enc.encode(flow)
         un, vn = flow_names(self.s.layout, n - 1, self.enc.image_format)
@@ -219,8 +233,13 @@ def _write_clip(job: ClipJob, settings: JobSettings, tmp: Path) -> tuple[int, di
     expected = writer.decode.get("expected", 0)
     lost = max(0, expected - writer.decode.get("decoded", expected))
     if lost:  # info: the summary warns once for all clips, as it lists failed ones
-        log.info("clip %s: %d of %d frames could not be decoded (corrupt data); kept %d", job.id, lost,
-                    expected, expected - lost)
+        log.info(
+            "clip %s: %d of %d frames could not be decoded (corrupt data); kept %d",
+            job.id,
+            lost,
+            expected,
+            expected - lost,
+        )
     BuildFolder(Path(settings.out)).note_decode_errors(job.id, lost, expected)
     return n, writer.timings, lost
 
@@ -258,8 +277,7 @@ def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
     try:
         n, timings, lost = _write_clip(job, settings, tmp)
         if not _publish(tmp, final, folder):
-            return ClipResult(job.id, "exists", *count_on_disk(final, settings.layout, settings.rgb),
-                              worker=worker)
+            return ClipResult(job.id, "exists", *count_on_disk(final, settings.layout, settings.rgb), worker=worker)
     except (DecodeError, ArchiveError, ClipError) as exc:
         # The clip's own fault: record it and go on. Anything else (output, backend) stops the build.
         folder.discard_tmp(tmp.name)
@@ -269,5 +287,6 @@ def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
         folder.discard_tmp(tmp.name)
         raise
     flows = max(0, n - 1) if settings.flow else 0
-    return ClipResult(job.id, "done", n, flows, seconds=time.perf_counter() - t0, timings=timings, worker=worker,
-                      decode_errors=lost)
+    return ClipResult(
+        job.id, "done", n, flows, seconds=time.perf_counter() - t0, timings=timings, worker=worker, decode_errors=lost
+    )

@@ -134,8 +134,9 @@ def make_plan(cfg: BuildConfig) -> Plan:
     folder = _class_folders(classes)  # before anything uses a class name
     empty = [c for c in classes if not by_class.get(c)]
     if not videos or len(empty) == len(classes):
-        raise ConfigError(f"empty selection: no video found for class(es) {', '.join(classes) or '(none)'} "
-                          f"in {cfg.source}")
+        raise ConfigError(
+            f"empty selection: no video found for class(es) {', '.join(classes) or '(none)'} in {cfg.source}"
+        )
     if empty:
         raise ConfigError(f"no video found for class(es) {', '.join(empty)} in {cfg.source}")
     names = {c: [v.name for v in by_class[c]] for c in classes}
@@ -144,12 +145,22 @@ def make_plan(cfg: BuildConfig) -> Plan:
     if cfg.official_split is not None and cfg.splits_source is not None:  # BuildConfig asks for both
         table = parse_split_files(read_text_files(cfg.splits_source), cfg.official_split)
         sides = official_sides(names, table)
-        split = {"method": "official", "official_split": cfg.official_split, "val_ratio": None,
-                 "seed": None, "split_by": None}
+        split = {
+            "method": "official",
+            "official_split": cfg.official_split,
+            "val_ratio": None,
+            "seed": None,
+            "split_by": None,
+        }
     else:
         sides = split_all(names, cfg.val_ratio, cfg.seed, cfg.split_by)
-        split = {"method": cfg.split_by, "official_split": None, "val_ratio": cfg.val_ratio,
-                 "seed": cfg.seed, "split_by": cfg.split_by}
+        split = {
+            "method": cfg.split_by,
+            "official_split": None,
+            "val_ratio": cfg.val_ratio,
+            "seed": cfg.seed,
+            "split_by": cfg.split_by,
+        }
     split["counts"] = {folder[c]: n for c, n in side_counts(sides).items()}
     for c, n in split["counts"].items():
         if n["val"] == 0 or n["train"] == 0:
@@ -163,14 +174,22 @@ def make_plan(cfg: BuildConfig) -> Plan:
         for v in by_class[cls]:
             side = sides[cls][v.name]
             if side in ("unused", "unlisted"):
-                excluded.append(f"{fcls}/{v.name} ({'code 0 in the split file' if side == 'unused' else 'not in the split file'})")
+                excluded.append(
+                    f"{fcls}/{v.name} ({'code 0 in the split file' if side == 'unused' else 'not in the split file'})"
+                )
                 continue
             clip = clip_folder_name(v.name)
             if clip in seen:
                 raise ConfigError(f"class {cls}: clips {seen[clip]!r} and {v.name!r} map to one folder {clip!r}")
             seen[clip] = v.name
-            jobs.append(ClipJob(id=f"{side}/{fcls}/{clip}", side=side, cls=fcls, label=label, clip=clip,
-                                name=v.name, ref=v.ref))
+            jobs.append(
+                ClipJob(id=f"{side}/{fcls}/{clip}", side=side, cls=fcls, label=label, clip=clip, name=v.name, ref=v.ref)
+            )
     jobs.sort(key=lambda j: j.id)
-    return Plan(classes=[folder[c] for c in classes], jobs=jobs, split=split,
-                source=_source_info(cfg, len(jobs)), excluded=excluded)
+    return Plan(
+        classes=[folder[c] for c in classes],
+        jobs=jobs,
+        split=split,
+        source=_source_info(cfg, len(jobs)),
+        excluded=excluded,
+    )

@@ -9,7 +9,8 @@ fingerprint includes the source and the selection), and the parts differ by at m
 from __future__ import annotations
 
 import hashlib
-from typing import Protocol, Sequence, TypeVar
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 
 class _HasId(Protocol):

@@ -50,8 +50,9 @@ def watch_main_process(main_pid: int | None) -> None:
     if main_pid is None or main_pid == os.getpid() or main_pid in _WATCHED:
         return
     _WATCHED.add(main_pid)
-    threading.Thread(target=_watch, args=(main_pid, os.getppid() == main_pid), daemon=True,
-                     name="flowprep-parent-watch").start()
+    threading.Thread(
+        target=_watch, args=(main_pid, os.getppid() == main_pid), daemon=True, name="flowprep-parent-watch"
+    ).start()
 
 
 def worker_slot(scope: str, root: Path | None = None) -> int:
@@ -95,8 +96,7 @@ def worker_gpu(gpus: tuple[int, ...] | None, scope: str) -> int | None:
     visible = discover_gpus()
     if not visible:
         return None
-    ordered = sorted(visible, key=lambda g: (not g.ident.isdigit(), int(g.ident) if g.ident.isdigit() else 0,
-                                             g.ident))
+    ordered = sorted(visible, key=lambda g: (not g.ident.isdigit(), int(g.ident) if g.ident.isdigit() else 0, g.ident))
     if len(ordered) == 1:
         return ordered[0].index
     return ordered[worker_slot(scope) % len(ordered)].index

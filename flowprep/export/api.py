@@ -45,8 +45,16 @@ def _triton_name(out: Path) -> str:
 
 def artefact_names() -> set[str]:
     """Every file name an export may write (whatever the model)."""
-    names = {"model.onnx", "model_fp16.onnx", "labels.txt", "flowprep_model.json", "config.pbtxt",
-             "build_engine.sh", "model.engine", "labels_nvinfer.txt"}
+    names = {
+        "model.onnx",
+        "model_fp16.onnx",
+        "labels.txt",
+        "flowprep_model.json",
+        "config.pbtxt",
+        "build_engine.sh",
+        "model.engine",
+        "labels_nvinfer.txt",
+    }
     for arch in ("2d", "3d"):
         names.update(configs.deepstream_names(arch).values())
     return names
@@ -64,8 +72,9 @@ def _owned(out: Path) -> set[str]:
         try:
             entries = json.loads(path.read_text(encoding="utf-8"))["entries"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path} is damaged ({exc}); remove it and the files it listed, or use another --out"
-                              ) from None
+            raise ConfigError(
+                f"{path} is damaged ({exc}); remove it and the files it listed, or use another --out"
+            ) from None
         return set(entries) & artefact_names() if isinstance(entries, list) else set()
     if (out / configs.MODEL_RECORD).is_file():
         return {n for n in artefact_names() if (out / n).is_file()}
@@ -83,9 +92,11 @@ def _take_folder(out: Path, planned: set[str]) -> None:
     owned = _owned(out)
     foreign = sorted(n for n in artefact_names() if os.path.lexists(out / n) and n not in owned)
     if foreign:
-        raise ConfigError(f"{out / foreign[0]} was not written by flowprep export and an export would replace it"
-                          f"{f' (and {len(foreign) - 1} more)' if len(foreign) > 1 else ''}; move it away or "
-                          "choose another --out")
+        raise ConfigError(
+            f"{out / foreign[0]} was not written by flowprep export and an export would replace it"
+            f"{f' (and {len(foreign) - 1} more)' if len(foreign) > 1 else ''}; move it away or "
+            "choose another --out"
+        )
     stale = sorted(n for n in owned if os.path.lexists(out / n))
     if stale:
         log.warning("replacing the earlier export in %s (%d file(s))", out, len(stale))
@@ -104,8 +115,9 @@ def _planned(modality: str, arch: str, fp16: bool, engine: bool) -> set[str]:
     return names
 
 
-def _write_onnx(model: Any, shapes: dict[str, tuple[int, ...]], cfg: ExportConfig,
-                summary: ExportSummary) -> Path | None:
+def _write_onnx(
+    model: Any, shapes: dict[str, tuple[int, ...]], cfg: ExportConfig, summary: ExportSummary
+) -> Path | None:
     """``model.onnx`` (and ``model_fp16.onnx`` with ``fp16``), each checked against PyTorch; returns the
     fp16 file or None. A model that fails its check is removed: it must not look deployable."""
     onnx_path = cfg.out / "model.onnx"
@@ -133,19 +145,26 @@ def _write(cfg: ExportConfig, summary: ExportSummary, name: str, text: str) -> N
     summary.files.append(name)
 
 
-def _write_tensorrt(shapes: dict[str, tuple[int, ...]], cfg: ExportConfig, fp16_path: Path | None,
-                    summary: ExportSummary) -> list[str]:
+def _write_tensorrt(
+    shapes: dict[str, tuple[int, ...]], cfg: ExportConfig, fp16_path: Path | None, summary: ExportSummary
+) -> list[str]:
     """``build_engine.sh`` (the trtexec lines, always) and ``model.engine`` where it can be built here;
     returns the TensorRT 10 command."""
     onnx_path, engine_path, profile = cfg.out / "model.onnx", cfg.out / "model.engine", cfg.profile
     cmd10 = trtexec_command(onnx_path.name, engine_path.name, shapes, profile, fp16=cfg.fp16, trt_major=10)
-    cmd11 = trtexec_command((fp16_path or onnx_path).name, engine_path.name, shapes, profile, fp16=cfg.fp16,
-                            trt_major=11)
+    cmd11 = trtexec_command(
+        (fp16_path or onnx_path).name, engine_path.name, shapes, profile, fp16=cfg.fp16, trt_major=11
+    )
     summary.trtexec = cmd10
-    script = ["#!/bin/sh", "# Build a TensorRT engine from this folder on a machine with an NVIDIA GPU.",
-              "# TensorRT 10.x:", command_line(cmd10),
-              "# TensorRT 11.x (no --fp16 flag: precision comes from the ONNX graph):",
-              "# " + command_line(cmd11), ""]
+    script = [
+        "#!/bin/sh",
+        "# Build a TensorRT engine from this folder on a machine with an NVIDIA GPU.",
+        "# TensorRT 10.x:",
+        command_line(cmd10),
+        "# TensorRT 11.x (no --fp16 flag: precision comes from the ONNX graph):",
+        "# " + command_line(cmd11),
+        "",
+    ]
     _write(cfg, summary, "build_engine.sh", "\n".join(script))
     if cfg.engine:
         ok, why = tensorrt_status()
@@ -154,8 +173,10 @@ def _write_tensorrt(shapes: dict[str, tuple[int, ...]], cfg: ExportConfig, fp16_
             summary.engine = str(engine_path)
             summary.files.append("model.engine")
         else:
-            summary.engine_note = (f"no TensorRT engine built here ({why}); everything else is done. "
-                                   "On the GPU machine run: " + command_line(cmd10))
+            summary.engine_note = (
+                f"no TensorRT engine built here ({why}); everything else is done. "
+                "On the GPU machine run: " + command_line(cmd10)
+            )
     return cmd10
 
 
@@ -169,8 +190,9 @@ def _write_deepstream(ckpt: dict[str, Any], cfg: ExportConfig, summary: ExportSu
     sample_rate = int(ckpt.get("sample_rate", 1))
     frame_step = int(((ckpt.get("dataset_record") or {}).get("decode") or {}).get("frame_step") or 1)
     files = {
-        names["preprocess"]: configs.deepstream_preprocess(arch, frames, size, cfg.ds_batch,
-                                                           subsample=sample_rate * frame_step - 1),
+        names["preprocess"]: configs.deepstream_preprocess(
+            arch, frames, size, cfg.ds_batch, subsample=sample_rate * frame_step - 1
+        ),
         names["infer"]: configs.deepstream_infer("model.onnx", "labels_nvinfer.txt", cfg.ds_batch, cfg.fp16),
         names["app"]: configs.deepstream_app(arch),
         "labels_nvinfer.txt": configs.nvinfer_labels_text(list(ckpt["classes"])),
@@ -179,20 +201,44 @@ def _write_deepstream(ckpt: dict[str, Any], cfg: ExportConfig, summary: ExportSu
         _write(cfg, summary, fname, text)
 
 
-def _write_record(ckpt: dict[str, Any], shapes: dict[str, tuple[int, ...]], cfg: ExportConfig, name: str,
-                  cmd10: list[str], summary: ExportSummary) -> None:
+def _write_record(
+    ckpt: dict[str, Any],
+    shapes: dict[str, tuple[int, ...]],
+    cfg: ExportConfig,
+    name: str,
+    cmd10: list[str],
+    summary: ExportSummary,
+) -> None:
     """``flowprep_model.json``: what ``flowprep infer`` and a reader of the folder need to know."""
     arch = ckpt["arch"]
-    record = configs.model_record(ckpt, shapes, {
-        "onnx": {"file": "model.onnx", "fp16_file": "model_fp16.onnx" if cfg.fp16 else None, "opset": OPSET,
-                 "dynamic_axes": "batch only", "parity": summary.parity},
-        "triton": {"name": name, "max_batch_size": cfg.max_batch},
-        "tensorrt": {"profile": {"min": cfg.min_batch, "opt": cfg.opt_batch, "max": cfg.max_batch},
-                     "engine": "model.engine" if summary.engine else None, "trtexec": command_line(cmd10)},
-        "deepstream": ({"preprocess": configs.deepstream_names(arch)["preprocess"],
-                        "infer": configs.deepstream_names(arch)["infer"], "batch": cfg.ds_batch}
-                       if ckpt["modality"] == "rgb" else {"note": configs.DEEPSTREAM_RGB_ONLY}),
-    })
+    record = configs.model_record(
+        ckpt,
+        shapes,
+        {
+            "onnx": {
+                "file": "model.onnx",
+                "fp16_file": "model_fp16.onnx" if cfg.fp16 else None,
+                "opset": OPSET,
+                "dynamic_axes": "batch only",
+                "parity": summary.parity,
+            },
+            "triton": {"name": name, "max_batch_size": cfg.max_batch},
+            "tensorrt": {
+                "profile": {"min": cfg.min_batch, "opt": cfg.opt_batch, "max": cfg.max_batch},
+                "engine": "model.engine" if summary.engine else None,
+                "trtexec": command_line(cmd10),
+            },
+            "deepstream": (
+                {
+                    "preprocess": configs.deepstream_names(arch)["preprocess"],
+                    "infer": configs.deepstream_names(arch)["infer"],
+                    "batch": cfg.ds_batch,
+                }
+                if ckpt["modality"] == "rgb"
+                else {"note": configs.DEEPSTREAM_RGB_ONLY}
+            ),
+        },
+    )
     write_json_atomic(cfg.out / configs.MODEL_RECORD, record)
     summary.files.append(configs.MODEL_RECORD)
 
@@ -222,13 +268,20 @@ def export(cfg: ExportConfig) -> ExportSummary:
     return summary
 
 
-def export_checkpoint(checkpoint: Path, out: Path, fp16: bool = False, engine: bool = False,
-                      min_batch: int = 1, opt_batch: int = 4, max_batch: int = 8, ds_batch: int = 4,
-                      triton_name: str | None = None) -> ExportSummary:
+def export_checkpoint(
+    checkpoint: Path,
+    out: Path,
+    fp16: bool = False,
+    engine: bool = False,
+    min_batch: int = 1,
+    opt_batch: int = 4,
+    max_batch: int = 8,
+    ds_batch: int = 4,
+    triton_name: str | None = None,
+) -> ExportSummary:
     """:func:`export` of the :class:`ExportConfig` of these arguments (see there).
 
     Raises:
         CheckpointError, ExportError (failed export or parity), ConfigError (bad batch sizes).
     """
-    return export(ExportConfig(checkpoint, out, fp16, engine, min_batch, opt_batch, max_batch, ds_batch,
-                               triton_name))
+    return export(ExportConfig(checkpoint, out, fp16, engine, min_batch, opt_batch, max_batch, ds_batch, triton_name))

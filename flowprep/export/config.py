@@ -42,12 +42,15 @@ class ExportConfig:
     def __post_init__(self) -> None:
         self.checkpoint, self.out = Path(self.checkpoint), Path(self.out)
         if self.triton_name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.triton_name):
-            raise ConfigError(f"--triton-name {self.triton_name!r}: Triton model names are folder names; "
-                              "use letters, digits, '_', '.' and '-'")
+            raise ConfigError(
+                f"--triton-name {self.triton_name!r}: Triton model names are folder names; "
+                "use letters, digits, '_', '.' and '-'"
+            )
         Profile(self.min_batch, self.opt_batch, self.max_batch)  # raises ExportError for bad batch sizes
         if not 1 <= self.ds_batch <= self.max_batch:
-            raise ConfigError(f"--deepstream-batch must be within 1..{self.max_batch} (the engine's max batch), "
-                              f"got {self.ds_batch}")
+            raise ConfigError(
+                f"--deepstream-batch must be within 1..{self.max_batch} (the engine's max batch), got {self.ds_batch}"
+            )
 
     @property
     def profile(self) -> Profile:

@@ -61,8 +61,17 @@ def export_onnx(model: Any, shapes: dict[str, tuple[int, ...]], path: Path, opse
         with warnings.catch_warnings():
             # the TorchScript exporter is chosen on purpose (see the module docstring)
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(model.eval(), dummy, str(tmp), input_names=names, output_names=[OUTPUT_NAME],
-                              dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False)
+            torch.onnx.export(
+                model.eval(),
+                dummy,
+                str(tmp),
+                input_names=names,
+                output_names=[OUTPUT_NAME],
+                dynamic_axes=axes,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
     except Exception as exc:  # the exporter raises many types; all mean "could not export"
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):  # a full or read-only disk: name the file, not the exporter
@@ -127,8 +136,9 @@ def ort_logits(path: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
     return np.asarray(sess.run([OUTPUT_NAME], inputs)[0], dtype=np.float32)
 
 
-def check_parity(model: Any, path: Path, shapes: dict[str, tuple[int, ...]], fp16: bool = False,
-                 batch: int = 2, seed: int = 0) -> dict[str, Any]:
+def check_parity(
+    model: Any, path: Path, shapes: dict[str, tuple[int, ...]], fp16: bool = False, batch: int = 2, seed: int = 0
+) -> dict[str, Any]:
     """Compare ONNX Runtime with PyTorch on one random batch; raise if they differ.
 
     A batch of 2 (the export used 1) also proves the batch dimension is dynamic.
@@ -150,10 +160,17 @@ def check_parity(model: Any, path: Path, shapes: dict[str, tuple[int, ...]], fp1
     diff = float(np.max(np.abs(got - ref)))
     scale = max(1.0, float(np.max(np.abs(ref))))
     tol = FP16_REL_TOL * scale if fp16 else FP32_TOL
-    result = {"max_abs_diff": diff, "tolerance": tol, "max_abs_logit": float(np.max(np.abs(ref))),
-              "batch": batch, "fp16": fp16}
+    result = {
+        "max_abs_diff": diff,
+        "tolerance": tol,
+        "max_abs_logit": float(np.max(np.abs(ref))),
+        "batch": batch,
+        "fp16": fp16,
+    }
     if diff > tol:
-        raise ExportError(f"{path}: ONNX Runtime differs from PyTorch by {diff:.3g} (max abs, logits), "
-                          f"more than the tolerance {tol:.3g}; the export is not trustworthy")
+        raise ExportError(
+            f"{path}: ONNX Runtime differs from PyTorch by {diff:.3g} (max abs, logits), "
+            f"more than the tolerance {tol:.3g}; the export is not trustworthy"
+        )
     log.info("parity %s: max abs diff %.3g (tolerance %.3g)", Path(path).name, diff, tol)
     return result

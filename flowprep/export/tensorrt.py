@@ -38,8 +38,10 @@ class Profile:
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
-            raise ExportError(f"TensorRT profile needs 1 <= min <= opt <= max batch, got "
-                              f"{self.min_batch}/{self.opt_batch}/{self.max_batch}")
+            raise ExportError(
+                f"TensorRT profile needs 1 <= min <= opt <= max batch, got "
+                f"{self.min_batch}/{self.opt_batch}/{self.max_batch}"
+            )
 
     def shapes(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[tuple[int, ...], ...]]:
         """Input name -> ``(min_shape, opt_shape, max_shape)`` with the batch dimension in front."""
@@ -50,8 +52,14 @@ def _dims(shape: tuple[int, ...]) -> str:
     return "x".join(str(int(d)) for d in shape)
 
 
-def trtexec_command(onnx: str | Path, engine: str | Path, shapes: dict[str, tuple[int, ...]], profile: Profile,
-                    fp16: bool = False, trt_major: int = 10) -> list[str]:
+def trtexec_command(
+    onnx: str | Path,
+    engine: str | Path,
+    shapes: dict[str, tuple[int, ...]],
+    profile: Profile,
+    fp16: bool = False,
+    trt_major: int = 10,
+) -> list[str]:
     """The ``trtexec`` argv that builds the same engine as :func:`build_engine`.
 
     Args:
@@ -68,8 +76,15 @@ def trtexec_command(onnx: str | Path, engine: str | Path, shapes: dict[str, tupl
     def arg(flag: str, i: int) -> str:
         return f"--{flag}=" + ",".join(f"{n}:{_dims(s[i])}" for n, s in per.items())
 
-    cmd = ["trtexec", f"--onnx={onnx}", arg("minShapes", 0), arg("optShapes", 1), arg("maxShapes", 2),
-           f"--saveEngine={engine}", f"--memPoolSize=workspace:{WORKSPACE_MIB}"]
+    cmd = [
+        "trtexec",
+        f"--onnx={onnx}",
+        arg("minShapes", 0),
+        arg("optShapes", 1),
+        arg("maxShapes", 2),
+        f"--saveEngine={engine}",
+        f"--memPoolSize=workspace:{WORKSPACE_MIB}",
+    ]
     if fp16 and trt_major < 11:
         cmd.append("--fp16")
     return cmd
@@ -131,8 +146,14 @@ def trt_major_version() -> int:
     return int(str(trt.__version__).split(".")[0])
 
 
-def build_engine(onnx: Path, engine: Path, shapes: dict[str, tuple[int, ...]], profile: Profile,
-                 fp16: bool = False, fp16_onnx: Path | None = None) -> Path:
+def build_engine(
+    onnx: Path,
+    engine: Path,
+    shapes: dict[str, tuple[int, ...]],
+    profile: Profile,
+    fp16: bool = False,
+    fp16_onnx: Path | None = None,
+) -> Path:
     """Build and save a serialized TensorRT engine with one min/opt/max batch profile.
 
     Args:

@@ -104,6 +104,8 @@ def check_pair(prev: np.ndarray, nxt: np.ndarray, min_side: int = 1, name: str =
     if prev.ndim != 2 or prev.shape != nxt.shape:
         raise ValueError(f"flow input must be two (H, W) frames of one shape, got {prev.shape} and {nxt.shape}")
     if min(prev.shape) < min_side:
-        raise FrameSizeError(f"frames of {prev.shape[1]}x{prev.shape[0]} are too small for the {name or 'flow'} "
-                             f"backend (at least {min_side}x{min_side} pixels); use larger frames or "
-                             "another backend (farneback, tvl1)")
+        raise FrameSizeError(
+            f"frames of {prev.shape[1]}x{prev.shape[0]} are too small for the {name or 'flow'} "
+            f"backend (at least {min_side}x{min_side} pixels); use larger frames or "
+            "another backend (farneback, tvl1)"
+        )

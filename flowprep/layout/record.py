@@ -107,8 +107,10 @@ def find_root(path: Path) -> Path:
         return path
     if path.name in SIDES and (path.parent / RECORD_NAME).is_file():
         return path.parent
-    raise DatasetError(f"{path} is not a flowprep dataset (no {RECORD_NAME} in it or its parent); "
-                       "build one with `flowprep build` or `flowprep build-hmdb5`")
+    raise DatasetError(
+        f"{path} is not a flowprep dataset (no {RECORD_NAME} in it or its parent); "
+        "build one with `flowprep build` or `flowprep build-hmdb5`"
+    )
 
 
 def read_record(path: Path) -> dict[str, Any]:
@@ -133,13 +135,16 @@ def read_record(path: Path) -> dict[str, Any]:
     if not isinstance(version, int) or isinstance(version, bool):
         raise DatasetError(f"{file}: format_version must be a whole number, got {version!r}")
     if version > FORMAT_VERSION:
-        raise DatasetError(f"{file} has format version {record.get('format_version')}; "
-                           f"this flowprep reads up to {FORMAT_VERSION}: upgrade flowprep")
+        raise DatasetError(
+            f"{file} has format version {record.get('format_version')}; "
+            f"this flowprep reads up to {FORMAT_VERSION}: upgrade flowprep"
+        )
     try:
         check_record(record)
     except _Bad as exc:
-        raise DatasetError(f"{file}: {exc} (the record was edited or damaged; rebuild the dataset "
-                           "or restore the file)") from None
+        raise DatasetError(
+            f"{file}: {exc} (the record was edited or damaged; rebuild the dataset or restore the file)"
+        ) from None
     return record
 
 
@@ -182,8 +187,7 @@ def check_record(record: dict[str, Any]) -> None:
         _check_name(c, f"classes[{i}]")
     _need(len(set(classes)) == len(classes), "classes", "a list without repeats", classes)
     for key in ("rgb", "encoding"):
-        _need(record.get(key) is None or isinstance(record.get(key), dict), key, "an object or null",
-              record.get(key))
+        _need(record.get(key) is None or isinstance(record.get(key), dict), key, "an object or null", record.get(key))
     rgb_fmt = (record.get("rgb") or {}).get("image_format", "png")
     _need(rgb_fmt in IMAGE_FORMATS, "rgb.image_format", f"one of {IMAGE_FORMATS}", rgb_fmt)
     if record.get("encoding"):
@@ -208,8 +212,12 @@ def _check_clip(clip: Any, where: str, classes: list[str]) -> None:
     _check_name(clip.get("name"), f"{where}.name")
     expected = f"{clip['side']}/{clip['class']}/{clip['name']}"
     _need(clip.get("id") == expected, f"{where}.id", f"{expected!r} (side/class/name)", clip.get("id"))
-    _need(clip.get("label") == classes.index(clip["class"]) and _is_int(clip.get("label")), f"{where}.label",
-          f"{classes.index(clip['class'])} (the index of its class)", clip.get("label"))
+    _need(
+        clip.get("label") == classes.index(clip["class"]) and _is_int(clip.get("label")),
+        f"{where}.label",
+        f"{classes.index(clip['class'])} (the index of its class)",
+        clip.get("label"),
+    )
     _need(clip.get("status") in ("ok", "failed"), f"{where}.status", "'ok' or 'failed'", clip.get("status"))
     for key in ("frames", "flow_frames"):
         v = clip.get(key, 0)

@@ -86,7 +86,7 @@ class AnnotatedWriter:
             finally:
                 container.close()
 
-    def __enter__(self) -> "AnnotatedWriter":
+    def __enter__(self) -> AnnotatedWriter:
         return self
 
     def __exit__(self, *exc) -> None:

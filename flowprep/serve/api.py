@@ -1,12 +1,13 @@
 """The infer stage: an :class:`InferConfig` in, an :class:`InferSummary` out.
 
-    from flowprep.serve.api import InferConfig, infer
-    summary = infer(InferConfig("clip.mp4", "deploy/model.onnx"), on_result=print)
+from flowprep.serve.api import InferConfig, infer
+summary = infer(InferConfig("clip.mp4", "deploy/model.onnx"), on_result=print)
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flowprep.serve.config import InferConfig, InferSummary
 from flowprep.serve.infer import InferSession

@@ -44,8 +44,12 @@ class InferConfig:
     providers: list[str] | None = None
 
     def __post_init__(self) -> None:
-        for name, v in (("--stride", self.stride), ("--top-k", self.top), ("--segments", self.segments),
-                        ("--max-frames", self.max_frames)):
+        for name, v in (
+            ("--stride", self.stride),
+            ("--top-k", self.top),
+            ("--segments", self.segments),
+            ("--max-frames", self.max_frames),
+        ):
             if v is not None and v < 1:
                 raise ConfigError(f"{name} must be >= 1, got {v}")
         if self.skip_frames is not None and self.skip_frames < 0:

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -43,20 +44,26 @@ __all__ = ["InferConfig", "InferSession", "InferSummary", "infer"]
 
 def _flow_backend(spec: ModelSpec, flow: str | None) -> FlowBackend:
     if spec.flow is None or spec.encoding is None:
-        raise ConfigError(f"model/modality mismatch: {spec.source} is a {spec.modality} model, but its record "
-                          "has no flow backend/encoding (was it trained on an RGB-only dataset?)")
+        raise ConfigError(
+            f"model/modality mismatch: {spec.source} is a {spec.modality} model, but its record "
+            "has no flow backend/encoding (was it trained on an RGB-only dataset?)"
+        )
     if flow and flow != spec.flow.get("name"):
         backend = create_backend(flow)  # an unknown or unavailable name fails here, before the warning
         log.warning("computing flow with %s instead of the recorded %s: scores may drift", flow, spec.flow.get("name"))
         return backend
     name = spec.flow.get("name")
     if name not in BACKENDS:
-        raise ConfigError(f"{spec.source} was trained on flow from {name!r}, which is not a flow backend "
-                          f"here; pass --flow with one of {', '.join(sorted(BACKENDS))}")
+        raise ConfigError(
+            f"{spec.source} was trained on flow from {name!r}, which is not a flow backend "
+            f"here; pass --flow with one of {', '.join(sorted(BACKENDS))}"
+        )
     return create_backend(name, **(spec.flow.get("params") or {}))
 
 
-def _conv_plan(spec: ModelSpec, source_frames: int | None, step: int, segments: int) -> tuple[int, dict[int, list[np.ndarray]]]:
+def _conv_plan(
+    spec: ModelSpec, source_frames: int | None, step: int, segments: int
+) -> tuple[int, dict[int, list[np.ndarray]]]:
     """``(expected items, {trigger item: [window indices, ...]})`` for the conv protocol."""
     if not source_frames:
         return 0, {}
@@ -87,8 +94,9 @@ class InferSession:
         use_flow = "of" in spec.streams
         self.backend = _flow_backend(spec, cfg.flow) if use_flow else None
         enc = FlowEncoding.from_dict(spec.encoding) if use_flow and spec.encoding is not None else None
-        self.proc = FrameProcessor(spec.input_size, "rgb" in spec.streams, use_flow, spec.decode, spec.rgb,
-                                   self.backend, enc)
+        self.proc = FrameProcessor(
+            spec.input_size, "rgb" in spec.streams, use_flow, spec.decode, spec.rgb, self.backend, enc
+        )
         self.buf = WindowBuffer(spec.frames, self.step, spec.arch, spec.streams)
         self.stride = cfg.stride or max(1, self.buf.span // 2)
         self.conv_probs: list[np.ndarray] = []
@@ -112,12 +120,18 @@ class InferSession:
         """Report one sliding window (and show its best label on the annotated video)."""
         fps, summary = self.fps, self.summary
         top = top_k(probs, self.spec.classes, self.cfg.top)
-        res = {"type": "window", "window": summary.windows, "start_item": int(indices[0]),
-               "start_frame": src[0], "end_frame": src[1], "start_s": round(src[0] / fps, 4),
-               "end_s": round((src[1] + 1) / fps, 4), "top_k": top}
+        res = {
+            "type": "window",
+            "window": summary.windows,
+            "start_item": int(indices[0]),
+            "start_frame": src[0],
+            "end_frame": src[1],
+            "start_s": round(src[0] / fps, 4),
+            "end_s": round((src[1] + 1) / fps, 4),
+            "top_k": top,
+        }
         summary.windows += 1
-        self.label_lines[:] = [f"{top[0]['label']} {top[0]['score']:.2f}",
-                               f"{res['start_s']:.1f}-{res['end_s']:.1f}s"]
+        self.label_lines[:] = [f"{top[0]['label']} {top[0]['score']:.2f}", f"{res['start_s']:.1f}-{res['end_s']:.1f}s"]
         self.emit(res)
 
     def _on_item(self, e: int) -> None:
@@ -160,18 +174,24 @@ class InferSession:
             probs, src = self.classify(idx)
             self._window_result(idx, probs, src)
         if self.plan and n:
-            summary.notes.append(f"{self.expected} items were expected for the clip verdict but {n} came "
-                                 f"(the container's frame count was wrong); "
-                                 f"{sum(map(len, self.plan.values()))} conv window(s) use the last window instead")
+            summary.notes.append(
+                f"{self.expected} items were expected for the clip verdict but {n} came "
+                f"(the container's frame count was wrong); "
+                f"{sum(map(len, self.plan.values()))} conv window(s) use the last window instead"
+            )
             last = sampling.window(n, max(0, n - buf.span), spec.frames, self.step)
             last_probs = self.classify(last)[0]
             self.conv_probs.extend(last_probs for rows in self.plan.values() for _ in rows)
         if self.conv_probs:
             mean = np.mean(self.conv_probs, axis=0)
-            summary.verdict = {"type": "clip", "protocol": "conv", "segments": len(self.conv_probs),
-                               "frames": summary.source_frames,
-                               "duration_s": round(summary.source_frames / self.fps, 4),
-                               "top_k": top_k(mean, spec.classes, self.cfg.top)}
+            summary.verdict = {
+                "type": "clip",
+                "protocol": "conv",
+                "segments": len(self.conv_probs),
+                "frames": summary.source_frames,
+                "duration_s": round(summary.source_frames / self.fps, 4),
+                "top_k": top_k(mean, spec.classes, self.cfg.top),
+            }
             self.emit(summary.verdict)
 
     def run(self) -> InferSummary:
@@ -197,18 +217,29 @@ class InferSession:
             if self.backend is not None:
                 self.backend.close()
         if summary.source_frames and self.buf.count == 0:
-            raise ConfigError(f"{cfg.input}: {summary.source_frames} frame(s) gave nothing to classify "
-                              "(a flow model needs at least 2 frames)")
+            raise ConfigError(
+                f"{cfg.input}: {summary.source_frames} frame(s) gave nothing to classify "
+                "(a flow model needs at least 2 frames)"
+            )
         summary.latency_ms = 1000.0 * float(np.mean(self.latencies)) if self.latencies else 0.0
         summary.seconds = time.perf_counter() - self.t0
         return summary
 
 
-def infer(input: str | Path, model: str | Path, output: Path | None = None, stride: int | None = None,
-          skip_frames: int | None = None, top: int = 3, fps: float | None = None, flow: str | None = None,
-          segments: int = sampling.CONV_SEGMENTS, max_frames: int | None = None,
-          on_result: Callable[[dict[str, Any]], None] | None = None,
-          providers: list[str] | None = None) -> InferSummary:
+def infer(
+    input: str | Path,
+    model: str | Path,
+    output: Path | None = None,
+    stride: int | None = None,
+    skip_frames: int | None = None,
+    top: int = 3,
+    fps: float | None = None,
+    flow: str | None = None,
+    segments: int = sampling.CONV_SEGMENTS,
+    max_frames: int | None = None,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+    providers: list[str] | None = None,
+) -> InferSummary:
     """Classify a video (file, folder of frames, or camera) with a sliding window: an
     :class:`InferSession` of the :class:`~flowprep.serve.config.InferConfig` of these arguments
     (see there); ``on_result`` is called with each window's dict, then the verdict's.

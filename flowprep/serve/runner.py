@@ -69,19 +69,41 @@ def spec_from_record(rec: dict[str, Any], source: str) -> ModelSpec:
             raise KeyError("format")
         if rec["modality"] not in STREAMS or rec["arch"] not in ARCHS:
             raise KeyError("modality/arch")
-        return ModelSpec(rec["arch"], rec["modality"], int(rec["frames"]), int(rec.get("sample_rate", 1)),
-                         int(rec["input_size"]), list(rec["classes"]), rec.get("decode"), rec.get("rgb"),
-                         rec.get("flow"), rec.get("encoding"), source, rec)
+        return ModelSpec(
+            rec["arch"],
+            rec["modality"],
+            int(rec["frames"]),
+            int(rec.get("sample_rate", 1)),
+            int(rec["input_size"]),
+            list(rec["classes"]),
+            rec.get("decode"),
+            rec.get("rgb"),
+            rec.get("flow"),
+            rec.get("encoding"),
+            source,
+            rec,
+        )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{source} is not a valid flowprep model record ({exc}); re-export the model "
-                          "with `flowprep export`") from exc
+        raise ConfigError(
+            f"{source} is not a valid flowprep model record ({exc}); re-export the model with `flowprep export`"
+        ) from exc
 
 
 def spec_from_checkpoint(ckpt: dict[str, Any]) -> ModelSpec:
     rec = ckpt.get("dataset_record") or {}
-    return ModelSpec(ckpt["arch"], ckpt["modality"], int(ckpt["frames"]), int(ckpt.get("sample_rate", 1)),
-                     int(ckpt["input_size"]), list(ckpt["classes"]), rec.get("decode"), rec.get("rgb"),
-                     rec.get("flow"), rec.get("encoding"), str(ckpt.get("path", "")))
+    return ModelSpec(
+        ckpt["arch"],
+        ckpt["modality"],
+        int(ckpt["frames"]),
+        int(ckpt.get("sample_rate", 1)),
+        int(ckpt["input_size"]),
+        list(ckpt["classes"]),
+        rec.get("decode"),
+        rec.get("rgb"),
+        rec.get("flow"),
+        rec.get("encoding"),
+        str(ckpt.get("path", "")),
+    )
 
 
 class OnnxRunner:
@@ -154,11 +176,14 @@ def check_onnx_matches(path: Path, spec: ModelSpec) -> None:
     ins, outs = onnx_io(path)
     want = spec.input_shapes()
     if ins != want:
-        raise ConfigError(f"model/modality mismatch: {path} takes {ins}, but its record describes a "
-                          f"{spec.arch} {spec.modality} model taking {want}; re-export it")
+        raise ConfigError(
+            f"model/modality mismatch: {path} takes {ins}, but its record describes a "
+            f"{spec.arch} {spec.modality} model taking {want}; re-export it"
+        )
     if outs.get(OUTPUT_NAME) != (len(spec.classes),):
-        raise ConfigError(f"model/label mismatch: {path} outputs {outs}, but its record lists "
-                          f"{len(spec.classes)} classes")
+        raise ConfigError(
+            f"model/label mismatch: {path} outputs {outs}, but its record lists {len(spec.classes)} classes"
+        )
 
 
 def load_model(path: Path, providers: list[str] | None = None, threads: int | None = None):
@@ -175,8 +200,10 @@ def load_model(path: Path, providers: list[str] | None = None, threads: int | No
     if path.suffix.lower() == ".onnx":
         rec_path = path.parent / "flowprep_model.json"
         if not rec_path.is_file():
-            raise ConfigError(f"{path} has no flowprep_model.json beside it (frames, classes and flow "
-                              "settings live there); use the folder `flowprep export` wrote")
+            raise ConfigError(
+                f"{path} has no flowprep_model.json beside it (frames, classes and flow "
+                "settings live there); use the folder `flowprep export` wrote"
+            )
         try:
             rec = json.loads(rec_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -200,5 +227,5 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def top_k(probs: np.ndarray, classes: list[str], k: int) -> list[dict[str, Any]]:
     """``[{"label", "index", "score"}, ...]`` best first for one probability vector ``(K,)``."""
-    order = np.argsort(-probs, kind="stable")[:max(1, k)]
+    order = np.argsort(-probs, kind="stable")[: max(1, k)]
     return [{"label": classes[i], "index": int(i), "score": round(float(probs[i]), 6)} for i in order]

@@ -32,7 +32,6 @@ from flowprep.train.spec import CROP_FRACTION  # the evaluation crop of training
 from flowprep.video.decode import resize_frame, target_size
 
 
-
 def center_crop_box(h: int, w: int) -> tuple[int, int, int, int]:
     """``(y0, x0, ch, cw)`` of the centred square evaluation crop (same as ``train.data.crop_box(h, w,
     "center", None)``)."""
@@ -45,7 +44,7 @@ def to_network(img: np.ndarray, size: int) -> np.ndarray:
     import cv2
 
     y0, x0, ch, cw = center_crop_box(img.shape[0], img.shape[1])
-    crop = np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw])
+    crop = np.ascontiguousarray(img[y0 : y0 + ch, x0 : x0 + cw])
     out = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if ch > size else cv2.INTER_LINEAR)
     return out if out.ndim == 3 else out[..., None]
 
@@ -98,9 +97,16 @@ class FrameProcessor:
         encoding: the record's flow encoding (required with ``use_flow``).
     """
 
-    def __init__(self, size: int, use_rgb: bool, use_flow: bool, decode: dict[str, Any] | None = None,
-                 rgb_format: dict[str, Any] | None = None, backend: Any = None,
-                 encoding: FlowEncoding | None = None):
+    def __init__(
+        self,
+        size: int,
+        use_rgb: bool,
+        use_flow: bool,
+        decode: dict[str, Any] | None = None,
+        rgb_format: dict[str, Any] | None = None,
+        backend: Any = None,
+        encoding: FlowEncoding | None = None,
+    ):
         decode = decode or {}
         self.size, self.use_rgb, self.use_flow = size, use_rgb, use_flow
         self.short_side = decode.get("short_side")
@@ -129,8 +135,11 @@ class FrameProcessor:
         ds = resize_frame(frame, self._target)
         rgb_net = None
         if self.use_rgb:
-            img = ds if self.rgb_jpeg is None else cv2.cvtColor(
-                jpeg_roundtrip(cv2.cvtColor(ds, cv2.COLOR_RGB2BGR), self.rgb_jpeg), cv2.COLOR_BGR2RGB)
+            img = (
+                ds
+                if self.rgb_jpeg is None
+                else cv2.cvtColor(jpeg_roundtrip(cv2.cvtColor(ds, cv2.COLOR_RGB2BGR), self.rgb_jpeg), cv2.COLOR_BGR2RGB)
+            )
             rgb_net = to_network(img, self.size)
         k = self._k
         self._k += 1

@@ -40,17 +40,17 @@ class TrainConfig:
     weight_decay: float = 5e-4
     lr_steps: list[int] = field(default_factory=lambda: [15, 25])
     lr_decay: float = 0.1
-    clip_grad: float = 0.0          # max gradient L2 norm; 0 = off (TAO's default)
+    clip_grad: float = 0.0  # max gradient L2 norm; 0 = off (TAO's default)
     dropout: float = 0.5
     crop: str = "random"
     hflip: float = 0.5
-    amp: bool = True                # only on CUDA
+    amp: bool = True  # only on CUDA
     workers: int = 2
     seed: int = 0
     resume: bool = False
-    imagenet: Path | None = None    # torchvision ResNet-18 state_dict
+    imagenet: Path | None = None  # torchvision ResNet-18 state_dict
     device: str = "auto"
-    shuffle_labels: bool = False    # sanity check: should not generalise
+    shuffle_labels: bool = False  # sanity check: should not generalise
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -78,8 +78,14 @@ class TrainConfig:
 
     def _check_numbers(self) -> None:
         """Finite numbers in range (nan passes every ``<``/``>`` test above), sizes with a ceiling."""
-        for name, lo, hi in (("frames", 1, 4096), ("sample_rate", 1, 1000), ("input_size", 32, 1024),
-                             ("epochs", 1, 100_000), ("batch_size", 1, 4096), ("workers", 0, 256)):
+        for name, lo, hi in (
+            ("frames", 1, 4096),
+            ("sample_rate", 1, 1000),
+            ("input_size", 32, 1024),
+            ("epochs", 1, 100_000),
+            ("batch_size", 1, 4096),
+            ("workers", 0, 256),
+        ):
             check_count(f"--{name.replace('_', '-')}", getattr(self, name), lo, hi)
         check_finite("--lr", self.lr, 0, 10, lo_open=True)
         check_finite("--momentum", self.momentum, 0, 1, hi_open=True)
@@ -105,8 +111,10 @@ def out_inside_dataset(dataset: Path, out: Path) -> str | None:
     target = Path(out).resolve()
     for top in ("train", "val", "rawframes"):
         if target.is_relative_to(root / top):
-            return f"--out {out} is inside the dataset's {top}/ folder, which holds only class folders; " \
-                   "choose a folder outside it"
+            return (
+                f"--out {out} is inside the dataset's {top}/ folder, which holds only class folders; "
+                "choose a folder outside it"
+            )
     return None
 
 
@@ -196,7 +204,8 @@ def resolve_side(dataset: Path, side: str | None) -> str:
     path = Path(dataset)
     folder = path.name if find_root(path) != path else None
     if folder is not None and side is not None and side != folder:
-        raise ConfigError(f"{path} is the {folder} side of its dataset, but side {side!r} was asked; "
-                          f"pass the dataset root to choose a side, or drop --side")
+        raise ConfigError(
+            f"{path} is the {folder} side of its dataset, but side {side!r} was asked; "
+            f"pass the dataset root to choose a side, or drop --side"
+        )
     return side or folder or "val"
-

@@ -24,16 +24,25 @@ from tqdm import tqdm
 from flowprep.errors import DatasetError, writing
 from flowprep.layout.record import write_json_atomic
 from flowprep.train import sampling
-from flowprep.train.config import EvalConfig, EvalSummary, resolve_side
 from flowprep.train.checkpoint import load_checkpoint, model_from_checkpoint, recipe_differences
+from flowprep.train.config import EvalConfig, EvalSummary, resolve_side
 from flowprep.train.data import Clip, DatasetInfo, load_windows, open_dataset, stream_length, to_model_inputs
 from flowprep.train.spec import EVAL_MODES
 from flowprep.train.spec import streams as model_streams
 
 log = logging.getLogger(__name__)
 MODES = EVAL_MODES
-__all__ = ["MODES", "EvalConfig", "EvalSummary", "confusion_png", "confusion_text", "evaluate", "evaluate_config",
-           "metrics", "resolve_side"]
+__all__ = [
+    "MODES",
+    "EvalConfig",
+    "EvalSummary",
+    "confusion_png",
+    "confusion_text",
+    "evaluate",
+    "evaluate_config",
+    "metrics",
+    "resolve_side",
+]
 
 
 def confusion_text(cm: np.ndarray, classes: list[str]) -> str:
@@ -41,8 +50,7 @@ def confusion_text(cm: np.ndarray, classes: list[str]) -> str:
     w = max(5, len(str(int(cm.max()))) + 1 if cm.size else 5)
     name_w = max(len(c) for c in classes) + 4
     head = " " * name_w + "".join(f"{j:>{w}d}" for j in range(len(classes)))
-    rows = [f"{i:>2d} {c:<{name_w - 3}}" + "".join(f"{int(v):>{w}d}" for v in cm[i])
-            for i, c in enumerate(classes)]
+    rows = [f"{i:>2d} {c:<{name_w - 3}}" + "".join(f"{int(v):>{w}d}" for v in cm[i]) for i, c in enumerate(classes)]
     return "true \\ predicted\n" + head + "\n" + "\n".join(rows) + "\n"
 
 
@@ -66,8 +74,15 @@ def confusion_png(cm: np.ndarray, classes: list[str], path: Path, title: str) ->
         for i in range(n):
             for j in range(n):
                 if cm[i, j]:
-                    ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=6,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(int(cm[i, j])),
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -78,22 +93,55 @@ def metrics(true: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict[str,
     n = len(classes)
     cm = np.zeros((n, n), dtype=np.int64)
     np.add.at(cm, (true, pred), 1)
-    per_class = {c: {"correct": int(cm[i, i]), "total": int(cm[i].sum()),
-                     "accuracy": float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None}
-                 for i, c in enumerate(classes)}
+    per_class = {
+        c: {
+            "correct": int(cm[i, i]),
+            "total": int(cm[i].sum()),
+            "accuracy": float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None,
+        }
+        for i, c in enumerate(classes)
+    }
     accs = [v["accuracy"] for v in per_class.values() if v["accuracy"] is not None]
-    return {"top1": float((true == pred).mean()) if len(true) else 0.0, "clips": int(len(true)),
-            "mean_class_accuracy": float(np.mean(accs)) if accs else 0.0,
-            "per_class": per_class, "confusion": cm.tolist()}
+    return {
+        "top1": float((true == pred).mean()) if len(true) else 0.0,
+        "clips": int(len(true)),
+        "mean_class_accuracy": float(np.mean(accs)) if accs else 0.0,
+        "per_class": per_class,
+        "confusion": cm.tolist(),
+    }
 
 
-def evaluate(checkpoint: Path, dataset: Path, mode: str = "center", out: Path | None = None,
-             side: str | None = None, batch_size: int = 8, device: str = "auto",
-             segments: int = sampling.CONV_SEGMENTS, progress: bool = True, arch: str | None = None,
-             modality: str | None = None, allow_recipe_mismatch: bool = False) -> EvalSummary:
+def evaluate(
+    checkpoint: Path,
+    dataset: Path,
+    mode: str = "center",
+    out: Path | None = None,
+    side: str | None = None,
+    batch_size: int = 8,
+    device: str = "auto",
+    segments: int = sampling.CONV_SEGMENTS,
+    progress: bool = True,
+    arch: str | None = None,
+    modality: str | None = None,
+    allow_recipe_mismatch: bool = False,
+) -> EvalSummary:
     """Evaluate ``checkpoint`` on ``dataset``: :func:`evaluate_config` of an :class:`EvalConfig` of these."""
-    return evaluate_config(EvalConfig(checkpoint, dataset, mode, out, side, batch_size, device, segments, progress,
-                                      arch, modality, allow_recipe_mismatch))
+    return evaluate_config(
+        EvalConfig(
+            checkpoint,
+            dataset,
+            mode,
+            out,
+            side,
+            batch_size,
+            device,
+            segments,
+            progress,
+            arch,
+            modality,
+            allow_recipe_mismatch,
+        )
+    )
 
 
 def _recipe_check(cfg: EvalConfig, ck: dict[str, Any], info: DatasetInfo) -> list[str]:
@@ -101,34 +149,56 @@ def _recipe_check(cfg: EvalConfig, ck: dict[str, Any], info: DatasetInfo) -> lis
     ``allow_recipe_mismatch``, then logged)."""
     diffs = recipe_differences(ck, info.record)
     if diffs and not cfg.allow_recipe_mismatch:
-        raise DatasetError(f"{info.root} was built differently from the data {cfg.checkpoint} was trained "
-                           f"on (checkpoint != dataset): {'; '.join(diffs)}; rebuild it with the "
-                           "checkpoint's recipe, or pass --allow-recipe-mismatch")
+        raise DatasetError(
+            f"{info.root} was built differently from the data {cfg.checkpoint} was trained "
+            f"on (checkpoint != dataset): {'; '.join(diffs)}; rebuild it with the "
+            "checkpoint's recipe, or pass --allow-recipe-mismatch"
+        )
     if diffs:
-        log.warning("evaluating on a dataset built differently from the training data "
-                    "(checkpoint != dataset): %s", "; ".join(diffs))
+        log.warning(
+            "evaluating on a dataset built differently from the training data (checkpoint != dataset): %s",
+            "; ".join(diffs),
+        )
     return diffs
 
 
-def _clip_scores(model: torch.nn.Module, ck: dict[str, Any], info: DatasetInfo, clip: Clip, mode: str,
-                 cfg: EvalConfig, dev: torch.device) -> tuple[np.ndarray, int]:
+def _clip_scores(
+    model: torch.nn.Module,
+    ck: dict[str, Any],
+    info: DatasetInfo,
+    clip: Clip,
+    mode: str,
+    cfg: EvalConfig,
+    dev: torch.device,
+) -> tuple[np.ndarray, int]:
     """Mean softmax probabilities ``float32`` ``(num_classes,)`` of one clip's windows, and their count."""
     streams = model_streams(ck["modality"])
     frames, rate, size = int(ck["frames"]), int(ck["sample_rate"]), int(ck["input_size"])
     n = stream_length(clip, streams)
-    wins = (sampling.center_indices(n, frames, rate)[None] if mode == "center"
-            else sampling.conv_indices(n, frames, rate, cfg.segments))
+    wins = (
+        sampling.center_indices(n, frames, rate)[None]
+        if mode == "center"
+        else sampling.conv_indices(n, frames, rate, cfg.segments)
+    )
     arrs = load_windows(info, clip, streams, wins, size, "center")
     probs = []
     with torch.no_grad():
         for b in range(0, len(wins), cfg.batch_size):
-            xs = to_model_inputs([torch.from_numpy(arrs[s][b:b + cfg.batch_size]) for s in streams], ck["arch"])
+            xs = to_model_inputs([torch.from_numpy(arrs[s][b : b + cfg.batch_size]) for s in streams], ck["arch"])
             probs.append(torch.softmax(model(*[x.to(dev) for x in xs]).float(), 1).cpu())
     return torch.cat(probs).mean(0).numpy(), len(wins)
 
 
-def _evaluate_mode(model: torch.nn.Module, ck: dict[str, Any], info: DatasetInfo, clips: list[Clip], mode: str,
-                   cfg: EvalConfig, dev: torch.device, out: Path) -> dict[str, Any]:
+def _evaluate_mode(
+    model: torch.nn.Module,
+    ck: dict[str, Any],
+    info: DatasetInfo,
+    clips: list[Clip],
+    mode: str,
+    cfg: EvalConfig,
+    dev: torch.device,
+    out: Path,
+) -> dict[str, Any]:
     """One protocol over every clip: :func:`metrics` plus ``predictions``; writes the confusion files."""
     classes = list(ck["classes"])
     remap = [classes.index(c) for c in info.classes]  # dataset label -> model label, by class name
@@ -138,8 +208,9 @@ def _evaluate_mode(model: torch.nn.Module, ck: dict[str, Any], info: DatasetInfo
         t, k = remap[clip.label], int(p.argmax())
         true.append(t)
         pred.append(k)
-        rows.append({"id": clip.id, "true": classes[t], "pred": classes[k], "score": float(p[k]),
-                     "windows": int(windows)})
+        rows.append(
+            {"id": clip.id, "true": classes[t], "pred": classes[k], "score": float(p[k]), "windows": int(windows)}
+        )
     res = metrics(np.array(true, dtype=np.int64), np.array(pred, dtype=np.int64), classes)
     cm = np.array(res["confusion"])
     with writing(out / f"confusion_{mode}.txt") as path:
@@ -180,10 +251,19 @@ def evaluate_config(cfg: EvalConfig) -> EvalSummary:
     model.to(dev)
     out = Path(cfg.out) if cfg.out else Path(cfg.checkpoint).parent / f"eval-{side}"
     out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"checkpoint": str(cfg.checkpoint), "dataset": str(info.root),
-                              "arch": ck["arch"], "modality": ck["modality"], "frames": int(ck["frames"]),
-                              "sample_rate": int(ck["sample_rate"]), "input_size": int(ck["input_size"]),
-                              "classes": classes, "side": side, "recipe_mismatch": diffs, "modes": {}}
+    report: dict[str, Any] = {
+        "checkpoint": str(cfg.checkpoint),
+        "dataset": str(info.root),
+        "arch": ck["arch"],
+        "modality": ck["modality"],
+        "frames": int(ck["frames"]),
+        "sample_rate": int(ck["sample_rate"]),
+        "input_size": int(ck["input_size"]),
+        "classes": classes,
+        "side": side,
+        "recipe_mismatch": diffs,
+        "modes": {},
+    }
     for m in ["center", "conv"] if cfg.mode == "all" else [cfg.mode]:
         report["modes"][m] = _evaluate_mode(model, ck, info, clips, m, cfg, dev, out)
     write_json_atomic(out / "report.json", report)

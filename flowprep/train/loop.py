@@ -37,8 +37,15 @@ from flowprep.train.models import build_model, init_from_imagenet
 from flowprep.train.spec import OPTIMIZERS
 
 log = logging.getLogger(__name__)
-__all__ = ["OPTIMIZERS", "TrainConfig", "TrainSummary", "evaluate_epoch", "out_inside_dataset", "train",
-           "train_one_epoch"]
+__all__ = [
+    "OPTIMIZERS",
+    "TrainConfig",
+    "TrainSummary",
+    "evaluate_epoch",
+    "out_inside_dataset",
+    "train",
+    "train_one_epoch",
+]
 
 
 def _dist_setup(device: str) -> tuple[int, int, torch.device]:
@@ -73,8 +80,14 @@ def _all_sum(values: list[float], world: int, device: torch.device) -> list[floa
     return t.tolist()
 
 
-def _step(model: nn.Module, loss: torch.Tensor, count: int, opt: torch.optim.Optimizer,
-          scaler: torch.amp.GradScaler | None, clip_grad: float) -> None:
+def _step(
+    model: nn.Module,
+    loss: torch.Tensor,
+    count: int,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    clip_grad: float,
+) -> None:
     """One optimiser step on the batch mean of a summed ``loss`` (fp16 loss scaling with ``scaler``)."""
     opt.zero_grad(set_to_none=True)
     batch_loss = loss / count
@@ -92,9 +105,16 @@ def _step(model: nn.Module, loss: torch.Tensor, count: int, opt: torch.optim.Opt
         opt.step()
 
 
-def _run_epoch(model: nn.Module, loader: DataLoader, arch: str, device: torch.device,
-               opt: torch.optim.Optimizer | None = None, scaler: torch.amp.GradScaler | None = None,
-               clip_grad: float = 0.0, bar: Any = None) -> tuple[float, float, int]:
+def _run_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    arch: str,
+    device: torch.device,
+    opt: torch.optim.Optimizer | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    clip_grad: float = 0.0,
+    bar: Any = None,
+) -> tuple[float, float, int]:
     """One pass; trains when ``opt`` is given. Returns (loss sum, correct, count) on this rank."""
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     loss_sum, correct, count = 0.0, 0.0, 0
@@ -127,7 +147,7 @@ class _Data:
     sampler: DistributedSampler
     train_dl: DataLoader
     val_dl: DataLoader
-    per_rank: int               # training clips per rank per epoch
+    per_rank: int  # training clips per rank per epoch
 
 
 @dataclass
@@ -146,33 +166,57 @@ def _run_paths(cfg: TrainConfig) -> tuple[Path, Path, Path]:
     out = Path(cfg.out)
     last_path, best_path, log_path = out / "last.pt", out / "best.pt", out / "log.jsonl"
     if last_path.exists() and not cfg.resume:
-        raise ConfigError(f"{out} already holds a run (last.pt); pass --resume to continue it "
-                          "or choose another --out")
+        raise ConfigError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
     if cfg.resume and not last_path.exists():
         raise ConfigError(f"--resume: {last_path} does not exist")
     return last_path, best_path, log_path
 
 
-def _open_data(cfg: TrainConfig, info: DatasetInfo, train_clips: list[Clip], val_clips: list[Clip], rank: int,
-               world: int, device: torch.device) -> _Data:
+def _open_data(
+    cfg: TrainConfig,
+    info: DatasetInfo,
+    train_clips: list[Clip],
+    val_clips: list[Clip],
+    rank: int,
+    world: int,
+    device: torch.device,
+) -> _Data:
     """Datasets, the distributed sampler and the loaders (validation: every clip once over all ranks)."""
     labels = [c.label for c in train_clips]
     if cfg.shuffle_labels:
         labels = np.random.default_rng([cfg.seed, 7]).permutation(labels).tolist()
-    train_ds = ClipDataset(info, train_clips, cfg.modality, cfg.frames, cfg.sample_rate, cfg.input_size,
-                           True, cfg.crop, cfg.hflip, cfg.seed, labels)
+    train_ds = ClipDataset(
+        info,
+        train_clips,
+        cfg.modality,
+        cfg.frames,
+        cfg.sample_rate,
+        cfg.input_size,
+        True,
+        cfg.crop,
+        cfg.hflip,
+        cfg.seed,
+        labels,
+    )
     val_ds = ClipDataset(info, val_clips, cfg.modality, cfg.frames, cfg.sample_rate, cfg.input_size, False)
     # ClipDataset is map-style without subclassing torch's Dataset (train.data stays torch-free)
     train_map, val_map = cast("Dataset[Any]", train_ds), cast("Dataset[Any]", val_ds)
-    sampler: DistributedSampler = DistributedSampler(train_map, num_replicas=world, rank=rank, shuffle=True,
-                                                     seed=cfg.seed)
+    sampler: DistributedSampler = DistributedSampler(
+        train_map, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed
+    )
     per_rank = -(-len(train_ds) // world)
-    train_dl: DataLoader = DataLoader(train_map, batch_size=cfg.batch_size, sampler=sampler,
-                                      num_workers=cfg.workers, drop_last=per_rank > cfg.batch_size,
-                                      pin_memory=device.type == "cuda")
+    train_dl: DataLoader = DataLoader(
+        train_map,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        drop_last=per_rank > cfg.batch_size,
+        pin_memory=device.type == "cuda",
+    )
     # validation: every clip exactly once over all ranks (no padding duplicates)
-    val_dl: DataLoader = DataLoader(Subset(val_map, list(range(rank, len(val_ds), world))),
-                                    batch_size=cfg.batch_size, num_workers=cfg.workers)
+    val_dl: DataLoader = DataLoader(
+        Subset(val_map, list(range(rank, len(val_ds), world))), batch_size=cfg.batch_size, num_workers=cfg.workers
+    )
     return _Data(info, train_ds, sampler, train_dl, val_dl, per_rank)
 
 
@@ -186,8 +230,7 @@ def _make_model(cfg: TrainConfig, num_classes: int, device: torch.device) -> _Mo
     model.to(device)
     opt: torch.optim.Optimizer
     if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                              weight_decay=cfg.weight_decay)
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.lr_steps), gamma=cfg.lr_decay)
@@ -199,21 +242,29 @@ def _check_resumable(cfg: TrainConfig, ck: dict[str, Any], last_path: Path, info
     """Raise :class:`ConfigError` unless ``last.pt`` continues with these options and this dataset."""
     ckpt_mod.check_compatible(ck, cfg.arch, cfg.modality, cfg.frames)
     if ck["classes"] != info.classes:
-        raise ConfigError(f"--resume: {last_path} was trained on classes {ck['classes']}, "
-                          f"the dataset has {info.classes}")
-    changed = [f"--{k.replace('_', '-')} {ck.get(k)} -> {v}" for k, v in
-               (("sample_rate", cfg.sample_rate), ("input_size", cfg.input_size)) if ck.get(k) != v]
+        raise ConfigError(
+            f"--resume: {last_path} was trained on classes {ck['classes']}, the dataset has {info.classes}"
+        )
+    changed = [
+        f"--{k.replace('_', '-')} {ck.get(k)} -> {v}"
+        for k, v in (("sample_rate", cfg.sample_rate), ("input_size", cfg.input_size))
+        if ck.get(k) != v
+    ]
     if changed:
-        raise ConfigError(f"--resume: {last_path} was trained with other options ({', '.join(changed)}); "
-                          "resume with the same ones")
+        raise ConfigError(
+            f"--resume: {last_path} was trained with other options ({', '.join(changed)}); resume with the same ones"
+        )
     diffs = ckpt_mod.recipe_differences(ck, info.record)
     if diffs:
-        raise ConfigError(f"--resume: {info.root} was built differently from the data {last_path} "
-                          f"was trained on (checkpoint != dataset): {'; '.join(diffs)}")
+        raise ConfigError(
+            f"--resume: {info.root} was built differently from the data {last_path} "
+            f"was trained on (checkpoint != dataset): {'; '.join(diffs)}"
+        )
 
 
-def _resume(cfg: TrainConfig, m: _Model, info: DatasetInfo, last_path: Path, log_path: Path,
-            rank: int) -> tuple[int, float]:
+def _resume(
+    cfg: TrainConfig, m: _Model, info: DatasetInfo, last_path: Path, log_path: Path, rank: int
+) -> tuple[int, float]:
     """Load ``last.pt`` into ``m``; returns ``(epochs done, best accuracy)``. Rank 0 also drops log
     lines of epochs logged after the checkpoint was written (interrupted in between)."""
     ck = ckpt_mod.load_checkpoint(last_path)
@@ -230,16 +281,21 @@ def _resume(cfg: TrainConfig, m: _Model, info: DatasetInfo, last_path: Path, log
     return start, float(ck["best_acc"])
 
 
-def train_one_epoch(cfg: TrainConfig, epoch: int, data: _Data, m: _Model, rank: int, world: int,
-                    device: torch.device) -> tuple[float, float, int, float]:
+def train_one_epoch(
+    cfg: TrainConfig, epoch: int, data: _Data, m: _Model, rank: int, world: int, device: torch.device
+) -> tuple[float, float, int, float]:
     """Train one epoch (re-seeded from ``(seed, epoch, rank)`` for exact resumption), then step the
     schedule. Returns ``(loss sum, correct, count, seconds)`` summed over all ranks."""
     torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + rank)
     data.sampler.set_epoch(epoch)
     data.train_ds.set_epoch(epoch)
-    bar = tqdm(total=len(data.train_dl) * cfg.batch_size if data.train_dl.drop_last else data.per_rank,
-               desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="clip", leave=False,
-               disable=not cfg.progress or rank != 0)
+    bar = tqdm(
+        total=len(data.train_dl) * cfg.batch_size if data.train_dl.drop_last else data.per_rank,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        unit="clip",
+        leave=False,
+        disable=not cfg.progress or rank != 0,
+    )
     t0 = time.perf_counter()
     sums = _run_epoch(m.net, data.train_dl, cfg.arch, device, m.opt, m.scaler, cfg.clip_grad, bar)
     tl, tc, tn = _all_sum(list(sums), world, device)
@@ -249,8 +305,9 @@ def train_one_epoch(cfg: TrainConfig, epoch: int, data: _Data, m: _Model, rank: 
     return tl, tc, int(tn), elapsed
 
 
-def evaluate_epoch(model: nn.Module, loader: DataLoader, arch: str, world: int,
-                   device: torch.device) -> tuple[float, float, int]:
+def evaluate_epoch(
+    model: nn.Module, loader: DataLoader, arch: str, world: int, device: torch.device
+) -> tuple[float, float, int]:
     """Validation pass: ``(loss sum, correct, count)`` summed over all ranks."""
     vl, vc, vn = _all_sum(list(_run_epoch(model, loader, arch, device)), world, device)
     return vl, vc, int(vn)
@@ -258,16 +315,26 @@ def evaluate_epoch(model: nn.Module, loader: DataLoader, arch: str, world: int,
 
 def _checkpoint(cfg: TrainConfig, info: DatasetInfo, m: _Model, epoch: int, best_acc: float) -> dict[str, Any]:
     """The checkpoint dict after ``epoch`` (0-based) (see :mod:`flowprep.train.checkpoint`)."""
-    return {"arch": cfg.arch, "modality": cfg.modality, "frames": cfg.frames,
-            "sample_rate": cfg.sample_rate, "input_size": cfg.input_size, "classes": info.classes,
-            "state_dict": m.model.state_dict(), "dataset_record": _record_without_clips(info.record),
-            "epoch": epoch + 1, "best_acc": best_acc, "optimizer": m.opt.state_dict(),
-            "scheduler": m.sched.state_dict(), "scaler": m.scaler.state_dict() if m.scaler else None,
-            "rng_state": _rng_state(), "args": cfg.to_json()}
+    return {
+        "arch": cfg.arch,
+        "modality": cfg.modality,
+        "frames": cfg.frames,
+        "sample_rate": cfg.sample_rate,
+        "input_size": cfg.input_size,
+        "classes": info.classes,
+        "state_dict": m.model.state_dict(),
+        "dataset_record": _record_without_clips(info.record),
+        "epoch": epoch + 1,
+        "best_acc": best_acc,
+        "optimizer": m.opt.state_dict(),
+        "scheduler": m.sched.state_dict(),
+        "scaler": m.scaler.state_dict() if m.scaler else None,
+        "rng_state": _rng_state(),
+        "args": cfg.to_json(),
+    }
 
 
-def _save_epoch(paths: tuple[Path, Path, Path], ck: dict[str, Any], entry: dict[str, Any],
-                improved: bool) -> None:
+def _save_epoch(paths: tuple[Path, Path, Path], ck: dict[str, Any], entry: dict[str, Any], improved: bool) -> None:
     """Write ``best.pt`` (when ``improved``), the log line, then ``last.pt``.
 
     last.pt is the commit point of an epoch, so it is written last: interrupted before it, --resume
@@ -305,8 +372,9 @@ def train(cfg: TrainConfig) -> TrainSummary:
     m = _make_model(cfg, len(info.classes), device)
     start, best_acc = _resume(cfg, m, info, paths[0], paths[2], rank) if cfg.resume else (0, -1.0)
     if world > 1:
-        m.net = nn.parallel.DistributedDataParallel(m.model, device_ids=[device.index] if device.type == "cuda"
-                                                    else None)
+        m.net = nn.parallel.DistributedDataParallel(
+            m.model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     clips_per_s = 0.0
     if rank == 0:
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
@@ -318,9 +386,17 @@ def train(cfg: TrainConfig) -> TrainSummary:
         val_acc = vc / max(vn, 1)
         improved = val_acc > best_acc
         best_acc = max(best_acc, val_acc)
-        entry = {"epoch": epoch + 1, "lr": lr, "train_loss": tl / max(tn, 1), "train_acc": tc / max(tn, 1),
-                 "val_loss": vl / max(vn, 1), "val_acc": val_acc, "best_acc": best_acc,
-                 "train_clips_per_s": round(clips_per_s, 3), "world_size": world}
+        entry = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": tl / max(tn, 1),
+            "train_acc": tc / max(tn, 1),
+            "val_loss": vl / max(vn, 1),
+            "val_acc": val_acc,
+            "best_acc": best_acc,
+            "train_clips_per_s": round(clips_per_s, 3),
+            "world_size": world,
+        }
         if rank == 0:
             _save_epoch(paths, _checkpoint(cfg, info, m, epoch, best_acc), entry, improved)
             log.info("epoch %d: %s", epoch + 1, entry)

@@ -40,8 +40,21 @@ from flowprep.train.torchfile import load_torch_file
 
 #: the model's input streams (kept under its old name; the dataset's modality is another thing)
 MODALITIES = STREAMS
-__all__ = ["ARCHS", "CHANNELS", "INPUT_NAMES", "MODALITIES", "STREAMS", "BasicBlock", "JointModel", "ResNet18",
-           "build_model", "init_from_imagenet", "input_shapes", "stream_channels", "streams"]
+__all__ = [
+    "ARCHS",
+    "CHANNELS",
+    "INPUT_NAMES",
+    "MODALITIES",
+    "STREAMS",
+    "BasicBlock",
+    "JointModel",
+    "ResNet18",
+    "build_model",
+    "init_from_imagenet",
+    "input_shapes",
+    "stream_channels",
+    "streams",
+]
 
 
 def _conv(dims: int, cin: int, cout: int, k: int, stride: int = 1, pad: int = 0) -> nn.Module:
@@ -112,8 +125,7 @@ class ResNet18(nn.Module):
         widths, cin = (64, 128, 256, 512), 64
         for i, w in enumerate(widths):
             stride = 1 if i == 0 else 2
-            setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(dims, cin, w, stride),
-                                                          BasicBlock(dims, w, w, 1)))
+            setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(dims, cin, w, stride), BasicBlock(dims, w, w, 1)))
             cin = w
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(512, num_classes)
@@ -142,8 +154,7 @@ class JointModel(nn.Module):
         return (self.rgb(rgb) + self.of(of)) * 0.5
 
 
-def build_model(arch: str, modality: str, num_classes: int, frames: int = 32,
-                dropout: float = 0.0) -> nn.Module:
+def build_model(arch: str, modality: str, num_classes: int, frames: int = 32, dropout: float = 0.0) -> nn.Module:
     """A freshly initialised model (see the module docstring for inputs and outputs).
 
     Args:
@@ -157,12 +168,15 @@ def build_model(arch: str, modality: str, num_classes: int, frames: int = 32,
     if num_classes < 1 or frames < 1:
         raise ConfigError(f"need num_classes >= 1 and frames >= 1, got {num_classes} and {frames}")
     dims = 2 if arch == "2d" else 3
-    nets = {s: ResNet18(dims, stream_channels(arch, s, frames), num_classes, dropout)
-            for s in streams(modality)}
+    nets = {s: ResNet18(dims, stream_channels(arch, s, frames), num_classes, dropout) for s in streams(modality)}
     model = JointModel(nets["rgb"], nets["of"]) if modality == "joint" else nets[modality]
     # nn.Module's attribute typing knows only tensors and modules; this is a plain dict
-    model.flowprep_meta = {"arch": arch, "modality": modality, "frames": frames,  # type: ignore[assignment]
-                           "num_classes": num_classes}
+    model.flowprep_meta = {
+        "arch": arch,
+        "modality": modality,
+        "frames": frames,  # type: ignore[assignment]
+        "num_classes": num_classes,
+    }
     return model
 
 
@@ -208,7 +222,7 @@ def init_from_imagenet(model: nn.Module, path: Path) -> list[str]:
         for name, cur in target.items():
             if not name.startswith(pre):
                 continue
-            key = name[len(pre):]
+            key = name[len(pre) :]
             src = sd.get(key)
             if key.startswith("fc.") or src is None:
                 missing.append(name)
@@ -219,8 +233,10 @@ def init_from_imagenet(model: nn.Module, path: Path) -> list[str]:
             elif src.dim() == 4 and cur.dim() == 5:
                 src = src.unsqueeze(2).repeat(1, 1, cur.shape[2], 1, 1) / cur.shape[2]
             if tuple(src.shape) != tuple(cur.shape):
-                raise ConfigError(f"{path}: {key} has shape {tuple(src.shape)}, the model needs "
-                                  f"{tuple(cur.shape)}; is it a ResNet-18?")
+                raise ConfigError(
+                    f"{path}: {key} has shape {tuple(src.shape)}, the model needs "
+                    f"{tuple(cur.shape)}; is it a ResNet-18?"
+                )
             new[name] = src
     model.load_state_dict(new, strict=False)
     return missing

@@ -20,11 +20,19 @@ from flowprep.synth import DIRECTIONS, moving_frames
 from flowprep.train.spec import NORM_OFFSET, NORM_SCALE
 
 
-def make_tao_dataset(root: Path, classes: dict[str, tuple[float, float]] | None = None,
-                     train_per_class: int = 8, val_per_class: int = 2, frames: int = 12,
-                     height: int = 40, width: int = 48, modality: str = "both",
-                     encoding: FlowEncoding | None = None, flow_noise: float = 0.3,
-                     seed: int = 0) -> dict:
+def make_tao_dataset(
+    root: Path,
+    classes: dict[str, tuple[float, float]] | None = None,
+    train_per_class: int = 8,
+    val_per_class: int = 2,
+    frames: int = 12,
+    height: int = 40,
+    width: int = 48,
+    modality: str = "both",
+    encoding: FlowEncoding | None = None,
+    flow_noise: float = 0.3,
+    seed: int = 0,
+) -> dict:
     """Write ``root/{train,val}/<class>/<clip>/{rgb,u,v}/...`` and ``root/flowprep.json``.
 
     Args:
@@ -54,21 +62,40 @@ def make_tao_dataset(root: Path, classes: dict[str, tuple[float, float]] | None 
                 vel = (classes[cls][0] * speed, classes[cls][1] * speed)
                 imgs = list(moving_frames(frames, height, width, vel, seed=int(rng.integers(1 << 30))))
                 _write_clip(clip_dir(root, "tao", side, cls, name), imgs, vel, modality, enc, rng, flow_noise)
-                clips.append({"id": f"{side}/{cls}/{name}", "side": side, "class": cls, "label": label,
-                              "name": name, "source": f"synthetic:{name}", "frames": frames,
-                              "flow_frames": frames - 1, "status": "ok"})
+                clips.append(
+                    {
+                        "id": f"{side}/{cls}/{name}",
+                        "side": side,
+                        "class": cls,
+                        "label": label,
+                        "name": name,
+                        "source": f"synthetic:{name}",
+                        "frames": frames,
+                        "flow_frames": frames - 1,
+                        "status": "ok",
+                    }
+                )
     clips.sort(key=lambda c: str(c["id"]))
     record = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "flowprep_version": __version__,
-        "layout": "tao", "modality": modality,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "flowprep_version": __version__,
+        "layout": "tao",
+        "modality": modality,
         "source": {"kind": "folder", "files": []},
         "classes": names,
-        "split": {"method": "clip", "val_ratio": val_per_class / max(1, train_per_class + val_per_class),
-                  "seed": seed, "official_split": None, "counts": counts},
+        "split": {
+            "method": "clip",
+            "val_ratio": val_per_class / max(1, train_per_class + val_per_class),
+            "seed": seed,
+            "official_split": None,
+            "counts": counts,
+        },
         "decode": {"short_side": None, "size": [width, height], "frame_step": 1},
         "rgb": {"image_format": "png"},
         "flow": {"name": "synthetic-truth", "params": {"noise": flow_noise}, "device": "cpu"}
-        if modality != "rgb" else None,
+        if modality != "rgb"
+        else None,
         "encoding": enc.to_dict(),
         "normalization": {"scale": NORM_SCALE, "offset": NORM_OFFSET},
         "clips": clips,
@@ -78,8 +105,15 @@ def make_tao_dataset(root: Path, classes: dict[str, tuple[float, float]] | None 
     return record
 
 
-def _write_clip(cdir: Path, imgs: list[np.ndarray], vel: tuple[float, float], modality: str, enc: FlowEncoding,
-                rng: np.random.Generator, flow_noise: float) -> None:
+def _write_clip(
+    cdir: Path,
+    imgs: list[np.ndarray],
+    vel: tuple[float, float],
+    modality: str,
+    enc: FlowEncoding,
+    rng: np.random.Generator,
+    flow_noise: float,
+) -> None:
     """One clip folder: the RGB frames ``imgs`` (``uint8`` ``(H, W, 3)``) and/or the flow images of the
     true velocity ``vel`` (px/frame) plus Gaussian noise drawn from ``rng``."""
     import cv2  # lazy, as elsewhere in flowprep: OpenCV loads when a stage runs, not on import

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from flowprep.errors import ConfigError, DecodeError
 
 
-def target_size(width: int, height: int, short_side: int | None = None,
-                size: tuple[int, int] | None = None) -> tuple[int, int]:
+def target_size(
+    width: int, height: int, short_side: int | None = None, size: tuple[int, int] | None = None
+) -> tuple[int, int]:
     """Output ``(width, height)`` for a ``width`` x ``height`` input.
 
     ``size`` wins (exact ``(w, h)``); else ``short_side`` scales the shorter side to that many pixels
@@ -74,9 +75,15 @@ def _open(src):
     return av.open(src, "r")
 
 
-def iter_frames(src, short_side: int | None = None, size: tuple[int, int] | None = None,
-                frame_step: int = 1, threads: int = 1, name: str = "",
-                report: dict[str, int] | None = None) -> Iterator[np.ndarray]:
+def iter_frames(
+    src,
+    short_side: int | None = None,
+    size: tuple[int, int] | None = None,
+    frame_step: int = 1,
+    threads: int = 1,
+    name: str = "",
+    report: dict[str, int] | None = None,
+) -> Iterator[np.ndarray]:
     """Yield the frames of the first video stream, in presentation order.
 
     Args:
