@@ -14,33 +14,29 @@ itself (then it is the one class).
 
 A clip's class is the name of the folder it sits in, or, inside a per-class archive, that archive's
 stem. Per-class archives nested in an outer archive are extracted (only for the selected classes)
-into a cache folder; clips are never unpacked: :func:`~flowprep.archive.bounded.read_member` reads them into memory from
-their archive. Members with unsafe names (absolute, ``..``) or that are links or devices are
-skipped with a warning and never written anywhere.
+into a cache folder (:mod:`flowprep.archive.cache`); clips are never unpacked:
+:func:`~flowprep.archive.bounded.read_member` reads them into memory from their archive. Members
+with unsafe names (absolute, ``..``) or that are links or devices are skipped with a warning and
+never written anywhere.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 import stat
-import tempfile
 import threading
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from flowprep.archive.bounded import MemberRef, copy_bounded, read_regular
+from flowprep.archive.bounded import MemberRef, read_regular
+from flowprep.archive.cache import InnerArchive, extract_cached
 from flowprep.archive.formats import (
     ARCHIVE_SUFFIXES,
-    MAX_INNER_BYTES,
     Archive,
     Member,
-    archive_errors,
     archive_stem,
-    bound_reason,
     detect_kind,
     has_archive_suffix,
     open_archive,
@@ -62,16 +58,6 @@ class VideoEntry:
     cls: str
     name: str
     ref: MemberRef
-
-
-@dataclass(frozen=True)
-class _Inner:
-    """A per-class archive: a plain file (``outer=None``, ``member`` is its path) or a member of ``outer``."""
-
-    outer: Path | None
-    member: str
-    size: int
-    packed: int = -1
 
 
 _QUIET = threading.local()  # set while a listing's warnings were (or will be) given by another listing
@@ -121,10 +107,10 @@ def _check_encrypted(arc: Archive, m: Member) -> None:
 
 def _scan_archive(
     arc: Archive, exts: tuple[str, ...], cls: str | None = None
-) -> tuple[dict[str, list[VideoEntry]], dict[str, _Inner]]:
+) -> tuple[dict[str, list[VideoEntry]], dict[str, InnerArchive]]:
     """Clips by class (class = ``cls`` or the clip's folder name) and per-class archives by stem."""
     videos: dict[str, list[VideoEntry]] = {}
-    inner: dict[str, _Inner] = {}
+    inner: dict[str, InnerArchive] = {}
     where = str(arc.path.resolve())
     for m in _safe_members(arc):
         if _is_video(m.name, exts):
@@ -141,13 +127,13 @@ def _scan_archive(
                 raise ArchiveError(
                     f"{arc.path}: two per-class archives for class {stem!r}: {inner[stem].member!r} and {m.name!r}"
                 )
-            inner[stem] = _Inner(arc.path, m.name, m.size, m.packed)
+            inner[stem] = InnerArchive(arc.path, m.name, m.size, m.packed)
     return videos, inner
 
 
-def _scan_folder(root: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[VideoEntry]], dict[str, _Inner]]:
+def _scan_folder(root: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[VideoEntry]], dict[str, InnerArchive]]:
     videos: dict[str, list[VideoEntry]] = {}
-    inner: dict[str, _Inner] = {}
+    inner: dict[str, InnerArchive] = {}
     root = root.resolve()
     seen: set[tuple[int, int]] = set()
 
@@ -190,7 +176,7 @@ def _scan_folder(root: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[Vide
                         f"{root}: two per-class archives for class {archive_stem(fn)!r}: "
                         f"{Path(inner[archive_stem(fn)].member).name!r} and {fn!r}"
                     )
-                inner[archive_stem(fn)] = _Inner(None, str(path), size)
+                inner[archive_stem(fn)] = InnerArchive(None, str(path), size)
             elif here == root:
                 _skip_warning("%s: skipping %s: not inside a class folder", root, fn)
             else:
@@ -227,7 +213,7 @@ def _unwrap(root: Path, exts: tuple[str, ...]) -> Path:
     return root
 
 
-def _scan(source: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[VideoEntry]], dict[str, _Inner], str]:
+def _scan(source: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[VideoEntry]], dict[str, InnerArchive], str]:
     """Clips by class, per-class archives by class, and what was looked for where (for messages)."""
     source = Path(source)
     wanted = (
@@ -287,49 +273,6 @@ def _select(requested: Collection[str] | None, available: list[str], source: Pat
     return sorted(set(requested))
 
 
-def _cache_name(name: str) -> str:
-    """A file name safe to create: ``[A-Za-z0-9._+-]`` only, no leading dot; a hash keeps it unique."""
-    base = _base(name)
-    clean = re.sub(r"[^A-Za-z0-9._+-]", "_", base).lstrip(".")[:150]
-    if clean != base:
-        clean = f"{hashlib.sha1(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}-{clean or 'member'}"
-    return clean
-
-
-def _extract_cached(outer: Archive, inner: _Inner, cache_dir: Path) -> Path:
-    """Copy one per-class archive out of ``outer`` into ``cache_dir`` (or re-use a complete copy).
-
-    Copies are written aside and renamed, so a file at the final name is complete; a copy of another
-    size (another release) is replaced.
-    """
-    why = bound_reason(Member(inner.member, inner.size, "file", packed=inner.packed), MAX_INNER_BYTES)
-    if why:
-        raise ArchiveError(f"{outer.path} [{inner.member}]: per-class archive of {why}")
-    folder = Path(cache_dir) / _cache_name(archive_stem(outer.path.name))
-    target = folder / _cache_name(inner.member)
-    if target.is_file() and target.stat().st_size == inner.size:
-        log.debug("re-using cached %s", target)
-        return target
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as out, archive_errors(outer.path, inner.member, outer.via_tool(inner.member)):
-            with outer.open(inner.member) as src:
-                copy_bounded(src, out, inner.size + 1)  # one byte more than listed shows a lying header
-        written = Path(tmp).stat().st_size
-        if written != inner.size:
-            raise ArchiveError(
-                f"{outer.path} [{inner.member}]: extracted {written} bytes, expected "
-                f"{inner.size}; the archive is corrupt"
-            )
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    log.info("extracted %s from %s into %s", inner.member, outer.path, target)
-    return target
-
-
 def list_videos(
     source: Path, cache_dir: Path, classes: Collection[str] | None = None, exts: Iterable[str] = VIDEO_EXTS
 ) -> list[VideoEntry]:
@@ -355,7 +298,7 @@ def list_videos(
                 path = Path(item.member)
             else:
                 outer = outer or open_archive(item.outer)
-                path = _extract_cached(outer, item, cache_dir).resolve()
+                path = extract_cached(outer, item, cache_dir).resolve()
             with open_archive(path) as arc:
                 found, _ = _scan_archive(arc, ext_t, cls=c)
             if not found:

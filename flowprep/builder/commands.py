@@ -32,6 +32,7 @@ def _params(values: tuple[str, ...]) -> dict[str, object]:
     return out
 
 
+# Long on purpose: one flat list of click options, read top to bottom like --help; splitting it would scatter them.
 def build_options(f):
     """Options shared by ``build`` and ``build-hmdb5``."""
     opts = [

@@ -150,18 +150,11 @@ def run_dask(
 
     client, owned = connect(scheduler, timeout)
     run = uuid.uuid4().hex[:8]
-    attempts: dict[str, int] = {}
+    attempts: dict[str, int] = {job.id: 0 for job in jobs}
     pending: dict[str, tuple[ClipJob, Any]] = {}
     try:
         _check_shared_output(client, settings.out)
-        keys = [_task_key(run, 0, job) for job in jobs]
-        # One task per clip; the settings ride along with each (a few hundred bytes).
-        futures = client.map(run_clip, list(jobs), settings=settings, key=keys, pure=False)
-        for job, fut in zip(jobs, futures):
-            attempts[job.id] = 0
-            pending[fut.key] = (job, fut)
-        ac = as_completed(futures, loop=client.loop)  # not the default client: there may be none
-        del futures
+        ac = as_completed(_submit_all(client, run, jobs, settings, pending), loop=client.loop)
         for fut in ac:
             job, _ = pending.pop(fut.key)
             if fut.status == "finished":
@@ -169,11 +162,7 @@ def run_dask(
                 fut.release()
                 yield result
                 continue
-            try:
-                exc = fut.exception()
-            except BaseException as cancelled:  # CancelledError: someone cancelled the key
-                exc = cancelled
-            fut.release()
+            exc = _task_error(fut)
             if isinstance(exc, FlowprepError):
                 raise exc
             if attempts[job.id] < max_retries:
@@ -185,13 +174,7 @@ def run_dask(
                 pending[retry.key] = (job, retry)
                 ac.add(retry)
             elif isinstance(exc, KilledWorker):
-                tries = attempts[job.id] + 1
-                yield ClipResult(
-                    job.id,
-                    "failed",
-                    error=f"its Dask worker died on each of {tries} attempt(s) "
-                    f"(out of memory, or a crash in decoding/flow?): {exc}",
-                )
+                yield _worker_died(job, attempts[job.id] + 1, exc)
             else:
                 raise exc
     finally:
@@ -201,3 +184,35 @@ def run_dask(
             client.cancel([f for _, f in pending.values()], force=True)
         if owned:
             client.close()
+
+
+def _submit_all(
+    client: Any, run: str, jobs: Sequence[ClipJob], settings: JobSettings, pending: dict[str, tuple[ClipJob, Any]]
+) -> list[Any]:
+    """Submit one task per clip (first attempt) and note each in ``pending`` by task key; the futures."""
+    keys = [_task_key(run, 0, job) for job in jobs]
+    # One task per clip; the settings ride along with each (a few hundred bytes).
+    futures = client.map(run_clip, list(jobs), settings=settings, key=keys, pure=False)
+    for job, fut in zip(jobs, futures):
+        pending[fut.key] = (job, fut)
+    return list(futures)
+
+
+def _task_error(fut: Any) -> BaseException:
+    """The exception of a failed (or cancelled) task; the future is released."""
+    try:
+        exc = fut.exception()
+    except BaseException as cancelled:  # CancelledError: someone cancelled the key
+        exc = cancelled
+    fut.release()
+    return exc
+
+
+def _worker_died(job: ClipJob, tries: int, exc: BaseException) -> ClipResult:
+    """The failed result of a clip whose worker died on every attempt."""
+    return ClipResult(
+        job.id,
+        "failed",
+        error=f"its Dask worker died on each of {tries} attempt(s) "
+        f"(out of memory, or a crash in decoding/flow?): {exc}",
+    )

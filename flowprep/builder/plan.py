@@ -132,42 +132,72 @@ def make_plan(cfg: BuildConfig) -> Plan:
     by_class, skipped = _usable(videos)
     classes = list(cfg.classes) if cfg.classes is not None else sorted({v.cls for v in videos})
     folder = _class_folders(classes)  # before anything uses a class name
+    _check_selection(cfg, bool(videos), classes, by_class)
+    names = {c: [v.name for v in by_class[c]] for c in classes}
+    sides, split = _split(cfg, names)
+    split["counts"] = {folder[c]: n for c, n in side_counts(sides).items()}
+    for c, n in split["counts"].items():
+        if n["val"] == 0 or n["train"] == 0:
+            log.warning("class %s has %d train and %d val clip(s)", c, n["train"], n["val"])
+    excluded: list[str] = list(skipped)
+    jobs = _clip_jobs(classes, folder, by_class, sides, excluded)
+    return Plan(
+        classes=[folder[c] for c in classes],
+        jobs=jobs,
+        split=split,
+        source=_source_info(cfg, len(jobs)),
+        excluded=excluded,
+    )
+
+
+def _check_selection(
+    cfg: BuildConfig, any_video: bool, classes: list[str], by_class: dict[str, list[VideoEntry]]
+) -> None:
+    """Raise :class:`ConfigError` when no selected class, or only some, has a usable video."""
     empty = [c for c in classes if not by_class.get(c)]
-    if not videos or len(empty) == len(classes):
+    if not any_video or len(empty) == len(classes):
         raise ConfigError(
             f"empty selection: no video found for class(es) {', '.join(classes) or '(none)'} in {cfg.source}"
         )
     if empty:
         raise ConfigError(f"no video found for class(es) {', '.join(empty)} in {cfg.source}")
-    names = {c: [v.name for v in by_class[c]] for c in classes}
 
-    split: dict[str, Any]
+
+def _split(cfg: BuildConfig, names: dict[str, list[str]]) -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
+    """``(class -> clip name -> side, the record's split section without its counts)``."""
     if cfg.official_split is not None and cfg.splits_source is not None:  # BuildConfig asks for both
         table = parse_split_files(read_text_files(cfg.splits_source), cfg.official_split)
-        sides = official_sides(names, table)
-        split = {
+        official: dict[str, Any] = {
             "method": "official",
             "official_split": cfg.official_split,
             "val_ratio": None,
             "seed": None,
             "split_by": None,
         }
-    else:
-        sides = split_all(names, cfg.val_ratio, cfg.seed, cfg.split_by)
-        split = {
-            "method": cfg.split_by,
-            "official_split": None,
-            "val_ratio": cfg.val_ratio,
-            "seed": cfg.seed,
-            "split_by": cfg.split_by,
-        }
-    split["counts"] = {folder[c]: n for c, n in side_counts(sides).items()}
-    for c, n in split["counts"].items():
-        if n["val"] == 0 or n["train"] == 0:
-            log.warning("class %s has %d train and %d val clip(s)", c, n["train"], n["val"])
+        return official_sides(names, table), official
+    split: dict[str, Any] = {
+        "method": cfg.split_by,
+        "official_split": None,
+        "val_ratio": cfg.val_ratio,
+        "seed": cfg.seed,
+        "split_by": cfg.split_by,
+    }
+    return split_all(names, cfg.val_ratio, cfg.seed, cfg.split_by), split
 
+
+def _clip_jobs(
+    classes: list[str],
+    folder: dict[str, str],
+    by_class: dict[str, list[VideoEntry]],
+    sides: dict[str, dict[str, str]],
+    excluded: list[str],
+) -> list[ClipJob]:
+    """One job per clip on a side, sorted by id; clips the split file leaves out are appended to ``excluded``.
+
+    Raises:
+        ConfigError: two clips of a class map to one folder name.
+    """
     jobs: list[ClipJob] = []
-    excluded: list[str] = list(skipped)
     for label, cls in enumerate(classes):
         seen: dict[str, str] = {}
         fcls = folder[cls]
@@ -186,10 +216,4 @@ def make_plan(cfg: BuildConfig) -> Plan:
                 ClipJob(id=f"{side}/{fcls}/{clip}", side=side, cls=fcls, label=label, clip=clip, name=v.name, ref=v.ref)
             )
     jobs.sort(key=lambda j: j.id)
-    return Plan(
-        classes=[folder[c] for c in classes],
-        jobs=jobs,
-        split=split,
-        source=_source_info(cfg, len(jobs)),
-        excluded=excluded,
-    )
+    return jobs

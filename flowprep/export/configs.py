@@ -140,6 +140,7 @@ def deepstream_names(arch: str) -> dict[str, str]:
     }
 
 
+# Long on purpose: it fills one config template, kept whole so it reads like the file it writes.
 def deepstream_preprocess(arch: str, frames: int, size: int, batch: int, subsample: int = 0, stride: int = 1) -> str:
     """nvdspreprocess config for the sample's custom sequence library (RGB models only).
 

@@ -6,6 +6,7 @@ and user pairs with a Middlebury ``.flo``).
 Metrics per backend, over all valid pixels of all pairs: mean end-point error (EPE, Euclidean
 distance between estimated and true flow, pixels), the fraction of pixels with EPE > 1 px and > 3 px,
 and frames (pairs) per second of :meth:`FlowBackend.calc` alone, after one untimed warm-up call.
+The result records, the table, the plot and the visualizations are in :mod:`flowprep.flow.bench_report`.
 """
 
 from __future__ import annotations
@@ -14,14 +15,23 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from flowprep.errors import ConfigError, FlowprepError, OutputError, writing
+from flowprep.errors import ConfigError, FlowprepError
 from flowprep.flow import registry
+from flowprep.flow.bench_report import (
+    MAXRAD_NOTE,
+    BackendResult,
+    BenchResult,
+    EncodingResult,
+    write_plot,
+    write_visualization,
+)
+from flowprep.flow.bench_report import format_table as format_table  # re-exported: callers import it from here
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.pairs import DEFAULT_MAGNITUDES, DEFAULT_VIDEO, FlowPair, load_pair, synthetic_pairs
 
@@ -74,65 +84,6 @@ class BenchConfig:
                 f"JPEG quality within 1..100 (got {self.per_magnitude}, {self.threads}, "
                 f"{self.jpeg_quality})"
             )
-
-
-@dataclass
-class BackendResult:
-    """One backend's numbers. ``error`` is set (and the numbers are NaN) when it could not run."""
-
-    name: str
-    available: bool
-    error: str = ""
-    device: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
-    epe_mean: float = float("nan")
-    frac_over_1px: float = float("nan")
-    frac_over_3px: float = float("nan")
-    fps: float = float("nan")
-    pairs: int = 0
-    epe_by_magnitude: dict[str, float] = field(default_factory=dict)
-
-
-#: What a ``maxrad`` error row assumes: decoding needs each frame's scale, which the dataset does not keep.
-MAXRAD_NOTE = "per-frame scale known; not stored in the images"
-
-
-@dataclass
-class EncodingResult:
-    """Error that storing the *true* flow as two 8-bit images adds (no backend involved).
-
-    ``note`` says what the row assumes beyond the images (``MAXRAD_NOTE`` for ``maxrad``, else empty).
-    """
-
-    label: str
-    encoding: dict[str, Any]
-    epe_mean: float
-    frac_over_1px: float
-    frac_over_3px: float
-    epe_by_magnitude: dict[str, float] = field(default_factory=dict)
-    note: str = ""
-
-
-@dataclass
-class BenchResult:
-    """Everything ``bench-flow`` measured; ``to_dict()`` is the ``--json`` output.
-
-    ``size`` is the ``(width, height)`` of the synthetic pairs (None without any); ``sizes`` lists the
-    distinct sizes of all pairs measured, user pairs included, in order of first appearance.
-    """
-
-    size: tuple[int, int] | None
-    sizes: list[tuple[int, int]]
-    frames_source: str
-    opencv_threads: int
-    pairs: list[dict[str, Any]]
-    backends: list[BackendResult]
-    encodings: list[EncodingResult]
-    plot: str = ""
-    vis_files: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # -------------------------------------------------------------------------------------- metrics
@@ -236,49 +187,6 @@ def run_backend(
     return result, files
 
 
-def write_visualization(vis_dir: Path, name: str, pair: FlowPair, est: np.ndarray) -> Path:
-    """PNG with frame1 | true flow | estimated flow (colour wheel, same scale) for one pair."""
-    import cv2
-
-    from flowprep.flow.visualize import flow_to_color
-
-    vis_dir.mkdir(parents=True, exist_ok=True)
-    scale = max(float(np.sqrt((pair.flow[pair.valid] ** 2).sum(-1)).max()) if pair.valid.any() else 1.0, 1.0)
-    frame = cv2.cvtColor(pair.prev, cv2.COLOR_GRAY2RGB)
-    row = np.concatenate([frame, flow_to_color(pair.flow, scale), flow_to_color(est, scale)], axis=1)
-    path = vis_dir / f"flow_{name}_{pair.name}.png"
-    # imwrite reports a failed write (full disk, no permission) with False, not an exception
-    if not cv2.imwrite(str(path), cv2.cvtColor(row, cv2.COLOR_RGB2BGR)):
-        raise OutputError(f"cannot write {path} (disk full or not writable?)")
-    return path
-
-
-def write_plot(result: BenchResult, path: Path) -> Path:
-    """EPE (mean) against pairs/s, one point per backend, log-scale x; matplotlib with the Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for b in result.backends:
-        if b.available:
-            ax.scatter([b.fps], [b.epe_mean])
-            ax.annotate(b.name, (b.fps, b.epe_mean), textcoords="offset points", xytext=(5, 5))
-    ax.set_xscale("log")
-    ax.set_xlabel(f"pairs per second ({sizes_text(result)}, {result.opencv_threads} OpenCV thread(s))")
-    ax.set_ylabel("mean end-point error (px)")
-    ax.set_title("flowprep bench-flow")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with writing(path):
-        fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 # ---------------------------------------------------------------------------------------- stage
 
 
@@ -376,60 +284,3 @@ def bench(cfg: BenchConfig) -> BenchResult:
     if cfg.plot is not None:
         result.plot = str(write_plot(result, cfg.plot))
     return result
-
-
-def format_table(result: BenchResult) -> str:
-    """The terminal report: one row per backend, then the encoding rows."""
-    mags = sorted({k for b in result.backends for k in b.epe_by_magnitude}, key=_mag_key)
-    head = f"{'backend':<12} {'EPE':>6} {'>1px':>6} {'>3px':>6} {'pairs/s':>8}  " + " ".join(
-        f"{m + 'px':>6}" if _is_num(m) else f"{m[:6]:>6}" for m in mags
-    )
-    n = len(result.pairs)
-    lines = [
-        f"flow backends on {n} pair{'s' if n != 1 else ''} at {sizes_text(result)}; frames: "
-        f"{result.frames_source}; OpenCV threads: {result.opencv_threads}; EPE in px, mean per level at right",
-        head,
-    ]
-    for b in result.backends:
-        if not b.available:
-            lines.append(f"{b.name:<12} not run: {b.error}")
-            continue
-        lines.append(
-            f"{b.name:<12} {b.epe_mean:6.2f} {b.frac_over_1px:6.1%} {b.frac_over_3px:6.1%} {b.fps:8.1f}  "
-            + " ".join(f"{b.epe_by_magnitude.get(m, float('nan')):6.2f}" for m in mags)
-        )
-    lines.append("")
-    lines.append("error added by storing the true flow as 8-bit images:")
-    for e in result.encodings:
-        lines.append(
-            f"  {e.label:<22} EPE {e.epe_mean:6.3f}  >1px {e.frac_over_1px:6.1%}  >3px {e.frac_over_3px:6.1%}"
-            + (f"  ({e.note})" if e.note else "")
-        )
-    if result.plot:
-        lines.append(f"plot: {result.plot}")
-    for f in result.vis_files:
-        lines.append(f"visualization: {f}")
-    return "\n".join(lines)
-
-
-def sizes_text(result: BenchResult) -> str:
-    """``"64x48"``, or with several sizes ``"320x240 (10 pairs), 64x48 (1 pair)"``."""
-    counts: dict[str, int] = {}
-    for p in result.pairs:
-        key = f"{p['size'][0]}x{p['size'][1]}"
-        counts[key] = counts.get(key, 0) + 1
-    if len(counts) == 1:
-        return next(iter(counts))
-    return ", ".join(f"{k} ({n} pair{'s' if n != 1 else ''})" for k, n in counts.items())
-
-
-def _is_num(s: str) -> bool:
-    try:
-        float(s)
-        return True
-    except ValueError:
-        return False
-
-
-def _mag_key(s: str) -> tuple[int, float, str]:
-    return (0, float(s), "") if _is_num(s) else (1, 0.0, s)

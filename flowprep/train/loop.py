@@ -17,23 +17,21 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from flowprep.errors import ConfigError, writing
 from flowprep.layout.record import json_safe
 from flowprep.train import checkpoint as ckpt_mod
 from flowprep.train.config import TrainConfig, TrainSummary, out_inside_dataset
-from flowprep.train.data import Clip, ClipDataset, DatasetInfo, open_dataset, to_model_inputs
-from flowprep.train.models import build_model, init_from_imagenet
+from flowprep.train.data import DatasetInfo, open_dataset, to_model_inputs
+from flowprep.train.prepare import RunData, RunModel, make_model, open_loaders
 from flowprep.train.spec import OPTIMIZERS
 
 log = logging.getLogger(__name__)
@@ -138,29 +136,6 @@ def _run_epoch(
     return loss_sum, correct, count
 
 
-@dataclass
-class _Data:
-    """The datasets and loaders of a run (this rank's share)."""
-
-    info: DatasetInfo
-    train_ds: ClipDataset
-    sampler: DistributedSampler
-    train_dl: DataLoader
-    val_dl: DataLoader
-    per_rank: int  # training clips per rank per epoch
-
-
-@dataclass
-class _Model:
-    """The model and what optimises it; ``net`` is the DDP wrapper under torchrun, else ``model``."""
-
-    model: nn.Module
-    net: nn.Module
-    opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.MultiStepLR
-    scaler: torch.amp.GradScaler | None
-
-
 def _run_paths(cfg: TrainConfig) -> tuple[Path, Path, Path]:
     """``(last.pt, best.pt, log.jsonl)`` of the run folder, after checking it fits ``cfg.resume``."""
     out = Path(cfg.out)
@@ -170,72 +145,6 @@ def _run_paths(cfg: TrainConfig) -> tuple[Path, Path, Path]:
     if cfg.resume and not last_path.exists():
         raise ConfigError(f"--resume: {last_path} does not exist")
     return last_path, best_path, log_path
-
-
-def _open_data(
-    cfg: TrainConfig,
-    info: DatasetInfo,
-    train_clips: list[Clip],
-    val_clips: list[Clip],
-    rank: int,
-    world: int,
-    device: torch.device,
-) -> _Data:
-    """Datasets, the distributed sampler and the loaders (validation: every clip once over all ranks)."""
-    labels = [c.label for c in train_clips]
-    if cfg.shuffle_labels:
-        labels = np.random.default_rng([cfg.seed, 7]).permutation(labels).tolist()
-    train_ds = ClipDataset(
-        info,
-        train_clips,
-        cfg.modality,
-        cfg.frames,
-        cfg.sample_rate,
-        cfg.input_size,
-        True,
-        cfg.crop,
-        cfg.hflip,
-        cfg.seed,
-        labels,
-    )
-    val_ds = ClipDataset(info, val_clips, cfg.modality, cfg.frames, cfg.sample_rate, cfg.input_size, False)
-    # ClipDataset is map-style without subclassing torch's Dataset (train.data stays torch-free)
-    train_map, val_map = cast("Dataset[Any]", train_ds), cast("Dataset[Any]", val_ds)
-    sampler: DistributedSampler = DistributedSampler(
-        train_map, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed
-    )
-    per_rank = -(-len(train_ds) // world)
-    train_dl: DataLoader = DataLoader(
-        train_map,
-        batch_size=cfg.batch_size,
-        sampler=sampler,
-        num_workers=cfg.workers,
-        drop_last=per_rank > cfg.batch_size,
-        pin_memory=device.type == "cuda",
-    )
-    # validation: every clip exactly once over all ranks (no padding duplicates)
-    val_dl: DataLoader = DataLoader(
-        Subset(val_map, list(range(rank, len(val_ds), world))), batch_size=cfg.batch_size, num_workers=cfg.workers
-    )
-    return _Data(info, train_ds, sampler, train_dl, val_dl, per_rank)
-
-
-def _make_model(cfg: TrainConfig, num_classes: int, device: torch.device) -> _Model:
-    """A seeded model (ImageNet-initialised when asked and not resuming), optimiser, schedule, scaler."""
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, cfg.modality, num_classes, cfg.frames, cfg.dropout)
-    if cfg.imagenet is not None and not cfg.resume:
-        skipped = init_from_imagenet(model, cfg.imagenet)
-        log.info("initialised from %s (fresh: %s)", cfg.imagenet, ", ".join(skipped))
-    model.to(device)
-    opt: torch.optim.Optimizer
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.lr_steps), gamma=cfg.lr_decay)
-    scaler = torch.amp.GradScaler("cuda") if cfg.amp and device.type == "cuda" else None
-    return _Model(model, model, opt, sched, scaler)
 
 
 def _check_resumable(cfg: TrainConfig, ck: dict[str, Any], last_path: Path, info: DatasetInfo) -> None:
@@ -263,7 +172,7 @@ def _check_resumable(cfg: TrainConfig, ck: dict[str, Any], last_path: Path, info
 
 
 def _resume(
-    cfg: TrainConfig, m: _Model, info: DatasetInfo, last_path: Path, log_path: Path, rank: int
+    cfg: TrainConfig, m: RunModel, info: DatasetInfo, last_path: Path, log_path: Path, rank: int
 ) -> tuple[int, float]:
     """Load ``last.pt`` into ``m``; returns ``(epochs done, best accuracy)``. Rank 0 also drops log
     lines of epochs logged after the checkpoint was written (interrupted in between)."""
@@ -282,7 +191,7 @@ def _resume(
 
 
 def train_one_epoch(
-    cfg: TrainConfig, epoch: int, data: _Data, m: _Model, rank: int, world: int, device: torch.device
+    cfg: TrainConfig, epoch: int, data: RunData, m: RunModel, rank: int, world: int, device: torch.device
 ) -> tuple[float, float, int, float]:
     """Train one epoch (re-seeded from ``(seed, epoch, rank)`` for exact resumption), then step the
     schedule. Returns ``(loss sum, correct, count, seconds)`` summed over all ranks."""
@@ -313,7 +222,7 @@ def evaluate_epoch(
     return vl, vc, int(vn)
 
 
-def _checkpoint(cfg: TrainConfig, info: DatasetInfo, m: _Model, epoch: int, best_acc: float) -> dict[str, Any]:
+def _checkpoint(cfg: TrainConfig, info: DatasetInfo, m: RunModel, epoch: int, best_acc: float) -> dict[str, Any]:
     """The checkpoint dict after ``epoch`` (0-based) (see :mod:`flowprep.train.checkpoint`)."""
     return {
         "arch": cfg.arch,
@@ -368,8 +277,8 @@ def train(cfg: TrainConfig) -> TrainSummary:
     info, train_clips = open_dataset(cfg.dataset, cfg.modality, "train")
     _, val_clips = open_dataset(cfg.dataset, cfg.modality, "val")
     rank, world, device = _dist_setup(cfg.device)
-    data = _open_data(cfg, info, train_clips, val_clips, rank, world, device)
-    m = _make_model(cfg, len(info.classes), device)
+    data = open_loaders(cfg, info, train_clips, val_clips, rank, world, device)
+    m = make_model(cfg, len(info.classes), device)
     start, best_acc = _resume(cfg, m, info, paths[0], paths[2], rank) if cfg.resume else (0, -1.0)
     if world > 1:
         m.net = nn.parallel.DistributedDataParallel(

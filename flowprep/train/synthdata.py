@@ -62,21 +62,28 @@ def make_tao_dataset(
                 vel = (classes[cls][0] * speed, classes[cls][1] * speed)
                 imgs = list(moving_frames(frames, height, width, vel, seed=int(rng.integers(1 << 30))))
                 _write_clip(clip_dir(root, "tao", side, cls, name), imgs, vel, modality, enc, rng, flow_noise)
-                clips.append(
-                    {
-                        "id": f"{side}/{cls}/{name}",
-                        "side": side,
-                        "class": cls,
-                        "label": label,
-                        "name": name,
-                        "source": f"synthetic:{name}",
-                        "frames": frames,
-                        "flow_frames": frames - 1,
-                        "status": "ok",
-                    }
-                )
+                clips.append(_clip_entry(side, cls, label, name, frames))
     clips.sort(key=lambda c: str(c["id"]))
-    record = {
+    val_ratio = val_per_class / max(1, train_per_class + val_per_class)
+    record = _record(names, counts, clips, modality, enc, val_ratio, seed, (width, height), flow_noise)
+    (root / "labels.txt").write_text("".join(f"{c}\n" for c in names))
+    write_record(root, record)
+    return record
+
+
+def _record(
+    names: list[str],
+    counts: dict,
+    clips: list[dict],
+    modality: str,
+    enc: FlowEncoding,
+    val_ratio: float,
+    seed: int,
+    size: tuple[int, int],
+    flow_noise: float,
+) -> dict:
+    """The dataset record (``flowprep.json``) of a synthetic build; ``size`` is ``(width, height)``."""
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "flowprep_version": __version__,
@@ -86,12 +93,12 @@ def make_tao_dataset(
         "classes": names,
         "split": {
             "method": "clip",
-            "val_ratio": val_per_class / max(1, train_per_class + val_per_class),
+            "val_ratio": val_ratio,
             "seed": seed,
             "official_split": None,
             "counts": counts,
         },
-        "decode": {"short_side": None, "size": [width, height], "frame_step": 1},
+        "decode": {"short_side": None, "size": list(size), "frame_step": 1},
         "rgb": {"image_format": "png"},
         "flow": {"name": "synthetic-truth", "params": {"noise": flow_noise}, "device": "cpu"}
         if modality != "rgb"
@@ -100,9 +107,21 @@ def make_tao_dataset(
         "normalization": {"scale": NORM_SCALE, "offset": NORM_OFFSET},
         "clips": clips,
     }
-    (root / "labels.txt").write_text("".join(f"{c}\n" for c in names))
-    write_record(root, record)
-    return record
+
+
+def _clip_entry(side: str, cls: str, label: int, name: str, frames: int) -> dict:
+    """The record's entry for one synthetic clip (``frames`` RGB frames, one flow field fewer)."""
+    return {
+        "id": f"{side}/{cls}/{name}",
+        "side": side,
+        "class": cls,
+        "label": label,
+        "name": name,
+        "source": f"synthetic:{name}",
+        "frames": frames,
+        "flow_frames": frames - 1,
+        "status": "ok",
+    }
 
 
 def _write_clip(

@@ -10,6 +10,7 @@ import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -107,12 +108,7 @@ def iter_frames(
     if frame_step < 1:
         raise ConfigError(f"--frame-step must be >= 1, got {frame_step}")
     label = name or (str(src) if isinstance(src, (str, Path)) else "video")
-    if isinstance(src, (bytes, bytearray, memoryview)) and len(src) == 0:
-        raise DecodeError(f"{label}: cannot open video: empty file (0 bytes)")
-    try:
-        container = _open(src)
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise DecodeError(f"{label}: cannot open video: {_reason(exc)}") from exc
+    container = _open_checked(src, label)
     n = 0
     try:
         if not container.streams.video:
@@ -137,6 +133,18 @@ def iter_frames(
         container.close()
     if n == 0:
         raise DecodeError(f"{label}: no frame could be decoded")
+
+
+def _open_checked(src, label: str) -> Any:
+    """The opened container, or :class:`DecodeError` naming ``label`` (empty input, unreadable container)."""
+    import av
+
+    if isinstance(src, (bytes, bytearray, memoryview)) and len(src) == 0:
+        raise DecodeError(f"{label}: cannot open video: empty file (0 bytes)")
+    try:
+        return _open(src)
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise DecodeError(f"{label}: cannot open video: {_reason(exc)}") from exc
 
 
 def count_frames(src, frame_step: int = 1) -> int:
