@@ -31,7 +31,7 @@ from typing import Any
 
 from flowprep.builder.config import fingerprint
 from flowprep.errors import ConfigError, DatasetError, OutputError
-from flowprep.layout.names import remove_inside
+from flowprep.layout.names import removable, remove_inside
 from flowprep.layout.paths import STATE_DIR, TMP_DIR, clip_dir
 from flowprep.layout.record import RECORD_NAME, dump_json, unique_tmp, write_text_atomic
 
@@ -46,6 +46,8 @@ LAYOUT_TOPS = {
 COMMON_TOPS = (RECORD_NAME, "labels.txt", "label_map.json", REPORT_NAME, TMP_DIR)
 ALL_TOPS = frozenset(COMMON_TOPS + LAYOUT_TOPS["tao"] + LAYOUT_TOPS["mmaction2"])
 CLIP_TOPS = ("train", "val", "rawframes")
+#: Linux's largest pid_max (2**22): a lock naming a larger pid was not written by a build
+MAX_PID = 4_194_304
 
 
 def create_exclusive(path: Path, text: str) -> bool:
@@ -160,18 +162,28 @@ class BuildFolder:
 
     def _prune(self, owned: set[str]) -> None:
         """``--force``: remove the previous build (only what the manifest lists) and its state."""
+        state = [
+            str(p.relative_to(self.out))
+            for p in (
+                self.failed_dir,
+                self.decode_dir,
+                self.reports_dir,
+                self.build_state,
+                self.plan_file,
+                self.owned_file,
+            )
+        ]
+        # Check every entry before removing any: a refusal (a symlinked train/) must leave the
+        # previous build whole, not without its record.
+        for name in sorted(owned):
+            removable(self.out, name, owned)
+        for rel in state:
+            removable(self.out, rel, (STATE_DIR,))
         log.warning("--force: removing the previous build in %s", self.out)
         for name in sorted(owned):
             self.remove(name, owned)
-        for p in (
-            self.failed_dir,
-            self.decode_dir,
-            self.reports_dir,
-            self.build_state,
-            self.plan_file,
-            self.owned_file,
-        ):
-            self.remove(str(p.relative_to(self.out)), (STATE_DIR,))
+        for rel in state:
+            self.remove(rel, (STATE_DIR,))
 
     # --- fingerprint ------------------------------------------------------------------------
 
@@ -301,6 +313,11 @@ class BuildFolder:
                 log.warning("removing a stale lock of pid %s (no longer running)", holder["pid"])
                 self.remove(f"{STATE_DIR}/{self.lock_file.name}", (STATE_DIR,))
                 continue
+            if holder is not None and holder["pid"] == "?":
+                raise ConfigError(
+                    f"{self.lock_file} names no build (damaged, or another build is writing it now); "
+                    "if no build into this folder is running, remove it"
+                )
             if holder is not None:
                 raise ConfigError(
                     f"another build (pid {holder['pid']} on {holder['host']}) holds {self.out}; "
@@ -319,6 +336,8 @@ class BuildFolder:
         try:
             d = json.loads(self.lock_file.read_text(encoding="utf-8"))
             pid, host = int(d["pid"]), str(d["host"])
+            if not 0 < pid <= MAX_PID:  # 0 and -1 name process groups for kill(); a huge one overflows it
+                raise ValueError(f"pid {pid}")
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError):
