@@ -250,6 +250,15 @@ def test_train_refuses_out_inside_the_dataset(dataset):
     assert snapshot(dataset) == before
 
 
+def test_evaluate_refuses_out_inside_the_dataset(dataset, tmp_path):
+    from flowprep.train.config import EvalConfig
+
+    for side in ("train", "val"):
+        with pytest.raises(ConfigError, match="inside the dataset"):
+            EvalConfig(tmp_path / "best.pt", dataset / "val", out=dataset / side / "report")
+    assert EvalConfig(tmp_path / "best.pt", dataset / "val", out=tmp_path / "report").out == tmp_path / "report"
+
+
 @pytest.mark.parametrize("damage", ["missing", "empty"])
 def test_train_with_a_bad_frame_in_a_worker_is_one_line(damage, ds_copy, tmp_path, one_torch_thread):
     frame = _clip(ds_copy) / "rgb" / "000002.png"

@@ -226,6 +226,8 @@ def test_force_with_symlinked_train_is_one_line(walk_release, tmp_path):
     r = flowprep(*build_args(walk_release, out, "--force", "--seed", "5"))
     assert r.returncode == 1 and few_lines(r) and "symlink" in r.stderr, r.stderr
     assert (elsewhere / "walk").is_dir()
+    # checked before anything was removed: the previous build is whole, record and lists included
+    assert read_record(out)["counts"] and (out / "train_list.txt").is_file() and (out / "labels.txt").is_file()
 
 
 def test_concurrent_build_is_told_the_folder_is_held(walk_release, tmp_path):
@@ -242,6 +244,43 @@ def test_concurrent_build_is_told_the_folder_is_held(walk_release, tmp_path):
     r = flowprep(*build_args(walk_release, out))  # the holder is gone: its lock is stale
     assert r.returncode == 0, r.stderr
     assert not (out / ".flowprep" / "lock").exists()
+
+
+@pytest.mark.parametrize(
+    "text", ["garbage", '{"pid": 99999999999999999999, "host": "H"}', '{"pid": -1, "host": "H"}', "[1]"]
+)
+def test_a_damaged_lock_is_one_line(walk_release, tmp_path, text):
+    out = tmp_path / "out"
+    assert flowprep(*build_args(walk_release, out)).returncode == 0
+    (out / ".flowprep" / "lock").write_text(text.replace("H", socket.gethostname()))
+    r = flowprep(*build_args(walk_release, out))
+    assert r.returncode == 1 and few_lines(r, 1) and "names no build" in r.stderr, r.stderr
+
+
+def test_out_is_not_the_source_and_the_source_not_inside_out(walk_release, tmp_path):
+    before = snapshot(tmp_path, tmp_path / "none")
+    r = flowprep(*build_args(walk_release, walk_release, "--force"))
+    assert r.returncode == 1 and few_lines(r, 1) and "is the source folder" in r.stderr, r.stderr
+    assert snapshot(tmp_path, tmp_path / "none") == before
+    out = tmp_path / "out"
+    shutil.copytree(walk_release, out / "train" / "rel")
+    before = snapshot(tmp_path, tmp_path / "none")
+    r = flowprep(*build_args(out / "train" / "rel", out, "--force"))
+    assert r.returncode == 1 and few_lines(r, 1) and "lies inside" in r.stderr, r.stderr
+    assert snapshot(tmp_path, tmp_path / "none") == before
+
+
+def test_many_failed_clips_are_summed_up(tmp_path):
+    src = tmp_path / "src"
+    with zipfile.ZipFile(src.with_suffix(".zip"), "w") as z:
+        z.writestr("walk/ok.avi", clip_bytes(0))
+        for k in range(30):
+            z.writestr(f"walk/bad{k:02d}.avi", b"not a video")
+    r = flowprep(*build_args(src.with_suffix(".zip"), tmp_path / "out"))
+    assert r.returncode == 1 and "30 clip(s) failed" in r.stderr and "and 10 more" in r.stderr, r.stderr
+    assert len(r.stderr.splitlines()) <= 25
+    failed = [c for c in read_record(tmp_path / "out")["clips"] if c["status"] == "failed"]
+    assert len(failed) == 30
 
 
 # --- issue 9 defect 3: bounded input ----------------------------------------------------------------
