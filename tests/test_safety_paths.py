@@ -257,6 +257,26 @@ def test_a_damaged_lock_is_one_line(walk_release, tmp_path, text):
     assert r.returncode == 1 and few_lines(r, 1) and "names no build" in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize(
+    "name,text",
+    [
+        ("owned.json", "[]"),
+        ("owned.json", "null"),
+        ("config.json", '{"settings": 5}'),
+        ("plan.json", '{"clips": [[1]]}'),
+    ],
+)
+def test_a_damaged_state_file_is_one_line(walk_release, tmp_path, name, text):
+    out = tmp_path / "out"
+    assert flowprep(*build_args(walk_release, out)).returncode == 0
+    (out / ".flowprep" / name).write_text(text)
+    r = flowprep(*build_args(walk_release, out))
+    assert r.returncode == 1 and few_lines(r, 1) and f"cannot read {out / '.flowprep' / name}" in r.stderr, r.stderr
+    assert (out / "train" / "walk").is_dir()
+    r = flowprep(*build_args(walk_release, out, "--force", "--seed", "7"))  # plan.json: pruned, then rebuilt
+    assert r.returncode == (0 if name == "plan.json" else 1) and few_lines(r, 2), r.stderr
+
+
 def test_out_is_not_the_source_and_the_source_not_inside_out(walk_release, tmp_path):
     before = snapshot(tmp_path, tmp_path / "none")
     r = flowprep(*build_args(walk_release, walk_release, "--force"))

@@ -85,6 +85,24 @@ def _read_json(path: Path) -> Any:
         raise DatasetError(f"cannot read {path}: {exc}") from exc
 
 
+def _read_fields(path: Path, **fields: type) -> dict[str, Any]:
+    """The JSON object in ``path``; each of ``fields`` present must have its type (a damaged or
+    hand-edited state file is one line naming it, not an AttributeError deep in the build).
+
+    Raises:
+        DatasetError: unreadable, not an object, or a field of another type.
+    """
+    d = _read_json(path)
+    bad = [k for k, kind in fields.items() if isinstance(d, dict) and k in d and not isinstance(d[k], kind)]
+    if not isinstance(d, dict) or bad:
+        why = "not a JSON object" if not isinstance(d, dict) else f"{bad[0]!r} has the wrong type"
+        raise DatasetError(
+            f"cannot read {path}: {why} (damaged or edited by hand); remove the output folder "
+            f"{path.parent.parent} and build again"
+        )
+    return d
+
+
 def _start_time(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (Linux), or None: tells a reused pid apart."""
     try:
@@ -135,10 +153,12 @@ class BuildFolder:
     def owned(self) -> set[str]:
         """Entries flowprep wrote here (a folder built before the manifest existed: its layout's)."""
         if self.owned_file.is_file():
-            names = _read_json(self.owned_file).get("entries", [])
-            return {n for n in names if n in ALL_TOPS}  # a tampered manifest cannot widen the set
+            names = _read_fields(self.owned_file, entries=list).get("entries", [])
+            return {
+                n for n in names if isinstance(n, str) and n in ALL_TOPS
+            }  # a tampered manifest cannot widen the set
         if self.config.is_file():
-            layout = _read_json(self.config).get("settings", {}).get("layout", "tao")
+            layout = _read_fields(self.config, settings=dict).get("settings", {}).get("layout", "tao")
             return set(self.tops(layout if layout in LAYOUT_TOPS else "tao"))
         return set()
 
@@ -220,7 +240,7 @@ class BuildFolder:
         raise ConfigError(f"{self.config} keeps changing: is another build with --force running?")
 
     def _reuse(self, fp: str, settings: dict[str, Any], text: str, layout: str, force: bool) -> None:
-        old = _read_json(self.config)
+        old = _read_fields(self.config, settings=dict)
         owned = self.owned()
         self._check_conflicts(layout, owned)
         if old.get("fingerprint") == fp:
@@ -241,7 +261,7 @@ class BuildFolder:
         """The source identity recorded by the build (None for a folder without one)."""
         if not self.config.is_file():
             return None
-        return _read_json(self.config).get("settings", {}).get("source_identity")
+        return _read_fields(self.config, settings=dict).get("settings", {}).get("source_identity")
 
     # --- plan -------------------------------------------------------------------------------
 
@@ -254,7 +274,12 @@ class BuildFolder:
         ``rawframes/``); unchanged clips are kept and not rebuilt.
         """
         ids = sorted(ids)
-        old = _read_json(self.plan_file).get("clips") if self.plan_file.is_file() else None
+        old = _read_fields(self.plan_file, clips=list).get("clips") if self.plan_file.is_file() else None
+        if old is not None and not all(isinstance(c, str) for c in old):
+            raise DatasetError(
+                f"cannot read {self.plan_file}: a clip id that is not text (damaged or edited by hand); "
+                f"remove the output folder {self.out} and build again"
+            )
         if old == ids:
             return
         if old is not None:
@@ -380,10 +405,7 @@ class BuildFolder:
                 f"{self.out} has no build state ({STATE_DIR}/{self.build_state.name}); it was "
                 "not made by `flowprep build` (or by a version before 0.2)"
             )
-        state = _read_json(self.build_state)
-        if not isinstance(state, dict):
-            raise DatasetError(f"cannot read build state {self.build_state}: not a JSON object")
-        return state
+        return _read_fields(self.build_state)
 
     def _note_path(self, clip_id: str, folder: Path | None = None) -> Path:
         return (folder or self.failed_dir) / f"{hashlib.sha1(clip_id.encode()).hexdigest()[:20]}.json"
