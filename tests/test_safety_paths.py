@@ -290,6 +290,17 @@ def test_out_is_not_the_source_and_the_source_not_inside_out(walk_release, tmp_p
     assert snapshot(tmp_path, tmp_path / "none") == before
 
 
+def test_names_of_the_longest_allowed_length_build(tmp_path):
+    src, cls = tmp_path / "src", "c" * 255  # the longest name the validator accepts
+    for folder, names in ((cls, ["a", "n" * 251]), ("run", ["a", "b"])):
+        (src / folder).mkdir(parents=True)
+        for k, name in enumerate(names):
+            (src / folder / f"{name}.avi").write_bytes(clip_bytes(k))
+    r = flowprep(*build_args(src, tmp_path / "out"))
+    assert r.returncode == 0, r.stderr  # the temporary clip folder's name stays under 255 bytes
+    assert (tmp_path / "out" / "train" / cls).is_dir() or (tmp_path / "out" / "val" / cls).is_dir()
+
+
 def test_many_failed_clips_are_summed_up(tmp_path):
     src = tmp_path / "src"
     with zipfile.ZipFile(src.with_suffix(".zip"), "w") as z:
