@@ -290,6 +290,22 @@ def test_out_is_not_the_source_and_the_source_not_inside_out(walk_release, tmp_p
     assert snapshot(tmp_path, tmp_path / "none") == before
 
 
+@pytest.mark.parametrize("own", [".flowprep", ".flowprep-tmp"])
+def test_a_symlinked_state_or_tmp_folder_is_refused(walk_release, tmp_path, own):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    assert flowprep(*build_args(walk_release, out)).returncode == 0
+    shutil.rmtree(out / "train" / "walk")
+    if (out / own).exists():
+        os.rename(out / own, elsewhere)
+    else:
+        elsewhere.mkdir()
+    (out / own).symlink_to(elsewhere)
+    before = snapshot(tmp_path, out)
+    r = flowprep(*build_args(walk_release, out))
+    assert r.returncode == 1 and few_lines(r, 1) and "is a symlink" in r.stderr, r.stderr
+    assert snapshot(tmp_path, out) == before
+
+
 def test_names_of_the_longest_allowed_length_build(tmp_path):
     src, cls = tmp_path / "src", "c" * 255  # the longest name the validator accepts
     for folder, names in ((cls, ["a", "n" * 251]), ("run", ["a", "b"])):

@@ -331,6 +331,9 @@ class BuildFolder:
         """
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"output {self.out} exists and is not a folder")
+        for own in (self.state, self.tmp):  # flowprep's own folders: a link would send writes elsewhere
+            if own.is_symlink():
+                raise ConfigError(f"{own} is a symlink; flowprep writes its state only inside {self.out}: remove it")
         text = dump_json({"pid": os.getpid(), "host": socket.gethostname(), "start": _start_time(os.getpid())})
         for _ in range(3):
             holder = self._holder()
