@@ -233,7 +233,7 @@ def test_frames_are_read_only_as_regular_files(hostile, tmp_path):
 
 @pytest.mark.parametrize("args", [["--video", "x.mp4"], ["--height", "15"], ["--per-class", "-1"],
                                   ["--clip", "a", "--clip", "b", "--video", "x.mp4"], ["--side", "test"],
-                                  ["--clip", "a", "--video", "x.gif"]])
+                                  ["--clip", "a", "--video", "x.gif"], ["--fps", "0.0004"]])
 def test_usage_errors_exit_2(hostile, args):
     assert run_cli("preview", hostile, *args).exit_code == 2
 

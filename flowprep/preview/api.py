@@ -28,6 +28,7 @@ from flowprep.preview.media import ClipMedia, ClipReader, render_clip
 from flowprep.preview.page import ClipEntry, render_page
 
 SIDE_CHOICES = ("train", "val", "both")
+MIN_FPS = 0.1
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
 MEDIA_DIR = "media"
 LEGEND_NAME = "wheel.png"
@@ -48,7 +49,8 @@ class PreviewConfig:
         side: ``train``, ``val`` or ``both``: where the per-class choice comes from.
         video: write this one clip's side-by-side video here instead of a page (needs exactly one clip).
         height: panel height in pixels (even, 16..1080).
-        fps: frame rate of the videos.
+        fps: frame rate of the videos, 0.1..120 (the MP4 time base is a fraction with a denominator
+            of at most 1000: a slower rate would round to zero).
         max_frames: frames per video at most (from the clip's start).
         progress: show a progress bar.
     """
@@ -71,8 +73,8 @@ class PreviewConfig:
             raise ConfigError(f"--side must be one of {SIDE_CHOICES}, got {self.side!r}")
         if not (16 <= self.height <= 1080 and self.height % 2 == 0):
             raise ConfigError(f"--height must be an even number of pixels in 16..1080, got {self.height}")
-        if not 0 < self.fps <= 120:
-            raise ConfigError(f"--fps must be in (0, 120], got {self.fps}")
+        if not MIN_FPS <= self.fps <= 120:
+            raise ConfigError(f"--fps must be in [{MIN_FPS}, 120], got {self.fps}")
         if self.max_frames < 1:
             raise ConfigError(f"--max-frames must be >= 1, got {self.max_frames}")
         if self.video is not None:
