@@ -48,6 +48,10 @@ demo: $(STAMP)
 test: $(STAMP) cuda-bindings
 	$(PY) -m pytest -q -rs
 
+# everything but the tests marked slow (the single-node Slurm runs of tests/test_slurm.py)
+test-fast: $(STAMP) cuda-bindings
+	$(PY) -m pytest -q -rs -m "not slow"
+
 bench: $(STAMP)
 	mkdir -p bench-out
 	$(PY) bench/bench_build.py --out bench-out
