@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -203,3 +204,12 @@ def test_dask_slurm_example_equals_local_build(slurm, release, reference, tmp_pa
     assert list((tmp_path / "ds.dask-logs").glob("*.err")), "no worker job wrote a log"
     wait_until(lambda: not subprocess.run(["squeue", "-h", "-n", "dask-worker"], env=slurm, capture_output=True,
                                           text=True, timeout=30).stdout.strip(), "the worker jobs to end")
+
+
+def test_make_test_fast_leaves_out_the_slow_tests():
+    # the target was once only declared .PHONY: `make test-fast` then did nothing and said so quietly
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("no make on PATH")
+    r = subprocess.run([make, "-n", "test-fast"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and '-m "not slow"' in r.stdout, r.stdout + r.stderr
