@@ -77,6 +77,15 @@ def test_doctor_here_skips_with_reasons_and_exits_0(tmp_path, monkeypatch):
     assert "skipped in" in res.output
 
 
+def test_unwritable_report_fails_before_any_check(tmp_path):
+    """On a GPU node the checks take minutes: a report path that cannot be written fails first."""
+    (tmp_path / "file").write_text("x")
+    res = CliRunner().invoke(cli, ["doctor", "--quick", "--json-out", str(tmp_path / "file" / "d.json")])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1 and "file" in res.output, res.output  # no check ran
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
 def test_doctor_nvof_checks_against_the_stand_in(stub_libdir, tmp_path):
     stub = StubRun(stub_libdir, any_major(), tmp_path / "stub.log")
     out = tmp_path / "doctor.json"

@@ -443,3 +443,16 @@ def test_annotated_video_on_a_full_disk_fails_cleanly(full_dir):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr[-500:]
     assert "OutputError" in r.stdout and "No space left" in r.stdout
+
+
+def test_preview_on_a_full_disk_is_one_line(dataset, full_dir, capfd):
+    from flowprep.preview.api import write_legend
+
+    with pytest.raises(OSError) as err:  # the CLI turns it into one line naming the file
+        write_legend(full_dir / "wheel.png")
+    assert err.value.errno == errno.ENOSPC and "libpng" not in capfd.readouterr().err
+    # a subprocess: OpenCV's imwrite printed libpng's own error line on the process's stderr
+    r = subprocess.run([sys.executable, "-m", "flowprep", "preview", str(dataset), "--out", str(full_dir / "p"),
+                        "--no-progress"], capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "No space left" in r.stderr, r.stderr

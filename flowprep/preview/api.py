@@ -191,8 +191,12 @@ def write_legend(path: Path, size: int = 96) -> None:
     flow = np.stack([xs, ys], axis=-1)
     img = flow_to_color(flow, max_flow=r)
     img[np.hypot(xs, ys) > r] = 255  # white outside the disc
-    if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
-        raise OutputError(f"cannot write the colour-wheel legend {path}")
+    # encoded in memory and written by Python: cv2.imwrite on a full disk prints libpng's own error
+    # line on stderr and returns False without saying why
+    ok, png = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OutputError(f"cannot encode the colour-wheel legend {path}")
+    Path(path).write_bytes(png.tobytes())
 
 
 def _media_name(i: int) -> str:
