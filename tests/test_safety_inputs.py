@@ -456,3 +456,21 @@ def test_preview_on_a_full_disk_is_one_line(dataset, full_dir, capfd):
                         "--no-progress"], capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "No space left" in r.stderr, r.stderr
+
+
+def test_a_killed_worker_is_one_line(monkeypatch, tmp_path):
+    # issue 9 part 6: a build worker killed with kill -9 gave joblib's 49-line TerminatedWorkerError
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    import flowprep.builder.api as builder_api
+
+    def dies(*args, **kwargs):
+        raise TerminatedWorkerError("A worker process managed by the executor was unexpectedly terminated. "
+                                    "This could be caused by a segmentation fault.\n\nThe exit codes of the "
+                                    "workers are {SIGKILL(-9)}")
+
+    monkeypatch.setattr(builder_api, "build", dies)
+    (tmp_path / "rel").mkdir()
+    out = invoke("build", tmp_path / "rel", "--out", tmp_path / "ds", "--flow", "dis", code=1)
+    assert len(out.strip().splitlines()) == 1 and "a worker process died" in out
+    assert "re-run the same command to resume" in out
