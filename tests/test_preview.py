@@ -229,6 +229,11 @@ def test_frames_are_read_only_as_regular_files(hostile, tmp_path):
     frame.symlink_to("/dev/zero")  # read whole, it would exhaust memory
     r = run_cli("preview", ds, "--clip", clip["id"], "--out", tmp_path / "p", "--no-progress")
     assert r.exit_code == 0 and "a symbolic link" in r.output, r.output
+    # a clip folder that is a symlink out of the dataset is not read at all
+    shutil.move(ds / clip["id"], tmp_path / "elsewhere")
+    (ds / clip["id"]).symlink_to(tmp_path / "elsewhere")
+    r = run_cli("preview", ds, "--clip", clip["id"], "--video", tmp_path / "v.mp4")
+    assert r.exit_code == 1 and "leads outside the dataset" in r.output and not (tmp_path / "v.mp4").exists()
 
 
 @pytest.mark.parametrize("args", [["--video", "x.mp4"], ["--height", "15"], ["--per-class", "-1"],

@@ -96,6 +96,8 @@ class ClipReader:
     def __init__(self, root: Path, record: dict[str, Any], clip: dict[str, Any]):
         self.layout = record["layout"]
         self.folder = clip_dir(root, self.layout, clip["side"], clip["class"], clip["name"])
+        # a symlinked class or clip folder leading out of the dataset is not read (as in verify)
+        self.outside = not self.folder.resolve().is_relative_to(Path(root).resolve())
         self.rgb_format = (record.get("rgb") or {}).get("image_format") or "png"
         self.rgb = has_rgb(record)
         self.flow = has_flow(record)
@@ -157,6 +159,8 @@ def render_clip(reader: ClipReader, path: Path, max_frames: int, height: int, fp
         fps: frame rate of the video.
         labels: draw the panel names on the frames (for a video seen outside the page).
     """
+    if reader.outside:
+        raise DatasetError(f"{reader.folder} leads outside the dataset (a symlink?); not read")
     sums = [0.0, 0, 0.0]  # magnitude sum, pixel count, max
 
     def frames() -> Iterator[np.ndarray]:
