@@ -212,6 +212,8 @@ TAMPER = {
     "planned counts a string": lambda r: r["split"].__setitem__("counts", {"walk": {"train": "3"}}),
     "source size a string": lambda r: r["source"].__setitem__("files", [{"name": "a", "size": "big"}]),
     "clip listed twice": lambda r: r["clips"].append(dict(r["clips"][0])),
+    "clip source null": lambda r: r["clips"][0].__setitem__("source", None),
+    "clip source deleted": lambda r: r["clips"][0].pop("source"),
 }
 
 

@@ -253,8 +253,10 @@ def _check_clip(clip: Any, where: str, classes: list[str]) -> None:
     for key in ("frames", "flow_frames"):
         v = clip.get(key, 0)
         _need(_is_int(v) and 0 <= v <= MAX_FRAMES, f"{where}.{key}", f"a whole number in [0, {MAX_FRAMES}]", v)
-    for key in ("source", "error"):
-        _need(clip.get(key) is None or isinstance(clip.get(key), str), f"{where}.{key}", "a string", clip.get(key))
+    # the builder always writes the source file name; stats parses HMDB51's tags from it
+    _need(isinstance(clip.get("source"), str), f"{where}.source", "a string", clip.get("source"))
+    _need(clip.get("error") is None or isinstance(clip.get("error"), str), f"{where}.error", "a string",
+          clip.get("error"))
 
 
 def has_rgb(record: dict[str, Any]) -> bool:
