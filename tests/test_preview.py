@@ -243,6 +243,13 @@ def test_usage_errors_exit_2(hostile, args):
     assert run_cli("preview", hostile, *args).exit_code == 2
 
 
+@pytest.mark.parametrize("bad", [{"per_class": 2.5}, {"per_class": float("nan")}, {"fps": float("nan")},
+                                 {"fps": 0.0004}, {"max_frames": 0}, {"height": 17}, {"height": 64.0}])
+def test_library_callers_get_the_cli_limits(hostile, bad):
+    with pytest.raises(ConfigError):
+        PreviewConfig(hostile, **bad)
+
+
 def test_errors_are_one_line_exit_1(hostile, tmp_path):
     for args, message in [((tmp_path / "nothing",), "is not a flowprep dataset"),
                           ((hostile, "--clip", "nope"), "no clip 'nope'"),

@@ -110,9 +110,9 @@ def read_image(path: Path) -> tuple[np.ndarray | None, str]:
     data, why = read_frame_bytes(path)
     if data is None:
         return None, why
-    why = container_problem(data, path.suffix.lower().lstrip("."))
-    if why:
-        return None, why
+    damage = container_problem(data, path.suffix.lower().lstrip("."))
+    if damage:
+        return None, damage
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         return None, "does not decode"

@@ -24,6 +24,7 @@ from flowprep.layout.record import (
     read_record,
     write_text_atomic,
 )
+from flowprep.limits import check_count, check_finite
 from flowprep.preview.media import ClipMedia, ClipReader, render_clip
 from flowprep.preview.page import ClipEntry, render_page
 
@@ -67,16 +68,15 @@ class PreviewConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.per_class < 0:
-            raise ConfigError(f"--per-class must be >= 0, got {self.per_class}")
+        # the CLI's limits, also for library callers (a float or nan count failed deep inside)
+        check_count("--per-class", self.per_class, 0, 1000)
+        check_count("--max-frames", self.max_frames, 1, 100_000)
+        check_count("--height", self.height, 16, 1080)
+        check_finite("--fps", self.fps, MIN_FPS, 120)
         if self.side not in SIDE_CHOICES:
             raise ConfigError(f"--side must be one of {SIDE_CHOICES}, got {self.side!r}")
         if not (16 <= self.height <= 1080 and self.height % 2 == 0):
             raise ConfigError(f"--height must be an even number of pixels in 16..1080, got {self.height}")
-        if not MIN_FPS <= self.fps <= 120:
-            raise ConfigError(f"--fps must be in [{MIN_FPS}, 120], got {self.fps}")
-        if self.max_frames < 1:
-            raise ConfigError(f"--max-frames must be >= 1, got {self.max_frames}")
         if self.video is not None:
             if len(self.clips) != 1:
                 raise ConfigError(f"--video needs exactly one --clip, got {len(self.clips)}")
