@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.flowprep-installed
 
-.PHONY: all demo test test-fast bench sysdeps cuda-bindings gpu-check clean
+.PHONY: all demo check test test-fast bench sysdeps cuda-bindings gpu-check clean
 all: test
 
 # RAR decompressors for compressed RAR members (HMDB51's archives). Needs root; skipped with a
@@ -24,7 +24,7 @@ sysdeps:
 $(STAMP): pyproject.toml | sysdeps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[train,export,cluster,bench,test]"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[train,export,cluster,bench,test,dev]"
 	touch $(STAMP)
 
 # NVIDIA's cuda-bindings 12.x and 13.x, each in its own folder (not on the venv's path): the
@@ -45,10 +45,17 @@ gpu-check: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m flowprep.demo --out demo-out
 
-test: $(STAMP) cuda-bindings
+# The guard rails: lint, format, types, import layers (configured in pyproject.toml).
+check: $(STAMP)
+	$(VENV)/bin/ruff check flowprep tests examples bench
+	$(VENV)/bin/ruff format --check flowprep tests examples bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: check cuda-bindings
 	$(PY) -m pytest -q -rs
 
-# everything but the tests marked slow (the single-node Slurm runs of tests/test_slurm.py)
+# Everything but the long end-to-end tests (marked slow); no guard rails.
 test-fast: $(STAMP) cuda-bindings
 	$(PY) -m pytest -q -rs -m "not slow"
 

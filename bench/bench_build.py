@@ -39,7 +39,7 @@ def make_input(folder: Path, clips: int, frames: int, size: tuple[int, int]) -> 
         cls = folder / ("a" if i % 2 == 0 else "b")
         cls.mkdir(parents=True, exist_ok=True)
         path = cls / f"Clip{i}_{cls.name}_f_cm_np1_fr_med_0.avi"
-        write_video(path, source[start:start + frames], codec="mpeg4")
+        write_video(path, source[start : start + frames], codec="mpeg4")
         paths.append(path)
     return paths
 
@@ -98,8 +98,10 @@ def main() -> int:
     release = args.out / "release"
     shutil.rmtree(release, ignore_errors=True)
     videos = make_input(release, args.clips, args.frames, size)
-    print(f"input: {len(videos)} clips x {args.frames} frames at {size[0]}x{size[1]} "
-          f"({'carphone footage' if CARPHONE.is_file() else 'synthetic'}), {os.cpu_count()} cores")
+    print(
+        f"input: {len(videos)} clips x {args.frames} frames at {size[0]}x{size[1]} "
+        f"({'carphone footage' if CARPHONE.is_file() else 'synthetic'}), {os.cpu_count()} cores"
+    )
     rows = []
     for name in backends:
         row = {"backend": name, "kernel_fps": bare_kernel(videos, name)}
@@ -116,15 +118,22 @@ def main() -> int:
     print()
     print(f"{'backend':<10} {'kernel':>8} {'-j 1':>8} {'-j 2':>8} {'-j1/kernel':>10}  (frames/s)")
     for r in rows:
-        print(f"{r['backend']:<10} {r['kernel_fps']:>8.1f} {r['build_j1_fps']:>8.1f} {r['build_j2_fps']:>8.1f} "
-              f"{r['j1_vs_kernel']:>10.2f}")
+        print(
+            f"{r['backend']:<10} {r['kernel_fps']:>8.1f} {r['build_j1_fps']:>8.1f} {r['build_j2_fps']:>8.1f} "
+            f"{r['j1_vs_kernel']:>10.2f}"
+        )
     tv = next((r for r in rows if r["backend"] == "tvl1"), None)
     if tv:
-        print(f"plain script (TV-L1): 1 thread {tv['script_1thread_fps']:.2f} fps, default threads "
-              f"{tv['script_default_fps']:.2f} fps; flowprep -j 2 = {tv['j2_vs_script_1thread']:.2f}x the "
-              f"1-thread script, {tv['j2_vs_script_default']:.2f}x the default-threaded one")
-    (args.out / "bench_build.json").write_text(json.dumps({"size": size, "clips": args.clips, "frames": args.frames,
-                                                            "cores": os.cpu_count(), "rows": rows}, indent=2))
+        print(
+            f"plain script (TV-L1): 1 thread {tv['script_1thread_fps']:.2f} fps, default threads "
+            f"{tv['script_default_fps']:.2f} fps; flowprep -j 2 = {tv['j2_vs_script_1thread']:.2f}x the "
+            f"1-thread script, {tv['j2_vs_script_default']:.2f}x the default-threaded one"
+        )
+    (args.out / "bench_build.json").write_text(
+        json.dumps(
+            {"size": size, "clips": args.clips, "frames": args.frames, "cores": os.cpu_count(), "rows": rows}, indent=2
+        )
+    )
     return 0
 
 

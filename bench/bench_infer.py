@@ -57,9 +57,16 @@ def bench_one(arch: str, modality: str, frames: int, size: int, repeats: int, th
             model(*xs)
 
     torch_ms = _time(run_torch, repeats)
-    return {"arch": arch, "modality": modality, "frames": frames, "size": size, "threads": threads,
-            "onnxruntime_ms": round(statistics.median(ort_ms), 1), "pytorch_ms": round(statistics.median(torch_ms), 1),
-            "speedup": round(statistics.median(torch_ms) / statistics.median(ort_ms), 2)}
+    return {
+        "arch": arch,
+        "modality": modality,
+        "frames": frames,
+        "size": size,
+        "threads": threads,
+        "onnxruntime_ms": round(statistics.median(ort_ms), 1),
+        "pytorch_ms": round(statistics.median(torch_ms), 1),
+        "speedup": round(statistics.median(torch_ms) / statistics.median(ort_ms), 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,15 +82,20 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     rows = []
-    print(f"# CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}, "
-          f"onnxruntime {onnxruntime.__version__}; batch 1, median of {a.repeats}")
+    print(
+        f"# CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}, "
+        f"onnxruntime {onnxruntime.__version__}; batch 1, median of {a.repeats}"
+    )
     print(f"{'model':<10} {'T':>3} {'S':>4} {'ORT ms':>9} {'torch ms':>9} {'speedup':>8}")
     for cfg in a.configs.split(","):
         arch, modality = cfg.split(":")
         r = bench_one(arch, modality, a.frames, a.size, a.repeats, a.threads)
         rows.append(r)
-        print(f"{arch + ' ' + modality:<10} {a.frames:>3} {a.size:>4} {r['onnxruntime_ms']:>9.1f} "
-              f"{r['pytorch_ms']:>9.1f} {r['speedup']:>7.2f}x", flush=True)
+        print(
+            f"{arch + ' ' + modality:<10} {a.frames:>3} {a.size:>4} {r['onnxruntime_ms']:>9.1f} "
+            f"{r['pytorch_ms']:>9.1f} {r['speedup']:>7.2f}x",
+            flush=True,
+        )
     if a.json:
         a.json.write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -46,16 +46,38 @@ def main() -> None:
         # 32-frame windows loop over the 15 flow frames (see flowprep.train.sampling)
         for arch, modality, frames, size in CONFIGS:
             t0 = time.perf_counter()
-            res = train(TrainConfig(dataset=ds, out=Path(tmp) / f"{arch}-{modality}-{frames}-{size}",
-                                    arch=arch, modality=modality, frames=frames, input_size=size,
-                                    epochs=args.epochs, batch_size=8, workers=0, progress=False))
-            row = {"arch": arch, "modality": modality, "frames": frames, "input_size": size,
-                   "train_clips_per_s": round(res["clips_per_s"], 1),
-                   "wall_s": round(time.perf_counter() - t0, 1)}
+            res = train(
+                TrainConfig(
+                    dataset=ds,
+                    out=Path(tmp) / f"{arch}-{modality}-{frames}-{size}",
+                    arch=arch,
+                    modality=modality,
+                    frames=frames,
+                    input_size=size,
+                    epochs=args.epochs,
+                    batch_size=8,
+                    workers=0,
+                    progress=False,
+                )
+            )
+            row = {
+                "arch": arch,
+                "modality": modality,
+                "frames": frames,
+                "input_size": size,
+                "train_clips_per_s": round(res.clips_per_s, 1),
+                "wall_s": round(time.perf_counter() - t0, 1),
+            }
             print(json.dumps(row), flush=True)
             rows.append(row)
-    report = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor(),
-              "cores": os.cpu_count(), "load_avg": os.getloadavg(), "results": rows}
+    report = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor(),
+        "cores": os.cpu_count(),
+        "load_avg": os.getloadavg(),
+        "results": rows,
+    }
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
 

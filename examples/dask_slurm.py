@@ -40,14 +40,17 @@ def make_cluster(args: argparse.Namespace):
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError:
-        sys.exit("this recipe needs dask-jobqueue: pip install dask-jobqueue "
-                 "(or pip install 'flowprep[cluster]')")
+        sys.exit("this recipe needs dask-jobqueue: pip install dask-jobqueue (or pip install 'flowprep[cluster]')")
     gpu = args.gpus_per_job > 0
     processes = args.gpus_per_job if gpu else args.cores
     directives = [f"--gres=gpu:{args.gpus_per_job}"] if gpu else []
     return SLURMCluster(
-        queue=args.queue, account=args.account, walltime=args.walltime,
-        cores=args.cores, processes=processes, memory=args.memory,
+        queue=args.queue,
+        account=args.account,
+        walltime=args.walltime,
+        cores=args.cores,
+        processes=processes,
+        memory=args.memory,
         job_extra_directives=directives,
         # A worker that dies mid-clip is replaced by the nanny; its clip is retried elsewhere.
         worker_extra_args=["--nthreads", "1"],
@@ -69,8 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queue", default=None, help="Slurm partition")
     ap.add_argument("--account", default=None, help="Slurm account")
     ap.add_argument("--walltime", default="04:00:00")
-    ap.add_argument("--prologue", action="append", default=[],
-                    help="shell line run before each worker starts, e.g. 'source /shared/venv/bin/activate'")
+    ap.add_argument(
+        "--prologue",
+        action="append",
+        default=[],
+        help="shell line run before each worker starts, e.g. 'source /shared/venv/bin/activate'",
+    )
     args = ap.parse_args(argv)
 
     from distributed import Client
@@ -87,9 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Client(cluster) as client:
             cfg = BuildConfig(
-                source=args.source.resolve(), out=args.out.resolve(), flow=args.flow,
+                source=args.source.resolve(),
+                out=args.out.resolve(),
+                flow=args.flow,
                 classes=[c for c in args.classes.split(",")] if args.classes else None,
-                engine="dask", scheduler=client.scheduler.address,
+                engine="dask",
+                scheduler=client.scheduler.address,
                 # --gpus is left out on purpose: each worker binds the GPU Slurm gives it.
             )
             try:
@@ -99,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
     finally:
         cluster.close()
-    print(f"{summary.built} built, {summary.existing} already there, {len(summary.failed)} failed, "
-          f"{summary.fps:.1f} frames/s over the cluster; dataset: {summary.out}")
+    print(
+        f"{summary.built} built, {summary.existing} already there, {len(summary.failed)} failed, "
+        f"{summary.fps:.1f} frames/s over the cluster; dataset: {summary.out}"
+    )
     for cid, why in summary.failed:
         print(f"  failed: {cid}: {why}", file=sys.stderr)
     return 0 if summary.ok else 1

@@ -37,14 +37,28 @@ def main() -> int:
 
         source = args.out.parent / "own-sample"
         if not source.is_dir():
-            make_release_folder(source, {"wave": (1.0, -1.0), "clap": (0.0, 1.5)}, sources_per_class=4,
-                                clips_per_source=2, frames=12, height=96, width=128, with_splits=False)
+            make_release_folder(
+                source,
+                {"wave": (1.0, -1.0), "clap": (0.0, 1.5)},
+                sources_per_class=4,
+                clips_per_source=2,
+                frames=12,
+                height=96,
+                width=128,
+                with_splits=False,
+            )
     cfg = BuildConfig(
-        source=source, out=args.out,
+        source=source,
+        out=args.out,
         classes=args.classes.split(",") if args.classes else None,
-        flow=args.flow, modality="both", layout="tao",
+        flow=args.flow,
+        modality="both",
+        layout="tao",
         encoding=FlowEncoding(mode="fixed", bound=20.0, image_format="jpg", jpeg_quality=95),
-        val_ratio=0.1, seed=0, split_by="group", short_side=args.short_side,
+        val_ratio=0.1,
+        seed=0,
+        split_by="group",
+        short_side=args.short_side,
     )
     try:
         summary = build(cfg, on_plan=lambda plan: print(plan.counts()))

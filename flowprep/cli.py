@@ -43,9 +43,24 @@ _RESUME_HINTS = {
 
 #: errno values that say something about the machine or the paths given (permissions, a full or
 #: read-only disk, a missing folder), not about flowprep's code
-_USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.ENOENT, errno.ENOTDIR,
-                errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.EDQUOT, errno.EFBIG, errno.EMFILE,
-                errno.ENOTEMPTY, errno.EXDEV, errno.ELOOP, errno.EIO}
+_USER_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOSPC,
+    errno.EROFS,
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.ENAMETOOLONG,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.EMFILE,
+    errno.ENOTEMPTY,
+    errno.EXDEV,
+    errno.ELOOP,
+    errno.EIO,
+}
 
 #: errno values that are about the disk whatever the file
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
@@ -56,8 +71,10 @@ def os_error_line(exc: OSError) -> str | None:
     None when the error names no file or is of a kind that points at a bug rather than the machine."""
     if exc.filename is None and exc.errno in _DISK_ERRNOS:
         # write() and close() on a full disk name no file; these errors never come from a bug
-        return f"{exc.strerror or os.strerror(exc.errno)} while writing the output (free some space or choose " \
-               "another folder)"
+        return (
+            f"{exc.strerror or os.strerror(exc.errno)} while writing the output (free some space or choose "
+            "another folder)"
+        )
     if exc.filename is None or exc.errno not in _USER_ERRNOS:
         return None
     name = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes)) else str(exc.filename)

@@ -33,8 +33,9 @@ class FiniteFloat(click.FloatRange):
         return super().convert(v, param, ctx)
 
 
-def finite(lo: float | None = None, hi: float | None = None, lo_open: bool = False,
-           hi_open: bool = False) -> FiniteFloat:
+def finite(
+    lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False
+) -> FiniteFloat:
     """A :class:`FiniteFloat` with the given (closed unless ``*_open``) bounds."""
     return FiniteFloat(min=lo, max=hi, min_open=lo_open, max_open=hi_open)
 
@@ -97,8 +98,11 @@ class CommaList(click.ParamType):
         try:
             return [self.item(x) for x in items]
         except ValueError:
-            self.fail(f"expected a comma-separated list of {getattr(self.item, '__name__', 'values')}, "
-                      f"got {value!r}", param, ctx)
+            self.fail(
+                f"expected a comma-separated list of {getattr(self.item, '__name__', 'values')}, got {value!r}",
+                param,
+                ctx,
+            )
 
 
 class Shard(click.ParamType):

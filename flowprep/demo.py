@@ -15,9 +15,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from flowprep.synth import DIRECTIONS
+from flowprep.synth import DEMO_CLASSES  # defined beside the other synthetic data; also importable here
 
-DEMO_CLASSES = {**DIRECTIONS, "jump": (0.0, -3.0), "wave": (1.0, -1.0)}
+__all__ = ["DEMO_CLASSES", "make_demo_release", "main"]
 
 
 def make_demo_release(folder: Path) -> tuple[Path, Path]:
@@ -30,8 +30,9 @@ def make_demo_release(folder: Path) -> tuple[Path, Path]:
         return outer, splits
     unpacked = folder / "unpacked"
     shutil.rmtree(unpacked, ignore_errors=True)
-    make_release_folder(unpacked, DEMO_CLASSES, sources_per_class=5, clips_per_source=2, frames=16,
-                        height=96, width=128, seed=2024)
+    make_release_folder(
+        unpacked, DEMO_CLASSES, sources_per_class=5, clips_per_source=2, frames=16, height=96, width=128, seed=2024
+    )
     result = make_hmdb51_rars(unpacked, folder)
     shutil.rmtree(unpacked)
     return result
@@ -49,8 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"demo release: {outer} ({outer.stat().st_size // 1024} KiB), {splits}")
     steps = [
         ["stats", str(outer), "--classes", "walk,run,ride_bike,fall_floor,push"],
-        ["build-hmdb5", "--archive", str(outer), "--splits", str(splits), "--out", str(args.out / "hmdb5"),
-         "--flow", args.flow] + (["-j", str(args.jobs)] if args.jobs else []),
+        [
+            "build-hmdb5",
+            "--archive",
+            str(outer),
+            "--splits",
+            str(splits),
+            "--out",
+            str(args.out / "hmdb5"),
+            "--flow",
+            args.flow,
+        ]
+        + (["-j", str(args.jobs)] if args.jobs else []),
         ["verify", str(args.out / "hmdb5")],
         ["preview", str(args.out / "hmdb5"), "--out", str(args.out / "hmdb5-preview"), "--no-progress"],
     ]
@@ -61,9 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as exc:
             if exc.code not in (0, None):
                 return int(exc.code)
-    print(f"\ndone: the TAO-layout dataset is in {args.out / 'hmdb5'} "
-          f"(record: flowprep.json, TAO spec snippet: tao_dataset_spec.yaml);\n"
-          f"open {args.out / 'hmdb5-preview' / 'index.html'} in a browser to look at it")
+    print(
+        f"\ndone: the TAO-layout dataset is in {args.out / 'hmdb5'} "
+        f"(record: flowprep.json, TAO spec snippet: tao_dataset_spec.yaml);\n"
+        f"open {args.out / 'hmdb5-preview' / 'index.html'} in a browser to look at it"
+    )
     return 0
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 class FlowprepError(Exception):
@@ -49,6 +49,18 @@ class BackendUnavailableError(FlowprepError):
 
 class BackendNotInstalledError(FlowprepError):
     """A flow backend whose software is not installed. The message carries the install hint."""
+
+
+class WorkerDiedError(FlowprepError):
+    """A worker process died mid-build (killed, out of memory): the build stops; a rerun resumes it."""
+
+
+class CheckpointError(FlowprepError):
+    """A file that is not a flowprep checkpoint, or one that does not fit what is asked of it."""
+
+
+class ExportError(FlowprepError):
+    """An export that failed, or whose ONNX model does not reproduce the PyTorch model."""
 
 
 @contextlib.contextmanager

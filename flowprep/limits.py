@@ -1,4 +1,5 @@
-"""Limits on numeric settings, shared by the CLI's parameter types and the config dataclasses.
+"""Limits on numeric settings, shared by the CLI's parameter types and the config dataclasses, and
+:func:`json_safe` for reports whose numbers may be missing (nan or inf).
 
 Library callers get :class:`~flowprep.errors.ConfigError` from :func:`check_finite`; the CLI checks
 the same limits earlier with :mod:`flowprep.cliparams` (a usage error, exit 2).
@@ -7,6 +8,7 @@ the same limits earlier with :mod:`flowprep.cliparams` (a usage error, exit 2).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from flowprep.errors import ConfigError
 
@@ -29,8 +31,14 @@ def range_text(lo: float | None, hi: float | None, lo_open: bool = False, hi_ope
     return "(not nan or inf)"
 
 
-def check_finite(name: str, value: object, lo: float | None = None, hi: float | None = None,
-                 lo_open: bool = False, hi_open: bool = False) -> float:
+def check_finite(
+    name: str,
+    value: object,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> float:
     """``value`` as a float if it is finite and inside the range, else :class:`ConfigError` naming ``name``."""
     try:
         v = float(value)  # type: ignore[arg-type]
@@ -49,3 +57,15 @@ def check_count(name: str, value: object, lo: int = 1, hi: int = MAX_COUNT) -> i
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ConfigError(f"{name} must be a whole number in [{lo}, {hi}], got {value!r}")
     return value
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (a measurement that could not be made) as None, for
+    reports that may legitimately lack a number; dump with ``allow_nan=False`` afterwards."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj

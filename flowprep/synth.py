@@ -7,16 +7,21 @@ border). Used to make HMDB51-shaped sample releases (see :func:`make_release_fol
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
 #: Class name -> motion direction (dx, dy) in pixels per frame for the motion-direction toy task.
 DIRECTIONS: dict[str, tuple[float, float]] = {
-    "walk": (2.0, 0.0), "run": (-2.0, 0.0), "ride_bike": (0.0, 2.0), "fall_floor": (0.0, -2.0),
+    "walk": (2.0, 0.0),
+    "run": (-2.0, 0.0),
+    "ride_bike": (0.0, 2.0),
+    "fall_floor": (0.0, -2.0),
     "push": (1.5, 1.5),
 }
+#: the demo's sample release (``make demo``, ``flowprep doctor``): HMDB5's classes plus two it does not select
+DEMO_CLASSES: dict[str, tuple[float, float]] = {**DIRECTIONS, "jump": (0.0, -3.0), "wave": (1.0, -1.0)}
 
 
 def texture(height: int, width: int, seed: int, sigma: float = 3.0) -> np.ndarray:
@@ -44,13 +49,13 @@ def translate(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
     """
     import cv2
 
-    m = np.float32([[1, 0, dx], [0, 1, dy]])
-    return cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_WRAP)
+    m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
+    return cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
 
 
-def moving_frames(n: int, height: int, width: int, velocity: tuple[float, float], seed: int,
-                  noise: float = 0.0) -> Iterable[np.ndarray]:
+def moving_frames(
+    n: int, height: int, width: int, velocity: tuple[float, float], seed: int, noise: float = 0.0
+) -> Iterable[np.ndarray]:
     """``n`` RGB frames (``uint8`` ``(H, W, 3)``) of a texture moving at ``velocity`` px/frame."""
     base = texture(height, width, seed)
     rng = np.random.default_rng(seed + 1)
@@ -93,14 +98,27 @@ def hmdb_clip_name(source: str, action: str, index: int, tags: str = "u_cm_np1_f
     return f"{source}_{action}_{tags}_{index}.avi"
 
 
-_TAG_CHOICES = [("f", "h", "u", "l"), ("cm", "nm"), ("np1", "np2", "np3"), ("fr", "ba", "le", "ri"),
-                ("goo", "med", "bad")]
+_TAG_CHOICES = [
+    ("f", "h", "u", "l"),
+    ("cm", "nm"),
+    ("np1", "np2", "np3"),
+    ("fr", "ba", "le", "ri"),
+    ("goo", "med", "bad"),
+]
 
 
-def make_release_folder(root: Path, classes: dict[str, tuple[float, float]] | None = None,
-                        sources_per_class: int = 4, clips_per_source: int = 2, frames: int = 12,
-                        height: int = 64, width: int = 80, seed: int = 0, codec: str = "mpeg4",
-                        with_splits: bool = True) -> dict[str, list[str]]:
+def make_release_folder(
+    root: Path,
+    classes: dict[str, tuple[float, float]] | None = None,
+    sources_per_class: int = 4,
+    clips_per_source: int = 2,
+    frames: int = 12,
+    height: int = 64,
+    width: int = 80,
+    seed: int = 0,
+    codec: str = "mpeg4",
+    with_splits: bool = True,
+) -> dict[str, list[str]]:
     """Write an unpacked HMDB51-shaped release: ``root/<class>/<clip>.avi`` (+ split files).
 
     Each class moves its texture in its own direction (:data:`DIRECTIONS` by default), so a flow
@@ -126,9 +144,13 @@ def make_release_folder(root: Path, classes: dict[str, tuple[float, float]] | No
                 tags = "_".join(str(rng.choice(t)) for t in _TAG_CHOICES)
                 name = hmdb_clip_name(source, cls, c, tags)
                 speed = 0.75 + 0.5 * rng.random()
-                write_video(root / cls / name,
-                            moving_frames(frames, height, width, (vel[0] * speed, vel[1] * speed),
-                                          seed=int(rng.integers(1 << 30))), codec=codec)
+                write_video(
+                    root / cls / name,
+                    moving_frames(
+                        frames, height, width, (vel[0] * speed, vel[1] * speed), seed=int(rng.integers(1 << 30))
+                    ),
+                    codec=codec,
+                )
                 names.append(name)
         written[cls] = names
         if with_splits:

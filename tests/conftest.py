@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _gpu_missing() -> str | None:
+    """Why ``gpu`` tests cannot run here, or None when an NVIDIA GPU is visible (nvidia-smi lists one)."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return "needs an NVIDIA GPU (no nvidia-smi on this machine)"
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"needs an NVIDIA GPU (nvidia-smi failed: {exc})"
+    return None if "GPU" in out else "needs an NVIDIA GPU (nvidia-smi lists none)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``@pytest.mark.gpu`` tests, with the reason, on machines without an NVIDIA GPU."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    reason = _gpu_missing() if gpu_items else None
+    if reason:
+        for item in gpu_items:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 import rarfile
 
-from flowprep.archive import (MemberRef, VideoEntry, detect_kind, list_classes, list_videos, read_member,
-                              read_text_files)
+from flowprep.archive import MemberRef, VideoEntry, detect_kind, list_classes, list_videos, read_member, read_text_files
 from flowprep.archive.fixtures import EVIL_NAMES, write_malicious_archive
 from flowprep.archive.rar4 import make_hmdb51_rars, rar4_bytes, write_rar4
 from flowprep.errors import ArchiveError, ConfigError
@@ -47,10 +46,10 @@ def _original(rel: Path, e: VideoEntry) -> bytes:
 def _patch_rar_header(data: bytes, offset: int, field_pos: int, value: bytes) -> bytes:
     """Overwrite bytes inside the header block starting at ``offset`` and fix its HEAD_CRC."""
     size = struct.unpack_from("<H", data, offset + 5)[0]
-    block = bytearray(data[offset:offset + size])
-    block[field_pos:field_pos + len(value)] = value
+    block = bytearray(data[offset : offset + size])
+    block[field_pos : field_pos + len(value)] = value
     block[0:2] = struct.pack("<H", zlib.crc32(bytes(block[2:])) & 0xFFFF)
-    return data[:offset] + bytes(block) + data[offset + size:]
+    return data[:offset] + bytes(block) + data[offset + size :]
 
 
 FIRST_FILE_HEADER = 7 + 13  # marker block + archive header
@@ -58,6 +57,7 @@ METHOD_POS, FLAGS_POS = 25, 3  # within a file header
 
 
 # --- the four source shapes ---------------------------------------------------------------------
+
 
 def test_nested_hmdb51_rar_extracts_only_selected_classes(release, tmp_path: Path):
     rel, outer, _ = release
@@ -159,8 +159,9 @@ def test_build_with_classes_on_a_source_without_videos_is_one_line(tmp_path: Pat
     from flowprep.cli import cli
 
     (tmp_path / "unr" / "hmdb51_org").mkdir(parents=True)
-    res = CliRunner().invoke(cli, ["build", str(tmp_path / "unr"), "--classes", "walk", "--out",
-                                   str(tmp_path / "out"), "--flow", "dis"])
+    res = CliRunner().invoke(
+        cli, ["build", str(tmp_path / "unr"), "--classes", "walk", "--out", str(tmp_path / "out"), "--flow", "dis"]
+    )
     assert res.exit_code == 1
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and "no videos found: looked in folder" in lines[0] and "unknown class" not in lines[0]
@@ -222,6 +223,7 @@ def test_refs_are_picklable_json_able_and_work_in_another_process(release, tmp_p
 
 # --- unsafe members -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["zip", "tar", "rar"])
 def test_hostile_members_are_skipped_and_never_written(tmp_path: Path, caplog, kind: str):
     good = {"walk/a.avi": b"A", "run/b.avi": b"BB", "walk/notes.txt": b"ok"}
@@ -242,8 +244,10 @@ def test_hostile_members_are_skipped_and_never_written(tmp_path: Path, caplog, k
 
 def test_inner_archive_names_are_sanitized_in_the_cache(tmp_path: Path):
     inner = rar4_bytes([("x/clip.avi", b"clip")])
-    outer = write_rar4(tmp_path / "outer.rar", [("we ird&.rar", inner), ("sub/ok.rar", inner),
-                                                ("../evil.rar", inner), ("/abs.rar", inner)])
+    outer = write_rar4(
+        tmp_path / "outer.rar",
+        [("we ird&.rar", inner), ("sub/ok.rar", inner), ("../evil.rar", inner), ("/abs.rar", inner)],
+    )
     assert list_classes(outer) == ["ok", "we ird&"]
     cache = tmp_path / "cache"
     entries = list_videos(outer, cache)
@@ -252,10 +256,15 @@ def test_inner_archive_names_are_sanitized_in_the_cache(tmp_path: Path):
     odd = {w for w in written if w.endswith("-we_ird_.rar")}
     assert len(odd) == 1 and odd.pop().startswith("cache/outer/")
     assert {w for w in written if not w.endswith("-we_ird_.rar")} == {
-        "cache", "cache/outer", "cache/outer/ok.rar", "outer.rar"}
+        "cache",
+        "cache/outer",
+        "cache/outer/ok.rar",
+        "outer.rar",
+    }
 
 
 # --- errors ------------------------------------------------------------------------------------------
+
 
 def test_unknown_class_lists_available(release, tmp_path: Path):
     _, outer, _ = release
@@ -301,12 +310,12 @@ def test_corrupt_crc_in_data_and_header(tmp_path: Path):
     good = rar4_bytes([("walk/a.avi", clip)])
     pos = good.index(clip) + 100
     flipped = tmp_path / "data.rar"
-    flipped.write_bytes(good[:pos] + bytes([good[pos] ^ 0xFF]) + good[pos + 1:])
+    flipped.write_bytes(good[:pos] + bytes([good[pos] ^ 0xFF]) + good[pos + 1 :])
     (entry,) = list_videos(flipped, tmp_path / "cache")
     with pytest.raises(ArchiveError, match="CRC"):
         read_member(entry.ref)
     header = tmp_path / "header.rar"
-    header.write_bytes(good[:FIRST_FILE_HEADER + 12] + b"\xff" + good[FIRST_FILE_HEADER + 13:])
+    header.write_bytes(good[: FIRST_FILE_HEADER + 12] + b"\xff" + good[FIRST_FILE_HEADER + 13 :])
     with pytest.raises(ArchiveError, match="corrupt.*CRC"):
         list_videos(header, tmp_path / "cache")
 
@@ -381,6 +390,7 @@ def test_duplicate_clip_names_in_one_class(tmp_path: Path):
 
 # --- real compressed RARs (rarfile project's samples), read through the external tool ------------
 
+
 def _shared(name: str) -> Path:
     path = SHARED_RAR / name
     if not path.is_file():
@@ -388,13 +398,18 @@ def _shared(name: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name,want", [
-    ("rar3-solid.rar", {"stest1.txt": STEST, "stest2.txt": STEST}),
-    ("rar5-crc.rar", {"stest1.txt": STEST, "stest2.txt": STEST}),
-    ("rar5-solid-qo.rar", {"stest1.txt": STEST, "stest2.txt": STEST}),  # same names twice, same text
-    ("rar3-subdirs.rar", {"file1.txt": "file1\n", "file2.txt": "file2\n", "long fn.txt": "long fn\n",
-                          "file.txt": "file\n"}),
-])
+@pytest.mark.parametrize(
+    "name,want",
+    [
+        ("rar3-solid.rar", {"stest1.txt": STEST, "stest2.txt": STEST}),
+        ("rar5-crc.rar", {"stest1.txt": STEST, "stest2.txt": STEST}),
+        ("rar5-solid-qo.rar", {"stest1.txt": STEST, "stest2.txt": STEST}),  # same names twice, same text
+        (
+            "rar3-subdirs.rar",
+            {"file1.txt": "file1\n", "file2.txt": "file2\n", "long fn.txt": "long fn\n", "file.txt": "file\n"},
+        ),
+    ],
+)
 def test_shared_compressed_rars(name: str, want: dict[str, str]):
     path = _shared(name)
     assert detect_kind(path) == "rar"
@@ -427,3 +442,43 @@ def test_bsdtar_alone_reads_rar5_and_explains_solid_rar3(tmp_path: Path, monkeyp
     hint = r"\(bsdtar\) failed.*bsdtar reads no solid RARs.*apt-get install unar"
     with pytest.raises(ArchiveError, match=hint):
         read_text_files(solid)
+
+
+def test_member_bounds_size_ratio_and_short_reads(tmp_path):
+    from flowprep.archive.formats import MAX_RATIO, RATIO_FLOOR, Member, bound_reason, open_archive
+
+    assert bound_reason(Member("a", 100, "file", packed=100), 1000) is None
+    assert "over the limit" in bound_reason(Member("a", 2000, "file", packed=2000), 1000)
+    assert bound_reason(Member("a", RATIO_FLOOR, "file", packed=1), 1 << 40) is None  # small: never a bomb
+    big = RATIO_FLOOR + 1
+    assert "ratio" in bound_reason(Member("a", big, "file", packed=big // (MAX_RATIO + 1)), 1 << 40)
+    assert bound_reason(Member("a", big, "file", packed=-1), 1 << 40) is None  # unknown: size bound only
+    path = tmp_path / "z.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("c/a.avi", b"x" * 5000)
+    ref = MemberRef(str(path), "c/a.avi", 5000)
+    assert read_member(ref) == b"x" * 5000
+    with pytest.raises(ArchiveError, match="per-clip limit of 4000"):
+        read_member(ref, limit=4000)
+    with open_archive(path) as arc, pytest.raises(ArchiveError, match="over the limit"):
+        arc.read("c/a.avi", limit=10)
+    tgz = tmp_path / "t.tar.gz"
+    with tarfile.open(tgz, "w:gz") as tf:
+        info = tarfile.TarInfo("c/a.avi")
+        info.size = 5000
+        tf.addfile(info, io.BytesIO(b"x" * 5000))
+    with open_archive(tgz) as arc:
+        assert arc.member("c/a.avi").packed == tgz.stat().st_size  # the stream's size bounds a member's
+
+
+def test_plain_files_must_be_regular(tmp_path):
+    import os
+
+    fifo = tmp_path / "f.avi"
+    os.mkfifo(fifo)
+    with pytest.raises(ArchiveError, match="not a regular file"):
+        read_member(MemberRef(None, str(fifo), 0))  # returns at once: opened non-blocking
+    real = tmp_path / "r.avi"
+    real.write_bytes(b"y" * 300)
+    with pytest.raises(ArchiveError, match="over the limit of 100"):
+        read_member(MemberRef(None, str(real), 99), limit=100)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,6 +18,7 @@ from flowprep.builder.api import HMDB5_LABEL_ORDER, build
 from flowprep.builder.config import BuildConfig
 from flowprep.layout.record import read_record
 from helpers import run_cli, tree_bytes
+
 
 @pytest.fixture(scope="module")
 def hmdb_rars(tiny_release, tmp_path_factory):
@@ -29,8 +30,9 @@ def hmdb_rars(tiny_release, tmp_path_factory):
 def test_build_hmdb5_from_nested_rar_is_verified(hmdb_rars, tmp_path):
     outer, splits = hmdb_rars
     out = tmp_path / "hmdb5"
-    r = run_cli("build-hmdb5", "--archive", outer, "--splits", splits, "--out", out, "--flow", "dis",
-                "-j", "2", "--no-progress")
+    r = run_cli(
+        "build-hmdb5", "--archive", outer, "--splits", splits, "--out", out, "--flow", "dis", "-j", "2", "--no-progress"
+    )
     assert r.exit_code == 0, r.output
     assert "walk" in r.output and "total" in r.output  # per-class counts printed
     rec = read_record(out)
@@ -38,7 +40,9 @@ def test_build_hmdb5_from_nested_rar_is_verified(hmdb_rars, tmp_path):
     assert rec["source"]["kind"] == "hmdb51"
     assert rec["flow"]["name"] == "dis" and rec["encoding"]["mode"] == "fixed"
     assert all(c["status"] == "ok" and c["frames"] == 8 and c["flow_frames"] == 7 for c in rec["clips"])
-    clip = out / "train" / "walk" / next(c["name"] for c in rec["clips"] if c["class"] == "walk" and c["side"] == "train")
+    clip = (
+        out / "train" / "walk" / next(c["name"] for c in rec["clips"] if c["class"] == "walk" and c["side"] == "train")
+    )
     assert sorted(os.listdir(clip)) == ["rgb", "u", "v"]
     assert sorted(os.listdir(clip / "rgb"))[:2] == ["000000.png", "000001.png"]
     assert sorted(os.listdir(clip / "u")) == sorted(os.listdir(clip / "v")) == [f"{k:06d}.jpg" for k in range(7)]
@@ -56,17 +60,27 @@ def test_build_hmdb5_from_nested_rar_is_verified(hmdb_rars, tmp_path):
     assert "ok" in v.output
     # Re-running the same command is a no-op that ends with the same dataset.
     before = tree_bytes(out)
-    r2 = run_cli("build-hmdb5", "--archive", outer, "--splits", splits, "--out", out, "--flow", "dis",
-                 "-j", "2", "--no-progress")
+    r2 = run_cli(
+        "build-hmdb5", "--archive", outer, "--splits", splits, "--out", out, "--flow", "dis", "-j", "2", "--no-progress"
+    )
     assert r2.exit_code == 0 and "0 clip(s) built" in r2.output
     assert tree_bytes(out) == before
 
 
 def test_flow_images_encode_the_true_motion(tiny_release, tmp_path):
     out = tmp_path / "d"
-    s = build(BuildConfig(source=tiny_release, out=out, classes=["walk"], flow="dis", modality="flow",
-                          encoding=__import__("flowprep.flow.encoding", fromlist=["x"]).FlowEncoding(image_format="png"),
-                          jobs=1, progress=False))
+    s = build(
+        BuildConfig(
+            source=tiny_release,
+            out=out,
+            classes=["walk"],
+            flow="dis",
+            modality="flow",
+            encoding=__import__("flowprep.flow.encoding", fromlist=["x"]).FlowEncoding(image_format="png"),
+            jobs=1,
+            progress=False,
+        )
+    )
     assert s.ok and s.built == 6
     rec = read_record(out)
     assert rec["modality"] == "flow" and rec["rgb"] is None
@@ -80,10 +94,17 @@ def test_flow_images_encode_the_true_motion(tiny_release, tmp_path):
     assert 1.3 < mean_dx < 2.7 and abs(mean_dy) < 0.3
 
 
+@pytest.mark.slow
 def test_resume_after_kill_is_byte_identical(tiny_release, tmp_path):
     ref = tmp_path / "ref"
-    cfg = dict(source=tiny_release, classes=["walk", "run", "push"], flow="tvl1", jobs=1, progress=False,
-               flow_params={"scales": 2, "warps": 2})
+    cfg = dict(
+        source=tiny_release,
+        classes=["walk", "run", "push"],
+        flow="tvl1",
+        jobs=1,
+        progress=False,
+        flow_params={"scales": 2, "warps": 2},
+    )
     build(BuildConfig(out=ref, **cfg))
     out = tmp_path / "out"
     code = (
@@ -94,9 +115,12 @@ def test_resume_after_kill_is_byte_identical(tiny_release, tmp_path):
     )
     proc = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.time() + 120
+
     def n_done():
-        return sum(len(os.listdir(out / s / c)) for s in ("train", "val") if (out / s).is_dir()
-                   for c in os.listdir(out / s))
+        return sum(
+            len(os.listdir(out / s / c)) for s in ("train", "val") if (out / s).is_dir() for c in os.listdir(out / s)
+        )
+
     while n_done() < 4 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     assert proc.poll() is None, "the build finished before it could be killed; make the test input bigger"
@@ -113,8 +137,21 @@ def test_corrupt_clip_fails_alone_and_exit_code(release_copy, tmp_path):
     bad = release_copy / "run" / "Broken_run_f_cm_np1_fr_med_0.avi"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00AVI garbage" * 10)
     out = tmp_path / "o"
-    r = run_cli("build", release_copy, "--out", out, "--flow", "dis", "-j", "1", "--no-progress",
-                "--split-by", "clip", "--seed", "5")
+    r = run_cli(
+        "build",
+        release_copy,
+        "--out",
+        out,
+        "--flow",
+        "dis",
+        "-j",
+        "1",
+        "--no-progress",
+        "--split-by",
+        "clip",
+        "--seed",
+        "5",
+    )
     assert r.exit_code == 1
     assert "Broken_run_f_cm_np1_fr_med_0" in r.output and "1 failed" in r.output
     rec = read_record(out)
@@ -144,9 +181,25 @@ def test_other_configuration_is_refused_unless_forced(tiny_release, tmp_path):
 
 def test_mmaction2_layout_and_official_split(tiny_release, tmp_path):
     out = tmp_path / "mm"
-    r = run_cli("build", tiny_release, "--out", out, "--classes", "walk,run", "--layout", "mmaction2",
-                "--splits", tiny_release / "testTrainMulti_7030_splits", "--official-split", "1",
-                "--flow", "dis", "-j", "2", "--no-progress")
+    r = run_cli(
+        "build",
+        tiny_release,
+        "--out",
+        out,
+        "--classes",
+        "walk,run",
+        "--layout",
+        "mmaction2",
+        "--splits",
+        tiny_release / "testTrainMulti_7030_splits",
+        "--official-split",
+        "1",
+        "--flow",
+        "dis",
+        "-j",
+        "2",
+        "--no-progress",
+    )
     assert r.exit_code == 0, r.output
     rec = read_record(out)
     assert rec["split"]["method"] == "official" and rec["rgb"]["image_format"] == "jpg"
@@ -155,7 +208,7 @@ def test_mmaction2_layout_and_official_split(tiny_release, tmp_path):
     assert names[0] == "flow_x_00001.jpg" and "img_00001.jpg" in names and "img_00008.jpg" in names
     assert "flow_y_00007.jpg" in names and "flow_x_00008.jpg" not in names
     lines = (out / "mmaction2" / "train_list_rawframes.txt").read_text().splitlines()
-    assert lines and all(len(l.rsplit(" ", 2)) == 3 for l in lines)
+    assert lines and all(len(ln.rsplit(" ", 2)) == 3 for ln in lines)
     assert (out / "mmaction2" / "val_list_rawframes_flow.txt").read_text().split()[1] == "7"
     # split file 1 of the synthetic release marks the first source of every 3 as test (code 2)
     assert rec["split"]["counts"]["walk"] == {"train": 4, "val": 2}
@@ -164,7 +217,10 @@ def test_mmaction2_layout_and_official_split(tiny_release, tmp_path):
 
 def test_verify_finds_damage(tiny_release, tmp_path):
     out = tmp_path / "o"
-    assert run_cli("build", tiny_release, "--out", out, "--classes", "push", "--flow", "dis", "--no-progress").exit_code == 0
+    assert (
+        run_cli("build", tiny_release, "--out", out, "--classes", "push", "--flow", "dis", "--no-progress").exit_code
+        == 0
+    )
     rec = read_record(out)
     c = rec["clips"][0]
     clip = out / c["side"] / "push" / c["name"]
@@ -176,12 +232,15 @@ def test_verify_finds_damage(tiny_release, tmp_path):
     assert "missing" in r.output and "unreadable" in r.output and "stray" in r.output
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--out", "{tmp}/o", "--archive", "{tmp}/nope.rar"], "does not exist"),
-    (["--out", "{tmp}/o", "--archive", "{tmp}/text.rar"], "not"),
-    (["--out", "{tmp}/o", "--archive", "{rel}", "--classes", "walk,dance"], "unknown class"),
-    (["--out", "{tmp}/o", "--archive", "{rel}", "--flow", "warp9"], "unknown flow backend"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--out", "{tmp}/o", "--archive", "{tmp}/nope.rar"], "does not exist"),
+        (["--out", "{tmp}/o", "--archive", "{tmp}/text.rar"], "not"),
+        (["--out", "{tmp}/o", "--archive", "{rel}", "--classes", "walk,dance"], "unknown class"),
+        (["--out", "{tmp}/o", "--archive", "{rel}", "--flow", "warp9"], "unknown flow backend"),
+    ],
+)
 def test_cli_errors_are_one_line_exit_1(tiny_release, tmp_path, args, message):
     (tmp_path / "text.rar").write_text("hello, I am not an archive")
     args = [a.format(tmp=tmp_path, rel=tiny_release) for a in args]
@@ -191,11 +250,22 @@ def test_cli_errors_are_one_line_exit_1(tiny_release, tmp_path, args, message):
     assert "Traceback" not in r.output
 
 
-@pytest.mark.parametrize("args", [
-    ["--size", "big"], ["--size", "8x8"], ["--short-side", "4"], ["--val-ratio", "0"], ["--val-ratio", "1"],
-    ["--frame-step", "0"], ["-j", "0"], ["--shard", "4/3"], ["--official-split", "2"],
-    ["--size", "64x48", "--short-side", "32"], ["--scheduler", "tcp://127.0.0.1:1"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--size", "big"],
+        ["--size", "8x8"],
+        ["--short-side", "4"],
+        ["--val-ratio", "0"],
+        ["--val-ratio", "1"],
+        ["--frame-step", "0"],
+        ["-j", "0"],
+        ["--shard", "4/3"],
+        ["--official-split", "2"],
+        ["--size", "64x48", "--short-side", "32"],
+        ["--scheduler", "tcp://127.0.0.1:1"],
+    ],
+)
 def test_usage_errors_exit_2(tiny_release, tmp_path, args):
     r = run_cli("build", tiny_release, "--out", tmp_path / "o", "--no-progress", *args)
     assert r.exit_code == 2, r.output
@@ -209,8 +279,7 @@ def test_missing_out_is_a_usage_error(tiny_release):
 def test_unwritable_output_stops_the_build_with_one_line(tiny_release, tmp_path, monkeypatch):
     monkeypatch.setattr(cv2, "imwrite", lambda *a, **k: False)  # what OpenCV says on a full disk
     out = tmp_path / "o"
-    r = run_cli("build", tiny_release, "--out", out, "--classes", "walk", "--flow", "dis", "-j", "1",
-                "--no-progress")
+    r = run_cli("build", tiny_release, "--out", out, "--classes", "walk", "--flow", "dis", "-j", "1", "--no-progress")
     assert r.exit_code == 1
     assert r.output.splitlines()[-1].startswith("flowprep: error: could not write")
     assert "Traceback" not in r.output
@@ -223,13 +292,39 @@ def test_one_frame_clip_fails_alone(release_copy, tmp_path):
 
     write_video(release_copy / "push" / "Short_push_f_cm_np1_fr_med_0.avi", moving_frames(1, 64, 80, (1, 0), seed=9))
     out = tmp_path / "o"
-    r = run_cli("build", release_copy, "--out", out, "--classes", "push", "--flow", "dis", "-j", "1",
-                "--no-progress", "--split-by", "clip")
+    r = run_cli(
+        "build",
+        release_copy,
+        "--out",
+        out,
+        "--classes",
+        "push",
+        "--flow",
+        "dis",
+        "-j",
+        "1",
+        "--no-progress",
+        "--split-by",
+        "clip",
+    )
     assert r.exit_code == 1 and "only 1 frame(s)" in r.output
     rec = read_record(out)
     assert sum(c["status"] == "ok" for c in rec["clips"]) == 6
-    r = run_cli("build", release_copy, "--out", tmp_path / "rgb", "--classes", "push", "--modality", "rgb",
-                "-j", "1", "--no-progress", "--split-by", "clip")
+    r = run_cli(
+        "build",
+        release_copy,
+        "--out",
+        tmp_path / "rgb",
+        "--classes",
+        "push",
+        "--modality",
+        "rgb",
+        "-j",
+        "1",
+        "--no-progress",
+        "--split-by",
+        "clip",
+    )
     assert r.exit_code == 0  # RGB alone needs no second frame
 
 
@@ -246,8 +341,12 @@ def test_changed_source_is_refused_then_brought_up_to_date_with_force(release_co
     r = run_cli(*args, "--force")
     assert r.exit_code == 0, r.output
     rec = read_record(out)
-    on_disk = {f"{side}/{cls}/{clip}" for side in ("train", "val") for cls in os.listdir(out / side)
-               for clip in os.listdir(out / side / cls)}
+    on_disk = {
+        f"{side}/{cls}/{clip}"
+        for side in ("train", "val")
+        for cls in os.listdir(out / side)
+        for clip in os.listdir(out / side / cls)
+    }
     assert on_disk == {c["id"] for c in rec["clips"]}  # nothing stale, nothing on both sides
     assert run_cli("verify", out).exit_code == 0
 
@@ -256,8 +355,16 @@ def test_class_names_with_spaces_become_safe_folders(tmp_path):
     from flowprep.synth import make_release_folder
 
     rel = tmp_path / "rel"
-    make_release_folder(rel, {"walk": (1.0, 0.0)}, sources_per_class=2, clips_per_source=2, frames=4,
-                        height=32, width=32, with_splits=False)
+    make_release_folder(
+        rel,
+        {"walk": (1.0, 0.0)},
+        sources_per_class=2,
+        clips_per_source=2,
+        frames=4,
+        height=32,
+        width=32,
+        with_splits=False,
+    )
     (rel / "walk").rename(rel / "walk fast")
     out = tmp_path / "o"
     r = run_cli("build", rel, "--out", out, "--flow", "dis", "-j", "1", "--no-progress")
@@ -273,15 +380,32 @@ def test_flow_kernel_failure_fails_the_clip_not_the_build(tiny_release, tmp_path
         raise cv2.error("The input image must have either width or height >= 12")
 
     monkeypatch.setattr(DISBackend, "calc", boom)
-    r = run_cli("build", tiny_release, "--out", tmp_path / "o", "--classes", "walk", "--flow", "dis", "-j", "1",
-                "--no-progress")
+    r = run_cli(
+        "build", tiny_release, "--out", tmp_path / "o", "--classes", "walk", "--flow", "dis", "-j", "1", "--no-progress"
+    )
     assert r.exit_code == 1 and "flow failed on frames 0->1" in r.output and "Traceback" not in r.output
 
 
 def test_mmaction2_flow_only_snippet_and_stats_of_a_dataset(tiny_release, tmp_path):
     out = tmp_path / "mm"
-    assert run_cli("build", tiny_release, "--out", out, "--classes", "run", "--layout", "mmaction2",
-                   "--modality", "flow", "--flow", "dis", "--no-progress").exit_code == 0
+    assert (
+        run_cli(
+            "build",
+            tiny_release,
+            "--out",
+            out,
+            "--classes",
+            "run",
+            "--layout",
+            "mmaction2",
+            "--modality",
+            "flow",
+            "--flow",
+            "dis",
+            "--no-progress",
+        ).exit_code
+        == 0
+    )
     settings = (out / "mmaction2" / "dataset_settings.py").read_text()
     assert "ann_file_train_flow" in settings and "ann_file_train =" not in settings
     for line in settings.splitlines():

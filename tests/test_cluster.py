@@ -26,6 +26,8 @@ from flowprep.layout.record import read_record
 from helpers import run_cli, tree_bytes
 
 CLASSES = ["walk", "run"]  # 12 clips of 8 frames: enough for 3 shards and 2 workers, fast
+
+
 def config(release: Path, out: Path, **kw) -> BuildConfig:
     return BuildConfig(source=release, out=out, classes=CLASSES, flow="dis", progress=False, **kw)
 
@@ -46,8 +48,9 @@ def dask_client():
     dask = pytest.importorskip("dask")
     distributed = pytest.importorskip("distributed")
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                           dashboard_address=None, host="127.0.0.1")
+        cluster = distributed.LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, host="127.0.0.1"
+        )
         client = distributed.Client(cluster)
         try:
             yield client
@@ -80,6 +83,7 @@ def _killer_plugin(marker_dir: str, only: str | None, once: bool):
     return Killer()
 
 
+@pytest.mark.slow
 def test_dask_builds_the_same_bytes_as_local(tiny_release, tmp_path, reference, dask_client):
     out = tmp_path / "dask"
     s = build(config(tiny_release, out, engine="dask", scheduler=dask_client.scheduler.address))
@@ -121,8 +125,11 @@ def test_dask_clip_that_keeps_killing_workers_is_reported_failed(tiny_release, t
     marks.mkdir()
     dask_client.register_plugin(_killer_plugin(str(marks), job.id, once=False), name="killer-clip")
     try:
-        results = list(run_dask([job], job_settings(cfg, {"name": "dis", "params": {}}),
-                                dask_client.scheduler.address, max_retries=1))
+        results = list(
+            run_dask(
+                [job], job_settings(cfg, {"name": "dis", "params": {}}), dask_client.scheduler.address, max_retries=1
+            )
+        )
     finally:
         dask_client.unregister_worker_plugin("killer-clip")
     assert len(results) == 1 and results[0].status == "failed"
@@ -145,31 +152,102 @@ def test_dask_without_scheduler_or_client_is_a_clear_error(monkeypatch):
 
 
 def _shard_cmd(release: Path, out: Path, k: int, n: int) -> list[str]:
-    return [sys.executable, "-m", "flowprep", "build", str(release), "--out", str(out), "--classes",
-            ",".join(CLASSES), "--flow", "dis", "-j", "1", "--no-progress", "--shard", f"{k}/{n}"]
+    return [
+        sys.executable,
+        "-m",
+        "flowprep",
+        "build",
+        str(release),
+        "--out",
+        str(out),
+        "--classes",
+        ",".join(CLASSES),
+        "--flow",
+        "dis",
+        "-j",
+        "1",
+        "--no-progress",
+        "--shard",
+        f"{k}/{n}",
+    ]
 
 
+@pytest.mark.slow
 def test_cli_against_a_separate_dask_scheduler(tiny_release, tmp_path, reference):
     """The documented way: a scheduler and workers started apart, and `flowprep build --engine dask
     --scheduler ADDR` in its own process (no Client of its own making is the default there)."""
     pytest.importorskip("distributed")
     sched_file = tmp_path / "scheduler.json"
     env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
-    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                               "--port", "0", "--dashboard-address", ":0", "--scheduler-file", str(sched_file)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dashboard-address",
+                ":0",
+                "--scheduler-file",
+                str(sched_file),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+    ]
     try:
         deadline = time.time() + 60
         while not sched_file.is_file() and time.time() < deadline:
             time.sleep(0.1)
         address = json.loads(sched_file.read_text())["address"]
-        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "2",
-                                       "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_worker",
+                    address,
+                    "--nworkers",
+                    "2",
+                    "--nthreads",
+                    "1",
+                    "--host",
+                    "127.0.0.1",
+                    "--no-dashboard",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
+        )
         out = tmp_path / "cli-dask"
-        r = subprocess.run([sys.executable, "-m", "flowprep", "build", str(tiny_release), "--out", str(out),
-                            "--classes", ",".join(CLASSES), "--flow", "dis", "--engine", "dask", "--scheduler",
-                            address, "--no-progress"], capture_output=True, text=True, timeout=180)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flowprep",
+                "build",
+                str(tiny_release),
+                "--out",
+                str(out),
+                "--classes",
+                ",".join(CLASSES),
+                "--flow",
+                "dis",
+                "--engine",
+                "dask",
+                "--scheduler",
+                address,
+                "--no-progress",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         assert "Traceback" not in r.stderr
         assert tree_bytes(out) == reference
@@ -186,8 +264,12 @@ def test_cli_against_a_separate_dask_scheduler(tiny_release, tmp_path, reference
 def test_three_shard_processes_equal_one_build(tiny_release, tmp_path, reference):
     out = tmp_path / "sharded"
     # All three start at once on one empty folder, as a job array does.
-    procs = [subprocess.Popen(_shard_cmd(tiny_release, out, k, 3), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for k in (1, 2, 3)]
+    procs = [
+        subprocess.Popen(
+            _shard_cmd(tiny_release, out, k, 3), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for k in (1, 2, 3)
+    ]
     outputs = [p.communicate(timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
     assert any("dataset:" in o for o in outputs)  # the last to finish wrote the record
@@ -217,8 +299,15 @@ def test_missing_shard_is_named_then_finalize_completes(tiny_release, tmp_path, 
     assert s.record_written and s.pending == 0
     assert tree_bytes(out) == reference
     # finalize again, twice at once from two processes: same bytes (idempotent, atomic writes).
-    procs = [subprocess.Popen([sys.executable, "-m", "flowprep", "finalize", str(out)], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "flowprep", "finalize", str(out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=60)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert "record written: 12 of 12" in outs[0]
@@ -279,7 +368,7 @@ def test_shard_assignment_is_balanced_and_stable():
 
 
 def _claim(scope: str, root: str):
-    from flowprep.builder.cluster import worker_slot
+    from flowprep.builder.workers import worker_slot
 
     slot = worker_slot(scope, Path(root))
     time.sleep(0.3)  # hold it while the other worker claims
@@ -289,7 +378,7 @@ def _claim(scope: str, root: str):
 def test_local_workers_get_distinct_slots(tmp_path):
     from joblib import Parallel, delayed
 
-    from flowprep.builder.cluster import worker_slot
+    from flowprep.builder.workers import worker_slot
 
     got = Parallel(n_jobs=2, backend="loky")(delayed(_claim)("scope-a", str(tmp_path)) for _ in range(4))
     by_pid = {}
@@ -298,18 +387,19 @@ def test_local_workers_get_distinct_slots(tmp_path):
         assert by_pid.setdefault(pid, slot) == slot
     assert sorted(set(by_pid.values())) == [0, 1] and len(by_pid) == 2
     # A dead process's slot is free again (the kernel drops its flock).
-    code = f"from flowprep.builder.cluster import worker_slot; print(worker_slot('scope-b', {str(tmp_path)!r}))"
+    code = f"from flowprep.builder.workers import worker_slot; print(worker_slot('scope-b', {str(tmp_path)!r}))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "0"
     assert worker_slot("scope-b", tmp_path) == 0
 
 
 def test_worker_gpu_choice(monkeypatch):
-    from flowprep.builder import cluster
+    from flowprep.builder import workers as cluster
 
     monkeypatch.setattr(cluster, "worker_slot", lambda scope, root=None: {"w0": 0, "w1": 1}[scope])
     # --gpus: round robin over the list by slot
     assert [cluster.worker_gpu((2, 3), s) for s in ("w0", "w1")] == [2, 3]
     assert cluster.worker_gpu((5,), "no-slot-needed") == 5
+
     # dask-cuda gives each worker the same devices rotated ("0,1" and "1,0"): slot k must still mean
     # one physical device, so slot 0 -> physical 0 and slot 1 -> physical 1, whatever the order.
     def physical(visible: str, scope: str) -> int:
@@ -327,25 +417,56 @@ def test_worker_gpu_choice(monkeypatch):
 def test_cpu_backends_ignore_gpus(tiny_release, tmp_path):
     from flowprep.builder.job import JobSettings, _backend
 
-    backend = _backend(JobSettings(out=str(tmp_path), layout="tao", rgb=True, flow=True, flow_name="dis",
-                                   flow_params={}, encoding={}, gpus=(0, 1)))
+    backend = _backend(
+        JobSettings(
+            out=str(tmp_path),
+            layout="tao",
+            rgb=True,
+            flow=True,
+            flow_name="dis",
+            flow_params={},
+            encoding={},
+            gpus=(0, 1),
+        )
+    )
     assert type(backend).__name__ == "DISBackend"
-    r = run_cli("build", tiny_release, "--out", tmp_path / "o", "--classes", "push", "--flow", "dis",
-                "--gpus", "0,1", "-j", "2", "--no-progress")
+    r = run_cli(
+        "build",
+        tiny_release,
+        "--out",
+        tmp_path / "o",
+        "--classes",
+        "push",
+        "--flow",
+        "dis",
+        "--gpus",
+        "0,1",
+        "-j",
+        "2",
+        "--no-progress",
+    )
     assert r.exit_code == 0, r.output
     assert "gpu" not in read_record(tmp_path / "o")["flow"]["params"]
 
 
 def test_gpu_backend_gets_this_workers_gpu(monkeypatch, tmp_path):
     from flowprep.builder import job
-    from flowprep.flow import registry
 
     made = []
-    monkeypatch.setattr(registry, "create_backend", lambda name, **params: made.append((name, params)) or object())
+    monkeypatch.setattr(job, "create_backend", lambda name, **params: made.append((name, params)) or object())
     monkeypatch.setattr(job, "_BACKENDS", {})
     scope = f"test-{os.getpid()}-{time.time_ns()}"
-    settings = job.JobSettings(out=str(tmp_path), layout="tao", rgb=True, flow=True, flow_name="nvof",
-                               flow_params={"preset": "fast"}, encoding={}, gpus=(2, 3), slot_scope=scope)
+    settings = job.JobSettings(
+        out=str(tmp_path),
+        layout="tao",
+        rgb=True,
+        flow=True,
+        flow_name="nvof",
+        flow_params={"preset": "fast"},
+        encoding={},
+        gpus=(2, 3),
+        slot_scope=scope,
+    )
     job._backend(settings)
     job._backend(settings)  # one backend per process
     assert made == [("nvof", {"preset": "fast", "gpu": 2})]  # slot 0 of a fresh scope -> first listed GPU

@@ -19,7 +19,9 @@ def test_parse_real_style_names():
 
 
 def test_group_keys():
-    assert group_key("Src_A_walk_f_cm_np1_fr_med_0.avi", "walk") == group_key("Src_A_walk_u_nm_np2_le_bad_3.avi", "walk")
+    assert group_key("Src_A_walk_f_cm_np1_fr_med_0.avi", "walk") == group_key(
+        "Src_A_walk_u_nm_np2_le_bad_3.avi", "walk"
+    )
     assert group_key("v_ApplyEyeMakeup_g08_c01.avi", "x") == "g08"
     assert group_key("whatever.mp4", "x") == "whatever"
 
@@ -75,15 +77,23 @@ def test_split_all_per_class_and_bad_options():
 
 def test_official_split_files():
     texts = {
-        "walk_test_split1.txt": "A_walk_f_cm_np1_fr_med_0.avi 1 \nB_walk_f_cm_np1_fr_med_0.avi 2 \nC_walk_f_cm_np1_fr_med_0.avi 0\n",
+        "walk_test_split1.txt": "A_walk_f_cm_np1_fr_med_0.avi 1 \nB_walk_f_cm_np1_fr_med_0.avi 2 \n"
+        "C_walk_f_cm_np1_fr_med_0.avi 0\n",
         "walk_test_split2.txt": "A_walk_f_cm_np1_fr_med_0.avi 2\n",
         "README": "ignored",
     }
     table = parse_split_files(texts, 1)
-    assert table == {"walk": {"A_walk_f_cm_np1_fr_med_0": "train", "B_walk_f_cm_np1_fr_med_0": "val",
-                              "C_walk_f_cm_np1_fr_med_0": "unused"}}
-    sides = official_sides({"walk": ["A_walk_f_cm_np1_fr_med_0.avi", "B_walk_f_cm_np1_fr_med_0.avi",
-                                     "D_walk_f_cm_np1_fr_med_0.avi"]}, table)
+    assert table == {
+        "walk": {
+            "A_walk_f_cm_np1_fr_med_0": "train",
+            "B_walk_f_cm_np1_fr_med_0": "val",
+            "C_walk_f_cm_np1_fr_med_0": "unused",
+        }
+    }
+    sides = official_sides(
+        {"walk": ["A_walk_f_cm_np1_fr_med_0.avi", "B_walk_f_cm_np1_fr_med_0.avi", "D_walk_f_cm_np1_fr_med_0.avi"]},
+        table,
+    )
     assert sides["walk"]["D_walk_f_cm_np1_fr_med_0.avi"] == "unlisted"
     with pytest.raises(ConfigError, match="split 3"):
         parse_split_files(texts, 3)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
-from gpu_stub import harness
-from gpu_stub.harness import A100, T4, StubRun, any_major
 
 from flowprep.cli import cli
 from flowprep.doctor.api import (
@@ -19,6 +17,8 @@ from flowprep.doctor.api import (
     run_checks,
 )
 from flowprep.doctor.checks import CHECKS, NVOF_MAX_EPE
+from gpu_stub import harness
+from gpu_stub.harness import A100, T4, StubRun, any_major
 
 stub_libdir = harness.stub_libdir  # the session fixture that builds the stand-in driver
 
@@ -42,7 +42,12 @@ def _crash(ctx):
 def test_runner_statuses_and_exit_code(tmp_path):
     checks = [Check("a", _ok, 5, ""), Check("b", _skip, 5, ""), Check("c", _fail, 5, ""), Check("d", _crash, 5, "")]
     summary = run_checks(checks, workdir=tmp_path)
-    assert [(r.name, r.status) for r in summary.results] == [("a", "pass"), ("b", "skipped"), ("c", "fail"), ("d", "fail")]
+    assert [(r.name, r.status) for r in summary.results] == [
+        ("a", "pass"),
+        ("b", "skipped"),
+        ("c", "fail"),
+        ("d", "fail"),
+    ]
     assert summary.results[2].numbers == {"epe": 9.0} and summary.results[3].detail == "ValueError: boom"
     assert summary.exit_code == 1
     assert run_checks(checks[:2], workdir=tmp_path).exit_code == 0

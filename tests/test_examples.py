@@ -11,9 +11,14 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+@pytest.mark.slow
 def test_own_dataset_example_builds_and_verifies(tmp_path):
-    r = subprocess.run([sys.executable, str(EXAMPLES / "own_dataset.py"), "--out", str(tmp_path / "own"),
-                        "--flow", "dis"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, str(EXAMPLES / "own_dataset.py"), "--out", str(tmp_path / "own"), "--flow", "dis"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "total" in r.stdout and (tmp_path / "own" / "flowprep.json").is_file()
 
@@ -26,11 +31,12 @@ def test_shell_examples_parse(script):
 def test_dask_example_says_what_to_install_without_dask_jobqueue():
     pytest.importorskip("distributed")
     # dask-jobqueue is in the cluster extra: hide it (a None entry in sys.modules makes its import fail)
-    hide = ("import runpy, sys; sys.modules['dask_jobqueue'] = None; sys.argv = sys.argv[1:]; "
-            "runpy.run_path(sys.argv[0], run_name='__main__')")
+    hide = (
+        "import runpy, sys; sys.modules['dask_jobqueue'] = None; sys.argv = sys.argv[1:]; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
     script = str(EXAMPLES / "dask_slurm.py")
     r = subprocess.run([sys.executable, "-c", hide, script, "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "usage" in r.stdout.lower()
-    r = subprocess.run([sys.executable, "-c", hide, script, "src", "out"], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run([sys.executable, "-c", hide, script, "src", "out"], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "pip install dask-jobqueue" in r.stdout + r.stderr

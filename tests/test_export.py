@@ -21,24 +21,41 @@ from flowprep.train.checkpoint import save_checkpoint  # noqa: E402
 from flowprep.train.models import build_model, input_shapes  # noqa: E402
 
 CLASSES = ["walk", "run", "push"]
-RECORD = {"format": "flowprep-dataset", "modality": "both",
-          "decode": {"short_side": None, "size": None, "frame_step": 1},
-          "rgb": {"image_format": "png", "jpeg_quality": None},
-          "flow": {"name": "dis", "params": {}, "device": "cpu"},
-          "encoding": {"mode": "fixed", "bound": 20.0, "image_format": "jpg", "jpeg_quality": 95}}
+RECORD = {
+    "format": "flowprep-dataset",
+    "modality": "both",
+    "decode": {"short_side": None, "size": None, "frame_step": 1},
+    "rgb": {"image_format": "png", "jpeg_quality": None},
+    "flow": {"name": "dis", "params": {}, "device": "cpu"},
+    "encoding": {"mode": "fixed", "bound": 20.0, "image_format": "jpg", "jpeg_quality": 95},
+}
 
 
-def make_checkpoint(path: Path, arch: str, modality: str, frames: int = 4, size: int = 32,
-                    sample_rate: int = 1, seed: int = 0) -> Path:
+def make_checkpoint(
+    path: Path, arch: str, modality: str, frames: int = 4, size: int = 32, sample_rate: int = 1, seed: int = 0
+) -> Path:
     torch.manual_seed(seed)
     model = build_model(arch, modality, len(CLASSES), frames=frames)
-    return save_checkpoint(path, {"arch": arch, "modality": modality, "frames": frames, "sample_rate": sample_rate,
-                                  "input_size": size, "classes": CLASSES, "state_dict": model.state_dict(),
-                                  "dataset_record": RECORD, "epoch": 3, "best_acc": 0.5})
+    return save_checkpoint(
+        path,
+        {
+            "arch": arch,
+            "modality": modality,
+            "frames": frames,
+            "sample_rate": sample_rate,
+            "input_size": size,
+            "classes": CLASSES,
+            "state_dict": model.state_dict(),
+            "dataset_record": RECORD,
+            "epoch": 3,
+            "best_acc": 0.5,
+        },
+    )
 
 
-@pytest.mark.parametrize("arch", ["2d", "3d"])
-@pytest.mark.parametrize("modality", ["rgb", "of", "joint"])
+# 2D RGB and flow stay in `make test-fast`; 3D and joint exports take several seconds each
+@pytest.mark.parametrize("arch", ["2d", pytest.param("3d", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("modality", ["rgb", "of", pytest.param("joint", marks=pytest.mark.slow)])
 def test_export_parity_and_configs(tmp_path, arch, modality):
     ckpt = make_checkpoint(tmp_path / "best.pt", arch, modality)
     out = tmp_path / "deploy"
@@ -98,6 +115,7 @@ def test_export_parity_and_configs(tmp_path, arch, modality):
     assert app["preprocess-config"] == pre.name and app["infer-config"] == inf.name
 
 
+@pytest.mark.slow
 def test_fp16_variant(tmp_path):
     ckpt = make_checkpoint(tmp_path / "best.pt", "2d", "rgb")
     res = CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(tmp_path / "d"), "--fp16"])
@@ -137,8 +155,13 @@ def test_tensorrt_profile_and_command():
     prof = Profile(1, 4, 16)
     assert prof.shapes(shapes) == {"input_rgb": ((1, 3, 32, 224, 224), (4, 3, 32, 224, 224), (16, 3, 32, 224, 224))}
     cmd = trtexec_command(Path("m.onnx"), Path("m.engine"), shapes, prof, fp16=True, trt_major=10)
-    assert cmd[:5] == ["trtexec", "--onnx=m.onnx", "--minShapes=input_rgb:1x3x32x224x224",
-                       "--optShapes=input_rgb:4x3x32x224x224", "--maxShapes=input_rgb:16x3x32x224x224"]
+    assert cmd[:5] == [
+        "trtexec",
+        "--onnx=m.onnx",
+        "--minShapes=input_rgb:1x3x32x224x224",
+        "--optShapes=input_rgb:4x3x32x224x224",
+        "--maxShapes=input_rgb:16x3x32x224x224",
+    ]
     assert "--saveEngine=m.engine" in cmd and cmd[-1] == "--fp16"
     # TensorRT 11 removed --fp16: precision comes from the (fp16) ONNX graph
     assert "--fp16" not in trtexec_command(Path("m_fp16.onnx"), Path("m.engine"), shapes, prof, True, trt_major=11)
@@ -172,10 +195,13 @@ def test_pbtxt_parser_handles_repeated_blocks():
     d = configs.parse_pbtxt(text)
     assert d["name"] == "x" and d["max_batch_size"] == 4
     assert [i["name"] for i in d["input"]] == ["a", "b"] and d["input"][0]["dims"] == [1, 2]
-    assert np.isclose(float(configs.deepstream_preprocess("3d", 32, 224, 4).split("channel-scale-factors=")[1]
-                            .split(";")[0]), 0.007843137)
+    assert np.isclose(
+        float(configs.deepstream_preprocess("3d", 32, 224, 4).split("channel-scale-factors=")[1].split(";")[0]),
+        0.007843137,
+    )
 
 
+@pytest.mark.slow
 def test_reexport_into_the_same_folder_leaves_no_stale_files(tmp_path):
     out = tmp_path / "deploy"
     (out).mkdir()
@@ -190,3 +216,22 @@ def test_reexport_into_the_same_folder_leaves_no_stale_files(tmp_path):
     assert "model_fp16.onnx" not in left and not any(n.startswith("config_preprocess") for n in left)
     assert "labels_nvinfer.txt" not in left and "README.mine" in left
     assert json.loads((out / "flowprep_model.json").read_text())["modality"] == "of"
+
+
+def test_export_never_replaces_a_users_files(tmp_path):
+    out = tmp_path / "deploy"
+    out.mkdir()
+    mine = {"model.onnx": b"my model", "labels.txt": b"my labels", "config.pbtxt": b"my config"}
+    for name, data in mine.items():
+        (out / name).write_bytes(data)
+    ckpt = make_checkpoint(tmp_path / "rgb.pt", "2d", "rgb")
+    res = CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(out)])
+    assert res.exit_code == 1 and "not written by flowprep export" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert {n: (out / n).read_bytes() for n in mine} == mine and sorted(p.name for p in out.iterdir()) == sorted(mine)
+    # Its own earlier export it does replace, listed in its manifest.
+    fresh = tmp_path / "fresh"
+    assert CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(fresh)]).exit_code == 0
+    listed = json.loads((fresh / ".flowprep-export.json").read_text())["entries"]
+    assert "model.onnx" in listed and "model.engine" not in listed
+    assert CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(fresh)]).exit_code == 0

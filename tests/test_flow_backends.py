@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from flowprep.errors import BackendNotInstalledError, BackendUnavailableError, ConfigError
-from flowprep.flow import nvof, nvof_api as api, registry, vpi
+from flowprep.flow import nvof, registry, vpi
+from flowprep.flow import nvof_api as api
 from flowprep.flow.registry import BACKENDS, backend_status, create_backend, resolve_auto
 from flowprep.synth import texture, translate
 
@@ -64,6 +65,7 @@ def test_bad_input_rejected():
 
 # ------------------------------------------------------------------------------ auto selection
 
+
 def _fake_probe(available):
     def probe(name):
         if name in available:
@@ -71,11 +73,13 @@ def _fake_probe(available):
         if name == "vpi":
             raise BackendNotInstalledError("vpi: not installed")
         raise BackendUnavailableError(f"{name}: no device")
+
     return probe
 
 
-@pytest.mark.parametrize("available, expected", [({"nvof", "vpi", "tvl1"}, "nvof"), ({"vpi", "tvl1"}, "vpi"),
-                                                 ({"tvl1"}, "tvl1")])
+@pytest.mark.parametrize(
+    "available, expected", [({"nvof", "vpi", "tvl1"}, "nvof"), ({"vpi", "tvl1"}, "vpi"), ({"tvl1"}, "tvl1")]
+)
 def test_resolve_auto_priority(monkeypatch, caplog, available, expected):
     monkeypatch.setattr(registry, "probe", _fake_probe(available))
     with caplog.at_level(logging.INFO, logger="flowprep.flow.registry"):
@@ -141,11 +145,14 @@ def test_parameter_names_from_defaults_or_signature():
 def test_unknown_flow_param_in_build_is_one_line(tmp_path):
     from flowprep.cli import cli
 
-    res = CliRunner().invoke(cli, ["build", str(tmp_path), "--out", str(tmp_path / "out"), "--flow", "dis",
-                                   "--flow-param", "foo=1"])
+    res = CliRunner().invoke(
+        cli, ["build", str(tmp_path), "--out", str(tmp_path / "out"), "--flow", "dis", "--flow-param", "foo=1"]
+    )
     assert res.exit_code == 1
-    assert res.output.strip() == ("flowprep: error: flow backend 'dis': unknown parameter 'foo'; known: "
-                                  "finest_scale, patch_size, patch_stride, preset, variational_refinement_iterations")
+    assert res.output.strip() == (
+        "flowprep: error: flow backend 'dis': unknown parameter 'foo'; known: "
+        "finest_scale, patch_size, patch_stride, preset, variational_refinement_iterations"
+    )
 
 
 def test_backends_command():
@@ -162,6 +169,7 @@ def test_backends_command():
 
 
 # ------------------------------------------------------------------------------------- NVOF
+
 
 def test_s10_5_conversion():
     v = np.array([[[32, -32], [1, -1]], [[32767, -32768], [16, 48]]], np.int16)
@@ -212,8 +220,11 @@ def test_struct_layouts():
     assert ctypes.sizeof(api.NV_OF_EXECUTE_INPUT_PARAMS) == 56
     assert ctypes.sizeof(api.NV_OF_EXECUTE_OUTPUT_PARAMS) == 6 * ptr
     assert ctypes.sizeof(api.NV_OF_CUDA_API_FUNCTION_LIST) == 12 * ptr
-    assert [f[0] for f in api.NV_OF_CUDA_API_FUNCTION_LIST._fields_][-3:] == ["nvOFDestroy", "nvOFGetLastError",
-                                                                               "nvOFGetCaps"]
+    assert [f[0] for f in api.NV_OF_CUDA_API_FUNCTION_LIST._fields_][-3:] == [
+        "nvOFDestroy",
+        "nvOFGetLastError",
+        "nvOFGetCaps",
+    ]
     assert api.api_version(5, 0) == 0x50 and api.PERF_LEVELS == {"slow": 5, "medium": 10, "fast": 20}
     assert api.output_grid_shape(320, 240, 4) == (60, 80) and api.output_grid_shape(322, 241, 4) == (61, 81)
 
@@ -229,6 +240,7 @@ def _libs(missing):
         if name in missing:
             raise OSError(f"{name}: cannot open shared object file")
         return object()
+
     return load
 
 
@@ -281,9 +293,14 @@ def test_nvof_cuda_bindings_missing(monkeypatch):
         nvof.NvofBackend.probe()
 
 
-@pytest.mark.parametrize("name, cc, match", [("Tesla V100-SXM2-16GB", (7, 0), "Turing or newer"),
-                                             ("NVIDIA GeForce GTX 1650", (7, 5), "TU117"),
-                                             ("NVIDIA T1000", (7, 5), "TU117")])
+@pytest.mark.parametrize(
+    "name, cc, match",
+    [
+        ("Tesla V100-SXM2-16GB", (7, 0), "Turing or newer"),
+        ("NVIDIA GeForce GTX 1650", (7, 5), "TU117"),
+        ("NVIDIA T1000", (7, 5), "TU117"),
+    ],
+)
 def test_nvof_gpu_without_engine(monkeypatch, name, cc, match):
     monkeypatch.setattr(nvof, "_load_library", _libs(set()))
     monkeypatch.setattr(nvof, "_import_cuda_driver", lambda: FakeDriver(name, cc))
@@ -319,6 +336,7 @@ def test_nvof_on_hardware(frames):
 
 
 # -------------------------------------------------------------------------------------- VPI
+
 
 def test_vpi_refuses_x86():
     with pytest.raises(BackendUnavailableError, match="no dense flow on x86"):

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from flowprep.errors import DatasetError
 from flowprep.flow.bench import BenchResult, bench_flow, encoding_error, epe, format_table
-from flowprep.flow.pairs import load_frames, smooth_field, synthetic_pairs, warp_pair
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.flo import UNKNOWN_FLOW, read_flo, valid_mask, write_flo
+from flowprep.flow.pairs import load_frames, smooth_field, synthetic_pairs, warp_pair
 from flowprep.flow.visualize import color_wheel, flow_to_color
 from flowprep.synth import texture
 
@@ -63,7 +63,7 @@ def test_colour_wheel():
 def test_smooth_field_magnitude():
     f = smooth_field(48, 64, 12.0, np.random.default_rng(1))
     assert f.shape == (48, 64, 2) and f.dtype == np.float32
-    assert np.sqrt((f ** 2).sum(-1)).max() == pytest.approx(12.0, rel=1e-4)
+    assert np.sqrt((f**2).sum(-1)).max() == pytest.approx(12.0, rel=1e-4)
     # smooth: neighbouring vectors differ far less than a pixel
     assert np.abs(np.diff(f, axis=1)).max() < 0.5
 
@@ -131,9 +131,16 @@ def test_bench_stage(tmp_path, gray):
     gt[..., 0] = 2
     gt[:, -2:] = UNKNOWN_FLOW
     write_flo(tmp_path / "gt.flo", gt)
-    result = bench_flow(["dis", "farneback"], size=(96, 72), magnitudes=(2.0, 8.0), per_magnitude=1, video=None,
-                        extra_pairs=[(tmp_path / "f1.png", tmp_path / "f2.png", tmp_path / "gt.flo")],
-                        plot=tmp_path / "plot.png", vis_dir=tmp_path / "vis")
+    result = bench_flow(
+        ["dis", "farneback"],
+        size=(96, 72),
+        magnitudes=(2.0, 8.0),
+        per_magnitude=1,
+        video=None,
+        extra_pairs=[(tmp_path / "f1.png", tmp_path / "f2.png", tmp_path / "gt.flo")],
+        plot=tmp_path / "plot.png",
+        vis_dir=tmp_path / "vis",
+    )
     assert isinstance(result, BenchResult)
     assert [b.name for b in result.backends] == ["dis", "farneback"]
     dis = result.backends[0]
@@ -142,8 +149,12 @@ def test_bench_stage(tmp_path, gray):
     assert 0 <= dis.frac_over_3px <= dis.frac_over_1px <= 1
     assert (tmp_path / "plot.png").stat().st_size > 1000
     assert len(result.vis_files) == 2 and all((tmp_path / "vis").glob("flow_dis_*.png"))
-    assert {e.label for e in result.encodings} == {"fixed bound 20 png", "fixed bound 20 jpg q95", "maxrad png",
-                                                   "maxrad jpg q95"}
+    assert {e.label for e in result.encodings} == {
+        "fixed bound 20 png",
+        "fixed bound 20 jpg q95",
+        "maxrad png",
+        "maxrad jpg q95",
+    }
     data = json.loads(json.dumps(result.to_dict()))
     assert data["size"] == [96, 72] and data["sizes"] == [[96, 72]]
     notes = {e["label"]: e["note"] for e in data["encodings"]}
@@ -152,8 +163,9 @@ def test_bench_stage(tmp_path, gray):
     table = format_table(result)
     assert "dis" in table and "on 3 pairs at 96x72;" in table
     maxrad_rows = [line for line in table.splitlines() if "maxrad" in line]
-    assert len(maxrad_rows) == 2 and all(line.endswith("(per-frame scale known; not stored in the images)")
-                                         for line in maxrad_rows)
+    assert len(maxrad_rows) == 2 and all(
+        line.endswith("(per-frame scale known; not stored in the images)") for line in maxrad_rows
+    )
     assert not any("scale known" in line for line in table.splitlines() if "fixed" in line)
 
 
@@ -172,8 +184,10 @@ def test_bench_header_gives_the_real_pair_sizes(tmp_path):
     res = CliRunner().invoke(cli, ["bench-flow", "--flow", "dis", *pair, "--pairs-per-magnitude", "0", "--json"])
     data = json.loads(res.output)
     assert data["size"] is None and data["sizes"] == [[64, 48]]
-    res = CliRunner().invoke(cli, ["bench-flow", "--flow", "dis", *pair, "--size", "80x60", "--magnitudes", "3",
-                                   "--pairs-per-magnitude", "1"])
+    res = CliRunner().invoke(
+        cli,
+        ["bench-flow", "--flow", "dis", *pair, "--size", "80x60", "--magnitudes", "3", "--pairs-per-magnitude", "1"],
+    )
     assert res.exit_code == 0, res.output
     assert res.output.startswith("flow backends on 2 pairs at 80x60 (1 pair), 64x48 (1 pair);")
 
@@ -181,8 +195,10 @@ def test_bench_header_gives_the_real_pair_sizes(tmp_path):
 def test_bench_cli_json_and_unavailable_listed():
     from flowprep.cli import cli
 
-    res = CliRunner().invoke(cli, ["bench-flow", "--flow", "dis", "--size", "64x48", "--magnitudes", "3",
-                                   "--pairs-per-magnitude", "1", "--json"])
+    res = CliRunner().invoke(
+        cli,
+        ["bench-flow", "--flow", "dis", "--size", "64x48", "--magnitudes", "3", "--pairs-per-magnitude", "1", "--json"],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
     assert data["size"] == [64, 48] and data["sizes"] == [[64, 48]]
@@ -194,9 +210,14 @@ def test_bench_cli_json_and_unavailable_listed():
 def test_bench_default_lists_gpu_backends_as_not_run(monkeypatch):
     from flowprep.flow import bench
 
-    monkeypatch.setattr("flowprep.flow.registry.BACKENDS",
-                        {k: v for k, v in __import__("flowprep.flow.registry", fromlist=["BACKENDS"]).BACKENDS.items()
-                         if k in ("nvof", "vpi", "dis")})
+    monkeypatch.setattr(
+        "flowprep.flow.registry.BACKENDS",
+        {
+            k: v
+            for k, v in __import__("flowprep.flow.registry", fromlist=["BACKENDS"]).BACKENDS.items()
+            if k in ("nvof", "vpi", "dis")
+        },
+    )
     result = bench.bench_flow(None, size=(64, 48), magnitudes=(2.0,), per_magnitude=1, video=None)
     rows = {b.name: b for b in result.backends}
     assert rows["dis"].available and not rows["nvof"].available and "libcuda" in rows["nvof"].error

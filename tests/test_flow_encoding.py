@@ -36,7 +36,7 @@ def test_maxrad_matches_tao_formula_and_inverts_with_scale():
     enc = FlowEncoding(mode="maxrad")
     f = _field(scale=7)
     m = max_radius(f)
-    assert m == pytest.approx(float(np.sqrt((f ** 2).sum(-1)).max()), rel=1e-6)
+    assert m == pytest.approx(float(np.sqrt((f**2).sum(-1)).max()), rel=1e-6)
     u, v = encode(f, enc)
     expected_u = np.floor(f[..., 0] / m * 127.999 + 128).astype(np.uint8)
     assert (u == expected_u).all()

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tomllib
 
 from flowprep.errors import (
     BackendNotInstalledError,
@@ -86,8 +85,10 @@ def test_parse_gpus():
     assert parse_gpus("0,1", []) == [0, 1]
 
 
-@pytest.mark.parametrize("spec, match", [("all", "no GPU is visible"), ("0,x", "comma-separated"), ("", "empty"),
-                                         ("1,1", "twice"), ("-1", ">= 0")])
+@pytest.mark.parametrize(
+    "spec, match",
+    [("all", "no GPU is visible"), ("0,x", "comma-separated"), ("", "empty"), ("1,1", "twice"), ("-1", ">= 0")],
+)
 def test_parse_gpus_errors_without_devices(spec, match):
     with pytest.raises(ConfigError, match=match):
         parse_gpus(spec, [])
@@ -109,6 +110,7 @@ def test_round_robin_assignment():
 
 
 # ------------------------------------------------------------------ defect 1: context order on failure
+
 
 class _Result(Enum):
     CUDA_SUCCESS = 0
@@ -157,6 +159,7 @@ def test_failed_session_setup_pops_before_release(monkeypatch):
 
 # ------------------------------------------------------------------ defect 3: OpenCV's real grid
 
+
 def test_opencv_path_records_and_upsamples_the_hardware_grid(monkeypatch):
     """OpenCV on Turing: grid 1 asked, engine runs on 4, OpenCV fills grid 1 by nearest neighbour."""
     h, w = 24, 32
@@ -192,6 +195,7 @@ def test_nvof_params_recreate_the_backend():
 
 # ------------------------------------------------------------------ defect 4: install ranges
 
+
 def _extras():
     tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
     text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
@@ -211,6 +215,7 @@ def test_extras_resolve_on_every_supported_python():
 
 # ------------------------------------------------------------------ defect 5: VPI engines
 
+
 class _Img:
     def convert(self, fmt, backend):
         return self
@@ -219,10 +224,13 @@ class _Img:
 def _fake_vpi(version, backends, optflow=None):
     names = {n: n for n in backends}
     return types.SimpleNamespace(
-        __version__=version, optflow_dense=optflow or (lambda *a, **k: None),
-        Backend=types.SimpleNamespace(**names), OptFlowQuality=types.SimpleNamespace(LOW="LOW"),
+        __version__=version,
+        optflow_dense=optflow or (lambda *a, **k: None),
+        Backend=types.SimpleNamespace(**names),
+        OptFlowQuality=types.SimpleNamespace(LOW="LOW"),
         Format=types.SimpleNamespace(Y8_ER="Y8_ER", Y8_ER_BL="Y8_ER_BL", NV12_ER="NV12_ER", NV12_ER_BL="NV12_ER_BL"),
-        asimage=lambda a: _Img())
+        asimage=lambda a: _Img(),
+    )
 
 
 XAVIER, ORIN = "NVIDIA Jetson AGX Xavier", "NVIDIA Jetson AGX Orin Developer Kit"
@@ -257,6 +265,7 @@ def test_vpi_orin_ofa_detected_at_run_time(monkeypatch):
 
 # ------------------------------------------------------------------ defect 6: NCCL order
 
+
 def test_ddp_binds_the_device_before_the_process_group(monkeypatch):
     torch = pytest.importorskip("torch")
     import torch.distributed as dist
@@ -276,6 +285,7 @@ def test_ddp_binds_the_device_before_the_process_group(monkeypatch):
 
 
 # ------------------------------------------------------------------ defect 7: TensorRT status
+
 
 def test_tensorrt_status_without_torch_is_not_ok(monkeypatch):
     from flowprep.export import tensorrt

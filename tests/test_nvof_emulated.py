@@ -12,6 +12,7 @@ import re
 import subprocess
 
 import pytest
+
 from gpu_stub import harness
 from gpu_stub.harness import A100, T4, StubRun, any_major
 
@@ -133,8 +134,16 @@ def test_interface_1_0_is_refused_in_one_line(stub13):
     stub13.assert_balanced()
 
 
-NVOF_CALLS = ["NvOFAPICreateInstanceCuda", "nvCreateOpticalFlowCuda", "nvOFGetCaps", "nvOFInit",
-              "nvOFSetIOCudaStreams", "nvOFCreateGPUBufferCuda", "nvOFGPUBufferGetStrideInfo", "nvOFExecute"]
+NVOF_CALLS = [
+    "NvOFAPICreateInstanceCuda",
+    "nvCreateOpticalFlowCuda",
+    "nvOFGetCaps",
+    "nvOFInit",
+    "nvOFSetIOCudaStreams",
+    "nvOFCreateGPUBufferCuda",
+    "nvOFGPUBufferGetStrideInfo",
+    "nvOFExecute",
+]
 CUDA_CALLS = ["cuInit", "cuDevicePrimaryCtxRetain", "cuCtxPushCurrent", "cuMemcpy2D", "cuCtxSynchronize"]
 
 
@@ -197,10 +206,24 @@ make_hmdb51_rars(root / "unpacked", root / "release")
     res = stub13.python(code)
     assert res.returncode == 0, res.stderr
     rel, out = tmp_path / "release", tmp_path / "hmdb5"
-    res = stub13.flowprep("build-hmdb5", "--archive", str(rel / "hmdb51_org.rar"), "--splits",
-                          str(rel / "test_train_splits.rar"), "--out", str(out), "--flow", "nvof",
-                          "--flow-param", "grid=4", "-j", "2", "--gpus", "all",
-                          gpus=f"{A100};{A100}")  # found by `--gpus all` through (stand-in) nvidia-smi
+    res = stub13.flowprep(
+        "build-hmdb5",
+        "--archive",
+        str(rel / "hmdb51_org.rar"),
+        "--splits",
+        str(rel / "test_train_splits.rar"),
+        "--out",
+        str(out),
+        "--flow",
+        "nvof",
+        "--flow-param",
+        "grid=4",
+        "-j",
+        "2",
+        "--gpus",
+        "all",
+        gpus=f"{A100};{A100}",
+    )  # found by `--gpus all` through (stand-in) nvidia-smi
     assert res.returncode == 0, res.stderr
     res = stub13.flowprep("verify", str(out), gpus=f"{A100};{A100}")
     assert res.returncode == 0, res.stdout + res.stderr

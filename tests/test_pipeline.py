@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from helpers import run_cli
 
 pytest.importorskip("torch")
@@ -19,15 +20,52 @@ def run(*args):
     return r
 
 
+@pytest.mark.slow
 def test_build_train_evaluate_export_infer(tiny_release, shared_data, tmp_path):
     data = tmp_path / "hmdb5"
-    run("build-hmdb5", "--archive", tiny_release, "--out", data, "--flow", "dis", "--size", "48x40",
-        "-j", "2", "--no-progress")
+    run(
+        "build-hmdb5",
+        "--archive",
+        tiny_release,
+        "--out",
+        data,
+        "--flow",
+        "dis",
+        "--size",
+        "48x40",
+        "-j",
+        "2",
+        "--no-progress",
+    )
     run("verify", data)
     runs = tmp_path / "runs" / "of2d"
-    run("train", data, "--modality", "of", "--arch", "2d", "--frames", "4", "--input-size", "32",
-        "--epochs", "2", "--batch-size", "4", "--workers", "0", "--hflip", "0", "--optimizer", "adamw",
-        "--lr", "0.001", "--out", runs, "--no-progress")
+    run(
+        "train",
+        data,
+        "--modality",
+        "of",
+        "--arch",
+        "2d",
+        "--frames",
+        "4",
+        "--input-size",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--hflip",
+        "0",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "0.001",
+        "--out",
+        runs,
+        "--no-progress",
+    )
     assert (runs / "best.pt").is_file() and (runs / "last.pt").is_file()
     assert len((runs / "log.jsonl").read_text().splitlines()) == 2
     ev = run("evaluate", runs / "best.pt", data / "val", "--mode", "all", "--out", tmp_path / "eval")
@@ -39,8 +77,16 @@ def test_build_train_evaluate_export_infer(tiny_release, shared_data, tmp_path):
     assert meta["modality"] == "of" and meta["encoding"]["mode"] == "fixed"
     assert (deploy / "labels.txt").read_text().split() == ["push", "fall_floor", "walk", "run", "ride_bike"]
     out_json = tmp_path / "windows.jsonl"
-    run("infer", shared_data / "carphone_pristine.mp4", "--model", deploy / "model.onnx", "--stride", "16",
-        "--json-out", out_json)
+    run(
+        "infer",
+        shared_data / "carphone_pristine.mp4",
+        "--model",
+        deploy / "model.onnx",
+        "--stride",
+        "16",
+        "--json-out",
+        out_json,
+    )
     lines = [json.loads(line) for line in out_json.read_text().splitlines()]
     windows = [x for x in lines if x["type"] == "window"]
     assert windows and windows[0]["start_frame"] == 0

@@ -11,19 +11,27 @@ import av
 import cv2
 import numpy as np
 import pytest
-from helpers import run_cli
 
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.flow.visualize import flow_to_color
 from flowprep.layout.record import read_record
 from flowprep.preview.api import PreviewConfig, preview, resolve_clip, select_clips
 from flowprep.preview.page import esc
+from helpers import run_cli
 
 HOSTILE = "a<b>&'#1"  # a class name that must survive HTML as text
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # what the browser needs as root in a container, and nothing that reaches the network
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +40,16 @@ def hostile(tmp_path_factory) -> Path:
     from flowprep.synth import make_release_folder
 
     rel = tmp_path_factory.mktemp("hostile") / "release"
-    make_release_folder(rel, {"walk": (2.0, 0.0), "run": (-2.0, 0.0), HOSTILE: (0.0, 2.0)}, sources_per_class=3,
-                        clips_per_source=2, frames=6, height=48, width=64, with_splits=False)
+    make_release_folder(
+        rel,
+        {"walk": (2.0, 0.0), "run": (-2.0, 0.0), HOSTILE: (0.0, 2.0)},
+        sources_per_class=3,
+        clips_per_source=2,
+        frames=6,
+        height=48,
+        width=64,
+        with_splits=False,
+    )
     (rel / "run" / min(os.listdir(rel / "run"))).write_bytes(b"RIFF garbage" * 10)
     out = rel.parent / "ds"
     r = run_cli("build", rel, "--out", out, "--flow", "dis", "-j", "1", "--no-progress")
@@ -121,7 +137,7 @@ def _flow_panel_colour(frame: np.ndarray, panels: int = 4) -> np.ndarray:
     """Median colour of the middle of the flow panel (the 2nd of ``panels`` equal-width panels)."""
     h, w = frame.shape[:2]
     pw = w // panels
-    return np.median(frame[h // 4:3 * h // 4, pw + pw // 4:pw + 3 * pw // 4].reshape(-1, 3), axis=0)
+    return np.median(frame[h // 4 : 3 * h // 4, pw + pw // 4 : pw + 3 * pw // 4].reshape(-1, 3), axis=0)
 
 
 def test_rightward_flow_is_the_wheel_colour_of_angle_zero(hostile, tmp_path):
@@ -150,15 +166,34 @@ def test_one_clip_video_has_every_flow_frame_and_four_panels(hostile, tmp_path):
     assert len(frames) == clip["flow_frames"] and frames[0].shape == (64, 4 * 86, 3)  # 64x48 frames -> 86x64
 
 
-@pytest.mark.parametrize("layout,modality,extra,panels", [
-    ("tao", "rgb", [], 1),
-    ("mmaction2", "flow", ["--encoding", "maxrad"], 3),
-    ("mmaction2", "both", ["--flow-format", "png"], 4),
-])
+@pytest.mark.parametrize(
+    "layout,modality,extra,panels",
+    [
+        ("tao", "rgb", [], 1),
+        ("mmaction2", "flow", ["--encoding", "maxrad"], 3),
+        ("mmaction2", "both", ["--flow-format", "png"], 4),
+    ],
+)
 def test_layouts_and_modalities(tiny_release, tmp_path, layout, modality, extra, panels):
     ds = tmp_path / "ds"
-    r = run_cli("build", tiny_release, "--out", ds, "--classes", "walk", "--layout", layout, "--modality", modality,
-                "--flow", "dis", "-j", "1", "--no-progress", *extra)
+    r = run_cli(
+        "build",
+        tiny_release,
+        "--out",
+        ds,
+        "--classes",
+        "walk",
+        "--layout",
+        layout,
+        "--modality",
+        modality,
+        "--flow",
+        "dis",
+        "-j",
+        "1",
+        "--no-progress",
+        *extra,
+    )
     assert r.exit_code == 0, r.output
     s = preview(PreviewConfig(ds, per_class=2, progress=False))
     assert s.out == tmp_path / "ds-preview" and s.clips == 2
@@ -184,8 +219,9 @@ def test_damaged_clip_is_noted_and_the_others_shown(hostile, tmp_path):
     assert f"note: {walk['id']}: cannot read" in r.output and "3 clip(s)" not in r.output
     page = (tmp_path / "ds-preview" / "index.html").read_text(encoding="utf-8")
     assert 'id="notes"' in page and esc(walk["id"]) in page and page.count("<video") == 2
-    assert sorted(os.listdir(tmp_path / "ds-preview" / "media")) == \
-        [f"c{i:04d}.mp4" for i in range(3) if i != label] + ["wheel.png"]
+    assert sorted(os.listdir(tmp_path / "ds-preview" / "media")) == [
+        f"c{i:04d}.mp4" for i in range(3) if i != label
+    ] + ["wheel.png"]
     r = run_cli("preview", ds, "--clip", walk["id"], "--video", tmp_path / "w.mp4")
     assert r.exit_code == 1 and "cannot read" in r.output and not (tmp_path / "w.mp4").exists()
 
@@ -236,25 +272,46 @@ def test_frames_are_read_only_as_regular_files(hostile, tmp_path):
     assert r.exit_code == 1 and "leads outside the dataset" in r.output and not (tmp_path / "v.mp4").exists()
 
 
-@pytest.mark.parametrize("args", [["--video", "x.mp4"], ["--height", "15"], ["--per-class", "-1"],
-                                  ["--clip", "a", "--clip", "b", "--video", "x.mp4"], ["--side", "test"],
-                                  ["--clip", "a", "--video", "x.gif"], ["--fps", "0.0004"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--video", "x.mp4"],
+        ["--height", "15"],
+        ["--per-class", "-1"],
+        ["--clip", "a", "--clip", "b", "--video", "x.mp4"],
+        ["--side", "test"],
+        ["--clip", "a", "--video", "x.gif"],
+        ["--fps", "0.0004"],
+    ],
+)
 def test_usage_errors_exit_2(hostile, args):
     assert run_cli("preview", hostile, *args).exit_code == 2
 
 
-@pytest.mark.parametrize("bad", [{"per_class": 2.5}, {"per_class": float("nan")}, {"fps": float("nan")},
-                                 {"fps": 0.0004}, {"max_frames": 0}, {"height": 17}, {"height": 64.0}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"per_class": 2.5},
+        {"per_class": float("nan")},
+        {"fps": float("nan")},
+        {"fps": 0.0004},
+        {"max_frames": 0},
+        {"height": 17},
+        {"height": 64.0},
+    ],
+)
 def test_library_callers_get_the_cli_limits(hostile, bad):
     with pytest.raises(ConfigError):
         PreviewConfig(hostile, **bad)
 
 
 def test_errors_are_one_line_exit_1(hostile, tmp_path):
-    for args, message in [((tmp_path / "nothing",), "is not a flowprep dataset"),
-                          ((hostile, "--clip", "nope"), "no clip 'nope'"),
-                          ((hostile, "--out", hostile / "train" / "x"), "inside its frame folders"),
-                          ((hostile, "--out", hostile / "labels.txt" / "p"), "cannot write the preview")]:
+    for args, message in [
+        ((tmp_path / "nothing",), "is not a flowprep dataset"),
+        ((hostile, "--clip", "nope"), "no clip 'nope'"),
+        ((hostile, "--out", hostile / "train" / "x"), "inside its frame folders"),
+        ((hostile, "--out", hostile / "labels.txt" / "p"), "cannot write the preview"),
+    ]:
         r = run_cli("preview", *args, "--no-progress")
         assert r.exit_code == 1 and message in r.output and len(r.output.strip().splitlines()) == 1, r.output
 
@@ -267,8 +324,10 @@ def _browser():
     return sync_api.sync_playwright()
 
 
-_LOADED = ("[...document.images].every(i => i.complete && i.naturalWidth > 0) && "
-           "[...document.querySelectorAll('video')].every(v => v.readyState >= 2 && v.videoWidth > 0)")
+_LOADED = (
+    "[...document.images].every(i => i.complete && i.naturalWidth > 0) && "
+    "[...document.querySelectorAll('video')].every(v => v.readyState >= 2 && v.videoWidth > 0)"
+)
 
 
 def test_page_in_a_real_browser(hostile, tmp_path, record_property):
@@ -277,8 +336,13 @@ def test_page_in_a_real_browser(hostile, tmp_path, record_property):
     with _browser() as pw:
         try:
             ctx = pw.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
-                viewport={"width": 1280, "height": 900}, offline=True)
+                str(tmp_path / "chromium-profile"),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_FLAGS,
+                viewport={"width": 1280, "height": 900},
+                offline=True,
+            )
         except Exception as exc:  # e.g. Ubuntu's snap stub at /usr/bin/chromium: the machine, not the page
             pytest.skip(f"chromium at {CHROMIUM} does not start: {str(exc).splitlines()[0]}")
         try:
@@ -289,11 +353,15 @@ def test_page_in_a_real_browser(hostile, tmp_path, record_property):
             page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
             page.goto(s.index.as_uri())
             page.wait_for_function(_LOADED, timeout=20_000)
-            media = page.evaluate("[...document.querySelectorAll('img, video')].map(e => "
-                                  "[e.tagName, e.naturalWidth || e.videoWidth, e.naturalHeight || e.videoHeight])")
-            counts = page.evaluate("[...document.querySelectorAll('#counts tr[data-class]')].map(tr => "
-                                   "[tr.dataset.class, [...tr.querySelectorAll('td[data-kind]')].map(td => "
-                                   "[td.dataset.side, td.dataset.kind, +td.textContent])])")
+            media = page.evaluate(
+                "[...document.querySelectorAll('img, video')].map(e => "
+                "[e.tagName, e.naturalWidth || e.videoWidth, e.naturalHeight || e.videoHeight])"
+            )
+            counts = page.evaluate(
+                "[...document.querySelectorAll('#counts tr[data-class]')].map(tr => "
+                "[tr.dataset.class, [...tr.querySelectorAll('td[data-kind]')].map(td => "
+                "[td.dataset.side, td.dataset.kind, +td.textContent])])"
+            )
             headings = page.evaluate("[...document.querySelectorAll('section.cls h2')].map(h => h.textContent)")
             failed = page.evaluate("document.querySelector('#failed').textContent")
             shot = tmp_path / "preview.png"
@@ -304,8 +372,9 @@ def test_page_in_a_real_browser(hostile, tmp_path, record_property):
             # autoplay: Chromium starts muted looping videos once they are on screen
             walk.scroll_into_view_if_needed()
             page.wait_for_function("v => !v.paused && v.currentTime > 0", arg=walk.element_handle(), timeout=20_000)
-            walk_png = cv2.cvtColor(cv2.imdecode(np.frombuffer(walk.screenshot(), np.uint8), cv2.IMREAD_COLOR),
-                                    cv2.COLOR_BGR2RGB)
+            walk_png = cv2.cvtColor(
+                cv2.imdecode(np.frombuffer(walk.screenshot(), np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
+            )
         finally:
             ctx.close()
     assert not errors, errors

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import rarfile
 
-from flowprep.archive.rar4 import (RAR4_MARKER, make_hmdb51_rars, rar4_bytes, write_rar4,
-                                   write_rar4_from_folder)
+from flowprep.archive.rar4 import RAR4_MARKER, make_hmdb51_rars, rar4_bytes, write_rar4, write_rar4_from_folder
 
 ODD_FILES = [
     ("walk/Bob's_#1_walk_f_cm_np1_fr_med_0.avi", b"\x00\x01avi" * 300),
@@ -67,7 +66,7 @@ def test_symlink_entries_are_marked_as_symlinks(tmp_path: Path):
 
 def test_names_outside_the_bmp_are_refused(tmp_path: Path):
     with pytest.raises(ValueError, match="Basic Multilingual Plane"):
-        write_rar4(tmp_path / "x.rar", [("emoji_\U0001F600.txt", b"")])
+        write_rar4(tmp_path / "x.rar", [("emoji_\U0001f600.txt", b"")])
 
 
 @pytest.mark.parametrize("tool,args", [("lsar", []), ("bsdtar", ["-tf"])])
@@ -82,8 +81,7 @@ def test_external_tools_list_it(odd_rar: Path, tool: str, args: list[str]):
 def test_unar_extracts_the_same_bytes(odd_rar: Path, tmp_path: Path):
     if shutil.which("unar") is None:
         pytest.skip("unar is not installed")
-    subprocess.run(["unar", "-q", "-D", "-o", str(tmp_path), str(odd_rar)], check=True,
-                   capture_output=True)
+    subprocess.run(["unar", "-q", "-D", "-o", str(tmp_path), str(odd_rar)], check=True, capture_output=True)
     for name, payload in ODD_FILES:
         assert (tmp_path / name).read_bytes() == payload
 
@@ -98,8 +96,7 @@ def test_write_from_folder_is_recursive_sorted_with_dirs(tmp_path: Path):
     path = write_rar4_from_folder(tmp_path / "f.rar", src, arc_prefix="top")
     with rarfile.RarFile(str(path)) as rf:
         names = [i.filename for i in rf.infolist()]
-        assert names == ["top/", "top/a/", "top/b/", "top/b/deep/", "top/a/y.txt", "top/b/deep/z.txt",
-                         "top/x.txt"]
+        assert names == ["top/", "top/a/", "top/b/", "top/b/deep/", "top/a/y.txt", "top/b/deep/z.txt", "top/x.txt"]
         assert rf.read("top/b/deep/z.txt") == b"z"
 
 

@@ -49,10 +49,23 @@ def dataset(tmp_path_factory) -> Path:
     from flowprep.synth import make_release_folder
 
     base = tmp_path_factory.mktemp("safety")
-    make_release_folder(base / "rel", classes=CLASSES, sources_per_class=2, clips_per_source=1, frames=6,
-                        seed=1, with_splits=False)
-    invoke("build", base / "rel", "--out", base / "ds", "--flow", "dis", "-j", "1", "--no-progress",
-           "--split-by", "clip", code=0)
+    make_release_folder(
+        base / "rel", classes=CLASSES, sources_per_class=2, clips_per_source=1, frames=6, seed=1, with_splits=False
+    )
+    invoke(
+        "build",
+        base / "rel",
+        "--out",
+        base / "ds",
+        "--flow",
+        "dis",
+        "-j",
+        "1",
+        "--no-progress",
+        "--split-by",
+        "clip",
+        code=0,
+    )
     return base / "ds"
 
 
@@ -65,11 +78,14 @@ def ds_copy(dataset, tmp_path) -> Path:
 
 def _mount(path: Path, options: str) -> Path:
     path.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True,
-                       check=False)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True, check=False
+    )
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or 'not permitted'}): root ignores file "
-                    "permissions, so read-only and full disks need a mount")
+        pytest.skip(
+            f"cannot mount a tmpfs here ({r.stderr.strip() or 'not permitted'}): root ignores file "
+            "permissions, so read-only and full disks need a mount"
+        )
     return path
 
 
@@ -129,8 +145,7 @@ BAD_NUMBERS = [
 def test_bad_numbers_are_usage_errors(args, tmp_path):
     (tmp_path / "SRC").mkdir()
     before = snapshot(tmp_path)
-    out = invoke(*[a.replace("SRC", str(tmp_path / "SRC")).replace("OUT", str(tmp_path / "o")) for a in args],
-                 code=2)
+    out = invoke(*[a.replace("SRC", str(tmp_path / "SRC")).replace("OUT", str(tmp_path / "o")) for a in args], code=2)
     assert "Invalid value" in out
     assert snapshot(tmp_path) == before
 
@@ -166,6 +181,7 @@ def test_json_is_always_valid():
 
 # ---- verify and the record ------------------------------------------------------------------------
 
+
 def _clip(ds: Path) -> Path:
     c = read_record(ds)["clips"][0]
     return ds / c["id"]
@@ -185,7 +201,7 @@ def test_verify_finds_truncated_images(ds_copy):
 
 
 def test_container_checks():
-    png = (b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + b"IHDR" + b"\0" * 13 + b"\0\0\0\0")
+    png = b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + b"IHDR" + b"\0" * 13 + b"\0\0\0\0"
     assert "CRC" in container_problem(png, "png")
     assert "truncated" in container_problem(b"\xff\xd8\xff\xe0abc", "jpg")
     assert container_problem(b"\xff\xd8abc\xff\xd9", "jpg") is None
@@ -231,18 +247,24 @@ def test_tampered_record_is_one_line(tamper, ds_copy):
 def _verify_subprocess(ds: Path) -> subprocess.CompletedProcess:
     # a subprocess with a timeout and an address-space limit: before the fix a FIFO frame blocked
     # verify for ever and a frame linked to /dev/zero grew its memory without bound
-    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
-            "from flowprep.cli import main; main(sys.argv[1:])")
-    return subprocess.run([sys.executable, "-c", code, "verify", str(ds)], capture_output=True, text=True,
-                          timeout=120, check=False)
+    code = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
+        "from flowprep.cli import main; main(sys.argv[1:])"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, "verify", str(ds)], capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_verify_reads_frames_only_as_regular_files(ds_copy, tmp_path):
     clip = _clip(ds_copy)
     outside = tmp_path / "outside.jpg"
     shutil.copy(clip / "u" / "000001.jpg", outside)
-    for name, make in [("000000.jpg", lambda p: os.mkfifo(p)), ("000001.jpg", lambda p: p.symlink_to("/dev/zero")),
-                       ("000002.jpg", lambda p: p.symlink_to(outside))]:
+    for name, make in [
+        ("000000.jpg", lambda p: os.mkfifo(p)),
+        ("000001.jpg", lambda p: p.symlink_to("/dev/zero")),
+        ("000002.jpg", lambda p: p.symlink_to(outside)),
+    ]:
         (clip / "u" / name).unlink()
         make(clip / "u" / name)
     shutil.move(clip / "v", tmp_path / "v")
@@ -264,6 +286,7 @@ def test_validate_component():
 
 # ---- train on damaged data ------------------------------------------------------------------------
 
+
 def test_train_refuses_out_inside_the_dataset(dataset):
     pytest.importorskip("torch")
     before = snapshot(dataset)
@@ -276,8 +299,24 @@ def test_train_refuses_out_inside_the_dataset(dataset):
 def test_train_with_a_bad_frame_in_a_worker_is_one_line(damage, ds_copy, tmp_path, one_torch_thread):
     frame = _clip(ds_copy) / "rgb" / "000002.png"
     frame.unlink() if damage == "missing" else frame.write_bytes(b"")
-    out = invoke("train", ds_copy, "--out", tmp_path / "run", "--epochs", "1", "--frames", "4", "--input-size",
-                 "32", "--batch-size", "2", "--workers", "1", "--no-progress", code=1)
+    out = invoke(
+        "train",
+        ds_copy,
+        "--out",
+        tmp_path / "run",
+        "--epochs",
+        "1",
+        "--frames",
+        "4",
+        "--input-size",
+        "32",
+        "--batch-size",
+        "2",
+        "--workers",
+        "1",
+        "--no-progress",
+        code=1,
+    )
     assert "000002.png" in out and "DataLoader worker" not in out
     assert not (tmp_path / "run" / "last.pt").exists()
 
@@ -288,12 +327,15 @@ def test_messages_are_printable_lines():
 
 
 def test_worker_errors_keep_their_original_line():
-    exc = FlowprepError("Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most "
-                        "recent call last):\n  File \"x\", line 1\nflowprep.errors.FlowprepError: frame x is empty")
+    exc = FlowprepError(
+        "Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most "
+        'recent call last):\n  File "x", line 1\nflowprep.errors.FlowprepError: frame x is empty'
+    )
     assert one_line(exc) == "frame x is empty"
 
 
 # ---- full and read-only disks ---------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def models(dataset, tmp_path_factory):
@@ -309,10 +351,21 @@ def models(dataset, tmp_path_factory):
     for modality in ("rgb", "of"):
         torch.manual_seed(0)
         model = build_model("2d", modality, 2, frames=4)
-        paths[modality] = save_checkpoint(d / f"{modality}.pt", {
-            "arch": "2d", "modality": modality, "frames": 4, "sample_rate": 1, "input_size": 32,
-            "classes": ["run", "walk"], "state_dict": model.state_dict(), "dataset_record": rec, "epoch": 1,
-            "best_acc": 0.0})
+        paths[modality] = save_checkpoint(
+            d / f"{modality}.pt",
+            {
+                "arch": "2d",
+                "modality": modality,
+                "frames": 4,
+                "sample_rate": 1,
+                "input_size": 32,
+                "classes": ["run", "walk"],
+                "state_dict": model.state_dict(),
+                "dataset_record": rec,
+                "epoch": 1,
+                "best_acc": 0.0,
+            },
+        )
     export_checkpoint(paths["rgb"], d / "deploy")
     paths["onnx"] = d / "deploy" / "model.onnx"
     return paths
@@ -328,15 +381,45 @@ def _writers(dataset: Path, models: dict, target: Path) -> dict[str, list]:
         "infer --json-out": ["infer", video, "--model", models["onnx"], "--json-out", target / "j.jsonl"],
         "bench-flow --plot": [*bench, "--plot", target / "p.png"],
         "bench-flow --vis-dir": [*bench, "--vis-dir", target / "vis"],
-        "train --out": ["train", dataset, "--out", target / "run", "--epochs", "1", "--frames", "4",
-                        "--input-size", "32", "--workers", "0", "--no-progress"],
-        "build --out": ["build", dataset.parent / "rel", "--out", target / "ds", "--flow", "dis", "-j", "1",
-                        "--no-progress"],
+        "train --out": [
+            "train",
+            dataset,
+            "--out",
+            target / "run",
+            "--epochs",
+            "1",
+            "--frames",
+            "4",
+            "--input-size",
+            "32",
+            "--workers",
+            "0",
+            "--no-progress",
+        ],
+        "build --out": [
+            "build",
+            dataset.parent / "rel",
+            "--out",
+            target / "ds",
+            "--flow",
+            "dis",
+            "-j",
+            "1",
+            "--no-progress",
+        ],
     }
 
 
-WRITERS = ["evaluate --out", "export --out", "infer --output", "infer --json-out", "bench-flow --plot",
-           "bench-flow --vis-dir", "train --out", "build --out"]
+WRITERS = [
+    "evaluate --out",
+    "export --out",
+    "infer --output",
+    "infer --json-out",
+    "bench-flow --plot",
+    "bench-flow --vis-dir",
+    "train --out",
+    "build --out",
+]
 
 
 @pytest.mark.parametrize("kind", ["readonly", "full", "parent is a file"])
@@ -368,14 +451,16 @@ def test_atomic_write_on_a_full_disk(full_dir):
 
 
 def test_os_errors_become_one_line_only_with_a_file_name():
-    assert os_error_line(OSError(errno.EROFS, "Read-only file system", "/x/r.json")) == \
-        "/x/r.json: Read-only file system"
+    assert (
+        os_error_line(OSError(errno.EROFS, "Read-only file system", "/x/r.json")) == "/x/r.json: Read-only file system"
+    )
     assert os_error_line(OSError(errno.ENOSPC, "No space left on device")).startswith("No space left")
     assert os_error_line(OSError(errno.ENOENT, "No such file or directory")) is None  # names no file
     assert os_error_line(OSError(errno.EBADF, "Bad file descriptor", "/x")) is None  # a bug, not the disk
 
 
 # ---- tiny frames, odd names -----------------------------------------------------------------------
+
 
 def test_dis_refuses_frames_it_would_crash_on():
     from flowprep.flow.registry import create_backend
@@ -400,8 +485,18 @@ def test_tiny_frames_with_dis(side, models, tmp_path):
     write_flo(tmp_path / "gt.flo", np.zeros((side, side, 2), np.float32))
     out = invoke("infer", frames, "--model", models["of"], "--fps", "10", "--flow", "dis", code=1)
     assert "too small for the dis backend" in out
-    out = invoke("bench-flow", "--flow", "dis", "--pairs-per-magnitude", "0", "--pair", frames / "0000.png",
-                 frames / "0001.png", tmp_path / "gt.flo", code=1)
+    out = invoke(
+        "bench-flow",
+        "--flow",
+        "dis",
+        "--pairs-per-magnitude",
+        "0",
+        "--pair",
+        frames / "0000.png",
+        frames / "0001.png",
+        tmp_path / "gt.flo",
+        code=1,
+    )
     assert "too small for the dis backend" in out
 
 
@@ -437,11 +532,13 @@ def test_non_utf8_names(kind, non_utf8_release, tmp_path, caplog):
 def test_annotated_video_on_a_full_disk_fails_cleanly(full_dir):
     pytest.importorskip("av")
     # in a subprocess: flushing PyAV's encoder after a failed write crashed the process (SIGSEGV)
-    code = ("import numpy as np, sys; from flowprep.serve.annotate import AnnotatedWriter\n"
-            f"w = AnnotatedWriter({str(full_dir / 'a.mp4')!r}, 25)\n"
-            "try:\n    [w.write(np.zeros((64, 80, 3), np.uint8)) for _ in range(30)]\n"
-            "except Exception as e:\n    print(type(e).__name__, e)\n"
-            "w.close()\n")
+    code = (
+        "import numpy as np, sys; from flowprep.serve.annotate import AnnotatedWriter\n"
+        f"w = AnnotatedWriter({str(full_dir / 'a.mp4')!r}, 25)\n"
+        "try:\n    [w.write(np.zeros((64, 80, 3), np.uint8)) for _ in range(30)]\n"
+        "except Exception as e:\n    print(type(e).__name__, e)\n"
+        "w.close()\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr[-500:]
     assert "OutputError" in r.stdout and "No space left" in r.stdout
@@ -454,8 +551,13 @@ def test_preview_on_a_full_disk_is_one_line(dataset, full_dir, capfd):
         write_legend(full_dir / "wheel.png")
     assert err.value.errno == errno.ENOSPC and "libpng" not in capfd.readouterr().err
     # a subprocess: OpenCV's imwrite printed libpng's own error line on the process's stderr
-    r = subprocess.run([sys.executable, "-m", "flowprep", "preview", str(dataset), "--out", str(full_dir / "p"),
-                        "--no-progress"], capture_output=True, text=True, timeout=120, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "flowprep", "preview", str(dataset), "--out", str(full_dir / "p"), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "No space left" in r.stderr, r.stderr
 
@@ -467,9 +569,11 @@ def test_a_killed_worker_is_one_line(monkeypatch, tmp_path):
     import flowprep.builder.api as builder_api
 
     def dies(*args, **kwargs):
-        raise TerminatedWorkerError("A worker process managed by the executor was unexpectedly terminated. "
-                                    "This could be caused by a segmentation fault.\n\nThe exit codes of the "
-                                    "workers are {SIGKILL(-9)}")
+        raise TerminatedWorkerError(
+            "A worker process managed by the executor was unexpectedly terminated. "
+            "This could be caused by a segmentation fault.\n\nThe exit codes of the "
+            "workers are {SIGKILL(-9)}"
+        )
 
     monkeypatch.setattr(builder_api, "build", dies)
     (tmp_path / "rel").mkdir()

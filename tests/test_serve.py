@@ -24,20 +24,35 @@ from flowprep.train.models import build_model  # noqa: E402
 CLIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "carphone_pristine.mp4"
 needs_clip = pytest.mark.skipif(not CLIP.is_file(), reason=f"test clip {CLIP} not present")
 CLASSES = ["walk", "run", "push"]
-RECORD = {"format": "flowprep-dataset", "modality": "both",
-          "decode": {"short_side": 96, "size": None, "frame_step": 1},
-          "rgb": {"image_format": "png", "jpeg_quality": None},
-          "flow": {"name": "dis", "params": {}, "device": "cpu"},
-          "encoding": {"mode": "fixed", "bound": 20.0, "image_format": "jpg", "jpeg_quality": 95}}
+RECORD = {
+    "format": "flowprep-dataset",
+    "modality": "both",
+    "decode": {"short_side": 96, "size": None, "frame_step": 1},
+    "rgb": {"image_format": "png", "jpeg_quality": None},
+    "flow": {"name": "dis", "params": {}, "device": "cpu"},
+    "encoding": {"mode": "fixed", "bound": 20.0, "image_format": "jpg", "jpeg_quality": 95},
+}
 T, S = 8, 64
 
 
 def make_checkpoint(path: Path, arch: str, modality: str, record: dict | None = None) -> Path:
     torch.manual_seed(0)
     model = build_model(arch, modality, len(CLASSES), frames=T)
-    return save_checkpoint(path, {"arch": arch, "modality": modality, "frames": T, "sample_rate": 1, "input_size": S,
-                                  "classes": CLASSES, "state_dict": model.state_dict(),
-                                  "dataset_record": RECORD if record is None else record, "epoch": 1, "best_acc": 0.0})
+    return save_checkpoint(
+        path,
+        {
+            "arch": arch,
+            "modality": modality,
+            "frames": T,
+            "sample_rate": 1,
+            "input_size": S,
+            "classes": CLASSES,
+            "state_dict": model.state_dict(),
+            "dataset_record": RECORD if record is None else record,
+            "epoch": 1,
+            "best_acc": 0.0,
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +71,23 @@ def _lines(path: Path) -> list[dict]:
 def test_infer_clip_windows_times_and_annotated_video(rgb3d, tmp_path):
     _, onnx_path = rgb3d
     out, js = tmp_path / "annotated.mp4", tmp_path / "res.jsonl"
-    res = CliRunner().invoke(cli, ["infer", str(CLIP), "--model", str(onnx_path), "--output", str(out),
-                                   "--stride", "4", "--top-k", "2", "--json-out", str(js)])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "infer",
+            str(CLIP),
+            "--model",
+            str(onnx_path),
+            "--output",
+            str(out),
+            "--stride",
+            "4",
+            "--top-k",
+            "2",
+            "--json-out",
+            str(js),
+        ],
+    )
     assert res.exit_code == 0, res.output
     lines = _lines(js)
     wins, clip = lines[:-1], lines[-1]
@@ -75,6 +105,7 @@ def test_infer_clip_windows_times_and_annotated_video(rgb3d, tmp_path):
     assert "annotated video" in res.output
 
 
+@pytest.mark.slow
 @needs_clip
 def test_onnx_and_checkpoint_runners_agree_and_skip_frames(rgb3d):
     ckpt, onnx_path = rgb3d

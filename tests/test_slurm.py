@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import tree_bytes
 
 from flowprep.archive.rar4 import make_hmdb51_rars
 from flowprep.builder.shard import shard_of
 from flowprep.demo import DEMO_CLASSES
 from flowprep.synth import make_release_folder
+from helpers import tree_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -45,20 +45,26 @@ def slurm(tmp_path_factory) -> Iterator[dict[str, str]]:
         pytest.skip("a single-node Slurm needs root (slurmd runs jobs as their user)")
     folder = tmp_path_factory.mktemp("slurm")
     try:
-        up = subprocess.run(["bash", str(SLURM_UP), "up", str(folder)], capture_output=True, text=True,
-                            timeout=500)
+        up = subprocess.run(["bash", str(SLURM_UP), "up", str(folder)], capture_output=True, text=True, timeout=500)
         if up.returncode == SKIP:
             pytest.skip(up.stderr.strip())
         logs = "".join(p.read_text(errors="replace")[-3000:] for p in sorted((folder / "log").glob("*.log")))
         assert up.returncode == 0, f"single-node Slurm did not start: {up.stderr}\n{logs}"
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
         pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        yield dict(os.environ, SLURM_CONF=str(folder / "slurm.conf"), PATH=path, PYTHONPATH=pythonpath,
-                   FLOWPREP_PYTHON=sys.executable, FLOWPREP=str(GATED_FLOWPREP))
+        yield dict(
+            os.environ,
+            SLURM_CONF=str(folder / "slurm.conf"),
+            PATH=path,
+            PYTHONPATH=pythonpath,
+            FLOWPREP_PYTHON=sys.executable,
+            FLOWPREP=str(GATED_FLOWPREP),
+        )
     finally:
         if (folder / "slurm.conf").exists():  # up got as far as writing its config: stop what it started
-            down = subprocess.run(["bash", str(SLURM_UP), "down", str(folder)], capture_output=True, text=True,
-                                  timeout=300)
+            down = subprocess.run(
+                ["bash", str(SLURM_UP), "down", str(folder)], capture_output=True, text=True, timeout=300
+            )
             assert down.returncode == 0, f"single-node Slurm did not stop: {down.stderr}"
 
 
@@ -66,8 +72,9 @@ def slurm(tmp_path_factory) -> Iterator[dict[str, str]]:
 def release(tmp_path_factory) -> Path:
     """A demo-like release: ``hmdb51_org.rar`` of per-class RARs, 7 classes x 4 clips of 8 frames."""
     root = tmp_path_factory.mktemp("slurm-release")
-    make_release_folder(root / "unpacked", DEMO_CLASSES, sources_per_class=2, clips_per_source=2, frames=8,
-                        height=48, width=64, seed=12)
+    make_release_folder(
+        root / "unpacked", DEMO_CLASSES, sources_per_class=2, clips_per_source=2, frames=8, height=48, width=64, seed=12
+    )
     outer, _ = make_hmdb51_rars(root / "unpacked", root)
     return outer
 
@@ -80,8 +87,12 @@ def _build_args(release: Path, out: Path) -> list[str]:
 def reference(release, tmp_path_factory) -> tuple[dict[str, bytes], list[str]]:
     """The local build the cluster runs must reproduce: its files and its clip ids."""
     out = tmp_path_factory.mktemp("slurm-ref") / "ds"
-    r = subprocess.run([sys.executable, "-m", "flowprep", *_build_args(release, out), "-j", "2"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "flowprep", *_build_args(release, out), "-j", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     clips = [c["id"] for c in json.loads((out / "flowprep.json").read_text())["clips"]]
     assert len(clips) == N_CLIPS
@@ -93,8 +104,13 @@ def submit_array(env: dict[str, str], release: Path, out: Path, tasks: str | Non
     extra = {"FLOW": "dis", "CPUS_PER_TASK": "1", "MEM_PER_CPU": "500M", "EXTRA": f"--classes {CLASSES}"}
     if tasks:
         extra["TASKS"] = tasks
-    r = subprocess.run(["bash", str(ROOT / "examples" / "slurm_array.sh"), str(release), str(out), "3"],
-                       env={**env, **extra}, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        ["bash", str(ROOT / "examples" / "slurm_array.sh"), str(release), str(out), "3"],
+        env={**env, **extra},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     build_id = re.search(r"submitted build array (\d+)", r.stdout)
     final_id = re.search(r"submitted finalize \+ verify job (\d+)", r.stdout)
@@ -104,8 +120,7 @@ def submit_array(env: dict[str, str], release: Path, out: Path, tasks: str | Non
 
 def job_states(env: dict[str, str], job_id: str) -> dict[str, tuple[str, str]]:
     """``scontrol`` view of a job (every task of an array): task id or job id -> (state, exit code)."""
-    r = subprocess.run(["scontrol", "-o", "show", "job", job_id], env=env, capture_output=True, text=True,
-                       timeout=30)
+    r = subprocess.run(["scontrol", "-o", "show", "job", job_id], env=env, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     states = {}
     for line in r.stdout.splitlines():
@@ -127,8 +142,13 @@ def wait_until(check: Callable[[], object], what: str, timeout: float = JOB_TIME
 
 def wait_done(env: dict[str, str], *job_ids: str) -> None:
     def gone() -> bool:
-        r = subprocess.run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(job_ids)], env=env,
-                           capture_output=True, text=True, timeout=30)
+        r = subprocess.run(
+            ["squeue", "-h", "-o", "%i %T", "-j", ",".join(job_ids)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         return r.returncode == 0 and not r.stdout.strip()
 
     wait_until(gone, f"Slurm jobs {', '.join(job_ids)} to end")
@@ -171,8 +191,9 @@ def test_cancelled_array_task_is_named_then_resubmitted(slurm, release, referenc
     # afterany: the finalize job ran anyway, and failed naming what is missing, as does finalize here.
     assert job_states(slurm, final_id)[final_id] == ("FAILED", "1:0")
     log = (tmp_path / "ds.logs" / f"finalize-{final_id}.log").read_text()
-    r = subprocess.run([sys.executable, "-m", "flowprep", "finalize", str(out)], env=slurm, capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "flowprep", "finalize", str(out)], env=slurm, capture_output=True, text=True, timeout=120
+    )
     for text in (log, r.stderr):
         assert f"{len(missing)} of {N_CLIPS} clip(s) not finished" in text, text
         assert all(f"{cid} [shard 2/3]: not built" in text for cid in missing), text
@@ -193,17 +214,44 @@ def test_cancelled_array_task_is_named_then_resubmitted(slurm, release, referenc
 def test_dask_slurm_example_equals_local_build(slurm, release, reference, tmp_path):
     pytest.importorskip("dask_jobqueue", reason="examples/dask_slurm.py needs dask-jobqueue (flowprep[cluster])")
     out = tmp_path / "ds"
-    r = subprocess.run([sys.executable, str(ROOT / "examples" / "dask_slurm.py"), str(release), str(out),
-                        "--classes", CLASSES, "--flow", "dis", "--jobs", "2", "--cores", "1", "--memory", "1GB",
-                        "--walltime", "00:10:00"], env=slurm, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "dask_slurm.py"),
+            str(release),
+            str(out),
+            "--classes",
+            CLASSES,
+            "--flow",
+            "dis",
+            "--jobs",
+            "2",
+            "--cores",
+            "1",
+            "--memory",
+            "1GB",
+            "--walltime",
+            "00:10:00",
+        ],
+        env=slurm,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"{N_CLIPS} built" in r.stdout, r.stdout
     assert "#SBATCH" in r.stdout  # the worker job script it submitted
     assert tree_bytes(out) == reference[0]
     # The workers ran as Slurm jobs (their logs), and closing the cluster cancelled them.
     assert list((tmp_path / "ds.dask-logs").glob("*.err")), "no worker job wrote a log"
-    wait_until(lambda: not subprocess.run(["squeue", "-h", "-n", "dask-worker"], env=slurm, capture_output=True,
-                                          text=True, timeout=30).stdout.strip(), "the worker jobs to end")
+    wait_until(
+        lambda: (
+            not subprocess.run(
+                ["squeue", "-h", "-n", "dask-worker"], env=slurm, capture_output=True, text=True, timeout=30
+            ).stdout.strip()
+        ),
+        "the worker jobs to end",
+    )
 
 
 def test_make_test_fast_leaves_out_the_slow_tests():

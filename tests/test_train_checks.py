@@ -14,7 +14,11 @@ torch = pytest.importorskip("torch")
 
 from flowprep.errors import ConfigError, FlowprepError  # noqa: E402
 from flowprep.train.checkpoint import (  # noqa: E402
-    CheckpointError, load_checkpoint, recipe_differences, save_checkpoint)
+    CheckpointError,
+    load_checkpoint,
+    recipe_differences,
+    save_checkpoint,
+)
 from flowprep.train.evaluate import evaluate, resolve_side  # noqa: E402
 from flowprep.train.models import build_model, init_from_imagenet  # noqa: E402
 from flowprep.train.synthdata import make_tao_dataset  # noqa: E402
@@ -68,11 +72,17 @@ def test_recipe_differences_per_stream(ds):
     other["decode"]["frame_step"] = 2
     other["rgb"]["image_format"] = "jpg"
     diffs = recipe_differences(_ck("of", rec), other)
-    assert diffs == ["decode.frame_step: 1 != 2", "flow.name: 'synthetic-truth' != 'farneback'",
-                     "flow.params (another backend)", "encoding.mode: 'fixed' != 'maxrad'"]
+    assert diffs == [
+        "decode.frame_step: 1 != 2",
+        "flow.name: 'synthetic-truth' != 'farneback'",
+        "flow.params (another backend)",
+        "encoding.mode: 'fixed' != 'maxrad'",
+    ]
     # an RGB model reads neither flow nor encoding, but the RGB format
-    assert recipe_differences(_ck("rgb", rec), other) == ["decode.frame_step: 1 != 2",
-                                                          "rgb.image_format: 'png' != 'jpg'"]
+    assert recipe_differences(_ck("rgb", rec), other) == [
+        "decode.frame_step: 1 != 2",
+        "rgb.image_format: 'png' != 'jpg'",
+    ]
     # the same backend with other parameters names the parameter; the device does not count
     same = json.loads(json.dumps(rec))
     same["flow"]["params"]["noise"] = 0.5
@@ -80,7 +90,8 @@ def test_recipe_differences_per_stream(ds):
     assert recipe_differences(_ck("of", rec), same) == ["flow.params.noise: 0.3 != 0.5"]
     # sections the checkpoint's record lacks are not compared
     assert recipe_differences(_ck("joint", {"encoding": rec["encoding"]}), other) == [
-        "encoding.mode: 'fixed' != 'maxrad'"]
+        "encoding.mode: 'fixed' != 'maxrad'"
+    ]
 
 
 def test_resume_refuses_another_recipe(ds, run, tmp_path):
@@ -111,16 +122,16 @@ def test_resume_refuses_other_sampling_options(ds, run, tmp_path):
 
 
 def test_evaluate_refuses_another_recipe_unless_allowed(ds, run, tmp_path, caplog):
-    other = _variant(ds, tmp_path / "farneback",
-                     **{"flow.name": "farneback", "flow.params": {"levels": 3}})
+    other = _variant(ds, tmp_path / "farneback", **{"flow.name": "farneback", "flow.params": {"levels": 3}})
     res = run_cli("evaluate", run / "best.pt", other, "--out", tmp_path / "ev", "--no-progress")
     assert res.exit_code == 1
     msg = res.output.strip()
     assert len(msg.splitlines()) == 1 and "flow.name: 'synthetic-truth' != 'farneback'" in msg
     assert "--allow-recipe-mismatch" in msg and not (tmp_path / "ev").exists()
     with caplog.at_level("WARNING", logger="flowprep.train.evaluate"):
-        res = run_cli("evaluate", run / "best.pt", other, "--out", tmp_path / "ev",
-                      "--allow-recipe-mismatch", "--no-progress")
+        res = run_cli(
+            "evaluate", run / "best.pt", other, "--out", tmp_path / "ev", "--allow-recipe-mismatch", "--no-progress"
+        )
     assert res.exit_code == 0, res.output
     assert "built differently" in caplog.text and "flow.name" in caplog.text
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
@@ -144,8 +155,9 @@ def test_evaluate_side_of_a_side_folder(ds, run, tmp_path):
     res = run_cli("evaluate", run / "best.pt", ds / "train", "--out", tmp_path / "ev", "--no-progress")
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
-    assert report["side"] == "train" and all(p["id"].startswith("train/")
-                                             for p in report["modes"]["center"]["predictions"])
+    assert report["side"] == "train" and all(
+        p["id"].startswith("train/") for p in report["modes"]["center"]["predictions"]
+    )
     # default report folder is named after the folder's side
     res = run_cli("evaluate", run / "best.pt", ds / "val", "--side", "val", "--no-progress")
     assert res.exit_code == 0 and (run / "eval-val" / "report.json").is_file()
@@ -157,17 +169,24 @@ def _bad_files(tmp_path):
     torch.save(argparse.Namespace(a=1), tmp_path / "object.pt")
     with zipfile.ZipFile(tmp_path / "other.zip", "w") as zf:
         zf.writestr("readme.txt", "not torch")
-    return {"plain.txt": "is not a PyTorch file (not a zip/pickle checkpoint)",
-            "log.jsonl": "is not a PyTorch file (not a zip/pickle checkpoint)",
-            "object.pt": "holds Python objects other than tensors",
-            "other.zip": "is a damaged or foreign zip archive, not a loadable PyTorch file"}
+    return {
+        "plain.txt": "is not a PyTorch file (not a zip/pickle checkpoint)",
+        "log.jsonl": "is not a PyTorch file (not a zip/pickle checkpoint)",
+        "object.pt": "holds Python objects other than tensors",
+        "other.zip": "is a damaged or foreign zip archive, not a loadable PyTorch file",
+    }
 
 
 def _clean_line(output: str) -> str:
     lines = output.strip().splitlines()
     assert len(lines) == 1, output
     # pickle's "invalid load key ... (105)" must not leak; the temp path may itself hold "105" (pytest-105)
-    assert "(105)" not in lines[0] and "load key" not in lines[0] and "weights_only` argument" not in lines[0] and "PyTorch 2.6" not in lines[0]
+    assert (
+        "(105)" not in lines[0]
+        and "load key" not in lines[0]
+        and "weights_only` argument" not in lines[0]
+        and "PyTorch 2.6" not in lines[0]
+    )
     return lines[0]
 
 
@@ -180,18 +199,38 @@ def test_non_pytorch_files_give_one_clean_line(ds, tmp_path):
         with pytest.raises(FlowprepError, match="ResNet-18|PyTorch|objects") as err:
             init_from_imagenet(build_model("2d", "rgb", 2, frames=2), tmp_path / name)
         assert expected in str(err.value) and "\n" not in str(err.value)
-    res = run_cli("train", ds, "--modality", "of", "--epochs", "1", "--out", tmp_path / "r",
-                  "--imagenet", tmp_path / "plain.txt", *TINY)
+    res = run_cli(
+        "train",
+        ds,
+        "--modality",
+        "of",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path / "r",
+        "--imagenet",
+        tmp_path / "plain.txt",
+        *TINY,
+    )
     assert res.exit_code == 1
-    assert _clean_line(res.output) == (f"flowprep: error: {tmp_path / 'plain.txt'} is not a PyTorch file "
-                                       "(not a zip/pickle checkpoint)")
+    assert _clean_line(res.output) == (
+        f"flowprep: error: {tmp_path / 'plain.txt'} is not a PyTorch file (not a zip/pickle checkpoint)"
+    )
 
 
 def test_legacy_pickle_checkpoint_still_loads(tmp_path):
     model = build_model("2d", "of", 2, frames=2)
-    ck = {"arch": "2d", "modality": "of", "frames": 2, "sample_rate": 1, "input_size": 32,
-          "classes": ["a", "b"], "state_dict": model.state_dict(), "format": "flowprep-checkpoint",
-          "version": 1}
+    ck = {
+        "arch": "2d",
+        "modality": "of",
+        "frames": 2,
+        "sample_rate": 1,
+        "input_size": 32,
+        "classes": ["a", "b"],
+        "state_dict": model.state_dict(),
+        "format": "flowprep-checkpoint",
+        "version": 1,
+    }
     torch.save(ck, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
     assert load_checkpoint(tmp_path / "legacy.pt")["classes"] == ["a", "b"]
     with pytest.raises(CheckpointError, match="does not exist"):

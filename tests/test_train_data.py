@@ -18,18 +18,19 @@ from flowprep.train import sampling  # noqa: E402
 from flowprep.train.data import ClipDataset, flip_u, load_windows, open_dataset  # noqa: E402
 from flowprep.train.synthdata import make_tao_dataset  # noqa: E402
 
-
 # ---- sampling ---------------------------------------------------------------------------------
+
 
 def test_center_card_example():
     idx = sampling.center_indices(128, 32)
     assert idx.tolist() == list(range(48, 80))
 
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_center_with_sample_rate_and_odd_counts():
-    assert sampling.center_indices(10, 4, 2).tolist() == [1, 3, 5, 7]     # span 7, start 1
+    assert sampling.center_indices(10, 4, 2).tolist() == [1, 3, 5, 7]  # span 7, start 1
     assert sampling.center_indices(33, 32).tolist() == list(range(0, 32))
     assert sampling.center_indices(32, 32).tolist() == list(range(32))
 
@@ -49,13 +50,13 @@ def test_conv_short_clip_counts_every_segment_once():
     assert w.shape == (10, 32)
     loop = [k % 10 for k in range(32)]
     assert all(row.tolist() == loop for row in w)
-    w = sampling.conv_indices(40, 32)        # windows overlap: starts clamped to 0..8
+    w = sampling.conv_indices(40, 32)  # windows overlap: starts clamped to 0..8
     assert w.shape == (10, 32) and w[:, 0].min() == 0 and w[:, 0].max() == 8
 
 
 def test_short_clip_loops():
     assert sampling.center_indices(5, 8).tolist() == [0, 1, 2, 3, 4, 0, 1, 2]
-    assert sampling.window(5, 3, 4, 2).tolist() == [0, 2, 4, 1]       # span 7 > 5: loops from 0
+    assert sampling.window(5, 3, 4, 2).tolist() == [0, 2, 4, 1]  # span 7 > 5: loops from 0
     rng = np.random.default_rng(0)
     assert sampling.random_indices(3, 4, 1, rng).tolist() == [0, 1, 2, 0]
 
@@ -66,13 +67,14 @@ def test_random_indices_range_and_determinism():
         idx = sampling.random_indices(20, 4, 2, np.random.default_rng(s))
         assert idx.tolist() == list(range(idx[0], idx[0] + 8, 2))
         starts.add(int(idx[0]))
-    assert starts == set(range(0, 14))          # 20 - span 7 + 1 possible starts
+    assert starts == set(range(0, 14))  # 20 - span 7 + 1 possible starts
     a = sampling.random_indices(50, 8, 1, np.random.default_rng([1, 2, 3]))
     b = sampling.random_indices(50, 8, 1, np.random.default_rng([1, 2, 3]))
     assert a.tolist() == b.tolist()
 
 
 # ---- flip negation --------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("enc", [FlowEncoding("fixed", 20.0), FlowEncoding("fixed", 5.0), FlowEncoding("maxrad")])
 def test_flip_u_negates_flow(enc):
@@ -88,7 +90,7 @@ def test_flip_u_negates_flow(enc):
     diff = un.astype(int) - flip_u(u).astype(int)
     assert set(np.unique(diff[1:])) <= {0, -1} and np.array_equal(vn, v)
     # and decodes to the negated flow within one step
-    mr = None if enc.mode == "fixed" else float(np.sqrt((f ** 2).sum(-1)).max())
+    mr = None if enc.mode == "fixed" else float(np.sqrt((f**2).sum(-1)).max())
     step = 2 * enc.bound / 255 if enc.mode == "fixed" else mr / 127.999
     back = decode(flip_u(u), v, enc, mr)[..., 0]
     assert np.abs(back + decode(u, v, enc, mr)[..., 0]).max() <= step * 1.0001
@@ -109,10 +111,11 @@ def test_flip_u_bounds():
     q = np.arange(256, dtype=np.uint8)
     f = flip_u(q)
     assert f[0] == 255 and f[128] == 128 and f[255] == 1 and f[1] == 255
-    assert np.array_equal(flip_u(f[1:]), q[1:])   # an involution on 1..255
+    assert np.array_equal(flip_u(f[1:]), q[1:])  # an involution on 1..255
 
 
 # ---- dataset reading ------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def square_ds(tmp_path_factory):
@@ -202,10 +205,25 @@ def test_cli_evaluate_other_arch_and_missing_modality(tmp_path, square_ds):
 
     model = build_model("2d", "of", 5, frames=2)
     rec = json.loads((square_ds / "flowprep.json").read_text())
-    save_checkpoint(tmp_path / "of2d.pt", {
-        "arch": "2d", "modality": "of", "frames": 2, "sample_rate": 1, "input_size": 32,
-        "classes": rec["classes"], "state_dict": model.state_dict(), "dataset_record": rec, "epoch": 0,
-        "best_acc": 0.0, "optimizer": None, "scheduler": None, "rng_state": None, "args": {}})
+    save_checkpoint(
+        tmp_path / "of2d.pt",
+        {
+            "arch": "2d",
+            "modality": "of",
+            "frames": 2,
+            "sample_rate": 1,
+            "input_size": 32,
+            "classes": rec["classes"],
+            "state_dict": model.state_dict(),
+            "dataset_record": rec,
+            "epoch": 0,
+            "best_acc": 0.0,
+            "optimizer": None,
+            "scheduler": None,
+            "rng_state": None,
+            "args": {},
+        },
+    )
     runner = CliRunner()
     res = runner.invoke(cli, ["evaluate", str(tmp_path / "of2d.pt"), str(square_ds / "val"), "--arch", "3d"])
     assert res.exit_code == 1 and "is a 2d of model" in res.output
@@ -214,8 +232,19 @@ def test_cli_evaluate_other_arch_and_missing_modality(tmp_path, square_ds):
     res = runner.invoke(cli, ["evaluate", str(tmp_path / "of2d.pt"), str(rgb_only / "val")])
     assert res.exit_code == 1 and "modality 'rgb'" in res.output
     # and the happy path, conv mode on 5-flow-frame clips (shorter than 10 segments)
-    res = runner.invoke(cli, ["evaluate", str(tmp_path / "of2d.pt"), str(square_ds / "val"), "--mode", "all",
-                              "--out", str(tmp_path / "ev"), "--no-progress"])
+    res = runner.invoke(
+        cli,
+        [
+            "evaluate",
+            str(tmp_path / "of2d.pt"),
+            str(square_ds / "val"),
+            "--mode",
+            "all",
+            "--out",
+            str(tmp_path / "ev"),
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert set(report["modes"]) == {"center", "conv"}

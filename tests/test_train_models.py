@@ -8,13 +8,21 @@ torch = pytest.importorskip("torch")
 
 from flowprep.errors import FlowprepError  # noqa: E402
 from flowprep.train.checkpoint import (  # noqa: E402
-    CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint)
+    CheckpointError,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
 from flowprep.train.data import to_model_inputs  # noqa: E402
 from flowprep.train.models import ResNet18, build_model, init_from_imagenet, input_shapes  # noqa: E402
 
 # ActionRecognitionNet's input shapes (NGC model card): 3D RGB, 2D RGB, 3D OF, 2D OF
-CARD = {("3d", "rgb"): (3, 32, 224, 224), ("2d", "rgb"): (96, 224, 224),
-        ("3d", "of"): (2, 32, 224, 224), ("2d", "of"): (64, 224, 224)}
+CARD = {
+    ("3d", "rgb"): (3, 32, 224, 224),
+    ("2d", "rgb"): (96, 224, 224),
+    ("3d", "of"): (2, 32, 224, 224),
+    ("2d", "of"): (64, 224, 224),
+}
 
 
 @pytest.mark.parametrize("arch,modality", list(CARD))
@@ -73,8 +81,16 @@ def _imagenet_state_dict(path):
     sd = net.state_dict()
     # torchvision's resnet18 has exactly these parameter counts and names
     assert sum(p.numel() for p in net.parameters()) == 11_689_512
-    for name in ("conv1.weight", "bn1.running_var", "layer1.0.conv1.weight", "layer2.0.downsample.0.weight",
-                 "layer2.0.downsample.1.running_mean", "layer4.1.bn2.bias", "fc.weight", "fc.bias"):
+    for name in (
+        "conv1.weight",
+        "bn1.running_var",
+        "layer1.0.conv1.weight",
+        "layer2.0.downsample.0.weight",
+        "layer2.0.downsample.1.running_mean",
+        "layer4.1.bn2.bias",
+        "fc.weight",
+        "fc.bias",
+    ):
         assert name in sd
     torch.save(sd, path)
     return sd
@@ -104,6 +120,7 @@ def test_imagenet_init_2d(tmp_path):
     assert torch.allclose(of.conv1.weight[:, 2 * t - 1], mean * 1.5 / t, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_imagenet_init_3d_joint(tmp_path):
     sd = _imagenet_state_dict(tmp_path / "r18.pth")
     model = build_model("3d", "joint", 5, frames=8)
@@ -127,9 +144,22 @@ def test_imagenet_init_rejects_other_files(tmp_path):
 
 
 def _ckpt(model, arch, modality, frames=4):
-    return {"arch": arch, "modality": modality, "frames": frames, "sample_rate": 1, "input_size": 64,
-            "classes": ["a", "b"], "state_dict": model.state_dict(), "dataset_record": {"encoding": None},
-            "epoch": 1, "best_acc": 0.5, "optimizer": None, "scheduler": None, "rng_state": None, "args": {}}
+    return {
+        "arch": arch,
+        "modality": modality,
+        "frames": frames,
+        "sample_rate": 1,
+        "input_size": 64,
+        "classes": ["a", "b"],
+        "state_dict": model.state_dict(),
+        "dataset_record": {"encoding": None},
+        "epoch": 1,
+        "best_acc": 0.5,
+        "optimizer": None,
+        "scheduler": None,
+        "rng_state": None,
+        "args": {},
+    }
 
 
 def test_checkpoint_roundtrip_and_errors(tmp_path):

@@ -39,8 +39,9 @@ def test_target_size_rules():
 def test_corrupt_and_empty_inputs(tmp_path):
     with pytest.raises(DecodeError) as err:
         list(iter_frames(b"this is not a video" * 50, name="bad.avi"))
-    assert str(err.value) == ("bad.avi: cannot open video: invalid data found when processing input "
-                              "(not a video, or truncated)")
+    assert str(err.value) == (
+        "bad.avi: cannot open video: invalid data found when processing input (not a video, or truncated)"
+    )
     with pytest.raises(DecodeError, match=r"^x.avi: cannot open video: empty file \(0 bytes\)$"):
         list(iter_frames(b"", name="x.avi"))
     with pytest.raises(DecodeError) as err:

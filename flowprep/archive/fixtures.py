@@ -12,8 +12,8 @@ import stat
 import tarfile
 import time
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from flowprep.archive.rar4 import write_rar4
 
@@ -45,9 +45,11 @@ def write_malicious_archive(path: Path, kind: str, good: Mapping[str, bytes] | N
                 info = tarfile.TarInfo(name)
                 info.size, info.mtime = len(data), time.mktime((2011, 1, 1, 0, 0, 0, 0, 0, -1))
                 tf.addfile(info, io.BytesIO(data))
-            for name, typ, target in ((LINK_NAMES[0], tarfile.SYMTYPE, "/etc/passwd"),
-                                      (TAR_SPECIAL_NAMES[0], tarfile.LNKTYPE, "../evil.txt"),
-                                      (TAR_SPECIAL_NAMES[1], tarfile.CHRTYPE, "")):
+            for name, typ, target in (
+                (LINK_NAMES[0], tarfile.SYMTYPE, "/etc/passwd"),
+                (TAR_SPECIAL_NAMES[0], tarfile.LNKTYPE, "../evil.txt"),
+                (TAR_SPECIAL_NAMES[1], tarfile.CHRTYPE, ""),
+            ):
                 info = tarfile.TarInfo(name)
                 info.type, info.linkname = typ, target
                 tf.addfile(info)

@@ -19,19 +19,30 @@ import tarfile
 import threading
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Iterator
+from typing import IO
 
 import rarfile
 
 from flowprep.errors import ArchiveError
 
 #: What to tell users whose RAR needs a decompressor that is not installed.
-RAR_TOOL_HINT = ("install one of: `apt-get install unar` (or unrar, 7zip, libarchive-tools/bsdtar); "
-                 "rarfile tries unrar, unar, 7z, 7zz, bsdtar in turn")
+RAR_TOOL_HINT = (
+    "install one of: `apt-get install unar` (or unrar, 7zip, libarchive-tools/bsdtar); "
+    "rarfile tries unrar, unar, 7z, 7zz, bsdtar in turn"
+)
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", ".rar", ".zip", ".tar")
+
+#: Bounds on what is read or unpacked from an archive, generous for real releases (HMDB51: 2 GB in
+#: all, per-class RARs of 10-100 MB, clips of about 1 MB; video barely compresses, ratio about 1).
+#: A member over RATIO_FLOOR bytes that is more than MAX_RATIO times its compressed size is refused
+#: (a "zip bomb"), as is a per-class archive over MAX_INNER_BYTES.
+MAX_RATIO = 100
+RATIO_FLOOR = 16 << 20
+MAX_INNER_BYTES = 8 << 30
 
 _RAR_MAGIC = (b"Rar!\x1a\x07\x00", b"Rar!\x1a\x07\x01\x00")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
@@ -58,11 +69,27 @@ if rarfile.BSDTAR_CONFIG["open_cmd"][-1] == "-f" and rarfile.ToolSetup.__name__ 
 
 @dataclass(frozen=True)
 class Member:
-    """One archive entry. ``kind``: "file", "dir", "link" (symlink/hardlink/redirect) or "special"."""
+    """One archive entry. ``kind``: "file", "dir", "link" (symlink/hardlink/redirect) or "special".
+    ``size``: uncompressed bytes; ``packed``: compressed bytes (for a member of a compressed tar, the
+    whole archive's size, an upper bound), -1 if unknown."""
+
     name: str
     size: int
     kind: str
     encrypted: bool = False
+    packed: int = -1
+
+
+def bound_reason(m: Member, limit: int) -> str | None:
+    """Why member ``m`` must not be read (over ``limit`` bytes, or compressed over :data:`MAX_RATIO`)."""
+    if m.size > limit:
+        return f"{m.size} bytes, over the limit of {limit}"
+    if m.packed > 0 and m.size > RATIO_FLOOR and m.size > MAX_RATIO * m.packed:
+        return (
+            f"{m.size} bytes compressed into {m.packed} (ratio {m.size // m.packed}:1, the limit is "
+            f"{MAX_RATIO}:1): not a video release, refused"
+        )
+    return None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -147,24 +174,37 @@ def archive_errors(path: Path, member: str | None = None, via_tool: bool = False
     except ArchiveError:
         raise
     except rarfile.RarCannotExec as exc:
-        raise ArchiveError(f"{where}: this RAR member is compressed and needs an external decompressor, "
-                           f"none works here ({_one_line(exc)}): {RAR_TOOL_HINT}") from None
+        raise ArchiveError(
+            f"{where}: this RAR member is compressed and needs an external decompressor, "
+            f"none works here ({_one_line(exc)}): {RAR_TOOL_HINT}"
+        ) from None
     except (rarfile.PasswordRequired, rarfile.RarWrongPassword) as exc:
         raise ArchiveError(f"{where}: archive is encrypted; decrypt it first ({_one_line(exc)})") from None
     except rarfile.NoRarEntry:
         raise ArchiveError(f"{where}: no such member (did the archive change since it was listed?)") from None
     except rarfile.NeedFirstVolume as exc:
-        raise ArchiveError(f"{where}: this is not the first volume of a multi-volume RAR; give the "
-                           f"first one (.part1.rar / .rar) ({_one_line(exc)})") from None
+        raise ArchiveError(
+            f"{where}: this is not the first volume of a multi-volume RAR; give the "
+            f"first one (.part1.rar / .rar) ({_one_line(exc)})"
+        ) from None
     except (rarfile.RarExecError, rarfile.BadRarFile) as exc:
         if not via_tool and not isinstance(exc, rarfile.RarExecError):
             raise ArchiveError(f"{where}: archive is truncated or corrupt: {_one_line(exc)}") from None
         tool = _tool_name()
-        raise ArchiveError(f"{where}: the external RAR decompressor ({tool}) failed: {_one_line(exc)}; "
-                           f"the archive is corrupt, or {tool} cannot decode it (bsdtar reads no solid "
-                           f"RARs): {RAR_TOOL_HINT}") from None
-    except (rarfile.Error, zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, EOFError,
-            zlib.error, lzma.LZMAError) as exc:
+        raise ArchiveError(
+            f"{where}: the external RAR decompressor ({tool}) failed: {_one_line(exc)}; "
+            f"the archive is corrupt, or {tool} cannot decode it (bsdtar reads no solid "
+            f"RARs): {RAR_TOOL_HINT}"
+        ) from None
+    except (
+        rarfile.Error,
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        tarfile.TarError,
+        EOFError,
+        zlib.error,
+        lzma.LZMAError,
+    ) as exc:
         raise ArchiveError(f"{where}: archive is truncated or corrupt: {_one_line(exc)}") from None
     except NotImplementedError as exc:  # zipfile: compression method it cannot decode
         raise ArchiveError(f"{where}: unsupported compression: {_one_line(exc)}") from None
@@ -181,6 +221,7 @@ class Archive:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.lock = threading.Lock()
+        self._by_name: dict[str, Member] | None = None
 
     def members(self) -> list[Member]:
         raise NotImplementedError
@@ -200,16 +241,31 @@ class Archive:
         with archive_errors(self.path, name):
             return self._open(name)
 
-    def read(self, name: str) -> bytes:
-        """The whole member ``name`` as bytes."""
+    def member(self, name: str) -> Member | None:
+        """The listing entry of ``name`` (None if there is none)."""
+        if self._by_name is None:
+            self._by_name = {m.name: m for m in self.members()}
+        return self._by_name.get(name)
+
+    def read(self, name: str, limit: int | None = None) -> bytes:
+        """The whole member ``name`` as bytes; ArchiveError if it is over ``limit`` bytes or over the
+        compression ratio bound (checked on the listing, and while reading: headers can lie)."""
+        if limit is not None:
+            m = self.member(name)
+            why = bound_reason(m, limit) if m is not None else None
+            if why:
+                raise ArchiveError(f"{self.path} [{name}]: {why}")
         with self.lock, archive_errors(self.path, name, self.via_tool(name)):
             with self._open(name) as fh:
-                return fh.read()
+                data = fh.read() if limit is None else fh.read(limit + 1)
+        if limit is not None and len(data) > limit:
+            raise ArchiveError(f"{self.path} [{name}]: more than {limit} bytes (the limit); refused")
+        return data
 
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "Archive":
+    def __enter__(self) -> Archive:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -241,10 +297,19 @@ class _Rar(Archive):
             # rarfile does not notice an archive that ends inside a member's data; we check it here
             # rather than on read so that a listing already reports a truncated download.
             if single_volume and end is not None and end + info.compress_size > size:
-                raise ArchiveError(f"{self.path}: archive is truncated (member {info.filename} ends at "
-                                   f"byte {end + info.compress_size}, file has {size})")
-            out.append(Member(info.filename.rstrip("/"), int(info.file_size or 0), kind,
-                              bool(info.needs_password())))
+                raise ArchiveError(
+                    f"{self.path}: archive is truncated (member {info.filename} ends at "
+                    f"byte {end + info.compress_size}, file has {size})"
+                )
+            out.append(
+                Member(
+                    info.filename.rstrip("/"),
+                    int(info.file_size or 0),
+                    kind,
+                    bool(info.needs_password()),
+                    int(info.compress_size or 0),
+                )
+            )
         return out
 
     def via_tool(self, name: str) -> bool:
@@ -281,14 +346,15 @@ class _Zip(Archive):
                 kind = "special"
             else:
                 kind = "file"
-            out.append(Member(info.filename.rstrip("/"), info.file_size, kind, bool(info.flag_bits & 0x1)))
+            out.append(
+                Member(info.filename.rstrip("/"), info.file_size, kind, bool(info.flag_bits & 0x1), info.compress_size)
+            )
         return out
 
     def _open(self, name: str) -> IO[bytes]:
         info = self._zf.NameToInfo.get(name)
         if info is None:
-            raise ArchiveError(f"{self.path} [{name}]: no such member "
-                               f"(did the archive change since it was listed?)")
+            raise ArchiveError(f"{self.path} [{name}]: no such member (did the archive change since it was listed?)")
         if info.flag_bits & 0x1:
             raise ArchiveError(f"{self.path} [{name}]: member is encrypted; decrypt the archive first")
         return self._zf.open(info)
@@ -303,14 +369,18 @@ class _Tar(Archive):
     def __init__(self, path: Path):
         super().__init__(path)
         self._tf = tarfile.open(path, "r:*")
+        with open(path, "rb") as fh:
+            compressed = fh.read(6).startswith(_COMPRESSED_TAR_MAGIC)
+        # One stream: no member's compressed size is known, the archive's bounds it.
+        self._packed = self.path.stat().st_size if compressed else None
         self._infos = {t.name.rstrip("/"): t for t in self._tf.getmembers()}  # last one wins, as in tar
 
     def members(self) -> list[Member]:
         out = []
         for t in self._tf.getmembers():
-            kind = ("file" if t.isreg() else "dir" if t.isdir() else
-                    "link" if (t.issym() or t.islnk()) else "special")
-            out.append(Member(t.name.rstrip("/"), t.size if t.isreg() else 0, kind))
+            kind = "file" if t.isreg() else "dir" if t.isdir() else "link" if (t.issym() or t.islnk()) else "special"
+            size = t.size if t.isreg() else 0
+            out.append(Member(t.name.rstrip("/"), size, kind, packed=self._packed if self._packed else size))
         return out
 
     def _open(self, name: str) -> IO[bytes]:

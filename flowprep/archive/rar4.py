@@ -19,19 +19,19 @@ import os
 import struct
 import tempfile
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 RAR4_MARKER = b"Rar!\x1a\x07\x00"
 
 _HEAD_MAIN, _HEAD_FILE, _HEAD_END = 0x73, 0x74, 0x7B
-_LONG_BLOCK = 0x8000          # a PACK_SIZE field follows the base header; always set for file headers
+_LONG_BLOCK = 0x8000  # a PACK_SIZE field follows the base header; always set for file headers
 _SKIP_IF_UNKNOWN = 0x4000
 _FILE_UNICODE = 0x0200
-_FILE_DIRECTORY = 0x00E0      # all three dictionary-size bits set means "directory"
+_FILE_DIRECTORY = 0x00E0  # all three dictionary-size bits set means "directory"
 _FILE_DICT_64K = 0x0000
 _HOST_UNIX = 3
-_UNP_VER = 20                 # RAR 2.0 is enough to extract a stored file
+_UNP_VER = 20  # RAR 2.0 is enough to extract a stored file
 _METHOD_STORE = 0x30
 _MODE_FILE, _MODE_DIR, _MODE_LINK = 0o100644, 0o040755, 0o120777
 
@@ -65,7 +65,7 @@ def _encode_name(name: str) -> tuple[bytes, int]:
     std = name.encode("ascii", "replace").replace(b"?", b"_")
     enc = bytearray([0])  # high byte for mode 1, which we do not use
     for start in range(0, len(name), 4):
-        group = name[start:start + 4]
+        group = name[start : start + 4]
         flags, data = 0, bytearray()
         for k, ch in enumerate(group):
             code = ord(ch)
@@ -83,8 +83,21 @@ def _file_block(name: str, data: bytes, mode: int, extra_flags: int = 0) -> byte
     raw_name, name_flags = _encode_name(name.replace("/", "\\"))
     if len(data) > 0xFFFFFFFF:
         raise ValueError(f"{name}: files over 4 GiB are not supported by this writer")
-    body = struct.pack("<LLBLLBBHL", len(data), len(data), _HOST_UNIX, zlib.crc32(data),
-                       FIXED_DOS_TIME, _UNP_VER, _METHOD_STORE, len(raw_name), mode) + raw_name
+    body = (
+        struct.pack(
+            "<LLBLLBBHL",
+            len(data),
+            len(data),
+            _HOST_UNIX,
+            zlib.crc32(data),
+            FIXED_DOS_TIME,
+            _UNP_VER,
+            _METHOD_STORE,
+            len(raw_name),
+            mode,
+        )
+        + raw_name
+    )
     return _block(_HEAD_FILE, _LONG_BLOCK | name_flags | extra_flags, body) + data
 
 
@@ -96,8 +109,9 @@ def _check_name(name: str) -> str:
     return name
 
 
-def rar4_bytes(files: Iterable[tuple[str, bytes]], dirs: Iterable[str] = (),
-               symlinks: Iterable[tuple[str, str]] = ()) -> bytes:
+def rar4_bytes(
+    files: Iterable[tuple[str, bytes]], dirs: Iterable[str] = (), symlinks: Iterable[tuple[str, str]] = ()
+) -> bytes:
     """The bytes of a stored RAR 4.x archive: directory entries first, then files, then symlinks.
 
     ``symlinks`` (name, target) are Unix symlink entries (mode ``0o120777``, target as data); they
@@ -129,8 +143,9 @@ def _write_atomic(path: Path, payload: bytes) -> Path:
     return path
 
 
-def write_rar4(path: Path, files: Iterable[tuple[str, bytes]], dirs: Iterable[str] = (),
-               symlinks: Iterable[tuple[str, str]] = ()) -> Path:
+def write_rar4(
+    path: Path, files: Iterable[tuple[str, bytes]], dirs: Iterable[str] = (), symlinks: Iterable[tuple[str, str]] = ()
+) -> Path:
     """Write a stored RAR 4.x archive of ``files`` (member name with "/" separators, bytes) to ``path``.
 
     ``dirs`` become directory entries. The whole archive is built in memory (fine for fixtures and
@@ -174,18 +189,25 @@ def make_hmdb51_rars(release_folder: Path, out_dir: Path) -> tuple[Path, Path]:
     """
     release_folder, out_dir = Path(release_folder), Path(out_dir)
     splits_name = "testTrainMulti_7030_splits"
-    class_dirs = sorted(p for p in release_folder.iterdir()
-                        if p.is_dir() and not p.is_symlink() and p.name != splits_name)
+    class_dirs = sorted(
+        p for p in release_folder.iterdir() if p.is_dir() and not p.is_symlink() and p.name != splits_name
+    )
     if not class_dirs:
         raise FileNotFoundError(f"no class folders in {release_folder}")
     inner = []
     for cdir in class_dirs:
-        clips = [(f"{cdir.name}/{p.name}", p.read_bytes())
-                 for p in sorted(cdir.iterdir()) if p.is_file() and not p.is_symlink()]
+        clips = [
+            (f"{cdir.name}/{p.name}", p.read_bytes())
+            for p in sorted(cdir.iterdir())
+            if p.is_file() and not p.is_symlink()
+        ]
         inner.append((f"{cdir.name}.rar", rar4_bytes(clips, dirs=[cdir.name])))
     outer = write_rar4(out_dir / "hmdb51_org.rar", inner)
     split_dir = release_folder / splits_name
-    split_files = ([(f"{splits_name}/{p.name}", p.read_bytes()) for p in sorted(split_dir.glob("*.txt"))]
-                   if split_dir.is_dir() else [])
+    split_files = (
+        [(f"{splits_name}/{p.name}", p.read_bytes()) for p in sorted(split_dir.glob("*.txt"))]
+        if split_dir.is_dir()
+        else []
+    )
     splits = write_rar4(out_dir / "test_train_splits.rar", split_files, dirs=[splits_name])
     return outer, splits

@@ -14,7 +14,7 @@ itself (then it is the one class).
 
 A clip's class is the name of the folder it sits in, or, inside a per-class archive, that archive's
 stem. Per-class archives nested in an outer archive are extracted (only for the selected classes)
-into a cache folder; clips are never unpacked: :func:`read_member` reads them into memory from
+into a cache folder; clips are never unpacked: :func:`~flowprep.archive.bounded.read_member` reads them into memory from
 their archive. Members with unsafe names (absolute, ``..``) or that are links or devices are
 skipped with a warning and never written anywhere.
 """
@@ -25,36 +25,40 @@ import hashlib
 import logging
 import os
 import re
-import shutil
+import stat
 import tempfile
 import threading
-from collections import OrderedDict
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Collection, Iterable, Iterator
 
-from flowprep.archive.formats import (ARCHIVE_SUFFIXES, Archive, Member, archive_errors, archive_stem,
-                                      detect_kind, has_archive_suffix, open_archive, unsafe_reason)
+from flowprep.archive.bounded import MemberRef, copy_bounded, read_regular
+from flowprep.archive.formats import (
+    ARCHIVE_SUFFIXES,
+    MAX_INNER_BYTES,
+    Archive,
+    Member,
+    archive_errors,
+    archive_stem,
+    bound_reason,
+    detect_kind,
+    has_archive_suffix,
+    open_archive,
+    unsafe_reason,
+)
 from flowprep.errors import ArchiveError, ConfigError
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg")
-
-
-@dataclass(frozen=True)
-class MemberRef:
-    """Where one file lives. ``archive=None``: ``member`` is a plain file path. Otherwise ``member`` is
-    the member name inside the zip/tar/rar at path ``archive``. ``size`` is the uncompressed size in
-    bytes. Picklable, JSON-able via ``dataclasses.asdict``; usable in any process."""
-    archive: str | None
-    member: str
-    size: int
+#: split and list text files are a few KB
+MAX_TEXT_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
 class VideoEntry:
     """One clip: its class, its file base name and where to read it."""
+
     cls: str
     name: str
     ref: MemberRef
@@ -63,9 +67,19 @@ class VideoEntry:
 @dataclass(frozen=True)
 class _Inner:
     """A per-class archive: a plain file (``outer=None``, ``member`` is its path) or a member of ``outer``."""
+
     outer: Path | None
     member: str
     size: int
+    packed: int = -1
+
+
+_QUIET = threading.local()  # set while a listing's warnings were (or will be) given by another listing
+
+
+def _skip_warning(msg: str, *args: object) -> None:
+    """Warn about something a listing skips, unless this listing is a quiet repeat (then debug)."""
+    log.log(logging.DEBUG if getattr(_QUIET, "on", False) else logging.WARNING, msg, *args)
 
 
 def _base(name: str) -> str:
@@ -95,7 +109,7 @@ def _safe_members(arc: Archive) -> Iterator[Member]:
         if why is None and m.kind in ("link", "special"):
             why = "symlink/hardlink" if m.kind == "link" else "device or other special file"
         if why:
-            log.warning("%s: skipping member %r (%s)", arc.path, m.name, why)
+            _skip_warning("%s: skipping member %r (%s)", arc.path, m.name, why)
         elif m.kind == "file":
             yield m
 
@@ -105,8 +119,9 @@ def _check_encrypted(arc: Archive, m: Member) -> None:
         raise ArchiveError(f"{arc.path} [{m.name}]: member is encrypted; decrypt the archive first")
 
 
-def _scan_archive(arc: Archive, exts: tuple[str, ...], cls: str | None = None
-                  ) -> tuple[dict[str, list[VideoEntry]], dict[str, _Inner]]:
+def _scan_archive(
+    arc: Archive, exts: tuple[str, ...], cls: str | None = None
+) -> tuple[dict[str, list[VideoEntry]], dict[str, _Inner]]:
     """Clips by class (class = ``cls`` or the clip's folder name) and per-class archives by stem."""
     videos: dict[str, list[VideoEntry]] = {}
     inner: dict[str, _Inner] = {}
@@ -115,7 +130,7 @@ def _scan_archive(arc: Archive, exts: tuple[str, ...], cls: str | None = None
         if _is_video(m.name, exts):
             c = cls or _parent(m.name)
             if not c:
-                log.warning("%s: skipping %r: not inside a class folder", arc.path, m.name)
+                _skip_warning("%s: skipping %r: not inside a class folder", arc.path, m.name)
                 continue
             _check_encrypted(arc, m)
             videos.setdefault(c, []).append(VideoEntry(c, _base(m.name), MemberRef(where, m.name, m.size)))
@@ -123,9 +138,10 @@ def _scan_archive(arc: Archive, exts: tuple[str, ...], cls: str | None = None
             _check_encrypted(arc, m)
             stem = archive_stem(m.name)
             if stem in inner:
-                raise ArchiveError(f"{arc.path}: two per-class archives for class {stem!r}: "
-                                   f"{inner[stem].member!r} and {m.name!r}")
-            inner[stem] = _Inner(arc.path, m.name, m.size)
+                raise ArchiveError(
+                    f"{arc.path}: two per-class archives for class {stem!r}: {inner[stem].member!r} and {m.name!r}"
+                )
+            inner[stem] = _Inner(arc.path, m.name, m.size, m.packed)
     return videos, inner
 
 
@@ -133,9 +149,26 @@ def _scan_folder(root: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[Vide
     videos: dict[str, list[VideoEntry]] = {}
     inner: dict[str, _Inner] = {}
     root = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(root):  # does not follow symlinked folders: no loops
-        dirnames.sort()
+    seen: set[tuple[int, int]] = set()
+
+    def unreadable(exc: OSError) -> None:
+        _skip_warning("%s: skipping %s: %s", root, exc.filename, exc.strerror or exc)
+
+    # Symlinked class folders (at the top) are followed, deeper symlinked folders are not (a link to
+    # "/" would walk the whole disk); each real folder is read once, so a link loop ends.
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
         here = Path(dirpath)
+        st = here.stat()
+        if (st.st_dev, st.st_ino) in seen:
+            _skip_warning("%s: skipping %s: a symlink loop, or a folder already read", root, here)
+            dirnames.clear()
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        if here != root:
+            for d in [d for d in dirnames if (here / d).is_symlink()]:
+                _skip_warning("%s: skipping %s: a symlinked folder inside a class folder", root, here / d)
+                dirnames.remove(d)
+        dirnames.sort()
         for fn in sorted(filenames):
             path = here / fn
             is_video = _is_video(fn, exts)
@@ -143,14 +176,23 @@ def _scan_folder(root: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[Vide
             if _is_junk(fn) or not (is_video or per_class_archive):
                 continue
             try:
-                size = path.stat().st_size
+                st = path.stat()
             except OSError as exc:  # e.g. a dangling symlink
-                log.warning("%s: skipping %s: %s", root, path, exc.strerror or exc)
+                _skip_warning("%s: skipping %s: %s", root, path, exc.strerror or exc)
                 continue
+            if not stat.S_ISREG(st.st_mode):  # a FIFO would hang the read, /dev/zero never end
+                _skip_warning("%s: skipping %s: not a regular file", root, path)
+                continue
+            size = st.st_size
             if not is_video:
+                if archive_stem(fn) in inner:
+                    raise ArchiveError(
+                        f"{root}: two per-class archives for class {archive_stem(fn)!r}: "
+                        f"{Path(inner[archive_stem(fn)].member).name!r} and {fn!r}"
+                    )
                 inner[archive_stem(fn)] = _Inner(None, str(path), size)
             elif here == root:
-                log.warning("%s: skipping %s: not inside a class folder", root, fn)
+                _skip_warning("%s: skipping %s: not inside a class folder", root, fn)
             else:
                 ref = MemberRef(None, str(path), size)
                 videos.setdefault(here.name, []).append(VideoEntry(here.name, fn, ref))
@@ -171,7 +213,7 @@ def _unwrap(root: Path, exts: tuple[str, ...]) -> Path:
 
     ``unar hmdb51_org.rar`` in a fresh folder gives ``folder/hmdb51_org/<class>.rar``, and per-class
     archives are looked for only at the top. A lone sub-folder holding clips itself is a class (a
-    one-class release) and stops the descent; symlinked folders are not followed, as in the scan.
+    one-class release) and stops the descent; a symlinked folder is not descended into here.
     """
     for _ in range(32):  # a bound against pathological trees; real wrappers are one or two deep
         entries = _listing(root)
@@ -188,8 +230,10 @@ def _unwrap(root: Path, exts: tuple[str, ...]) -> Path:
 def _scan(source: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[VideoEntry]], dict[str, _Inner], str]:
     """Clips by class, per-class archives by class, and what was looked for where (for messages)."""
     source = Path(source)
-    wanted = (f"for clips ({'/'.join(exts)}) inside class folders and for per-class archives "
-              f"(<class>{'/'.join(ARCHIVE_SUFFIXES)})")
+    wanted = (
+        f"for clips ({'/'.join(exts)}) inside class folders and for per-class archives "
+        f"(<class>{'/'.join(ARCHIVE_SUFFIXES)})"
+    )
     if detect_kind(source) == "folder":
         root = _unwrap(source, exts)
         videos, inner = _scan_folder(root, exts)
@@ -209,12 +253,19 @@ def _nothing_found(source: Path, looked: str) -> ArchiveError:
     return ArchiveError(f"{source}: no videos found: {looked}")
 
 
-def list_classes(source: Path, exts: Iterable[str] = VIDEO_EXTS) -> list[str]:
+def list_classes(source: Path, exts: Iterable[str] = VIDEO_EXTS, quiet: bool = False) -> list[str]:
     """Sorted class names of ``source`` (any of the four shapes); reads listings only, extracts nothing.
+
+    ``quiet``: what the listing skips is logged at debug level, not as warnings (a build lists the
+    source again right after, and warns then).
 
     Raises ArchiveError when there is no class at all (the message says what was looked for where).
     """
-    videos, inner, looked = _scan(Path(source), tuple(e.lower() for e in exts))
+    _QUIET.on = quiet
+    try:
+        videos, inner, looked = _scan(Path(source), tuple(e.lower() for e in exts))
+    finally:
+        _QUIET.on = False
     classes = sorted(set(videos) | set(inner))
     if not classes:
         raise _nothing_found(Path(source), looked)
@@ -251,6 +302,9 @@ def _extract_cached(outer: Archive, inner: _Inner, cache_dir: Path) -> Path:
     Copies are written aside and renamed, so a file at the final name is complete; a copy of another
     size (another release) is replaced.
     """
+    why = bound_reason(Member(inner.member, inner.size, "file", packed=inner.packed), MAX_INNER_BYTES)
+    if why:
+        raise ArchiveError(f"{outer.path} [{inner.member}]: per-class archive of {why}")
     folder = Path(cache_dir) / _cache_name(archive_stem(outer.path.name))
     target = folder / _cache_name(inner.member)
     if target.is_file() and target.stat().st_size == inner.size:
@@ -259,14 +313,15 @@ def _extract_cached(outer: Archive, inner: _Inner, cache_dir: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as out, archive_errors(outer.path, inner.member,
-                                                         outer.via_tool(inner.member)):
+        with os.fdopen(fd, "wb") as out, archive_errors(outer.path, inner.member, outer.via_tool(inner.member)):
             with outer.open(inner.member) as src:
-                shutil.copyfileobj(src, out, 1 << 20)
+                copy_bounded(src, out, inner.size + 1)  # one byte more than listed shows a lying header
         written = Path(tmp).stat().st_size
         if written != inner.size:
-            raise ArchiveError(f"{outer.path} [{inner.member}]: extracted {written} bytes, expected "
-                               f"{inner.size}; the archive is corrupt")
+            raise ArchiveError(
+                f"{outer.path} [{inner.member}]: extracted {written} bytes, expected "
+                f"{inner.size}; the archive is corrupt"
+            )
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -275,8 +330,9 @@ def _extract_cached(outer: Archive, inner: _Inner, cache_dir: Path) -> Path:
     return target
 
 
-def list_videos(source: Path, cache_dir: Path, classes: Collection[str] | None = None,
-                exts: Iterable[str] = VIDEO_EXTS) -> list[VideoEntry]:
+def list_videos(
+    source: Path, cache_dir: Path, classes: Collection[str] | None = None, exts: Iterable[str] = VIDEO_EXTS
+) -> list[VideoEntry]:
     """Every clip of the selected classes (``None``: all), sorted by ``(cls, name)``.
 
     Per-class archives held in an outer archive are extracted into ``cache_dir`` first (only the
@@ -309,53 +365,13 @@ def list_videos(source: Path, cache_dir: Path, classes: Collection[str] | None =
         if outer is not None:
             outer.close()
     entries.sort(key=lambda e: (e.cls, e.name))
-    dups = sorted({f"{a.cls}/{a.name}" for a, b in zip(entries, entries[1:])
-                   if (a.cls, a.name) == (b.cls, b.name)})
+    dups = sorted({f"{a.cls}/{a.name}" for a, b in zip(entries, entries[1:]) if (a.cls, a.name) == (b.cls, b.name)})
     if dups:
-        raise ArchiveError(f"{source}: clip names occur twice in one class: {', '.join(dups[:5])}"
-                           + (f" (+{len(dups) - 5} more)" if len(dups) > 5 else ""))
+        raise ArchiveError(
+            f"{source}: clip names occur twice in one class: {', '.join(dups[:5])}"
+            + (f" (+{len(dups) - 5} more)" if len(dups) > 5 else "")
+        )
     return entries
-
-
-_LOCAL = threading.local()  # per thread: no handle is shared, so none is closed under another's read
-_OPEN_MAX = 4
-
-
-def _cached_archive(path: Path) -> Archive:
-    """An open archive for this thread of this process, re-used across calls (a tar.gz is costly to open)."""
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise ArchiveError(f"{path}: cannot open archive: {exc.strerror or exc}") from None
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if getattr(_LOCAL, "pid", None) != os.getpid():
-        # New thread, or forked: a parent's handles share file offsets with it, so never use them.
-        _LOCAL.pid, _LOCAL.open = os.getpid(), OrderedDict()
-    cache: OrderedDict[tuple, Archive] = _LOCAL.open
-    arc = cache.get(key)
-    if arc is not None:
-        cache.move_to_end(key)
-        return arc
-    arc = open_archive(path)
-    cache[key] = arc
-    while len(cache) > _OPEN_MAX:
-        cache.popitem(last=False)[1].close()
-    return arc
-
-
-def read_member(ref: MemberRef) -> bytes:
-    """The whole file ``ref`` points at, as bytes (clips are ~1 MB). Works in any process."""
-    if ref.archive is None:
-        try:
-            data = Path(ref.member).read_bytes()
-        except OSError as exc:
-            raise ArchiveError(f"{ref.member}: cannot read: {exc.strerror or exc}") from None
-    else:
-        data = _cached_archive(Path(ref.archive)).read(ref.member)
-    if len(data) != ref.size:
-        raise ArchiveError(f"{ref.archive or ''} [{ref.member}]: read {len(data)} bytes, "
-                           f"expected {ref.size}; did the source change since it was listed?")
-    return data
 
 
 def _decode_text(data: bytes) -> str:
@@ -387,14 +403,11 @@ def read_text_files(source: Path, suffix: str = ".txt") -> dict[str, str]:
             for fn in sorted(filenames):
                 if fn.lower().endswith(suffix):
                     path = Path(dirpath) / fn
-                    try:
-                        add(fn, str(path), path.read_bytes())
-                    except OSError as exc:
-                        raise ArchiveError(f"{path}: cannot read: {exc.strerror or exc}") from None
+                    add(fn, str(path), read_regular(path, MAX_TEXT_BYTES))
     else:
         with open_archive(source) as arc:
             for m in _safe_members(arc):
                 if m.name.lower().endswith(suffix):
                     _check_encrypted(arc, m)
-                    add(_base(m.name), m.name, arc.read(m.name))
+                    add(_base(m.name), m.name, arc.read(m.name, MAX_TEXT_BYTES))
     return {name: text for name, (_, text) in sorted(found.items())}

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import click
 
+from flowprep.builder.config import DEFAULT_MAX_CLIP_BYTES, DEFAULT_SCHEDULER_TIMEOUT, scheduler_problem
+from flowprep.builder.folder import BuildFolder
 from flowprep.cliparams import CommaList, GpuList, Shard, Size, count, finite, positive
 from flowprep.limits import MAX_SIDE, MIN_SIDE
 
 
-def _params(values: tuple[str, ...]) -> dict:
-    out = {}
+def _params(values: tuple[str, ...]) -> dict[str, object]:
+    out: dict[str, object] = {}
     for item in values:
         key, sep, raw = item.partition("=")
         if not sep:
@@ -36,39 +38,94 @@ def build_options(f):
         click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Output dataset folder."),
         click.option("--layout", type=click.Choice(["tao", "mmaction2"]), default="tao", show_default=True),
         click.option("--modality", type=click.Choice(["rgb", "flow", "both"]), default="both", show_default=True),
-        click.option("--flow", default="tvl1", show_default=True,
-                     help="Flow backend: tvl1, tvl1-fast, dis, farneback, nvof, vpi or auto (see `flowprep backends`)."),
-        click.option("--flow-param", multiple=True, metavar="NAME=VALUE",
-                     help="Backend parameter, repeatable (e.g. --flow-param preset=fast)."),
-        click.option("--encoding", type=click.Choice(["fixed", "maxrad"]), default="fixed", show_default=True,
-                     help="Flow to 8 bit: fixed bound (I3D/TSN/mmaction2) or TAO's per-frame max radius."),
-        click.option("--bound", type=positive(), default=20.0, show_default=True,
-                     help="Clip bound in pixels (fixed)."),
+        click.option(
+            "--flow",
+            default="tvl1",
+            show_default=True,
+            help="Flow backend: tvl1, tvl1-fast, dis, farneback, nvof, vpi or auto (see `flowprep backends`).",
+        ),
+        click.option(
+            "--flow-param",
+            multiple=True,
+            metavar="NAME=VALUE",
+            help="Backend parameter, repeatable (e.g. --flow-param preset=fast).",
+        ),
+        click.option(
+            "--encoding",
+            type=click.Choice(["fixed", "maxrad"]),
+            default="fixed",
+            show_default=True,
+            help="Flow to 8 bit: fixed bound (I3D/TSN/mmaction2) or TAO's per-frame max radius.",
+        ),
+        click.option("--bound", type=positive(), default=20.0, show_default=True, help="Clip bound in pixels (fixed)."),
         click.option("--flow-format", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True),
         click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True),
-        click.option("--rgb-format", type=click.Choice(["png", "jpg"]), default=None,
-                     help="RGB frame format [tao: png, mmaction2: jpg]."),
-        click.option("--val-ratio", type=finite(0, 1, lo_open=True, hi_open=True), default=0.1,
-                     show_default=True, help="Share of each class's clips for validation."),
+        click.option(
+            "--rgb-format",
+            type=click.Choice(["png", "jpg"]),
+            default=None,
+            help="RGB frame format [tao: png, mmaction2: jpg].",
+        ),
+        click.option(
+            "--val-ratio",
+            type=finite(0, 1, lo_open=True, hi_open=True),
+            default=0.1,
+            show_default=True,
+            help="Share of each class's clips for validation.",
+        ),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--split-by", type=click.Choice(["group", "clip"]), default="group", show_default=True,
-                     help="group: clips of one source video stay on one side; clip: plain random split."),
-        click.option("--short-side", type=count(MIN_SIDE, MAX_SIDE), default=None,
-                     help="Resize so the shorter side has this many pixels."),
-        click.option("--size", type=Size(), default=None,
-                     help=f"Resize every frame to exactly WxH ({MIN_SIDE} to {MAX_SIDE} px a side)."),
-        click.option("--frame-step", type=count(), default=1, show_default=True,
-                     help="Keep every N-th frame."),
+        click.option(
+            "--split-by",
+            type=click.Choice(["group", "clip"]),
+            default="group",
+            show_default=True,
+            help="group: clips of one source video stay on one side; clip: plain random split.",
+        ),
+        click.option(
+            "--short-side",
+            type=count(MIN_SIDE, MAX_SIDE),
+            default=None,
+            help="Resize so the shorter side has this many pixels.",
+        ),
+        click.option(
+            "--size",
+            type=Size(),
+            default=None,
+            help=f"Resize every frame to exactly WxH ({MIN_SIDE} to {MAX_SIDE} px a side).",
+        ),
+        click.option("--frame-step", type=count(), default=1, show_default=True, help="Keep every N-th frame."),
         click.option("-j", "--jobs", type=count(1, 1024), default=None, help="Worker processes [all cores]."),
         click.option("--force", is_flag=True, help="Replace a build of another configuration in --out."),
         click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True),
         click.option("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786) for --engine dask."),
-        click.option("--shard", type=Shard(), default=None,
-                     help="Build only part K of N (job arrays); the last part to finish writes the record, "
-                          "or run `flowprep finalize`."),
-        click.option("--gpus", type=GpuList(), default=None,
-                     help="GPU ids for GPU flow backends: 0,1,2,3 or all; each worker process binds one "
-                          "[the devices CUDA_VISIBLE_DEVICES/Slurm give]. CPU backends ignore it."),
+        click.option(
+            "--scheduler-timeout",
+            type=positive(86400),
+            default=DEFAULT_SCHEDULER_TIMEOUT,
+            show_default=True,
+            help="Seconds to wait for the Dask scheduler to answer.",
+        ),
+        click.option(
+            "--max-clip-bytes",
+            type=click.IntRange(min=1),
+            default=DEFAULT_MAX_CLIP_BYTES,
+            show_default=True,
+            help="A clip larger than this is not read (it fails with the reason).",
+        ),
+        click.option(
+            "--shard",
+            type=Shard(),
+            default=None,
+            help="Build only part K of N (job arrays); the last part to finish writes the record, "
+            "or run `flowprep finalize`.",
+        ),
+        click.option(
+            "--gpus",
+            type=GpuList(),
+            default=None,
+            help="GPU ids for GPU flow backends: 0,1,2,3 or all; each worker process binds one "
+            "[the devices CUDA_VISIBLE_DEVICES/Slurm give]. CPU backends ignore it.",
+        ),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
     ]
     for opt in reversed(opts):
@@ -83,19 +140,36 @@ def _config_kwargs(kw: dict) -> dict:
         raise click.UsageError("give --size or --short-side, not both")
     if kw["scheduler"] is not None and kw["engine"] != "dask":
         raise click.UsageError("--scheduler goes with --engine dask")
+    if kw["scheduler"] is not None and scheduler_problem(kw["scheduler"]):
+        raise click.UsageError(str(scheduler_problem(kw["scheduler"])))
     if kw.get("official_split") is not None and kw.get("splits") is None:
         raise click.UsageError("--official-split needs --splits (the folder or archive with the split files)")
     layout = kw["layout"]
     return dict(
-        out=kw["out"], layout=layout, modality=kw["modality"], flow=kw["flow"],
+        out=kw["out"],
+        layout=layout,
+        modality=kw["modality"],
+        flow=kw["flow"],
         flow_params=_params(kw["flow_param"]),
-        encoding=FlowEncoding(mode=kw["encoding"], bound=kw["bound"], image_format=kw["flow_format"],
-                              jpeg_quality=kw["jpeg_quality"]),
+        encoding=FlowEncoding(
+            mode=kw["encoding"], bound=kw["bound"], image_format=kw["flow_format"], jpeg_quality=kw["jpeg_quality"]
+        ),
         rgb_format=kw["rgb_format"] or ("png" if layout == "tao" else "jpg"),
-        val_ratio=kw["val_ratio"], seed=kw["seed"], split_by=kw["split_by"], short_side=kw["short_side"],
-        size=kw["size"], frame_step=kw["frame_step"], jobs=kw["jobs"], force=kw["force"],
-        engine=kw["engine"], scheduler=kw["scheduler"], shard=kw["shard"], gpus=kw["gpus"],
+        val_ratio=kw["val_ratio"],
+        seed=kw["seed"],
+        split_by=kw["split_by"],
+        short_side=kw["short_side"],
+        size=kw["size"],
+        frame_step=kw["frame_step"],
+        jobs=kw["jobs"],
+        force=kw["force"],
+        engine=kw["engine"],
+        scheduler=kw["scheduler"],
+        shard=kw["shard"],
+        gpus=kw["gpus"],
         progress=not kw["no_progress"],
+        max_clip_bytes=kw["max_clip_bytes"],
+        scheduler_timeout=kw["scheduler_timeout"],
     )
 
 
@@ -105,28 +179,46 @@ def _print_plan(plan) -> None:
     click.echo(f"{'class':<{width}}  {'train':>5}  {'val':>5}")
     for cls in plan.classes:
         click.echo(f"{cls:<{width}}  {counts[cls]['train']:>5}  {counts[cls]['val']:>5}")
-    click.echo(f"{'total':<{width}}  {sum(c['train'] for c in counts.values()):>5}  "
-               f"{sum(c['val'] for c in counts.values()):>5}")
+    click.echo(
+        f"{'total':<{width}}  {sum(c['train'] for c in counts.values()):>5}  "
+        f"{sum(c['val'] for c in counts.values()):>5}"
+    )
     if plan.excluded:
         unused = sum("code 0" in e for e in plan.excluded)
-        click.echo(f"({len(plan.excluded)} clip(s) left out: {unused} marked unused (0) by the split files, "
-                   f"{len(plan.excluded) - unused} not listed in them)")
+        skipped = sum("(skipped: " in e for e in plan.excluded)
+        click.echo(
+            f"({len(plan.excluded)} clip(s) left out: {unused} marked unused (0) by the split files, "
+            f"{len(plan.excluded) - unused - skipped} not listed in them, {skipped} with a name that "
+            "cannot be a folder)"
+        )
 
 
 def _report(summary) -> None:
-    click.echo(f"{summary.built} clip(s) built, {summary.existing} already done, {len(summary.failed)} failed; "
-               f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s)")
+    click.echo(
+        f"{summary.built} clip(s) built, {summary.existing} already done, {len(summary.failed)} failed; "
+        f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s)"
+    )
     if summary.flow:
         click.echo(f"flow: {summary.flow['name']} on {summary.flow['device']}")
     if not summary.record_written:
         k, n = summary.shard
-        click.echo(f"shard {k}/{n} done; {summary.pending} clip(s) of the dataset are not finished yet. "
-                   f"The record is written when all parts are in (by the last shard to finish, or "
-                   f"`flowprep finalize {summary.out}`)")
+        click.echo(
+            f"shard {k}/{n} done; {summary.pending} clip(s) of the dataset are not finished yet. "
+            f"The record is written when all parts are in (by the last shard to finish, or "
+            f"`flowprep finalize {summary.out}`)"
+        )
     else:
         click.echo(f"dataset: {summary.out}")
     if summary.empty_sides:
         click.echo(f"warning: no clip built for {', '.join(summary.empty_sides)}", err=True)
+    if summary.decode_errors:
+        shown = ", ".join(f"{cid} ({n} lost)" for cid, n in summary.decode_errors[:5])
+        more = f" and {len(summary.decode_errors) - 5} more" if len(summary.decode_errors) > 5 else ""
+        click.echo(
+            f"warning: {len(summary.decode_errors)} clip(s) kept only the frames that could be decoded "
+            f"(recorded as decode_errors): {shown}{more}",
+            err=True,
+        )
     if summary.failed:
         click.echo(f"{len(summary.failed)} clip(s) failed:", err=True)
         for cid, why in summary.failed:
@@ -136,9 +228,18 @@ def _report(summary) -> None:
 
 @click.command("build")
 @click.argument("source", type=click.Path(path_type=Path))
-@click.option("--classes", type=CommaList(nonempty=True), default=None, help="Comma-separated classes, in label order [all, sorted].")
-@click.option("--splits", type=click.Path(path_type=Path), default=None,
-              help="Folder or archive with HMDB51-style split files (for --official-split).")
+@click.option(
+    "--classes",
+    type=CommaList(nonempty=True),
+    default=None,
+    help="Comma-separated classes, in label order [all, sorted].",
+)
+@click.option(
+    "--splits",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder or archive with HMDB51-style split files (for --official-split).",
+)
 @click.option("--official-split", type=click.IntRange(1, 3), default=None, help="Use HMDB51's split 1, 2 or 3.")
 @build_options
 def build_cmd(source: Path, classes: list[str] | None, splits: Path | None, official_split: int | None, **kw) -> None:
@@ -147,30 +248,48 @@ def build_cmd(source: Path, classes: list[str] | None, splits: Path | None, offi
     from flowprep.builder.api import build
     from flowprep.builder.config import BuildConfig
 
-    cfg = BuildConfig(source=source, classes=classes, splits_source=splits, official_split=official_split,
-                      **_config_kwargs(dict(kw, splits=splits, official_split=official_split)))
+    cfg = BuildConfig(
+        source=source,
+        classes=classes,
+        splits_source=splits,
+        official_split=official_split,
+        **_config_kwargs(dict(kw, splits=splits, official_split=official_split)),
+    )
     _report(build(cfg, on_plan=_print_plan))
 
 
 @click.command("build-hmdb5")
-@click.option("--archive", type=click.Path(path_type=Path), required=True,
-              help="hmdb51_org.rar (or the folder it was unpacked to).")
-@click.option("--splits", type=click.Path(path_type=Path), default=None,
-              help="test_train_splits.rar (or its folder); needed for --official-split.")
+@click.option(
+    "--archive",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="hmdb51_org.rar (or the folder it was unpacked to).",
+)
+@click.option(
+    "--splits",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="test_train_splits.rar (or its folder); needed for --official-split.",
+)
 @click.option("--official-split", type=click.IntRange(1, 3), default=None, help="Use HMDB51's split 1, 2 or 3.")
-@click.option("--classes", type=CommaList(nonempty=True), default=None, help="Override the HMDB5 classes (comma-separated).")
+@click.option(
+    "--classes", type=CommaList(nonempty=True), default=None, help="Override the HMDB5 classes (comma-separated)."
+)
 @build_options
-def build_hmdb5_cmd(archive: Path, splits: Path | None, official_split: int | None, classes: list[str] | None,
-                    **kw) -> None:
+def build_hmdb5_cmd(
+    archive: Path, splits: Path | None, official_split: int | None, classes: list[str] | None, **kw
+) -> None:
     """Build HMDB5 (walk, run, ride_bike, fall_floor, push) from the HMDB51 release, in the TAO layout."""
     from flowprep.builder.api import build_hmdb5
 
-    options = {k: v for k, v in _config_kwargs(dict(kw, splits=splits, official_split=official_split)).items()
-               if k != "out"}
+    options = {
+        k: v for k, v in _config_kwargs(dict(kw, splits=splits, official_split=official_split)).items() if k != "out"
+    }
     if classes is not None:
         options["classes"] = classes
-    _report(build_hmdb5(archive, kw["out"], splits=splits, official_split=official_split, on_plan=_print_plan,
-                        **options))
+    _report(
+        build_hmdb5(archive, kw["out"], splits=splits, official_split=official_split, on_plan=_print_plan, **options)
+    )
 
 
 @click.command("verify")
@@ -182,13 +301,12 @@ def verify_cmd(dataset: Path, quick: bool, jobs: int | None) -> None:
     from flowprep.layout.record import RECORD_NAME
     from flowprep.layout.verify import format_table, verify
 
-    if not (dataset / RECORD_NAME).exists() and (dataset / ".flowprep" / "build.json").is_file():
+    if not (dataset / RECORD_NAME).exists() and BuildFolder(dataset).build_state.is_file():
         # A build whose record is not written yet (shards still running, or one missing).
-        from flowprep.builder.cluster import finalize_from_state
+        from flowprep.builder.finalize import finalize_from_state
 
         _report_missing(finalize_from_state(dataset, write=False), dataset)
-        click.echo(f"all clips are built but the record is not written: run `flowprep finalize {dataset}`",
-                   err=True)
+        click.echo(f"all clips are built but the record is not written: run `flowprep finalize {dataset}`", err=True)
         raise click.exceptions.Exit(1)
     report = verify(dataset, quick=quick, jobs=jobs or os.cpu_count() or 1)
     click.echo(format_table(report))
@@ -229,24 +347,35 @@ def _report_missing(result, out: Path) -> None:
         click.echo(f"  ... and {len(result.missing) - 100} more", err=True)
     shards = sorted(set(result.owner.values()), key=lambda s: int(s.split("/")[0]))
     if shards:
-        click.echo(f"re-run shard(s) {', '.join(shards)} (the same `flowprep build ... --shard K/N`; finished "
-                   "clips are kept)", err=True)
+        click.echo(
+            f"re-run shard(s) {', '.join(shards)} (the same `flowprep build ... --shard K/N`; finished clips are kept)",
+            err=True,
+        )
     click.echo("or write the record without them: `flowprep finalize --allow-missing`", err=True)
     raise click.exceptions.Exit(1)
 
 
 @click.command("finalize")
 @click.argument("out", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--allow-missing", is_flag=True,
-              help="Write the record even if clips are missing (they are recorded as failed).")
-@click.option("--source", type=click.Path(path_type=Path), default=None,
-              help="The release's path on this node, if not where the build read it.")
-@click.option("--splits", type=click.Path(path_type=Path), default=None,
-              help="The split files' path on this node, if not where the build read them.")
+@click.option(
+    "--allow-missing", is_flag=True, help="Write the record even if clips are missing (they are recorded as failed)."
+)
+@click.option(
+    "--source",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The release's path on this node, if not where the build read it.",
+)
+@click.option(
+    "--splits",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The split files' path on this node, if not where the build read them.",
+)
 def finalize_cmd(out: Path, allow_missing: bool, source: Path | None, splits: Path | None) -> None:
     """Write the record, label map and split lists of a sharded build in OUT once all parts are in;
     exit 1 naming the missing clips otherwise."""
-    from flowprep.builder.cluster import finalize_from_state
+    from flowprep.builder.finalize import finalize_from_state
 
     result = finalize_from_state(out, allow_missing=allow_missing, source=source, splits=splits)
     if not result.record_written:

@@ -4,17 +4,42 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from flowprep.archive.bounded import MAX_CLIP_BYTES as DEFAULT_MAX_CLIP_BYTES
 from flowprep.errors import ConfigError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.layout.paths import LAYOUTS
+from flowprep.layout.record import DATASET_MODALITIES
 from flowprep.limits import MAX_SIDE, MIN_SIDE, check_finite
 
-MODALITIES = ("rgb", "flow", "both")
+MODALITIES = DATASET_MODALITIES  # the dataset's modality (not a model's streams: train.spec.STREAMS)
+#: seconds to wait for the Dask scheduler to answer (the per-clip size limit is the archive module's)
+DEFAULT_SCHEDULER_TIMEOUT = 30.0
+
+_SCHEDULER = re.compile(
+    r"(?:(?:tcp|tls|ws|wss|ucx)://)?"
+    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)"
+    r"(?::(\d{1,5}))?/?"
+)
+
+
+def scheduler_problem(address: str) -> str | None:
+    """Why ``address`` is not a Dask scheduler address (``tcp://host:8786``, ``tls://...``, ``host:port``,
+    ``inproc://...``), or None."""
+    if address.startswith("inproc://") and len(address) > len("inproc://"):
+        return None
+    m = _SCHEDULER.fullmatch(address)
+    if m is None:
+        return f"--scheduler {address!r} is not an address like tcp://HOST:8786"
+    if m.group(1) is not None and not 1 <= int(m.group(1)) <= 65535:
+        return f"--scheduler {address!r}: port {m.group(1)} is outside 1..65535"
+    return None
 
 
 @dataclass
@@ -46,6 +71,8 @@ class BuildConfig:
         shard: ``(k, n)``: build only part k of n (1-based) of the clip list.
         gpus: GPU ids for GPU flow backends, one per worker round-robin (None = backend default).
         progress: show a progress bar.
+        max_clip_bytes: a clip larger than this is not read (recorded as failed); also checked while reading.
+        scheduler_timeout: seconds to wait for the Dask scheduler to answer.
         source_kind: recorded in the dataset record (``"hmdb51"`` for the preset).
     """
 
@@ -75,8 +102,20 @@ class BuildConfig:
     gpus: list[int] | None = None
     progress: bool = True
     source_kind: str = "folder"
+    max_clip_bytes: int = DEFAULT_MAX_CLIP_BYTES
+    scheduler_timeout: float = DEFAULT_SCHEDULER_TIMEOUT
 
-    RUN_ONLY = ("jobs", "force", "engine", "scheduler", "shard", "gpus", "progress")
+    RUN_ONLY = (
+        "jobs",
+        "force",
+        "engine",
+        "scheduler",
+        "shard",
+        "gpus",
+        "progress",
+        "max_clip_bytes",
+        "scheduler_timeout",
+    )
 
     def __post_init__(self) -> None:
         self.source = Path(self.source)
@@ -92,8 +131,9 @@ class BuildConfig:
         if self.short_side is not None and not MIN_SIDE <= self.short_side <= MAX_SIDE:
             raise ConfigError(f"--short-side must be {MIN_SIDE} to {MAX_SIDE} pixels, got {self.short_side}")
         if self.size is not None and (min(self.size) < MIN_SIDE or max(self.size) > MAX_SIDE):
-            raise ConfigError(f"--size sides must be {MIN_SIDE} to {MAX_SIDE} pixels, "
-                              f"got {self.size[0]}x{self.size[1]}")
+            raise ConfigError(
+                f"--size sides must be {MIN_SIDE} to {MAX_SIDE} pixels, got {self.size[0]}x{self.size[1]}"
+            )
         if self.size is not None and self.short_side is not None:
             raise ConfigError("give --size or --short-side, not both")
         check_finite("--val-ratio", self.val_ratio, 0, 1, lo_open=True, hi_open=True)
@@ -109,12 +149,21 @@ class BuildConfig:
                 raise ConfigError(f"--shard must be K/N with 1 <= K <= N, got {k}/{n}")
         if self.engine not in ("local", "dask"):
             raise ConfigError(f"--engine must be local or dask, got {self.engine!r}")
+        self._check_run_limits()
         if self.classes is not None:
             if not self.classes:
                 raise ConfigError("--classes selects no class")
             dup = sorted({c for c in self.classes if self.classes.count(c) > 1})
             if dup:
                 raise ConfigError(f"--classes lists {', '.join(dup)} more than once")
+
+    def _check_run_limits(self) -> None:
+        if self.scheduler is not None and scheduler_problem(self.scheduler):
+            raise ConfigError(str(scheduler_problem(self.scheduler)))
+        if self.max_clip_bytes < 1:
+            raise ConfigError(f"--max-clip-bytes must be >= 1, got {self.max_clip_bytes}")
+        if not (math.isfinite(self.scheduler_timeout) and self.scheduler_timeout > 0):
+            raise ConfigError(f"--scheduler-timeout must be a positive number of seconds, got {self.scheduler_timeout}")
 
     @property
     def needs_flow(self) -> bool:
@@ -123,6 +172,11 @@ class BuildConfig:
     @property
     def needs_rgb(self) -> bool:
         return self.modality in ("rgb", "both")
+
+    def source_identity(self) -> list[Any]:
+        """``[[name, size or None], ...]`` of the source (and split files): a folder is known by name only."""
+        paths = [self.source] + ([self.splits_source] if self.splits_source else [])
+        return [[p.name, None if p.is_dir() else p.stat().st_size] for p in paths]
 
     def effective_jobs(self) -> int:
         return self.jobs or os.cpu_count() or 1

@@ -20,10 +20,12 @@ share results.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import uuid
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from flowprep.builder.job import ClipResult, JobSettings, run_clip
 from flowprep.builder.plan import ClipJob
@@ -52,21 +54,57 @@ def connect(scheduler: str | None, timeout: float = 30.0) -> tuple[Any, bool]:
         try:
             return Client.current(allow_global=True), False
         except ValueError:
-            raise ConfigError("--engine dask needs --scheduler tcp://HOST:8786 (the address of a running "
-                              "dask scheduler), or a dask Client created in this process") from None
+            raise ConfigError(
+                "--engine dask needs --scheduler tcp://HOST:8786 (the address of a running "
+                "dask scheduler), or a dask Client created in this process"
+            ) from None
+    _probe(scheduler, timeout)
     try:
         return Client(scheduler, timeout=timeout, set_as_default=False), True
     except (OSError, TimeoutError) as exc:
         raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
 
 
-def run_on_worker(scheduler: str | None, fn: Callable[..., Any], *args: Any) -> Any:
+async def _identity(scheduler: str, timeout: float) -> Any:
+    from distributed.comm import connect as comm_connect
+
+    comm = await asyncio.wait_for(comm_connect(scheduler, timeout=timeout), timeout)
+    try:
+        await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), timeout)
+        return await asyncio.wait_for(comm.read(), timeout)
+    finally:
+        comm.abort()
+
+
+def _probe(scheduler: str, timeout: float) -> None:
+    """Ask ``scheduler`` who it is, within ``timeout`` seconds in all.
+
+    ``Client(timeout=...)`` bounds only the TCP connect: a peer that accepts and never answers
+    Dask's handshake (an HTTP server, a wrong port) would hang it for ever.
+
+    Raises:
+        ConfigError: nothing answered in time, the connection failed, or the peer is no Dask scheduler.
+    """
+    try:
+        reply = asyncio.run(asyncio.wait_for(_identity(scheduler, timeout), timeout + 1))
+    except (asyncio.TimeoutError, TimeoutError):
+        raise ConfigError(
+            f"no Dask scheduler answered at {scheduler} within {timeout:g} s (is the address "
+            "right, and is it a dask scheduler? --scheduler-timeout sets the wait)"
+        ) from None
+    except (OSError, ValueError, TypeError) as exc:  # distributed's CommClosedError is an OSError
+        raise ConfigError(f"cannot talk to a Dask scheduler at {scheduler}: {' '.join(str(exc).split())}") from None
+    if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+        raise ConfigError(f"{scheduler} answered, but it is not a Dask scheduler")
+
+
+def run_on_worker(scheduler: str | None, fn: Callable[..., Any], *args: Any, timeout: float = 30.0) -> Any:
     """Run ``fn(*args)`` once on some worker of the cluster and return its result.
 
     The build uses it to resolve and describe the flow backend where clips will run (the client may
     be a login node without a GPU). Exceptions raised by ``fn`` are re-raised here, types intact.
     """
-    client, owned = connect(scheduler)
+    client, owned = connect(scheduler, timeout)
     try:
         return client.submit(fn, *args, pure=False, key=f"flowprep-probe-{uuid.uuid4().hex[:12]}").result()
     finally:
@@ -81,12 +119,15 @@ def _task_key(run: str, attempt: int, job: ClipJob) -> str:
 def _check_shared_output(client: Any, out: str) -> None:
     seen = client.submit(os.path.isdir, out, pure=False, key=f"flowprep-seeout-{uuid.uuid4().hex[:12]}").result()
     if not seen:
-        raise ConfigError(f"the Dask workers do not see the output folder {out}: --out must be on a file "
-                          "system every worker mounts at the same path")
+        raise ConfigError(
+            f"the Dask workers do not see the output folder {out}: --out must be on a file "
+            "system every worker mounts at the same path"
+        )
 
 
-def run_dask(jobs: Sequence[ClipJob], settings: JobSettings, scheduler: str | None,
-             max_retries: int = 2) -> Iterator[ClipResult]:
+def run_dask(
+    jobs: Sequence[ClipJob], settings: JobSettings, scheduler: str | None, max_retries: int = 2, timeout: float = 30.0
+) -> Iterator[ClipResult]:
     """Run every job as a task on the cluster; yield one result per job, in completion order.
 
     Args:
@@ -95,6 +136,7 @@ def run_dask(jobs: Sequence[ClipJob], settings: JobSettings, scheduler: str | No
         scheduler: scheduler address, or None for this process's current client.
         max_retries: resubmissions of a clip after ``KilledWorker`` or an exception (each on top of
             the scheduler's own ``allowed-failures``).
+        timeout: seconds to wait for the scheduler to answer.
 
     Raises:
         ConfigError: no cluster; FlowprepError: an environment error raised by a task; any other
@@ -106,7 +148,7 @@ def run_dask(jobs: Sequence[ClipJob], settings: JobSettings, scheduler: str | No
         return
     from distributed import KilledWorker, as_completed
 
-    client, owned = connect(scheduler)
+    client, owned = connect(scheduler, timeout)
     run = uuid.uuid4().hex[:8]
     attempts: dict[str, int] = {}
     pending: dict[str, tuple[ClipJob, Any]] = {}
@@ -136,16 +178,20 @@ def run_dask(jobs: Sequence[ClipJob], settings: JobSettings, scheduler: str | No
                 raise exc
             if attempts[job.id] < max_retries:
                 attempts[job.id] += 1
-                log.warning("clip %s: %s: %s; retry %d of %d", job.id, type(exc).__name__, exc,
-                            attempts[job.id], max_retries)
-                retry = client.submit(run_clip, job, settings, key=_task_key(run, attempts[job.id], job),
-                                      pure=False)
+                log.warning(
+                    "clip %s: %s: %s; retry %d of %d", job.id, type(exc).__name__, exc, attempts[job.id], max_retries
+                )
+                retry = client.submit(run_clip, job, settings, key=_task_key(run, attempts[job.id], job), pure=False)
                 pending[retry.key] = (job, retry)
                 ac.add(retry)
             elif isinstance(exc, KilledWorker):
                 tries = attempts[job.id] + 1
-                yield ClipResult(job.id, "failed", error=f"its Dask worker died on each of {tries} attempt(s) "
-                                 f"(out of memory, or a crash in decoding/flow?): {exc}")
+                yield ClipResult(
+                    job.id,
+                    "failed",
+                    error=f"its Dask worker died on each of {tries} attempt(s) "
+                    f"(out of memory, or a crash in decoding/flow?): {exc}",
+                )
             else:
                 raise exc
     finally:

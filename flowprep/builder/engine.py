@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
+from joblib import Parallel, delayed
+from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+from flowprep.builder.dask_engine import run_dask
 from flowprep.builder.job import ClipResult, JobSettings, run_clip
 from flowprep.builder.plan import ClipJob
+from flowprep.errors import WorkerDiedError
 
 log = logging.getLogger(__name__)
 
@@ -23,18 +29,43 @@ def _local_sequential(jobs: Sequence[ClipJob], settings: JobSettings) -> Iterato
 
 
 def _local_parallel(jobs: Sequence[ClipJob], settings: JobSettings, n_jobs: int) -> Iterator[ClipResult]:
-    from joblib import Parallel, delayed
-
     # loky processes, one clip per task: clips take 0.1 s to minutes each, so batching buys nothing
     # and would delay the progress bar. Results arrive in completion order.
-    parallel = Parallel(n_jobs=n_jobs, backend="loky", batch_size=1, return_as="generator_unordered",
-                        pre_dispatch="2*n_jobs")
-    yield from parallel(delayed(run_clip)(job, settings) for job in jobs)
+    parallel = Parallel(
+        n_jobs=n_jobs, backend="loky", batch_size=1, return_as="generator_unordered", pre_dispatch="2*n_jobs"
+    )
+    sent: list[str] = []
+    done: set[str] = set()
+
+    def tasks() -> Iterator[Any]:
+        for job in jobs:
+            sent.append(job.id)
+            yield delayed(run_clip)(job, settings)
+
+    try:
+        for result in parallel(tasks()):
+            done.add(result.id)
+            yield result
+    except TerminatedWorkerError:
+        # joblib's 49-line message names no clip; the ones sent and not returned were in flight.
+        flying = [i for i in sent if i not in done]
+        raise WorkerDiedError(
+            f"a worker process died (killed, or out of memory) while building "
+            f"{'clip ' + flying[0] if len(flying) == 1 else 'one of ' + ', '.join(flying[:4])}"
+            f"{' ...' if len(flying) > 4 else ''}; rerun the same command to resume (finished clips are kept)"
+        ) from None
 
 
-def run_jobs(jobs: Sequence[ClipJob], settings: JobSettings, n_jobs: int = 1, engine: str = "local",
-             scheduler: str | None = None, on_result: Progress | None = None,
-             max_retries: int = 2) -> list[ClipResult]:
+def run_jobs(
+    jobs: Sequence[ClipJob],
+    settings: JobSettings,
+    n_jobs: int = 1,
+    engine: str = "local",
+    scheduler: str | None = None,
+    on_result: Progress | None = None,
+    max_retries: int = 2,
+    scheduler_timeout: float = 30.0,
+) -> list[ClipResult]:
     """Run every job and return their results (in completion order).
 
     Args:
@@ -46,11 +77,12 @@ def run_jobs(jobs: Sequence[ClipJob], settings: JobSettings, n_jobs: int = 1, en
             current default client (tests pass a LocalCluster address).
         on_result: called in this process after each clip.
         max_retries: Dask only: how often a clip whose worker died is retried.
+        scheduler_timeout: Dask only: seconds to wait for the scheduler to answer.
     """
     if engine == "dask":
-        from flowprep.builder.dask_engine import run_dask
-
-        results_iter: Iterable[ClipResult] = run_dask(jobs, settings, scheduler, max_retries=max_retries)
+        results_iter: Iterable[ClipResult] = run_dask(
+            jobs, settings, scheduler, max_retries=max_retries, timeout=scheduler_timeout
+        )
     elif n_jobs <= 1 or len(jobs) <= 1:
         results_iter = _local_sequential(jobs, settings)
     else:

@@ -1,38 +1,55 @@
 """Finish a build: the dataset record, label map, split lists and the TAO / mmaction2 config snippets.
 
 Everything here is derived from the plan and from what is on disk, never from timings, so a resumed
-build writes the same bytes as an uninterrupted one.
+build writes the same bytes as an uninterrupted one. A build writes ``.flowprep/build.json`` (the
+output-determining configuration, the source path and the resolved flow backend) before any clip,
+so that ``flowprep finalize OUT`` can re-make the plan and write the record of a sharded build from
+any node, once every part is in (:func:`finalize_from_state`).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flowprep import __version__
 from flowprep.builder.config import BuildConfig
+from flowprep.builder.folder import BuildFolder, output_errors
 from flowprep.builder.job import ClipResult, count_on_disk
-from flowprep.builder.plan import Plan
-from flowprep.layout.paths import TMP_DIR, clip_dir
+from flowprep.builder.plan import Plan, make_plan
+from flowprep.builder.shard import shard_of
+from flowprep.errors import ConfigError, DatasetError
+from flowprep.flow.encoding import FlowEncoding
+from flowprep.layout.paths import clip_dir
 from flowprep.layout.record import FORMAT, FORMAT_VERSION, write_json_atomic, write_record, write_text_atomic
 
 
 def clip_entries(cfg: BuildConfig, plan: Plan, results: dict[str, ClipResult]) -> list[dict[str, Any]]:
     """Per-clip entries of the record, sorted by id: from disk for finished clips."""
     entries = []
+    lost = BuildFolder(cfg.out).read_decode_errors()
     for job in plan.jobs:
         final = clip_dir(cfg.out, cfg.layout, job.side, job.cls, job.clip)
-        e: dict[str, Any] = {"id": job.id, "side": job.side, "class": job.cls, "label": job.label,
-                             "name": job.clip, "source": job.name}
+        e: dict[str, Any] = {
+            "id": job.id,
+            "side": job.side,
+            "class": job.cls,
+            "label": job.label,
+            "name": job.clip,
+            "source": job.name,
+        }
         if final.is_dir():
             frames, flows = count_on_disk(final, cfg.layout, cfg.needs_rgb)
             e.update(status="ok", frames=frames, flow_frames=flows if cfg.needs_flow else 0)
+            if lost.get(job.id):
+                e["decode_errors"] = lost[job.id]  # frames of the video that could not be decoded
         else:
             r = results.get(job.id)
-            e.update(status="failed", frames=0, flow_frames=0,
-                     error=(r.error if r is not None and r.error else "not built"))
+            e.update(
+                status="failed", frames=0, flow_frames=0, error=(r.error if r is not None and r.error else "not built")
+            )
         entries.append(e)
     return entries
 
@@ -46,19 +63,27 @@ def built_counts(classes: list[str], clips: list[dict[str, Any]]) -> dict[str, d
     return out
 
 
-def make_record(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None,
-                clips: list[dict[str, Any]]) -> dict[str, Any]:
+def make_record(
+    cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, clips: list[dict[str, Any]]
+) -> dict[str, Any]:
     """The dataset record (schema in :mod:`flowprep.layout.record`)."""
     return {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "flowprep_version": __version__,
-        "layout": cfg.layout, "modality": cfg.modality,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "flowprep_version": __version__,
+        "layout": cfg.layout,
+        "modality": cfg.modality,
         "source": plan.source,
         "classes": plan.classes,
         "split": plan.split,
-        "decode": {"short_side": cfg.short_side, "size": list(cfg.size) if cfg.size else None,
-                   "frame_step": cfg.frame_step},
+        "decode": {
+            "short_side": cfg.short_side,
+            "size": list(cfg.size) if cfg.size else None,
+            "frame_step": cfg.frame_step,
+        },
         "rgb": {"image_format": cfg.rgb_format, "jpeg_quality": cfg.rgb_quality if cfg.rgb_format == "jpg" else None}
-        if cfg.needs_rgb else None,
+        if cfg.needs_rgb
+        else None,
         "flow": flow_info if cfg.needs_flow else None,
         "encoding": cfg.encoding.to_dict() if cfg.needs_flow else None,
         "normalization": {"formula": "(x / 255 - 0.5) / 0.5", "scale": 1 / 127.5, "offset": 127.5},
@@ -85,21 +110,28 @@ def _tao_snippet(root: Path, classes: list[str], modality: str) -> str:
 
 def _mmaction2_snippet(root: Path, modality: str) -> str:
     ann = root / "mmaction2"
-    lines = ["# mmaction2 RawframeDataset settings for this dataset (written by flowprep).",
-             f"data_root = {str(root / 'rawframes')!r}"]
+    lines = [
+        "# mmaction2 RawframeDataset settings for this dataset (written by flowprep).",
+        f"data_root = {str(root / 'rawframes')!r}",
+    ]
     if modality in ("rgb", "both"):
-        lines += [f"ann_file_train = {str(ann / 'train_list_rawframes.txt')!r}",
-                  f"ann_file_val = {str(ann / 'val_list_rawframes.txt')!r}",
-                  "# RGB: filename_tmpl='img_{:05}.jpg' (the default), start_index=1"]
+        lines += [
+            f"ann_file_train = {str(ann / 'train_list_rawframes.txt')!r}",
+            f"ann_file_val = {str(ann / 'val_list_rawframes.txt')!r}",
+            "# RGB: filename_tmpl='img_{:05}.jpg' (the default), start_index=1",
+        ]
     if modality in ("flow", "both"):
-        lines += [f"ann_file_train_flow = {str(ann / 'train_list_rawframes_flow.txt')!r}",
-                  f"ann_file_val_flow = {str(ann / 'val_list_rawframes_flow.txt')!r}",
-                  "# flow: modality='Flow', filename_tmpl='flow_{}_{:05d}.jpg', start_index=1"]
+        lines += [
+            f"ann_file_train_flow = {str(ann / 'train_list_rawframes_flow.txt')!r}",
+            f"ann_file_val_flow = {str(ann / 'val_list_rawframes_flow.txt')!r}",
+            "# flow: modality='Flow', filename_tmpl='flow_{}_{:05d}.jpg', start_index=1",
+        ]
     return "\n".join(lines) + "\n"
 
 
-def finalize(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None,
-             results: dict[str, ClipResult]) -> dict[str, Any]:
+def finalize(
+    cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, results: dict[str, ClipResult]
+) -> dict[str, Any]:
     """Write the record and side files; returns the record. Removes stale temporary folders."""
     out = cfg.out
     clips = clip_entries(cfg, plan, results)
@@ -111,22 +143,158 @@ def finalize(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None,
     for side in ("train", "val"):
         rows = [c for c in ok if c["side"] == side]
         if cfg.layout == "tao":
-            write_text_atomic(out / f"{side}_list.txt",
-                        "".join(f"{side}/{c['class']}/{c['name']} {c['frames']} {c['label']}\n" for c in rows))
+            write_text_atomic(
+                out / f"{side}_list.txt",
+                "".join(f"{side}/{c['class']}/{c['name']} {c['frames']} {c['label']}\n" for c in rows),
+            )
         else:
             (out / "mmaction2").mkdir(exist_ok=True)
             if cfg.needs_rgb:
-                write_text_atomic(out / "mmaction2" / f"{side}_list_rawframes.txt",
-                            "".join(f"{c['class']}/{c['name']} {c['frames']} {c['label']}\n" for c in rows))
+                write_text_atomic(
+                    out / "mmaction2" / f"{side}_list_rawframes.txt",
+                    "".join(f"{c['class']}/{c['name']} {c['frames']} {c['label']}\n" for c in rows),
+                )
             if cfg.needs_flow:
-                write_text_atomic(out / "mmaction2" / f"{side}_list_rawframes_flow.txt",
-                            "".join(f"{c['class']}/{c['name']} {c['flow_frames']} {c['label']}\n" for c in rows))
+                write_text_atomic(
+                    out / "mmaction2" / f"{side}_list_rawframes_flow.txt",
+                    "".join(f"{c['class']}/{c['name']} {c['flow_frames']} {c['label']}\n" for c in rows),
+                )
     root = out.resolve()
     if cfg.layout == "tao":
         write_text_atomic(out / "tao_dataset_spec.yaml", _tao_snippet(root, plan.classes, cfg.modality))
     else:
         write_text_atomic(out / "mmaction2" / "dataset_settings.py", _mmaction2_snippet(root, cfg.modality))
-    tmp = out / TMP_DIR
-    if tmp.is_dir() and all(c["status"] == "ok" for c in clips):
-        shutil.rmtree(tmp, ignore_errors=True)
+    if all(c["status"] == "ok" for c in clips):
+        BuildFolder(out).clear_tmp()
     return record
+
+
+# --- build state and finalize from it ----------------------------------------------------------
+
+_CONFIG_FIELDS = (
+    "classes",
+    "layout",
+    "modality",
+    "flow",
+    "flow_params",
+    "rgb_format",
+    "rgb_quality",
+    "val_ratio",
+    "seed",
+    "split_by",
+    "official_split",
+    "short_side",
+    "size",
+    "frame_step",
+    "source_kind",
+)
+
+
+def config_to_state(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> dict[str, Any]:
+    """The JSON state ``flowprep finalize`` needs: paths, output fields and the resolved flow."""
+    d: dict[str, Any] = {k: getattr(cfg, k) for k in _CONFIG_FIELDS}
+    d["size"] = list(cfg.size) if cfg.size else None
+    d["encoding"] = cfg.encoding.to_dict()
+    d["source"] = str(cfg.source.resolve())
+    d["splits_source"] = str(cfg.splits_source.resolve()) if cfg.splits_source else None
+    return {"config": d, "flow": flow_info}
+
+
+def save_build_state(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> None:
+    """Write ``<out>/.flowprep/build.json`` (what :func:`finalize_from_state` re-makes the plan from)."""
+    BuildFolder(cfg.out).save_state(config_to_state(cfg, flow_info))
+
+
+def load_build_state(
+    out: Path, source: Path | None = None, splits: Path | None = None
+) -> tuple[BuildConfig, dict[str, Any] | None]:
+    """The configuration and flow record of the build in ``out`` (``source``/``splits`` override the
+    stored paths, for a node that mounts the release elsewhere).
+
+    Raises:
+        DatasetError: ``out`` has no build state.
+    """
+    folder = BuildFolder(out)
+    state = folder.load_state()
+    try:
+        d = dict(state["config"])
+        flow_info = state["flow"]
+        d["encoding"] = FlowEncoding.from_dict(d["encoding"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(f"cannot read build state {folder.build_state}: {exc}") from exc
+    d["size"] = tuple(d["size"]) if d.get("size") else None
+    d["source"] = Path(source) if source is not None else Path(d["source"])
+    stored_splits = d.pop("splits_source")
+    splits = splits if splits is not None else stored_splits
+    cfg = BuildConfig(out=Path(out), splits_source=Path(splits) if splits else None, progress=False, **d)
+    return cfg, flow_info
+
+
+@dataclass
+class FinalizeResult:
+    """Outcome of :func:`finalize_from_state`.
+
+    Attributes:
+        total: clips in the plan; missing: ids of clips not finished (with their failure reason when
+        one was noted, else ``"not built"``); owner: clip id -> shard ``"K/N"`` when the shard count is
+        known; record_written: whether ``flowprep.json`` and the lists were written now.
+    """
+
+    out: Path
+    total: int
+    missing: list[tuple[str, str]] = field(default_factory=list)
+    owner: dict[str, str] = field(default_factory=dict)
+    record_written: bool = False
+
+
+def finalize_from_state(
+    out: Path, allow_missing: bool = False, write: bool = True, source: Path | None = None, splits: Path | None = None
+) -> FinalizeResult:
+    """Re-make the plan from ``<out>/.flowprep/build.json`` and write the record once all clips are in.
+
+    Args:
+        out: the output folder of a (sharded) build.
+        allow_missing: write the record even if clips are missing (they are recorded as failed, and
+            ``flowprep verify`` reports them).
+        write: False only checks (what ``flowprep verify`` does on a folder without a record).
+        source, splits: override the stored release paths.
+
+    Idempotent: the record depends only on the plan and on what is on disk, so any number of calls,
+    in any process, write the same bytes.
+
+    Raises:
+        DatasetError: no build state; ConfigError: the source is not the one the build used.
+    """
+    out = Path(out)
+    cfg, flow_info = load_build_state(out, source, splits)
+    if not cfg.source.exists():
+        raise ConfigError(
+            f"the release {cfg.source} of this build is not reachable here; "
+            "pass --source (and --splits) with its path on this node"
+        )
+    _check_source(out, cfg)
+    plan = make_plan(cfg)
+    folder = BuildFolder(out)
+    notes = folder.read_failures()
+    result = FinalizeResult(out=out, total=len(plan.jobs))
+    for job in plan.jobs:
+        if not clip_dir(out, cfg.layout, job.side, job.cls, job.clip).is_dir():
+            result.missing.append((job.id, notes.get(job.id, "not built")))
+    ns = folder.shard_counts()
+    if result.missing and len(ns) == 1:
+        n = ns.pop()
+        owner = shard_of([j.id for j in plan.jobs], n)
+        result.owner = {cid: f"{owner[cid]}/{n}" for cid, _ in result.missing}
+    if write and (allow_missing or not result.missing):
+        results = {cid: ClipResult(cid, "failed", error=why) for cid, why in result.missing}
+        with output_errors(out):
+            finalize(cfg, plan, flow_info, results)
+        result.record_written = True
+    return result
+
+
+def _check_source(out: Path, cfg: BuildConfig) -> None:
+    """Refuse a release that is not the one the build used (names and archive sizes differ)."""
+    stored = BuildFolder(out).stored_source_identity()
+    if stored is not None and stored != cfg.source_identity():
+        raise ConfigError(f"{cfg.source} is not the release {out} was built from (built from {stored})")

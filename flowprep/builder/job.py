@@ -12,17 +12,26 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+
+from flowprep.archive.bounded import MAX_CLIP_BYTES, read_member
+from flowprep.builder.folder import BuildFolder
 from flowprep.builder.plan import ClipJob
+from flowprep.builder.workers import watch_main_process, worker_gpu
 from flowprep.errors import ArchiveError, ClipError, DecodeError, OutputError
+from flowprep.flow.encoding import FlowEncoding
+from flowprep.flow.registry import BACKENDS, create_backend
 from flowprep.layout.paths import TMP_DIR, clip_dir, flow_names, rgb_name, subdirs
+from flowprep.video.decode import iter_frames
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +55,9 @@ class JobSettings:
     opencv_threads: int = 1
     gpus: tuple[int, ...] | None = None
     slot_scope: str = ""
+    max_clip_bytes: int = MAX_CLIP_BYTES
+    #: pid of the build's main process, watched by local workers (None on Dask)
+    main_pid: int | None = None
 
 
 @dataclass
@@ -61,6 +73,8 @@ class ClipResult:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     worker: str = ""
+    #: frames of the video FFmpeg could not decode (dropped mid-clip without an error)
+    decode_errors: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,22 +82,19 @@ class ClipResult:
 
 _BACKENDS: dict[str, Any] = {}
 _GPU: dict[tuple, int | None] = {}
+_TIMED = ("read", "decode", "write_rgb", "flow", "write_flow")
 
 
 def _backend(settings: JobSettings):
     """One flow backend per process and configuration (GPU backends are costly to create).
 
-    GPU backends get ``gpu=`` the device of this worker process (:func:`flowprep.builder.cluster.worker_gpu`:
+    GPU backends get ``gpu=`` the device of this worker process (:func:`flowprep.builder.workers.worker_gpu`:
     one slot per process, so two local workers never share a GPU while another idles); CPU backends
     never see GPU ids.
     """
-    from flowprep.flow.registry import BACKENDS, create_backend
-
     params = dict(settings.flow_params)
     spec = BACKENDS.get(settings.flow_name or "")
     if spec is not None and spec.gpu and "gpu" not in params:
-        from flowprep.builder.cluster import worker_gpu
-
         where = (os.getpid(), settings.gpus, settings.slot_scope)
         if where not in _GPU:  # discovery may run nvidia-smi: once per process, not per clip
             _GPU[where] = worker_gpu(settings.gpus, settings.slot_scope or "default")
@@ -92,7 +103,7 @@ def _backend(settings: JobSettings):
             params["gpu"] = gpu
     key = json.dumps([settings.flow_name, params], sort_keys=True)
     if key not in _BACKENDS:
-        _BACKENDS[key] = create_backend(settings.flow_name, **params)
+        _BACKENDS[key] = create_backend(settings.flow_name or "", **params)  # flow jobs always name one
     return _BACKENDS[key]
 
 
@@ -102,9 +113,11 @@ def count_on_disk(final: Path, layout: str, rgb: bool) -> tuple[int, int]:
     Without RGB frames (``--modality flow``) the video had one frame more than there are flow images.
     """
     if layout == "tao":
+
         def n(sub: str) -> int:
             d = final / sub
             return len(os.listdir(d)) if d.is_dir() else 0
+
         frames, flows = n("rgb"), n("u")
     else:
         names = os.listdir(final)
@@ -113,9 +126,7 @@ def count_on_disk(final: Path, layout: str, rgb: bool) -> tuple[int, int]:
     return (frames if rgb else flows + 1), flows
 
 
-def _imwrite(path: Path, img, params: list[int]) -> None:
-    import cv2
-
+def _imwrite(path: Path, img: np.ndarray, params: list[int]) -> None:
     try:
         ok = cv2.imwrite(str(path), img, params)
     except cv2.error as exc:
@@ -124,29 +135,79 @@ def _imwrite(path: Path, img, params: list[int]) -> None:
         raise OutputError(f"could not write {path} (disk full or not writable?)")
 
 
-def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
-    """Build one clip. Never raises for a bad clip: failures come back as ``status="failed"``.
+class _ClipWriter:
+    """Writes one clip's frames and flow images into its temporary folder ``tmp``, timing each step."""
 
-    Errors of the environment (unwritable output, a flow backend that cannot start) do raise,
-    since every other clip would fail the same way.
-    """
-    import cv2
+    def __init__(self, job: ClipJob, settings: JobSettings, tmp: Path) -> None:
+        self.job, self.s, self.tmp = job, settings, tmp
+        self.backend = _backend(settings) if settings.flow else None
+        self.enc = FlowEncoding.from_dict(settings.encoding) if settings.flow else None
+        self.rgb_params = (
+            [cv2.IMWRITE_PNG_COMPRESSION, 1]
+            if settings.rgb_format == "png"
+            else [cv2.IMWRITE_JPEG_QUALITY, settings.rgb_quality]
+        )
+        self.flow_params = (
+            [cv2.IMWRITE_PNG_COMPRESSION, 1]
+            if self.enc and self.enc.image_format == "png"
+            else [cv2.IMWRITE_JPEG_QUALITY, self.enc.jpeg_quality if self.enc else 95]
+        )
+        self.timings = dict.fromkeys(_TIMED, 0.0)
+        self.prev_gray: np.ndarray | None = None
+        self.decode: dict[str, int] = {}
 
-    from flowprep.archive import read_member
-    from flowprep.flow.encoding import FlowEncoding
-    from flowprep.video.decode import iter_frames
+    def frames(self, data: bytes) -> Iterator[np.ndarray]:
+        """The clip's RGB frames ``(H, W, 3) uint8``, decode time counted."""
+        it = iter_frames(
+            data, self.s.short_side, self.s.size, self.s.frame_step, threads=1, name=self.job.name, report=self.decode
+        )
+        while True:
+            t = time.perf_counter()
+            rgb = next(it, None)
+            self.timings["decode"] += time.perf_counter() - t
+            if rgb is None:
+                return
+            yield rgb
 
-    t0 = time.perf_counter()
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-    out = Path(settings.out)
-    final = clip_dir(out, settings.layout, job.side, job.cls, job.clip)
-    if final.is_dir():
-        frames, flows = count_on_disk(final, settings.layout, settings.rgb)
-        return ClipResult(job.id, "exists", frames, flows, worker=worker)
+    def add(self, n: int, rgb: np.ndarray) -> None:
+        """Write frame ``n`` and, from the second frame on, the flow from frame ``n - 1`` to it."""
+        if self.s.rgb:
+            t = time.perf_counter()
+            _imwrite(
+                self.tmp / rgb_name(self.s.layout, n, self.s.rgb_format),
+                cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                self.rgb_params,
+            )
+            self.timings["write_rgb"] += time.perf_counter() - t
+        if not self.s.flow:
+            return
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        if self.prev_gray is not None:
+            self._flow(n, self.prev_gray, gray)
+        self.prev_gray = gray
 
-    cv2.setNumThreads(settings.opencv_threads)
-    backend = _backend(settings) if settings.flow else None
-    enc = FlowEncoding.from_dict(settings.encoding) if settings.flow else None
+    def _flow(self, n: int, prev: np.ndarray, gray: np.ndarray) -> None:
+        if self.backend is None or self.enc is None:  # narrows the types: both are set whenever s.flow
+            raise RuntimeError("flow requested without a backend")
+        t = time.perf_counter()
+        try:
+            flow = self.backend.calc(prev, gray)
+        except (cv2.error, ValueError) as exc:
+            # e.g. DIS refuses frames under 12 px: this clip's problem, not the build's
+            raise ClipError(
+                f"{self.job.name}: flow failed on frames {n - 1}->{n} "
+                f"({gray.shape[1]}x{gray.shape[0]}): {' '.join(str(exc).split())[-200:]}"
+            ) from exc
+        t2 = time.perf_counter()
+        u, v = self.enc.encode(flow)
+        un, vn = flow_names(self.s.layout, n - 1, self.enc.image_format)
+        _imwrite(self.tmp / un, u, self.flow_params)
+        _imwrite(self.tmp / vn, v, self.flow_params)
+        self.timings["flow"] += t2 - t
+        self.timings["write_flow"] += time.perf_counter() - t2
+
+
+def _make_tmp(out: Path, job: ClipJob, settings: JobSettings) -> Path:
     tmp = out / TMP_DIR / f"{job.cls}.{job.clip}.{uuid.uuid4().hex[:12]}"
     try:
         tmp.mkdir(parents=True)
@@ -154,69 +215,78 @@ def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
             (tmp / sub).mkdir()
     except OSError as exc:
         raise OutputError(f"cannot write into {out}: {exc}") from exc
-    rgb_params = ([cv2.IMWRITE_PNG_COMPRESSION, 1] if settings.rgb_format == "png"
-                  else [cv2.IMWRITE_JPEG_QUALITY, settings.rgb_quality])
-    flow_params = ([cv2.IMWRITE_PNG_COMPRESSION, 1] if enc and enc.image_format == "png"
-                   else [cv2.IMWRITE_JPEG_QUALITY, enc.jpeg_quality if enc else 95])
-    timings = {"read": 0.0, "decode": 0.0, "write_rgb": 0.0, "flow": 0.0, "write_flow": 0.0}
+    return tmp
+
+
+def _write_clip(job: ClipJob, settings: JobSettings, tmp: Path) -> tuple[int, dict[str, float], int]:
+    """Decode the clip and write everything into ``tmp``; ``(frames, timings, frames lost)``. Frames lost to decode
+    errors are noted in the build folder (before the clip is published, so a finished clip has its note)."""
+    writer = _ClipWriter(job, settings, tmp)
+    t = time.perf_counter()
+    data = read_member(job.ref, settings.max_clip_bytes)
+    writer.timings["read"] = time.perf_counter() - t
     n = 0
+    for n, rgb in enumerate(writer.frames(data), start=1):
+        writer.add(n - 1, rgb)
+    if settings.flow and n < 2:
+        raise ClipError(f"{job.name}: only {n} frame(s): flow needs at least 2")
+    expected = writer.decode.get("expected", 0)
+    lost = max(0, expected - writer.decode.get("decoded", expected))
+    if lost:  # info: the summary warns once for all clips, as it lists failed ones
+        log.info(
+            "clip %s: %d of %d frames could not be decoded (corrupt data); kept %d",
+            job.id,
+            lost,
+            expected,
+            expected - lost,
+        )
+    BuildFolder(Path(settings.out)).note_decode_errors(job.id, lost, expected)
+    return n, writer.timings, lost
+
+
+def _publish(tmp: Path, final: Path, folder: BuildFolder) -> bool:
+    """Rename ``tmp`` to ``final``; False if another worker finished the clip first (theirs stands)."""
     try:
-        t = time.perf_counter()
-        data = read_member(job.ref)
-        timings["read"] = time.perf_counter() - t
-        prev_gray = None
-        frames = iter_frames(data, settings.short_side, settings.size, settings.frame_step, threads=1,
-                             name=job.name)
-        while True:
-            t = time.perf_counter()
-            rgb = next(frames, None)
-            timings["decode"] += time.perf_counter() - t
-            if rgb is None:
-                break
-            if settings.rgb:
-                t = time.perf_counter()
-                _imwrite(tmp / rgb_name(settings.layout, n, settings.rgb_format),
-                         cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), rgb_params)
-                timings["write_rgb"] += time.perf_counter() - t
-            if settings.flow:
-                gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-                if prev_gray is not None:
-                    t = time.perf_counter()
-                    try:
-                        flow = backend.calc(prev_gray, gray)
-                    except (cv2.error, ValueError) as exc:
-                        # e.g. DIS refuses frames under 12 px: this clip's problem, not the build's
-                        raise ClipError(f"{job.name}: flow failed on frames {n - 1}->{n} "
-                                        f"({gray.shape[1]}x{gray.shape[0]}): {' '.join(str(exc).split())[-200:]}") from exc
-                    t2 = time.perf_counter()
-                    u, v = enc.encode(flow)
-                    un, vn = flow_names(settings.layout, n - 1, enc.image_format)
-                    _imwrite(tmp / un, u, flow_params)
-                    _imwrite(tmp / vn, v, flow_params)
-                    timings["flow"] += t2 - t
-                    timings["write_flow"] += time.perf_counter() - t2
-                prev_gray = gray
-            n += 1
-        if settings.flow and n < 2:
-            raise ClipError(f"{job.name}: only {n} frame(s): flow needs at least 2")
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(tmp, final)
-        except OSError as exc:
-            # Another worker (a retried Dask task, an overlapping shard) finished it first: theirs stands.
-            if not final.is_dir():
-                raise OutputError(f"cannot move {tmp} to {final}: {exc}") from exc
-            shutil.rmtree(tmp, ignore_errors=True)
-            frames_, flows_ = count_on_disk(final, settings.layout, settings.rgb)
-            return ClipResult(job.id, "exists", frames_, flows_, worker=worker)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(tmp, final)
+        return True
+    except OSError as exc:
+        # A retried Dask task or an overlapping shard finished it first: theirs stands.
+        if not final.is_dir():
+            raise OutputError(f"cannot move {tmp} to {final}: {exc}") from exc
+        folder.discard_tmp(tmp.name)
+        return False
+
+
+def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
+    """Build one clip. Never raises for a bad clip: failures come back as ``status="failed"``.
+
+    Errors of the environment (unwritable output, a flow backend that cannot start) do raise,
+    since every other clip would fail the same way.
+    """
+    t0 = time.perf_counter()
+    watch_main_process(settings.main_pid)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    out = Path(settings.out)
+    folder = BuildFolder(out)
+    final = clip_dir(out, settings.layout, job.side, job.cls, job.clip)
+    if final.is_dir():
+        return ClipResult(job.id, "exists", *count_on_disk(final, settings.layout, settings.rgb), worker=worker)
+    cv2.setNumThreads(settings.opencv_threads)
+    tmp = _make_tmp(out, job, settings)
+    try:
+        n, timings, lost = _write_clip(job, settings, tmp)
+        if not _publish(tmp, final, folder):
+            return ClipResult(job.id, "exists", *count_on_disk(final, settings.layout, settings.rgb), worker=worker)
     except (DecodeError, ArchiveError, ClipError) as exc:
         # The clip's own fault: record it and go on. Anything else (output, backend) stops the build.
-        shutil.rmtree(tmp, ignore_errors=True)
+        folder.discard_tmp(tmp.name)
         log.info("clip %s failed: %s", job.id, exc)  # listed in the summary; the bar counts them live
         return ClipResult(job.id, "failed", error=str(exc), seconds=time.perf_counter() - t0, worker=worker)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        folder.discard_tmp(tmp.name)
         raise
     flows = max(0, n - 1) if settings.flow else 0
-    return ClipResult(job.id, "done", n, flows, seconds=time.perf_counter() - t0,
-                      timings=timings, worker=worker)
+    return ClipResult(
+        job.id, "done", n, flows, seconds=time.perf_counter() - t0, timings=timings, worker=worker, decode_errors=lost
+    )

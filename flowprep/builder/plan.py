@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowprep.archive import MemberRef, list_videos, read_text_files
+from flowprep.archive import MemberRef, VideoEntry, list_videos, read_text_files
 from flowprep.builder.config import BuildConfig
+from flowprep.builder.folder import BuildFolder
 from flowprep.datasets.hmdb51 import parse_split_files, stem
 from flowprep.datasets.split import official_sides, side_counts, split_all
 from flowprep.errors import ConfigError
 from flowprep.layout.names import check_name, name_problem, printable
-from flowprep.layout.paths import STATE_DIR
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,15 @@ def clip_folder_name(name: str) -> str:
     return _UNSAFE.sub("_", stem(name)) or "_"
 
 
+def class_folder_name(cls: str) -> str:
+    """Folder name for a class: whitespace, slashes and control characters as ``_``.
+
+    Raises:
+        ConfigError: the name cannot be a folder even so (e.g. ``..``, or not valid UTF-8).
+    """
+    return check_name(_UNSAFE.sub("_", cls) or "_", "class")
+
+
 def _source_info(cfg: BuildConfig, n_videos: int) -> dict[str, Any]:
     def describe(path: Path) -> dict[str, Any]:
         if path.is_dir():
@@ -82,6 +91,36 @@ def _source_info(cfg: BuildConfig, n_videos: int) -> dict[str, Any]:
     return {"kind": cfg.source_kind, "files": files, "videos_selected": n_videos}
 
 
+def _usable(videos: list[VideoEntry]) -> tuple[dict[str, list[VideoEntry]], list[str]]:
+    """Videos by class whose clip folder name is valid, and ``"<class>/<file> (skipped: why)"`` of the rest.
+
+    Done before the split, so a skipped clip takes no one's place on a side.
+    """
+    by_class: dict[str, list[VideoEntry]] = defaultdict(list)
+    skipped: list[str] = []
+    for v in videos:
+        why = name_problem(clip_folder_name(v.name))
+        if why is None:
+            by_class[v.cls].append(v)
+        else:
+            log.warning("skipping clip %r of class %r: %s", printable(v.name), printable(v.cls), why)
+            skipped.append(f"{printable(v.cls)}/{printable(v.name)} (skipped: {why})")
+    return by_class, skipped
+
+
+def _class_folders(classes: list[str]) -> dict[str, str]:
+    """class -> folder name: no whitespace or slashes (folder names and tokens of whitespace-separated
+    list files); ConfigError for a name that cannot be a folder, or two classes sharing one."""
+    folder = {c: class_folder_name(c) for c in classes}
+    clash = sorted({f for f in folder.values() if list(folder.values()).count(f) > 1})
+    if clash:
+        raise ConfigError(f"classes {', '.join(c for c in classes if folder[c] in clash)} map to one folder name")
+    for c in classes:
+        if folder[c] != c:
+            log.warning("class %r is written as %r (no whitespace or slashes in folder names)", c, folder[c])
+    return folder
+
+
 def make_plan(cfg: BuildConfig) -> Plan:
     """List, select and split the source's clips.
 
@@ -89,43 +128,39 @@ def make_plan(cfg: BuildConfig) -> Plan:
         ConfigError: unknown class, nothing selected, split files missing a class, name clashes.
         ArchiveError: unreadable source.
     """
-    cache = cfg.out / STATE_DIR / "cache"
-    videos = list_videos(cfg.source, cache, cfg.classes)
-    by_class: dict[str, list] = defaultdict(list)
-    skipped: list[str] = []
-    for v in videos:
-        why = name_problem(clip_folder_name(v.name))
-        if why is None:
-            by_class[v.cls].append(v)
-        else:  # before the split, so a skipped clip takes no one's place on a side
-            log.warning("skipping clip %r of class %r: %s", v.name, v.cls, why)
-            skipped.append(f"{printable(v.cls)}/{printable(v.name)} (skipped: {why})")
-    classes = list(cfg.classes) if cfg.classes is not None else sorted(by_class)
+    videos = list_videos(cfg.source, BuildFolder(cfg.out).cache, cfg.classes)
+    by_class, skipped = _usable(videos)
+    classes = list(cfg.classes) if cfg.classes is not None else sorted({v.cls for v in videos})
+    folder = _class_folders(classes)  # before anything uses a class name
     empty = [c for c in classes if not by_class.get(c)]
     if not videos or len(empty) == len(classes):
-        raise ConfigError(f"empty selection: no video found for class(es) {', '.join(classes) or '(none)'} "
-                          f"in {cfg.source}")
+        raise ConfigError(
+            f"empty selection: no video found for class(es) {', '.join(classes) or '(none)'} in {cfg.source}"
+        )
     if empty:
         raise ConfigError(f"no video found for class(es) {', '.join(empty)} in {cfg.source}")
     names = {c: [v.name for v in by_class[c]] for c in classes}
 
-    if cfg.official_split is not None:
+    split: dict[str, Any]
+    if cfg.official_split is not None and cfg.splits_source is not None:  # BuildConfig asks for both
         table = parse_split_files(read_text_files(cfg.splits_source), cfg.official_split)
         sides = official_sides(names, table)
-        split = {"method": "official", "official_split": cfg.official_split, "val_ratio": None,
-                 "seed": None, "split_by": None}
+        split = {
+            "method": "official",
+            "official_split": cfg.official_split,
+            "val_ratio": None,
+            "seed": None,
+            "split_by": None,
+        }
     else:
         sides = split_all(names, cfg.val_ratio, cfg.seed, cfg.split_by)
-        split = {"method": cfg.split_by, "official_split": None, "val_ratio": cfg.val_ratio,
-                 "seed": cfg.seed, "split_by": cfg.split_by}
-    # Class names become folder names and tokens of whitespace-separated list files.
-    folder = {c: check_name(_UNSAFE.sub("_", c) or "_", "class") for c in classes}
-    clash = sorted({f for f in folder.values() if list(folder.values()).count(f) > 1})
-    if clash:
-        raise ConfigError(f"classes {', '.join(c for c in classes if folder[c] in clash)} map to one folder name")
-    for c in classes:
-        if folder[c] != c:
-            log.warning("class %r is written as %r (no whitespace or slashes in folder names)", c, folder[c])
+        split = {
+            "method": cfg.split_by,
+            "official_split": None,
+            "val_ratio": cfg.val_ratio,
+            "seed": cfg.seed,
+            "split_by": cfg.split_by,
+        }
     split["counts"] = {folder[c]: n for c, n in side_counts(sides).items()}
     for c, n in split["counts"].items():
         if n["val"] == 0 or n["train"] == 0:
@@ -139,14 +174,22 @@ def make_plan(cfg: BuildConfig) -> Plan:
         for v in by_class[cls]:
             side = sides[cls][v.name]
             if side in ("unused", "unlisted"):
-                excluded.append(f"{fcls}/{v.name} ({'code 0 in the split file' if side == 'unused' else 'not in the split file'})")
+                excluded.append(
+                    f"{fcls}/{v.name} ({'code 0 in the split file' if side == 'unused' else 'not in the split file'})"
+                )
                 continue
             clip = clip_folder_name(v.name)
             if clip in seen:
                 raise ConfigError(f"class {cls}: clips {seen[clip]!r} and {v.name!r} map to one folder {clip!r}")
             seen[clip] = v.name
-            jobs.append(ClipJob(id=f"{side}/{fcls}/{clip}", side=side, cls=fcls, label=label, clip=clip,
-                                name=v.name, ref=v.ref))
+            jobs.append(
+                ClipJob(id=f"{side}/{fcls}/{clip}", side=side, cls=fcls, label=label, clip=clip, name=v.name, ref=v.ref)
+            )
     jobs.sort(key=lambda j: j.id)
-    return Plan(classes=[folder[c] for c in classes], jobs=jobs, split=split,
-                source=_source_info(cfg, len(jobs)), excluded=excluded)
+    return Plan(
+        classes=[folder[c] for c in classes],
+        jobs=jobs,
+        split=split,
+        source=_source_info(cfg, len(jobs)),
+        excluded=excluded,
+    )

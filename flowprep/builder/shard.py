@@ -9,9 +9,16 @@ fingerprint includes the source and the selection), and the parts differ by at m
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence, TypeVar
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
-T = TypeVar("T")
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+T = TypeVar("T", bound=_HasId)
 
 
 def _key(clip_id: str) -> str:

@@ -25,8 +25,10 @@ TAGS: dict[str, tuple[str, dict[str, str]]] = {
     "quality": ("quality", {"goo": "good", "med": "medium", "bad": "bad"}),
 }
 
-_TAIL = re.compile(r"_(?P<body>[fulh])_(?P<camera>cm|nm)_(?P<people>np[123])_(?P<view>fr|ba|le|ri)"
-                   r"_(?P<quality>goo|med|bad)_(?P<n>\d+)$")
+_TAIL = re.compile(
+    r"_(?P<body>[fulh])_(?P<camera>cm|nm)_(?P<people>np[123])_(?P<view>fr|ba|le|ri)"
+    r"_(?P<quality>goo|med|bad)_(?P<n>\d+)$"
+)
 _UCF = re.compile(r"^v_(?P<action>.+)_g(?P<group>\d+)_c(?P<n>\d+)$")
 
 

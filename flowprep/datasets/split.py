@@ -18,8 +18,9 @@ def _val_target(n: int, val_ratio: float) -> int:
     return min(max(1, round(n * val_ratio)), n - 1) if n > 1 else 0
 
 
-def split_class(cls: str, names: list[str], val_ratio: float = 0.1, seed: int = 0,
-                split_by: str = "group") -> dict[str, str]:
+def split_class(
+    cls: str, names: list[str], val_ratio: float = 0.1, seed: int = 0, split_by: str = "group"
+) -> dict[str, str]:
     """Split one class's clips into train and val.
 
     The validation side gets ``round(n * val_ratio)`` clips, at least one (when the class has two or
@@ -64,8 +65,9 @@ def split_class(cls: str, names: list[str], val_ratio: float = 0.1, seed: int = 
     return {n: ("val" if n in val else "train") for n in names}
 
 
-def split_all(clips: dict[str, list[str]], val_ratio: float = 0.1, seed: int = 0,
-              split_by: str = "group") -> dict[str, dict[str, str]]:
+def split_all(
+    clips: dict[str, list[str]], val_ratio: float = 0.1, seed: int = 0, split_by: str = "group"
+) -> dict[str, dict[str, str]]:
     """:func:`split_class` for every class: class -> {clip name -> side}."""
     return {cls: split_class(cls, names, val_ratio, seed, split_by) for cls, names in sorted(clips.items())}
 
@@ -89,13 +91,18 @@ def official_sides(clips: dict[str, list[str]], table: dict[str, dict[str, str]]
             log.warning("class %s: %d clip(s) not listed in the split file; left out", cls, unlisted)
         ghosts = set(table[cls]) - {stem(n) for n in names}
         if ghosts:
-            log.warning("class %s: %d clip(s) of the split file are not in the release, e.g. %s",
-                        cls, len(ghosts), sorted(ghosts)[0])
+            log.warning(
+                "class %s: %d clip(s) of the split file are not in the release, e.g. %s",
+                cls,
+                len(ghosts),
+                sorted(ghosts)[0],
+            )
         out[cls] = sides
     return out
 
 
 def side_counts(sides: dict[str, dict[str, str]]) -> dict[str, dict[str, int]]:
     """class -> {"train": n, "val": n} (``unused`` and ``unlisted`` clips not counted)."""
-    return {cls: {s: sum(1 for v in m.values() if v == s) for s in ("train", "val")}
-            for cls, m in sorted(sides.items())}
+    return {
+        cls: {s: sum(1 for v in m.values() if v == s) for s in ("train", "val")} for cls, m in sorted(sides.items())
+    }

@@ -25,8 +25,13 @@ def _names(source: Path, classes: list[str] | None) -> list[tuple[str, str]]:
 
         record = read_record(rec_root)
         side = source.name if source != rec_root else None
-        return [(c["class"], c["source"]) for c in record["clips"] if c.get("status") == "ok"
-                and (classes is None or c["class"] in classes) and (side is None or c["side"] == side)]
+        return [
+            (c["class"], c["source"])
+            for c in record["clips"]
+            if c.get("status") == "ok"
+            and (classes is None or c["class"] in classes)
+            and (side is None or c["side"] == side)
+        ]
     from flowprep.archive import list_videos
 
     with tempfile.TemporaryDirectory(prefix="flowprep-stats-") as cache:
@@ -66,8 +71,12 @@ def format_stats(stats: dict[str, Any]) -> str:
     cols = [(tag, value) for tag, (_, values) in TAGS.items() for value in values]
     rows = list(stats["classes"].items()) + [("total", stats["total"])]
     width = max([5] + [len(c) for c, _ in rows])
-    head1 = f"{'':<{width}}  {'clips':>5}  " + "  ".join(f"{TAGS[t][0][:4 * len(TAGS[t][1]) + 2 * (len(TAGS[t][1]) - 1)]:<{4 * len(TAGS[t][1]) + 2 * (len(TAGS[t][1]) - 1)}}"
-                                                       for t in TAGS)
+
+    def tag_head(t: str) -> str:  # the tag name over its value columns (4 wide, 2 apart), cut to fit
+        w = 4 * len(TAGS[t][1]) + 2 * (len(TAGS[t][1]) - 1)
+        return f"{TAGS[t][0][:w]:<{w}}"
+
+    head1 = f"{'':<{width}}  {'clips':>5}  " + "  ".join(tag_head(t) for t in TAGS)
     head2 = f"{'class':<{width}}  {'':>5}  " + "  ".join(f"{v:>4}" for _, v in cols)
     lines = [head1.rstrip(), head2]
     for cls, r in rows:

@@ -108,10 +108,16 @@ class DoctorSummary:
         return 1 if self.failed else 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": "flowprep-doctor", "flowprep": __version__, "host": platform.node(),
-                "machine": platform.machine(), "quick": self.quick, "seconds": round(self.seconds, 2),
-                "counts": {s: sum(r.status == s for r in self.results) for s in STATUSES},
-                "results": [{**asdict(r), "over_budget": r.over_budget} for r in self.results]}
+        return {
+            "format": "flowprep-doctor",
+            "flowprep": __version__,
+            "host": platform.node(),
+            "machine": platform.machine(),
+            "quick": self.quick,
+            "seconds": round(self.seconds, 2),
+            "counts": {s: sum(r.status == s for r in self.results) for s in STATUSES},
+            "results": [{**asdict(r), "over_budget": r.over_budget} for r in self.results],
+        }
 
 
 def run_check(check: Check, ctx: DoctorContext) -> CheckResult:
@@ -130,9 +136,13 @@ def run_check(check: Check, ctx: DoctorContext) -> CheckResult:
     return CheckResult(check.name, status, detail, numbers, time.perf_counter() - t0, check.budget_s)
 
 
-def run_checks(checks: Sequence[Check], quick: bool = False, workdir: Path | None = None,
-               total_budget_s: float = TOTAL_BUDGET_S,
-               progress: Callable[[CheckResult], None] | None = None) -> DoctorSummary:
+def run_checks(
+    checks: Sequence[Check],
+    quick: bool = False,
+    workdir: Path | None = None,
+    total_budget_s: float = TOTAL_BUDGET_S,
+    progress: Callable[[CheckResult], None] | None = None,
+) -> DoctorSummary:
     """Run ``checks`` in order in a scratch folder (``workdir``, else a temporary one removed after).
 
     Checks left when ``total_budget_s`` is used up are reported as skipped.
@@ -172,8 +182,7 @@ def format_row(r: CheckResult) -> str:
 def format_table(summary: DoctorSummary) -> str:
     head = f"{'check':<16} {'status':<8} {'time':>7}  detail"
     counts = summary.to_json()["counts"]
-    tail = (f"{counts['pass']} passed, {counts['fail']} failed, {counts['skipped']} skipped "
-            f"in {summary.seconds:.1f} s")
+    tail = f"{counts['pass']} passed, {counts['fail']} failed, {counts['skipped']} skipped in {summary.seconds:.1f} s"
     return "\n".join([head, *(format_row(r) for r in summary.results), tail])
 
 
@@ -182,6 +191,5 @@ def write_report(summary: DoctorSummary, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with writing(path):  # a full disk names no file
-        path.write_text(json.dumps(json_safe(summary.to_json()), indent=2, allow_nan=False) + "\n",
-                        encoding="utf-8")
+        path.write_text(json.dumps(json_safe(summary.to_json()), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return path

@@ -35,10 +35,10 @@ Numbers = dict[str, Any]
 
 # ------------------------------------------------------------------ helpers
 
+
 def _flowprep(*args: str, timeout: float = 300, module: tuple[str, ...] = ("-m", "flowprep")) -> str:
     """Run the flowprep CLI in a subprocess; its stdout, or :class:`CheckFailed` with its last error line."""
-    res = subprocess.run([sys.executable, *module, *args], capture_output=True, text=True, timeout=timeout,
-                         check=False)
+    res = subprocess.run([sys.executable, *module, *args], capture_output=True, text=True, timeout=timeout, check=False)
     if res.returncode != 0:
         lines = [ln for ln in res.stderr.splitlines() if ln.strip()] or [f"exit status {res.returncode}"]
         raise CheckFailed(f"`flowprep {args[0]}` failed: {lines[-1]}")
@@ -79,6 +79,7 @@ def _need(value: Any, why: str) -> Any:
 
 # ------------------------------------------------------------------ driver, GPUs, engine
 
+
 def check_driver(ctx: DoctorContext) -> tuple[str, Numbers]:
     from flowprep.flow.nvof import _cu
 
@@ -87,8 +88,13 @@ def check_driver(ctx: DoctorContext) -> tuple[str, Numbers]:
     numbers: Numbers = {"cuda_driver_api": f"{v // 1000}.{v % 1000 // 10}"}
     smi = shutil.which("nvidia-smi")
     if smi:
-        out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=30, check=False)
+        out = subprocess.run(
+            [smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         if out.returncode == 0 and out.stdout.strip():
             numbers["driver"] = out.stdout.split()[0]
     return f"CUDA driver API {numbers['cuda_driver_api']}", numbers
@@ -136,9 +142,10 @@ def check_nvof_engine(ctx: DoctorContext) -> tuple[str, Numbers]:
 
 # ------------------------------------------------------------------ NVOF on real frames
 
+
 def _sign_ok(flow: np.ndarray, pair: Any) -> bool:
     dot = (flow * pair.flow).sum(-1)[pair.valid].mean()
-    return bool(dot >= 0.5 * (pair.flow ** 2).sum(-1)[pair.valid].mean())
+    return bool(dot >= 0.5 * (pair.flow**2).sum(-1)[pair.valid].mean())
 
 
 def check_nvof_accuracy(ctx: DoctorContext) -> tuple[str, Numbers]:
@@ -154,8 +161,11 @@ def check_nvof_accuracy(ctx: DoctorContext) -> tuple[str, Numbers]:
     for grid in grids:
         for preset in PRESETS[:1] if ctx.quick else PRESETS:
             res, _ = run_backend("nvof", pairs, {"grid": grid, "preset": preset, "path": "ctypes"}, strict=True)
-            numbers[f"grid{grid}-{preset}"] = {"epe": round(res.epe_mean, 3), "pairs_per_s": round(res.fps, 1),
-                                               "epe_by_px": {k: round(v, 3) for k, v in res.epe_by_magnitude.items()}}
+            numbers[f"grid{grid}-{preset}"] = {
+                "epe": round(res.epe_mean, 3),
+                "pairs_per_s": round(res.fps, 1),
+                "epe_by_px": {k: round(v, 3) for k, v in res.epe_by_magnitude.items()},
+            }
             worst = max(worst, res.epe_mean)
     backend = NvofBackend(grid=grids[0], path="ctypes")
     try:
@@ -163,8 +173,10 @@ def check_nvof_accuracy(ctx: DoctorContext) -> tuple[str, Numbers]:
     finally:
         backend.close()
     # which frames were warped: the carphone clip exists only beside a developer checkout
-    detail = (f"worst EPE {worst:.2f} px (limit {NVOF_MAX_EPE}), sign {'right' if numbers['sign_ok'] else 'WRONG'}, "
-              f"on {Path(source).name} frames")
+    detail = (
+        f"worst EPE {worst:.2f} px (limit {NVOF_MAX_EPE}), sign {'right' if numbers['sign_ok'] else 'WRONG'}, "
+        f"on {Path(source).name} frames"
+    )
     if worst > NVOF_MAX_EPE or not numbers["sign_ok"]:
         raise CheckFailed(detail, numbers)
     return detail, numbers
@@ -185,32 +197,72 @@ def check_nvof_speed(ctx: DoctorContext) -> tuple[str, Numbers]:
 
 # ------------------------------------------------------------------ build, training
 
+
 def check_build(ctx: DoctorContext) -> tuple[str, Numbers]:
     from flowprep.archive.rar4 import make_hmdb51_rars
-    from flowprep.demo import DEMO_CLASSES
-    from flowprep.synth import make_release_folder
+    from flowprep.synth import DEMO_CLASSES, make_release_folder
 
     _need(ctx.nvof_grids, "no optical-flow engine found by the engine check")
     h, w = (48, 64) if ctx.quick else (96, 128)
     unpacked, rel = ctx.workdir / "unpacked", ctx.workdir / "release"
-    make_release_folder(unpacked, DEMO_CLASSES, sources_per_class=2, clips_per_source=1, frames=8,
-                        height=h, width=w, seed=5)
+    make_release_folder(
+        unpacked, DEMO_CLASSES, sources_per_class=2, clips_per_source=1, frames=8, height=h, width=w, seed=5
+    )
     outer, splits = make_hmdb51_rars(unpacked, rel)
     jobs = max(2, len(ctx.gpus))
     out = ctx.workdir / "hmdb5"
-    _flowprep("build-hmdb5", "--archive", str(outer), "--splits", str(splits), "--out", str(out),
-              "--flow", "nvof", "--gpus", "all", "-j", str(jobs))
+    _flowprep(
+        "build-hmdb5",
+        "--archive",
+        str(outer),
+        "--splits",
+        str(splits),
+        "--out",
+        str(out),
+        "--flow",
+        "nvof",
+        "--gpus",
+        "all",
+        "-j",
+        str(jobs),
+    )
     _flowprep("verify", str(out))
     ctx.dataset = out
     record = json.loads((out / "flowprep.json").read_text())
     return f"build-hmdb5 --flow nvof --gpus all -j {jobs} and verify passed", {
-        "jobs": jobs, "gpus": len(ctx.gpus), "flow_device": record.get("flow", {}).get("device", "")}
+        "jobs": jobs,
+        "gpus": len(ctx.gpus),
+        "flow_device": record.get("flow", {}).get("device", ""),
+    }
 
 
 def _train_args(dataset: Path, out: Path, arch: str) -> list[str]:
-    return ["train", str(dataset), "--out", str(out), "--arch", arch, "--modality", "rgb", "--frames", "8",
-            "--input-size", "112", "--epochs", "1", "--batch-size", "4", "--workers", "2", "--device", "cuda",
-            "--amp", "--lr-steps", "", "--no-progress"]
+    return [
+        "train",
+        str(dataset),
+        "--out",
+        str(out),
+        "--arch",
+        arch,
+        "--modality",
+        "rgb",
+        "--frames",
+        "8",
+        "--input-size",
+        "112",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--workers",
+        "2",
+        "--device",
+        "cuda",
+        "--amp",
+        "--lr-steps",
+        "",
+        "--no-progress",
+    ]
 
 
 def check_train_cuda(ctx: DoctorContext) -> tuple[str, Numbers]:
@@ -233,12 +285,15 @@ def check_ddp(ctx: DoctorContext) -> tuple[str, Numbers]:
     if n < 2:
         raise Skip(f"DDP needs 2 GPUs, torch sees {n}")
     dataset = _need(ctx.dataset, "needs the dataset of the build check")
-    _flowprep(*_train_args(dataset, ctx.workdir / "train-ddp", "2d"),
-              module=("-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "flowprep"))
+    _flowprep(
+        *_train_args(dataset, ctx.workdir / "train-ddp", "2d"),
+        module=("-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "flowprep"),
+    )
     return "2-process NCCL DDP epoch", {"processes": 2}
 
 
 # ------------------------------------------------------------------ export, inference
+
 
 def _probabilities(logits: np.ndarray) -> np.ndarray:
     e = np.exp(logits - logits.max(-1, keepdims=True))
@@ -295,8 +350,11 @@ def check_tensorrt(ctx: DoctorContext) -> tuple[str, Numbers]:
     ref = _probabilities(OnnxRunner(deploy / "model.onnx", ["CPUExecutionProvider"])(inputs))
     got = _probabilities(_trt_run(engine, inputs))
     diff = float(np.abs(ref - got).max())
-    numbers = {"max_prob_diff": round(diff, 5), "tolerance": TRT_PROB_TOL,
-               "top1_same": bool((ref.argmax(-1) == got.argmax(-1)).all())}
+    numbers = {
+        "max_prob_diff": round(diff, 5),
+        "tolerance": TRT_PROB_TOL,
+        "top1_same": bool((ref.argmax(-1) == got.argmax(-1)).all()),
+    }
     if diff > TRT_PROB_TOL or not numbers["top1_same"]:
         raise CheckFailed(f"fp16 engine differs from ONNX Runtime: {diff:.4f}", numbers)
     return f"fp16 engine agrees with ONNX Runtime (max prob diff {diff:.4f} <= {TRT_PROB_TOL})", numbers

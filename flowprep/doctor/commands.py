@@ -18,11 +18,19 @@ def _probe_writable(path: Path) -> None:
 
 
 @click.command("doctor")
-@click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the full report (every number) as JSON here.")
+@click.option(
+    "--json-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the full report (every number) as JSON here.",
+)
 @click.option("--quick", is_flag=True, help="Small inputs and fewer combinations (seconds, not minutes).")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Keep the scratch files (release, dataset, runs, deploy) here instead of a temporary folder.")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the scratch files (release, dataset, runs, deploy) here instead of a temporary folder.",
+)
 def doctor(json_out: Path | None, quick: bool, workdir: Path | None) -> None:
     """Check every GPU claim on this machine: driver, GPUs, NVOF (accuracy, speed, multi-GPU build),
     CUDA training (AMP, DDP), TensorRT, ONNX Runtime CUDA, inference, VPI. What cannot run here is
@@ -32,8 +40,7 @@ def doctor(json_out: Path | None, quick: bool, workdir: Path | None) -> None:
 
     if json_out is not None:
         _probe_writable(json_out)
-    summary = run_checks(CHECKS, quick=quick, workdir=workdir,
-                         progress=lambda r: click.echo(format_row(r), err=True))
+    summary = run_checks(CHECKS, quick=quick, workdir=workdir, progress=lambda r: click.echo(format_row(r), err=True))
     click.echo(format_table(summary))
     if json_out is not None:
         click.echo(f"report: {write_report(summary, json_out)}")

@@ -15,14 +15,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from flowprep.train.spec import NORM_OFFSET, NORM_SCALE
+
 #: ``x_net = (x - OFFSET) * SCALE`` for 8-bit RGB and flow images alike
-SCALE = 1.0 / 127.5
-OFFSET = 127.5
+SCALE = NORM_SCALE  # (x - OFFSET) * SCALE: the training normalisation
+OFFSET = NORM_OFFSET
 MODEL_RECORD = "flowprep_model.json"
 MODEL_FORMAT = "flowprep-model"
-DEEPSTREAM_RGB_ONLY = ("DeepStream's deepstream-3d-action-recognition sample feeds one RGB sequence "
-                       "tensor (input_rgb) built by its custom sequence pre-processing library; it "
-                       "does not compute optical flow, so flow and joint models get no DeepStream files")
+DEEPSTREAM_RGB_ONLY = (
+    "DeepStream's deepstream-3d-action-recognition sample feeds one RGB sequence "
+    "tensor (input_rgb) built by its custom sequence pre-processing library; it "
+    "does not compute optical flow, so flow and joint models get no DeepStream files"
+)
 DS_PREPROCESS_LIB = "/opt/nvidia/deepstream/deepstream/lib/libnvds_custom_sequence_preprocess.so"
 
 
@@ -47,37 +51,71 @@ def model_record(ckpt: dict[str, Any], shapes: dict[str, tuple[int, ...]], extra
     rec = ckpt.get("dataset_record") or {}
     classes = list(ckpt["classes"])
     out = {
-        "format": MODEL_FORMAT, "version": 1,
-        "arch": ckpt["arch"], "modality": ckpt["modality"], "frames": int(ckpt["frames"]),
-        "sample_rate": int(ckpt.get("sample_rate", 1)), "input_size": int(ckpt["input_size"]),
-        "classes": classes, "num_classes": len(classes),
+        "format": MODEL_FORMAT,
+        "version": 1,
+        "arch": ckpt["arch"],
+        "modality": ckpt["modality"],
+        "frames": int(ckpt["frames"]),
+        "sample_rate": int(ckpt.get("sample_rate", 1)),
+        "input_size": int(ckpt["input_size"]),
+        "classes": classes,
+        "num_classes": len(classes),
         "inputs": {n: list(s) for n, s in shapes.items()},
         "input_layout": "NCTHW" if ckpt["arch"] == "3d" else "N(C*T)HW, channel c of frame t at c*T+t",
-        "output": {"fc_pred": [len(classes)]}, "output_kind": "logits (softmax for scores)",
-        "normalization": {"scale": SCALE, "offset": OFFSET, "formula": "(x - offset) * scale",
-                          "equivalent": "(x / 255 - 0.5) / 0.5"},
+        "output": {"fc_pred": [len(classes)]},
+        "output_kind": "logits (softmax for scores)",
+        "normalization": {
+            "scale": SCALE,
+            "offset": OFFSET,
+            "formula": "(x - offset) * scale",
+            "equivalent": "(x / 255 - 0.5) / 0.5",
+        },
         "color_order": "RGB",
         # how the training frames were made: inference repeats it exactly
-        "decode": rec.get("decode"), "rgb": rec.get("rgb"), "flow": rec.get("flow"),
-        "encoding": rec.get("encoding"), "dataset_modality": rec.get("modality"),
+        "decode": rec.get("decode"),
+        "rgb": rec.get("rgb"),
+        "flow": rec.get("flow"),
+        "encoding": rec.get("encoding"),
+        "dataset_modality": rec.get("modality"),
         "checkpoint": {"epoch": ckpt.get("epoch"), "best_acc": ckpt.get("best_acc")},
     }
     out.update(extra)
     return out
 
 
-def triton_config(name: str, shapes: dict[str, tuple[int, ...]], num_classes: int, max_batch: int,
-                  platform: str = "onnxruntime_onnx", filename: str = "model.onnx") -> str:
+def triton_config(
+    name: str,
+    shapes: dict[str, tuple[int, ...]],
+    num_classes: int,
+    max_batch: int,
+    platform: str = "onnxruntime_onnx",
+    filename: str = "model.onnx",
+) -> str:
     """Triton ``config.pbtxt`` for the ONNX model (``platform: "onnxruntime_onnx"``)."""
-    lines = [f'name: "{name}"', f'platform: "{platform}"', f"max_batch_size: {int(max_batch)}",
-             f'default_model_filename: "{filename}"', "input ["]
+    lines = [
+        f'name: "{name}"',
+        f'platform: "{platform}"',
+        f"max_batch_size: {int(max_batch)}",
+        f'default_model_filename: "{filename}"',
+        "input [",
+    ]
     items = []
     for n, s in shapes.items():
         items.append(f'  {{\n    name: "{n}"\n    data_type: TYPE_FP32\n    dims: [ {", ".join(map(str, s))} ]\n  }}')
     lines.append(",\n".join(items))
-    lines += ["]", "output [",
-              f'  {{\n    name: "fc_pred"\n    data_type: TYPE_FP32\n    dims: [ {int(num_classes)} ]\n  }}',
-              "]", "dynamic_batching { }", "instance_group [", "  {", "    kind: KIND_AUTO", "    count: 1", "  }", "]"]
+    lines += [
+        "]",
+        "output [",
+        f'  {{\n    name: "fc_pred"\n    data_type: TYPE_FP32\n    dims: [ {int(num_classes)} ]\n  }}',
+        "]",
+        "dynamic_batching { }",
+        "instance_group [",
+        "  {",
+        "    kind: KIND_AUTO",
+        "    count: 1",
+        "  }",
+        "]",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -95,13 +133,14 @@ def _ini(sections: list[tuple[str, list[tuple[str, Any]]]], header: str) -> str:
 
 def deepstream_names(arch: str) -> dict[str, str]:
     """File names of the three DeepStream files (the sample's names, 2d or 3d)."""
-    return {"preprocess": f"config_preprocess_{arch}_custom.txt",
-            "infer": f"config_infer_primary_{arch}_action.txt",
-            "app": "deepstream_action_recognition_config.txt"}
+    return {
+        "preprocess": f"config_preprocess_{arch}_custom.txt",
+        "infer": f"config_infer_primary_{arch}_action.txt",
+        "app": "deepstream_action_recognition_config.txt",
+    }
 
 
-def deepstream_preprocess(arch: str, frames: int, size: int, batch: int, subsample: int = 0,
-                          stride: int = 1) -> str:
+def deepstream_preprocess(arch: str, frames: int, size: int, batch: int, subsample: int = 0, stride: int = 1) -> str:
     """nvdspreprocess config for the sample's custom sequence library (RGB models only).
 
     Args:
@@ -113,67 +152,123 @@ def deepstream_preprocess(arch: str, frames: int, size: int, batch: int, subsamp
     shape = f"{batch};{3 * frames};{size};{size}" if arch == "2d" else f"{batch};3;{frames};{size};{size}"
     s = f"{SCALE:.9f}"
     o = f"{OFFSET:g}"
-    return _ini([
-        ("property", [
-            ("enable", 1), ("target-unique-ids", 1), ("# 0=process on objects 1=process on frames", None),
-            ("process-on-frame", 1),
-            ("# batch;channel;sequence;height;width (3D) or batch;channel*sequence;height;width (2D)", None),
-            ("network-input-shape", shape),
-            ("# 0=RGB 1=BGR 2=GRAY", None), ("network-color-format", 0),
-            ("# 0=NCHW 1=NHWC 2=CUSTOM (the sequence library lays out the tensor)", None),
-            ("network-input-order", 2),
-            ("# 0=FP32 (the ONNX/engine input is float32, fp16 engines included)", None),
-            ("tensor-data-type", 0), ("tensor-name", "input_rgb"),
-            ("processing-width", size), ("processing-height", size),
-            ("scaling-pool-memory-type", 0), ("scaling-pool-compute-hw", 0),
-            ("# 1=bilinear: training frames were resized with area/bilinear filters", None),
-            ("scaling-filter", 1), ("tensor-buf-pool-size", 8),
-            ("custom-lib-path", DS_PREPROCESS_LIB),
-            ("custom-tensor-preparation-function", "CustomSequenceTensorPreparation"),
-        ]),
-        ("user-configs", [
-            ("# x_net = (x - offset) * scale = (x / 255 - 0.5) / 0.5, as in training", None),
-            ("channel-scale-factors", ";".join([s] * 3)),
-            ("channel-mean-offsets", ";".join([o] * 3)),
-            ("stride", int(stride)), ("subsample", int(subsample)),
-        ]),
-        ("group-0", [("src-ids", 0), ("# 0: the whole frame (set 1 and roi-params-src-N for regions)", None),
-                     ("process-on-roi", 0)]),
-    ], f"flowprep: nvdspreprocess config for a {arch.upper()} RGB ActionRecognitionNet-style model\n"
-       "(deepstream-3d-action-recognition sample's custom sequence pre-processing)")
+    return _ini(
+        [
+            (
+                "property",
+                [
+                    ("enable", 1),
+                    ("target-unique-ids", 1),
+                    ("# 0=process on objects 1=process on frames", None),
+                    ("process-on-frame", 1),
+                    ("# batch;channel;sequence;height;width (3D) or batch;channel*sequence;height;width (2D)", None),
+                    ("network-input-shape", shape),
+                    ("# 0=RGB 1=BGR 2=GRAY", None),
+                    ("network-color-format", 0),
+                    ("# 0=NCHW 1=NHWC 2=CUSTOM (the sequence library lays out the tensor)", None),
+                    ("network-input-order", 2),
+                    ("# 0=FP32 (the ONNX/engine input is float32, fp16 engines included)", None),
+                    ("tensor-data-type", 0),
+                    ("tensor-name", "input_rgb"),
+                    ("processing-width", size),
+                    ("processing-height", size),
+                    ("scaling-pool-memory-type", 0),
+                    ("scaling-pool-compute-hw", 0),
+                    ("# 1=bilinear: training frames were resized with area/bilinear filters", None),
+                    ("scaling-filter", 1),
+                    ("tensor-buf-pool-size", 8),
+                    ("custom-lib-path", DS_PREPROCESS_LIB),
+                    ("custom-tensor-preparation-function", "CustomSequenceTensorPreparation"),
+                ],
+            ),
+            (
+                "user-configs",
+                [
+                    ("# x_net = (x - offset) * scale = (x / 255 - 0.5) / 0.5, as in training", None),
+                    ("channel-scale-factors", ";".join([s] * 3)),
+                    ("channel-mean-offsets", ";".join([o] * 3)),
+                    ("stride", int(stride)),
+                    ("subsample", int(subsample)),
+                ],
+            ),
+            (
+                "group-0",
+                [
+                    ("src-ids", 0),
+                    ("# 0: the whole frame (set 1 and roi-params-src-N for regions)", None),
+                    ("process-on-roi", 0),
+                ],
+            ),
+        ],
+        f"flowprep: nvdspreprocess config for a {arch.upper()} RGB ActionRecognitionNet-style model\n"
+        "(deepstream-3d-action-recognition sample's custom sequence pre-processing)",
+    )
 
 
 def deepstream_infer(onnx_file: str, labels_file: str, batch: int, fp16: bool, gpu: int = 0) -> str:
     """nvinfer config: builds the engine from the ONNX file and takes its input from nvdspreprocess."""
     mode = 2 if fp16 else 0
     prec = "fp16" if fp16 else "fp32"
-    return _ini([("property", [
-        ("gpu-id", gpu), ("onnx-file", onnx_file),
-        ("# nvinfer writes the engine it builds next to the ONNX file under this name", None),
-        ("model-engine-file", f"{onnx_file}_b{batch}_gpu{gpu}_{prec}.engine"),
-        ("labelfile-path", labels_file), ("batch-size", batch), ("process-mode", 1),
-        ("# the input tensor comes from nvdspreprocess's metadata", None),
-        ("input-tensor-from-meta", 1),
-        ("# 0=FP32 1=INT8 2=FP16", None), ("network-mode", mode), ("gie-unique-id", 1),
-        ("# 1=classifier", None), ("network-type", 1), ("output-blob-names", "fc_pred"),
-        ("classifier-threshold", 0.0),
-        ("# the application parses fc_pred from the tensor metadata", None),
-        ("output-tensor-meta", 1), ("tensor-meta-pool-size", 8),
-    ])], "flowprep: nvinfer config (deepstream-3d-action-recognition sample layout)")
+    return _ini(
+        [
+            (
+                "property",
+                [
+                    ("gpu-id", gpu),
+                    ("onnx-file", onnx_file),
+                    ("# nvinfer writes the engine it builds next to the ONNX file under this name", None),
+                    ("model-engine-file", f"{onnx_file}_b{batch}_gpu{gpu}_{prec}.engine"),
+                    ("labelfile-path", labels_file),
+                    ("batch-size", batch),
+                    ("process-mode", 1),
+                    ("# the input tensor comes from nvdspreprocess's metadata", None),
+                    ("input-tensor-from-meta", 1),
+                    ("# 0=FP32 1=INT8 2=FP16", None),
+                    ("network-mode", mode),
+                    ("gie-unique-id", 1),
+                    ("# 1=classifier", None),
+                    ("network-type", 1),
+                    ("output-blob-names", "fc_pred"),
+                    ("classifier-threshold", 0.0),
+                    ("# the application parses fc_pred from the tensor metadata", None),
+                    ("output-tensor-meta", 1),
+                    ("tensor-meta-pool-size", 8),
+                ],
+            )
+        ],
+        "flowprep: nvinfer config (deepstream-3d-action-recognition sample layout)",
+    )
 
 
 def deepstream_app(arch: str, uri: str = "file:///path/to/video.mp4") -> str:
     """``deepstream_action_recognition_config.txt`` for the sample app (``-c``)."""
     n = deepstream_names(arch)
-    return _ini([("action-recognition", [
-        ("uri-list", uri), ("display-sync", 1), ("# 0=display 1=fakesink", None), ("fakesink", 1),
-        ("preprocess-config", n["preprocess"]), ("infer-config", n["infer"]),
-        ("muxer-height", 720), ("muxer-width", 1280), ("muxer-batch-timeout", 40000),
-        ("tiler-height", 720), ("tiler-width", 1280), ("debug", 0), ("enable-fps", 1),
-    ])], "flowprep: deepstream-3d-action-recognition app config\n"
-         "run: deepstream-3d-action-recognition -c deepstream_action_recognition_config.txt\n"
-         "NOTE: the sample app's C++ has its class names compiled in (kActioClasseLabels in\n"
-         "deepstream_3d_action_recognition.cpp); replace them with labels.txt's and rebuild.")
+    return _ini(
+        [
+            (
+                "action-recognition",
+                [
+                    ("uri-list", uri),
+                    ("display-sync", 1),
+                    ("# 0=display 1=fakesink", None),
+                    ("fakesink", 1),
+                    ("preprocess-config", n["preprocess"]),
+                    ("infer-config", n["infer"]),
+                    ("muxer-height", 720),
+                    ("muxer-width", 1280),
+                    ("muxer-batch-timeout", 40000),
+                    ("tiler-height", 720),
+                    ("tiler-width", 1280),
+                    ("debug", 0),
+                    ("enable-fps", 1),
+                ],
+            )
+        ],
+        "flowprep: deepstream-3d-action-recognition app config\n"
+        "run: deepstream-3d-action-recognition -c deepstream_action_recognition_config.txt\n"
+        "NOTE: the sample app's C++ has its class names compiled in (kActioClasseLabels in\n"
+        "deepstream_3d_action_recognition.cpp); replace them with labels.txt's and rebuild.",
+    )
 
 
 def parse_ini(text: str) -> dict[str, dict[str, str]]:
@@ -201,8 +296,11 @@ def parse_pbtxt(text: str) -> dict[str, Any]:
     Repeated fields (``input [ {...}, {...} ]`` or repeated ``input { }``) become lists; a message
     is a dict; scalars stay strings without quotes (numbers as ``int``/``float`` where they parse).
     """
-    toks = [m.group(2) or m.group(3) or m.group(4) for m in _TOKEN.finditer(text)
-            if not m.group(1) and (m.group(2) or m.group(3) or m.group(4))]
+    toks = [
+        m.group(2) or m.group(3) or m.group(4)
+        for m in _TOKEN.finditer(text)
+        if not m.group(1) and (m.group(2) or m.group(3) or m.group(4))
+    ]
     pos = 0
 
     def scalar(t: str) -> Any:

@@ -24,20 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from flowprep.errors import ConfigError, FlowprepError
+from flowprep.errors import ExportError  # also importable from here (its former home)
+from flowprep.train.spec import OUTPUT_NAME
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
-OUTPUT_NAME = "fc_pred"
 #: fp32 parity: max abs difference of logits, ONNX Runtime vs PyTorch, on the same random input
 FP32_TOL = 1e-4
 #: fp16 parity, relative to the largest |logit| (at least 1): fp16 keeps ~3 significant digits
 FP16_REL_TOL = 2e-2
-
-
-class ExportError(FlowprepError):
-    """An export that failed, or whose ONNX model does not reproduce the PyTorch model."""
 
 
 def export_onnx(model: Any, shapes: dict[str, tuple[int, ...]], path: Path, opset: int = OPSET) -> Path:
@@ -65,8 +61,17 @@ def export_onnx(model: Any, shapes: dict[str, tuple[int, ...]], path: Path, opse
         with warnings.catch_warnings():
             # the TorchScript exporter is chosen on purpose (see the module docstring)
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(model.eval(), dummy, str(tmp), input_names=names, output_names=[OUTPUT_NAME],
-                              dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False)
+            torch.onnx.export(
+                model.eval(),
+                dummy,
+                str(tmp),
+                input_names=names,
+                output_names=[OUTPUT_NAME],
+                dynamic_axes=axes,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
     except Exception as exc:  # the exporter raises many types; all mean "could not export"
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):  # a full or read-only disk: name the file, not the exporter
@@ -106,23 +111,6 @@ def check_interface(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
         raise ExportError(f"{path}: outputs are {outs}, expected [{OUTPUT_NAME!r}]")
 
 
-def onnx_io(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
-    """``(inputs, outputs)`` of an ONNX file: name -> shape without the batch dimension."""
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf DecodeError and OSError alike: not a readable model
-        raise ConfigError(f"{path} is not a readable ONNX model: {exc}") from exc
-
-    def dims(v) -> tuple[int, ...]:
-        return tuple(int(d.dim_value) for d in v.type.tensor_type.shape.dim[1:])
-
-    inits = {i.name for i in model.graph.initializer}
-    ins = {v.name: dims(v) for v in model.graph.input if v.name not in inits}
-    return ins, {v.name: dims(v) for v in model.graph.output}
-
-
 def random_inputs(shapes: dict[str, tuple[int, ...]], batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
     """Uniform ``[-1, 1]`` ``float32`` inputs (the normalised range), ``(batch, *shape)`` each."""
     rng = np.random.default_rng(seed)
@@ -148,8 +136,9 @@ def ort_logits(path: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
     return np.asarray(sess.run([OUTPUT_NAME], inputs)[0], dtype=np.float32)
 
 
-def check_parity(model: Any, path: Path, shapes: dict[str, tuple[int, ...]], fp16: bool = False,
-                 batch: int = 2, seed: int = 0) -> dict[str, Any]:
+def check_parity(
+    model: Any, path: Path, shapes: dict[str, tuple[int, ...]], fp16: bool = False, batch: int = 2, seed: int = 0
+) -> dict[str, Any]:
     """Compare ONNX Runtime with PyTorch on one random batch; raise if they differ.
 
     A batch of 2 (the export used 1) also proves the batch dimension is dynamic.
@@ -171,10 +160,17 @@ def check_parity(model: Any, path: Path, shapes: dict[str, tuple[int, ...]], fp1
     diff = float(np.max(np.abs(got - ref)))
     scale = max(1.0, float(np.max(np.abs(ref))))
     tol = FP16_REL_TOL * scale if fp16 else FP32_TOL
-    result = {"max_abs_diff": diff, "tolerance": tol, "max_abs_logit": float(np.max(np.abs(ref))),
-              "batch": batch, "fp16": fp16}
+    result = {
+        "max_abs_diff": diff,
+        "tolerance": tol,
+        "max_abs_logit": float(np.max(np.abs(ref))),
+        "batch": batch,
+        "fp16": fp16,
+    }
     if diff > tol:
-        raise ExportError(f"{path}: ONNX Runtime differs from PyTorch by {diff:.3g} (max abs, logits), "
-                          f"more than the tolerance {tol:.3g}; the export is not trustworthy")
+        raise ExportError(
+            f"{path}: ONNX Runtime differs from PyTorch by {diff:.3g} (max abs, logits), "
+            f"more than the tolerance {tol:.3g}; the export is not trustworthy"
+        )
     log.info("parity %s: max abs diff %.3g (tolerance %.3g)", Path(path).name, diff, tol)
     return result

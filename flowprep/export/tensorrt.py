@@ -21,8 +21,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowprep.errors import BackendNotInstalledError, BackendUnavailableError
-from flowprep.export.onnx_export import ExportError
+from flowprep.errors import BackendNotInstalledError, BackendUnavailableError, ExportError
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +38,10 @@ class Profile:
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
-            raise ExportError(f"TensorRT profile needs 1 <= min <= opt <= max batch, got "
-                              f"{self.min_batch}/{self.opt_batch}/{self.max_batch}")
+            raise ExportError(
+                f"TensorRT profile needs 1 <= min <= opt <= max batch, got "
+                f"{self.min_batch}/{self.opt_batch}/{self.max_batch}"
+            )
 
     def shapes(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[tuple[int, ...], ...]]:
         """Input name -> ``(min_shape, opt_shape, max_shape)`` with the batch dimension in front."""
@@ -51,13 +52,20 @@ def _dims(shape: tuple[int, ...]) -> str:
     return "x".join(str(int(d)) for d in shape)
 
 
-def trtexec_command(onnx: Path, engine: Path, shapes: dict[str, tuple[int, ...]], profile: Profile,
-                    fp16: bool = False, trt_major: int = 10) -> list[str]:
+def trtexec_command(
+    onnx: str | Path,
+    engine: str | Path,
+    shapes: dict[str, tuple[int, ...]],
+    profile: Profile,
+    fp16: bool = False,
+    trt_major: int = 10,
+) -> list[str]:
     """The ``trtexec`` argv that builds the same engine as :func:`build_engine`.
 
     Args:
-        onnx: the model to build (for fp16 on TensorRT >= 11, the fp16 ONNX file).
-        engine: where ``--saveEngine`` writes.
+        onnx: the model to build (for fp16 on TensorRT >= 11, the fp16 ONNX file); a bare file name
+            for a command run in the deploy folder.
+        engine: where ``--saveEngine`` writes (also a bare name in the deploy folder).
         shapes: input name -> shape without batch.
         profile: batch sizes.
         fp16: add ``--fp16`` (TensorRT 10 only; on >= 11 pass the fp16 ONNX instead).
@@ -68,8 +76,15 @@ def trtexec_command(onnx: Path, engine: Path, shapes: dict[str, tuple[int, ...]]
     def arg(flag: str, i: int) -> str:
         return f"--{flag}=" + ",".join(f"{n}:{_dims(s[i])}" for n, s in per.items())
 
-    cmd = ["trtexec", f"--onnx={onnx}", arg("minShapes", 0), arg("optShapes", 1), arg("maxShapes", 2),
-           f"--saveEngine={engine}", f"--memPoolSize=workspace:{WORKSPACE_MIB}"]
+    cmd = [
+        "trtexec",
+        f"--onnx={onnx}",
+        arg("minShapes", 0),
+        arg("optShapes", 1),
+        arg("maxShapes", 2),
+        f"--saveEngine={engine}",
+        f"--memPoolSize=workspace:{WORKSPACE_MIB}",
+    ]
     if fp16 and trt_major < 11:
         cmd.append("--fp16")
     return cmd
@@ -131,8 +146,14 @@ def trt_major_version() -> int:
     return int(str(trt.__version__).split(".")[0])
 
 
-def build_engine(onnx: Path, engine: Path, shapes: dict[str, tuple[int, ...]], profile: Profile,
-                 fp16: bool = False, fp16_onnx: Path | None = None) -> Path:
+def build_engine(
+    onnx: Path,
+    engine: Path,
+    shapes: dict[str, tuple[int, ...]],
+    profile: Profile,
+    fp16: bool = False,
+    fp16_onnx: Path | None = None,
+) -> Path:
     """Build and save a serialized TensorRT engine with one min/opt/max batch profile.
 
     Args:

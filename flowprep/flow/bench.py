@@ -11,19 +11,69 @@ and frames (pairs) per second of :meth:`FlowBackend.calc` alone, after one untim
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from flowprep.errors import FlowprepError, OutputError, writing
+from flowprep.errors import ConfigError, FlowprepError, OutputError, writing
+from flowprep.flow import registry
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.pairs import DEFAULT_MAGNITUDES, DEFAULT_VIDEO, FlowPair, load_pair, synthetic_pairs
 
 log = logging.getLogger(__name__)
 
+
+@dataclass
+class BenchConfig:
+    """Options of ``flowprep bench-flow``, checked on creation (:class:`ConfigError`).
+
+    Attributes:
+        backends: registry names; a named backend that cannot run here is an error. Default: every
+            registered backend, those that cannot run here reported with the reason, not measured.
+        size: ``(width, height)`` of the synthetic pairs, each at least 16.
+        magnitudes: largest speed (pixels, > 0) of each level of synthetic pairs; empty for none.
+        per_magnitude: synthetic pairs per level (each from a different frame).
+        extra_pairs: ``(frame1, frame2, gt.flo)`` paths.
+        video: frames for synthetic pairs (None or missing: procedural texture).
+        bounds: ``fixed`` encoding bounds (> 0) whose quantization error is reported (``maxrad`` always is).
+        jpeg_quality: JPEG quality (1..100) for the encoding error rows.
+        threads: ``cv2.setNumThreads`` during the run (1 = one build worker's view); None leaves it.
+        backend_params: per-backend constructor parameters.
+        plot: PNG path for the EPE-vs-speed plot.
+        vis_dir: folder for one colour-wheel visualization per backend.
+        seed: for the synthetic fields.
+    """
+
+    backends: Sequence[str] | None = None
+    size: tuple[int, int] = (320, 240)
+    magnitudes: Sequence[float] = DEFAULT_MAGNITUDES
+    per_magnitude: int = 2
+    extra_pairs: Sequence[tuple[Path, Path, Path]] = ()
+    video: Path | None = DEFAULT_VIDEO
+    bounds: Sequence[float] = (20.0,)
+    jpeg_quality: int = 95
+    threads: int | None = 1
+    backend_params: dict[str, dict[str, Any]] | None = None
+    plot: Path | None = None
+    vis_dir: Path | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.size) < 16:
+            raise ConfigError(f"bench-flow: pair width and height must be at least 16, got {self.size}")
+        if any(not (v > 0 and math.isfinite(v)) for v in (*self.magnitudes, *self.bounds)):
+            raise ConfigError("bench-flow: magnitudes and encoding bounds must be positive")
+        if self.per_magnitude < 0 or not 1 <= self.jpeg_quality <= 100 or (self.threads or 0) < 0:
+            raise ConfigError(
+                "bench-flow: pairs per magnitude and threads must be >= 0, "
+                f"JPEG quality within 1..100 (got {self.per_magnitude}, {self.threads}, "
+                f"{self.jpeg_quality})"
+            )
 
 
 @dataclass
@@ -87,6 +137,7 @@ class BenchResult:
 
 # -------------------------------------------------------------------------------------- metrics
 
+
 def epe(est: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """End-point errors (``float32``, pixels) of the valid pixels, flattened."""
     d = est[valid].astype(np.float32) - gt[valid]
@@ -104,37 +155,51 @@ def _summary(errors: list[np.ndarray], pairs: Sequence[FlowPair]) -> tuple[float
     return float(allerr.mean()), float((allerr > 1).mean()), float((allerr > 3).mean()), per
 
 
+def _jpeg_gray(img: np.ndarray, quality: int) -> np.ndarray:
+    """What a JPEG file of the gray ``uint8`` image reads back as."""
+    import cv2  # lazy, as elsewhere in flowprep: OpenCV loads when a stage runs, not on import
+
+    out = cv2.imdecode(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_GRAYSCALE)
+    if out is None:
+        raise ValueError("JPEG round trip failed")
+    return out
+
+
 def encoding_error(pairs: Sequence[FlowPair], enc: FlowEncoding) -> EncodingResult:
     """EPE that encoding the true flow with ``enc`` (and decoding it back) adds."""
-    import cv2
-
     errors = []
     for p in pairs:
         from flowprep.flow.encoding import max_radius
 
         u, v = enc.encode(p.flow)
         if enc.image_format == "jpg":
-            u, v = (cv2.imdecode(cv2.imencode(".jpg", c, [cv2.IMWRITE_JPEG_QUALITY, enc.jpeg_quality])[1],
-                                 cv2.IMREAD_GRAYSCALE) for c in (u, v))
+            u, v = (_jpeg_gray(c, enc.jpeg_quality) for c in (u, v))
         rad = max_radius(p.flow) if enc.mode == "maxrad" else None
         errors.append(epe(enc.decode(u, v, max_rad=rad), p.flow, p.valid))
     mean, f1, f3, per = _summary(errors, pairs)
-    label = (f"{enc.mode}" + (f" bound {enc.bound:g}" if enc.mode == "fixed" else "") +
-             (f" jpg q{enc.jpeg_quality}" if enc.image_format == "jpg" else " png"))
+    label = (
+        f"{enc.mode}"
+        + (f" bound {enc.bound:g}" if enc.mode == "fixed" else "")
+        + (f" jpg q{enc.jpeg_quality}" if enc.image_format == "jpg" else " png")
+    )
     return EncodingResult(label, enc.to_dict(), mean, f1, f3, per, MAXRAD_NOTE if enc.mode == "maxrad" else "")
 
 
-def run_backend(name: str, pairs: Sequence[FlowPair], params: dict[str, Any] | None = None,
-                vis_dir: Path | None = None, strict: bool = False) -> tuple[BackendResult, list[str]]:
+def run_backend(
+    name: str,
+    pairs: Sequence[FlowPair],
+    params: dict[str, Any] | None = None,
+    vis_dir: Path | None = None,
+    strict: bool = False,
+) -> tuple[BackendResult, list[str]]:
     """Build backend ``name``, run it on every pair, and measure.
 
     A backend that cannot run here raises (``strict``) or gives a result with ``error`` set.
     """
     from flowprep.errors import BackendNotInstalledError, BackendUnavailableError
-    from flowprep.flow.registry import create_backend
 
     try:
-        backend = create_backend(name, **(params or {}))
+        backend = registry.create_backend(name, **(params or {}))
     except (BackendNotInstalledError, BackendUnavailableError) as exc:
         if strict:
             raise
@@ -152,9 +217,18 @@ def run_backend(name: str, pairs: Sequence[FlowPair], params: dict[str, Any] | N
             if vis_pair is None or abs(p.magnitude - 10) < abs(vis_pair[0].magnitude - 10):
                 vis_pair = (p, est)
         mean, f1, f3, per = _summary(errors, pairs)
-        result = BackendResult(name, True, device=backend.device(), params=backend.params(), epe_mean=mean,
-                               frac_over_1px=f1, frac_over_3px=f3, fps=len(pairs) / max(seconds, 1e-9),
-                               pairs=len(pairs), epe_by_magnitude=per)
+        result = BackendResult(
+            name,
+            True,
+            device=backend.device(),
+            params=backend.params(),
+            epe_mean=mean,
+            frac_over_1px=f1,
+            frac_over_3px=f3,
+            fps=len(pairs) / max(seconds, 1e-9),
+            pairs=len(pairs),
+            epe_by_magnitude=per,
+        )
         if vis_dir is not None and vis_pair is not None:
             files.append(str(write_visualization(Path(vis_dir), name, *vis_pair)))
     finally:
@@ -207,84 +281,130 @@ def write_plot(result: BenchResult, path: Path) -> Path:
 
 # ---------------------------------------------------------------------------------------- stage
 
-def bench_flow(backends: Sequence[str] | None = None, size: tuple[int, int] = (320, 240),
-               magnitudes: Sequence[float] = DEFAULT_MAGNITUDES, per_magnitude: int = 2,
-               extra_pairs: Sequence[tuple[Path, Path, Path]] = (), video: Path | None = DEFAULT_VIDEO,
-               bounds: Sequence[float] = (20.0,), jpeg_quality: int = 95, threads: int | None = 1,
-               backend_params: dict[str, dict[str, Any]] | None = None, plot: Path | None = None,
-               vis_dir: Path | None = None, seed: int = 0) -> BenchResult:
-    """Measure flow backends; the stage behind ``flowprep bench-flow``.
 
-    Args:
-        backends: registry names; a named backend that cannot run here is an error. Default: every
-            registered backend, those that cannot run here reported with the reason, not measured.
-        size: ``(width, height)`` of the synthetic pairs.
-        magnitudes: largest speed (pixels) of each level of synthetic pairs; empty for none.
-        per_magnitude: synthetic pairs per level (each from a different frame).
-        extra_pairs: ``(frame1, frame2, gt.flo)`` paths.
-        video: frames for synthetic pairs (None or missing: procedural texture).
-        bounds: ``fixed`` encoding bounds whose quantization error is reported (``maxrad`` always is).
-        jpeg_quality: JPEG quality for the encoding error rows.
-        threads: ``cv2.setNumThreads`` during the run (1 = one build worker's view); None leaves it.
-        backend_params: per-backend constructor parameters.
-        plot: PNG path for the EPE-vs-speed plot.
-        vis_dir: folder for one colour-wheel visualization per backend.
-        seed: for the synthetic fields.
-    """
-    import cv2
+def bench_flow(
+    backends: Sequence[str] | None = None,
+    size: tuple[int, int] = (320, 240),
+    magnitudes: Sequence[float] = DEFAULT_MAGNITUDES,
+    per_magnitude: int = 2,
+    extra_pairs: Sequence[tuple[Path, Path, Path]] = (),
+    video: Path | None = DEFAULT_VIDEO,
+    bounds: Sequence[float] = (20.0,),
+    jpeg_quality: int = 95,
+    threads: int | None = 1,
+    backend_params: dict[str, dict[str, Any]] | None = None,
+    plot: Path | None = None,
+    vis_dir: Path | None = None,
+    seed: int = 0,
+) -> BenchResult:
+    """:func:`bench` of the :class:`BenchConfig` of these arguments (see there)."""
+    return bench(
+        BenchConfig(
+            backends,
+            size,
+            magnitudes,
+            per_magnitude,
+            extra_pairs,
+            video,
+            bounds,
+            jpeg_quality,
+            threads,
+            backend_params,
+            plot,
+            vis_dir,
+            seed,
+        )
+    )
 
-    from flowprep.flow.registry import BACKENDS
 
-    names = list(backends) if backends else list(BACKENDS)
-    pairs, source = synthetic_pairs(size, magnitudes, per_magnitude, video, seed) if magnitudes else ([], "")
-    pairs += [load_pair(Path(a), Path(b), Path(c)) for a, b, c in extra_pairs]
+def _pairs(cfg: BenchConfig) -> tuple[list[FlowPair], str]:
+    """The synthetic pairs and the user's, and where the synthetic pairs' frames came from ("" if none)."""
+    if cfg.magnitudes:
+        pairs, source = synthetic_pairs(cfg.size, cfg.magnitudes, cfg.per_magnitude, cfg.video, cfg.seed)
+    else:
+        pairs, source = [], ""
+    pairs += [load_pair(Path(a), Path(b), Path(c)) for a, b, c in cfg.extra_pairs]
     if not pairs:
         raise FlowprepError("bench-flow has no pairs: give magnitudes or --pair FRAME1 FRAME2 GT.flo")
+    return pairs, source
+
+
+def bench(cfg: BenchConfig) -> BenchResult:
+    """Measure flow backends; the stage behind ``flowprep bench-flow``."""
+    import cv2  # lazy, as elsewhere in flowprep: OpenCV loads when a stage runs, not on import
+
+    names = list(cfg.backends) if cfg.backends else list(registry.BACKENDS)
+    pairs, source = _pairs(cfg)
     old_threads = cv2.getNumThreads()
-    if threads is not None:
-        cv2.setNumThreads(int(threads))
+    if cfg.threads is not None:
+        cv2.setNumThreads(int(cfg.threads))
     try:
         results, vis_files = [], []
         for name in names:
             log.info("bench-flow: running %s on %d pairs", name, len(pairs))
-            res, files = run_backend(name, pairs, (backend_params or {}).get(name), vis_dir, strict=bool(backends))
+            res, files = run_backend(
+                name, pairs, (cfg.backend_params or {}).get(name), cfg.vis_dir, strict=bool(cfg.backends)
+            )
             results.append(res)
             vis_files += files
     finally:
         cv2.setNumThreads(old_threads)
-    encodings = [FlowEncoding("fixed", float(b), fmt, jpeg_quality) for b in bounds for fmt in ("png", "jpg")]
-    encodings += [FlowEncoding("maxrad", 20.0, fmt, jpeg_quality) for fmt in ("png", "jpg")]
+    encodings = [FlowEncoding("fixed", float(b), fmt, cfg.jpeg_quality) for b in cfg.bounds for fmt in ("png", "jpg")]
+    encodings += [FlowEncoding("maxrad", 20.0, fmt, cfg.jpeg_quality) for fmt in ("png", "jpg")]
     enc_results = [encoding_error(pairs, e) for e in encodings]
-    pair_info = [{"name": p.name, "magnitude": p.magnitude, "size": [p.prev.shape[1], p.prev.shape[0]],
-                  "valid_fraction": float(p.valid.mean())} for p in pairs]
+    pair_info = [
+        {
+            "name": p.name,
+            "magnitude": p.magnitude,
+            "size": [p.prev.shape[1], p.prev.shape[0]],
+            "valid_fraction": float(p.valid.mean()),
+        }
+        for p in pairs
+    ]
     sizes = list(dict.fromkeys((int(p.prev.shape[1]), int(p.prev.shape[0])) for p in pairs))
-    synthetic_size = (int(size[0]), int(size[1])) if source else None
-    result = BenchResult(synthetic_size, sizes, source or "pairs given", int(threads or cv2.getNumThreads()),
-                         pair_info, results, enc_results, vis_files=vis_files)
-    if plot is not None:
-        result.plot = str(write_plot(result, plot))
+    synthetic_size = (int(cfg.size[0]), int(cfg.size[1])) if source else None
+    result = BenchResult(
+        synthetic_size,
+        sizes,
+        source or "pairs given",
+        int(cfg.threads or cv2.getNumThreads()),
+        pair_info,
+        results,
+        enc_results,
+        vis_files=vis_files,
+    )
+    if cfg.plot is not None:
+        result.plot = str(write_plot(result, cfg.plot))
     return result
 
 
 def format_table(result: BenchResult) -> str:
     """The terminal report: one row per backend, then the encoding rows."""
     mags = sorted({k for b in result.backends for k in b.epe_by_magnitude}, key=_mag_key)
-    head = f"{'backend':<12} {'EPE':>6} {'>1px':>6} {'>3px':>6} {'pairs/s':>8}  " + " ".join(f"{m + 'px':>6}" if _is_num(m) else f"{m[:6]:>6}" for m in mags)
+    head = f"{'backend':<12} {'EPE':>6} {'>1px':>6} {'>3px':>6} {'pairs/s':>8}  " + " ".join(
+        f"{m + 'px':>6}" if _is_num(m) else f"{m[:6]:>6}" for m in mags
+    )
     n = len(result.pairs)
-    lines = [f"flow backends on {n} pair{'s' if n != 1 else ''} at {sizes_text(result)}; frames: "
-             f"{result.frames_source}; OpenCV threads: {result.opencv_threads}; EPE in px, mean per level at right",
-             head]
+    lines = [
+        f"flow backends on {n} pair{'s' if n != 1 else ''} at {sizes_text(result)}; frames: "
+        f"{result.frames_source}; OpenCV threads: {result.opencv_threads}; EPE in px, mean per level at right",
+        head,
+    ]
     for b in result.backends:
         if not b.available:
             lines.append(f"{b.name:<12} not run: {b.error}")
             continue
-        lines.append(f"{b.name:<12} {b.epe_mean:6.2f} {b.frac_over_1px:6.1%} {b.frac_over_3px:6.1%} {b.fps:8.1f}  "
-                     + " ".join(f"{b.epe_by_magnitude.get(m, float('nan')):6.2f}" for m in mags))
+        lines.append(
+            f"{b.name:<12} {b.epe_mean:6.2f} {b.frac_over_1px:6.1%} {b.frac_over_3px:6.1%} {b.fps:8.1f}  "
+            + " ".join(f"{b.epe_by_magnitude.get(m, float('nan')):6.2f}" for m in mags)
+        )
     lines.append("")
     lines.append("error added by storing the true flow as 8-bit images:")
     for e in result.encodings:
-        lines.append(f"  {e.label:<22} EPE {e.epe_mean:6.3f}  >1px {e.frac_over_1px:6.1%}  >3px {e.frac_over_3px:6.1%}"
-                     + (f"  ({e.note})" if e.note else ""))
+        lines.append(
+            f"  {e.label:<22} EPE {e.epe_mean:6.3f}  >1px {e.frac_over_1px:6.1%}  >3px {e.frac_over_3px:6.1%}"
+            + (f"  ({e.note})" if e.note else "")
+        )
     if result.plot:
         lines.append(f"plot: {result.plot}")
     for f in result.vis_files:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from flowprep.cliparams import CommaList, Size, count, positive
-from flowprep.layout.record import json_safe
+from flowprep.limits import json_safe
 
 
 @click.command("backends")
@@ -32,35 +32,102 @@ def backends_cmd(as_json: bool) -> None:
 
 
 @click.command("bench-flow")
-@click.option("--flow", "flows", multiple=True, metavar="NAME",
-              help="Backend to measure (repeatable); default every backend, those that cannot run are listed.")
-@click.option("--pair", "pairs", multiple=True, nargs=3, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              metavar="FRAME1 FRAME2 GT.flo", help="A real pair with Middlebury ground truth (repeatable).")
-@click.option("--size", type=Size(), default="320x240", show_default=True, help="Synthetic pair size WxH (--pair images keep their own size).")
-@click.option("--magnitudes", type=CommaList(positive(1000)), default="2,5,10,20,30", show_default=True,
-              help="Largest motion (px) of each level of synthetic pairs.")
+@click.option(
+    "--flow",
+    "flows",
+    multiple=True,
+    metavar="NAME",
+    help="Backend to measure (repeatable); default every backend, those that cannot run are listed.",
+)
+@click.option(
+    "--pair",
+    "pairs",
+    multiple=True,
+    nargs=3,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FRAME1 FRAME2 GT.flo",
+    help="A real pair with Middlebury ground truth (repeatable).",
+)
+@click.option(
+    "--size",
+    type=Size(),
+    default="320x240",
+    show_default=True,
+    help="Synthetic pair size WxH (--pair images keep their own size).",
+)
+@click.option(
+    "--magnitudes",
+    type=CommaList(positive(1000)),
+    default="2,5,10,20,30",
+    show_default=True,
+    help="Largest motion (px) of each level of synthetic pairs.",
+)
 @click.option("--pairs-per-magnitude", default=2, show_default=True, type=click.IntRange(0, 100))
-@click.option("--video", type=click.Path(path_type=Path), default=None,
-              help="Video whose first frames are warped (default: the carphone clip if present, else a texture).")
-@click.option("--bound", "bounds", multiple=True, type=positive(), default=(20.0,),
-              show_default=True, help="Fixed-encoding bound (px) whose 8-bit error is reported (repeatable).")
+@click.option(
+    "--video",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Video whose first frames are warped (default: the carphone clip if present, else a texture).",
+)
+@click.option(
+    "--bound",
+    "bounds",
+    multiple=True,
+    type=positive(),
+    default=(20.0,),
+    show_default=True,
+    help="Fixed-encoding bound (px) whose 8-bit error is reported (repeatable).",
+)
 @click.option("--jpeg-quality", default=95, show_default=True, type=click.IntRange(1, 100))
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(0, 256),
-              help="OpenCV threads while measuring (1 = what one build worker gets).")
+@click.option(
+    "--threads",
+    default=1,
+    show_default=True,
+    type=click.IntRange(0, 256),
+    help="OpenCV threads while measuring (1 = what one build worker gets).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None, help="PNG: EPE vs pairs/s.")
-@click.option("--vis-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write one colour-wheel visualization per backend here.")
+@click.option(
+    "--vis-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write one colour-wheel visualization per backend here.",
+)
 @click.option("--seed", default=0, show_default=True, type=count(0, 2**32 - 1))
-def bench_flow_cmd(flows, pairs, size, magnitudes, pairs_per_magnitude, video, bounds, jpeg_quality, threads,
-                   as_json, plot, vis_dir, seed) -> None:
+def bench_flow_cmd(
+    flows,
+    pairs,
+    size,
+    magnitudes,
+    pairs_per_magnitude,
+    video,
+    bounds,
+    jpeg_quality,
+    threads,
+    as_json,
+    plot,
+    vis_dir,
+    seed,
+) -> None:
     """Accuracy (end-point error) and speed of flow backends on pairs with known flow."""
-    from flowprep.flow.bench import DEFAULT_VIDEO, bench_flow, format_table
+    from flowprep.flow.bench import DEFAULT_VIDEO, BenchConfig, bench, format_table
 
-    result = bench_flow(list(flows) or None, size=size, magnitudes=magnitudes if pairs_per_magnitude else (),
-                        per_magnitude=pairs_per_magnitude, extra_pairs=[tuple(p) for p in pairs],
-                        video=video if video is not None else DEFAULT_VIDEO, bounds=bounds,
-                        jpeg_quality=jpeg_quality, threads=threads, plot=plot, vis_dir=vis_dir, seed=seed)
+    cfg = BenchConfig(
+        list(flows) or None,
+        size=size,
+        magnitudes=magnitudes if pairs_per_magnitude else (),
+        per_magnitude=pairs_per_magnitude,
+        extra_pairs=[tuple(p) for p in pairs],
+        video=video if video is not None else DEFAULT_VIDEO,
+        bounds=bounds,
+        jpeg_quality=jpeg_quality,
+        threads=threads,
+        plot=plot,
+        vis_dir=vis_dir,
+        seed=seed,
+    )
+    result = bench(cfg)
     if as_json:
         click.echo(json.dumps(json_safe(result.to_dict()), indent=2, default=_json_default, allow_nan=False))
     else:

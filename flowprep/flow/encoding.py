@@ -59,9 +59,10 @@ class FlowEncoding:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FlowEncoding":
-        return cls(mode=d["mode"], bound=float(d["bound"]), image_format=d["image_format"],
-                   jpeg_quality=int(d["jpeg_quality"]))
+    def from_dict(cls, d: dict[str, Any]) -> FlowEncoding:
+        return cls(
+            mode=d["mode"], bound=float(d["bound"]), image_format=d["image_format"], jpeg_quality=int(d["jpeg_quality"])
+        )
 
     def encode(self, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """See :func:`encode`."""

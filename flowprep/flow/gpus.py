@@ -20,8 +20,8 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 from flowprep.errors import ConfigError
 
@@ -75,8 +75,9 @@ def _split(value: str) -> list[str]:
     return [p.strip() for p in value.split(",") if p.strip()]
 
 
-def discover_gpus(env: Mapping[str, str] | None = None,
-                  nvidia_smi: Callable[[], str | None] = _run_nvidia_smi) -> list[GpuInfo]:
+def discover_gpus(
+    env: Mapping[str, str] | None = None, nvidia_smi: Callable[[], str | None] = _run_nvidia_smi
+) -> list[GpuInfo]:
     """The GPUs visible to this process (see the module docstring for the order of sources).
 
     Args:
@@ -134,13 +135,17 @@ def parse_gpus(spec: str | Sequence[int] | None, visible: Sequence[GpuInfo] | No
         text = spec.strip().lower()
         if text == "all":
             if not visible:
-                raise ConfigError("--gpus all: no GPU is visible (CUDA_VISIBLE_DEVICES, Slurm and nvidia-smi "
-                                  "list none); pass explicit ids or check the driver")
+                raise ConfigError(
+                    "--gpus all: no GPU is visible (CUDA_VISIBLE_DEVICES, Slurm and nvidia-smi "
+                    "list none); pass explicit ids or check the driver"
+                )
             return [g.index for g in visible]
         try:
             ids = [int(p) for p in _split(text)]
         except ValueError:
-            raise ConfigError(f"--gpus must be 'all' or comma-separated device numbers like 0,1,2,3; got {spec!r}") from None
+            raise ConfigError(
+                f"--gpus must be 'all' or comma-separated device numbers like 0,1,2,3; got {spec!r}"
+            ) from None
     else:
         ids = [int(i) for i in spec]
     if not ids:
@@ -153,8 +158,9 @@ def parse_gpus(spec: str | Sequence[int] | None, visible: Sequence[GpuInfo] | No
         known = {g.index for g in visible}
         missing = [i for i in ids if i not in known]
         if missing:
-            raise ConfigError(f"--gpus {missing} not visible here; visible devices: {sorted(known)} "
-                              f"(from {visible[0].source})")
+            raise ConfigError(
+                f"--gpus {missing} not visible here; visible devices: {sorted(known)} (from {visible[0].source})"
+            )
     return ids
 
 

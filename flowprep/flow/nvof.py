@@ -29,14 +29,17 @@ from flowprep.flow.base import FlowBackend, check_pair
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "`pip install 'flowprep[nvof]'` (NVIDIA's cuda-bindings)"
-CONTAINER_HINT = ("in a container, start it with NVIDIA_DRIVER_CAPABILITIES=compute,utility,video "
-                  "(or =all) so that the runtime mounts libnvidia-opticalflow.so.1")
+CONTAINER_HINT = (
+    "in a container, start it with NVIDIA_DRIVER_CAPABILITIES=compute,utility,video "
+    "(or =all) so that the runtime mounts libnvidia-opticalflow.so.1"
+)
 #: GPUs built on TU117 have no optical-flow engine although they are Turing (compute 7.5)
 TU117_NAMES = ("GTX 1650", "GTX 1630", "T400", "T600", "T1000", "T1200", "MX450", "MX550")
 MIN_COMPUTE_CAPABILITY = (7, 5)
 
 
 # ------------------------------------------------------------------------------ pure conversions
+
 
 def s10_5_to_float(vectors: np.ndarray) -> np.ndarray:
     """S10.5 fixed point (``int16``, 5 fractional bits) to pixels: ``value / 32``.
@@ -77,8 +80,9 @@ def upsample_grid_flow(flow: np.ndarray, grid: int, height: int, width: int) -> 
         return np.ascontiguousarray(flow, dtype=np.float32)
     # cv2.resize maps pixel centres to pixel centres: output pixel x samples input (x + 0.5)/grid - 0.5,
     # exactly the block-centre convention; the padded blocks past the edge are cropped off.
-    up = cv2.resize(np.ascontiguousarray(flow, dtype=np.float32), (gw * grid, gh * grid),
-                    interpolation=cv2.INTER_LINEAR)
+    up = cv2.resize(
+        np.ascontiguousarray(flow, dtype=np.float32), (gw * grid, gh * grid), interpolation=cv2.INTER_LINEAR
+    )
     return np.ascontiguousarray(up[:height, :width])
 
 
@@ -93,13 +97,16 @@ def check_device(name: str, capability: tuple[int, int]) -> None:
         raise BackendUnavailableError(
             f"{name} (compute capability {capability[0]}.{capability[1]}) has no optical-flow engine: NVOF needs "
             "Turing or newer (compute 7.5+: T4, RTX 20xx+, A100, A10, L4, H100, ...); use --flow tvl1-fast on the CPU"
-            + (" or --flow vpi on a Jetson" if capability == (7, 2) or capability == (8, 7) else ""))
+            + (" or --flow vpi on a Jetson" if capability == (7, 2) or capability == (8, 7) else "")
+        )
     if is_tu117(name):
         raise BackendUnavailableError(
-            f"{name} is a TU117 GPU, which has no optical-flow engine; use another GPU or --flow tvl1-fast")
+            f"{name} is a TU117 GPU, which has no optical-flow engine; use another GPU or --flow tvl1-fast"
+        )
 
 
 # -------------------------------------------------------------------------------- environment
+
 
 def _load_library(name: str) -> ctypes.CDLL:
     """``ctypes.CDLL(name)``; a seam for tests."""
@@ -181,7 +188,9 @@ def _cu(driver: Any, result: Any, what: str) -> Any:
     if err != driver.CUresult.CUDA_SUCCESS:
         name = getattr(err, "name", str(err))
         if name in ("CUDA_ERROR_NO_DEVICE", "CUDA_ERROR_INVALID_DEVICE"):
-            raise BackendUnavailableError(f"CUDA {what}: {name}: no usable NVIDIA GPU here (check CUDA_VISIBLE_DEVICES)")
+            raise BackendUnavailableError(
+                f"CUDA {what}: {name}: no usable NVIDIA GPU here (check CUDA_VISIBLE_DEVICES)"
+            )
         raise BackendUnavailableError(f"CUDA {what} failed: {name}")
     return vals[0] if len(vals) == 1 else vals
 
@@ -191,7 +200,9 @@ def _device_info(driver: Any, gpu: int) -> tuple[Any, str, tuple[int, int]]:
     _cu(driver, driver.cuInit(0), "cuInit")
     count = _cu(driver, driver.cuDeviceGetCount(), "cuDeviceGetCount")
     if count == 0:
-        raise BackendUnavailableError("the NVIDIA driver sees no GPU (check CUDA_VISIBLE_DEVICES / the container's --gpus)")
+        raise BackendUnavailableError(
+            "the NVIDIA driver sees no GPU (check CUDA_VISIBLE_DEVICES / the container's --gpus)"
+        )
     if not 0 <= gpu < count:
         raise BackendUnavailableError(f"GPU {gpu} does not exist: {count} visible (ordinals 0..{count - 1})")
     dev = _cu(driver, driver.cuDeviceGet(gpu), "cuDeviceGet")
@@ -220,7 +231,8 @@ def check_environment(gpu: int = 0) -> tuple[Any, ctypes.CDLL, str, tuple[int, i
     except OSError as exc:
         raise BackendUnavailableError(
             f"the NVIDIA driver is present but {api.LIBRARY} is not ({exc}); {CONTAINER_HINT}; "
-            "outside containers install the full driver (e.g. the libnvidia-compute/-encode packages)") from exc
+            "outside containers install the full driver (e.g. the libnvidia-compute/-encode packages)"
+        ) from exc
     driver = _import_cuda_driver()
     _, name, cc = _device_info(driver, gpu)
     check_device(name, cc)
@@ -228,6 +240,7 @@ def check_environment(gpu: int = 0) -> tuple[Any, ctypes.CDLL, str, tuple[int, i
 
 
 # ------------------------------------------------------------------------------------- backend
+
 
 class NvofBackend(FlowBackend):
     """NVIDIA Optical Flow engine. EXPERIMENTAL: not yet run on hardware.
@@ -252,8 +265,8 @@ class NvofBackend(FlowBackend):
         self.preset, self.grid, self.gpu = preset, int(grid), int(gpu)
         self._path = self._choose_path(path)
         self._session: _Session | None = None
-        self._cv = None
-        self._cv_cls = _opencv_nvof() if self._path == "opencv" else None
+        self._cv: Any = None  # OpenCV's NvidiaOpticalFlow_2_0 instance (path "opencv")
+        self._cv_cls: Any = _opencv_nvof() if self._path == "opencv" else None
         self._shape: tuple[int, int] | None = None
         if self._path == "ctypes":
             self._driver, self._oflib, self._gpu_name, self._cc = check_environment(self.gpu)
@@ -264,8 +277,10 @@ class NvofBackend(FlowBackend):
     def _choose_path(self, path: str) -> str:
         if path == "opencv":
             if _opencv_nvof() is None:
-                raise BackendUnavailableError("OpenCV here has no CUDA device or no cv2.cuda.NvidiaOpticalFlow_2_0; "
-                                              "use path=ctypes with " + INSTALL_HINT)
+                raise BackendUnavailableError(
+                    "OpenCV here has no CUDA device or no cv2.cuda.NvidiaOpticalFlow_2_0; "
+                    "use path=ctypes with " + INSTALL_HINT
+                )
             return "opencv"
         if path == "ctypes":
             return "ctypes"
@@ -296,20 +311,29 @@ class NvofBackend(FlowBackend):
             self.close()
             self._shape = (h, w)
             if self._path == "ctypes":
-                self._session = _Session(self._driver, self._oflib, self.gpu, w, h, self.preset, self.grid)
-                self._hw_grid = self._session.grid
+                session = _Session(self._driver, self._oflib, self.gpu, w, h, self.preset, self.grid)
+                self._session, self._hw_grid = session, session.grid
             else:
-                self._cv = self._cv_cls.create((w, h), perfPreset=api.PERF_LEVELS[self.preset],
-                                               outputGridSize=self.grid, hintGridSize=self.grid,
-                                               enableTemporalHints=False, enableExternalHints=False,
-                                               enableCostBuffer=False, gpuId=self.gpu)
+                self._cv = self._cv_cls.create(
+                    (w, h),
+                    perfPreset=api.PERF_LEVELS[self.preset],
+                    outputGridSize=self.grid,
+                    hintGridSize=self.grid,
+                    enableTemporalHints=False,
+                    enableExternalHints=False,
+                    enableCostBuffer=False,
+                    gpuId=self.gpu,
+                )
                 self._hw_grid = expected_hardware_grid(self.grid, self._cc)
-        if self._path == "ctypes":
+        if self._session is not None:  # the ctypes path (opened above)
             vectors = self._session.run(prev, nxt)
         else:
             out = self._cv.calc(prev, nxt, None)
-            vectors = np.asarray(out[0] if isinstance(out, tuple) else out).reshape(
-                *api.output_grid_shape(w, h, self.grid), 2).astype(np.int16, copy=False)
+            vectors = (
+                np.asarray(out[0] if isinstance(out, tuple) else out)
+                .reshape(*api.output_grid_shape(w, h, self.grid), 2)
+                .astype(np.int16, copy=False)
+            )
             vectors = opencv_vectors_to_hardware_grid(vectors, self.grid, self._hw_grid)
         return upsample_grid_flow(s10_5_to_float(vectors), self._hw_grid, h, w)
 
@@ -319,7 +343,8 @@ class NvofBackend(FlowBackend):
         return {"preset": self.preset, "grid": self.grid, "path": self._path}
 
     def describe(self) -> dict[str, Any]:
-        """The base record plus ``hardware_grid``: the grid the engine computes on (see :func:`expected_hardware_grid`)."""
+        """The base record plus ``hardware_grid``: the grid the engine computes on (see
+        :func:`expected_hardware_grid`)."""
         return {**super().describe(), "hardware_grid": self._hw_grid}
 
     @property
@@ -351,8 +376,9 @@ class NvofBackend(FlowBackend):
 class _Session:
     """One NVOF session for a frame size: context, two input buffers, one output buffer."""
 
-    def __init__(self, driver: Any, oflib: ctypes.CDLL, gpu: int, width: int, height: int, preset: str,
-                 grid: int) -> None:
+    def __init__(
+        self, driver: Any, oflib: ctypes.CDLL, gpu: int, width: int, height: int, preset: str, grid: int
+    ) -> None:
         self.driver, self.width, self.height = driver, width, height
         self._handle = api.NvOFHandle()
         self._buffers: list[api.NvOFGPUBufferHandle] = []
@@ -385,26 +411,40 @@ class _Session:
             if max_version(ctypes.byref(supported)) == api.NV_OF_SUCCESS:
                 if supported.value >> 4 < api.MIN_API_MAJOR:
                     raise BackendUnavailableError(
-                        f"the NVIDIA driver offers optical-flow interface {supported.value >> 4}.{supported.value & 15}; "
-                        f"{api.MIN_API_MAJOR}.0 or newer is needed: update the driver")
+                        f"the NVIDIA driver offers optical-flow interface "
+                        f"{supported.value >> 4}.{supported.value & 15}; "
+                        f"{api.MIN_API_MAJOR}.0 or newer is needed: update the driver"
+                    )
                 version = min(version, supported.value)
         self.fn = api.NV_OF_CUDA_API_FUNCTION_LIST()
         self._check(create(version, ctypes.byref(self.fn)), "NvOFAPICreateInstanceCuda")
-        self._check(self.fn.nvCreateOpticalFlowCuda(ctypes.c_void_p(int(self._ctx)), ctypes.byref(self._handle)),
-                    "nvCreateOpticalFlowCuda")
+        self._check(
+            self.fn.nvCreateOpticalFlowCuda(ctypes.c_void_p(int(self._ctx)), ctypes.byref(self._handle)),
+            "nvCreateOpticalFlowCuda",
+        )
         self.grid = self._pick_grid(grid)
-        init = api.NV_OF_INIT_PARAMS(width=width, height=height, outGridSize=self.grid, hintGridSize=0,
-                                     mode=api.NV_OF_MODE_OPTICALFLOW, perfLevel=api.PERF_LEVELS[preset],
-                                     enableExternalHints=api.NV_OF_FALSE, enableOutputCost=api.NV_OF_FALSE,
-                                     predDirection=api.NV_OF_PRED_DIRECTION_FORWARD,
-                                     inputBufferFormat=api.NV_OF_BUFFER_FORMAT_GRAYSCALE8)
+        init = api.NV_OF_INIT_PARAMS(
+            width=width,
+            height=height,
+            outGridSize=self.grid,
+            hintGridSize=0,
+            mode=api.NV_OF_MODE_OPTICALFLOW,
+            perfLevel=api.PERF_LEVELS[preset],
+            enableExternalHints=api.NV_OF_FALSE,
+            enableOutputCost=api.NV_OF_FALSE,
+            predDirection=api.NV_OF_PRED_DIRECTION_FORWARD,
+            inputBufferFormat=api.NV_OF_BUFFER_FORMAT_GRAYSCALE8,
+        )
         self._check(self.fn.nvOFInit(self._handle, ctypes.byref(init)), "nvOFInit")
         self._check(self.fn.nvOFSetIOCudaStreams(self._handle, None, None), "nvOFSetIOCudaStreams")
         self.out_h, self.out_w = api.output_grid_shape(width, height, self.grid)
-        self.inputs = [self._buffer(width, height, api.NV_OF_BUFFER_USAGE_INPUT, api.NV_OF_BUFFER_FORMAT_GRAYSCALE8)
-                       for _ in range(2)]
-        self.output = self._buffer(self.out_w, self.out_h, api.NV_OF_BUFFER_USAGE_OUTPUT,
-                                   api.NV_OF_BUFFER_FORMAT_SHORT2)
+        self.inputs = [
+            self._buffer(width, height, api.NV_OF_BUFFER_USAGE_INPUT, api.NV_OF_BUFFER_FORMAT_GRAYSCALE8)
+            for _ in range(2)
+        ]
+        self.output = self._buffer(
+            self.out_w, self.out_h, api.NV_OF_BUFFER_USAGE_OUTPUT, api.NV_OF_BUFFER_FORMAT_SHORT2
+        )
 
     def _check(self, status: int, what: str) -> None:
         if status == api.NV_OF_SUCCESS:
@@ -416,28 +456,39 @@ class _Session:
             if self.fn.nvOFGetLastError(self._handle, buf, ctypes.byref(size)) == api.NV_OF_SUCCESS:
                 detail = ": " + buf.value.decode(errors="replace")
         if status in api.NO_ENGINE_STATUSES:
-            raise BackendUnavailableError(f"{what}: {api.status_name(status)}{detail}: this GPU has no usable "
-                                          "optical-flow engine (needs Turing or newer, not TU117)")
+            raise BackendUnavailableError(
+                f"{what}: {api.status_name(status)}{detail}: this GPU has no usable "
+                "optical-flow engine (needs Turing or newer, not TU117)"
+            )
         if status == api.NV_OF_ERR_INVALID_VERSION:
-            detail += f"; the driver's optical-flow interface is older than {api.API_MAJOR}.{api.API_MINOR}: update the driver"
+            detail += (
+                f"; the driver's optical-flow interface is older than {api.API_MAJOR}.{api.API_MINOR}: "
+                "update the driver"
+            )
         raise BackendUnavailableError(f"{what} failed: {api.status_name(status)}{detail}")
 
     def _pick_grid(self, wanted: int) -> int:
         size = ctypes.c_uint32()
         fn = self.fn.nvOFGetCaps
-        self._check(fn(self._handle, api.NV_OF_CAPS_SUPPORTED_OUTPUT_GRID_SIZES, None, ctypes.byref(size)), "nvOFGetCaps")
+        self._check(
+            fn(self._handle, api.NV_OF_CAPS_SUPPORTED_OUTPUT_GRID_SIZES, None, ctypes.byref(size)), "nvOFGetCaps"
+        )
         values = (ctypes.c_uint32 * max(1, size.value))()
-        self._check(fn(self._handle, api.NV_OF_CAPS_SUPPORTED_OUTPUT_GRID_SIZES, values, ctypes.byref(size)),
-                    "nvOFGetCaps")
+        self._check(
+            fn(self._handle, api.NV_OF_CAPS_SUPPORTED_OUTPUT_GRID_SIZES, values, ctypes.byref(size)), "nvOFGetCaps"
+        )
         self.supported_grids = sorted(int(v) for v in values[: size.value]) or [4]
         return choose_grid(wanted, self.supported_grids)
 
     def _buffer(self, width: int, height: int, usage: int, fmt: int) -> tuple[Any, int, int]:
         desc = api.NV_OF_BUFFER_DESCRIPTOR(width=width, height=height, bufferUsage=usage, bufferFormat=fmt)
         handle = api.NvOFGPUBufferHandle()
-        self._check(self.fn.nvOFCreateGPUBufferCuda(self._handle, ctypes.byref(desc),
-                                                    api.NV_OF_CUDA_BUFFER_TYPE_CUDEVICEPTR, ctypes.byref(handle)),
-                    "nvOFCreateGPUBufferCuda")
+        self._check(
+            self.fn.nvOFCreateGPUBufferCuda(
+                self._handle, ctypes.byref(desc), api.NV_OF_CUDA_BUFFER_TYPE_CUDEVICEPTR, ctypes.byref(handle)
+            ),
+            "nvOFCreateGPUBufferCuda",
+        )
         self._buffers.append(handle)
         stride = api.NV_OF_CUDA_BUFFER_STRIDE_INFO()
         self._check(self.fn.nvOFGPUBufferGetStrideInfo(handle, ctypes.byref(stride)), "nvOFGPUBufferGetStrideInfo")
@@ -468,8 +519,9 @@ class _Session:
             # reference = frame k+1 give the forward flow k -> k+1 (OpenCV's calc(frame0, frame1) too).
             for (_, ptr, pitch), frame in zip(self.inputs, (prev, nxt)):
                 self._copy(np.ascontiguousarray(frame), ptr, pitch, to_device=True)
-            inp = api.NV_OF_EXECUTE_INPUT_PARAMS(inputFrame=self.inputs[0][0], referenceFrame=self.inputs[1][0],
-                                                 disableTemporalHints=api.NV_OF_TRUE)
+            inp = api.NV_OF_EXECUTE_INPUT_PARAMS(
+                inputFrame=self.inputs[0][0], referenceFrame=self.inputs[1][0], disableTemporalHints=api.NV_OF_TRUE
+            )
             out = api.NV_OF_EXECUTE_OUTPUT_PARAMS(outputBuffer=self.output[0])
             self._check(self.fn.nvOFExecute(self._handle, ctypes.byref(inp), ctypes.byref(out)), "nvOFExecute")
             _cu(d, d.cuCtxSynchronize(), "cuCtxSynchronize")

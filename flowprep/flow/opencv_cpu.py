@@ -6,7 +6,7 @@ single-threaded (``cv2.setNumThreads(1)``) because several processes beat one mu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -20,7 +20,8 @@ def _require_optflow() -> None:
     if not hasattr(cv2, "optflow"):
         raise BackendNotInstalledError(
             "OpenCV has no cv2.optflow (TV-L1 is in the contrib build): "
-            "`pip uninstall opencv-python opencv-python-headless && pip install opencv-contrib-python-headless`")
+            "`pip uninstall opencv-python opencv-python-headless && pip install opencv-contrib-python-headless`"
+        )
 
 
 def _merge(defaults: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -34,12 +35,21 @@ def _merge(defaults: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
 
 def _tvl1(p: dict[str, Any], use_initial_flow: bool):
     """OpenCV's Dual TV-L1 from our parameter names (``gamma`` defaults to 0: no illumination term)."""
-    return cv2.optflow.DualTVL1OpticalFlow_create(
-        tau=float(p["tau"]), lambda_=float(p["lambda_"]), theta=float(p["theta"]), nscales=int(p["scales"]),
-        warps=int(p["warps"]), epsilon=float(p["epsilon"]), innnerIterations=int(p["inner_iterations"]),
-        outerIterations=int(p["outer_iterations"]), scaleStep=float(p["scale_step"]),
-        gamma=float(p.get("gamma", 0.0)), medianFiltering=int(p["median_filtering"]),
-        useInitialFlow=use_initial_flow)
+    # OpenCV's bundled stubs leave out the contrib module cv2.optflow
+    return cv2.optflow.DualTVL1OpticalFlow_create(  # type: ignore[attr-defined]
+        tau=float(p["tau"]),
+        lambda_=float(p["lambda_"]),
+        theta=float(p["theta"]),
+        nscales=int(p["scales"]),
+        warps=int(p["warps"]),
+        epsilon=float(p["epsilon"]),
+        innnerIterations=int(p["inner_iterations"]),
+        outerIterations=int(p["outer_iterations"]),
+        scaleStep=float(p["scale_step"]),
+        gamma=float(p.get("gamma", 0.0)),
+        medianFiltering=int(p["median_filtering"]),
+        useInitialFlow=use_initial_flow,
+    )
 
 
 class TVL1Backend(FlowBackend):
@@ -51,9 +61,19 @@ class TVL1Backend(FlowBackend):
     """
 
     name = "tvl1"
-    DEFAULTS: dict[str, Any] = dict(tau=0.25, lambda_=0.15, theta=0.3, scales=5, warps=5, epsilon=0.01,
-                                    inner_iterations=30, outer_iterations=10, scale_step=0.8, gamma=0.0,
-                                    median_filtering=5)
+    DEFAULTS: ClassVar[dict[str, Any]] = dict(
+        tau=0.25,
+        lambda_=0.15,
+        theta=0.3,
+        scales=5,
+        warps=5,
+        epsilon=0.01,
+        inner_iterations=30,
+        outer_iterations=10,
+        scale_step=0.8,
+        gamma=0.0,
+        median_filtering=5,
+    )
 
     def __init__(self, **params: Any) -> None:
         _require_optflow()
@@ -82,9 +102,19 @@ class FastTVL1Backend(FlowBackend):
     # gave mean EPE 0.21 px against tvl1's 2.3 px (tvl1 loses motion over ~15 px) at about 6x
     # tvl1's speed; 1 scale / 4 outer (the first guess) was as fast but less accurate (0.29 px);
     # 2 scales x 2 warps is 10x faster at 0.29 px.
-    DEFAULTS: dict[str, Any] = dict(dis_preset="medium", scales=3, warps=3, inner_iterations=10,
-                                    outer_iterations=2, tau=0.25, lambda_=0.15, theta=0.3, epsilon=0.01,
-                                    scale_step=0.8, median_filtering=5)
+    DEFAULTS: ClassVar[dict[str, Any]] = dict(
+        dis_preset="medium",
+        scales=3,
+        warps=3,
+        inner_iterations=10,
+        outer_iterations=2,
+        tau=0.25,
+        lambda_=0.15,
+        theta=0.3,
+        epsilon=0.01,
+        scale_step=0.8,
+        median_filtering=5,
+    )
 
     def __init__(self, **params: Any) -> None:
         _require_optflow()
@@ -109,12 +139,17 @@ class DISBackend(FlowBackend):
 
     name = "dis"
 
-    def __init__(self, preset: str = "medium", finest_scale: int | None = None,
-                 variational_refinement_iterations: int | None = None, patch_size: int | None = None,
-                 patch_stride: int | None = None) -> None:
+    def __init__(
+        self,
+        preset: str = "medium",
+        finest_scale: int | None = None,
+        variational_refinement_iterations: int | None = None,
+        patch_size: int | None = None,
+        patch_stride: int | None = None,
+    ) -> None:
         if preset not in _DIS_PRESETS:
             raise TypeError(f"preset must be one of {sorted(_DIS_PRESETS)}, got {preset!r}")
-        self._alg = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
+        self._alg: Any = cv2.DISOpticalFlow.create(_DIS_PRESETS[preset])
         # The preset sets every value below; explicit ones override it (params() lists all, so a
         # backend made from the recorded params is the same backend).
         if finest_scale is not None:
@@ -125,9 +160,13 @@ class DISBackend(FlowBackend):
             self._alg.setPatchSize(int(patch_size))
         if patch_stride is not None:
             self._alg.setPatchStride(int(patch_stride))
-        self._params = {"preset": preset, "finest_scale": self._alg.getFinestScale(),
-                        "variational_refinement_iterations": self._alg.getVariationalRefinementIterations(),
-                        "patch_size": self._alg.getPatchSize(), "patch_stride": self._alg.getPatchStride()}
+        self._params: dict[str, Any] = {
+            "preset": preset,
+            "finest_scale": self._alg.getFinestScale(),
+            "variational_refinement_iterations": self._alg.getVariationalRefinementIterations(),
+            "patch_size": self._alg.getPatchSize(),
+            "patch_stride": self._alg.getPatchStride(),
+        }
 
     def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         # OpenCV 5's DIS refuses frames under 12 px and crashes the process (SIGSEGV) on some
@@ -146,8 +185,9 @@ class FarnebackBackend(FlowBackend):
     """OpenCV Farneback (2003) dense flow with the parameters denseflow and most tutorials use."""
 
     name = "farneback"
-    DEFAULTS: dict[str, Any] = dict(pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5,
-                                    poly_sigma=1.2, flags=0)
+    DEFAULTS: ClassVar[dict[str, Any]] = dict(
+        pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0
+    )
 
     def __init__(self, **params: Any) -> None:
         self._params = _merge(self.DEFAULTS, params)
@@ -155,9 +195,19 @@ class FarnebackBackend(FlowBackend):
     def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         check_pair(prev, nxt)
         p = self._params
-        return cv2.calcOpticalFlowFarneback(prev, nxt, None, float(p["pyr_scale"]), int(p["levels"]),
-                                            int(p["winsize"]), int(p["iterations"]), int(p["poly_n"]),
-                                            float(p["poly_sigma"]), int(p["flags"]))
+        # no initial flow (None), which OpenCV's stub does not allow for
+        return cv2.calcOpticalFlowFarneback(  # type: ignore[call-overload]
+            prev,
+            nxt,
+            None,
+            float(p["pyr_scale"]),
+            int(p["levels"]),
+            int(p["winsize"]),
+            int(p["iterations"]),
+            int(p["poly_n"]),
+            float(p["poly_sigma"]),
+            int(p["flags"]),
+        )
 
     def params(self) -> dict[str, Any]:
         return dict(self._params)

@@ -16,9 +16,9 @@ error.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -50,7 +50,6 @@ class FlowPair:
     flow: np.ndarray
     valid: np.ndarray
     magnitude: float
-
 
 
 def load_frames(video: Path | None, n: int, size: tuple[int, int], seed: int = 0) -> tuple[list[np.ndarray], str]:
@@ -101,14 +100,16 @@ def smooth_field(height: int, width: int, magnitude: float, rng: np.random.Gener
     base = np.array([np.cos(angle), np.sin(angle)], np.float32) * 0.6
     sigma = max(height, width) / 6.0
     noise = rng.standard_normal((height, width, 2)).astype(np.float32)
-    local = cv2.GaussianBlur(noise, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    local: np.ndarray = cv2.GaussianBlur(noise, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
     local *= 0.4 / max(float(np.abs(local).max()), 1e-6)
     f = local + base
-    f *= np.float32(magnitude / max(float(np.sqrt((f ** 2).sum(-1)).max()), 1e-6))
+    f *= np.float32(magnitude / max(float(np.sqrt((f**2).sum(-1)).max()), 1e-6))
     return f.astype(np.float32)
 
 
-def warp_pair(frame1: np.ndarray, field2: np.ndarray, iterations: int = 30) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def warp_pair(
+    frame1: np.ndarray, field2: np.ndarray, iterations: int = 30
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Make frame2 and the true forward flow from a field defined on frame2's grid.
 
     Args:
@@ -124,23 +125,31 @@ def warp_pair(frame1: np.ndarray, field2: np.ndarray, iterations: int = 30) -> t
 
     h, w = frame1.shape
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    frame2 = cv2.remap(frame1, gx - field2[..., 0], gy - field2[..., 1], cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REFLECT)
+    frame2 = cv2.remap(
+        frame1, gx - field2[..., 0], gy - field2[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+    )
     flow = field2.copy()
     for _ in range(iterations):
-        flow = cv2.remap(field2, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
-    residual = cv2.remap(field2, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE) - flow
+        flow = cv2.remap(
+            field2, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+    residual = (
+        cv2.remap(field2, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        - flow
+    )
     tx, ty = gx + flow[..., 0], gy + flow[..., 1]
     # frame2's source pixels near the border were reflected in, so keep a 1-pixel margin.
     valid = (tx >= 1) & (tx <= w - 2) & (ty >= 1) & (ty <= h - 2) & (np.abs(residual).max(-1) < 0.01)
     return frame2, flow.astype(np.float32), valid
 
 
-def synthetic_pairs(size: tuple[int, int] = (320, 240), magnitudes: Sequence[float] = DEFAULT_MAGNITUDES,
-                    per_magnitude: int = 2, video: Path | None = DEFAULT_VIDEO,
-                    seed: int = 0) -> tuple[list[FlowPair], str]:
+def synthetic_pairs(
+    size: tuple[int, int] = (320, 240),
+    magnitudes: Sequence[float] = DEFAULT_MAGNITUDES,
+    per_magnitude: int = 2,
+    video: Path | None = DEFAULT_VIDEO,
+    seed: int = 0,
+) -> tuple[list[FlowPair], str]:
     """Pairs of real frames warped by smooth fields of each magnitude; see the module docstring."""
     frames, source = load_frames(video, len(magnitudes) * per_magnitude, size, seed)
     rng = np.random.default_rng(seed)
@@ -170,8 +179,11 @@ def load_pair(frame1: Path, frame2: Path, flo: Path) -> FlowPair:
         imgs.append(img)
     flow = read_flo(flo)
     if imgs[0].shape != imgs[1].shape or imgs[0].shape != flow.shape[:2]:
-        raise FlowprepError(f"pair {frame1.name}: sizes differ: {imgs[0].shape}, {imgs[1].shape}, flow {flow.shape[:2]}")
+        raise FlowprepError(
+            f"pair {frame1.name}: sizes differ: {imgs[0].shape}, {imgs[1].shape}, flow {flow.shape[:2]}"
+        )
     valid = valid_mask(flow)
     mag = float(np.sqrt((np.where(valid[..., None], flow, 0) ** 2).sum(-1)).max())
-    return FlowPair(Path(frame1).name, imgs[0], imgs[1], np.where(valid[..., None], flow, 0).astype(np.float32),
-                    valid, mag)
+    return FlowPair(
+        Path(frame1).name, imgs[0], imgs[1], np.where(valid[..., None], flow, 0).astype(np.float32), valid, mag
+    )

@@ -43,30 +43,51 @@ BACKENDS: dict[str, BackendSpec] = {
     s.name: s
     for s in [
         BackendSpec(
-            "nvof", "flowprep.flow.nvof", "NvofBackend",
+            "nvof",
+            "flowprep.flow.nvof",
+            "NvofBackend",
             "an NVIDIA driver with libnvidia-opticalflow.so.1 (Turing or newer GPU) and "
-            "`pip install 'flowprep[nvof]'` (cuda-bindings); in containers set NVIDIA_DRIVER_CAPABILITIES=compute,utility,video",
-            "NVIDIA Optical Flow hardware engine (Turing/Ampere/Hopper/Ada: A100, H100, L4, RTX)", gpu=True),
+            "`pip install 'flowprep[nvof]'` (cuda-bindings); "
+            "in containers set NVIDIA_DRIVER_CAPABILITIES=compute,utility,video",
+            "NVIDIA Optical Flow hardware engine (Turing/Ampere/Hopper/Ada: A100, H100, L4, RTX)",
+            gpu=True,
+        ),
         BackendSpec(
-            "vpi", "flowprep.flow.vpi", "VpiBackend",
+            "vpi",
+            "flowprep.flow.vpi",
+            "VpiBackend",
             "JetPack's apt package `python3-vpi3` on Orin, `python3-vpi2` on Xavier (never the unrelated PyPI `vpi`)",
-            "NVIDIA VPI dense flow on Jetson (NVENC on Xavier, OFA on Orin)", gpu=True),
+            "NVIDIA VPI dense flow on Jetson (NVENC on Xavier, OFA on Orin)",
+            gpu=True,
+        ),
         BackendSpec(
-            "tvl1", "flowprep.flow.opencv_cpu", "TVL1Backend",
+            "tvl1",
+            "flowprep.flow.opencv_cpu",
+            "TVL1Backend",
             "`pip install opencv-contrib-python-headless` (cv2.optflow is in the contrib build)",
-            "OpenCV Dual TV-L1 on the CPU, standard defaults (parity with published pipelines)"),
+            "OpenCV Dual TV-L1 on the CPU, standard defaults (parity with published pipelines)",
+        ),
         BackendSpec(
-            "tvl1-fast", "flowprep.flow.opencv_cpu", "FastTVL1Backend",
+            "tvl1-fast",
+            "flowprep.flow.opencv_cpu",
+            "FastTVL1Backend",
             "`pip install opencv-contrib-python-headless`",
-            "OpenCV TV-L1 preset tuned for speed: DIS initialisation + short TV-L1 refinement"),
+            "OpenCV TV-L1 preset tuned for speed: DIS initialisation + short TV-L1 refinement",
+        ),
         BackendSpec(
-            "dis", "flowprep.flow.opencv_cpu", "DISBackend",
+            "dis",
+            "flowprep.flow.opencv_cpu",
+            "DISBackend",
             "`pip install opencv-contrib-python-headless`",
-            "OpenCV DIS (dense inverse search) on the CPU: fast"),
+            "OpenCV DIS (dense inverse search) on the CPU: fast",
+        ),
         BackendSpec(
-            "farneback", "flowprep.flow.opencv_cpu", "FarnebackBackend",
+            "farneback",
+            "flowprep.flow.opencv_cpu",
+            "FarnebackBackend",
             "`pip install opencv-contrib-python-headless`",
-            "OpenCV Farneback polynomial expansion on the CPU"),
+            "OpenCV Farneback polynomial expansion on the CPU",
+        ),
     ]
 }
 
@@ -94,7 +115,8 @@ def load_backend_class(name: str) -> type[FlowBackend]:
         module = importlib.import_module(spec.module)
     except ImportError as exc:
         raise BackendNotInstalledError(
-            f"flow backend {name!r} is not installed ({exc}); install {spec.install_hint}") from exc
+            f"flow backend {name!r} is not installed ({exc}); install {spec.install_hint}"
+        ) from exc
     return getattr(module, spec.cls)
 
 
@@ -104,12 +126,10 @@ def backend_parameters(cls: type[FlowBackend]) -> list[str] | None:
     None when neither says (a constructor taking only ``**params`` without ``DEFAULTS``): the
     constructor then checks its parameters itself.
     """
-    defaults = getattr(cls, "DEFAULTS", None)
-    if isinstance(defaults, dict):
-        return sorted(defaults)
+    if cls.DEFAULTS is not None:
+        return sorted(cls.DEFAULTS)
     sig = inspect.signature(cls.__init__)
-    named = [p.name for p in list(sig.parameters.values())[1:]
-             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    named = [p.name for p in list(sig.parameters.values())[1:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
         return None
     return sorted(named)
@@ -129,8 +149,10 @@ def create_backend(name: str, **params: Any) -> FlowBackend:
     unknown = sorted(set(params) - set(known)) if known is not None else []
     if unknown:
         what = "parameter" if len(unknown) == 1 else "parameters"
-        raise ConfigError(f"flow backend {name!r}: unknown {what} {', '.join(map(repr, unknown))}; "
-                          f"known: {', '.join(sorted(known)) or 'none'}")
+        raise ConfigError(
+            f"flow backend {name!r}: unknown {what} {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(sorted(known or [])) or 'none'}"
+        )
     try:
         return cls(**params)
     except TypeError as exc:
@@ -140,25 +162,22 @@ def create_backend(name: str, **params: Any) -> FlowBackend:
 def probe(name: str) -> str:
     """Check that a backend can run here without building it fully; return its device description.
 
-    Backends may define a ``probe()`` classmethod (cheap checks for a driver/device); otherwise one
-    instance is made with default parameters.
+    See :meth:`flowprep.flow.base.FlowBackend.probe` (cheap device checks, or one default instance).
     """
-    cls = load_backend_class(name)
-    fn = getattr(cls, "probe", None)
-    if fn is not None:
-        return fn()
-    backend = cls()
-    try:
-        return backend.device()
-    finally:
-        backend.close()
+    return load_backend_class(name).probe()
 
 
 def backend_status(name: str) -> dict[str, Any]:
     """``{"name", "available", "why", "install_hint", "device", "summary"}`` for ``flowprep backends``."""
     spec = _spec(name)
-    status: dict[str, Any] = {"name": name, "summary": spec.summary, "install_hint": spec.install_hint,
-                              "available": False, "why": "", "device": ""}
+    status: dict[str, Any] = {
+        "name": name,
+        "summary": spec.summary,
+        "install_hint": spec.install_hint,
+        "available": False,
+        "why": "",
+        "device": "",
+    }
     try:
         status["device"] = probe(name)
         status["available"] = True

@@ -5,8 +5,8 @@ on Orin (JetPack 6), ``python3-vpi2`` on Xavier (JetPack 5: VPI 3 supports Orin 
 removed the NVENC backend); the unrelated PyPI package also called ``vpi`` is detected (it has no
 ``optflow_dense``) and refused. The engine is checked when the backend starts: NVENC must exist in
 the installed VPI, and OFA must run a tiny dense-flow call (NVIDIA documents OFA dense flow on
-Jetson AGX Orin; other Orin modules are detected rather than assumed). VPI has no dense optical flow on x86 machines with discrete GPUs:
-use ``--flow nvof`` there.
+Jetson AGX Orin; other Orin modules are detected rather than assumed). VPI has no dense optical flow
+on x86 machines with discrete GPUs: use ``--flow nvof`` there.
 
 Pipeline per pair: gray ``uint8`` frames are padded at the right/bottom to the engine's size
 multiple, wrapped with ``vpi.asimage``, converted to the engine's input format
@@ -31,8 +31,10 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = "JetPack's apt package `python3-vpi3` (`sudo apt install python3-vpi3`), never the PyPI `vpi`"
 #: Xavier's dense flow runs on NVENC, which only VPI 2.x (JetPack 5) offers there
-XAVIER_HINT = ("Xavier's NVENC dense flow needs VPI 2.x from JetPack 5 (`sudo apt install python3-vpi2`): "
-               "VPI 3 supports Orin only and VPI 4 removed the NVENC backend")
+XAVIER_HINT = (
+    "Xavier's NVENC dense flow needs VPI 2.x from JetPack 5 (`sudo apt install python3-vpi2`): "
+    "VPI 3 supports Orin only and VPI 4 removed the NVENC backend"
+)
 QUALITIES = ("low", "medium", "high")
 #: VPI's dense flow always outputs one vector per 4x4 block
 GRID = 4
@@ -77,7 +79,8 @@ def pad_frame(frame: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def vectors_to_flow(vectors: np.ndarray, height: int, width: int) -> np.ndarray:
-    """VPI's ``int16`` ``(H'/4, W'/4, 2)`` S10.5 output (padded size ``H' x W'``) to ``float32`` ``(height, width, 2)`` pixels."""
+    """VPI's ``int16`` ``(H'/4, W'/4, 2)`` S10.5 output (padded size ``H' x W'``) to ``float32``
+    ``(height, width, 2)`` pixels."""
     gh, gw = vectors.shape[:2]
     full = upsample_grid_flow(s10_5_to_float(vectors), GRID, gh * GRID, gw * GRID)
     return np.ascontiguousarray(full[:height, :width])
@@ -95,13 +98,15 @@ def _import_vpi(hint: str = INSTALL_HINT) -> Any:
     try:
         import vpi
     except ImportError as exc:
-        raise BackendNotInstalledError(f"NVIDIA VPI's Python module is not installed ({exc}); on a Jetson install "
-                                       f"{hint}") from exc
+        raise BackendNotInstalledError(
+            f"NVIDIA VPI's Python module is not installed ({exc}); on a Jetson install {hint}"
+        ) from exc
     if not hasattr(vpi, "optflow_dense"):
         where = getattr(vpi, "__file__", "?")
         raise BackendNotInstalledError(
             f"the `vpi` module found at {where} is not NVIDIA VPI (it has no optflow_dense): it is probably the "
-            f"unrelated PyPI package `vpi`; `pip uninstall vpi` and install {hint}")
+            f"unrelated PyPI package `vpi`; `pip uninstall vpi` and install {hint}"
+        )
     return vpi
 
 
@@ -118,8 +123,9 @@ def _check_engine(vpi: Any, engine: str, model: str) -> None:
     major = int(str(getattr(vpi, "__version__", "0")).split(".")[0] or 0)
     if engine == "nvenc":
         if not hasattr(vpi.Backend, "NVENC") or major >= 3:
-            raise BackendUnavailableError(f"{model}: VPI {getattr(vpi, '__version__', '?')} has no NVENC dense flow "
-                                          f"for this board; {XAVIER_HINT}")
+            raise BackendUnavailableError(
+                f"{model}: VPI {getattr(vpi, '__version__', '?')} has no NVENC dense flow for this board; {XAVIER_HINT}"
+            )
         return
     if not hasattr(vpi.Backend, "OFA"):
         raise BackendUnavailableError("this VPI has no OFA backend (Orin needs VPI 2.3 or newer, JetPack 5.1.2+)")
@@ -127,11 +133,17 @@ def _check_engine(vpi: Any, engine: str, model: str) -> None:
     w, h = padded_size(64, 64, "ofa")
     frame = np.zeros((h, w), np.uint8)
     try:
-        vpi.optflow_dense(to_engine_format(vpi, frame, "ofa"), to_engine_format(vpi, frame, "ofa"),
-                          backend=vpi.Backend.OFA, quality=vpi.OptFlowQuality.LOW)
+        vpi.optflow_dense(
+            to_engine_format(vpi, frame, "ofa"),
+            to_engine_format(vpi, frame, "ofa"),
+            backend=vpi.Backend.OFA,
+            quality=vpi.OptFlowQuality.LOW,
+        )
     except Exception as exc:  # VPI raises its own error types; any failure means "no OFA dense flow here"
-        raise BackendUnavailableError(f"{model}: VPI's OFA engine cannot run dense optical flow here ({exc}); "
-                                      "NVIDIA documents OFA dense flow on Jetson AGX Orin") from exc
+        raise BackendUnavailableError(
+            f"{model}: VPI's OFA engine cannot run dense optical flow here ({exc}); "
+            "NVIDIA documents OFA dense flow on Jetson AGX Orin"
+        ) from exc
 
 
 def check_environment(machine: str | None = None, model: str | None = None) -> tuple[Any, str, str]:
@@ -141,7 +153,8 @@ def check_environment(machine: str | None = None, model: str | None = None) -> t
     if machine not in ("aarch64", "arm64") or ("jetson" not in model.lower() and engine_for_model(model) is None):
         raise BackendUnavailableError(
             f"VPI dense optical flow runs only on Jetson Xavier/Orin (this is {machine or 'unknown'}"
-            f"{', ' + model if model else ''}); VPI has no dense flow on x86 or discrete GPUs: use --flow nvof there")
+            f"{', ' + model if model else ''}); VPI has no dense flow on x86 or discrete GPUs: use --flow nvof there"
+        )
     engine = engine_for_model(model)
     if engine is None:
         raise BackendUnavailableError(f"{model}: VPI dense optical flow needs a Jetson Xavier (NVENC) or Orin (OFA)")
@@ -183,8 +196,12 @@ class VpiBackend(FlowBackend):
         pw, ph = padded_size(w, h, self.engine)
         a = self._to_engine_format(pad_frame(prev, pw, ph))
         b = self._to_engine_format(pad_frame(nxt, pw, ph))
-        mv = vpi.optflow_dense(a, b, backend=getattr(vpi.Backend, self.engine.upper()),
-                               quality=getattr(vpi.OptFlowQuality, self.quality.upper()))
+        mv = vpi.optflow_dense(
+            a,
+            b,
+            backend=getattr(vpi.Backend, self.engine.upper()),
+            quality=getattr(vpi.OptFlowQuality, self.quality.upper()),
+        )
         with mv.rlock_cpu() as data:
             vectors = np.array(data, dtype=np.int16, copy=True)
         return vectors_to_flow(vectors.reshape(vectors.shape[0], vectors.shape[1], 2), h, w)

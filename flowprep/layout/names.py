@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Collection
 from pathlib import Path
-from typing import Collection
 
 from flowprep.errors import ConfigError
 
@@ -95,8 +95,10 @@ def remove_inside(root: Path, rel: str | Path, tops: Collection[str]) -> bool:
     for p in parts:
         cur = cur / p
         if cur.is_symlink():
-            raise ConfigError(f"refusing to remove {path}: {cur} is a symlink (flowprep never follows one "
-                              "out of the output folder); remove or replace it yourself")
+            raise ConfigError(
+                f"refusing to remove {path}: {cur} is a symlink (flowprep never follows one "
+                "out of the output folder); remove or replace it yourself"
+            )
         if not os.path.lexists(cur):
             return False
     if root.resolve() not in path.resolve().parents:

@@ -22,8 +22,8 @@ from __future__ import annotations
 from pathlib import Path
 
 LAYOUTS = ("tao", "mmaction2")
-TMP_DIR = ".flowprep-tmp"      # clip jobs write here, then rename into place
-STATE_DIR = ".flowprep"        # build config, failure notes, caches
+TMP_DIR = ".flowprep-tmp"  # clip jobs write here, then rename into place
+STATE_DIR = ".flowprep"  # build config, failure notes, caches
 
 
 def clip_dir(root: Path, layout: str, side: str, cls: str, clip: str) -> Path:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import socket
 import uuid
@@ -39,12 +38,16 @@ from flowprep.errors import ConfigError, DatasetError, OutputError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.layout.names import name_problem
 from flowprep.layout.paths import LAYOUTS
+from flowprep.limits import json_safe as json_safe  # re-exported: its former home
 
 RECORD_NAME = "flowprep.json"
 FORMAT = "flowprep-dataset"
 FORMAT_VERSION = 1
 SIDES = ("train", "val")
-MODALITIES = ("rgb", "flow", "both")
+#: what a dataset holds (``flowprep build --modality``); a model's input streams are
+#: :data:`flowprep.train.spec.STREAMS`
+DATASET_MODALITIES = ("rgb", "flow", "both")
+MODALITIES = DATASET_MODALITIES  # the name the record schema checks use
 IMAGE_FORMATS = ("png", "jpg")
 #: more frames than any clip has (10 hours at 30 fps); a bigger count is a damaged record
 MAX_FRAMES = 1_080_000
@@ -85,18 +88,6 @@ def dump_json(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def json_safe(obj: Any) -> Any:
-    """``obj`` with every non-finite float (a measurement that could not be made) as None, for
-    reports that may legitimately lack a number; dump with ``allow_nan=False`` afterwards."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
-
-
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write ``obj`` as JSON (see :func:`dump_json`) atomically."""
     write_text_atomic(path, dump_json(obj))
@@ -116,8 +107,10 @@ def find_root(path: Path) -> Path:
         return path
     if path.name in SIDES and (path.parent / RECORD_NAME).is_file():
         return path.parent
-    raise DatasetError(f"{path} is not a flowprep dataset (no {RECORD_NAME} in it or its parent); "
-                       "build one with `flowprep build` or `flowprep build-hmdb5`")
+    raise DatasetError(
+        f"{path} is not a flowprep dataset (no {RECORD_NAME} in it or its parent); "
+        "build one with `flowprep build` or `flowprep build-hmdb5`"
+    )
 
 
 def read_record(path: Path) -> dict[str, Any]:
@@ -142,13 +135,16 @@ def read_record(path: Path) -> dict[str, Any]:
     if not isinstance(version, int) or isinstance(version, bool):
         raise DatasetError(f"{file}: format_version must be a whole number, got {version!r}")
     if version > FORMAT_VERSION:
-        raise DatasetError(f"{file} has format version {record.get('format_version')}; "
-                           f"this flowprep reads up to {FORMAT_VERSION}: upgrade flowprep")
+        raise DatasetError(
+            f"{file} has format version {record.get('format_version')}; "
+            f"this flowprep reads up to {FORMAT_VERSION}: upgrade flowprep"
+        )
     try:
         check_record(record)
     except _Bad as exc:
-        raise DatasetError(f"{file}: {exc} (the record was edited or damaged; rebuild the dataset "
-                           "or restore the file)") from None
+        raise DatasetError(
+            f"{file}: {exc} (the record was edited or damaged; rebuild the dataset or restore the file)"
+        ) from None
     return record
 
 
@@ -191,8 +187,7 @@ def check_record(record: dict[str, Any]) -> None:
         _check_name(c, f"classes[{i}]")
     _need(len(set(classes)) == len(classes), "classes", "a list without repeats", classes)
     for key in _OBJECT_FIELDS:
-        _need(record.get(key) is None or isinstance(record.get(key), dict), key, "an object or null",
-              record.get(key))
+        _need(record.get(key) is None or isinstance(record.get(key), dict), key, "an object or null", record.get(key))
     _check_details(record)
     rgb_fmt = (record.get("rgb") or {}).get("image_format", "png")
     _need(rgb_fmt in IMAGE_FORMATS, "rgb.image_format", f"one of {IMAGE_FORMATS}", rgb_fmt)
@@ -225,8 +220,12 @@ def _check_details(record: dict[str, Any]) -> None:
     files = (record.get("source") or {}).get("files", [])
     _need(isinstance(files, list), "source.files", "a list", files)
     for i, f in enumerate(files):
-        _need(isinstance(f, dict) and (f.get("size") is None or _is_int(f.get("size"))), f"source.files[{i}]",
-              "an object with a whole-number size", f)
+        _need(
+            isinstance(f, dict) and (f.get("size") is None or _is_int(f.get("size"))),
+            f"source.files[{i}]",
+            "an object with a whole-number size",
+            f,
+        )
     params = (record.get("flow") or {}).get("params")
     _need(params is None or isinstance(params, dict), "flow.params", "an object or null", params)
     step = (record.get("decode") or {}).get("frame_step", 1)
@@ -247,16 +246,21 @@ def _check_clip(clip: Any, where: str, classes: list[str]) -> None:
     _check_name(clip.get("name"), f"{where}.name")
     expected = f"{clip['side']}/{clip['class']}/{clip['name']}"
     _need(clip.get("id") == expected, f"{where}.id", f"{expected!r} (side/class/name)", clip.get("id"))
-    _need(clip.get("label") == classes.index(clip["class"]) and _is_int(clip.get("label")), f"{where}.label",
-          f"{classes.index(clip['class'])} (the index of its class)", clip.get("label"))
+    _need(
+        clip.get("label") == classes.index(clip["class"]) and _is_int(clip.get("label")),
+        f"{where}.label",
+        f"{classes.index(clip['class'])} (the index of its class)",
+        clip.get("label"),
+    )
     _need(clip.get("status") in ("ok", "failed"), f"{where}.status", "'ok' or 'failed'", clip.get("status"))
     for key in ("frames", "flow_frames"):
         v = clip.get(key, 0)
         _need(_is_int(v) and 0 <= v <= MAX_FRAMES, f"{where}.{key}", f"a whole number in [0, {MAX_FRAMES}]", v)
     # the builder always writes the source file name; stats parses HMDB51's tags from it
     _need(isinstance(clip.get("source"), str), f"{where}.source", "a string", clip.get("source"))
-    _need(clip.get("error") is None or isinstance(clip.get("error"), str), f"{where}.error", "a string",
-          clip.get("error"))
+    _need(
+        clip.get("error") is None or isinstance(clip.get("error"), str), f"{where}.error", "a string", clip.get("error")
+    )
 
 
 def has_rgb(record: dict[str, Any]) -> bool:

@@ -64,12 +64,12 @@ def _png_problem(data: bytes) -> str | None:
         return "not a PNG file: no signature"
     pos = len(_PNG_SIGNATURE)
     while pos + 12 <= len(data):
-        length = int.from_bytes(data[pos:pos + 4], "big")
+        length = int.from_bytes(data[pos : pos + 4], "big")
         end = pos + 12 + length
         if end > len(data):
             break
-        kind = data[pos + 4:pos + 8]
-        if zlib.crc32(data[pos + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
+        kind = data[pos + 4 : pos + 8]
+        if zlib.crc32(data[pos + 4 : end - 4]) != int.from_bytes(data[end - 4 : end], "big"):
             return f"damaged PNG: CRC mismatch in chunk {kind.decode('latin-1')!r}"
         if kind == b"IEND":
             return None
@@ -119,8 +119,17 @@ def read_image(path: Path) -> tuple[np.ndarray | None, str]:
     return img, ""
 
 
-def check_clip(folder: str, layout: str, frames: int, flow_frames: int, rgb: bool, flow: bool,
-               rgb_ext: str, flow_ext: str, quick: bool) -> tuple[list[str], int]:
+def check_clip(
+    folder: str,
+    layout: str,
+    frames: int,
+    flow_frames: int,
+    rgb: bool,
+    flow: bool,
+    rgb_ext: str,
+    flow_ext: str,
+    quick: bool,
+) -> tuple[list[str], int]:
     """Problems of one finished clip folder, and how many images were decoded to check them."""
     import cv2
 
@@ -138,7 +147,7 @@ def check_clip(folder: str, layout: str, frames: int, flow_frames: int, rgb: boo
         if rgb and flow_frames != frames - 1:
             problems.append(f"{folder}: {flow_frames} flow images for {frames} frames (expected {frames - 1})")
     if layout == "tao":
-        present = set()
+        present: set[str] = set()
         allowed = (["rgb"] if rgb else []) + (["u", "v"] if flow else [])
         for entry in sorted(os.listdir(base)):
             # a symlinked rgb/u/v folder could lead anywhere: not followed
@@ -169,8 +178,9 @@ def check_clip(folder: str, layout: str, frames: int, flow_frames: int, rgb: boo
         if shape is None:
             shape = img.shape[:2]
         elif img.shape[:2] != shape:
-            problems.append(f"{folder}/{n}: size {img.shape[1]}x{img.shape[0]} differs from the clip's "
-                            f"{shape[1]}x{shape[0]}")
+            problems.append(
+                f"{folder}/{n}: size {img.shape[1]}x{img.shape[0]} differs from the clip's {shape[1]}x{shape[0]}"
+            )
     return problems, len(to_read)
 
 
@@ -253,11 +263,14 @@ def format_table(report: VerifyReport) -> str:
     lines = [f"{'class':<{width}}  {'train':>6}  {'val':>5}  {'frames':>8}  {'flow':>8}  {'failed':>6}"]
     tot = {"train": 0, "val": 0, "frames": 0, "flow_frames": 0, "failed": 0}
     for cls, r in report.rows.items():
-        lines.append(f"{cls:<{width}}  {r['train']:>6}  {r['val']:>5}  {r['frames']:>8}  {r['flow_frames']:>8}  "
-                     f"{r['failed']:>6}")
+        lines.append(
+            f"{cls:<{width}}  {r['train']:>6}  {r['val']:>5}  {r['frames']:>8}  {r['flow_frames']:>8}  {r['failed']:>6}"
+        )
         for k in tot:
             tot[k] += r[k]
-    lines.append(f"{'total':<{width}}  {tot['train']:>6}  {tot['val']:>5}  {tot['frames']:>8}  "
-                 f"{tot['flow_frames']:>8}  {tot['failed']:>6}")
+    lines.append(
+        f"{'total':<{width}}  {tot['train']:>6}  {tot['val']:>5}  {tot['frames']:>8}  "
+        f"{tot['flow_frames']:>8}  {tot['failed']:>6}"
+    )
     lines.append(f"{report.clips_checked} clip(s) checked, {report.images_read} image(s) read ({report.root})")
     return "\n".join(lines)

@@ -116,11 +116,13 @@ def resolve_clip(record: dict[str, Any], ident: str) -> dict[str, Any]:
     found = [c for c in record["clips"] if c["id"] == ident] or [c for c in record["clips"] if c["name"] == ident]
     if not found:
         example = record["clips"][0]["id"] if record["clips"] else "train/<class>/<clip>"
-        raise ConfigError(f"no clip {ident!r} in the dataset; give its id (e.g. {example!r}, see train_list.txt) "
-                          "or its name")
+        raise ConfigError(
+            f"no clip {ident!r} in the dataset; give its id (e.g. {example!r}, see train_list.txt) or its name"
+        )
     if len(found) > 1:
-        raise ConfigError(f"clip name {ident!r} is ambiguous, give one of the ids: "
-                          + ", ".join(c["id"] for c in found))
+        raise ConfigError(
+            f"clip name {ident!r} is ambiguous, give one of the ids: " + ", ".join(c["id"] for c in found)
+        )
     clip = found[0]
     if clip["status"] != "ok":
         raise DatasetError(f"clip {clip['id']} failed at build time, nothing to show: {clip.get('error', '')}")
@@ -134,8 +136,10 @@ def select_clips(record: dict[str, Any], per_class: int, side: str) -> list[dict
     sides = SIDES if side == "both" else (side,)
     out = []
     for cls in record["classes"]:
-        pool = sorted((c for c in record["clips"] if c["class"] == cls and c["status"] == "ok"
-                       and c["side"] in sides), key=lambda c: (c["name"], c["id"]))
+        pool = sorted(
+            (c for c in record["clips"] if c["class"] == cls and c["status"] == "ok" and c["side"] in sides),
+            key=lambda c: (c["name"], c["id"]),
+        )
         n = min(per_class, len(pool))
         out += [pool[(i * len(pool)) // n] for i in range(n)]
     return out
@@ -147,8 +151,10 @@ def _check_outside_frames(root: Path, path: Path, option: str) -> None:
     resolved, base = path.resolve(), root.resolve()
     frame_dirs = [base / d for d in (*SIDES, "rawframes")]
     if resolved == base or any(resolved == d or d in resolved.parents for d in frame_dirs):
-        raise ConfigError(f"{option} {path} is the dataset root or inside its frame folders (TAO and mmaction2 "
-                          "list those); write the preview elsewhere")
+        raise ConfigError(
+            f"{option} {path} is the dataset root or inside its frame folders (TAO and mmaction2 "
+            "list those); write the preview elsewhere"
+        )
 
 
 def _out_dir(root: Path, out: Path | None) -> Path:
@@ -173,14 +179,18 @@ def _previous_files(out: Path) -> set[str]:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise OutputError(f"{manifest} is damaged ({exc}); remove {out} or choose another --out") from exc
     elif _is_old_preview(out / "index.html"):
-        owned = {"index.html", f"{MEDIA_DIR}/{LEGEND_NAME}"} | \
-            {f"{MEDIA_DIR}/{p.name}" for p in (out / MEDIA_DIR).glob(MEDIA_GLOB)}
-    ours = ["index.html", f"{MEDIA_DIR}/{LEGEND_NAME}"] + \
-        [f"{MEDIA_DIR}/{p.name}" for p in (out / MEDIA_DIR).glob(MEDIA_GLOB)]
+        owned = {"index.html", f"{MEDIA_DIR}/{LEGEND_NAME}"} | {
+            f"{MEDIA_DIR}/{p.name}" for p in (out / MEDIA_DIR).glob(MEDIA_GLOB)
+        }
+    ours = ["index.html", f"{MEDIA_DIR}/{LEGEND_NAME}"] + [
+        f"{MEDIA_DIR}/{p.name}" for p in (out / MEDIA_DIR).glob(MEDIA_GLOB)
+    ]
     foreign = [n for n in ours if (out / n).exists() and n not in owned]
     if foreign:
-        raise OutputError(f"{out / foreign[0]} was not written by flowprep preview (no {MANIFEST_NAME} lists it); "
-                          "flowprep does not overwrite it: choose another --out or remove it")
+        raise OutputError(
+            f"{out / foreign[0]} was not written by flowprep preview (no {MANIFEST_NAME} lists it); "
+            "flowprep does not overwrite it: choose another --out or remove it"
+        )
     return owned
 
 
@@ -212,8 +222,9 @@ def _progress(items: list[Any], enabled: bool, desc: str):
     return tqdm(items, desc=desc, unit="clip", disable=not enabled, dynamic_ncols=True)
 
 
-def _render_page_media(root: Path, record: dict[str, Any], clips: list[dict[str, Any]], media: Path,
-                       cfg: PreviewConfig) -> tuple[list[ClipEntry], list[str]]:
+def _render_page_media(
+    root: Path, record: dict[str, Any], clips: list[dict[str, Any]], media: Path, cfg: PreviewConfig
+) -> tuple[list[ClipEntry], list[str]]:
     entries: list[ClipEntry] = []
     notes: list[str] = []
     for i, clip in enumerate(_progress(clips, cfg.progress, "preview")):
@@ -248,20 +259,28 @@ def _clear_media(out: Path, owned: set[str]) -> None:
             p.unlink()
 
 
-def _write_video(root: Path, record: dict[str, Any], clip: dict[str, Any], video: Path, cfg: PreviewConfig,
-                 t0: float) -> PreviewSummary:
+def _write_video(
+    root: Path, record: dict[str, Any], clip: dict[str, Any], video: Path, cfg: PreviewConfig, t0: float
+) -> PreviewSummary:
     _check_outside_frames(root, video, "--video")
     try:
         video.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot write the video {video}: {exc}") from exc
     info = render_clip(ClipReader(root, record, clip), video, cfg.max_frames, cfg.height, cfg.fps, labels=True)
-    return PreviewSummary(out=video, index=None, clips=1, frames=info.shown, media_bytes=video.stat().st_size,
-                          seconds=time.perf_counter() - t0)
+    return PreviewSummary(
+        out=video,
+        index=None,
+        clips=1,
+        frames=info.shown,
+        media_bytes=video.stat().st_size,
+        seconds=time.perf_counter() - t0,
+    )
 
 
-def _write_page(root: Path, record: dict[str, Any], clips: list[dict[str, Any]], cfg: PreviewConfig,
-                t0: float) -> PreviewSummary:
+def _write_page(
+    root: Path, record: dict[str, Any], clips: list[dict[str, Any]], cfg: PreviewConfig, t0: float
+) -> PreviewSummary:
     out = _out_dir(root, cfg.out)
     media = out / MEDIA_DIR
     legend = f"{MEDIA_DIR}/{LEGEND_NAME}" if has_flow(record) else None
@@ -271,21 +290,41 @@ def _write_page(root: Path, record: dict[str, Any], clips: list[dict[str, Any]],
         _clear_media(out, owned)
         # the manifest lists every name this run may write before any is written, so an interrupted
         # run can be redone, and no later run mistakes these files for the user's
-        names = ["index.html", *([legend] if legend else []), *(f"{MEDIA_DIR}/{_media_name(i)}"
-                                                                for i in range(len(clips)))]
+        names = [
+            "index.html",
+            *([legend] if legend else []),
+            *(f"{MEDIA_DIR}/{_media_name(i)}" for i in range(len(clips))),
+        ]
         write_text_atomic(out / MANIFEST_NAME, json.dumps({"files": names}, indent=1) + "\n")
         if legend:
             write_legend(out / legend)
         entries, notes = _render_page_media(root, record, clips, media, cfg)
         index = out / "index.html"
-        write_text_atomic(index, render_page(record, entries, dataset=str(root), legend=legend,
-                                             chosen=bool(cfg.clips), side=cfg.side, per_class=cfg.per_class,
-                                             notes=notes))
+        write_text_atomic(
+            index,
+            render_page(
+                record,
+                entries,
+                dataset=str(root),
+                legend=legend,
+                chosen=bool(cfg.clips),
+                side=cfg.side,
+                per_class=cfg.per_class,
+                notes=notes,
+            ),
+        )
     except OSError as exc:
         raise OutputError(f"cannot write the preview to {out}: {exc}") from exc
     size = sum(os.path.getsize(media / Path(e.src).name) for e in entries)
-    return PreviewSummary(out=out, index=index, clips=len(entries), frames=sum(e.media.shown for e in entries),
-                          media_bytes=size, seconds=time.perf_counter() - t0, notes=notes)
+    return PreviewSummary(
+        out=out,
+        index=index,
+        clips=len(entries),
+        frames=sum(e.media.shown for e in entries),
+        media_bytes=size,
+        seconds=time.perf_counter() - t0,
+        notes=notes,
+    )
 
 
 def preview(cfg: PreviewConfig) -> PreviewSummary:
@@ -298,8 +337,7 @@ def preview(cfg: PreviewConfig) -> PreviewSummary:
     t0 = time.perf_counter()
     root = find_root(Path(cfg.dataset))
     record = read_record(root)
-    clips = [resolve_clip(record, c) for c in cfg.clips] if cfg.clips else \
-        select_clips(record, cfg.per_class, cfg.side)
+    clips = [resolve_clip(record, c) for c in cfg.clips] if cfg.clips else select_clips(record, cfg.per_class, cfg.side)
     if cfg.video is not None:
         return _write_video(root, record, clips[0], Path(cfg.video), cfg, t0)
     return _write_page(root, record, clips, cfg, t0)

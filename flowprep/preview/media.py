@@ -23,7 +23,7 @@ from flowprep.flow.visualize import flow_to_color
 from flowprep.layout.paths import clip_dir, flow_names, rgb_name
 from flowprep.layout.record import has_flow, has_rgb
 from flowprep.layout.verify import read_frame_bytes
-from flowprep.serve.annotate import draw_label
+from flowprep.video.overlay import draw_label
 
 #: panel names in the order they are drawn
 PANELS = ("RGB", "flow", "u", "v")
@@ -147,8 +147,9 @@ class ClipReader:
             yield np.concatenate([_panel(p, height) for p in parts], axis=1), mag
 
 
-def render_clip(reader: ClipReader, path: Path, max_frames: int, height: int, fps: float,
-                labels: bool = False) -> ClipMedia:
+def render_clip(
+    reader: ClipReader, path: Path, max_frames: int, height: int, fps: float, labels: bool = False
+) -> ClipMedia:
     """Write ``reader``'s clip as a side-by-side MP4 at ``path`` and measure its flow.
 
     Args:
@@ -173,17 +174,24 @@ def render_clip(reader: ClipReader, path: Path, max_frames: int, height: int, fp
 
     shown, size = write_mp4(path, frames(), fps)
     mean = sums[0] / sums[1] if sums[1] else None
-    return ClipMedia(frames=reader.frames, flow_frames=reader.flow_frames, available=reader.count, shown=shown,
-                     panels=reader.panels,
-                     mean_mag=mean, max_mag=sums[2] if sums[1] else None, size=size)
+    return ClipMedia(
+        frames=reader.frames,
+        flow_frames=reader.flow_frames,
+        available=reader.count,
+        shown=shown,
+        panels=reader.panels,
+        mean_mag=mean,
+        max_mag=sums[2] if sums[1] else None,
+        size=size,
+    )
 
 
 def _label_panels(img: np.ndarray, panels: tuple[str, ...]) -> np.ndarray:
     """Write each panel's name at its top left (panels are equal width)."""
     width = img.shape[1] // len(panels)
     for i, name in enumerate(panels):
-        part = np.ascontiguousarray(img[:, i * width:(i + 1) * width])  # OpenCV draws on contiguous arrays
-        img[:, i * width:(i + 1) * width] = draw_label(part, [name])
+        part = np.ascontiguousarray(img[:, i * width : (i + 1) * width])  # OpenCV draws on contiguous arrays
+        img[:, i * width : (i + 1) * width] = draw_label(part, [name])
     return img
 
 
@@ -199,8 +207,10 @@ def write_mp4(path: Path, frames: Iterator[np.ndarray], fps: float) -> tuple[int
     import av  # lazy: PyAV loads FFmpeg's libraries
 
     if "libx264" not in av.codecs_available:
-        raise OutputError("PyAV's FFmpeg has no libx264 encoder (needed for the preview's H.264 video); "
-                          "install the PyAV wheel from PyPI: pip install --force-reinstall av")
+        raise OutputError(
+            "PyAV's FFmpeg has no libx264 encoder (needed for the preview's H.264 video); "
+            "install the PyAV wheel from PyPI: pip install --force-reinstall av"
+        )
     n, size = 0, (0, 0)
     rate = Fraction(fps).limit_denominator(1000)
     try:

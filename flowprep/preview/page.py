@@ -57,17 +57,32 @@ def esc(value: Any) -> str:
 def _kv_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, HTML) rows of the summary table."""
     src = record.get("source") or {}
-    files = ", ".join(f"<code>{esc(f.get('name'))}</code>" + (f" ({int(f['size']):,} B)" if f.get("size") else "")
-                      for f in src.get("files", []))
+    files = ", ".join(
+        f"<code>{esc(f.get('name'))}</code>" + (f" ({int(f['size']):,} B)" if f.get("size") else "")
+        for f in src.get("files", [])
+    )
     split = record.get("split") or {}
     dec = record.get("decode") or {}
-    rows = [("source", f"{esc(src.get('kind', '?'))}: {files or '<span class=muted>no files recorded</span>'}"),
-            ("layout", esc(record.get("layout"))), ("modality", esc(record.get("modality"))),
-            ("classes", f"{len(record['classes'])} (label order below)"),
-            ("split", esc(f"{split.get('method')}, val ratio {split.get('val_ratio')}, seed {split.get('seed')}"
-                          + (f", official split {split['official_split']}" if split.get("official_split") else ""))),
-            ("decode", esc(f"short side {dec.get('short_side') or '-'}, size {dec.get('size') or '-'}, "
-                           f"frame step {dec.get('frame_step', 1)}"))]
+    rows = [
+        ("source", f"{esc(src.get('kind', '?'))}: {files or '<span class=muted>no files recorded</span>'}"),
+        ("layout", esc(record.get("layout"))),
+        ("modality", esc(record.get("modality"))),
+        ("classes", f"{len(record['classes'])} (label order below)"),
+        (
+            "split",
+            esc(
+                f"{split.get('method')}, val ratio {split.get('val_ratio')}, seed {split.get('seed')}"
+                + (f", official split {split['official_split']}" if split.get("official_split") else "")
+            ),
+        ),
+        (
+            "decode",
+            esc(
+                f"short side {dec.get('short_side') or '-'}, size {dec.get('size') or '-'}, "
+                f"frame step {dec.get('frame_step', 1)}"
+            ),
+        ),
+    ]
     if record.get("rgb"):
         rows.append(("RGB frames", esc(record["rgb"].get("image_format"))))
     flow = record.get("flow")
@@ -98,11 +113,15 @@ def _counts_table(record: dict[str, Any], shown: dict[str, int]) -> str:
         totals = [a + b for a, b in zip(totals, nums)]
         kinds = [(s, k) for s in SIDES for k in ("planned", "built")] + [("all", "shown")]
         cells = "".join(f'<td class="n" data-side="{s}" data-kind="{k}">{n}</td>' for (s, k), n in zip(kinds, nums))
-        rows.append(f'<tr data-class="{esc(cls)}"><td class="n">{label}</td>'
-                    f'<td><a href="#class-{label}">{esc(cls)}</a></td>{cells}</tr>')
+        rows.append(
+            f'<tr data-class="{esc(cls)}"><td class="n">{label}</td>'
+            f'<td><a href="#class-{label}">{esc(cls)}</a></td>{cells}</tr>'
+        )
     total = "".join(f'<td class="n">{n}</td>' for n in totals)
-    return (f'<table id="counts"><tr><th>label</th><th>class</th>{head}<th>shown</th></tr>{"".join(rows)}'
-            f'<tr class="total"><td></td><td>total</td>{total}</tr></table>')
+    return (
+        f'<table id="counts"><tr><th>label</th><th>class</th>{head}<th>shown</th></tr>{"".join(rows)}'
+        f'<tr class="total"><td></td><td>total</td>{total}</tr></table>'
+    )
 
 
 def _failed(record: dict[str, Any]) -> str:
@@ -123,11 +142,13 @@ def _legend(record: dict[str, Any], legend: str | None) -> str:
     else:
         uv = "scaled per frame by its largest motion (TAO's max radius)"
         mag = "Magnitudes are relative: 1 = the frame's largest motion (the pixel scale is not stored)."
-    return (f'<div class="legend"><img src="{esc(legend)}" alt="flow colour wheel" width="96" height="96">'
-            f"<div><p><b>flow</b>: hue is the direction (Middlebury colour wheel: right red, down yellow, "
-            f"left cyan, up blue-violet), saturation the speed (full at the clip's largest motion).</p>"
-            f"<p><b>u</b> (x, right brighter) and <b>v</b> (y, down brighter): gray 128 = no motion, {esc(uv)}.</p>"
-            f"<p>{esc(mag)}</p></div></div>")
+    return (
+        f'<div class="legend"><img src="{esc(legend)}" alt="flow colour wheel" width="96" height="96">'
+        f"<div><p><b>flow</b>: hue is the direction (Middlebury colour wheel: right red, down yellow, "
+        f"left cyan, up blue-violet), saturation the speed (full at the clip's largest motion).</p>"
+        f"<p><b>u</b> (x, right brighter) and <b>v</b> (y, down brighter): gray 128 = no motion, {esc(uv)}.</p>"
+        f"<p>{esc(mag)}</p></div></div>"
+    )
 
 
 def _notes(notes: list[str]) -> str:
@@ -142,12 +163,17 @@ def _clip_figure(e: ClipEntry, unit: str) -> str:
     w, h = m.size
     heads = "".join(f"<span>{p}</span>" for p in m.panels)
     frames = f"{c.get('frames')} frames" + (f" ({m.shown} shown)" if m.shown < m.available else "")
-    flow = (f" · |flow| mean {m.mean_mag:.2f} / max {m.max_mag:.2f} {unit}"
-            if m.mean_mag is not None and m.max_mag is not None else "")
-    return (f'<figure class="clip" data-clip="{esc(c["id"])}">'
-            f'<div class="heads" style="grid-template-columns:repeat({len(m.panels)},1fr)">{heads}</div>'
-            f'<video src="{esc(e.src)}" width="{w}" height="{h}" autoplay loop muted playsinline></video>'
-            f"<figcaption><b>{esc(c['name'])}</b><br>{esc(c['side'])} · {frames}{flow}</figcaption></figure>")
+    flow = (
+        f" · |flow| mean {m.mean_mag:.2f} / max {m.max_mag:.2f} {unit}"
+        if m.mean_mag is not None and m.max_mag is not None
+        else ""
+    )
+    return (
+        f'<figure class="clip" data-clip="{esc(c["id"])}">'
+        f'<div class="heads" style="grid-template-columns:repeat({len(m.panels)},1fr)">{heads}</div>'
+        f'<video src="{esc(e.src)}" width="{w}" height="{h}" autoplay loop muted playsinline></video>'
+        f"<figcaption><b>{esc(c['name'])}</b><br>{esc(c['side'])} · {frames}{flow}</figcaption></figure>"
+    )
 
 
 def _class_sections(record: dict[str, Any], entries: list[ClipEntry], empty_note: str) -> str:
@@ -156,13 +182,23 @@ def _class_sections(record: dict[str, Any], entries: list[ClipEntry], empty_note
     for label, cls in enumerate(record["classes"]):
         figs = [_clip_figure(e, unit) for e in entries if e.clip["class"] == cls]
         body = "".join(figs) if figs else f'<p class="muted">{esc(empty_note)}</p>'
-        out.append(f'<section class="cls" id="class-{label}" data-class="{esc(cls)}">'
-                   f'<h2>{label} · {esc(cls)}</h2><div class="clips">{body}</div></section>')
+        out.append(
+            f'<section class="cls" id="class-{label}" data-class="{esc(cls)}">'
+            f'<h2>{label} · {esc(cls)}</h2><div class="clips">{body}</div></section>'
+        )
     return "".join(out)
 
 
-def render_page(record: dict[str, Any], entries: list[ClipEntry], dataset: str, legend: str | None,
-                chosen: bool, side: str, per_class: int, notes: list[str] | None = None) -> str:
+def render_page(
+    record: dict[str, Any],
+    entries: list[ClipEntry],
+    dataset: str,
+    legend: str | None,
+    chosen: bool,
+    side: str,
+    per_class: int,
+    notes: list[str] | None = None,
+) -> str:
     """The whole ``index.html``.
 
     Args:
@@ -177,17 +213,22 @@ def render_page(record: dict[str, Any], entries: list[ClipEntry], dataset: str, 
     shown: dict[str, int] = {}
     for e in entries:
         shown[e.clip["class"]] = shown.get(e.clip["class"], 0) + 1
-    how = "clips chosen with --clip" if chosen else \
-        f"up to {per_class} built clip(s) per class from {'train and val' if side == 'both' else side}"
+    how = (
+        "clips chosen with --clip"
+        if chosen
+        else f"up to {per_class} built clip(s) per class from {'train and val' if side == 'both' else side}"
+    )
     nav = "".join(f'<a href="#class-{i}">{esc(c)}</a>' for i, c in enumerate(record["classes"]))
     kv = "".join(f"<tr><th>{esc(k)}</th><td>{v}</td></tr>" for k, v in _kv_rows(record))
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width,initial-scale=1">'
-            f"<title>flowprep preview · {esc(dataset)}</title><style>{_CSS}</style></head><body>"
-            f"<header><h1>flowprep preview</h1><p>{esc(dataset)}</p></header><main>"
-            f'<h2>Dataset</h2><div class="row"><table class="kv" id="summary">{kv}</table>{_legend(record, legend)}</div>'
-            f'<div class="row"><div><h2>Clips per class</h2>{_counts_table(record, shown)}</div>'
-            f"<div><h2>Failed clips</h2>{_failed(record)}</div></div>"
-            f'<h2>Clips</h2><p class="muted">{esc(how)}; the first frames of each, looping.</p><nav>{nav}</nav>'
-            f"{_notes(notes or [])}{_class_sections(record, entries, 'no clip shown for this class')}"
-            f'<p class="muted">written by flowprep {esc(__version__)} preview</p></main></body></html>\n')
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>flowprep preview · {esc(dataset)}</title><style>{_CSS}</style></head><body>"
+        f"<header><h1>flowprep preview</h1><p>{esc(dataset)}</p></header><main>"
+        f'<h2>Dataset</h2><div class="row"><table class="kv" id="summary">{kv}</table>{_legend(record, legend)}</div>'
+        f'<div class="row"><div><h2>Clips per class</h2>{_counts_table(record, shown)}</div>'
+        f"<div><h2>Failed clips</h2>{_failed(record)}</div></div>"
+        f'<h2>Clips</h2><p class="muted">{esc(how)}; the first frames of each, looping.</p><nav>{nav}</nav>'
+        f"{_notes(notes or [])}{_class_sections(record, entries, 'no clip shown for this class')}"
+        f'<p class="muted">written by flowprep {esc(__version__)} preview</p></main></body></html>\n'
+    )

@@ -4,29 +4,14 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from flowprep.errors import ConfigError, writing
+from flowprep.video.overlay import draw_label  # also importable from here (its former home)
 
-
-def draw_label(frame: np.ndarray, lines: list[str]) -> np.ndarray:
-    """Write ``lines`` at the top left of an RGB frame (``uint8`` ``(H, W, 3)``, modified in place).
-
-    White text on a dark outline so it reads on any background; the scale follows the frame width
-    (0.4 at 176 px, 1.0 at 640 px and wider).
-    """
-    import cv2
-
-    h, w = frame.shape[:2]
-    scale = float(np.clip(w / 640.0, 0.35, 1.0))
-    thick = max(1, int(round(2 * scale)))
-    y = int(22 * scale) + 4
-    for text in lines:
-        cv2.putText(frame, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
-        cv2.putText(frame, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
-        y += int(26 * scale) + 4
-    return frame
+__all__ = ["AnnotatedWriter", "draw_label"]
 
 
 def _codec(path: Path) -> str:
@@ -52,10 +37,10 @@ class AnnotatedWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.rate = Fraction(fps).limit_denominator(10000)
         try:
-            self._container = av.open(str(self.path), "w")
+            self._container: Any = av.open(str(self.path), "w")
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise ConfigError(f"cannot write the annotated video {self.path}: {exc}") from exc
-        self._stream = None
+        self._stream: Any = None  # PyAV's video stream, made with the first frame (its size)
         self._failed = False
         self.frames = 0
 
@@ -101,7 +86,7 @@ class AnnotatedWriter:
             finally:
                 container.close()
 
-    def __enter__(self) -> "AnnotatedWriter":
+    def __enter__(self) -> AnnotatedWriter:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -21,61 +21,49 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from flowprep.errors import ConfigError
+from flowprep.flow.base import FlowBackend
 from flowprep.flow.encoding import FlowEncoding
-from flowprep.limits import check_finite
+from flowprep.flow.registry import BACKENDS, create_backend
+from flowprep.serve.annotate import AnnotatedWriter, draw_label
+from flowprep.serve.config import InferConfig, InferSummary
 from flowprep.serve.runner import ModelSpec, load_model, softmax, top_k
 from flowprep.serve.stream import open_source
 from flowprep.serve.window import FrameProcessor, WindowBuffer
 from flowprep.train import sampling
 
 log = logging.getLogger(__name__)
+__all__ = ["InferConfig", "InferSession", "InferSummary", "infer"]
 
 
-@dataclass
-class InferSummary:
-    """What a run did. ``latency_ms``: mean model time per window (batch 1)."""
-
-    input: str
-    model: str
-    runner: str
-    fps: float
-    source_frames: int = 0
-    windows: int = 0
-    latency_ms: float = 0.0
-    verdict: dict[str, Any] | None = None
-    output: str | None = None
-    output_frames: int = 0
-    seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-
-def _flow_backend(spec: ModelSpec, flow: str | None):
-    from flowprep.flow.registry import create_backend
-
+def _flow_backend(spec: ModelSpec, flow: str | None) -> FlowBackend:
     if spec.flow is None or spec.encoding is None:
-        raise ConfigError(f"model/modality mismatch: {spec.source} is a {spec.modality} model, but its record "
-                          "has no flow backend/encoding (was it trained on an RGB-only dataset?)")
+        raise ConfigError(
+            f"model/modality mismatch: {spec.source} is a {spec.modality} model, but its record "
+            "has no flow backend/encoding (was it trained on an RGB-only dataset?)"
+        )
     if flow and flow != spec.flow.get("name"):
         backend = create_backend(flow)  # an unknown or unavailable name fails here, before the warning
         log.warning("computing flow with %s instead of the recorded %s: scores may drift", flow, spec.flow.get("name"))
         return backend
-    from flowprep.flow.registry import BACKENDS
-
     name = spec.flow.get("name")
     if name not in BACKENDS:
-        raise ConfigError(f"{spec.source} was trained on flow from {name!r}, which is not a flow backend "
-                          f"here; pass --flow with one of {', '.join(sorted(BACKENDS))}")
+        raise ConfigError(
+            f"{spec.source} was trained on flow from {name!r}, which is not a flow backend "
+            f"here; pass --flow with one of {', '.join(sorted(BACKENDS))}"
+        )
     return create_backend(name, **(spec.flow.get("params") or {}))
 
 
-def _conv_plan(spec: ModelSpec, source_frames: int | None, step: int, segments: int) -> tuple[int, dict[int, list[np.ndarray]]]:
+def _conv_plan(
+    spec: ModelSpec, source_frames: int | None, step: int, segments: int
+) -> tuple[int, dict[int, list[np.ndarray]]]:
     """``(expected items, {trigger item: [window indices, ...]})`` for the conv protocol."""
     if not source_frames:
         return 0, {}
@@ -89,128 +77,175 @@ def _conv_plan(spec: ModelSpec, source_frames: int | None, step: int, segments: 
     return n, plan
 
 
-def infer(input: str | Path, model: str | Path, output: Path | None = None, stride: int | None = None,
-          skip_frames: int | None = None, top: int = 3, fps: float | None = None, flow: str | None = None,
-          segments: int = sampling.CONV_SEGMENTS, max_frames: int | None = None,
-          on_result: Callable[[dict[str, Any]], None] | None = None,
-          providers: list[str] | None = None) -> InferSummary:
-    """Classify a video (file, folder of frames, or camera) with a sliding window.
+class InferSession:
+    """One inference run: the model, the flow backend, the window buffer and the results so far.
 
-    Args:
-        input: see :func:`flowprep.serve.stream.open_source`.
-        model: ``model.onnx`` from ``flowprep export`` or a ``.pt`` checkpoint.
-        output: optional annotated video (same frames as the input, label and score drawn).
-        stride: items between window starts (default half a window span, at least 1).
-        skip_frames: items skipped between the frames of a window (default: the model's sample rate - 1).
-        top: labels per result. fps: rate for folders/cameras (and override for files).
-        flow: compute flow with this backend instead of the recorded one.
-        segments: conv-protocol segments for the clip verdict.
-        max_frames: stop after this many source frames (cameras, previews).
-        on_result: called with each window's dict, then the verdict's (see ``docs/deploy.md``).
+    :meth:`run` streams the source through :meth:`_on_item` (sliding windows and the conv-protocol
+    windows due at each item), then :meth:`_finish` (a short stream's looping window, the clip verdict).
+    """
+
+    def __init__(self, cfg: InferConfig, on_result: Callable[[dict[str, Any]], None] | None = None):
+        self.t0 = time.perf_counter()
+        self.cfg = cfg
+        self.emit: Callable[[dict[str, Any]], None] = on_result or (lambda d: None)
+        self.spec, self.runner = load_model(Path(cfg.model), cfg.providers)
+        spec = self.spec
+        self.step = cfg.skip_frames + 1 if cfg.skip_frames is not None else max(1, spec.sample_rate)
+        use_flow = "of" in spec.streams
+        self.backend = _flow_backend(spec, cfg.flow) if use_flow else None
+        enc = FlowEncoding.from_dict(spec.encoding) if use_flow and spec.encoding is not None else None
+        self.proc = FrameProcessor(
+            spec.input_size, "rgb" in spec.streams, use_flow, spec.decode, spec.rgb, self.backend, enc
+        )
+        self.buf = WindowBuffer(spec.frames, self.step, spec.arch, spec.streams)
+        self.stride = cfg.stride or max(1, self.buf.span // 2)
+        self.conv_probs: list[np.ndarray] = []
+        self.latencies: list[float] = []
+        self.label_lines: list[str] = ["(filling the window)"]
+        self.plan: dict[int, list[np.ndarray]] = {}
+        self.expected = 0
+        self.fps = 0.0
+        self.summary = InferSummary(str(cfg.input), str(cfg.model), self.runner.describe(), 0.0)
+
+    def classify(self, indices: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """Softmax scores ``float32`` ``(num_classes,)`` of the window at item ``indices``, and its
+        first and last source frames."""
+        inputs, src = self.buf.assemble(indices)
+        t = time.perf_counter()
+        probs = softmax(self.runner(inputs))[0]
+        self.latencies.append(time.perf_counter() - t)
+        return probs, src
+
+    def _window_result(self, indices: np.ndarray, probs: np.ndarray, src: tuple[int, int]) -> None:
+        """Report one sliding window (and show its best label on the annotated video)."""
+        fps, summary = self.fps, self.summary
+        top = top_k(probs, self.spec.classes, self.cfg.top)
+        res = {
+            "type": "window",
+            "window": summary.windows,
+            "start_item": int(indices[0]),
+            "start_frame": src[0],
+            "end_frame": src[1],
+            "start_s": round(src[0] / fps, 4),
+            "end_s": round((src[1] + 1) / fps, 4),
+            "top_k": top,
+        }
+        summary.windows += 1
+        self.label_lines[:] = [f"{top[0]['label']} {top[0]['score']:.2f}", f"{res['start_s']:.1f}-{res['end_s']:.1f}s"]
+        self.emit(res)
+
+    def _on_item(self, e: int) -> None:
+        """Item ``e`` arrived: classify the sliding window ending here, and the conv windows due here
+        (reusing the sliding window's scores when it is one of them)."""
+        offsets = np.arange(self.spec.frames, dtype=np.int64) * self.step
+        done: dict[tuple[int, ...], np.ndarray] = {}
+        first = e - (self.buf.span - 1)
+        if first >= 0 and first % self.stride == 0:
+            idx = first + offsets
+            probs, src = self.classify(idx)
+            done[tuple(idx.tolist())] = probs
+            self._window_result(idx, probs, src)
+        for row in self.plan.pop(e, []):
+            key = tuple(row.tolist())
+            self.conv_probs.append(done[key] if key in done else self.classify(row)[0])
+
+    def _stream(self, source: Any, writer: AnnotatedWriter | None) -> None:
+        """Push every source frame through pre-processing and the window (and to the annotated video)."""
+        max_frames = self.cfg.max_frames
+        for i, frame in enumerate(source):
+            if max_frames is not None and i >= max_frames:
+                break
+            self.summary.source_frames += 1
+            item = self.proc.push(i, frame)
+            if item is not None:
+                self.buf.push(item)
+                self._on_item(item.index)
+            if writer is not None:
+                writer.write(draw_label(frame.copy(), self.label_lines))
+
+    def _finish(self) -> None:
+        """After the last frame: a short stream's looping window, conv windows the stream never reached
+        (a wrong frame count), and the clip verdict."""
+        buf, spec, summary = self.buf, self.spec, self.summary
+        n = buf.count
+        if n and n < buf.span and summary.windows == 0:
+            # shorter than one window: one window looping over what there is
+            idx = sampling.window(n, 0, spec.frames, self.step)
+            probs, src = self.classify(idx)
+            self._window_result(idx, probs, src)
+        if self.plan and n:
+            summary.notes.append(
+                f"{self.expected} items were expected for the clip verdict but {n} came "
+                f"(the container's frame count was wrong); "
+                f"{sum(map(len, self.plan.values()))} conv window(s) use the last window instead"
+            )
+            last = sampling.window(n, max(0, n - buf.span), spec.frames, self.step)
+            last_probs = self.classify(last)[0]
+            self.conv_probs.extend(last_probs for rows in self.plan.values() for _ in rows)
+        if self.conv_probs:
+            mean = np.mean(self.conv_probs, axis=0)
+            summary.verdict = {
+                "type": "clip",
+                "protocol": "conv",
+                "segments": len(self.conv_probs),
+                "frames": summary.source_frames,
+                "duration_s": round(summary.source_frames / self.fps, 4),
+                "top_k": top_k(mean, spec.classes, self.cfg.top),
+            }
+            self.emit(summary.verdict)
+
+    def run(self) -> InferSummary:
+        """Stream the whole input; the flow backend is closed whatever happens."""
+        cfg, summary = self.cfg, self.summary
+        writer = None
+        source = open_source(cfg.input, cfg.fps)
+        info = source.info
+        self.fps = summary.fps = info.fps
+        count = min(info.frame_count, cfg.max_frames) if info.frame_count and cfg.max_frames else info.frame_count
+        if info.kind == "file":
+            self.expected, self.plan = _conv_plan(self.spec, count, self.step, cfg.segments)
+        try:
+            with source:
+                if cfg.output is not None:
+                    writer = AnnotatedWriter(Path(cfg.output), info.fps)
+                self._stream(source, writer)
+            self._finish()
+        finally:
+            if writer is not None:
+                writer.close()
+                summary.output, summary.output_frames = str(writer.path), writer.frames
+            if self.backend is not None:
+                self.backend.close()
+        if summary.source_frames and self.buf.count == 0:
+            raise ConfigError(
+                f"{cfg.input}: {summary.source_frames} frame(s) gave nothing to classify "
+                "(a flow model needs at least 2 frames)"
+            )
+        summary.latency_ms = 1000.0 * float(np.mean(self.latencies)) if self.latencies else 0.0
+        summary.seconds = time.perf_counter() - self.t0
+        return summary
+
+
+def infer(
+    input: str | Path,
+    model: str | Path,
+    output: Path | None = None,
+    stride: int | None = None,
+    skip_frames: int | None = None,
+    top: int = 3,
+    fps: float | None = None,
+    flow: str | None = None,
+    segments: int = sampling.CONV_SEGMENTS,
+    max_frames: int | None = None,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+    providers: list[str] | None = None,
+) -> InferSummary:
+    """Classify a video (file, folder of frames, or camera) with a sliding window: an
+    :class:`InferSession` of the :class:`~flowprep.serve.config.InferConfig` of these arguments
+    (see there); ``on_result`` is called with each window's dict, then the verdict's.
 
     Raises:
         ConfigError / DecodeError / CheckpointError / Backend*Error: one-line problems.
     """
-    t0 = time.perf_counter()
-    for name, v in (("--stride", stride), ("--top-k", top), ("--segments", segments), ("--max-frames", max_frames)):
-        if v is not None and v < 1:
-            raise ConfigError(f"{name} must be >= 1, got {v}")
-    if skip_frames is not None and skip_frames < 0:
-        raise ConfigError(f"--skip-frames must be >= 0, got {skip_frames}")
-    if fps is not None:
-        check_finite("--fps", fps, 0, 1000, lo_open=True)
-    spec, runner = load_model(Path(model), providers)
-    step = skip_frames + 1 if skip_frames is not None else max(1, spec.sample_rate)
-    use_flow = "of" in spec.streams
-    backend = _flow_backend(spec, flow) if use_flow else None
-    enc = FlowEncoding.from_dict(spec.encoding) if use_flow else None
-    proc = FrameProcessor(spec.input_size, "rgb" in spec.streams, use_flow, spec.decode, spec.rgb, backend, enc)
-    buf = WindowBuffer(spec.frames, step, spec.arch, spec.streams)
-    stride = stride or max(1, buf.span // 2)
-    emit = on_result or (lambda d: None)
-    writer = None
-    source = open_source(input, fps)
-    info = source.info
-    summary = InferSummary(str(input), str(model), runner.describe(), info.fps)
-    count = min(info.frame_count, max_frames) if info.frame_count and max_frames else info.frame_count
-    expected, plan = _conv_plan(spec, count, step, segments) if info.kind == "file" else (0, {})
-    conv_probs: list[np.ndarray] = []
-    latencies: list[float] = []
-    label_lines: list[str] = ["(filling the window)"]
-
-    def classify(indices: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
-        inputs, src = buf.assemble(indices)
-        t = time.perf_counter()
-        probs = softmax(runner(inputs))[0]
-        latencies.append(time.perf_counter() - t)
-        return probs, src
-
-    def window_result(indices: np.ndarray, probs: np.ndarray, src: tuple[int, int]) -> None:
-        res = {"type": "window", "window": summary.windows, "start_item": int(indices[0]),
-               "start_frame": src[0], "end_frame": src[1], "start_s": round(src[0] / info.fps, 4),
-               "end_s": round((src[1] + 1) / info.fps, 4), "top_k": top_k(probs, spec.classes, top)}
-        summary.windows += 1
-        best = res["top_k"][0]
-        label_lines[:] = [f"{best['label']} {best['score']:.2f}", f"{res['start_s']:.1f}-{res['end_s']:.1f}s"]
-        emit(res)
-
-    def on_item(e: int) -> None:
-        offsets = np.arange(spec.frames, dtype=np.int64) * step
-        done: dict[tuple[int, ...], np.ndarray] = {}
-        first = e - (buf.span - 1)
-        if first >= 0 and first % stride == 0:
-            idx = first + offsets
-            probs, src = classify(idx)
-            done[tuple(idx.tolist())] = probs
-            window_result(idx, probs, src)
-        for row in plan.pop(e, []):
-            key = tuple(row.tolist())
-            conv_probs.append(done[key] if key in done else classify(row)[0])
-
-    from flowprep.serve.annotate import AnnotatedWriter, draw_label
-
-    try:
-        with source:
-            if output is not None:
-                writer = AnnotatedWriter(Path(output), info.fps)
-            for i, frame in enumerate(source):
-                if max_frames is not None and i >= max_frames:
-                    break
-                summary.source_frames += 1
-                item = proc.push(i, frame)
-                if item is not None:
-                    buf.push(item)
-                    on_item(item.index)
-                if writer is not None:
-                    writer.write(draw_label(frame.copy(), label_lines))
-        n = buf.count
-        if n and n < buf.span and summary.windows == 0:
-            # shorter than one window: one window looping over what there is
-            idx = sampling.window(n, 0, spec.frames, step)
-            probs, src = classify(idx)
-            window_result(idx, probs, src)
-        if plan and n:
-            summary.notes.append(f"{expected} items were expected for the clip verdict but {n} came "
-                                 f"(the container's frame count was wrong); "
-                                 f"{sum(map(len, plan.values()))} conv window(s) use the last window instead")
-            last = sampling.window(n, max(0, n - buf.span), spec.frames, step)
-            last_probs = classify(last)[0]
-            conv_probs.extend(last_probs for rows in plan.values() for _ in rows)
-        if conv_probs:
-            mean = np.mean(conv_probs, axis=0)
-            summary.verdict = {"type": "clip", "protocol": "conv", "segments": len(conv_probs),
-                               "frames": summary.source_frames, "duration_s": round(summary.source_frames / info.fps, 4),
-                               "top_k": top_k(mean, spec.classes, top)}
-            emit(summary.verdict)
-    finally:
-        if writer is not None:
-            writer.close()
-            summary.output, summary.output_frames = str(writer.path), writer.frames
-        if backend is not None:
-            backend.close()
-    if summary.source_frames and buf.count == 0:
-        raise ConfigError(f"{input}: {summary.source_frames} frame(s) gave nothing to classify "
-                          "(a flow model needs at least 2 frames)")
-    summary.latency_ms = 1000.0 * float(np.mean(latencies)) if latencies else 0.0
-    summary.seconds = time.perf_counter() - t0
-    return summary
+    cfg = InferConfig(input, model, output, stride, skip_frames, top, fps, flow, segments, max_frames, providers)
+    return InferSession(cfg, on_result).run()

@@ -17,13 +17,15 @@ from typing import Any
 import numpy as np
 
 from flowprep.errors import ConfigError
+from flowprep.train.spec import ARCHS, INPUT_NAMES, OUTPUT_NAME, STREAM_INPUTS, input_shapes
 
 log = logging.getLogger(__name__)
 
 #: preferred ONNX Runtime providers, best first (only those present are used)
 PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-STREAMS = {"rgb": ("rgb",), "of": ("of",), "joint": ("rgb", "of")}
-NAMES = {"rgb": "input_rgb", "of": "input_of"}
+#: model modality -> input streams; input names (both from train.spec, kept here under their old names)
+STREAMS = STREAM_INPUTS
+NAMES = INPUT_NAMES
 
 
 @dataclass
@@ -56,10 +58,8 @@ class ModelSpec:
         return STREAMS[self.modality]
 
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Input name -> shape without batch (same as ``flowprep.train.models.input_shapes``)."""
-        t, s = self.frames, self.input_size
-        return {NAMES[st]: ((3 if st == "rgb" else 2) * t, s, s) if self.arch == "2d"
-                else ((3 if st == "rgb" else 2), t, s, s) for st in self.streams}
+        """Input name -> shape without batch (:func:`flowprep.train.spec.input_shapes`)."""
+        return input_shapes(self.arch, self.modality, self.frames, self.input_size)
 
 
 def spec_from_record(rec: dict[str, Any], source: str) -> ModelSpec:
@@ -67,21 +67,43 @@ def spec_from_record(rec: dict[str, Any], source: str) -> ModelSpec:
     try:
         if rec.get("format") != "flowprep-model":
             raise KeyError("format")
-        if rec["modality"] not in STREAMS or rec["arch"] not in ("2d", "3d"):
+        if rec["modality"] not in STREAMS or rec["arch"] not in ARCHS:
             raise KeyError("modality/arch")
-        return ModelSpec(rec["arch"], rec["modality"], int(rec["frames"]), int(rec.get("sample_rate", 1)),
-                         int(rec["input_size"]), list(rec["classes"]), rec.get("decode"), rec.get("rgb"),
-                         rec.get("flow"), rec.get("encoding"), source, rec)
+        return ModelSpec(
+            rec["arch"],
+            rec["modality"],
+            int(rec["frames"]),
+            int(rec.get("sample_rate", 1)),
+            int(rec["input_size"]),
+            list(rec["classes"]),
+            rec.get("decode"),
+            rec.get("rgb"),
+            rec.get("flow"),
+            rec.get("encoding"),
+            source,
+            rec,
+        )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{source} is not a valid flowprep model record ({exc}); re-export the model "
-                          "with `flowprep export`") from exc
+        raise ConfigError(
+            f"{source} is not a valid flowprep model record ({exc}); re-export the model with `flowprep export`"
+        ) from exc
 
 
 def spec_from_checkpoint(ckpt: dict[str, Any]) -> ModelSpec:
     rec = ckpt.get("dataset_record") or {}
-    return ModelSpec(ckpt["arch"], ckpt["modality"], int(ckpt["frames"]), int(ckpt.get("sample_rate", 1)),
-                     int(ckpt["input_size"]), list(ckpt["classes"]), rec.get("decode"), rec.get("rgb"),
-                     rec.get("flow"), rec.get("encoding"), str(ckpt.get("path", "")))
+    return ModelSpec(
+        ckpt["arch"],
+        ckpt["modality"],
+        int(ckpt["frames"]),
+        int(ckpt.get("sample_rate", 1)),
+        int(ckpt["input_size"]),
+        list(ckpt["classes"]),
+        rec.get("decode"),
+        rec.get("rgb"),
+        rec.get("flow"),
+        rec.get("encoding"),
+        str(ckpt.get("path", "")),
+    )
 
 
 class OnnxRunner:
@@ -104,7 +126,7 @@ class OnnxRunner:
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        out = self.session.run(["fc_pred"], {n: inputs[n] for n in self.input_names})[0]
+        out = self.session.run([OUTPUT_NAME], {n: inputs[n] for n in self.input_names})[0]
         return np.asarray(out, dtype=np.float32)
 
     def describe(self) -> str:
@@ -132,18 +154,36 @@ class TorchRunner:
         return f"pytorch ({self.device})"
 
 
+def onnx_io(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
+    """``(inputs, outputs)`` of an ONNX file: name -> shape without the batch dimension."""
+    import onnx  # lazy: onnx is an optional extra (export)
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError and OSError alike: not a readable model
+        raise ConfigError(f"{path} is not a readable ONNX model: {exc}") from exc
+
+    def dims(v) -> tuple[int, ...]:
+        return tuple(int(d.dim_value) for d in v.type.tensor_type.shape.dim[1:])
+
+    inits = {i.name for i in model.graph.initializer}
+    ins = {v.name: dims(v) for v in model.graph.input if v.name not in inits}
+    return ins, {v.name: dims(v) for v in model.graph.output}
+
+
 def check_onnx_matches(path: Path, spec: ModelSpec) -> None:
     """Raise :class:`ConfigError` unless the ONNX file's inputs/output fit the model record."""
-    from flowprep.export.onnx_export import onnx_io
-
     ins, outs = onnx_io(path)
     want = spec.input_shapes()
     if ins != want:
-        raise ConfigError(f"model/modality mismatch: {path} takes {ins}, but its record describes a "
-                          f"{spec.arch} {spec.modality} model taking {want}; re-export it")
-    if outs.get("fc_pred") != (len(spec.classes),):
-        raise ConfigError(f"model/label mismatch: {path} outputs {outs}, but its record lists "
-                          f"{len(spec.classes)} classes")
+        raise ConfigError(
+            f"model/modality mismatch: {path} takes {ins}, but its record describes a "
+            f"{spec.arch} {spec.modality} model taking {want}; re-export it"
+        )
+    if outs.get(OUTPUT_NAME) != (len(spec.classes),):
+        raise ConfigError(
+            f"model/label mismatch: {path} outputs {outs}, but its record lists {len(spec.classes)} classes"
+        )
 
 
 def load_model(path: Path, providers: list[str] | None = None, threads: int | None = None):
@@ -160,8 +200,10 @@ def load_model(path: Path, providers: list[str] | None = None, threads: int | No
     if path.suffix.lower() == ".onnx":
         rec_path = path.parent / "flowprep_model.json"
         if not rec_path.is_file():
-            raise ConfigError(f"{path} has no flowprep_model.json beside it (frames, classes and flow "
-                              "settings live there); use the folder `flowprep export` wrote")
+            raise ConfigError(
+                f"{path} has no flowprep_model.json beside it (frames, classes and flow "
+                "settings live there); use the folder `flowprep export` wrote"
+            )
         try:
             rec = json.loads(rec_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -185,5 +227,5 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def top_k(probs: np.ndarray, classes: list[str], k: int) -> list[dict[str, Any]]:
     """``[{"label", "index", "score"}, ...]`` best first for one probability vector ``(K,)``."""
-    order = np.argsort(-probs, kind="stable")[:max(1, k)]
+    order = np.argsort(-probs, kind="stable")[: max(1, k)]
     return [{"label": classes[i], "index": int(i), "score": round(float(probs[i]), 6)} for i in order]

@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -62,7 +62,7 @@ class FrameSource:
     def close(self) -> None:
         """Release the device/file. Safe to call twice."""
 
-    def __enter__(self) -> "FrameSource":
+    def __enter__(self) -> FrameSource:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -197,5 +197,7 @@ def open_source(spec: str | Path, fps: float | None = None) -> FrameSource:
     stream.thread_type = "AUTO"
     count = int(stream.frames or 0) or _count_packets(spec)
     rate = fps or _rate(stream) or DEFAULT_FPS
-    return _AvSource(SourceInfo("file", spec, rate, count or None, stream.codec_context.width,
-                                stream.codec_context.height), container)
+    return _AvSource(
+        SourceInfo("file", spec, rate, count or None, stream.codec_context.width, stream.codec_context.height),
+        container,
+    )

@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from flowprep.errors import ConfigError
+from flowprep.flow.base import FlowBackend
 from flowprep.flow.encoding import FlowEncoding, normalize_uint8
+from flowprep.train.spec import CROP_FRACTION  # the evaluation crop of training: 224 of 256
 from flowprep.video.decode import resize_frame, target_size
-
-#: the evaluation crop of :mod:`flowprep.train.data` (``CROP_FRACTION``): 224 of 256
-CROP_FRACTION = 0.875
 
 
 def center_crop_box(h: int, w: int) -> tuple[int, int, int, int]:
@@ -44,7 +44,7 @@ def to_network(img: np.ndarray, size: int) -> np.ndarray:
     import cv2
 
     y0, x0, ch, cw = center_crop_box(img.shape[0], img.shape[1])
-    crop = np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw])
+    crop = np.ascontiguousarray(img[y0 : y0 + ch, x0 : x0 + cw])
     out = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if ch > size else cv2.INTER_LINEAR)
     return out if out.ndim == 3 else out[..., None]
 
@@ -54,9 +54,10 @@ def jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
     import cv2
 
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
+    out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if ok else None
+    if out is None:
         raise ValueError("JPEG encoding failed")
-    return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    return out
 
 
 @dataclass
@@ -76,6 +77,14 @@ class Item:
     flow: np.ndarray | None = None
 
 
+def _stream_image(item: Item, stream: str) -> np.ndarray:
+    """The item's ``rgb`` or ``flow`` (for ``"of"``) image; every item of a window has both it needs."""
+    img = item.rgb if stream == "rgb" else item.flow
+    if img is None:
+        raise ValueError(f"window item {item.index} has no {stream} image")
+    return img
+
+
 class FrameProcessor:
     """Turns source frames into :class:`Item` s (see the module docstring).
 
@@ -88,9 +97,16 @@ class FrameProcessor:
         encoding: the record's flow encoding (required with ``use_flow``).
     """
 
-    def __init__(self, size: int, use_rgb: bool, use_flow: bool, decode: dict[str, Any] | None = None,
-                 rgb_format: dict[str, Any] | None = None, backend: Any = None,
-                 encoding: FlowEncoding | None = None):
+    def __init__(
+        self,
+        size: int,
+        use_rgb: bool,
+        use_flow: bool,
+        decode: dict[str, Any] | None = None,
+        rgb_format: dict[str, Any] | None = None,
+        backend: Any = None,
+        encoding: FlowEncoding | None = None,
+    ):
         decode = decode or {}
         self.size, self.use_rgb, self.use_flow = size, use_rgb, use_flow
         self.short_side = decode.get("short_side")
@@ -99,6 +115,11 @@ class FrameProcessor:
         rgb_format = rgb_format or {}
         self.rgb_jpeg = rgb_format.get("jpeg_quality") if rgb_format.get("image_format") == "jpg" else None
         self.backend, self.encoding = backend, encoding
+        self._flow: tuple[FlowBackend, FlowEncoding] | None = None
+        if use_flow:
+            if backend is None or encoding is None:
+                raise ConfigError("flow pre-processing needs a flow backend and a flow encoding")
+            self._flow = (backend, encoding)
         self._target: tuple[int, int] | None = None
         self._prev: tuple[int, np.ndarray, np.ndarray | None] | None = None  # (src, gray, rgb_net)
         self._k = 0  # dataset frames seen
@@ -114,21 +135,25 @@ class FrameProcessor:
         ds = resize_frame(frame, self._target)
         rgb_net = None
         if self.use_rgb:
-            img = ds if self.rgb_jpeg is None else cv2.cvtColor(
-                jpeg_roundtrip(cv2.cvtColor(ds, cv2.COLOR_RGB2BGR), self.rgb_jpeg), cv2.COLOR_BGR2RGB)
+            img = (
+                ds
+                if self.rgb_jpeg is None
+                else cv2.cvtColor(jpeg_roundtrip(cv2.cvtColor(ds, cv2.COLOR_RGB2BGR), self.rgb_jpeg), cv2.COLOR_BGR2RGB)
+            )
             rgb_net = to_network(img, self.size)
         k = self._k
         self._k += 1
-        if not self.use_flow:
+        if self._flow is None:
             return Item(k, src_index, src_index, rgb=rgb_net)
+        backend, enc = self._flow
         gray = cv2.cvtColor(ds, cv2.COLOR_RGB2GRAY)
         prev, self._prev = self._prev, (src_index, gray, rgb_net)
         if prev is None:
             return None
-        flow = self.backend.calc(prev[1], gray)
-        u, v = self.encoding.encode(flow)
-        if self.encoding.image_format == "jpg":
-            u, v = jpeg_roundtrip(u, self.encoding.jpeg_quality), jpeg_roundtrip(v, self.encoding.jpeg_quality)
+        flow = backend.calc(prev[1], gray)
+        u, v = enc.encode(flow)
+        if enc.image_format == "jpg":
+            u, v = jpeg_roundtrip(u, enc.jpeg_quality), jpeg_roundtrip(v, enc.jpeg_quality)
         uv = to_network(np.stack([u, v], -1), self.size)
         return Item(k - 1, prev[0], src_index, rgb=prev[2], flow=uv)
 
@@ -171,7 +196,7 @@ class WindowBuffer:
         out = {}
         for s in self.streams:
             # (T, S, S, C) -> (C, T, S, S)
-            arr = np.stack([(it.rgb if s == "rgb" else it.flow) for it in its]).transpose(3, 0, 1, 2)
+            arr = np.stack([_stream_image(it, s) for it in its]).transpose(3, 0, 1, 2)
             x = normalize_uint8(np.ascontiguousarray(arr))
             if self.arch == "2d":
                 x = x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])

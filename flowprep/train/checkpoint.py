@@ -31,18 +31,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from flowprep.errors import ConfigError, FlowprepError, writing
-from flowprep.train.models import ARCHS, MODALITIES, build_model
-from flowprep.train.models import streams as model_streams
+from flowprep.errors import CheckpointError, ConfigError, writing  # CheckpointError: also importable here
+from flowprep.train.models import build_model
+from flowprep.train.spec import ARCHS, STREAMS
+from flowprep.train.spec import streams as model_streams
 from flowprep.train.torchfile import load_torch_file
 
 FORMAT = "flowprep-checkpoint"
 VERSION = 1
 REQUIRED = ("arch", "modality", "frames", "sample_rate", "input_size", "classes", "state_dict")
-
-
-class CheckpointError(FlowprepError):
-    """A file that is not a flowprep checkpoint, or one that does not fit what is asked of it."""
 
 
 def save_checkpoint(path: Path, ckpt: dict[str, Any]) -> Path:
@@ -78,33 +75,40 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} does not exist")
     ckpt = load_torch_file(path, CheckpointError, "so not a flowprep checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a flowprep checkpoint (no format {FORMAT!r}); "
-                              "train one with `flowprep train`")
+        raise CheckpointError(
+            f"{path} is not a flowprep checkpoint (no format {FORMAT!r}); train one with `flowprep train`"
+        )
     if int(ckpt.get("version", 0)) > VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {ckpt.get('version')}; this flowprep "
-                              f"reads up to {VERSION}: upgrade flowprep")
+        raise CheckpointError(
+            f"{path} has checkpoint version {ckpt.get('version')}; this flowprep "
+            f"reads up to {VERSION}: upgrade flowprep"
+        )
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path} is an incomplete flowprep checkpoint (missing {missing})")
-    if ckpt["arch"] not in ARCHS or ckpt["modality"] not in MODALITIES:
-        raise CheckpointError(f"{path} holds architecture {ckpt['arch']!r} / modality "
-                              f"{ckpt['modality']!r}; this flowprep knows {ARCHS} x {MODALITIES}")
+    if ckpt["arch"] not in ARCHS or ckpt["modality"] not in STREAMS:
+        raise CheckpointError(
+            f"{path} holds architecture {ckpt['arch']!r} / modality "
+            f"{ckpt['modality']!r}; this flowprep knows {ARCHS} x {STREAMS}"
+        )
     ckpt["path"] = str(path)
     return ckpt
 
 
-def check_compatible(ckpt: dict[str, Any], arch: str | None = None, modality: str | None = None,
-                     frames: int | None = None) -> None:
+def check_compatible(
+    ckpt: dict[str, Any], arch: str | None = None, modality: str | None = None, frames: int | None = None
+) -> None:
     """Raise :class:`CheckpointError` if ``ckpt`` is not the asked architecture/modality/frames."""
     where = ckpt.get("path", "checkpoint")
     for key, want in (("arch", arch), ("modality", modality), ("frames", frames)):
         if want is not None and ckpt[key] != want:
-            raise CheckpointError(f"{where} is a {ckpt['arch']} {ckpt['modality']} model with "
-                                  f"{ckpt['frames']} frames, but {key} {want!r} was asked")
+            raise CheckpointError(
+                f"{where} is a {ckpt['arch']} {ckpt['modality']} model with "
+                f"{ckpt['frames']} frames, but {key} {want!r} was asked"
+            )
 
 
-def model_from_checkpoint(ckpt: dict[str, Any], arch: str | None = None,
-                          modality: str | None = None) -> nn.Module:
+def model_from_checkpoint(ckpt: dict[str, Any], arch: str | None = None, modality: str | None = None) -> nn.Module:
     """The checkpoint's model with its weights, in eval mode, on the CPU.
 
     Args:
@@ -122,17 +126,20 @@ def model_from_checkpoint(ckpt: dict[str, Any], arch: str | None = None,
     try:
         model.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{ckpt.get('path', 'checkpoint')}: weights do not fit a "
-                              f"{ckpt['arch']} {ckpt['modality']} ResNet-18 ({str(exc).splitlines()[0]})"
-                              ) from exc
+        raise CheckpointError(
+            f"{ckpt.get('path', 'checkpoint')}: weights do not fit a "
+            f"{ckpt['arch']} {ckpt['modality']} ResNet-18 ({str(exc).splitlines()[0]})"
+        ) from exc
     return model.eval()
 
 
 #: dataset record fields that decide what a model's inputs look like, per stream it reads
 #: (``flow.device`` is left out: the same backend on another device is the same recipe)
-RECIPE_FIELDS = {"any": ("decode.size", "decode.short_side", "decode.frame_step"),
-                 "rgb": ("rgb.image_format",),
-                 "of": ("flow.name", "flow.params", "encoding")}
+RECIPE_FIELDS = {
+    "any": ("decode.size", "decode.short_side", "decode.frame_step"),
+    "rgb": ("rgb.image_format",),
+    "of": ("flow.name", "flow.params", "encoding"),
+}
 
 
 def _field(record: dict[str, Any], dotted: str) -> Any:

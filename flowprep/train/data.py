@@ -14,9 +14,10 @@ does not do, teaching it that mirrored motion goes the wrong way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -25,12 +26,11 @@ from flowprep.flow.encoding import FlowEncoding, normalize_uint8
 from flowprep.layout.paths import flow_names, rgb_name
 from flowprep.layout.record import SIDES, find_root, has_flow, has_rgb, read_record
 from flowprep.train import sampling
-from flowprep.train.models import streams as model_streams
+from flowprep.train.spec import CROP_FRACTION, CROPS
+from flowprep.train.spec import streams as model_streams
 
-CROPS = ("random", "multiscale", "center", "full")
-#: crop side as a fraction of the short side for "random" and "center": 224/256, TAO's and
-#: torchvision's "resize to 256, crop 224"
-CROP_FRACTION = 0.875
+# CROP_FRACTION (train.spec): crop side as a fraction of the short side for "random" and "center":
+# 224/256, TAO's and torchvision's "resize to 256, crop 224"
 #: TSN's multi-scale crop: width and height each one of these fractions of the short side
 MULTISCALE = (1.0, 0.875, 0.75, 0.66)
 
@@ -76,13 +76,18 @@ def open_dataset(path: Path, modality: str, side: str | None = None) -> tuple[Da
     if side not in SIDES:
         raise DatasetError(f"side must be one of {SIDES}, got {side!r}")
     if record.get("layout", "tao") != "tao":
-        raise DatasetError(f"{root} has the {record.get('layout')} layout; flowprep train reads the "
-                           "TAO layout: rebuild with --layout tao")
+        raise DatasetError(
+            f"{root} has the {record.get('layout')} layout; flowprep train reads the "
+            "TAO layout: rebuild with --layout tao"
+        )
     need_rgb, need_flow = modality in ("rgb", "joint"), modality in ("of", "joint")
     if (need_rgb and not has_rgb(record)) or (need_flow and not has_flow(record)):
-        raise DatasetError(f"{root} was built with modality {record.get('modality')!r}, but a "
-                           f"{modality!r} model needs {'RGB frames and flow' if modality == 'joint' else 'RGB frames' if need_rgb else 'flow'}; "
-                           "rebuild it with --modality both")
+        needs = "RGB frames and flow" if modality == "joint" else "RGB frames" if need_rgb else "flow"
+        raise DatasetError(
+            f"{root} was built with modality {record.get('modality')!r}, but a "
+            f"{modality!r} model needs {needs}; "
+            "rebuild it with --modality both"
+        )
     classes = list(record.get("classes") or [])
     if not classes:
         raise DatasetError(f"{root}: the dataset record lists no classes")
@@ -146,8 +151,9 @@ def _imread(path: Path, color: bool) -> np.ndarray:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise DatasetError(f"cannot read frame {path} ({exc.strerror or exc}); run `flowprep verify` "
-                           "on the dataset") from None
+        raise DatasetError(
+            f"cannot read frame {path} ({exc.strerror or exc}); run `flowprep verify` on the dataset"
+        ) from None
     if not data:
         raise DatasetError(f"frame {path} is empty (0 bytes); run `flowprep verify` on the dataset")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE)
@@ -156,9 +162,16 @@ def _imread(path: Path, color: bool) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if color else img
 
 
-def load_windows(info: DatasetInfo, clip: Clip, streams: Sequence[str], windows: np.ndarray,
-                 size: int, crop: str = "center", hflip: bool = False,
-                 rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+def load_windows(
+    info: DatasetInfo,
+    clip: Clip,
+    streams: Sequence[str],
+    windows: np.ndarray,
+    size: int,
+    crop: str = "center",
+    hflip: bool = False,
+    rng: np.random.Generator | None = None,
+) -> dict[str, np.ndarray]:
     """Read, crop, resize, flip and normalise ``K`` windows of one clip.
 
     Args:
@@ -191,10 +204,15 @@ def load_windows(info: DatasetInfo, clip: Clip, streams: Sequence[str], windows:
         prepared = {}
         for k, img in cache[s].items():
             if img.shape[:2] != first.shape[:2]:
-                raise DatasetError(f"{clip.path}: frame {k} of {s} is {img.shape[1]}x{img.shape[0]}, "
-                                   f"other frames are {first.shape[1]}x{first.shape[0]}")
-            img = cv2.resize(np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw]), (size, size),
-                             interpolation=cv2.INTER_AREA if ch > size else cv2.INTER_LINEAR)
+                raise DatasetError(
+                    f"{clip.path}: frame {k} of {s} is {img.shape[1]}x{img.shape[0]}, "
+                    f"other frames are {first.shape[1]}x{first.shape[0]}"
+                )
+            img = cv2.resize(
+                np.ascontiguousarray(img[y0 : y0 + ch, x0 : x0 + cw]),
+                (size, size),
+                interpolation=cv2.INTER_AREA if ch > size else cv2.INTER_LINEAR,
+            )
             if hflip:
                 img = img[:, ::-1]
                 if s == "of":
@@ -220,9 +238,20 @@ class ClipDataset:
     ``(C, T, S, S)`` in stream order (rgb, then of), ``label`` an int.
     """
 
-    def __init__(self, info: DatasetInfo, clips: Sequence[Clip], modality: str, frames: int,
-                 sample_rate: int, size: int, train: bool, crop: str = "random",
-                 hflip: float = 0.5, seed: int = 0, labels: Sequence[int] | None = None):
+    def __init__(
+        self,
+        info: DatasetInfo,
+        clips: Sequence[Clip],
+        modality: str,
+        frames: int,
+        sample_rate: int,
+        size: int,
+        train: bool,
+        crop: str = "random",
+        hflip: float = 0.5,
+        seed: int = 0,
+        labels: Sequence[int] | None = None,
+    ):
         if crop not in CROPS:
             raise DatasetError(f"crop must be one of {CROPS}, got {crop!r}")
         self.info, self.clips, self.streams = info, list(clips), model_streams(modality)

@@ -17,110 +17,35 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from tqdm import tqdm
 
-from flowprep.errors import ConfigError, DatasetError, writing
-from flowprep.layout.record import find_root, json_safe
-from flowprep.limits import check_count, check_finite
+from flowprep.errors import ConfigError, writing
+from flowprep.layout.record import json_safe
 from flowprep.train import checkpoint as ckpt_mod
-from flowprep.train.data import CROPS, ClipDataset, open_dataset, to_model_inputs
-from flowprep.train.models import ARCHS, MODALITIES, build_model, init_from_imagenet
+from flowprep.train.config import TrainConfig, TrainSummary, out_inside_dataset
+from flowprep.train.data import Clip, ClipDataset, DatasetInfo, open_dataset, to_model_inputs
+from flowprep.train.models import build_model, init_from_imagenet
+from flowprep.train.spec import OPTIMIZERS
 
 log = logging.getLogger(__name__)
-OPTIMIZERS = ("sgd", "adamw")
-
-
-@dataclass
-class TrainConfig:
-    """Training options (CLI: ``flowprep train``). Defaults follow TAO's action-recognition spec
-    where it has one (SGD momentum 0.9, weight decay 5e-4, steps at 15 and 25 x0.1, dropout 0.5,
-    flip 0.5, lr 0.01 as in TAO's sample specs)."""
-
-    dataset: Path
-    out: Path
-    arch: str = "2d"
-    modality: str = "rgb"
-    frames: int = 32
-    sample_rate: int = 1
-    input_size: int = 224
-    epochs: int = 30
-    batch_size: int = 8
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_steps: list[int] = field(default_factory=lambda: [15, 25])
-    lr_decay: float = 0.1
-    clip_grad: float = 0.0          # max gradient L2 norm; 0 = off (TAO's default)
-    dropout: float = 0.5
-    crop: str = "random"
-    hflip: float = 0.5
-    amp: bool = True                # only on CUDA
-    workers: int = 2
-    seed: int = 0
-    resume: bool = False
-    imagenet: Path | None = None    # torchvision ResNet-18 state_dict
-    device: str = "auto"
-    shuffle_labels: bool = False    # sanity check: should not generalise
-    progress: bool = True
-
-    def validate(self) -> None:
-        if self.arch not in ARCHS or self.modality not in MODALITIES:
-            raise ConfigError(f"--arch must be one of {ARCHS} and --modality one of {MODALITIES}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"--optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.crop not in CROPS:
-            raise ConfigError(f"--crop must be one of {CROPS}, got {self.crop!r}")
-        for name in ("frames", "sample_rate", "epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.input_size < 32:
-            raise ConfigError(f"--input-size must be >= 32 (ResNet downsamples 32x), got {self.input_size}")
-        if not 0 <= self.hflip <= 1 or not 0 <= self.dropout < 1:
-            raise ConfigError("--hflip must be in [0, 1] and --dropout in [0, 1)")
-        self._check_numbers()
-        inside = out_inside_dataset(self.dataset, self.out)
-        if inside:
-            raise ConfigError(inside)
-
-    def _check_numbers(self) -> None:
-        """Finite numbers in range (nan passes every ``<``/``>`` test above), sizes with a ceiling."""
-        for name, lo, hi in (("frames", 1, 4096), ("sample_rate", 1, 1000), ("input_size", 32, 1024),
-                             ("epochs", 1, 100_000), ("batch_size", 1, 4096), ("workers", 0, 256)):
-            check_count(f"--{name.replace('_', '-')}", getattr(self, name), lo, hi)
-        check_finite("--lr", self.lr, 0, 10, lo_open=True)
-        check_finite("--momentum", self.momentum, 0, 1, hi_open=True)
-        check_finite("--weight-decay", self.weight_decay, 0, 1)
-        check_finite("--lr-decay", self.lr_decay, 0, 1, lo_open=True)
-        check_finite("--clip-grad", self.clip_grad, 0)
-        check_finite("--hflip", self.hflip, 0, 1)
-        check_finite("--dropout", self.dropout, 0, 1, hi_open=True)
-        for step in self.lr_steps:
-            check_count("--lr-steps", step, 1, 100_000)
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
-
-
-def out_inside_dataset(dataset: Path, out: Path) -> str | None:
-    """Why ``out`` may not hold a run, or None: inside the dataset's ``train/``, ``val/`` or
-    ``rawframes/`` a run folder would be listed as a class (TAO lists them) and fail ``verify``."""
-    try:
-        root = find_root(Path(dataset)).resolve()
-    except DatasetError:
-        return None  # not a dataset: open_dataset says so
-    target = Path(out).resolve()
-    for top in ("train", "val", "rawframes"):
-        if target.is_relative_to(root / top):
-            return f"--out {out} is inside the dataset's {top}/ folder, which holds only class folders; " \
-                   "choose a folder outside it"
-    return None
+__all__ = [
+    "OPTIMIZERS",
+    "TrainConfig",
+    "TrainSummary",
+    "evaluate_epoch",
+    "out_inside_dataset",
+    "train",
+    "train_one_epoch",
+]
 
 
 def _dist_setup(device: str) -> tuple[int, int, torch.device]:
@@ -130,8 +55,6 @@ def _dist_setup(device: str) -> tuple[int, int, torch.device]:
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda asked, but torch sees no CUDA device")
     if world > 1:
-        import torch.distributed as dist
-
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if cuda:  # NCCL's recommended order: bind the device before creating the process group
             torch.cuda.set_device(local)
@@ -152,43 +75,60 @@ def _rng_state() -> dict[str, Any]:
 def _all_sum(values: list[float], world: int, device: torch.device) -> list[float]:
     if world == 1:
         return values
-    import torch.distributed as dist
-
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
 
 
-def _run_epoch(model: nn.Module, loader, arch: str, device: torch.device, opt=None, scaler=None,
-               clip_grad: float = 0.0, bar=None) -> tuple[float, float, int]:
+def _step(
+    model: nn.Module,
+    loss: torch.Tensor,
+    count: int,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    clip_grad: float,
+) -> None:
+    """One optimiser step on the batch mean of a summed ``loss`` (fp16 loss scaling with ``scaler``)."""
+    opt.zero_grad(set_to_none=True)
+    batch_loss = loss / count
+    if scaler is not None:
+        scaler.scale(batch_loss).backward()
+        scaler.unscale_(opt)
+    else:
+        batch_loss.backward()
+    if clip_grad > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    if scaler is not None:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+
+
+def _run_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    arch: str,
+    device: torch.device,
+    opt: torch.optim.Optimizer | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    clip_grad: float = 0.0,
+    bar: Any = None,
+) -> tuple[float, float, int]:
     """One pass; trains when ``opt`` is given. Returns (loss sum, correct, count) on this rank."""
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     loss_sum, correct, count = 0.0, 0.0, 0
-    train = opt is not None
-    model.train(train)
-    amp = scaler is not None
-    with torch.set_grad_enabled(train):
+    training = opt is not None
+    model.train(training)
+    with torch.set_grad_enabled(training):
         for inputs, labels in loader:
             xs = [x.to(device, non_blocking=True) for x in to_model_inputs(inputs, arch)]
             labels = labels.to(device)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            with torch.autocast(device.type, dtype=torch.float16, enabled=scaler is not None):
                 logits = model(*xs)
                 loss = loss_fn(logits.float(), labels)
-            if train:
-                opt.zero_grad(set_to_none=True)
-                batch_loss = loss / labels.numel()
-                if amp:
-                    scaler.scale(batch_loss).backward()
-                    scaler.unscale_(opt)
-                else:
-                    batch_loss.backward()
-                if clip_grad > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-                if amp:
-                    scaler.step(opt)
-                    scaler.update()
-                else:
-                    opt.step()
+            if opt is not None:
+                _step(model, loss, labels.numel(), opt, scaler, clip_grad)
             loss_sum += float(loss.detach())
             correct += float((logits.argmax(1) == labels).sum())
             count += labels.numel()
@@ -198,143 +138,273 @@ def _run_epoch(model: nn.Module, loader, arch: str, device: torch.device, opt=No
     return loss_sum, correct, count
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train a model on ``cfg.dataset`` and write checkpoints and a log to ``cfg.out``.
+@dataclass
+class _Data:
+    """The datasets and loaders of a run (this rank's share)."""
 
-    Returns:
-        ``{"best_acc": float, "epochs": int, "last": path, "best": path, "log": path,
-        "clips_per_s": float}`` (throughput of the last epoch's training pass, all ranks).
+    info: DatasetInfo
+    train_ds: ClipDataset
+    sampler: DistributedSampler
+    train_dl: DataLoader
+    val_dl: DataLoader
+    per_rank: int  # training clips per rank per epoch
 
-    Raises:
-        ConfigError: contradicting options, an existing run without ``resume``, a resume that
-            does not match (architecture, modality, frames, classes, or the dataset's recipe:
-            see :func:`flowprep.train.checkpoint.recipe_differences`). DatasetError: see :func:`flowprep.train.data.open_dataset`.
-        CheckpointError: a ``last.pt`` that is not a compatible checkpoint.
-    """
-    from torch.utils.data import DataLoader, DistributedSampler
-    from tqdm import tqdm
 
-    cfg.validate()
+@dataclass
+class _Model:
+    """The model and what optimises it; ``net`` is the DDP wrapper under torchrun, else ``model``."""
+
+    model: nn.Module
+    net: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.MultiStepLR
+    scaler: torch.amp.GradScaler | None
+
+
+def _run_paths(cfg: TrainConfig) -> tuple[Path, Path, Path]:
+    """``(last.pt, best.pt, log.jsonl)`` of the run folder, after checking it fits ``cfg.resume``."""
     out = Path(cfg.out)
     last_path, best_path, log_path = out / "last.pt", out / "best.pt", out / "log.jsonl"
     if last_path.exists() and not cfg.resume:
-        raise ConfigError(f"{out} already holds a run (last.pt); pass --resume to continue it "
-                          "or choose another --out")
+        raise ConfigError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
     if cfg.resume and not last_path.exists():
         raise ConfigError(f"--resume: {last_path} does not exist")
-    info, train_clips = open_dataset(cfg.dataset, cfg.modality, "train")
-    _, val_clips = open_dataset(cfg.dataset, cfg.modality, "val")
-    rank, world, device = _dist_setup(cfg.device)
+    return last_path, best_path, log_path
 
+
+def _open_data(
+    cfg: TrainConfig,
+    info: DatasetInfo,
+    train_clips: list[Clip],
+    val_clips: list[Clip],
+    rank: int,
+    world: int,
+    device: torch.device,
+) -> _Data:
+    """Datasets, the distributed sampler and the loaders (validation: every clip once over all ranks)."""
     labels = [c.label for c in train_clips]
     if cfg.shuffle_labels:
         labels = np.random.default_rng([cfg.seed, 7]).permutation(labels).tolist()
-    train_ds = ClipDataset(info, train_clips, cfg.modality, cfg.frames, cfg.sample_rate, cfg.input_size,
-                           True, cfg.crop, cfg.hflip, cfg.seed, labels)
+    train_ds = ClipDataset(
+        info,
+        train_clips,
+        cfg.modality,
+        cfg.frames,
+        cfg.sample_rate,
+        cfg.input_size,
+        True,
+        cfg.crop,
+        cfg.hflip,
+        cfg.seed,
+        labels,
+    )
     val_ds = ClipDataset(info, val_clips, cfg.modality, cfg.frames, cfg.sample_rate, cfg.input_size, False)
-    sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
+    # ClipDataset is map-style without subclassing torch's Dataset (train.data stays torch-free)
+    train_map, val_map = cast("Dataset[Any]", train_ds), cast("Dataset[Any]", val_ds)
+    sampler: DistributedSampler = DistributedSampler(
+        train_map, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed
+    )
     per_rank = -(-len(train_ds) // world)
-    train_dl = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                          drop_last=per_rank > cfg.batch_size, pin_memory=device.type == "cuda")
+    train_dl: DataLoader = DataLoader(
+        train_map,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        drop_last=per_rank > cfg.batch_size,
+        pin_memory=device.type == "cuda",
+    )
     # validation: every clip exactly once over all ranks (no padding duplicates)
-    val_dl = DataLoader(torch.utils.data.Subset(val_ds, list(range(rank, len(val_ds), world))),
-                        batch_size=cfg.batch_size, num_workers=cfg.workers)
+    val_dl: DataLoader = DataLoader(
+        Subset(val_map, list(range(rank, len(val_ds), world))), batch_size=cfg.batch_size, num_workers=cfg.workers
+    )
+    return _Data(info, train_ds, sampler, train_dl, val_dl, per_rank)
 
+
+def _make_model(cfg: TrainConfig, num_classes: int, device: torch.device) -> _Model:
+    """A seeded model (ImageNet-initialised when asked and not resuming), optimiser, schedule, scaler."""
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, cfg.modality, len(info.classes), cfg.frames, cfg.dropout)
+    model = build_model(cfg.arch, cfg.modality, num_classes, cfg.frames, cfg.dropout)
     if cfg.imagenet is not None and not cfg.resume:
         skipped = init_from_imagenet(model, cfg.imagenet)
         log.info("initialised from %s (fresh: %s)", cfg.imagenet, ", ".join(skipped))
     model.to(device)
+    opt: torch.optim.Optimizer
     if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                              weight_decay=cfg.weight_decay)
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.lr_steps), gamma=cfg.lr_decay)
     scaler = torch.amp.GradScaler("cuda") if cfg.amp and device.type == "cuda" else None
+    return _Model(model, model, opt, sched, scaler)
 
-    start, best_acc = 0, -1.0
-    if cfg.resume:
-        ck = ckpt_mod.load_checkpoint(last_path)
-        ckpt_mod.check_compatible(ck, cfg.arch, cfg.modality, cfg.frames)
-        if ck["classes"] != info.classes:
-            raise ConfigError(f"--resume: {last_path} was trained on classes {ck['classes']}, "
-                              f"the dataset has {info.classes}")
-        changed = [f"--{k.replace('_', '-')} {ck.get(k)} -> {v}" for k, v in
-                   (("sample_rate", cfg.sample_rate), ("input_size", cfg.input_size)) if ck.get(k) != v]
-        if changed:
-            raise ConfigError(f"--resume: {last_path} was trained with other options ({', '.join(changed)}); "
-                              "resume with the same ones")
-        diffs = ckpt_mod.recipe_differences(ck, info.record)
-        if diffs:
-            raise ConfigError(f"--resume: {info.root} was built differently from the data {last_path} "
-                              f"was trained on (checkpoint != dataset): {'; '.join(diffs)}")
-        model.load_state_dict(ck["state_dict"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        if scaler is not None and ck.get("scaler"):
-            scaler.load_state_dict(ck["scaler"])
-        start, best_acc = int(ck["epoch"]), float(ck["best_acc"])
-        if rank == 0 and log_path.exists():
-            # drop epochs logged after the checkpoint was written (interrupted in between)
-            kept = [ln for ln in log_path.read_text().splitlines() if _logged_epoch(ln) <= start]
-            log_path.write_text("".join(ln + "\n" for ln in kept))
-    net: nn.Module = model
+
+def _check_resumable(cfg: TrainConfig, ck: dict[str, Any], last_path: Path, info: DatasetInfo) -> None:
+    """Raise :class:`ConfigError` unless ``last.pt`` continues with these options and this dataset."""
+    ckpt_mod.check_compatible(ck, cfg.arch, cfg.modality, cfg.frames)
+    if ck["classes"] != info.classes:
+        raise ConfigError(
+            f"--resume: {last_path} was trained on classes {ck['classes']}, the dataset has {info.classes}"
+        )
+    changed = [
+        f"--{k.replace('_', '-')} {ck.get(k)} -> {v}"
+        for k, v in (("sample_rate", cfg.sample_rate), ("input_size", cfg.input_size))
+        if ck.get(k) != v
+    ]
+    if changed:
+        raise ConfigError(
+            f"--resume: {last_path} was trained with other options ({', '.join(changed)}); resume with the same ones"
+        )
+    diffs = ckpt_mod.recipe_differences(ck, info.record)
+    if diffs:
+        raise ConfigError(
+            f"--resume: {info.root} was built differently from the data {last_path} "
+            f"was trained on (checkpoint != dataset): {'; '.join(diffs)}"
+        )
+
+
+def _resume(
+    cfg: TrainConfig, m: _Model, info: DatasetInfo, last_path: Path, log_path: Path, rank: int
+) -> tuple[int, float]:
+    """Load ``last.pt`` into ``m``; returns ``(epochs done, best accuracy)``. Rank 0 also drops log
+    lines of epochs logged after the checkpoint was written (interrupted in between)."""
+    ck = ckpt_mod.load_checkpoint(last_path)
+    _check_resumable(cfg, ck, last_path, info)
+    m.model.load_state_dict(ck["state_dict"])
+    m.opt.load_state_dict(ck["optimizer"])
+    m.sched.load_state_dict(ck["scheduler"])
+    if m.scaler is not None and ck.get("scaler"):
+        m.scaler.load_state_dict(ck["scaler"])
+    start = int(ck["epoch"])
+    if rank == 0 and log_path.exists():
+        kept = [ln for ln in log_path.read_text().splitlines() if _logged_epoch(ln) <= start]
+        log_path.write_text("".join(ln + "\n" for ln in kept))
+    return start, float(ck["best_acc"])
+
+
+def train_one_epoch(
+    cfg: TrainConfig, epoch: int, data: _Data, m: _Model, rank: int, world: int, device: torch.device
+) -> tuple[float, float, int, float]:
+    """Train one epoch (re-seeded from ``(seed, epoch, rank)`` for exact resumption), then step the
+    schedule. Returns ``(loss sum, correct, count, seconds)`` summed over all ranks."""
+    torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + rank)
+    data.sampler.set_epoch(epoch)
+    data.train_ds.set_epoch(epoch)
+    bar = tqdm(
+        total=len(data.train_dl) * cfg.batch_size if data.train_dl.drop_last else data.per_rank,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        unit="clip",
+        leave=False,
+        disable=not cfg.progress or rank != 0,
+    )
+    t0 = time.perf_counter()
+    sums = _run_epoch(m.net, data.train_dl, cfg.arch, device, m.opt, m.scaler, cfg.clip_grad, bar)
+    tl, tc, tn = _all_sum(list(sums), world, device)
+    elapsed = time.perf_counter() - t0
+    bar.close()
+    m.sched.step()
+    return tl, tc, int(tn), elapsed
+
+
+def evaluate_epoch(
+    model: nn.Module, loader: DataLoader, arch: str, world: int, device: torch.device
+) -> tuple[float, float, int]:
+    """Validation pass: ``(loss sum, correct, count)`` summed over all ranks."""
+    vl, vc, vn = _all_sum(list(_run_epoch(model, loader, arch, device)), world, device)
+    return vl, vc, int(vn)
+
+
+def _checkpoint(cfg: TrainConfig, info: DatasetInfo, m: _Model, epoch: int, best_acc: float) -> dict[str, Any]:
+    """The checkpoint dict after ``epoch`` (0-based) (see :mod:`flowprep.train.checkpoint`)."""
+    return {
+        "arch": cfg.arch,
+        "modality": cfg.modality,
+        "frames": cfg.frames,
+        "sample_rate": cfg.sample_rate,
+        "input_size": cfg.input_size,
+        "classes": info.classes,
+        "state_dict": m.model.state_dict(),
+        "dataset_record": _record_without_clips(info.record),
+        "epoch": epoch + 1,
+        "best_acc": best_acc,
+        "optimizer": m.opt.state_dict(),
+        "scheduler": m.sched.state_dict(),
+        "scaler": m.scaler.state_dict() if m.scaler else None,
+        "rng_state": _rng_state(),
+        "args": cfg.to_json(),
+    }
+
+
+def _save_epoch(paths: tuple[Path, Path, Path], ck: dict[str, Any], entry: dict[str, Any], improved: bool) -> None:
+    """Write ``best.pt`` (when ``improved``), the log line, then ``last.pt``.
+
+    last.pt is the commit point of an epoch, so it is written last: interrupted before it, --resume
+    redoes the epoch (identically) and rewrites best.pt and the log line; the resume drops log lines
+    of epochs after last.pt.
+    """
+    last_path, best_path, log_path = paths
+    if improved:
+        ckpt_mod.save_checkpoint(best_path, ck)
+    with writing(log_path), open(log_path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(json_safe(entry), allow_nan=False) + "\n")
+    ckpt_mod.save_checkpoint(last_path, ck)
+
+
+def train(cfg: TrainConfig) -> TrainSummary:
+    """Train a model on ``cfg.dataset`` and write checkpoints and a log to ``cfg.out``.
+
+    Returns:
+        A :class:`TrainSummary`; ``clips_per_s`` is the throughput of the last epoch's training pass,
+        all ranks together.
+
+    Raises:
+        ConfigError: contradicting options, an existing run without ``resume``, a resume that
+            does not match (architecture, modality, frames, classes, or the dataset's recipe:
+            see :func:`flowprep.train.checkpoint.recipe_differences`).
+        DatasetError: see :func:`flowprep.train.data.open_dataset`.
+        CheckpointError: a ``last.pt`` that is not a compatible checkpoint.
+    """
+    cfg.validate()  # again: a config may have been changed since it was created
+    paths = _run_paths(cfg)
+    info, train_clips = open_dataset(cfg.dataset, cfg.modality, "train")
+    _, val_clips = open_dataset(cfg.dataset, cfg.modality, "val")
+    rank, world, device = _dist_setup(cfg.device)
+    data = _open_data(cfg, info, train_clips, val_clips, rank, world, device)
+    m = _make_model(cfg, len(info.classes), device)
+    start, best_acc = _resume(cfg, m, info, paths[0], paths[2], rank) if cfg.resume else (0, -1.0)
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
+        m.net = nn.parallel.DistributedDataParallel(
+            m.model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     clips_per_s = 0.0
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
     for epoch in range(start, cfg.epochs):
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + rank)
-        sampler.set_epoch(epoch)
-        train_ds.set_epoch(epoch)
-        lr = opt.param_groups[0]["lr"]
-        bar = tqdm(total=len(train_dl) * cfg.batch_size if train_dl.drop_last else per_rank,
-                   desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="clip", leave=False,
-                   disable=not cfg.progress or rank != 0)
-        t0 = time.perf_counter()
-        tl, tc, tn = _all_sum(list(_run_epoch(net, train_dl, cfg.arch, device, opt, scaler, cfg.clip_grad, bar)),
-                              world, device)
-        elapsed = time.perf_counter() - t0
-        bar.close()
-        sched.step()
-        vl, vc, vn = _all_sum(list(_run_epoch(model, val_dl, cfg.arch, device)), world, device)
+        lr = m.opt.param_groups[0]["lr"]
+        tl, tc, tn, elapsed = train_one_epoch(cfg, epoch, data, m, rank, world, device)
+        vl, vc, vn = evaluate_epoch(m.model, data.val_dl, cfg.arch, world, device)
         clips_per_s = tn / max(elapsed, 1e-9)
         val_acc = vc / max(vn, 1)
         improved = val_acc > best_acc
         best_acc = max(best_acc, val_acc)
-        entry = {"epoch": epoch + 1, "lr": lr, "train_loss": tl / max(tn, 1), "train_acc": tc / max(tn, 1),
-                 "val_loss": vl / max(vn, 1), "val_acc": val_acc, "best_acc": best_acc,
-                 "train_clips_per_s": round(clips_per_s, 3), "world_size": world}
+        entry = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": tl / max(tn, 1),
+            "train_acc": tc / max(tn, 1),
+            "val_loss": vl / max(vn, 1),
+            "val_acc": val_acc,
+            "best_acc": best_acc,
+            "train_clips_per_s": round(clips_per_s, 3),
+            "world_size": world,
+        }
         if rank == 0:
-            ck = {"arch": cfg.arch, "modality": cfg.modality, "frames": cfg.frames,
-                  "sample_rate": cfg.sample_rate, "input_size": cfg.input_size, "classes": info.classes,
-                  "state_dict": model.state_dict(), "dataset_record": _record_without_clips(info.record),
-                  "epoch": epoch + 1, "best_acc": best_acc, "optimizer": opt.state_dict(),
-                  "scheduler": sched.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                  "rng_state": _rng_state(), "args": cfg.to_json()}
-            # last.pt is the commit point of an epoch, so it is written last: interrupted before it,
-            # --resume redoes the epoch (identically) and rewrites best.pt and the log line; the
-            # resume drops log lines of epochs after last.pt.
-            if improved:
-                ckpt_mod.save_checkpoint(best_path, ck)
-            with writing(log_path), open(log_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(json_safe(entry), allow_nan=False) + "\n")
-            ckpt_mod.save_checkpoint(last_path, ck)
+            _save_epoch(paths, _checkpoint(cfg, info, m, epoch, best_acc), entry, improved)
             log.info("epoch %d: %s", epoch + 1, entry)
         if world > 1:
-            import torch.distributed as dist
-
             dist.barrier()
     if world > 1:
-        import torch.distributed as dist
-
         dist.destroy_process_group()
-    return {"best_acc": best_acc, "epochs": cfg.epochs, "last": str(last_path), "best": str(best_path),
-            "log": str(log_path), "clips_per_s": clips_per_s, "rank": rank}
+    return TrainSummary(best_acc, cfg.epochs, paths[0], paths[1], paths[2], clips_per_s, rank)
 
 
 def _logged_epoch(line: str) -> float:

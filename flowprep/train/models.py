@@ -28,17 +28,33 @@ models prefix them with ``rgb.`` / ``of.``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from flowprep.errors import ConfigError
+from flowprep.train.spec import ARCHS, CHANNELS, INPUT_NAMES, STREAMS, input_shapes, stream_channels, streams
+from flowprep.train.spec import check_model as _check
 from flowprep.train.torchfile import load_torch_file
 
-ARCHS = ("2d", "3d")
-MODALITIES = ("rgb", "of", "joint")
-CHANNELS = {"rgb": 3, "of": 2}
-INPUT_NAMES = {"rgb": "input_rgb", "of": "input_of"}
+#: the model's input streams (kept under its old name; the dataset's modality is another thing)
+MODALITIES = STREAMS
+__all__ = [
+    "ARCHS",
+    "CHANNELS",
+    "INPUT_NAMES",
+    "MODALITIES",
+    "STREAMS",
+    "BasicBlock",
+    "JointModel",
+    "ResNet18",
+    "build_model",
+    "init_from_imagenet",
+    "input_shapes",
+    "stream_channels",
+    "streams",
+]
 
 
 def _conv(dims: int, cin: int, cout: int, k: int, stride: int = 1, pad: int = 0) -> nn.Module:
@@ -81,11 +97,21 @@ class ResNet18(nn.Module):
     frames reach the head as 8. Global average pooling makes any ``T >= 1`` and ``H, W >= 32`` valid.
     """
 
+    # made in a loop by setattr: declared for type checkers
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, dims: int, in_channels: int, num_classes: int, dropout: float = 0.0):
         super().__init__()
         if dims not in (2, 3):
             raise ConfigError(f"ResNet18 dims must be 2 or 3, got {dims}")
         self.dims = dims
+        # the 2D and 3D layers are different classes with one role each
+        self.conv1: nn.Module
+        self.maxpool: nn.Module
+        self.avgpool: nn.Module
         if dims == 2:
             self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
             self.maxpool = nn.MaxPool2d(3, 2, 1)
@@ -99,8 +125,7 @@ class ResNet18(nn.Module):
         widths, cin = (64, 128, 256, 512), 64
         for i, w in enumerate(widths):
             stride = 1 if i == 0 else 2
-            setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(dims, cin, w, stride),
-                                                          BasicBlock(dims, w, w, 1)))
+            setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(dims, cin, w, stride), BasicBlock(dims, w, w, 1)))
             cin = w
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(512, num_classes)
@@ -129,25 +154,7 @@ class JointModel(nn.Module):
         return (self.rgb(rgb) + self.of(of)) * 0.5
 
 
-def _check(arch: str, modality: str) -> None:
-    if arch not in ARCHS:
-        raise ConfigError(f"architecture must be one of {ARCHS}, got {arch!r}")
-    if modality not in MODALITIES:
-        raise ConfigError(f"modality must be one of {MODALITIES}, got {modality!r}")
-
-
-def stream_channels(arch: str, stream: str, frames: int) -> int:
-    """Input channels of one stream (``"rgb"`` or ``"of"``): C for 3D, C*T for 2D."""
-    return CHANNELS[stream] * (frames if arch == "2d" else 1)
-
-
-def streams(modality: str) -> tuple[str, ...]:
-    """The streams of a modality, in forward-argument order: ``("rgb",)``, ``("of",)`` or both."""
-    return ("rgb", "of") if modality == "joint" else (modality,)
-
-
-def build_model(arch: str, modality: str, num_classes: int, frames: int = 32,
-                dropout: float = 0.0) -> nn.Module:
+def build_model(arch: str, modality: str, num_classes: int, frames: int = 32, dropout: float = 0.0) -> nn.Module:
     """A freshly initialised model (see the module docstring for inputs and outputs).
 
     Args:
@@ -161,25 +168,16 @@ def build_model(arch: str, modality: str, num_classes: int, frames: int = 32,
     if num_classes < 1 or frames < 1:
         raise ConfigError(f"need num_classes >= 1 and frames >= 1, got {num_classes} and {frames}")
     dims = 2 if arch == "2d" else 3
-    nets = {s: ResNet18(dims, stream_channels(arch, s, frames), num_classes, dropout)
-            for s in streams(modality)}
+    nets = {s: ResNet18(dims, stream_channels(arch, s, frames), num_classes, dropout) for s in streams(modality)}
     model = JointModel(nets["rgb"], nets["of"]) if modality == "joint" else nets[modality]
-    model.flowprep_meta = {"arch": arch, "modality": modality, "frames": frames,
-                           "num_classes": num_classes}
+    # nn.Module's attribute typing knows only tensors and modules; this is a plain dict
+    model.flowprep_meta = {
+        "arch": arch,
+        "modality": modality,
+        "frames": frames,  # type: ignore[assignment]
+        "num_classes": num_classes,
+    }
     return model
-
-
-def input_shapes(arch: str, modality: str, frames: int = 32, size: int = 224) -> dict[str, tuple[int, ...]]:
-    """Input name -> shape without batch, in forward-argument order.
-
-    e.g. ``input_shapes("2d", "of")`` -> ``{"input_of": (64, 224, 224)}``; names are TAO's.
-    """
-    _check(arch, modality)
-    out: dict[str, tuple[int, ...]] = {}
-    for s in streams(modality):
-        c = CHANNELS[s]
-        out[INPUT_NAMES[s]] = (c * frames, size, size) if arch == "2d" else (c, frames, size, size)
-    return out
 
 
 def _adapt_stem(w: torch.Tensor, stream: str, arch: str, frames: int, kt: int) -> torch.Tensor:
@@ -215,7 +213,7 @@ def init_from_imagenet(model: nn.Module, path: Path) -> list[str]:
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or "conv1.weight" not in sd or "layer4.1.bn2.weight" not in sd:
         raise ConfigError(f"{path} is not a torchvision ResNet-18 state_dict (no conv1/layer4 weights)")
-    meta = model.flowprep_meta
+    meta = cast("dict[str, Any]", model.flowprep_meta)
     prefixes = {"rgb": "rgb.", "of": "of."} if meta["modality"] == "joint" else {meta["modality"]: ""}
     target = model.state_dict()
     missing = []
@@ -224,7 +222,7 @@ def init_from_imagenet(model: nn.Module, path: Path) -> list[str]:
         for name, cur in target.items():
             if not name.startswith(pre):
                 continue
-            key = name[len(pre):]
+            key = name[len(pre) :]
             src = sd.get(key)
             if key.startswith("fc.") or src is None:
                 missing.append(name)
@@ -235,8 +233,10 @@ def init_from_imagenet(model: nn.Module, path: Path) -> list[str]:
             elif src.dim() == 4 and cur.dim() == 5:
                 src = src.unsqueeze(2).repeat(1, 1, cur.shape[2], 1, 1) / cur.shape[2]
             if tuple(src.shape) != tuple(cur.shape):
-                raise ConfigError(f"{path}: {key} has shape {tuple(src.shape)}, the model needs "
-                                  f"{tuple(cur.shape)}; is it a ResNet-18?")
+                raise ConfigError(
+                    f"{path}: {key} has shape {tuple(src.shape)}, the model needs "
+                    f"{tuple(cur.shape)}; is it a ResNet-18?"
+                )
             new[name] = src
     model.load_state_dict(new, strict=False)
     return missing

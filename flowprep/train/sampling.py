@@ -58,8 +58,7 @@ def center_indices(n: int, frames: int, sample_rate: int = 1) -> np.ndarray:
     return window(n, max(0, (n - span(frames, sample_rate)) // 2), frames, sample_rate)
 
 
-def conv_indices(n: int, frames: int, sample_rate: int = 1,
-                 segments: int = CONV_SEGMENTS) -> np.ndarray:
+def conv_indices(n: int, frames: int, sample_rate: int = 1, segments: int = CONV_SEGMENTS) -> np.ndarray:
     """Windows centred on ``segments`` equal parts of the clip, one per segment.
 
     Segment ``i`` is ``[i * n / segments, (i + 1) * n / segments)``; its window is centred on the

@@ -55,8 +55,10 @@ def load_torch_file(path: Path, error: type[FlowprepError], then: str = "") -> A
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only" in str(exc).lower():
-            raise error(f"{path} holds Python objects other than tensors and plain containers; "
-                        f"flowprep only loads such files with weights_only=True{tail}") from exc
+            raise error(
+                f"{path} holds Python objects other than tensors and plain containers; "
+                f"flowprep only loads such files with weights_only=True{tail}"
+            ) from exc
         raise error(f"{path} is a damaged or foreign pickle file, not a loadable PyTorch file{tail}") from exc
     except Exception as exc:  # zip/storage/pickle errors of many types: all mean "damaged"
         kind = "zip archive" if head == ZIP_MAGIC else "pickle file"

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from flowprep.errors import ConfigError, DecodeError
 
 
-def target_size(width: int, height: int, short_side: int | None = None,
-                size: tuple[int, int] | None = None) -> tuple[int, int]:
+def target_size(
+    width: int, height: int, short_side: int | None = None, size: tuple[int, int] | None = None
+) -> tuple[int, int]:
     """Output ``(width, height)`` for a ``width`` x ``height`` input.
 
     ``size`` wins (exact ``(w, h)``); else ``short_side`` scales the shorter side to that many pixels
@@ -74,8 +75,15 @@ def _open(src):
     return av.open(src, "r")
 
 
-def iter_frames(src, short_side: int | None = None, size: tuple[int, int] | None = None,
-                frame_step: int = 1, threads: int = 1, name: str = "") -> Iterator[np.ndarray]:
+def iter_frames(
+    src,
+    short_side: int | None = None,
+    size: tuple[int, int] | None = None,
+    frame_step: int = 1,
+    threads: int = 1,
+    name: str = "",
+    report: dict[str, int] | None = None,
+) -> Iterator[np.ndarray]:
     """Yield the frames of the first video stream, in presentation order.
 
     Args:
@@ -84,6 +92,9 @@ def iter_frames(src, short_side: int | None = None, size: tuple[int, int] | None
         frame_step: keep every ``frame_step``-th frame (1 = all).
         threads: FFmpeg decoder threads (1 inside build workers, which parallelise across clips).
         name: shown in error messages.
+        report: if given, filled at the end with ``expected`` (the container's frame count, 0 if it
+            has none) and ``decoded`` (frames decoded, before ``frame_step``): FFmpeg drops frames it
+            cannot decode in the middle of a clip without raising, so a shortfall is how to tell.
 
     Yields:
         ``uint8`` ``(H, W, 3)`` RGB frames.
@@ -118,6 +129,8 @@ def iter_frames(src, short_side: int | None = None, size: tuple[int, int] | None
                 yield resize_frame(rgb, wh)
                 n += 1
             k += 1
+        if report is not None:
+            report.update(expected=max(0, int(stream.frames or 0)), decoded=k)
     except av.FFmpegError as exc:
         raise DecodeError(f"{label}: corrupt video after {n} frames: {_reason(exc)}") from exc
     finally:

@@ -38,11 +38,24 @@ def build(out: Path) -> Path:
         raise FileNotFoundError("no C compiler (cc/gcc) on PATH")
     out.mkdir(parents=True, exist_ok=True)
     flags = ["-shared", "-fPIC", "-O2", "-Wall"]
-    subprocess.run([cc, *flags, "-o", str(out / "libcuda.so.1"), "-Wl,-soname,libcuda.so.1",
-                    str(HERE / "libcuda.c")], check=True)
-    subprocess.run([cc, *flags, "-o", str(out / "libnvidia-opticalflow.so.1"),
-                    "-Wl,-soname,libnvidia-opticalflow.so.1", str(HERE / "libnvidia_opticalflow.c"),
-                    f"-L{out}", "-l:libcuda.so.1", "-Wl,-rpath,$ORIGIN", "-lm"], check=True)
+    subprocess.run(
+        [cc, *flags, "-o", str(out / "libcuda.so.1"), "-Wl,-soname,libcuda.so.1", str(HERE / "libcuda.c")], check=True
+    )
+    subprocess.run(
+        [
+            cc,
+            *flags,
+            "-o",
+            str(out / "libnvidia-opticalflow.so.1"),
+            "-Wl,-soname,libnvidia-opticalflow.so.1",
+            str(HERE / "libnvidia_opticalflow.c"),
+            f"-L{out}",
+            "-l:libcuda.so.1",
+            "-Wl,-rpath,$ORIGIN",
+            "-lm",
+        ],
+        check=True,
+    )
     return out
 
 
@@ -73,8 +86,14 @@ class StubRun:
         return env
 
     def python(self, code: str, gpus: str = A100, timeout: float = 300, **extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", code], env=self.env(gpus, **extra), capture_output=True,
-                              text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            env=self.env(gpus, **extra),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def flowprep(self, *args: str, gpus: str = A100, timeout: float = 300, **extra: str) -> subprocess.CompletedProcess:
         return self.python(f"from flowprep.cli import main; main({list(args)!r})", gpus, timeout, **extra)

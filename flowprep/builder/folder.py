@@ -1,0 +1,426 @@
+"""The output folder of a build and its state: the one owner of every path under ``<out>/.flowprep/``.
+
+``<out>/.flowprep/`` holds::
+
+    config.json   fingerprint and settings of the build (created exclusively: concurrent shards agree)
+    owned.json    the top-level entries of <out> flowprep wrote: the only ones --force may remove
+    build.json    what `flowprep finalize` needs to re-make the plan (config, source paths, flow)
+    plan.json     the clip ids of the last plan (a changed source is refused unless --force)
+    lock          pid and host of the build running now (not taken by shards, which run together)
+    failed/       one note per failed clip; reports/  one report per shard
+    decode/       one note per built clip that lost frames to decode errors
+    cache/        the selected classes' inner archives, unpacked from an outer archive
+
+Everything is written aside under a name unique to host, process and call, then renamed: shards on
+different nodes often have equal process ids (containers), so a pid alone is not unique. Every
+deletion goes through :func:`flowprep.layout.names.remove_inside`, confined to entries listed in
+``owned.json`` and to the clip folders under ``train/``, ``val/`` and ``rawframes/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from flowprep.builder.config import fingerprint
+from flowprep.errors import ConfigError, DatasetError, OutputError
+from flowprep.layout.names import remove_inside
+from flowprep.layout.paths import STATE_DIR, TMP_DIR, clip_dir
+from flowprep.layout.record import RECORD_NAME, dump_json, unique_tmp, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+REPORT_NAME = "build_report.json"
+#: top-level entries of <out> a build writes, per layout (plus COMMON_TOPS for both)
+LAYOUT_TOPS = {
+    "tao": ("train", "val", "train_list.txt", "val_list.txt", "tao_dataset_spec.yaml"),
+    "mmaction2": ("rawframes", "mmaction2"),
+}
+COMMON_TOPS = (RECORD_NAME, "labels.txt", "label_map.json", REPORT_NAME, TMP_DIR)
+ALL_TOPS = frozenset(COMMON_TOPS + LAYOUT_TOPS["tao"] + LAYOUT_TOPS["mmaction2"])
+CLIP_TOPS = ("train", "val", "rawframes")
+
+
+def create_exclusive(path: Path, text: str) -> bool:
+    """Create ``path`` with ``text`` unless it exists; True if this call created it.
+
+    The content is written aside and hard-linked into place: ``link`` fails if the name exists, so of
+    N processes racing exactly one wins, and nobody ever reads a partial file.
+    """
+    path = Path(path)
+    tmp = unique_tmp(path)
+    tmp.write_text(text, encoding="utf-8")
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def output_errors(out: Path) -> Iterator[None]:
+    """Turn an OSError raised while writing the output folder (read-only, full) into one line."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise OutputError(f"cannot write into {out}: {exc.strerror or exc}{where}") from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from exc
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux), or None: tells a reused pid apart."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _pid_alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        pass
+    now = _start_time(pid)
+    return start is None or now is None or now == start  # another start time: the pid was reused
+
+
+class BuildFolder:
+    """One output folder: its paths, fingerprint, ownership manifest, plan, lock and notes."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = Path(out)
+        self.state = self.out / STATE_DIR
+        self.config = self.state / "config.json"
+        self.owned_file = self.state / "owned.json"
+        self.build_state = self.state / "build.json"
+        self.plan_file = self.state / "plan.json"
+        self.lock_file = self.state / "lock"
+        self.failed_dir = self.state / "failed"
+        self.decode_dir = self.state / "decode"
+        self.reports_dir = self.state / "reports"
+        self.cache = self.state / "cache"
+        self.tmp = self.out / TMP_DIR
+        self.record = self.out / RECORD_NAME
+        self.report = self.out / REPORT_NAME
+        self._lock_text: str | None = None
+        self._made_out = False
+
+    # --- ownership --------------------------------------------------------------------------
+
+    @staticmethod
+    def tops(layout: str) -> tuple[str, ...]:
+        """Top-level entries a build of ``layout`` writes."""
+        return COMMON_TOPS + LAYOUT_TOPS[layout]
+
+    def owned(self) -> set[str]:
+        """Entries flowprep wrote here (a folder built before the manifest existed: its layout's)."""
+        if self.owned_file.is_file():
+            names = _read_json(self.owned_file).get("entries", [])
+            return {n for n in names if n in ALL_TOPS}  # a tampered manifest cannot widen the set
+        if self.config.is_file():
+            layout = _read_json(self.config).get("settings", {}).get("layout", "tao")
+            return set(self.tops(layout if layout in LAYOUT_TOPS else "tao"))
+        return set()
+
+    def _check_conflicts(self, layout: str, owned: set[str]) -> None:
+        for name in self.tops(layout):
+            if name not in owned and os.path.lexists(self.out / name):
+                raise ConfigError(
+                    f"{self.out / name} was not written by flowprep and a build would replace "
+                    "it; move it away or choose another --out"
+                )
+
+    def _claim(self, layout: str, owned: set[str]) -> None:
+        """Record (before writing them) the entries this build will write."""
+        entries = sorted(owned | set(self.tops(layout)))
+        if not self.owned_file.is_file() or sorted(self.owned()) != entries:
+            write_text_atomic(self.owned_file, dump_json({"entries": entries}))
+
+    def remove(self, rel: str, tops: tuple[str, ...] | set[str]) -> bool:
+        """Delete ``<out>/rel`` if it lies inside one of ``tops`` (see :func:`remove_inside`)."""
+        return remove_inside(self.out, rel, tops)
+
+    def _prune(self, owned: set[str]) -> None:
+        """``--force``: remove the previous build (only what the manifest lists) and its state."""
+        log.warning("--force: removing the previous build in %s", self.out)
+        for name in sorted(owned):
+            self.remove(name, owned)
+        for p in (
+            self.failed_dir,
+            self.decode_dir,
+            self.reports_dir,
+            self.build_state,
+            self.plan_file,
+            self.owned_file,
+        ):
+            self.remove(str(p.relative_to(self.out)), (STATE_DIR,))
+
+    # --- fingerprint ------------------------------------------------------------------------
+
+    def prepare(self, settings: dict[str, Any], layout: str, force: bool) -> None:
+        """Create the folder or check it holds a build of the same settings; claim what it will write.
+
+        Safe when N shards run it at once: the first to create ``config.json`` (exclusively) sets the
+        fingerprint, the others compare against it. ``--force`` is not meant for concurrent shards.
+
+        Raises:
+            ConfigError: another configuration's build, or a non-empty folder flowprep did not make,
+                without ``force``; or an entry the build would replace that flowprep did not write.
+        """
+        fp = fingerprint(settings)
+        text = dump_json({"fingerprint": fp, "settings": settings})
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"output {self.out} exists and is not a folder")
+        for _ in range(3):
+            if self.config.is_file():
+                self._reuse(fp, settings, text, layout, force)
+                return
+            if self.out.is_dir() and any(p.name != STATE_DIR for p in self.out.iterdir()) and not force:
+                if self.config.is_file():
+                    continue  # another shard of this build set the folder up meanwhile: compare with it
+                raise ConfigError(
+                    f"{self.out} is not empty and was not made by flowprep; choose an empty or "
+                    "new --out (or --force to build into it anyway)"
+                )
+            self._check_conflicts(layout, self.owned())
+            self.state.mkdir(parents=True, exist_ok=True)
+            if create_exclusive(self.config, text):
+                self._claim(layout, self.owned())
+                return
+        raise ConfigError(f"{self.config} keeps changing: is another build with --force running?")
+
+    def _reuse(self, fp: str, settings: dict[str, Any], text: str, layout: str, force: bool) -> None:
+        old = _read_json(self.config)
+        owned = self.owned()
+        self._check_conflicts(layout, owned)
+        if old.get("fingerprint") == fp:
+            self._claim(layout, owned)
+            return
+        if not force:
+            before = old.get("settings", {})
+            diff = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+            raise ConfigError(
+                f"{self.out} holds a build made with other settings (differs in: "
+                f"{', '.join(diff) or 'source'}); use another --out, or --force to replace it"
+            )
+        self._prune(owned)
+        write_text_atomic(self.config, text)
+        self._claim(layout, set())
+
+    def stored_source_identity(self) -> list[Any] | None:
+        """The source identity recorded by the build (None for a folder without one)."""
+        if not self.config.is_file():
+            return None
+        return _read_json(self.config).get("settings", {}).get("source_identity")
+
+    # --- plan -------------------------------------------------------------------------------
+
+    def check_plan(self, ids: list[str], layout: str, force: bool, source: Path) -> None:
+        """Refuse to resume into a folder whose clips were planned differently (the source changed).
+
+        Without this, a clip that moved between train and val would stay on its old side as well,
+        and a deleted source clip would stay in the dataset: validation data leaking into training.
+        With ``force`` the clips no longer planned are removed (confined to ``train/``, ``val/``,
+        ``rawframes/``); unchanged clips are kept and not rebuilt.
+        """
+        ids = sorted(ids)
+        old = _read_json(self.plan_file).get("clips") if self.plan_file.is_file() else None
+        if old == ids:
+            return
+        if old is not None:
+            gone = sorted(set(old) - set(ids))
+            new = sorted(set(ids) - set(old))
+            if not force:
+                raise ConfigError(
+                    f"the clips of {source} changed since {self.out} was built ({len(new)} new or moved, "
+                    f"{len(gone)} gone or moved, e.g. {(gone or new)[0]}); re-run with --force to bring the "
+                    "dataset up to date (unchanged clips are kept)"
+                )
+            for clip_id in gone:
+                self.remove_clip(clip_id, layout)
+        write_text_atomic(self.plan_file, dump_json({"clips": ids}))
+
+    def remove_clip(self, clip_id: str, layout: str) -> None:
+        """Remove the folder of clip ``"<side>/<class>/<clip>"`` (an id read back from plan.json)."""
+        parts = clip_id.split("/") if isinstance(clip_id, str) else []
+        if len(parts) != 3:
+            raise ConfigError(
+                f"{self.plan_file}: {clip_id!r} is not a clip id; remove {self.state} and rebuild with --force"
+            )
+        rel = clip_dir(Path(), layout, *parts)
+        if (self.out / rel).is_dir() or (self.out / rel).is_symlink():
+            log.warning("--force: removing %s (no longer planned on this side)", self.out / rel)
+        self.remove(str(rel), CLIP_TOPS)
+
+    def discard_tmp(self, name: str) -> None:
+        """Remove ``<out>/.flowprep-tmp/<name>`` (a clip's unfinished folder)."""
+        try:
+            self.remove(f"{TMP_DIR}/{name}", (TMP_DIR,))
+        except OSError as exc:
+            # Cleanup after another error: a leftover is harmless (ignored, removed by the next
+            # finalize), and raising here would hide the error that matters.
+            log.warning("could not remove %s/%s: %s", self.tmp, name, exc)
+
+    def clear_tmp(self) -> None:
+        """Remove ``<out>/.flowprep-tmp/`` (every clip is finished)."""
+        self.remove(TMP_DIR, (TMP_DIR,))
+
+    # --- lock -------------------------------------------------------------------------------
+
+    def acquire(self, shard: bool) -> None:
+        """Hold ``.flowprep/lock`` for this run (shards only check nobody else holds it).
+
+        Raises:
+            ConfigError: another build holds the folder (pid and host named); a lock left by a dead
+                process on this host is taken over.
+        """
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"output {self.out} exists and is not a folder")
+        text = dump_json({"pid": os.getpid(), "host": socket.gethostname(), "start": _start_time(os.getpid())})
+        for _ in range(3):
+            holder = self._holder()
+            if holder is not None and holder["stale"]:
+                log.warning("removing a stale lock of pid %s (no longer running)", holder["pid"])
+                self.remove(f"{STATE_DIR}/{self.lock_file.name}", (STATE_DIR,))
+                continue
+            if holder is not None:
+                raise ConfigError(
+                    f"another build (pid {holder['pid']} on {holder['host']}) holds {self.out}; "
+                    f"wait for it, or remove {self.lock_file} if it is gone"
+                )
+            if shard:
+                return
+            self._made_out = self._made_out or not self.out.exists()
+            self.state.mkdir(parents=True, exist_ok=True)
+            if create_exclusive(self.lock_file, text):
+                self._lock_text = text
+                return
+        raise ConfigError(f"{self.lock_file} keeps changing: is another build running?")
+
+    def _holder(self) -> dict[str, Any] | None:
+        try:
+            d = json.loads(self.lock_file.read_text(encoding="utf-8"))
+            pid, host = int(d["pid"]), str(d["host"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return {"pid": "?", "host": "?", "stale": False}  # being written, or damaged: not ours to take
+        start = d.get("start")
+        stale = host == socket.gethostname() and not _pid_alive(pid, str(start) if start is not None else None)
+        return {"pid": pid, "host": host, "stale": stale}
+
+    def release(self) -> None:
+        """Drop the lock taken by :meth:`acquire` (only if it is still ours)."""
+        if self._lock_text is None:
+            return
+        try:
+            if self.lock_file.read_text(encoding="utf-8") == self._lock_text:
+                self.remove(f"{STATE_DIR}/{self.lock_file.name}", (STATE_DIR,))
+        except FileNotFoundError:
+            pass  # removed by hand: nothing to release
+        self._lock_text = None
+        if not self.config.exists():
+            # A refused build leaves nothing behind; rmdir fails (harmlessly) on a folder in use.
+            for folder in [self.state] + ([self.out] if self._made_out else []):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break  # not empty: it holds a cache, another shard's state or the user's files
+
+    # --- build state, failure notes, shard reports -------------------------------------------
+
+    def save_state(self, state: dict[str, Any]) -> None:
+        """Write ``build.json`` unless it already holds the same state (shards start together)."""
+        text = dump_json(state)
+        if self.build_state.is_file() and self.build_state.read_text(encoding="utf-8") == text:
+            return
+        write_text_atomic(self.build_state, text)
+
+    def load_state(self) -> dict[str, Any]:
+        """``build.json``. Raises DatasetError when there is none or it cannot be read."""
+        if not self.build_state.is_file():
+            raise DatasetError(
+                f"{self.out} has no build state ({STATE_DIR}/{self.build_state.name}); it was "
+                "not made by `flowprep build` (or by a version before 0.2)"
+            )
+        state = _read_json(self.build_state)
+        if not isinstance(state, dict):
+            raise DatasetError(f"cannot read build state {self.build_state}: not a JSON object")
+        return state
+
+    def _note_path(self, clip_id: str, folder: Path | None = None) -> Path:
+        return (folder or self.failed_dir) / f"{hashlib.sha1(clip_id.encode()).hexdigest()[:20]}.json"
+
+    def note_decode_errors(self, clip_id: str, lost: int, expected: int) -> None:
+        """Remember (before the clip is published) that it lost ``lost`` of ``expected`` frames; 0 clears."""
+        p = self._note_path(clip_id, self.decode_dir)
+        if lost <= 0:
+            self.remove(str(p.relative_to(self.out)), (STATE_DIR,))
+            return
+        p.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(p, dump_json({"id": clip_id, "lost": lost, "expected": expected}))
+
+    def read_decode_errors(self) -> dict[str, int]:
+        """clip id -> frames its video lost to decode errors (clips without loss are absent)."""
+        notes: dict[str, int] = {}
+        for p in sorted(self.decode_dir.glob("*.json")) if self.decode_dir.is_dir() else []:
+            try:
+                d = json.loads(p.read_text(encoding="utf-8"))
+                notes[str(d["id"])] = int(d["lost"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a torn note only loses the warning; the frames on disk are what they are
+        return notes
+
+    def note_failures(self, failed: list[tuple[str, str]]) -> None:
+        """Remember why clips failed, for a record written later by another process."""
+        for clip_id, error in failed:
+            p = self._note_path(clip_id)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(p, dump_json({"id": clip_id, "error": error}))
+
+    def read_failures(self) -> dict[str, str]:
+        """clip id -> last recorded failure reason."""
+        notes: dict[str, str] = {}
+        for p in sorted(self.failed_dir.glob("*.json")) if self.failed_dir.is_dir() else []:
+            try:
+                d = json.loads(p.read_text(encoding="utf-8"))
+                notes[str(d["id"])] = str(d["error"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a note is a courtesy; a torn one only loses the reason
+        return notes
+
+    def write_shard_report(self, shard: tuple[int, int], report: dict[str, Any]) -> Path:
+        """``reports/shard-K-of-N.json``: one file per shard, never shared."""
+        k, n = shard
+        p = self.reports_dir / f"shard-{k}-of-{n}.json"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(p, dump_json(report))
+        return p
+
+    def shard_counts(self) -> set[int]:
+        """The N of every shard report present (one value when the shards agree)."""
+        ns = set()
+        for p in self.reports_dir.glob("shard-*-of-*.json") if self.reports_dir.is_dir() else []:
+            try:
+                ns.add(int(p.stem.rsplit("-", 1)[1]))
+            except ValueError:
+                continue
+        return ns
