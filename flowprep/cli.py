@@ -121,9 +121,9 @@ class _Group(click.Group):
             click.echo(f"flowprep: error: {line}", err=True)
             ctx.exit(1)
         except BrokenExecutor as exc:
-            # a worker process died under the pool (kill -9, the kernel's OOM killer, a crash in
-            # native code): joblib/loky raise TerminatedWorkerError with ~50 lines of context. Every
-            # stage's jobs are idempotent, so the useful line is what died and how to go on.
+            # a worker process died under a pool (kill -9, the kernel's OOM killer, a crash in native
+            # code): joblib/loky raise TerminatedWorkerError with ~50 lines of context. The build
+            # names its clips itself (WorkerDiedError); any other pool (verify -j) ends up here.
             hint = _RESUME_HINTS.get(ctx.invoked_subcommand or "", "")
             first = printable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
             click.echo(f"flowprep: error: a worker process died ({first}){hint}", err=True)
