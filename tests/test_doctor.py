@@ -54,6 +54,24 @@ def test_runner_statuses_and_exit_code(tmp_path):
     assert "1 passed, 2 failed, 1 skipped" in format_table(summary)
 
 
+def test_a_reused_workdir_gets_a_fresh_run_folder(tmp_path):
+    """Reusing --workdir must not let a check pass on the files of an earlier run (a resumed build
+    builds nothing), nor touch the user's files there."""
+    seen = []
+
+    def records(ctx):
+        seen.append(ctx.workdir)
+        assert not any(ctx.workdir.iterdir())
+        (ctx.workdir / "made").write_text("x")
+        return "ok", {}
+
+    (tmp_path / "mine.txt").write_text("keep")
+    for _ in range(2):
+        assert run_checks([Check("a", records, 5, "")], workdir=tmp_path).exit_code == 0
+    assert seen == [tmp_path / "run-001", tmp_path / "run-002"]
+    assert (tmp_path / "mine.txt").read_text() == "keep"
+
+
 def test_total_budget_skips_the_rest(tmp_path):
     summary = run_checks([Check("a", _ok, 5, "")], workdir=tmp_path, total_budget_s=-1)
     assert summary.results[0].status == "skipped" and "budget" in summary.results[0].detail

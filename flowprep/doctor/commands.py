@@ -29,7 +29,8 @@ def _probe_writable(path: Path) -> None:
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Keep the scratch files (release, dataset, runs, deploy) here instead of a temporary folder.",
+    help="Keep the scratch files (release, dataset, runs, deploy) in a new run-NNN folder here instead of a "
+    "temporary folder.",
 )
 def doctor(json_out: Path | None, quick: bool, workdir: Path | None) -> None:
     """Check every GPU claim on this machine: driver, GPUs, NVOF (accuracy, speed, multi-GPU build),
