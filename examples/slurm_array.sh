@@ -32,6 +32,10 @@ fi
 SOURCE=$(realpath "$1")
 OUT=$(realpath -m "$2")
 N=$3
+if ! [[ $N =~ ^[1-9][0-9]*$ ]]; then
+    echo "$0: N_TASKS must be a whole number >= 1, got '$N'" >&2
+    exit 2
+fi
 FLOWPREP=${FLOWPREP:-flowprep}
 FLOW=${FLOW:-tvl1}
 CPUS=${CPUS_PER_TASK:-8}

@@ -261,3 +261,17 @@ def test_make_test_fast_leaves_out_the_slow_tests():
         pytest.skip("no make on PATH")
     r = subprocess.run([make, "-n", "test-fast"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 0 and '-m "not slow"' in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("n", ["0", "abc", "-3"])
+def test_array_script_refuses_a_bad_task_count(n, tmp_path):
+    # checked before anything is submitted or created (sbatch would get --array=1-0)
+    r = subprocess.run(
+        ["bash", str(ROOT / "examples" / "slurm_array.sh"), str(tmp_path), str(tmp_path / "out"), n],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 2 and "N_TASKS must be a whole number" in r.stderr, r.stderr
+    assert not (tmp_path / "out.logs").exists()
