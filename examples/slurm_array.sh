@@ -32,6 +32,10 @@ fi
 SOURCE=$(realpath "$1")
 OUT=$(realpath -m "$2")
 N=$3
+if ! [[ $N =~ ^[1-9][0-9]*$ ]]; then
+    echo "$0: N_TASKS must be a whole number >= 1, got '$N'" >&2
+    exit 2
+fi
 FLOWPREP=${FLOWPREP:-flowprep}
 FLOW=${FLOW:-tvl1}
 CPUS=${CPUS_PER_TASK:-8}
@@ -42,6 +46,12 @@ EXTRA=${EXTRA:-}
 SBATCH_EXTRA=${SBATCH_EXTRA:-}
 LOGS="$OUT.logs"
 mkdir -p "$LOGS"
+
+# sbatch --wrap hands its string to /bin/sh: quote the paths for it ('it'\''s'), so a path with a
+# space or a quote (HMDB51's own names hold quotes) stays one word and runs nothing else
+shq() { local s=${1//\'/\'\\\'\'}; printf "'%s'" "$s"; }
+Q_SOURCE=$(shq "$SOURCE")
+Q_OUT=$(shq "$OUT")
 
 GRES=()
 GPU_OPT=""
@@ -58,7 +68,7 @@ build_id=$(sbatch --parsable $SBATCH_EXTRA \
     --job-name=flowprep-build --array="$TASKS" \
     --cpus-per-task="$CPUS" "${GRES[@]}" --mem-per-cpu="$MEM" --time=04:00:00 \
     --output="$LOGS/build-%A_%a.log" \
-    --wrap="$FLOWPREP build '$SOURCE' --out '$OUT' --flow $FLOW $GPU_OPT -j $CPUS --no-progress $EXTRA \
+    --wrap="$FLOWPREP build $Q_SOURCE --out $Q_OUT --flow $FLOW $GPU_OPT -j $CPUS --no-progress $EXTRA \
             --shard \$SLURM_ARRAY_TASK_ID/$N")
 echo "submitted build array $build_id (tasks $TASKS of $N)"
 
@@ -69,5 +79,5 @@ final_id=$(sbatch --parsable $SBATCH_EXTRA \
     --job-name=flowprep-finalize --dependency="afterany:$build_id" \
     --cpus-per-task="$CPUS" --mem-per-cpu="$MEM" --time=01:00:00 \
     --output="$LOGS/finalize-%j.log" \
-    --wrap="$FLOWPREP finalize '$OUT' && $FLOWPREP verify '$OUT' -j $CPUS --quick")
+    --wrap="$FLOWPREP finalize $Q_OUT && $FLOWPREP verify $Q_OUT -j $CPUS --quick")
 echo "submitted finalize + verify job $final_id (runs after the array); logs in $LOGS"

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+from concurrent.futures import BrokenExecutor
 
 import click
 
@@ -118,6 +119,14 @@ class _Group(click.Group):
             if line is None:
                 raise  # not about a file the user named: a bug, keep the traceback
             click.echo(f"flowprep: error: {line}", err=True)
+            ctx.exit(1)
+        except BrokenExecutor as exc:
+            # a worker process died under a pool (kill -9, the kernel's OOM killer, a crash in native
+            # code): joblib/loky raise TerminatedWorkerError with ~50 lines of context. The build
+            # names its clips itself (WorkerDiedError); any other pool (verify -j) ends up here.
+            hint = _RESUME_HINTS.get(ctx.invoked_subcommand or "", "")
+            first = printable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            click.echo(f"flowprep: error: a worker process died ({first}){hint}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             hint = _RESUME_HINTS.get(ctx.invoked_subcommand or "", "")

@@ -54,6 +54,24 @@ def test_runner_statuses_and_exit_code(tmp_path):
     assert "1 passed, 2 failed, 1 skipped" in format_table(summary)
 
 
+def test_a_reused_workdir_gets_a_fresh_run_folder(tmp_path):
+    """Reusing --workdir must not let a check pass on the files of an earlier run (a resumed build
+    builds nothing), nor touch the user's files there."""
+    seen = []
+
+    def records(ctx):
+        seen.append(ctx.workdir)
+        assert not any(ctx.workdir.iterdir())
+        (ctx.workdir / "made").write_text("x")
+        return "ok", {}
+
+    (tmp_path / "mine.txt").write_text("keep")
+    for _ in range(2):
+        assert run_checks([Check("a", records, 5, "")], workdir=tmp_path).exit_code == 0
+    assert seen == [tmp_path / "run-001", tmp_path / "run-002"]
+    assert (tmp_path / "mine.txt").read_text() == "keep"
+
+
 def test_total_budget_skips_the_rest(tmp_path):
     summary = run_checks([Check("a", _ok, 5, "")], workdir=tmp_path, total_budget_s=-1)
     assert summary.results[0].status == "skipped" and "budget" in summary.results[0].detail
@@ -80,6 +98,15 @@ def test_doctor_here_skips_with_reasons_and_exits_0(tmp_path, monkeypatch):
     assert all(r["status"] == "skipped" and r["detail"] for r in report["results"])
     assert "no NVIDIA driver here" in report["results"][0]["detail"]
     assert "skipped in" in res.output
+
+
+def test_unwritable_report_fails_before_any_check(tmp_path):
+    """On a GPU node the checks take minutes: a report path that cannot be written fails first."""
+    (tmp_path / "file").write_text("x")
+    res = CliRunner().invoke(cli, ["doctor", "--quick", "--json-out", str(tmp_path / "file" / "d.json")])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1 and "file" in res.output, res.output  # no check ran
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
 def test_doctor_nvof_checks_against_the_stand_in(stub_libdir, tmp_path):

@@ -226,6 +226,52 @@ def test_damaged_clip_is_noted_and_the_others_shown(hostile, tmp_path):
     assert r.exit_code == 1 and "cannot read" in r.output and not (tmp_path / "w.mp4").exists()
 
 
+def test_never_overwrites_what_it_did_not_write(hostile, tmp_path):
+    user = tmp_path / "site"
+    (user / "media").mkdir(parents=True)
+    (user / "index.html").write_text("my page")
+    r = run_cli("preview", hostile, "--out", user, "--no-progress")
+    assert r.exit_code == 1 and "index.html was not written by flowprep preview" in r.output, r.output
+    (user / "index.html").unlink()
+    (user / "media" / "c0000.mp4").write_bytes(b"my video")
+    r = run_cli("preview", hostile, "--out", user, "--no-progress")
+    assert r.exit_code == 1 and "c0000.mp4 was not written by flowprep preview" in r.output, r.output
+    assert (user / "media" / "c0000.mp4").read_bytes() == b"my video" and not (user / "index.html").exists()
+    # its own earlier page (with the manifest, or an older page without one) is replaced
+    (user / "media" / "c0000.mp4").unlink()
+    for _ in range(2):
+        assert run_cli("preview", hostile, "--out", user, "--per-class", "1", "--no-progress").exit_code == 0
+        (user / ".flowprep-preview.json").unlink()
+    assert run_cli("preview", hostile, "--out", user, "--per-class", "1", "--no-progress").exit_code == 0
+
+
+def test_video_is_refused_in_the_frame_folders(hostile, tmp_path):
+    ds = tmp_path / "ds"
+    shutil.copytree(hostile, ds)
+    clip = select_clips(read_record(ds), 1, "both")[0]
+    for target in (ds / clip["side"] / clip["class"] / "x.mp4", ds / clip["id"] / "rgb" / "x.mp4"):
+        r = run_cli("preview", ds, "--clip", clip["id"], "--video", target)
+        assert r.exit_code == 1 and "inside its frame folders" in r.output and not target.exists(), r.output
+    assert run_cli("verify", ds).exit_code == 1  # only the failed clip: nothing stray was written
+    assert "not a clip of the record" not in run_cli("verify", ds).output
+
+
+def test_frames_are_read_only_as_regular_files(hostile, tmp_path):
+    ds = tmp_path / "ds"
+    shutil.copytree(hostile, ds)
+    clip = select_clips(read_record(ds), 1, "both")[0]
+    frame = ds / clip["id"] / "u" / "000001.jpg"
+    frame.unlink()
+    frame.symlink_to("/dev/zero")  # read whole, it would exhaust memory
+    r = run_cli("preview", ds, "--clip", clip["id"], "--out", tmp_path / "p", "--no-progress")
+    assert r.exit_code == 0 and "a symbolic link" in r.output, r.output
+    # a clip folder that is a symlink out of the dataset is not read at all
+    shutil.move(ds / clip["id"], tmp_path / "elsewhere")
+    (ds / clip["id"]).symlink_to(tmp_path / "elsewhere")
+    r = run_cli("preview", ds, "--clip", clip["id"], "--video", tmp_path / "v.mp4")
+    assert r.exit_code == 1 and "leads outside the dataset" in r.output and not (tmp_path / "v.mp4").exists()
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -235,10 +281,28 @@ def test_damaged_clip_is_noted_and_the_others_shown(hostile, tmp_path):
         ["--clip", "a", "--clip", "b", "--video", "x.mp4"],
         ["--side", "test"],
         ["--clip", "a", "--video", "x.gif"],
+        ["--fps", "0.0004"],
     ],
 )
 def test_usage_errors_exit_2(hostile, args):
     assert run_cli("preview", hostile, *args).exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"per_class": 2.5},
+        {"per_class": float("nan")},
+        {"fps": float("nan")},
+        {"fps": 0.0004},
+        {"max_frames": 0},
+        {"height": 17},
+        {"height": 64.0},
+    ],
+)
+def test_library_callers_get_the_cli_limits(hostile, bad):
+    with pytest.raises(ConfigError):
+        PreviewConfig(hostile, **bad)
 
 
 def test_errors_are_one_line_exit_1(hostile, tmp_path):

@@ -218,6 +218,18 @@ TAMPER = {
     "name not a string": lambda r: r["clips"][0].__setitem__("name", 5),
     "encoding damaged": lambda r: r.__setitem__("encoding", {"mode": "fixed", "bound": "x"}),
     "clip not an object": lambda r: r["clips"].__setitem__(0, []),
+    # nested fields the preview page and stats format (they tracebacked before the schema covered them)
+    "split a list": lambda r: r.__setitem__("split", [1]),
+    "source a string": lambda r: r.__setitem__("source", "x"),
+    "flow a string": lambda r: r.__setitem__("flow", "x"),
+    "decode a number": lambda r: r.__setitem__("decode", 7),
+    "normalization a number": lambda r: r.__setitem__("normalization", 3),
+    "counts per class a number": lambda r: r.__setitem__("counts", {"walk": 5}),
+    "planned counts a string": lambda r: r["split"].__setitem__("counts", {"walk": {"train": "3"}}),
+    "source size a string": lambda r: r["source"].__setitem__("files", [{"name": "a", "size": "big"}]),
+    "clip listed twice": lambda r: r["clips"].append(dict(r["clips"][0])),
+    "clip source null": lambda r: r["clips"][0].__setitem__("source", None),
+    "clip source deleted": lambda r: r["clips"][0].pop("source"),
 }
 
 
@@ -230,6 +242,39 @@ def test_tampered_record_is_one_line(tamper, ds_copy):
         out = invoke(*args, code=1)
         assert "flowprep.json" in out and len(out.strip().splitlines()) == 1
     assert not (ds_copy.parent / "p").exists()
+
+
+def _verify_subprocess(ds: Path) -> subprocess.CompletedProcess:
+    # a subprocess with a timeout and an address-space limit: before the fix a FIFO frame blocked
+    # verify for ever and a frame linked to /dev/zero grew its memory without bound
+    code = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
+        "from flowprep.cli import main; main(sys.argv[1:])"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, "verify", str(ds)], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_verify_reads_frames_only_as_regular_files(ds_copy, tmp_path):
+    clip = _clip(ds_copy)
+    outside = tmp_path / "outside.jpg"
+    shutil.copy(clip / "u" / "000001.jpg", outside)
+    for name, make in [
+        ("000000.jpg", lambda p: os.mkfifo(p)),
+        ("000001.jpg", lambda p: p.symlink_to("/dev/zero")),
+        ("000002.jpg", lambda p: p.symlink_to(outside)),
+    ]:
+        (clip / "u" / name).unlink()
+        make(clip / "u" / name)
+    shutil.move(clip / "v", tmp_path / "v")
+    (clip / "v").symlink_to(tmp_path / "v")  # a folder leading out of the dataset
+    r = _verify_subprocess(ds_copy)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "u/000000.jpg: unreadable image (not a regular file)" in r.stderr
+    assert "u/000001.jpg: unreadable image (a symbolic link" in r.stderr
+    assert "u/000002.jpg: unreadable image (a symbolic link" in r.stderr
+    assert "unexpected entry 'v'" in r.stderr
 
 
 def test_validate_component():
@@ -506,3 +551,40 @@ def test_annotated_video_on_a_full_disk_fails_cleanly(full_dir):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr[-500:]
     assert "OutputError" in r.stdout and "No space left" in r.stdout
+
+
+def test_preview_on_a_full_disk_is_one_line(dataset, full_dir, capfd):
+    from flowprep.preview.api import write_legend
+
+    with pytest.raises(OSError) as err:  # the CLI turns it into one line naming the file
+        write_legend(full_dir / "wheel.png")
+    assert err.value.errno == errno.ENOSPC and "libpng" not in capfd.readouterr().err
+    # a subprocess: OpenCV's imwrite printed libpng's own error line on the process's stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "flowprep", "preview", str(dataset), "--out", str(full_dir / "p"), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "No space left" in r.stderr, r.stderr
+
+
+def test_a_killed_worker_is_one_line(monkeypatch, ds_copy):
+    # issue 9 part 6: a worker killed with kill -9 gave joblib's 49-line TerminatedWorkerError; the
+    # build names its clips itself, the CLI turns any other pool's (verify -j) into one line
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    import flowprep.layout.verify as verify_mod
+
+    def dies(*args, **kwargs):
+        raise TerminatedWorkerError(
+            "A worker process managed by the executor was unexpectedly terminated. "
+            "This could be caused by a segmentation fault.\n\nThe exit codes of the "
+            "workers are {SIGKILL(-9)}"
+        )
+
+    monkeypatch.setattr(verify_mod, "verify", dies)
+    out = invoke("verify", ds_copy, "-j", "2", code=1)
+    assert len(out.strip().splitlines()) == 1 and "a worker process died" in out, out

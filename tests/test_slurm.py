@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -154,12 +155,12 @@ def wait_done(env: dict[str, str], *job_ids: str) -> None:
 
 
 def test_slurm_array_equals_local_build(slurm, release, reference, tmp_path):
-    out = tmp_path / "ds"
+    out = tmp_path / "it's a ds"  # sbatch --wrap runs /bin/sh: a quote and a space must survive it
     build_id, final_id = submit_array(slurm, release, out)
     wait_done(slurm, build_id, final_id)
     assert job_states(slurm, build_id) == {k: ("COMPLETED", "0:0") for k in ("1", "2", "3")}
     assert job_states(slurm, final_id) == {final_id: ("COMPLETED", "0:0")}
-    log = (tmp_path / "ds.logs" / f"finalize-{final_id}.log").read_text()
+    log = (tmp_path / "it's a ds.logs" / f"finalize-{final_id}.log").read_text()
     assert f"record written: {N_CLIPS} of {N_CLIPS} clip(s) finished" in log
     assert log.rstrip().endswith("ok"), log  # flowprep verify
     assert tree_bytes(out) == reference[0]
@@ -251,3 +252,26 @@ def test_dask_slurm_example_equals_local_build(slurm, release, reference, tmp_pa
         ),
         "the worker jobs to end",
     )
+
+
+def test_make_test_fast_leaves_out_the_slow_tests():
+    # the target was once only declared .PHONY: `make test-fast` then did nothing and said so quietly
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("no make on PATH")
+    r = subprocess.run([make, "-n", "test-fast"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0 and '-m "not slow"' in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("n", ["0", "abc", "-3"])
+def test_array_script_refuses_a_bad_task_count(n, tmp_path):
+    # checked before anything is submitted or created (sbatch would get --array=1-0)
+    r = subprocess.run(
+        ["bash", str(ROOT / "examples" / "slurm_array.sh"), str(tmp_path), str(tmp_path / "out"), n],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 2 and "N_TASKS must be a whole number" in r.stderr, r.stderr
+    assert not (tmp_path / "out.logs").exists()

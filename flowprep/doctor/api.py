@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from flowprep import __version__
-from flowprep.errors import writing
+from flowprep.errors import OutputError, writing
 from flowprep.layout.record import json_safe
 
 #: the whole run stops starting new checks after this many seconds (target on one GPU: < 300 s)
@@ -136,6 +136,21 @@ def run_check(check: Check, ctx: DoctorContext) -> CheckResult:
     return CheckResult(check.name, status, detail, numbers, time.perf_counter() - t0, check.budget_s)
 
 
+def fresh_run_dir(workdir: Path) -> Path:
+    """A new, empty ``workdir/run-NNN``. Each run starts clean: in a reused folder the build check
+    would resume the earlier run's dataset (building nothing, yet pass) and training would find
+    earlier checkpoints; and nothing else in ``workdir`` is ever touched."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        run = workdir / f"run-{n:03d}"
+        try:
+            run.mkdir()
+        except FileExistsError:
+            continue
+        return run
+    raise OutputError(f"{workdir} already holds 9999 doctor runs; choose another --workdir")
+
+
 def run_checks(
     checks: Sequence[Check],
     quick: bool = False,
@@ -143,13 +158,13 @@ def run_checks(
     total_budget_s: float = TOTAL_BUDGET_S,
     progress: Callable[[CheckResult], None] | None = None,
 ) -> DoctorSummary:
-    """Run ``checks`` in order in a scratch folder (``workdir``, else a temporary one removed after).
+    """Run ``checks`` in order in a scratch folder (a new ``run-NNN`` folder in ``workdir``, kept;
+    else a temporary one removed after).
 
     Checks left when ``total_budget_s`` is used up are reported as skipped.
     """
     t0 = time.perf_counter()
-    scratch = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="flowprep-doctor-"))
-    scratch.mkdir(parents=True, exist_ok=True)
+    scratch = fresh_run_dir(Path(workdir)) if workdir is not None else Path(tempfile.mkdtemp(prefix="flowprep-doctor-"))
     ctx = DoctorContext(scratch, quick)
     results = []
     try:

@@ -172,7 +172,11 @@ def check_nvof_accuracy(ctx: DoctorContext) -> tuple[str, Numbers]:
         numbers["sign_ok"] = all(_sign_ok(backend.calc(p.prev, p.nxt), p) for p in pairs)
     finally:
         backend.close()
-    detail = f"worst EPE {worst:.2f} px (limit {NVOF_MAX_EPE}), sign {'right' if numbers['sign_ok'] else 'WRONG'}"
+    # which frames were warped: the carphone clip exists only beside a developer checkout
+    detail = (
+        f"worst EPE {worst:.2f} px (limit {NVOF_MAX_EPE}), sign {'right' if numbers['sign_ok'] else 'WRONG'}, "
+        f"on {Path(source).name} frames"
+    )
     if worst > NVOF_MAX_EPE or not numbers["sign_ok"]:
         raise CheckFailed(detail, numbers)
     return detail, numbers

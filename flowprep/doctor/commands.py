@@ -7,6 +7,16 @@ from pathlib import Path
 import click
 
 
+def _probe_writable(path: Path) -> None:
+    """Fail now, not after minutes of GPU checks, when the report cannot be written where asked."""
+    from flowprep.layout.record import unique_tmp, write_text_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    probe = unique_tmp(path)
+    write_text_atomic(probe, "{}\n")  # OutputError naming the file on a read-only or full disk
+    probe.unlink()
+
+
 @click.command("doctor")
 @click.option(
     "--json-out",
@@ -19,7 +29,8 @@ import click
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Keep the scratch files (release, dataset, runs, deploy) here instead of a temporary folder.",
+    help="Keep the scratch files (release, dataset, runs, deploy) in a new run-NNN folder here instead of a "
+    "temporary folder.",
 )
 def doctor(json_out: Path | None, quick: bool, workdir: Path | None) -> None:
     """Check every GPU claim on this machine: driver, GPUs, NVOF (accuracy, speed, multi-GPU build),
@@ -28,6 +39,8 @@ def doctor(json_out: Path | None, quick: bool, workdir: Path | None) -> None:
     from flowprep.doctor.api import format_row, format_table, run_checks, write_report
     from flowprep.doctor.checks import CHECKS
 
+    if json_out is not None:
+        _probe_writable(json_out)
     summary = run_checks(CHECKS, quick=quick, workdir=workdir, progress=lambda r: click.echo(format_row(r), err=True))
     click.echo(format_table(summary))
     if json_out is not None:

@@ -186,16 +186,50 @@ def check_record(record: dict[str, Any]) -> None:
     for i, c in enumerate(classes):
         _check_name(c, f"classes[{i}]")
     _need(len(set(classes)) == len(classes), "classes", "a list without repeats", classes)
-    for key in ("rgb", "encoding"):
+    for key in _OBJECT_FIELDS:
         _need(record.get(key) is None or isinstance(record.get(key), dict), key, "an object or null", record.get(key))
+    _check_details(record)
     rgb_fmt = (record.get("rgb") or {}).get("image_format", "png")
     _need(rgb_fmt in IMAGE_FORMATS, "rgb.image_format", f"one of {IMAGE_FORMATS}", rgb_fmt)
     if record.get("encoding"):
         _check_encoding(record["encoding"])
     clips: list[Any] = record.get("clips")  # type: ignore[assignment]  # checked next
     _need(isinstance(clips, list), "clips", "a list", clips)
+    ids: set[str] = set()
     for i, clip in enumerate(clips):
         _check_clip(clip, f"clips[{i}]", classes)
+        # a repeated clip would be counted, verified and trained on twice
+        _need(clip["id"] not in ids, f"clips[{i}].id", "unique (it is listed twice)", clip["id"])
+        ids.add(clip["id"])
+
+
+#: top-level fields that are objects (or null): readers (preview, stats, train) call ``.get`` on them
+_OBJECT_FIELDS = ("source", "split", "decode", "rgb", "flow", "encoding", "normalization", "counts")
+
+
+def _check_details(record: dict[str, Any]) -> None:
+    """The nested fields the summary readers (preview's page, stats) format: counts per class and
+    side whole numbers, source files objects with a whole-number size, flow params an object."""
+    split = record.get("split") or {}
+    for where, counts in (("counts", record.get("counts")), ("split.counts", split.get("counts"))):
+        _need(counts is None or isinstance(counts, dict), where, "an object or null", counts)
+        for cls, sides in (counts or {}).items():
+            _need(isinstance(sides, dict), f"{where}.{cls}", "an object {train: n, val: n}", sides)
+            for side, n in sides.items():
+                _need(_is_int(n) and n >= 0, f"{where}.{cls}.{side}", "a whole number >= 0", n)
+    files = (record.get("source") or {}).get("files", [])
+    _need(isinstance(files, list), "source.files", "a list", files)
+    for i, f in enumerate(files):
+        _need(
+            isinstance(f, dict) and (f.get("size") is None or _is_int(f.get("size"))),
+            f"source.files[{i}]",
+            "an object with a whole-number size",
+            f,
+        )
+    params = (record.get("flow") or {}).get("params")
+    _need(params is None or isinstance(params, dict), "flow.params", "an object or null", params)
+    step = (record.get("decode") or {}).get("frame_step", 1)
+    _need(_is_int(step) and step >= 1, "decode.frame_step", "a whole number >= 1", step)
 
 
 def _check_encoding(enc: dict[str, Any]) -> None:
@@ -222,8 +256,11 @@ def _check_clip(clip: Any, where: str, classes: list[str]) -> None:
     for key in ("frames", "flow_frames"):
         v = clip.get(key, 0)
         _need(_is_int(v) and 0 <= v <= MAX_FRAMES, f"{where}.{key}", f"a whole number in [0, {MAX_FRAMES}]", v)
-    for key in ("source", "error"):
-        _need(clip.get(key) is None or isinstance(clip.get(key), str), f"{where}.{key}", "a string", clip.get(key))
+    # the builder always writes the source file name; stats parses HMDB51's tags from it
+    _need(isinstance(clip.get("source"), str), f"{where}.source", "a string", clip.get("source"))
+    _need(
+        clip.get("error") is None or isinstance(clip.get("error"), str), f"{where}.error", "a string", clip.get("error")
+    )
 
 
 def has_rgb(record: dict[str, Any]) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,8 @@ from flowprep.layout.paths import clip_dir
 from flowprep.layout.record import SIDES, find_root, has_flow, has_rgb, read_record
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: largest image file read as a frame (an 8192x8192 RGB PNG stored uncompressed is 201 MB)
+MAX_IMAGE_BYTES = 512 << 20
 
 
 @dataclass
@@ -73,18 +77,42 @@ def _png_problem(data: bytes) -> str | None:
     return "truncated PNG: no IEND chunk"
 
 
+def read_frame_bytes(path: Path, limit: int = MAX_IMAGE_BYTES) -> tuple[bytes | None, str]:
+    """The bytes of frame file ``path``, ``(data, "")``, or ``(None, why)``.
+
+    Only a regular file is read, and at most ``limit`` bytes: a frame that is a symlink (flowprep
+    writes none; one could lead outside the dataset, to ``/dev/zero`` whose reading never ends, or to
+    a FIFO that blocks forever) or a device is a problem, not something to follow.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, "a symbolic link (flowprep writes none; not followed)"
+        return None, f"{exc.strerror or exc}"
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return None, "not a regular file"
+        if st.st_size > limit:
+            return None, f"{st.st_size} bytes, more than any frame ({limit} at most)"
+        try:
+            return fh.read(limit), ""
+        except OSError as exc:
+            return None, f"{exc.strerror or exc}"
+
+
 def read_image(path: Path) -> tuple[np.ndarray | None, str]:
     """Decode ``path`` fully: ``(image, "")``, or ``(None, why)`` when it is unreadable, truncated or
     damaged. The image is ``(H, W)`` or ``(H, W, C)`` ``uint8`` as stored."""
     import cv2
 
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return None, f"{exc.strerror or exc}"
-    why = container_problem(data, path.suffix.lower().lstrip("."))
-    if why:
+    data, why = read_frame_bytes(path)
+    if data is None:
         return None, why
+    damage = container_problem(data, path.suffix.lower().lstrip("."))
+    if damage:
+        return None, damage
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         return None, "does not decode"
@@ -122,7 +150,8 @@ def check_clip(
         present: set[str] = set()
         allowed = (["rgb"] if rgb else []) + (["u", "v"] if flow else [])
         for entry in sorted(os.listdir(base)):
-            if entry not in allowed or not (base / entry).is_dir():
+            # a symlinked rgb/u/v folder could lead anywhere: not followed
+            if entry not in allowed or (base / entry).is_symlink() or not (base / entry).is_dir():
                 problems.append(f"{folder}: unexpected entry {entry!r} (TAO lists clip folders by name)")
                 continue
             present.update(f"{entry}/{n}" for n in os.listdir(base / entry))

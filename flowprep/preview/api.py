@@ -5,6 +5,7 @@ wheel | u | v, decoded with the recorded encoding. Or one clip's side-by-side vi
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -23,13 +24,18 @@ from flowprep.layout.record import (
     read_record,
     write_text_atomic,
 )
+from flowprep.limits import check_count, check_finite
 from flowprep.preview.media import ClipMedia, ClipReader, render_clip
 from flowprep.preview.page import ClipEntry, render_page
 
 SIDE_CHOICES = ("train", "val", "both")
+MIN_FPS = 0.1
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
 MEDIA_DIR = "media"
 LEGEND_NAME = "wheel.png"
+MEDIA_GLOB = "c[0-9][0-9][0-9][0-9].mp4"
+#: what a preview wrote in its folder (relative names); only those are ever replaced or removed
+MANIFEST_NAME = ".flowprep-preview.json"
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,8 @@ class PreviewConfig:
         side: ``train``, ``val`` or ``both``: where the per-class choice comes from.
         video: write this one clip's side-by-side video here instead of a page (needs exactly one clip).
         height: panel height in pixels (even, 16..1080).
-        fps: frame rate of the videos.
+        fps: frame rate of the videos, 0.1..120 (the MP4 time base is a fraction with a denominator
+            of at most 1000: a slower rate would round to zero).
         max_frames: frames per video at most (from the clip's start).
         progress: show a progress bar.
     """
@@ -61,16 +68,15 @@ class PreviewConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.per_class < 0:
-            raise ConfigError(f"--per-class must be >= 0, got {self.per_class}")
+        # the CLI's limits, also for library callers (a float or nan count failed deep inside)
+        check_count("--per-class", self.per_class, 0, 1000)
+        check_count("--max-frames", self.max_frames, 1, 100_000)
+        check_count("--height", self.height, 16, 1080)
+        check_finite("--fps", self.fps, MIN_FPS, 120)
         if self.side not in SIDE_CHOICES:
             raise ConfigError(f"--side must be one of {SIDE_CHOICES}, got {self.side!r}")
         if not (16 <= self.height <= 1080 and self.height % 2 == 0):
             raise ConfigError(f"--height must be an even number of pixels in 16..1080, got {self.height}")
-        if not 0 < self.fps <= 120:
-            raise ConfigError(f"--fps must be in (0, 120], got {self.fps}")
-        if self.max_frames < 1:
-            raise ConfigError(f"--max-frames must be >= 1, got {self.max_frames}")
         if self.video is not None:
             if len(self.clips) != 1:
                 raise ConfigError(f"--video needs exactly one --clip, got {len(self.clips)}")
@@ -139,16 +145,53 @@ def select_clips(record: dict[str, Any], per_class: int, side: str) -> list[dict
     return out
 
 
-def _out_dir(root: Path, out: Path | None) -> Path:
-    out = Path(out) if out is not None else root.parent / f"{root.name}-preview"
-    resolved, base = out.resolve(), root.resolve()
+def _check_outside_frames(root: Path, path: Path, option: str) -> None:
+    """ConfigError when ``path`` is the dataset root or lies in its frame folders: TAO and mmaction2
+    list those folders, so a stray page or video there breaks training and ``flowprep verify``."""
+    resolved, base = path.resolve(), root.resolve()
     frame_dirs = [base / d for d in (*SIDES, "rawframes")]
     if resolved == base or any(resolved == d or d in resolved.parents for d in frame_dirs):
         raise ConfigError(
-            f"--out {out} is the dataset root or inside its frame folders (TAO and mmaction2 "
+            f"{option} {path} is the dataset root or inside its frame folders (TAO and mmaction2 "
             "list those); write the preview elsewhere"
         )
+
+
+def _out_dir(root: Path, out: Path | None) -> Path:
+    out = Path(out) if out is not None else root.parent / f"{root.name}-preview"
+    _check_outside_frames(root, out, "--out")
     return out
+
+
+def _previous_files(out: Path) -> set[str]:
+    """Files an earlier preview wrote in ``out`` (its manifest), after checking that none of the
+    names this preview writes holds a file of someone else's.
+
+    Raises:
+        OutputError: ``index.html``, the legend or a ``media/c0000.mp4`` exists in ``out`` and no
+            preview manifest lists it (the user's own page: never overwritten).
+    """
+    manifest = out / MANIFEST_NAME
+    owned: set[str] = set()
+    if manifest.is_file():
+        try:
+            owned = set(json.loads(manifest.read_text(encoding="utf-8"))["files"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise OutputError(f"{manifest} is damaged ({exc}); remove {out} or choose another --out") from exc
+    elif _is_old_preview(out / "index.html"):
+        owned = {"index.html", f"{MEDIA_DIR}/{LEGEND_NAME}"} | {
+            f"{MEDIA_DIR}/{p.name}" for p in (out / MEDIA_DIR).glob(MEDIA_GLOB)
+        }
+    ours = ["index.html", f"{MEDIA_DIR}/{LEGEND_NAME}"] + [
+        f"{MEDIA_DIR}/{p.name}" for p in (out / MEDIA_DIR).glob(MEDIA_GLOB)
+    ]
+    foreign = [n for n in ours if (out / n).exists() and n not in owned]
+    if foreign:
+        raise OutputError(
+            f"{out / foreign[0]} was not written by flowprep preview (no {MANIFEST_NAME} lists it); "
+            "flowprep does not overwrite it: choose another --out or remove it"
+        )
+    return owned
 
 
 def write_legend(path: Path, size: int = 96) -> None:
@@ -158,8 +201,17 @@ def write_legend(path: Path, size: int = 96) -> None:
     flow = np.stack([xs, ys], axis=-1)
     img = flow_to_color(flow, max_flow=r)
     img[np.hypot(xs, ys) > r] = 255  # white outside the disc
-    if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
-        raise OutputError(f"cannot write the colour-wheel legend {path}")
+    # encoded in memory and written by Python: cv2.imwrite on a full disk prints libpng's own error
+    # line on stderr and returns False without saying why
+    ok, png = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OutputError(f"cannot encode the colour-wheel legend {path}")
+    Path(path).write_bytes(png.tobytes())
+
+
+def _media_name(i: int) -> str:
+    # media files are numbered, not named after clips: clip names hold '#', '&', "'" ...
+    return f"c{i:04d}.mp4"
 
 
 def _progress(items: list[Any], enabled: bool, desc: str):
@@ -180,8 +232,7 @@ def _render_page_media(
         if reader.count == 0:
             notes.append(f"{clip['id']}: no frames to show")
             continue
-        # media files are numbered, not named after clips: clip names hold '#', '&', "'" ...
-        name = f"c{i:04d}.mp4"
+        name = _media_name(i)
         try:
             info: ClipMedia = render_clip(reader, media / name, cfg.max_frames, cfg.height, cfg.fps)
         except DatasetError as exc:  # a damaged clip: say so on the page and show the others
@@ -192,15 +243,26 @@ def _render_page_media(
     return entries, notes
 
 
-def _clear_media(media: Path) -> None:
-    """Remove the videos of an earlier preview (only files this module names)."""
-    for p in media.glob("c[0-9][0-9][0-9][0-9].mp4"):
-        p.unlink()
+def _is_old_preview(index: Path) -> bool:
+    """A page of a preview made before the manifest existed (its own last line says so)."""
+    try:
+        tail = index.read_bytes()[-200:] if index.is_file() else b""
+    except OSError:
+        return False
+    return tail.rstrip().endswith(b"preview</p></main></body></html>") and b"written by flowprep" in tail
+
+
+def _clear_media(out: Path, owned: set[str]) -> None:
+    """Remove the videos of an earlier preview: only those its manifest lists."""
+    for p in (out / MEDIA_DIR).glob(MEDIA_GLOB):
+        if f"{MEDIA_DIR}/{p.name}" in owned:
+            p.unlink()
 
 
 def _write_video(
     root: Path, record: dict[str, Any], clip: dict[str, Any], video: Path, cfg: PreviewConfig, t0: float
 ) -> PreviewSummary:
+    _check_outside_frames(root, video, "--video")
     try:
         video.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -222,9 +284,18 @@ def _write_page(
     out = _out_dir(root, cfg.out)
     media = out / MEDIA_DIR
     legend = f"{MEDIA_DIR}/{LEGEND_NAME}" if has_flow(record) else None
+    owned = _previous_files(out)
     try:
         media.mkdir(parents=True, exist_ok=True)
-        _clear_media(media)
+        _clear_media(out, owned)
+        # the manifest lists every name this run may write before any is written, so an interrupted
+        # run can be redone, and no later run mistakes these files for the user's
+        names = [
+            "index.html",
+            *([legend] if legend else []),
+            *(f"{MEDIA_DIR}/{_media_name(i)}" for i in range(len(clips))),
+        ]
+        write_text_atomic(out / MANIFEST_NAME, json.dumps({"files": names}, indent=1) + "\n")
         if legend:
             write_legend(out / legend)
         entries, notes = _render_page_media(root, record, clips, media, cfg)

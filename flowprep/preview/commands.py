@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from flowprep.cliparams import count, positive
-from flowprep.preview.api import SIDE_CHOICES
+from flowprep.cliparams import count, finite
+from flowprep.preview.api import MIN_FPS, SIDE_CHOICES
 
 
 @click.command("preview")
@@ -41,7 +41,7 @@ from flowprep.preview.api import SIDE_CHOICES
     help="Write the one --clip's side-by-side video (RGB | flow | u | v) to this .mp4 instead of a page.",
 )
 @click.option("--height", type=count(16, 1080), default=128, show_default=True, help="Panel height in pixels (even).")
-@click.option("--fps", type=positive(120), default=10.0, show_default=True, help="Frame rate of the videos.")
+@click.option("--fps", type=finite(MIN_FPS, 120), default=10.0, show_default=True, help="Frame rate of the videos.")
 @click.option(
     "--max-frames", type=count(1, 100_000), default=48, show_default=True, help="Frames per video, from the start."
 )

@@ -22,6 +22,7 @@ from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.visualize import flow_to_color
 from flowprep.layout.paths import clip_dir, flow_names, rgb_name
 from flowprep.layout.record import has_flow, has_rgb
+from flowprep.layout.verify import read_frame_bytes
 from flowprep.video.overlay import draw_label
 
 #: panel names in the order they are drawn
@@ -53,10 +54,12 @@ class ClipMedia:
 
 
 def _imread(path: Path, flags: int) -> np.ndarray:
-    # checked first: OpenCV would also print a warning of its own for a missing file
-    img = cv2.imread(str(path), flags) if path.is_file() else None
+    # only a regular file, never followed through a symlink, at most MAX_IMAGE_BYTES: a frame linked
+    # to /dev/zero or a FIFO would otherwise exhaust memory or block (verify reads frames the same way)
+    data, why = read_frame_bytes(path)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags) if data else None
     if img is None:
-        raise DatasetError(f"cannot read {path}: missing or not an image (run `flowprep verify` on the dataset)")
+        raise DatasetError(f"cannot read {path}: {why or 'not an image'} (run `flowprep verify` on the dataset)")
     return img
 
 
@@ -93,6 +96,8 @@ class ClipReader:
     def __init__(self, root: Path, record: dict[str, Any], clip: dict[str, Any]):
         self.layout = record["layout"]
         self.folder = clip_dir(root, self.layout, clip["side"], clip["class"], clip["name"])
+        # a symlinked class or clip folder leading out of the dataset is not read (as in verify)
+        self.outside = not self.folder.resolve().is_relative_to(Path(root).resolve())
         self.rgb_format = (record.get("rgb") or {}).get("image_format") or "png"
         self.rgb = has_rgb(record)
         self.flow = has_flow(record)
@@ -115,26 +120,31 @@ class ClipReader:
         u, v = read_uv(self.folder, self.layout, k, enc.image_format)
         return u, v, enc.decode(u, v)
 
-    @staticmethod
-    def color_scale(mags: list[np.ndarray]) -> float:
-        """Speed drawn fully saturated: the clip's largest over ``mags`` (one scale per clip, so
-        colours do not flicker; a fixed bound would wash out small motion). For ``maxrad`` that is
-        about 1, each frame's own max radius."""
-        return max(1e-3, max((float(m.max()) for m in mags if m.size), default=0.0))
+    def color_scale(self, n: int) -> float:
+        """Speed drawn fully saturated: the largest flow magnitude over the first ``n`` flow frames
+        (one scale per clip, so colours do not flicker; a fixed bound would wash out small motion).
+        For ``maxrad`` that is about 1, each frame's own max radius. Reads the frames one at a time
+        (a first pass), so memory does not grow with ``n``."""
+        largest = 0.0
+        for k in range(n):
+            f = self.flow_px(k)[2]
+            if f.size:
+                largest = max(largest, float(np.hypot(f[..., 0], f[..., 1]).max()))
+        return max(1e-3, largest)
 
     def frames_iter(self, max_frames: int, height: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """Yield ``(panels, magnitude)`` per shown frame: ``uint8`` ``(height, W, 3)`` RGB panels
         side by side, and the flow magnitude ``float32`` ``(H, W)`` (None without flow)."""
         n = min(self.count, max_frames)
-        flows = [self.flow_px(k) for k in range(n)] if self.flow else []
-        mags = [np.hypot(f[..., 0], f[..., 1]) for _, _, f in flows]
-        scale = self.color_scale(mags)
+        scale = self.color_scale(n) if self.flow else 1.0
         for k in range(n):
             parts = [read_rgb(self.folder, self.layout, k, self.rgb_format)] if self.rgb else []
-            if flows:
-                u, v, f = flows[k]
+            mag = None
+            if self.flow:
+                u, v, f = self.flow_px(k)
+                mag = np.hypot(f[..., 0], f[..., 1])
                 parts += [flow_to_color(f, max_flow=scale), u, v]
-            yield np.concatenate([_panel(p, height) for p in parts], axis=1), (mags[k] if mags else None)
+            yield np.concatenate([_panel(p, height) for p in parts], axis=1), mag
 
 
 def render_clip(
@@ -150,6 +160,8 @@ def render_clip(
         fps: frame rate of the video.
         labels: draw the panel names on the frames (for a video seen outside the page).
     """
+    if reader.outside:
+        raise DatasetError(f"{reader.folder} leads outside the dataset (a symlink?); not read")
     sums = [0.0, 0, 0.0]  # magnitude sum, pixel count, max
 
     def frames() -> Iterator[np.ndarray]:
