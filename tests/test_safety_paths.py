@@ -306,6 +306,24 @@ def test_a_symlinked_state_or_tmp_folder_is_refused(walk_release, tmp_path, own)
     assert snapshot(tmp_path, out) == before
 
 
+def test_a_fifo_or_device_source_or_splits_is_one_line_and_touches_nothing(walk_release, tmp_path):
+    fifo, out = tmp_path / "fifo.zip", tmp_path / "out"
+    os.mkfifo(fifo)
+    for args in ((fifo,), ("/dev/zero",), (walk_release, "--splits", "/dev/zero", "--official-split", "1")):
+        r = flowprep(*build_args(args[0], out, *args[1:]), timeout=30)  # opening the FIFO used to block
+        assert r.returncode == 1 and few_lines(r, 1) and "not a folder or a regular file" in r.stderr, r.stderr
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("target", ["missing/x", "self"])
+def test_a_dangling_or_looping_out_symlink_is_one_line(walk_release, tmp_path, target):
+    out = tmp_path / "out"
+    out.symlink_to(tmp_path / target if target != "self" else out)
+    r = flowprep(*build_args(walk_release, out))
+    assert r.returncode == 1 and few_lines(r, 1) and "symlink to nothing" in r.stderr, r.stderr
+    assert not (tmp_path / "missing").exists()
+
+
 def test_names_of_the_longest_allowed_length_build(tmp_path):
     src, cls = tmp_path / "src", "c" * 255  # the longest name the validator accepts
     for folder, names in ((cls, ["a", "n" * 251]), ("run", ["a", "b"])):

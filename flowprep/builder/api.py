@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowprep.archive import list_classes
+from flowprep.archive import detect_kind, list_classes
 from flowprep.builder.config import BuildConfig
 from flowprep.builder.dask_engine import run_on_worker
 from flowprep.builder.engine import ProgressBar, run_jobs
@@ -134,6 +134,8 @@ def _check_source(cfg: BuildConfig) -> BuildConfig:
     if not cfg.source.exists():
         raise ArchiveError(f"source {cfg.source} does not exist")
     _check_apart(cfg.source, cfg.out)
+    if cfg.splits_source is not None:
+        detect_kind(cfg.splits_source)  # a missing, FIFO or device --splits: refused before --out is touched
     if cfg.engine == "dask":
         cfg = dataclasses.replace(
             cfg,
@@ -153,7 +155,7 @@ def _check_apart(source: Path, out: Path) -> None:
     """Refuse an ``--out`` that is the source folder itself (``--force`` would write the dataset among
     the user's videos), or a source inside the entries a build of ``out`` owns (``--force`` would
     delete the input it is reading)."""
-    src, dst = source.resolve(), out.resolve()
+    src, dst = Path(os.path.realpath(source)), Path(os.path.realpath(out))  # no RuntimeError on a link loop
     if src == dst:
         raise ConfigError(f"--out {out} is the source folder; choose another folder for the dataset")
     for top in (*CLIP_TOPS, STATE_DIR):

@@ -331,6 +331,8 @@ class BuildFolder:
         """
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"output {self.out} exists and is not a folder")
+        if self.out.is_symlink() and not self.out.exists():
+            raise ConfigError(f"output {self.out} is a symlink to nothing (dangling, or a loop)")
         for own in (self.state, self.tmp):  # flowprep's own folders: a link would send writes elsewhere
             if own.is_symlink():
                 raise ConfigError(f"{own} is a symlink; flowprep writes its state only inside {self.out}: remove it")
