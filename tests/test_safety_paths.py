@@ -324,6 +324,19 @@ def test_a_dangling_or_looping_out_symlink_is_one_line(walk_release, tmp_path, t
     assert not (tmp_path / "missing").exists()
 
 
+def test_a_build_refused_while_planning_leaves_nothing(walk_release, tmp_path):
+    splits, out = tmp_path / "splits.zip", tmp_path / "out"
+    with zipfile.ZipFile(splits, "w") as z:
+        z.writestr("run_test_split1.txt", "w0.avi 1\n")  # no entry for class walk
+    r = flowprep(*build_args(walk_release, out, "--splits", splits, "--official-split", "1"))
+    assert r.returncode == 1 and few_lines(r, 1) and "no entry for class 'walk'" in r.stderr, r.stderr
+    assert not out.exists()
+    with zipfile.ZipFile(splits, "w") as z:  # fixed: another size, so another source identity
+        z.writestr("walk_test_split1.txt", "w0.avi 1\nw1.avi 2\nw2.avi 1\n")
+    r = flowprep(*build_args(walk_release, out, "--splits", splits, "--official-split", "1"))
+    assert r.returncode == 0, r.stderr  # not "holds a build made with other settings"
+
+
 def test_names_of_the_longest_allowed_length_build(tmp_path):
     src, cls = tmp_path / "src", "c" * 255  # the longest name the validator accepts
     for folder, names in ((cls, ["a", "n" * 251]), ("run", ["a", "b"])):

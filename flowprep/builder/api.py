@@ -23,7 +23,7 @@ from flowprep.builder.job import ClipResult, JobSettings
 from flowprep.builder.plan import Plan, class_folder_name, make_plan
 from flowprep.builder.shard import select_shard
 from flowprep.datasets import HMDB5_CLASSES
-from flowprep.errors import ArchiveError, ConfigError
+from flowprep.errors import ArchiveError, ConfigError, FlowprepError
 from flowprep.flow.registry import BACKENDS, create_backend, resolve_auto
 from flowprep.layout.paths import STATE_DIR, clip_dir
 from flowprep.layout.record import write_json_atomic
@@ -280,10 +280,16 @@ def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> Bu
     folder = BuildFolder(cfg.out)
     with output_errors(cfg.out):
         folder.acquire(shard=cfg.shard is not None)
+    fresh = cfg.shard is None and not folder.config.exists()  # shards may share a fresh state: kept
     try:
         with output_errors(cfg.out):
             _prepare(cfg, flow_info)
-        plan = make_plan(cfg)
+        try:
+            plan = make_plan(cfg)
+        except FlowprepError:
+            if fresh:  # nothing built yet: a fixed source or --splits must not meet "other settings"
+                folder.forget()
+            raise
         with output_errors(cfg.out):
             folder.check_plan([j.id for j in plan.jobs], cfg.layout, cfg.force, cfg.source)
         if on_plan is not None:

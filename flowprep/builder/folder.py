@@ -205,6 +205,11 @@ class BuildFolder:
         for rel in state:
             self.remove(rel, (STATE_DIR,))
 
+    def forget(self) -> None:
+        """Remove the state :meth:`prepare` wrote (only for a build that failed before any clip)."""
+        for p in (self.build_state, self.plan_file, self.owned_file, self.config):
+            self.remove(str(p.relative_to(self.out)), (STATE_DIR,))
+
     # --- fingerprint ------------------------------------------------------------------------
 
     def prepare(self, settings: dict[str, Any], layout: str, force: bool) -> None:
