@@ -266,6 +266,27 @@ def test_inner_archive_names_are_sanitized_in_the_cache(tmp_path: Path):
 # --- errors ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("kind", ["folder", "zip"])
+def test_a_class_with_both_a_folder_and_an_archive_is_warned(tmp_path: Path, caplog, kind: str):
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as z:
+        z.writestr("walk/a.avi", b"a")
+    members = {"walk.zip": inner.getvalue(), "walk/c.avi": b"c", "run/r.avi": b"r"}
+    src = tmp_path / ("src" if kind == "folder" else "src.zip")
+    if kind == "folder":
+        for name, data in members.items():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            (src / name).write_bytes(data)
+    else:
+        with zipfile.ZipFile(src, "w") as z:
+            for name, data in members.items():
+                z.writestr(name, data)
+    with caplog.at_level(logging.WARNING, logger="flowprep.archive"):
+        names = [(v.cls, v.name) for v in list_videos(src, tmp_path / "cache")]
+    assert names == [("run", "r.avi"), ("walk", "c.avi")]
+    assert "both a folder and an archive (walk); using the folders" in caplog.text
+
+
 def test_unknown_class_lists_available(release, tmp_path: Path):
     _, outer, _ = release
     with pytest.raises(ConfigError) as err:

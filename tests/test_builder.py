@@ -67,6 +67,14 @@ def test_build_hmdb5_from_nested_rar_is_verified(hmdb_rars, tmp_path):
     assert tree_bytes(out) == before
 
 
+def test_classes_must_be_a_list_not_a_string(tmp_path):
+    from flowprep.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="list of class names"):
+        BuildConfig(source=tmp_path, out=tmp_path / "o", classes="wave")  # type: ignore[arg-type]
+    assert BuildConfig(source=tmp_path, out=tmp_path / "o", classes=("wave", "clap")).classes == ["wave", "clap"]
+
+
 def test_flow_images_encode_the_true_motion(tiny_release, tmp_path):
     out = tmp_path / "d"
     s = build(

@@ -218,6 +218,29 @@ def test_reexport_into_the_same_folder_leaves_no_stale_files(tmp_path):
     assert json.loads((out / "flowprep_model.json").read_text())["modality"] == "of"
 
 
+def test_export_refuses_out_inside_a_datasets_side(tmp_path):
+    ds = tmp_path / "ds"
+    (ds / "train" / "walk").mkdir(parents=True)
+    (ds / "flowprep.json").write_text("{}")
+    ckpt = make_checkpoint(tmp_path / "rgb.pt", "2d", "rgb")
+    res = CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(ds / "train" / "deploy")])
+    assert res.exit_code != 0 and "inside the dataset's train/" in res.output, res.output
+    assert sorted(p.name for p in (ds / "train").iterdir()) == ["walk"]
+
+
+def test_a_refused_reexport_removes_nothing(tmp_path):
+    out, victim = tmp_path / "deploy", tmp_path / "victim"
+    ckpt = make_checkpoint(tmp_path / "rgb.pt", "2d", "rgb")
+    assert CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(out)]).exit_code == 0
+    before = sorted(p.name for p in out.iterdir())
+    victim.write_text("precious")
+    (out / "model.onnx").unlink()
+    (out / "model.onnx").symlink_to(victim)  # sorts after build_engine.sh, config*, labels*
+    res = CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(out)])
+    assert res.exit_code == 1 and "symlink" in res.output, res.output
+    assert sorted(p.name for p in out.iterdir()) == before and victim.read_text() == "precious"
+
+
 def test_export_never_replaces_a_users_files(tmp_path):
     out = tmp_path / "deploy"
     out.mkdir()

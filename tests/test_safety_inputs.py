@@ -295,10 +295,23 @@ def test_train_refuses_out_inside_the_dataset(dataset):
     assert snapshot(dataset) == before
 
 
-@pytest.mark.parametrize("damage", ["missing", "empty"])
+def test_evaluate_refuses_out_inside_the_dataset(dataset, tmp_path):
+    from flowprep.train.config import EvalConfig
+
+    for side in ("train", "val"):
+        with pytest.raises(ConfigError, match="inside the dataset"):
+            EvalConfig(tmp_path / "best.pt", dataset / "val", out=dataset / side / "report")
+    assert EvalConfig(tmp_path / "best.pt", dataset / "val", out=tmp_path / "report").out == tmp_path / "report"
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "fifo", "dev_zero"])
 def test_train_with_a_bad_frame_in_a_worker_is_one_line(damage, ds_copy, tmp_path, one_torch_thread):
     frame = _clip(ds_copy) / "rgb" / "000002.png"
-    frame.unlink() if damage == "missing" else frame.write_bytes(b"")
+    frame.unlink() if damage != "empty" else frame.write_bytes(b"")
+    if damage == "fifo":  # opening it used to block training forever
+        os.mkfifo(frame)
+    elif damage == "dev_zero":  # reading it used to grow memory without limit
+        frame.symlink_to("/dev/zero")
     out = invoke(
         "train",
         ds_copy,

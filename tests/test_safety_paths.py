@@ -226,6 +226,8 @@ def test_force_with_symlinked_train_is_one_line(walk_release, tmp_path):
     r = flowprep(*build_args(walk_release, out, "--force", "--seed", "5"))
     assert r.returncode == 1 and few_lines(r) and "symlink" in r.stderr, r.stderr
     assert (elsewhere / "walk").is_dir()
+    # checked before anything was removed: the previous build is whole, record and lists included
+    assert read_record(out)["counts"] and (out / "train_list.txt").is_file() and (out / "labels.txt").is_file()
 
 
 def test_concurrent_build_is_told_the_folder_is_held(walk_release, tmp_path):
@@ -242,6 +244,121 @@ def test_concurrent_build_is_told_the_folder_is_held(walk_release, tmp_path):
     r = flowprep(*build_args(walk_release, out))  # the holder is gone: its lock is stale
     assert r.returncode == 0, r.stderr
     assert not (out / ".flowprep" / "lock").exists()
+
+
+@pytest.mark.parametrize(
+    "text", ["garbage", '{"pid": 99999999999999999999, "host": "H"}', '{"pid": -1, "host": "H"}', "[1]"]
+)
+def test_a_damaged_lock_is_one_line(walk_release, tmp_path, text):
+    out = tmp_path / "out"
+    assert flowprep(*build_args(walk_release, out)).returncode == 0
+    (out / ".flowprep" / "lock").write_text(text.replace("H", socket.gethostname()))
+    r = flowprep(*build_args(walk_release, out))
+    assert r.returncode == 1 and few_lines(r, 1) and "names no build" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(
+    "name,text",
+    [
+        ("owned.json", "[]"),
+        ("owned.json", "null"),
+        ("config.json", '{"settings": 5}'),
+        ("plan.json", '{"clips": [[1]]}'),
+    ],
+)
+def test_a_damaged_state_file_is_one_line(walk_release, tmp_path, name, text):
+    out = tmp_path / "out"
+    assert flowprep(*build_args(walk_release, out)).returncode == 0
+    (out / ".flowprep" / name).write_text(text)
+    r = flowprep(*build_args(walk_release, out))
+    assert r.returncode == 1 and few_lines(r, 1) and f"cannot read {out / '.flowprep' / name}" in r.stderr, r.stderr
+    assert (out / "train" / "walk").is_dir()
+    r = flowprep(*build_args(walk_release, out, "--force", "--seed", "7"))  # plan.json: pruned, then rebuilt
+    assert r.returncode == (0 if name == "plan.json" else 1) and few_lines(r, 2), r.stderr
+
+
+def test_out_is_not_the_source_and_the_source_not_inside_out(walk_release, tmp_path):
+    before = snapshot(tmp_path, tmp_path / "none")
+    r = flowprep(*build_args(walk_release, walk_release, "--force"))
+    assert r.returncode == 1 and few_lines(r, 1) and "is the source folder" in r.stderr, r.stderr
+    assert snapshot(tmp_path, tmp_path / "none") == before
+    out = tmp_path / "out"
+    shutil.copytree(walk_release, out / "train" / "rel")
+    before = snapshot(tmp_path, tmp_path / "none")
+    r = flowprep(*build_args(out / "train" / "rel", out, "--force"))
+    assert r.returncode == 1 and few_lines(r, 1) and "lies inside" in r.stderr, r.stderr
+    assert snapshot(tmp_path, tmp_path / "none") == before
+
+
+@pytest.mark.parametrize("own", [".flowprep", ".flowprep-tmp"])
+def test_a_symlinked_state_or_tmp_folder_is_refused(walk_release, tmp_path, own):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    assert flowprep(*build_args(walk_release, out)).returncode == 0
+    shutil.rmtree(out / "train" / "walk")
+    if (out / own).exists():
+        os.rename(out / own, elsewhere)
+    else:
+        elsewhere.mkdir()
+    (out / own).symlink_to(elsewhere)
+    before = snapshot(tmp_path, out)
+    r = flowprep(*build_args(walk_release, out))
+    assert r.returncode == 1 and few_lines(r, 1) and "is a symlink" in r.stderr, r.stderr
+    assert snapshot(tmp_path, out) == before
+
+
+def test_a_fifo_or_device_source_or_splits_is_one_line_and_touches_nothing(walk_release, tmp_path):
+    fifo, out = tmp_path / "fifo.zip", tmp_path / "out"
+    os.mkfifo(fifo)
+    for args in ((fifo,), ("/dev/zero",), (walk_release, "--splits", "/dev/zero", "--official-split", "1")):
+        r = flowprep(*build_args(args[0], out, *args[1:]), timeout=30)  # opening the FIFO used to block
+        assert r.returncode == 1 and few_lines(r, 1) and "not a folder or a regular file" in r.stderr, r.stderr
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("target", ["missing/x", "self"])
+def test_a_dangling_or_looping_out_symlink_is_one_line(walk_release, tmp_path, target):
+    out = tmp_path / "out"
+    out.symlink_to(tmp_path / target if target != "self" else out)
+    r = flowprep(*build_args(walk_release, out))
+    assert r.returncode == 1 and few_lines(r, 1) and "symlink to nothing" in r.stderr, r.stderr
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_build_refused_while_planning_leaves_nothing(walk_release, tmp_path):
+    splits, out = tmp_path / "splits.zip", tmp_path / "out"
+    with zipfile.ZipFile(splits, "w") as z:
+        z.writestr("run_test_split1.txt", "w0.avi 1\n")  # no entry for class walk
+    r = flowprep(*build_args(walk_release, out, "--splits", splits, "--official-split", "1"))
+    assert r.returncode == 1 and few_lines(r, 1) and "no entry for class 'walk'" in r.stderr, r.stderr
+    assert not out.exists()
+    with zipfile.ZipFile(splits, "w") as z:  # fixed: another size, so another source identity
+        z.writestr("walk_test_split1.txt", "w0.avi 1\nw1.avi 2\nw2.avi 1\n")
+    r = flowprep(*build_args(walk_release, out, "--splits", splits, "--official-split", "1"))
+    assert r.returncode == 0, r.stderr  # not "holds a build made with other settings"
+
+
+def test_names_of_the_longest_allowed_length_build(tmp_path):
+    src, cls = tmp_path / "src", "c" * 255  # the longest name the validator accepts
+    for folder, names in ((cls, ["a", "n" * 251]), ("run", ["a", "b"])):
+        (src / folder).mkdir(parents=True)
+        for k, name in enumerate(names):
+            (src / folder / f"{name}.avi").write_bytes(clip_bytes(k))
+    r = flowprep(*build_args(src, tmp_path / "out"))
+    assert r.returncode == 0, r.stderr  # the temporary clip folder's name stays under 255 bytes
+    assert (tmp_path / "out" / "train" / cls).is_dir() or (tmp_path / "out" / "val" / cls).is_dir()
+
+
+def test_many_failed_clips_are_summed_up(tmp_path):
+    src = tmp_path / "src"
+    with zipfile.ZipFile(src.with_suffix(".zip"), "w") as z:
+        z.writestr("walk/ok.avi", clip_bytes(0))
+        for k in range(30):
+            z.writestr(f"walk/bad{k:02d}.avi", b"not a video")
+    r = flowprep(*build_args(src.with_suffix(".zip"), tmp_path / "out"))
+    assert r.returncode == 1 and "30 clip(s) failed" in r.stderr and "and 10 more" in r.stderr, r.stderr
+    assert len(r.stderr.splitlines()) <= 25
+    failed = [c for c in read_record(tmp_path / "out")["clips"] if c["status"] == "failed"]
+    assert len(failed) == 30
 
 
 # --- issue 9 defect 3: bounded input ----------------------------------------------------------------

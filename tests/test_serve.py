@@ -4,6 +4,7 @@ dataset-exact pre-processing, and one-line errors. Models are tiny (8 frames, 64
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,21 @@ def test_joint_checkpoint_computes_flow_on_the_fly(tmp_path):
     # flow items: 29 (frames k -> k+1); windows of 8 items at 0, 8, 16; each uses frames s .. s + 8
     assert [(w["start_frame"], w["end_frame"]) for w in wins] == [(0, 8), (8, 16), (16, 24)]
     assert s.source_frames == 30 and s.verdict["segments"] == 10 and not s.notes
+
+
+@pytest.mark.parametrize("bad", ["fifo", "dev_zero"])
+def test_a_fifo_or_device_among_folder_frames_is_a_decode_error(tmp_path, bad):
+    import cv2
+
+    from flowprep.errors import DecodeError
+    from flowprep.serve.stream import open_source
+
+    cv2.imwrite(str(tmp_path / "000000.png"), np.zeros((16, 16, 3), np.uint8))
+    os.mkfifo(tmp_path / "000001.png") if bad == "fifo" else (tmp_path / "000001.png").symlink_to("/dev/zero")
+    frames = iter(open_source(tmp_path))
+    assert next(frames).shape == (16, 16, 3)
+    with pytest.raises(DecodeError, match="not a regular file"):  # cv2.imread on the FIFO blocked
+        next(frames)
 
 
 def test_folder_of_frames_shorter_than_a_window(rgb3d, tmp_path):

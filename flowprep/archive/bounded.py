@@ -20,6 +20,8 @@ from flowprep.errors import ArchiveError
 
 #: default per-clip size limit (HMDB51's clips are about 1 MB; the longest real clips stay far below)
 MAX_CLIP_BYTES = 2 << 30
+#: the largest image file read as a frame (an 8192x8192 RGB PNG is at most about 200 MB)
+MAX_FRAME_BYTES = 512 << 20
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,8 @@ def detect_kind(path: Path) -> str:
         return "folder"
     if not path.exists():
         raise ArchiveError(f"{path}: no such file or folder")
+    if not stat.S_ISREG(path.stat().st_mode):  # opening a FIFO blocks; /dev/zero never ends
+        raise ArchiveError(f"{path}: not a folder or a regular file (a FIFO, device or socket)")
     try:
         with open(path, "rb") as fh:
             head = fh.read(512)

@@ -229,9 +229,18 @@ def _scan(source: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[VideoEntr
         with open_archive(source) as arc:
             videos, inner = _scan_archive(arc, exts)
         looked = f"looked in archive {source} {wanted}"
-    for cls in set(videos) & set(inner):
-        log.info("%s: class %r has both a folder and an archive; using the folder", source, cls)
-        del inner[cls]
+    both = sorted(set(videos) & set(inner))
+    if both:
+        # Usually the archives were unpacked beside themselves (same clips); if not, the archive's
+        # clips are left out, so say so once instead of only at info level.
+        _skip_warning(
+            "%s: %d class(es) have both a folder and an archive (%s); using the folders, not the archives",
+            source,
+            len(both),
+            ", ".join(both[:5]) + (", ..." if len(both) > 5 else ""),
+        )
+        for cls in both:
+            del inner[cls]
     return videos, inner, looked
 
 

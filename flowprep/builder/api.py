@@ -13,19 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowprep.archive import list_classes
+from flowprep.archive import detect_kind, list_classes
 from flowprep.builder.config import BuildConfig
 from flowprep.builder.dask_engine import run_on_worker
 from flowprep.builder.engine import ProgressBar, run_jobs
 from flowprep.builder.finalize import finalize, save_build_state
-from flowprep.builder.folder import BuildFolder, output_errors
+from flowprep.builder.folder import CLIP_TOPS, BuildFolder, output_errors
 from flowprep.builder.job import ClipResult, JobSettings
 from flowprep.builder.plan import Plan, class_folder_name, make_plan
 from flowprep.builder.shard import select_shard
 from flowprep.datasets import HMDB5_CLASSES
-from flowprep.errors import ArchiveError, ConfigError
+from flowprep.errors import ArchiveError, ConfigError, FlowprepError
 from flowprep.flow.registry import BACKENDS, create_backend, resolve_auto
-from flowprep.layout.paths import clip_dir
+from flowprep.layout.paths import STATE_DIR, clip_dir
 from flowprep.layout.record import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,9 @@ def _check_source(cfg: BuildConfig) -> BuildConfig:
     touch ``--out``). Returns the config with absolute paths for Dask (workers run elsewhere)."""
     if not cfg.source.exists():
         raise ArchiveError(f"source {cfg.source} does not exist")
+    _check_apart(cfg.source, cfg.out)
+    if cfg.splits_source is not None:
+        detect_kind(cfg.splits_source)  # a missing, FIFO or device --splits: refused before --out is touched
     if cfg.engine == "dask":
         cfg = dataclasses.replace(
             cfg,
@@ -146,6 +149,21 @@ def _check_source(cfg: BuildConfig) -> BuildConfig:
         if unknown:
             raise ConfigError(f"unknown class(es) {', '.join(unknown)}; {cfg.source} has: {', '.join(available)}")
     return cfg
+
+
+def _check_apart(source: Path, out: Path) -> None:
+    """Refuse an ``--out`` that is the source folder itself (``--force`` would write the dataset among
+    the user's videos), or a source inside the entries a build of ``out`` owns (``--force`` would
+    delete the input it is reading)."""
+    src, dst = Path(os.path.realpath(source)), Path(os.path.realpath(out))  # no RuntimeError on a link loop
+    if src == dst:
+        raise ConfigError(f"--out {out} is the source folder; choose another folder for the dataset")
+    for top in (*CLIP_TOPS, STATE_DIR):
+        if src.is_relative_to(dst / top):
+            raise ConfigError(
+                f"source {source} lies inside {out}/{top}, which a build into {out} writes; "
+                "choose another --out, or copy the source elsewhere"
+            )
 
 
 def _check_class_names(cfg: BuildConfig) -> None:
@@ -262,10 +280,16 @@ def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> Bu
     folder = BuildFolder(cfg.out)
     with output_errors(cfg.out):
         folder.acquire(shard=cfg.shard is not None)
+    fresh = cfg.shard is None and not folder.config.exists()  # shards may share a fresh state: kept
     try:
         with output_errors(cfg.out):
             _prepare(cfg, flow_info)
-        plan = make_plan(cfg)
+        try:
+            plan = make_plan(cfg)
+        except FlowprepError:
+            if fresh:  # nothing built yet: a fixed source or --splits must not meet "other settings"
+                folder.forget()
+            raise
         with output_errors(cfg.out):
             folder.check_plan([j.id for j in plan.jobs], cfg.layout, cfg.force, cfg.source)
         if on_plan is not None:

@@ -10,7 +10,11 @@ import click
 from flowprep.builder.config import DEFAULT_MAX_CLIP_BYTES, DEFAULT_SCHEDULER_TIMEOUT, scheduler_problem
 from flowprep.builder.folder import BuildFolder
 from flowprep.cliparams import CommaList, GpuList, Shard, Size, count, finite, positive
+from flowprep.layout.record import RECORD_NAME
 from flowprep.limits import MAX_SIDE, MIN_SIDE
+
+#: failed clips listed on the console (all are in the record)
+MAX_FAILED_SHOWN = 20
 
 
 def _params(values: tuple[str, ...]) -> dict[str, object]:
@@ -222,8 +226,15 @@ def _report(summary) -> None:
         )
     if summary.failed:
         click.echo(f"{len(summary.failed)} clip(s) failed:", err=True)
-        for cid, why in summary.failed:
+        for cid, why in summary.failed[:MAX_FAILED_SHOWN]:
             click.echo(f"  {cid}: {why}", err=True)
+        if len(summary.failed) > MAX_FAILED_SHOWN:
+            # 10,000 broken members would bury the summary; the record keeps every reason
+            click.echo(
+                f"  ... and {len(summary.failed) - MAX_FAILED_SHOWN} more (the record, "
+                f"{summary.out}/{RECORD_NAME}, lists each with its reason)",
+                err=True,
+            )
         raise click.exceptions.Exit(1)
 
 

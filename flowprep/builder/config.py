@@ -150,7 +150,10 @@ class BuildConfig:
         if self.engine not in ("local", "dask"):
             raise ConfigError(f"--engine must be local or dask, got {self.engine!r}")
         self._check_run_limits()
+        if isinstance(self.classes, str):  # a str is a sequence of letters: "wave" would be w, a, v, e
+            raise ConfigError(f"classes must be a list of class names, got the string {self.classes!r}")
         if self.classes is not None:
+            self.classes = list(self.classes)  # a tuple or a generator from a library caller
             if not self.classes:
                 raise ConfigError("--classes selects no class")
             dup = sorted({c for c in self.classes if self.classes.count(c) > 1})

@@ -31,7 +31,7 @@ from typing import Any
 
 from flowprep.builder.config import fingerprint
 from flowprep.errors import ConfigError, DatasetError, OutputError
-from flowprep.layout.names import remove_inside
+from flowprep.layout.names import removable, remove_inside
 from flowprep.layout.paths import STATE_DIR, TMP_DIR, clip_dir
 from flowprep.layout.record import RECORD_NAME, dump_json, unique_tmp, write_text_atomic
 
@@ -46,6 +46,8 @@ LAYOUT_TOPS = {
 COMMON_TOPS = (RECORD_NAME, "labels.txt", "label_map.json", REPORT_NAME, TMP_DIR)
 ALL_TOPS = frozenset(COMMON_TOPS + LAYOUT_TOPS["tao"] + LAYOUT_TOPS["mmaction2"])
 CLIP_TOPS = ("train", "val", "rawframes")
+#: Linux's largest pid_max (2**22): a lock naming a larger pid was not written by a build
+MAX_PID = 4_194_304
 
 
 def create_exclusive(path: Path, text: str) -> bool:
@@ -81,6 +83,24 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise DatasetError(f"cannot read {path}: {exc}") from exc
+
+
+def _read_fields(path: Path, **fields: type) -> dict[str, Any]:
+    """The JSON object in ``path``; each of ``fields`` present must have its type (a damaged or
+    hand-edited state file is one line naming it, not an AttributeError deep in the build).
+
+    Raises:
+        DatasetError: unreadable, not an object, or a field of another type.
+    """
+    d = _read_json(path)
+    bad = [k for k, kind in fields.items() if isinstance(d, dict) and k in d and not isinstance(d[k], kind)]
+    if not isinstance(d, dict) or bad:
+        why = "not a JSON object" if not isinstance(d, dict) else f"{bad[0]!r} has the wrong type"
+        raise DatasetError(
+            f"cannot read {path}: {why} (damaged or edited by hand); remove the output folder "
+            f"{path.parent.parent} and build again"
+        )
+    return d
 
 
 def _start_time(pid: int) -> str | None:
@@ -133,10 +153,12 @@ class BuildFolder:
     def owned(self) -> set[str]:
         """Entries flowprep wrote here (a folder built before the manifest existed: its layout's)."""
         if self.owned_file.is_file():
-            names = _read_json(self.owned_file).get("entries", [])
-            return {n for n in names if n in ALL_TOPS}  # a tampered manifest cannot widen the set
+            names = _read_fields(self.owned_file, entries=list).get("entries", [])
+            return {
+                n for n in names if isinstance(n, str) and n in ALL_TOPS
+            }  # a tampered manifest cannot widen the set
         if self.config.is_file():
-            layout = _read_json(self.config).get("settings", {}).get("layout", "tao")
+            layout = _read_fields(self.config, settings=dict).get("settings", {}).get("layout", "tao")
             return set(self.tops(layout if layout in LAYOUT_TOPS else "tao"))
         return set()
 
@@ -160,17 +182,32 @@ class BuildFolder:
 
     def _prune(self, owned: set[str]) -> None:
         """``--force``: remove the previous build (only what the manifest lists) and its state."""
+        state = [
+            str(p.relative_to(self.out))
+            for p in (
+                self.failed_dir,
+                self.decode_dir,
+                self.reports_dir,
+                self.build_state,
+                self.plan_file,
+                self.owned_file,
+            )
+        ]
+        # Check every entry before removing any: a refusal (a symlinked train/) must leave the
+        # previous build whole, not without its record.
+        for name in sorted(owned):
+            removable(self.out, name, owned)
+        for rel in state:
+            removable(self.out, rel, (STATE_DIR,))
         log.warning("--force: removing the previous build in %s", self.out)
         for name in sorted(owned):
             self.remove(name, owned)
-        for p in (
-            self.failed_dir,
-            self.decode_dir,
-            self.reports_dir,
-            self.build_state,
-            self.plan_file,
-            self.owned_file,
-        ):
+        for rel in state:
+            self.remove(rel, (STATE_DIR,))
+
+    def forget(self) -> None:
+        """Remove the state :meth:`prepare` wrote (only for a build that failed before any clip)."""
+        for p in (self.build_state, self.plan_file, self.owned_file, self.config):
             self.remove(str(p.relative_to(self.out)), (STATE_DIR,))
 
     # --- fingerprint ------------------------------------------------------------------------
@@ -208,7 +245,7 @@ class BuildFolder:
         raise ConfigError(f"{self.config} keeps changing: is another build with --force running?")
 
     def _reuse(self, fp: str, settings: dict[str, Any], text: str, layout: str, force: bool) -> None:
-        old = _read_json(self.config)
+        old = _read_fields(self.config, settings=dict)
         owned = self.owned()
         self._check_conflicts(layout, owned)
         if old.get("fingerprint") == fp:
@@ -229,7 +266,7 @@ class BuildFolder:
         """The source identity recorded by the build (None for a folder without one)."""
         if not self.config.is_file():
             return None
-        return _read_json(self.config).get("settings", {}).get("source_identity")
+        return _read_fields(self.config, settings=dict).get("settings", {}).get("source_identity")
 
     # --- plan -------------------------------------------------------------------------------
 
@@ -242,7 +279,12 @@ class BuildFolder:
         ``rawframes/``); unchanged clips are kept and not rebuilt.
         """
         ids = sorted(ids)
-        old = _read_json(self.plan_file).get("clips") if self.plan_file.is_file() else None
+        old = _read_fields(self.plan_file, clips=list).get("clips") if self.plan_file.is_file() else None
+        if old is not None and not all(isinstance(c, str) for c in old):
+            raise DatasetError(
+                f"cannot read {self.plan_file}: a clip id that is not text (damaged or edited by hand); "
+                f"remove the output folder {self.out} and build again"
+            )
         if old == ids:
             return
         if old is not None:
@@ -294,6 +336,11 @@ class BuildFolder:
         """
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"output {self.out} exists and is not a folder")
+        if self.out.is_symlink() and not self.out.exists():
+            raise ConfigError(f"output {self.out} is a symlink to nothing (dangling, or a loop)")
+        for own in (self.state, self.tmp):  # flowprep's own folders: a link would send writes elsewhere
+            if own.is_symlink():
+                raise ConfigError(f"{own} is a symlink; flowprep writes its state only inside {self.out}: remove it")
         text = dump_json({"pid": os.getpid(), "host": socket.gethostname(), "start": _start_time(os.getpid())})
         for _ in range(3):
             holder = self._holder()
@@ -301,6 +348,11 @@ class BuildFolder:
                 log.warning("removing a stale lock of pid %s (no longer running)", holder["pid"])
                 self.remove(f"{STATE_DIR}/{self.lock_file.name}", (STATE_DIR,))
                 continue
+            if holder is not None and holder["pid"] == "?":
+                raise ConfigError(
+                    f"{self.lock_file} names no build (damaged, or another build is writing it now); "
+                    "if no build into this folder is running, remove it"
+                )
             if holder is not None:
                 raise ConfigError(
                     f"another build (pid {holder['pid']} on {holder['host']}) holds {self.out}; "
@@ -319,6 +371,8 @@ class BuildFolder:
         try:
             d = json.loads(self.lock_file.read_text(encoding="utf-8"))
             pid, host = int(d["pid"]), str(d["host"])
+            if not 0 < pid <= MAX_PID:  # 0 and -1 name process groups for kill(); a huge one overflows it
+                raise ValueError(f"pid {pid}")
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError):
@@ -361,10 +415,7 @@ class BuildFolder:
                 f"{self.out} has no build state ({STATE_DIR}/{self.build_state.name}); it was "
                 "not made by `flowprep build` (or by a version before 0.2)"
             )
-        state = _read_json(self.build_state)
-        if not isinstance(state, dict):
-            raise DatasetError(f"cannot read build state {self.build_state}: not a JSON object")
-        return state
+        return _read_fields(self.build_state)
 
     def _note_path(self, clip_id: str, folder: Path | None = None) -> Path:
         return (folder or self.failed_dir) / f"{hashlib.sha1(clip_id.encode()).hexdigest()[:20]}.json"

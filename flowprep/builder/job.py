@@ -9,6 +9,7 @@ of dead Dask workers and job-array shards all follow from this one rule.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -208,7 +209,11 @@ class _ClipWriter:
 
 
 def _make_tmp(out: Path, job: ClipJob, settings: JobSettings) -> Path:
-    tmp = out / TMP_DIR / f"{job.cls}.{job.clip}.{uuid.uuid4().hex[:12]}"
+    base = f"{job.cls}.{job.clip}"
+    if len(base.encode("utf-8", "surrogateescape")) > 200:
+        # class and clip names may each be 255 bytes: keep the folder name under NAME_MAX (255)
+        base = hashlib.sha1(job.id.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    tmp = out / TMP_DIR / f"{base}.{uuid.uuid4().hex[:12]}"
     try:
         tmp.mkdir(parents=True)
         for sub in subdirs(settings.layout, settings.rgb, settings.flow):

@@ -30,7 +30,7 @@ from flowprep.export import configs
 from flowprep.export.config import ExportConfig, ExportSummary
 from flowprep.export.onnx_export import OPSET, check_parity, convert_fp16, export_onnx
 from flowprep.export.tensorrt import build_engine, command_line, tensorrt_status, trtexec_command
-from flowprep.layout.names import remove_inside
+from flowprep.layout.names import removable, remove_inside
 from flowprep.layout.record import dump_json, write_json_atomic, write_text_atomic
 from flowprep.train.checkpoint import load_checkpoint, model_from_checkpoint
 from flowprep.train.spec import input_shapes
@@ -98,6 +98,8 @@ def _take_folder(out: Path, planned: set[str]) -> None:
             "choose another --out"
         )
     stale = sorted(n for n in owned if os.path.lexists(out / n))
+    for n in stale:  # all checked before any is removed: a refusal leaves the earlier export whole
+        removable(out, n, owned)
     if stale:
         log.warning("replacing the earlier export in %s (%d file(s))", out, len(stale))
     for n in stale:

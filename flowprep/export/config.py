@@ -9,6 +9,7 @@ from typing import Any
 
 from flowprep.errors import ConfigError
 from flowprep.export.tensorrt import Profile
+from flowprep.layout.record import RECORD_NAME
 
 
 @dataclass
@@ -47,6 +48,7 @@ class ExportConfig:
                 "use letters, digits, '_', '.' and '-'"
             )
         Profile(self.min_batch, self.opt_batch, self.max_batch)  # raises ExportError for bad batch sizes
+        _check_not_in_dataset(self.out)
         if not 1 <= self.ds_batch <= self.max_batch:
             raise ConfigError(
                 f"--deepstream-batch must be within 1..{self.max_batch} (the engine's max batch), got {self.ds_batch}"
@@ -56,6 +58,18 @@ class ExportConfig:
     def profile(self) -> Profile:
         """The TensorRT optimization profile (raises ExportError for bad batch sizes)."""
         return Profile(self.min_batch, self.opt_batch, self.max_batch)
+
+
+def _check_not_in_dataset(out: Path) -> None:
+    """Refuse a deploy folder inside a dataset's ``train/``, ``val/`` or ``rawframes/``: those hold only
+    class folders (TAO lists them), so it would become a stray class that fails ``flowprep verify``."""
+    target = out.resolve()
+    for folder in (target, *target.parents):
+        if folder.name in ("train", "val", "rawframes") and (folder.parent / RECORD_NAME).is_file():
+            raise ConfigError(
+                f"--out {out} is inside the dataset's {folder.name}/ folder, which holds only class "
+                "folders; choose a folder outside it"
+            )
 
 
 @dataclass

@@ -75,16 +75,14 @@ def _checked_parts(root: Path, rel: str | Path) -> tuple[str, ...]:
     return parts
 
 
-def remove_inside(root: Path, rel: str | Path, tops: Collection[str]) -> bool:
-    """Delete ``root/rel`` (a file or a whole folder) if it provably lies inside ``root/<top>``.
+def removable(root: Path, rel: str | Path, tops: Collection[str]) -> Path | None:
+    """``root/rel`` if :func:`remove_inside` may delete it, None if it does not exist; checks only.
 
-    ``rel`` must be plain names (no ``.``, ``..``, separators inside a name), its first one of
-    ``tops``; no component below ``root`` may be a symlink (a symlinked ``train/`` would lead the
-    deletion elsewhere), and the resolved path must still lie under the resolved ``root``. A missing
-    path is fine (returns False; True when something was removed).
+    Callers that delete several entries check them all first, so a refusal (a symlinked ``train/``)
+    leaves the folder as it was instead of half removed.
 
     Raises:
-        ConfigError: the path fails a check (the one-line message names it); nothing was removed.
+        ConfigError: the path fails a check of :func:`remove_inside` (the one-line message names it).
     """
     root = Path(os.path.abspath(root))
     parts = _checked_parts(root, rel)
@@ -100,9 +98,26 @@ def remove_inside(root: Path, rel: str | Path, tops: Collection[str]) -> bool:
                 "out of the output folder); remove or replace it yourself"
             )
         if not os.path.lexists(cur):
-            return False
+            return None
     if root.resolve() not in path.resolve().parents:
         raise ConfigError(f"refusing to remove {path}: it resolves outside {root.resolve()}")
+    return path
+
+
+def remove_inside(root: Path, rel: str | Path, tops: Collection[str]) -> bool:
+    """Delete ``root/rel`` (a file or a whole folder) if it provably lies inside ``root/<top>``.
+
+    ``rel`` must be plain names (no ``.``, ``..``, separators inside a name), its first one of
+    ``tops``; no component below ``root`` may be a symlink (a symlinked ``train/`` would lead the
+    deletion elsewhere), and the resolved path must still lie under the resolved ``root``. A missing
+    path is fine (returns False; True when something was removed).
+
+    Raises:
+        ConfigError: the path fails a check (the one-line message names it); nothing was removed.
+    """
+    path = removable(root, rel, tops)
+    if path is None:
+        return False
     if path.is_dir():
         shutil.rmtree(path)
     else:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from flowprep.errors import ConfigError, DecodeError
+from flowprep.archive.bounded import MAX_FRAME_BYTES, read_regular
+from flowprep.errors import ArchiveError, ConfigError, DecodeError
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,11 @@ class _FolderSource(FrameSource):
         import cv2
 
         for f in self._files:
-            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            try:  # regular files only, bounded: cv2.imread on a FIFO among the frames blocked forever
+                data = read_regular(f, MAX_FRAME_BYTES)
+            except ArchiveError as exc:
+                raise DecodeError(str(exc).removesuffix("; skipped")) from None
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
             if img is None:
                 raise DecodeError(f"{f}: not a readable image")
             rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

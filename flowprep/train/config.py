@@ -168,6 +168,9 @@ class EvalConfig:
         check_count("segments", self.segments, 1, 1000)
         if self.device not in DEVICES:
             raise ConfigError(f"--device must be one of {DEVICES}, got {self.device!r}")
+        inside = out_inside_dataset(self.dataset, self.out) if self.out is not None else None
+        if inside:  # a report folder there would be listed as a class and fail verify, as for train
+            raise ConfigError(inside)
 
 
 @dataclass
