@@ -639,3 +639,19 @@ def test_force_on_a_folder_built_before_the_manifest(walk_release, tmp_path):
         json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "start": "1"})
     )
     assert flowprep(*build_args(walk_release, out, "--seed", "9")).returncode == 0
+
+
+def test_force_removes_temporary_files_a_killed_write_left(walk_release, tmp_path):
+    from flowprep.layout.record import is_tmp_of, unique_tmp
+
+    out = tmp_path / "out"
+    assert flowprep(*build_args(walk_release, out)).returncode == 0
+    left = unique_tmp(out / "labels.txt")  # what a kill -9 during the write of labels.txt leaves
+    left.write_text("half")
+    mine = out / ".labels.txt.mine.tmp"  # not of unique_tmp's shape: the user's, kept
+    mine.write_text("mine")
+    assert is_tmp_of(left.name, "labels.txt") and not is_tmp_of(mine.name, "labels.txt")
+    assert not is_tmp_of(".flowprep.json.h-1-abcdef12.tmp", "labels.txt")
+    r = flowprep(*build_args(walk_release, out, "--force", "--seed", "3"))
+    assert r.returncode == 0, r.stderr
+    assert not left.exists() and mine.read_text() == "mine"

@@ -33,7 +33,7 @@ from flowprep.builder.config import fingerprint
 from flowprep.errors import ConfigError, DatasetError, OutputError
 from flowprep.layout.names import removable, remove_inside
 from flowprep.layout.paths import STATE_DIR, TMP_DIR, clip_dir
-from flowprep.layout.record import RECORD_NAME, dump_json, unique_tmp, write_text_atomic
+from flowprep.layout.record import RECORD_NAME, dump_json, is_tmp_of, unique_tmp, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +193,9 @@ class BuildFolder:
                 self.owned_file,
             )
         ]
+        # Temporary siblings of owned files that a process killed mid-write left behind.
+        stale = {entry for entry in os.listdir(self.out) if any(is_tmp_of(entry, name) for name in owned)}
+        owned = owned | stale
         # Check every entry before removing any: a refusal (a symlinked train/) must leave the
         # previous build whole, not without its record.
         for name in sorted(owned):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import uuid
 from pathlib import Path
@@ -57,6 +58,12 @@ def unique_tmp(path: Path) -> Path:
     """A sibling of ``path`` no other process on any host will pick (shards on several nodes often
     share process ids, so the pid alone is not enough)."""
     return path.with_name(f".{path.name}.{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+
+
+def is_tmp_of(candidate: str, name: str) -> bool:
+    """Whether ``candidate`` is a name :func:`unique_tmp` gives a temporary sibling of ``name``
+    (``.<name>.<host>-<pid>-<8 hex>.tmp``: one that a process killed mid-write leaves behind)."""
+    return re.fullmatch(re.escape(f".{name}.") + r".+-\d+-[0-9a-f]{8}\.tmp", candidate) is not None
 
 
 def write_text_atomic(path: Path, text: str) -> None:
