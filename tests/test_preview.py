@@ -17,7 +17,7 @@ from flowprep.flow.visualize import flow_to_color
 from flowprep.layout.record import read_record
 from flowprep.preview.api import PreviewConfig, preview, resolve_clip, select_clips
 from flowprep.preview.page import esc
-from helpers import run_cli
+from helpers import run_cli, unavailable
 
 HOSTILE = "a<b>&'#1"  # a class name that must survive HTML as text
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -320,7 +320,7 @@ def _browser():
     """A Playwright context on Debian's chromium with a fresh profile, or skip saying what is missing."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip package playwright not installed")
     if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+        unavailable(f"no chromium at {CHROMIUM} (apt-get install chromium)")
     return sync_api.sync_playwright()
 
 
@@ -344,7 +344,7 @@ def test_page_in_a_real_browser(hostile, tmp_path, record_property):
                 offline=True,
             )
         except Exception as exc:  # e.g. Ubuntu's snap stub at /usr/bin/chromium: the machine, not the page
-            pytest.skip(f"chromium at {CHROMIUM} does not start: {str(exc).splitlines()[0]}")
+            unavailable(f"chromium at {CHROMIUM} does not start: {str(exc).splitlines()[0]}")
         try:
             page = ctx.new_page()
             errors: list[str] = []

@@ -25,7 +25,7 @@ from flowprep.archive.rar4 import make_hmdb51_rars
 from flowprep.builder.shard import shard_of
 from flowprep.demo import DEMO_CLASSES
 from flowprep.synth import make_release_folder
-from helpers import tree_bytes
+from helpers import tree_bytes, unavailable
 
 pytestmark = pytest.mark.slow
 
@@ -42,12 +42,12 @@ JOB_TIMEOUT = 240.0  # seconds; a job normally ends in a few
 def slurm(tmp_path_factory) -> Iterator[dict[str, str]]:
     """A running single-node Slurm; yields the environment for its commands and jobs."""
     if os.geteuid() != 0:
-        pytest.skip("a single-node Slurm needs root (slurmd runs jobs as their user)")
+        unavailable("a single-node Slurm needs root (slurmd runs jobs as their user)")
     folder = tmp_path_factory.mktemp("slurm")
     try:
         up = subprocess.run(["bash", str(SLURM_UP), "up", str(folder)], capture_output=True, text=True, timeout=500)
         if up.returncode == SKIP:
-            pytest.skip(up.stderr.strip())
+            unavailable(up.stderr.strip())
         logs = "".join(p.read_text(errors="replace")[-3000:] for p in sorted((folder / "log").glob("*.log")))
         assert up.returncode == 0, f"single-node Slurm did not start: {up.stderr}\n{logs}"
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
