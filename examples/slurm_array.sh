@@ -46,6 +46,8 @@ EXTRA=${EXTRA:-}
 SBATCH_EXTRA=${SBATCH_EXTRA:-}
 LOGS="$OUT.logs"
 mkdir -p "$LOGS"
+# sbatch reads % in --output as a pattern (%A, %j, ...): a literal % in the folder's name is %%
+LOGS_PATTERN="${LOGS//%/%%}"
 
 # sbatch --wrap hands its string to /bin/sh: quote the paths for it ('it'\''s'), so a path with a
 # space or a quote (HMDB51's own names hold quotes) stays one word and runs nothing else
@@ -67,7 +69,7 @@ fi
 build_id=$(sbatch --parsable $SBATCH_EXTRA \
     --job-name=flowprep-build --array="$TASKS" \
     --cpus-per-task="$CPUS" "${GRES[@]}" --mem-per-cpu="$MEM" --time=04:00:00 \
-    --output="$LOGS/build-%A_%a.log" \
+    --output="$LOGS_PATTERN/build-%A_%a.log" \
     --wrap="$FLOWPREP build $Q_SOURCE --out $Q_OUT --flow $FLOW $GPU_OPT -j $CPUS --no-progress $EXTRA \
             --shard \$SLURM_ARRAY_TASK_ID/$N")
 echo "submitted build array $build_id (tasks $TASKS of $N)"
@@ -78,6 +80,6 @@ echo "submitted build array $build_id (tasks $TASKS of $N)"
 final_id=$(sbatch --parsable $SBATCH_EXTRA \
     --job-name=flowprep-finalize --dependency="afterany:$build_id" \
     --cpus-per-task="$CPUS" --mem-per-cpu="$MEM" --time=01:00:00 \
-    --output="$LOGS/finalize-%j.log" \
+    --output="$LOGS_PATTERN/finalize-%j.log" \
     --wrap="$FLOWPREP finalize $Q_OUT && $FLOWPREP verify $Q_OUT -j $CPUS --quick")
 echo "submitted finalize + verify job $final_id (runs after the array); logs in $LOGS"

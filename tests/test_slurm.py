@@ -155,12 +155,13 @@ def wait_done(env: dict[str, str], *job_ids: str) -> None:
 
 
 def test_slurm_array_equals_local_build(slurm, release, reference, tmp_path):
-    out = tmp_path / "it's a ds"  # sbatch --wrap runs /bin/sh: a quote and a space must survive it
+    # sbatch --wrap runs /bin/sh: a quote and a space must survive it; --output reads % as a pattern
+    out = tmp_path / "it's a 100%x ds"
     build_id, final_id = submit_array(slurm, release, out)
     wait_done(slurm, build_id, final_id)
     assert job_states(slurm, build_id) == {k: ("COMPLETED", "0:0") for k in ("1", "2", "3")}
     assert job_states(slurm, final_id) == {final_id: ("COMPLETED", "0:0")}
-    log = (tmp_path / "it's a ds.logs" / f"finalize-{final_id}.log").read_text()
+    log = (tmp_path / "it's a 100%x ds.logs" / f"finalize-{final_id}.log").read_text()
     assert f"record written: {N_CLIPS} of {N_CLIPS} clip(s) finished" in log
     assert log.rstrip().endswith("ok"), log  # flowprep verify
     assert tree_bytes(out) == reference[0]
