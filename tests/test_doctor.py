@@ -4,14 +4,18 @@ build checks against the stand-in NVIDIA driver (tests/gpu_stub)."""
 from __future__ import annotations
 
 import json
+import subprocess
 
+import pytest
 from click.testing import CliRunner
 
 from flowprep.cli import cli
+from flowprep.doctor import checks
 from flowprep.doctor.api import (
     Check,
     CheckFailed,
     CheckResult,
+    DoctorContext,
     Skip,
     format_table,
     run_checks,
@@ -124,3 +128,35 @@ def test_doctor_nvof_checks_against_the_stand_in(stub_libdir, tmp_path):
     assert report["build"]["numbers"]["gpus"] == 2
     assert report["train-cuda"]["status"] == "skipped"  # the CPU torch sees no CUDA
     assert stub.misuse() == []
+
+
+def test_infer_provider_is_read_from_the_summary_line():
+    line = "64 frames, 3 windows, 2.1 ms/window (onnxruntime (CUDAExecutionProvider, CPUExecutionProvider)), 1.0 s"
+    assert checks._infer_provider("warning: x\n" + line) == "CUDAExecutionProvider"
+    assert checks._infer_provider("64 frames (onnxruntime (CPUExecutionProvider)), 1 s") == "CPUExecutionProvider"
+    assert checks._infer_provider("no summary") == ""
+
+
+def _fake_infer(monkeypatch, tmp_path, stdout, provider):
+    stderr = f"64 frames, 1 windows, 1.0 ms/window (onnxruntime ({provider}, CPUExecutionProvider)), 1.0 s\n"
+    monkeypatch.setattr(checks, "_ort_cuda", lambda: None)
+    monkeypatch.setattr(
+        checks, "_run_cli", lambda *a, **k: subprocess.CompletedProcess(list(a), 0, stdout=stdout, stderr=stderr)
+    )
+    return DoctorContext(tmp_path, deploy=tmp_path)
+
+
+def test_infer_cuda_fails_on_a_silent_cpu_fallback(monkeypatch, tmp_path):
+    # onnxruntime-gpu without its CUDA libraries runs on the CPU and exits 0: that must not pass
+    ctx = _fake_infer(monkeypatch, tmp_path, '{"window": 0}\n', "CPUExecutionProvider")
+    with pytest.raises(CheckFailed, match="not CUDA"):
+        checks.check_infer_cuda(ctx)
+
+
+def test_infer_cuda_needs_json_lines(monkeypatch, tmp_path):
+    ctx = _fake_infer(monkeypatch, tmp_path, "", "CUDAExecutionProvider")
+    with pytest.raises(CheckFailed, match="no JSON lines"):
+        checks.check_infer_cuda(ctx)
+    ctx = _fake_infer(monkeypatch, tmp_path, '{"window": 0}\n{"window": 1}\n', "CUDAExecutionProvider")
+    detail, numbers = checks.check_infer_cuda(ctx)
+    assert numbers == {"json_lines": 2, "provider": "CUDAExecutionProvider"}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,8 @@ from flowprep.errors import BackendNotInstalledError, BackendUnavailableError
 NVOF_MAX_EPE = 1.5
 TRT_PROB_TOL = 0.02
 ORT_PROB_TOL = 1e-3
+#: ONNX Runtime providers that run on the GPU (the session reports the one it really uses first)
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 PRESETS = ("slow", "medium", "fast")
 Numbers = dict[str, Any]
 
@@ -36,13 +39,20 @@ Numbers = dict[str, Any]
 # ------------------------------------------------------------------ helpers
 
 
-def _flowprep(*args: str, timeout: float = 300, module: tuple[str, ...] = ("-m", "flowprep")) -> str:
-    """Run the flowprep CLI in a subprocess; its stdout, or :class:`CheckFailed` with its last error line."""
+def _run_cli(
+    *args: str, timeout: float = 300, module: tuple[str, ...] = ("-m", "flowprep")
+) -> subprocess.CompletedProcess[str]:
+    """Run the flowprep CLI in a subprocess; the finished process, or :class:`CheckFailed` with its last error line."""
     res = subprocess.run([sys.executable, *module, *args], capture_output=True, text=True, timeout=timeout, check=False)
     if res.returncode != 0:
         lines = [ln for ln in res.stderr.splitlines() if ln.strip()] or [f"exit status {res.returncode}"]
         raise CheckFailed(f"`flowprep {args[0]}` failed: {lines[-1]}")
-    return res.stdout
+    return res
+
+
+def _flowprep(*args: str, timeout: float = 300, module: tuple[str, ...] = ("-m", "flowprep")) -> str:
+    """Run the flowprep CLI in a subprocess; its stdout (see :func:`_run_cli`)."""
+    return _run_cli(*args, timeout=timeout, module=module).stdout
 
 
 def _cuda_driver() -> Any:
@@ -326,8 +336,11 @@ def _trt_run(engine_path: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
     keep = {}
     for name, arr in inputs.items():
         keep[name] = torch.from_numpy(arr).cuda()
-        context.set_input_shape(name, tuple(arr.shape))
-        context.set_tensor_address(name, keep[name].data_ptr())
+        # both return False (and only log) on a bad name or a shape outside the engine's profile
+        if not context.set_input_shape(name, tuple(arr.shape)):
+            raise CheckFailed(f"TensorRT refused input {name!r} of shape {arr.shape}")
+        if not context.set_tensor_address(name, keep[name].data_ptr()):
+            raise CheckFailed(f"TensorRT refused the address of input {name!r}")
     out = torch.empty(tuple(context.get_tensor_shape("fc_pred")), dtype=torch.float32, device="cuda")
     context.set_tensor_address("fc_pred", out.data_ptr())
     stream = torch.cuda.current_stream()
@@ -387,6 +400,12 @@ def check_ort_cuda(ctx: DoctorContext) -> tuple[str, Numbers]:
     return f"CUDA provider agrees with CPU (max prob diff {diff:.1e})", numbers
 
 
+def _infer_provider(stderr: str) -> str:
+    """The first ONNX Runtime provider named in ``infer``'s summary line (``... (onnxruntime (A, B)), ...``)."""
+    m = re.search(r"\(onnxruntime \(([A-Za-z]+ExecutionProvider)", stderr)
+    return m.group(1) if m else ""
+
+
 def check_infer_cuda(ctx: DoctorContext) -> tuple[str, Numbers]:
     from flowprep.flow.pairs import DEFAULT_VIDEO
     from flowprep.synth import moving_frames, write_video
@@ -397,9 +416,16 @@ def check_infer_cuda(ctx: DoctorContext) -> tuple[str, Numbers]:
     if not video.is_file():
         video = ctx.workdir / "clip.avi"
         write_video(video, moving_frames(48, 128, 160, (2.0, 0.0), seed=1))
-    out = _flowprep("infer", str(video), "-m", str(deploy / "model.onnx"), "--max-frames", "64", "--json-out", "-")
-    windows = [ln for ln in out.splitlines() if ln.startswith("{")]
-    return f"infer on CUDA: {len(windows)} JSON lines", {"json_lines": len(windows)}
+    res = _run_cli("infer", str(video), "-m", str(deploy / "model.onnx"), "--max-frames", "64", "--json-out", "-")
+    windows = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    provider = _infer_provider(res.stderr)
+    numbers = {"json_lines": len(windows), "provider": provider}
+    # exit 0 alone proves nothing: ONNX Runtime falls back to the CPU when its CUDA libraries do not load
+    if provider not in GPU_PROVIDERS:
+        raise CheckFailed(f"infer ran on {provider or 'an unknown provider'}, not CUDA", numbers)
+    if not windows:
+        raise CheckFailed("infer on CUDA wrote no JSON lines", numbers)
+    return f"infer on {provider}: {len(windows)} JSON lines", numbers
 
 
 def check_vpi(ctx: DoctorContext) -> tuple[str, Numbers]:
