@@ -160,3 +160,19 @@ def test_infer_cuda_needs_json_lines(monkeypatch, tmp_path):
     ctx = _fake_infer(monkeypatch, tmp_path, '{"window": 0}\n{"window": 1}\n', "CUDAExecutionProvider")
     detail, numbers = checks.check_infer_cuda(ctx)
     assert numbers == {"json_lines": 2, "provider": "CUDAExecutionProvider"}
+
+
+def test_ddp_launch_parses_with_torchrun():
+    run = pytest.importorskip("torch.distributed.run")
+    args = run.get_args_parser().parse_args([*checks.DDP_LAUNCH[2:], "train", "ds", "--out", "o"])
+    assert (args.standalone, args.nproc_per_node, args.module, args.training_script) == (True, "2", True, "flowprep")
+    assert args.training_script_args == ["train", "ds", "--out", "o"]
+
+
+def test_ddp_check_reads_the_world_size_from_the_log(tmp_path):
+    log = tmp_path / "log.jsonl"
+    assert checks._logged_world_size(log) == 0
+    log.write_text('{"epoch": 1, "world_size": 1}\n')
+    assert checks._logged_world_size(log) == 1  # two lone processes, not DDP: the check fails on this
+    log.write_text('{"epoch": 1, "world_size": 2}\n')
+    assert checks._logged_world_size(log) == 2

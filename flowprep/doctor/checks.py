@@ -34,6 +34,9 @@ ORT_PROB_TOL = 1e-3
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 PRESETS = ("slow", "medium", "fast")
 Numbers = dict[str, Any]
+#: torchrun for 2 processes on this machine; --standalone picks a free rendezvous port (a static
+#: launch uses 29500 and fails when another job holds it)
+DDP_LAUNCH = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "flowprep")
 
 
 # ------------------------------------------------------------------ helpers
@@ -289,17 +292,25 @@ def check_train_cuda(ctx: DoctorContext) -> tuple[str, Numbers]:
     return "one AMP epoch each of a 2D and a 3D model on CUDA", numbers
 
 
+def _logged_world_size(log_path: Path) -> int:
+    """``world_size`` of the last epoch in a training run's ``log.jsonl`` (0 when there is none)."""
+    lines = log_path.read_text().splitlines() if log_path.is_file() else []
+    return int(json.loads(lines[-1]).get("world_size", 0)) if lines else 0
+
+
 def check_ddp(ctx: DoctorContext) -> tuple[str, Numbers]:
     torch = _torch_cuda()
     n = torch.cuda.device_count()
     if n < 2:
         raise Skip(f"DDP needs 2 GPUs, torch sees {n}")
     dataset = _need(ctx.dataset, "needs the dataset of the build check")
-    _flowprep(
-        *_train_args(dataset, ctx.workdir / "train-ddp", "2d"),
-        module=("-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "flowprep"),
-    )
-    return "2-process NCCL DDP epoch", {"processes": 2}
+    out = ctx.workdir / "train-ddp"
+    _flowprep(*_train_args(dataset, out, "2d"), module=DDP_LAUNCH)
+    # exit 0 alone does not prove DDP: without torchrun's environment each process trains alone
+    world = _logged_world_size(out / "log.jsonl")
+    if world != 2:
+        raise CheckFailed(f"the DDP run trained with world size {world}, not 2", {"world_size": world})
+    return "2-process NCCL DDP epoch", {"processes": 2, "world_size": world}
 
 
 # ------------------------------------------------------------------ export, inference
