@@ -343,6 +343,8 @@ def _trt_run(engine_path: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
     import torch
 
     engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine_path.read_bytes())
+    if engine is None:  # TensorRT returns None (and logs why) for a plan from another version or GPU
+        raise CheckFailed(f"TensorRT cannot deserialize {engine_path.name} (see its log above)")
     context = engine.create_execution_context()
     keep = {}
     for name, arr in inputs.items():
