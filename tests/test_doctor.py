@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -176,3 +177,31 @@ def test_ddp_check_reads_the_world_size_from_the_log(tmp_path):
     assert checks._logged_world_size(log) == 1  # two lone processes, not DDP: the check fails on this
     log.write_text('{"epoch": 1, "world_size": 2}\n')
     assert checks._logged_world_size(log) == 2
+
+
+def test_ort_parity_turns_tf32_off_where_onnxruntime_can():
+    assert checks._ort_cuda_provider("1.17.3") == "CUDAExecutionProvider"  # no use_tf32 option yet
+    assert checks._ort_cuda_provider("1.18.0") == ("CUDAExecutionProvider", {"use_tf32": "0"})
+    assert checks._ort_cuda_provider("1.32.0")[1] == {"use_tf32": "0"}
+
+
+def test_ort_cuda_check_with_a_stand_in_session(monkeypatch, tmp_path):
+    pytest.importorskip("onnxruntime")
+    runs = []
+
+    def fake_run(path, providers, inputs):
+        runs.append(providers)
+        used = ["CPUExecutionProvider"] if fallback else [p if isinstance(p, str) else p[0] for p in providers]
+        return used, np.array([[1.0, 2.0, 3.0]], np.float32)
+
+    monkeypatch.setattr(checks, "_ort_cuda", lambda: None)
+    monkeypatch.setattr(checks, "_deploy", lambda ctx: tmp_path)
+    monkeypatch.setattr(checks, "_random_inputs", lambda deploy: {})
+    monkeypatch.setattr(checks, "_ort_run", fake_run)
+    fallback = False
+    detail, numbers = checks.check_ort_cuda(DoctorContext(tmp_path))
+    assert numbers["max_prob_diff"] == 0.0 and runs[0] == ["CPUExecutionProvider"]
+    assert runs[1][0] == checks._ort_cuda_provider(__import__("onnxruntime").__version__)
+    fallback = True
+    with pytest.raises(CheckFailed, match="fell back"):
+        checks.check_ort_cuda(DoctorContext(tmp_path))

@@ -395,18 +395,38 @@ def _ort_cuda() -> None:
         raise Skip("this onnxruntime has no CUDAExecutionProvider (`pip install onnxruntime-gpu`)")
 
 
+def _ort_cuda_provider(ort_version: str) -> Any:
+    """The CUDA provider entry for an fp32 parity check: ONNX Runtime runs fp32 GEMMs and convolutions in
+    TF32 on Ampere and newer GPUs by default (``use_tf32``, an option since ONNX Runtime 1.18), which
+    alone can exceed :data:`ORT_PROB_TOL`; older versions have no per-session switch."""
+    major, minor = (int(p) for p in ort_version.split(".")[:2])
+    return ("CUDAExecutionProvider", {"use_tf32": "0"}) if (major, minor) >= (1, 18) else "CUDAExecutionProvider"
+
+
+def _ort_run(path: Path, providers: list[Any], inputs: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
+    """``(providers the session really uses, float32 logits)`` of one ONNX Runtime run."""
+    import onnxruntime as ort
+
+    from flowprep.train.spec import OUTPUT_NAME
+
+    sess = ort.InferenceSession(str(path), providers=providers)
+    feed = {i.name: inputs[i.name] for i in sess.get_inputs()}
+    return list(sess.get_providers()), np.asarray(sess.run([OUTPUT_NAME], feed)[0], dtype=np.float32)
+
+
 def check_ort_cuda(ctx: DoctorContext) -> tuple[str, Numbers]:
-    from flowprep.serve.runner import OnnxRunner
+    import onnxruntime as ort
 
     _ort_cuda()
     deploy = _deploy(ctx)
     ctx.deploy = deploy
     inputs = _random_inputs(deploy)
-    cpu = _probabilities(OnnxRunner(deploy / "model.onnx", ["CPUExecutionProvider"])(inputs))
-    runner = OnnxRunner(deploy / "model.onnx", ["CUDAExecutionProvider"])
-    if runner.providers[0] != "CUDAExecutionProvider":
-        raise CheckFailed(f"ONNX Runtime fell back to {runner.providers}")
-    diff = float(np.abs(cpu - _probabilities(runner(inputs))).max())
+    model = deploy / "model.onnx"
+    cpu = _probabilities(_ort_run(model, ["CPUExecutionProvider"], inputs)[1])
+    used, logits = _ort_run(model, [_ort_cuda_provider(ort.__version__), "CPUExecutionProvider"], inputs)
+    if used[0] != "CUDAExecutionProvider":  # it falls back to the CPU when its CUDA libraries do not load
+        raise CheckFailed(f"ONNX Runtime fell back to {used}")
+    diff = float(np.abs(cpu - _probabilities(logits)).max())
     numbers = {"max_prob_diff": diff, "tolerance": ORT_PROB_TOL}
     if diff > ORT_PROB_TOL:
         raise CheckFailed(f"CUDA provider differs from CPU by {diff:.2e}", numbers)
