@@ -171,6 +171,38 @@ def test_tensorrt_profile_and_command():
         Profile(2, 1, 4)
 
 
+def _fake_cuda_driver(monkeypatch, count: int) -> None:
+    """Put a stand-in ``cuda.bindings.driver`` (the real names: cuInit, cuDeviceGetCount, CUresult) in sys.modules."""
+    import sys
+    import types
+
+    ok = "CUDA_SUCCESS"
+    driver = types.SimpleNamespace(
+        CUresult=types.SimpleNamespace(CUDA_SUCCESS=ok),
+        cuInit=lambda flags: (ok,),
+        cuDeviceGetCount=lambda: (ok, count),
+    )
+    bindings = types.ModuleType("cuda.bindings")
+    bindings.driver = driver  # type: ignore[attr-defined]
+    cuda = types.ModuleType("cuda")
+    cuda.bindings = bindings  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cuda", cuda)
+    monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.driver", driver)
+
+
+def test_cpu_only_torch_does_not_hide_the_gpu(monkeypatch):
+    # a CPU torch wheel says "no CUDA" even beside a GPU; the driver is asked instead
+    from flowprep.export import tensorrt
+
+    _fake_cuda_driver(monkeypatch, 2)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    assert tensorrt._cuda_device_count() == 2
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert tensorrt._cuda_device_count() == 0  # a CUDA build of torch that sees no GPU is believed
+
+
 def test_build_engine_without_tensorrt_says_why(tmp_path):
     if tensorrt_status()[0]:
         pytest.skip("TensorRT and a GPU are present; the engine build is exercised by the gpu test")

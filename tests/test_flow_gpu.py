@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import types
 from enum import Enum
@@ -217,15 +218,23 @@ def test_extras_resolve_on_every_supported_python():
 
 
 class _Img:
+    def __init__(self, sync_error=None):
+        self.sync_error = sync_error
+
     def convert(self, fmt, backend):
         return self
+
+    def rlock_cpu(self):
+        if self.sync_error:  # VPI reports an error of the submitted work when it syncs
+            raise RuntimeError(self.sync_error)
+        return contextlib.nullcontext(np.zeros((16, 16, 2), np.int16))
 
 
 def _fake_vpi(version, backends, optflow=None):
     names = {n: n for n in backends}
     return types.SimpleNamespace(
         __version__=version,
-        optflow_dense=optflow or (lambda *a, **k: None),
+        optflow_dense=optflow or (lambda *a, **k: _Img()),
         Backend=types.SimpleNamespace(**names),
         OptFlowQuality=types.SimpleNamespace(LOW="LOW"),
         Format=types.SimpleNamespace(Y8_ER="Y8_ER", Y8_ER_BL="Y8_ER_BL", NV12_ER="NV12_ER", NV12_ER_BL="NV12_ER_BL"),
@@ -260,6 +269,14 @@ def test_vpi_orin_ofa_detected_at_run_time(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "vpi", _fake_vpi("3.2.4", ["CUDA", "VIC", "OFA"], no_ofa))
     with pytest.raises(BackendUnavailableError, match="OFA engine cannot run dense optical flow here"):
+        vpi.check_environment(machine="aarch64", model="NVIDIA Jetson Orin Nano")
+
+
+def test_vpi_ofa_probe_waits_for_the_result(monkeypatch):
+    # the submit succeeds; the failure only shows when the output is locked (a stream sync)
+    fails_later = _fake_vpi("3.2.4", ["CUDA", "VIC", "OFA"], lambda *a, **k: _Img("VPI_ERROR_INVALID_OPERATION"))
+    monkeypatch.setitem(sys.modules, "vpi", fails_later)
+    with pytest.raises(BackendUnavailableError, match="VPI_ERROR_INVALID_OPERATION"):
         vpi.check_environment(machine="aarch64", model="NVIDIA Jetson Orin Nano")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -29,20 +30,32 @@ from flowprep.errors import BackendNotInstalledError, BackendUnavailableError
 NVOF_MAX_EPE = 1.5
 TRT_PROB_TOL = 0.02
 ORT_PROB_TOL = 1e-3
+#: ONNX Runtime providers that run on the GPU (the session reports the one it really uses first)
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 PRESETS = ("slow", "medium", "fast")
 Numbers = dict[str, Any]
+#: torchrun for 2 processes on this machine; --standalone picks a free rendezvous port (a static
+#: launch uses 29500 and fails when another job holds it)
+DDP_LAUNCH = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "flowprep")
 
 
 # ------------------------------------------------------------------ helpers
 
 
-def _flowprep(*args: str, timeout: float = 300, module: tuple[str, ...] = ("-m", "flowprep")) -> str:
-    """Run the flowprep CLI in a subprocess; its stdout, or :class:`CheckFailed` with its last error line."""
+def _run_cli(
+    *args: str, timeout: float = 300, module: tuple[str, ...] = ("-m", "flowprep")
+) -> subprocess.CompletedProcess[str]:
+    """Run the flowprep CLI in a subprocess; the finished process, or :class:`CheckFailed` with its last error line."""
     res = subprocess.run([sys.executable, *module, *args], capture_output=True, text=True, timeout=timeout, check=False)
     if res.returncode != 0:
         lines = [ln for ln in res.stderr.splitlines() if ln.strip()] or [f"exit status {res.returncode}"]
         raise CheckFailed(f"`flowprep {args[0]}` failed: {lines[-1]}")
-    return res.stdout
+    return res
+
+
+def _flowprep(*args: str, timeout: float = 300, module: tuple[str, ...] = ("-m", "flowprep")) -> str:
+    """Run the flowprep CLI in a subprocess; its stdout (see :func:`_run_cli`)."""
+    return _run_cli(*args, timeout=timeout, module=module).stdout
 
 
 def _cuda_driver() -> Any:
@@ -279,17 +292,25 @@ def check_train_cuda(ctx: DoctorContext) -> tuple[str, Numbers]:
     return "one AMP epoch each of a 2D and a 3D model on CUDA", numbers
 
 
+def _logged_world_size(log_path: Path) -> int:
+    """``world_size`` of the last epoch in a training run's ``log.jsonl`` (0 when there is none)."""
+    lines = log_path.read_text().splitlines() if log_path.is_file() else []
+    return int(json.loads(lines[-1]).get("world_size", 0)) if lines else 0
+
+
 def check_ddp(ctx: DoctorContext) -> tuple[str, Numbers]:
     torch = _torch_cuda()
     n = torch.cuda.device_count()
     if n < 2:
         raise Skip(f"DDP needs 2 GPUs, torch sees {n}")
     dataset = _need(ctx.dataset, "needs the dataset of the build check")
-    _flowprep(
-        *_train_args(dataset, ctx.workdir / "train-ddp", "2d"),
-        module=("-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "flowprep"),
-    )
-    return "2-process NCCL DDP epoch", {"processes": 2}
+    out = ctx.workdir / "train-ddp"
+    _flowprep(*_train_args(dataset, out, "2d"), module=DDP_LAUNCH)
+    # exit 0 alone does not prove DDP: without torchrun's environment each process trains alone
+    world = _logged_world_size(out / "log.jsonl")
+    if world != 2:
+        raise CheckFailed(f"the DDP run trained with world size {world}, not 2", {"world_size": world})
+    return "2-process NCCL DDP epoch", {"processes": 2, "world_size": world}
 
 
 # ------------------------------------------------------------------ export, inference
@@ -322,12 +343,17 @@ def _trt_run(engine_path: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
     import torch
 
     engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine_path.read_bytes())
+    if engine is None:  # TensorRT returns None (and logs why) for a plan from another version or GPU
+        raise CheckFailed(f"TensorRT cannot deserialize {engine_path.name} (see its log above)")
     context = engine.create_execution_context()
     keep = {}
     for name, arr in inputs.items():
         keep[name] = torch.from_numpy(arr).cuda()
-        context.set_input_shape(name, tuple(arr.shape))
-        context.set_tensor_address(name, keep[name].data_ptr())
+        # both return False (and only log) on a bad name or a shape outside the engine's profile
+        if not context.set_input_shape(name, tuple(arr.shape)):
+            raise CheckFailed(f"TensorRT refused input {name!r} of shape {arr.shape}")
+        if not context.set_tensor_address(name, keep[name].data_ptr()):
+            raise CheckFailed(f"TensorRT refused the address of input {name!r}")
     out = torch.empty(tuple(context.get_tensor_shape("fc_pred")), dtype=torch.float32, device="cuda")
     context.set_tensor_address("fc_pred", out.data_ptr())
     stream = torch.cuda.current_stream()
@@ -369,22 +395,48 @@ def _ort_cuda() -> None:
         raise Skip("this onnxruntime has no CUDAExecutionProvider (`pip install onnxruntime-gpu`)")
 
 
+def _ort_cuda_provider(ort_version: str) -> Any:
+    """The CUDA provider entry for an fp32 parity check: ONNX Runtime runs fp32 GEMMs and convolutions in
+    TF32 on Ampere and newer GPUs by default (``use_tf32``, an option since ONNX Runtime 1.18), which
+    alone can exceed :data:`ORT_PROB_TOL`; older versions have no per-session switch."""
+    major, minor = (int(p) for p in ort_version.split(".")[:2])
+    return ("CUDAExecutionProvider", {"use_tf32": "0"}) if (major, minor) >= (1, 18) else "CUDAExecutionProvider"
+
+
+def _ort_run(path: Path, providers: list[Any], inputs: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
+    """``(providers the session really uses, float32 logits)`` of one ONNX Runtime run."""
+    import onnxruntime as ort
+
+    from flowprep.train.spec import OUTPUT_NAME
+
+    sess = ort.InferenceSession(str(path), providers=providers)
+    feed = {i.name: inputs[i.name] for i in sess.get_inputs()}
+    return list(sess.get_providers()), np.asarray(sess.run([OUTPUT_NAME], feed)[0], dtype=np.float32)
+
+
 def check_ort_cuda(ctx: DoctorContext) -> tuple[str, Numbers]:
-    from flowprep.serve.runner import OnnxRunner
+    import onnxruntime as ort
 
     _ort_cuda()
     deploy = _deploy(ctx)
     ctx.deploy = deploy
     inputs = _random_inputs(deploy)
-    cpu = _probabilities(OnnxRunner(deploy / "model.onnx", ["CPUExecutionProvider"])(inputs))
-    runner = OnnxRunner(deploy / "model.onnx", ["CUDAExecutionProvider"])
-    if runner.providers[0] != "CUDAExecutionProvider":
-        raise CheckFailed(f"ONNX Runtime fell back to {runner.providers}")
-    diff = float(np.abs(cpu - _probabilities(runner(inputs))).max())
+    model = deploy / "model.onnx"
+    cpu = _probabilities(_ort_run(model, ["CPUExecutionProvider"], inputs)[1])
+    used, logits = _ort_run(model, [_ort_cuda_provider(ort.__version__), "CPUExecutionProvider"], inputs)
+    if used[0] != "CUDAExecutionProvider":  # it falls back to the CPU when its CUDA libraries do not load
+        raise CheckFailed(f"ONNX Runtime fell back to {used}")
+    diff = float(np.abs(cpu - _probabilities(logits)).max())
     numbers = {"max_prob_diff": diff, "tolerance": ORT_PROB_TOL}
     if diff > ORT_PROB_TOL:
         raise CheckFailed(f"CUDA provider differs from CPU by {diff:.2e}", numbers)
     return f"CUDA provider agrees with CPU (max prob diff {diff:.1e})", numbers
+
+
+def _infer_provider(stderr: str) -> str:
+    """The first ONNX Runtime provider named in ``infer``'s summary line (``... (onnxruntime (A, B)), ...``)."""
+    m = re.search(r"\(onnxruntime \(([A-Za-z]+ExecutionProvider)", stderr)
+    return m.group(1) if m else ""
 
 
 def check_infer_cuda(ctx: DoctorContext) -> tuple[str, Numbers]:
@@ -397,9 +449,16 @@ def check_infer_cuda(ctx: DoctorContext) -> tuple[str, Numbers]:
     if not video.is_file():
         video = ctx.workdir / "clip.avi"
         write_video(video, moving_frames(48, 128, 160, (2.0, 0.0), seed=1))
-    out = _flowprep("infer", str(video), "-m", str(deploy / "model.onnx"), "--max-frames", "64", "--json-out", "-")
-    windows = [ln for ln in out.splitlines() if ln.startswith("{")]
-    return f"infer on CUDA: {len(windows)} JSON lines", {"json_lines": len(windows)}
+    res = _run_cli("infer", str(video), "-m", str(deploy / "model.onnx"), "--max-frames", "64", "--json-out", "-")
+    windows = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    provider = _infer_provider(res.stderr)
+    numbers = {"json_lines": len(windows), "provider": provider}
+    # exit 0 alone proves nothing: ONNX Runtime falls back to the CPU when its CUDA libraries do not load
+    if provider not in GPU_PROVIDERS:
+        raise CheckFailed(f"infer ran on {provider or 'an unknown provider'}, not CUDA", numbers)
+    if not windows:
+        raise CheckFailed("infer on CUDA wrote no JSON lines", numbers)
+    return f"infer on {provider}: {len(windows)} JSON lines", numbers
 
 
 def check_vpi(ctx: DoctorContext) -> tuple[str, Numbers]:

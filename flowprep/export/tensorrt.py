@@ -96,11 +96,13 @@ def command_line(argv: list[str]) -> str:
 
 
 def _cuda_device_count() -> int | None:
-    """CUDA devices visible, from torch or else NVIDIA's cuda-bindings; None when neither can tell."""
+    """CUDA devices visible, from a CUDA build of torch or else NVIDIA's cuda-bindings; None when neither can tell."""
     try:
         import torch
 
-        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+        # a CPU-only torch build (torch.version.cuda is None) reports no device even beside a GPU: ask the driver
+        if torch.version.cuda is not None:
+            return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
     except ImportError:
         pass
     try:

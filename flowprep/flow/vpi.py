@@ -133,12 +133,15 @@ def _check_engine(vpi: Any, engine: str, model: str) -> None:
     w, h = padded_size(64, 64, "ofa")
     frame = np.zeros((h, w), np.uint8)
     try:
-        vpi.optflow_dense(
+        out = vpi.optflow_dense(
             to_engine_format(vpi, frame, "ofa"),
             to_engine_format(vpi, frame, "ofa"),
             backend=vpi.Backend.OFA,
             quality=vpi.OptFlowQuality.LOW,
         )
+        # the call only submits to VPI's stream; an error while running surfaces when the result is locked
+        with out.rlock_cpu():
+            pass
     except Exception as exc:  # VPI raises its own error types; any failure means "no OFA dense flow here"
         raise BackendUnavailableError(
             f"{model}: VPI's OFA engine cannot run dense optical flow here ({exc}); "
