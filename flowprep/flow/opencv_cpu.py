@@ -15,6 +15,9 @@ from flowprep.errors import BackendNotInstalledError
 from flowprep.flow.base import FlowBackend, check_pair
 from flowprep.limits import MIN_SIDE
 
+#: cv2 as untyped: what OpenCV's stubs declare differs between releases (cv2.optflow, None arguments)
+_CV2: Any = cv2
+
 
 def _require_optflow() -> None:
     if not hasattr(cv2, "optflow"):
@@ -35,8 +38,9 @@ def _merge(defaults: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
 
 def _tvl1(p: dict[str, Any], use_initial_flow: bool):
     """OpenCV's Dual TV-L1 from our parameter names (``gamma`` defaults to 0: no illumination term)."""
-    # OpenCV's bundled stubs leave out the contrib module cv2.optflow
-    return cv2.optflow.DualTVL1OpticalFlow_create(  # type: ignore[attr-defined]
+    # OpenCV's bundled stubs leave out the contrib module cv2.optflow in some releases, not in others:
+    # reached through Any so that no `type: ignore` depends on the stub version
+    return _CV2.optflow.DualTVL1OpticalFlow_create(
         tau=float(p["tau"]),
         lambda_=float(p["lambda_"]),
         theta=float(p["theta"]),
@@ -195,8 +199,9 @@ class FarnebackBackend(FlowBackend):
     def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         check_pair(prev, nxt)
         p = self._params
-        # no initial flow (None), which OpenCV's stub does not allow for
-        return cv2.calcOpticalFlowFarneback(  # type: ignore[call-overload]
+        # no initial flow (None): OpenCV's stubs disagree between releases on whether that is allowed,
+        # so the call goes through Any rather than a version-dependent `type: ignore`
+        return _CV2.calcOpticalFlowFarneback(
             prev,
             nxt,
             None,
