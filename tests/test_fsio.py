@@ -28,7 +28,7 @@ def test_a_fifo_is_refused_at_once_in_one_line(tmp_path: Path):
     os.mkfifo(fifo)  # no writer: a blocking open would wait forever
     with pytest.raises(ConfigError) as err:
         fsio.read_bytes(fifo, what="image", max_bytes=10, error=ConfigError)
-    assert str(err.value) == f"image {fifo} is a FIFO, not a regular file; refused"
+    assert str(err.value) == f"cannot read image {fifo}: a FIFO, not a regular file"
 
 
 @pytest.mark.parametrize("owned", [False, True])
@@ -43,7 +43,7 @@ def test_a_device_is_refused_directly_or_through_a_link(tmp_path: Path, owned: b
 def test_a_symlink_inside_an_owned_folder_is_not_followed(tmp_path: Path):
     (tmp_path / "real").write_bytes(b"x")
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    with pytest.raises(DatasetError, match="is a symbolic link .*not followed"):
+    with pytest.raises(DatasetError, match="a symbolic link .*not followed"):
         fsio.read_bytes(tmp_path / "link", what="frame", max_bytes=10, owned=True, error=DatasetError)
 
 
@@ -52,9 +52,9 @@ def test_size_limit_and_missing_file(tmp_path: Path):
     f.write_bytes(b"x" * 11)
     with pytest.raises(FlowprepError, match="11 bytes, over the limit of 10"):
         fsio.read_bytes(f, what="file", max_bytes=10)
-    with pytest.raises(FlowprepError, match="cannot read file .*No such file"):
+    with pytest.raises(FlowprepError, match="cannot read file .*: No such file"):
         fsio.read_bytes(tmp_path / "nope", what="file", max_bytes=10)
-    with pytest.raises(FlowprepError, match="is a folder"):
+    with pytest.raises(FlowprepError, match="a folder, not a regular file"):
         fsio.read_bytes(tmp_path, what="file", max_bytes=10)
 
 
@@ -72,10 +72,10 @@ def test_read_json_reads_what_flowprep_writes(tmp_path: Path):
 def test_deep_nesting_is_refused_not_a_recursion_error(tmp_path: Path, depth: int):
     f = tmp_path / "deep.json"
     f.write_text("[" * depth + "]" * depth)
-    with pytest.raises(DatasetError, match="nests deeper than 64 levels"):
+    with pytest.raises(DatasetError, match="nested deeper than 64 levels"):
         fsio.read_json(f, what="dataset record", error=DatasetError)
     f.write_text('{"a":' * depth + "1" + "}" * depth)
-    with pytest.raises(DatasetError, match="nests deeper than 64 levels"):
+    with pytest.raises(DatasetError, match="nested deeper than 64 levels"):
         fsio.read_json(f, what="dataset record", error=DatasetError)
 
 
@@ -91,10 +91,10 @@ def test_nesting_at_the_limit_and_brackets_in_strings_are_fine(tmp_path: Path):
     "text, why",
     [
         ("{", "not valid JSON"),
-        ("[NaN]", "not valid JSON: NaN is not a JSON number"),
+        ("[NaN]", r"not valid JSON \(NaN is not a JSON number\)"),
         ("1" * 5000, "not valid JSON"),  # int() over 4300 digits is a ValueError
         ("[1}", "not valid JSON"),
-        ("[" * 100 + "}" * 100, "not valid JSON|nests deeper"),
+        ("[" * 100 + "}" * 100, "not valid JSON|nested deeper"),
     ],
 )
 def test_bad_json_is_one_line(tmp_path: Path, text: str, why: str):
@@ -135,7 +135,7 @@ def test_check_zip_ratio_passes_stored_tensors_and_refuses_a_bomb(tmp_path: Path
 def test_check_zip_ratio_on_a_non_zip_is_one_line(tmp_path: Path):
     f = tmp_path / "x.pt"
     f.write_bytes(b"\x80\x02not a zip")
-    with pytest.raises(FlowprepError, match="is not a readable zip file") as err:
+    with pytest.raises(FlowprepError, match="not a readable zip file") as err:
         fsio.check_zip_ratio(f, what="checkpoint", max_bytes=100)
     assert "\n" not in str(err.value)
 

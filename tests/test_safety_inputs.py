@@ -22,8 +22,9 @@ from flowprep.cli import cli, one_line, os_error_line, printable
 from flowprep.cliparams import CommaList, Shard, Size, finite
 from flowprep.errors import ConfigError, FlowprepError, FrameSizeError, OutputError
 from flowprep.flow.encoding import FlowEncoding
+from flowprep.fsio import dump_json, write_text_atomic
 from flowprep.layout.names import validate_component
-from flowprep.layout.record import dump_json, json_safe, read_record, write_text_atomic
+from flowprep.layout.record import json_safe, read_record
 from flowprep.layout.verify import container_problem
 
 CLASSES = {"walk": (1.0, 0.0), "run": (0.0, 1.0)}
@@ -271,7 +272,7 @@ def test_verify_reads_frames_only_as_regular_files(ds_copy, tmp_path):
     (clip / "v").symlink_to(tmp_path / "v")  # a folder leading out of the dataset
     r = _verify_subprocess(ds_copy)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
-    assert "u/000000.jpg: unreadable image (not a regular file)" in r.stderr
+    assert "u/000000.jpg: unreadable image (a FIFO, not a regular file)" in r.stderr
     assert "u/000001.jpg: unreadable image (a symbolic link" in r.stderr
     assert "u/000002.jpg: unreadable image (a symbolic link" in r.stderr
     assert "unexpected entry 'v'" in r.stderr

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from flowprep.errors import ConfigError
-from flowprep.layout.names import name_problem, remove_inside
+from flowprep.fsio import name_problem, remove_inside
 from flowprep.layout.record import read_record
 from flowprep.synth import moving_frames, write_video
 from helpers import run_cli
@@ -271,7 +271,8 @@ def test_a_damaged_state_file_is_one_line(walk_release, tmp_path, name, text):
     assert flowprep(*build_args(walk_release, out)).returncode == 0
     (out / ".flowprep" / name).write_text(text)
     r = flowprep(*build_args(walk_release, out))
-    assert r.returncode == 1 and few_lines(r, 1) and f"cannot read {out / '.flowprep' / name}" in r.stderr, r.stderr
+    assert r.returncode == 1 and few_lines(r, 1) and "cannot read" in r.stderr, r.stderr
+    assert f"{out / '.flowprep' / name}: " in r.stderr and "damaged or edited by hand" in r.stderr, r.stderr
     assert (out / "train" / "walk").is_dir()
     r = flowprep(*build_args(walk_release, out, "--force", "--seed", "7"))  # plan.json: pruned, then rebuilt
     assert r.returncode == (0 if name == "plan.json" else 1) and few_lines(r, 2), r.stderr
@@ -642,7 +643,7 @@ def test_force_on_a_folder_built_before_the_manifest(walk_release, tmp_path):
 
 
 def test_force_removes_temporary_files_a_killed_write_left(walk_release, tmp_path):
-    from flowprep.layout.record import is_tmp_of, unique_tmp
+    from flowprep.fsio import is_tmp_of, unique_tmp
 
     out = tmp_path / "out"
     assert flowprep(*build_args(walk_release, out)).returncode == 0

@@ -25,8 +25,8 @@ from flowprep.builder.shard import select_shard
 from flowprep.datasets import HMDB5_CLASSES
 from flowprep.errors import ArchiveError, ConfigError, FlowprepError
 from flowprep.flow.registry import BACKENDS, create_backend, resolve_auto
+from flowprep.fsio import write_json_atomic
 from flowprep.layout.paths import STATE_DIR, clip_dir
-from flowprep.layout.record import write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import click
 
 from flowprep.builder.config import DEFAULT_MAX_CLIP_BYTES, DEFAULT_SCHEDULER_TIMEOUT, scheduler_problem
 from flowprep.builder.folder import BuildFolder
-from flowprep.cliparams import CommaList, GpuList, Shard, Size, count, finite, positive
+from flowprep.cliparams import CommaList, GpuList, SafePath, Shard, Size, count, finite, positive
 from flowprep.layout.record import RECORD_NAME
 from flowprep.limits import MAX_SIDE, MIN_SIDE
 
@@ -40,7 +40,7 @@ def _params(values: tuple[str, ...]) -> dict[str, object]:
 def build_options(f):
     """Options shared by ``build`` and ``build-hmdb5``."""
     opts = [
-        click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Output dataset folder."),
+        click.option("--out", "-o", type=SafePath(path_type=Path), required=True, help="Output dataset folder."),
         click.option("--layout", type=click.Choice(["tao", "mmaction2"]), default="tao", show_default=True),
         click.option("--modality", type=click.Choice(["rgb", "flow", "both"]), default="both", show_default=True),
         click.option(
@@ -193,8 +193,8 @@ def _print_plan(plan) -> None:
         skipped = sum("(skipped: " in e for e in plan.excluded)
         click.echo(
             f"({len(plan.excluded)} clip(s) left out: {unused} marked unused (0) by the split files, "
-            f"{len(plan.excluded) - unused - skipped} not listed in them, {skipped} with a name that "
-            "cannot be a folder)"
+            f"{len(plan.excluded) - unused - skipped} not listed in them, {skipped} skipped: unreadable "
+            "or with a name that cannot be a folder)"
         )
 
 
@@ -239,7 +239,7 @@ def _report(summary) -> None:
 
 
 @click.command("build")
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source", type=SafePath(path_type=Path))
 @click.option(
     "--classes",
     type=CommaList(nonempty=True),
@@ -248,7 +248,7 @@ def _report(summary) -> None:
 )
 @click.option(
     "--splits",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="Folder or archive with HMDB51-style split files (for --official-split).",
 )
@@ -273,13 +273,13 @@ def build_cmd(source: Path, classes: list[str] | None, splits: Path | None, offi
 @click.command("build-hmdb5")
 @click.option(
     "--archive",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     required=True,
     help="hmdb51_org.rar (or the folder it was unpacked to).",
 )
 @click.option(
     "--splits",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="test_train_splits.rar (or its folder); needed for --official-split.",
 )
@@ -305,7 +305,7 @@ def build_hmdb5_cmd(
 
 
 @click.command("verify")
-@click.argument("dataset", type=click.Path(path_type=Path))
+@click.argument("dataset", type=SafePath(path_type=Path))
 @click.option("--quick", is_flag=True, help="Read only the first and last image of each folder.")
 @click.option("-j", "--jobs", type=count(1, 1024), default=None, help="Processes for reading images [all cores].")
 def verify_cmd(dataset: Path, quick: bool, jobs: int | None) -> None:
@@ -333,7 +333,7 @@ def verify_cmd(dataset: Path, quick: bool, jobs: int | None) -> None:
 
 
 @click.command("stats")
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source", type=SafePath(path_type=Path))
 @click.option("--classes", type=CommaList(), default=None, help="Comma-separated classes [all].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def stats_cmd(source: Path, classes: list[str] | None, as_json: bool) -> None:
@@ -368,19 +368,19 @@ def _report_missing(result, out: Path) -> None:
 
 
 @click.command("finalize")
-@click.argument("out", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("out", type=SafePath(path_type=Path, exists=True, file_okay=False))
 @click.option(
     "--allow-missing", is_flag=True, help="Write the record even if clips are missing (they are recorded as failed)."
 )
 @click.option(
     "--source",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="The release's path on this node, if not where the build read it.",
 )
 @click.option(
     "--splits",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="The split files' path on this node, if not where the build read them.",
 )

@@ -22,8 +22,9 @@ from flowprep.builder.plan import Plan, make_plan
 from flowprep.builder.shard import shard_of
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.flow.encoding import FlowEncoding
+from flowprep.fsio import write_json_atomic, write_text_atomic
 from flowprep.layout.paths import clip_dir
-from flowprep.layout.record import FORMAT, FORMAT_VERSION, write_json_atomic, write_record, write_text_atomic
+from flowprep.layout.record import FORMAT, FORMAT_VERSION, write_record
 
 
 def clip_entries(cfg: BuildConfig, plan: Plan, results: dict[str, ClipResult]) -> list[dict[str, Any]]:

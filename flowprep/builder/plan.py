@@ -15,7 +15,8 @@ from flowprep.builder.folder import BuildFolder
 from flowprep.datasets.hmdb51 import parse_split_files, stem
 from flowprep.datasets.split import official_sides, side_counts, split_all
 from flowprep.errors import ConfigError
-from flowprep.layout.names import check_name, name_problem, printable
+from flowprep.fsio import name_problem, printable
+from flowprep.layout.names import check_name
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +129,11 @@ def make_plan(cfg: BuildConfig) -> Plan:
         ConfigError: unknown class, nothing selected, split files missing a class, name clashes.
         ArchiveError: unreadable source.
     """
-    videos = list_videos(cfg.source, BuildFolder(cfg.out).cache, cfg.classes)
+    unreadable: list[tuple[str, str, str]] = []
+    videos = list_videos(cfg.source, BuildFolder(cfg.out).cache, cfg.classes, skipped=unreadable)
     by_class, skipped = _usable(videos)
+    # clips the listing could not read (a FIFO, /dev/zero, a dangling link): listed and counted too
+    skipped += [f"{printable(c)}/{printable(n)} (skipped: {why})" for c, n, why in unreadable]
     classes = list(cfg.classes) if cfg.classes is not None else sorted({v.cls for v in videos})
     folder = _class_folders(classes)  # before anything uses a class name
     _check_selection(cfg, bool(videos), classes, by_class)

@@ -14,7 +14,6 @@ Numbers and pass criteria:
 from __future__ import annotations
 
 import ctypes
-import json
 import re
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ import numpy as np
 
 from flowprep.doctor.api import Check, CheckFailed, DoctorContext, Skip
 from flowprep.errors import BackendNotInstalledError, BackendUnavailableError
+from flowprep.fsio import parse_json, read_json
 
 NVOF_MAX_EPE = 1.5
 TRT_PROB_TOL = 0.02
@@ -241,7 +241,7 @@ def check_build(ctx: DoctorContext) -> tuple[str, Numbers]:
     )
     _flowprep("verify", str(out))
     ctx.dataset = out
-    record = json.loads((out / "flowprep.json").read_text())
+    record = read_json(out / "flowprep.json", what="dataset record")
     return f"build-hmdb5 --flow nvof --gpus all -j {jobs} and verify passed", {
         "jobs": jobs,
         "gpus": len(ctx.gpus),
@@ -295,7 +295,7 @@ def check_train_cuda(ctx: DoctorContext) -> tuple[str, Numbers]:
 def _logged_world_size(log_path: Path) -> int:
     """``world_size`` of the last epoch in a training run's ``log.jsonl`` (0 when there is none)."""
     lines = log_path.read_text().splitlines() if log_path.is_file() else []
-    return int(json.loads(lines[-1]).get("world_size", 0)) if lines else 0
+    return int(parse_json(lines[-1], where=f"training log {log_path}").get("world_size", 0)) if lines else 0
 
 
 def check_ddp(ctx: DoctorContext) -> tuple[str, Numbers]:
@@ -324,7 +324,7 @@ def _probabilities(logits: np.ndarray) -> np.ndarray:
 def _random_inputs(deploy: Path, batch: int = 2) -> dict[str, np.ndarray]:
     from flowprep.serve.runner import spec_from_record
 
-    spec = spec_from_record(json.loads((deploy / "flowprep_model.json").read_text()), str(deploy))
+    spec = spec_from_record(read_json(deploy / "flowprep_model.json", what="model record"), str(deploy))
     rng = np.random.default_rng(0)
     return {n: rng.standard_normal((batch, *s)).astype(np.float32) for n, s in spec.input_shapes().items()}
 

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import click
 
+from flowprep.cliparams import SafePath
+
 
 def _probe_writable(path: Path) -> None:
     """Fail now, not after minutes of GPU checks, when the report cannot be written where asked."""
-    from flowprep.layout.record import unique_tmp, write_text_atomic
+    from flowprep.fsio import unique_tmp, write_text_atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)
     probe = unique_tmp(path)
@@ -20,14 +22,14 @@ def _probe_writable(path: Path) -> None:
 @click.command("doctor")
 @click.option(
     "--json-out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=SafePath(dir_okay=False, path_type=Path),
     default=None,
     help="Also write the full report (every number) as JSON here.",
 )
 @click.option("--quick", is_flag=True, help="Small inputs and fewer combinations (seconds, not minutes).")
 @click.option(
     "--workdir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=SafePath(file_okay=False, path_type=Path),
     default=None,
     help="Keep the scratch files (release, dataset, runs, deploy) in a new run-NNN folder here instead of a "
     "temporary folder.",

@@ -18,7 +18,8 @@ class ExportConfig:
 
     Attributes:
         checkpoint: ``best.pt`` / ``last.pt``.
-        out: deploy folder (created; the files of an earlier export are removed first, others kept).
+        out: deploy folder (created; an earlier export's files are replaced once the new set is complete,
+            others kept).
         fp16: also write and check ``model_fp16.onnx``; fp16 engine and DeepStream ``network-mode``.
         engine: build a TensorRT engine if TensorRT and a GPU are here (else the command is given).
         min_batch, opt_batch, max_batch: TensorRT profile; ``max_batch`` is Triton's ``max_batch_size``.

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from flowprep.cliparams import count, positive
+from flowprep.cliparams import SafePath, count, positive
 from flowprep.errors import writing
 from flowprep.layout.record import json_safe
 from flowprep.serve.api import InferConfig, infer
@@ -22,13 +22,13 @@ from flowprep.serve.api import InferConfig, infer
     "--model",
     "-m",
     required=True,
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     help="model.onnx from `flowprep export` (flowprep_model.json beside it) or a .pt checkpoint.",
 )
 @click.option(
     "--output",
     "-o",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="Annotated video to write (every input frame, latest label and score drawn).",
 )

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from flowprep.archive.bounded import MAX_FRAME_BYTES, read_regular
-from flowprep.errors import ArchiveError, ConfigError, DecodeError
+from flowprep.errors import ConfigError, DecodeError
+from flowprep.fsio import MAX_FRAME_BYTES, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +106,8 @@ class _FolderSource(FrameSource):
         import cv2
 
         for f in self._files:
-            try:  # regular files only, bounded: cv2.imread on a FIFO among the frames blocked forever
-                data = read_regular(f, MAX_FRAME_BYTES)
-            except ArchiveError as exc:
-                raise DecodeError(str(exc).removesuffix("; skipped")) from None
+            # regular files only, bounded: cv2.imread on a FIFO among the frames blocked forever
+            data = read_bytes(f, what="image", max_bytes=MAX_FRAME_BYTES, error=DecodeError)
             img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
             if img is None:
                 raise DecodeError(f"{f}: not a readable image")

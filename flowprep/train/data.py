@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from flowprep.archive.bounded import MAX_FRAME_BYTES, read_regular
-from flowprep.errors import ArchiveError, DatasetError
+from flowprep.errors import DatasetError
 from flowprep.flow.encoding import FlowEncoding, normalize_uint8
+from flowprep.fsio import MAX_FRAME_BYTES, read_bytes
 from flowprep.layout.paths import flow_names, rgb_name
 from flowprep.layout.record import SIDES, find_root, has_flow, has_rgb, read_record
 from flowprep.train import sampling
@@ -149,12 +149,12 @@ def _imread(path: Path, color: bool) -> np.ndarray:
 
     # bytes first: a missing or empty file gets its own message (cv2.imread would also print a
     # warning of its own to stderr)
+    # regular files only, bounded, not through a symlink (a dataset holds none): a FIFO among the
+    # frames hung training, /dev/zero filled memory
     try:
-        # regular files only, bounded: a FIFO among the frames hung training, /dev/zero filled memory
-        data = read_regular(path, MAX_FRAME_BYTES)
-    except ArchiveError as exc:
-        why = str(exc).removesuffix("; skipped")  # the listing's wording; here the run stops
-        raise DatasetError(f"cannot read frame {why}; run `flowprep verify` on the dataset") from None
+        data = read_bytes(path, what="frame", max_bytes=MAX_FRAME_BYTES, owned=True, error=DatasetError)
+    except DatasetError as exc:
+        raise DatasetError(f"{exc}; run `flowprep verify` on the dataset") from None
     if not data:
         raise DatasetError(f"frame {path} is empty (0 bytes); run `flowprep verify` on the dataset")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE)

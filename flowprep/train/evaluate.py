@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from flowprep.errors import DatasetError, writing
-from flowprep.layout.record import write_json_atomic
+from flowprep.fsio import write_json_atomic
 from flowprep.train import sampling
 from flowprep.train.checkpoint import load_checkpoint, model_from_checkpoint, recipe_differences
 from flowprep.train.config import EvalConfig, EvalSummary, resolve_side

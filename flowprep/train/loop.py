@@ -26,7 +26,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from flowprep.errors import ConfigError, writing
+from flowprep.errors import ConfigError, FlowprepError, writing
+from flowprep.fsio import parse_json
 from flowprep.layout.record import json_safe
 from flowprep.train import checkpoint as ckpt_mod
 from flowprep.train.config import TrainConfig, TrainSummary, out_inside_dataset
@@ -319,8 +320,8 @@ def train(cfg: TrainConfig) -> TrainSummary:
 def _logged_epoch(line: str) -> float:
     """Epoch of a log line; a line cut off by an interrupt counts as after every checkpoint."""
     try:
-        return int(json.loads(line)["epoch"])
-    except (ValueError, KeyError, TypeError):
+        return int(parse_json(line, where="training log line")["epoch"])
+    except (FlowprepError, ValueError, KeyError, TypeError):
         return float("inf")
 
 

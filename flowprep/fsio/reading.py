@@ -1,23 +1,5 @@
-"""The one gate between flowprep and the file system: every file it reads or writes passes here.
-
-Reading
-    Regular files only, opened non-blocking (a FIFO's ``open`` would wait forever for a writer) and
-    checked with ``fstat`` on the open descriptor (a file swapped for a device after listing is
-    caught too); at most a stated number of bytes per kind of file (``max_bytes``, checked on the
-    size and again while reading, since ``/proc`` files and growing files lie about their size).
-    JSON is also bounded in nesting depth (:func:`read_json`), and zip containers such as
-    PyTorch's ``.pt`` files in their decompression ratio (:func:`check_zip_ratio`).
-
-Symlinks (the one policy)
-    A path the user names, and a file of an input flowprep did not write (a release, a model, an
-    image folder), is read through symlinks: linking data in is ordinary, and whatever the link
-    leads to must still be a regular file within the size limit. A file inside a folder flowprep
-    wrote (a dataset's frames, its state and manifest files, ``owned=True`` here) is never read
-    through a symlink, and nothing is ever written or deleted through one below an output folder:
-    flowprep writes no symlinks, so one found there was put there by someone else and may lead out.
-
-Every refusal is one line naming the file, raised as the ``error`` class the caller gives (a
-:class:`~flowprep.errors.FlowprepError`), so each command reports it in its own terms.
+"""Reading: regular files only, non-blocking, bounded in size; JSON bounded in depth; zip containers
+bounded in their decompression ratio. See :mod:`flowprep.fsio` for the policy (symlinks included).
 """
 
 from __future__ import annotations
@@ -32,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.errors import FlowprepError
+from flowprep.fsio.paths import printable
 
 #: the largest JSON file read by default (manifests, state files, model records are kilobytes)
 MAX_JSON_BYTES = 64 << 20
@@ -54,17 +37,79 @@ _FILE_KINDS = {
 }
 
 
-def shown(path: Path | str) -> str:
-    """``path`` as text safe in a message or JSON (undecodable bytes as U+FFFD)."""
-    text = os.fspath(path)
+class Refused(Exception):
+    """Why a file cannot be read, without its name (the public readers add it)."""
+
+
+def _read(path: Path | str, max_bytes: int, owned: bool) -> bytes:
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_NOFOLLOW if owned else 0)
     try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    except UnicodeEncodeError:  # a lone surrogate that no byte decoded to
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if owned and exc.errno == errno.ELOOP:
+            raise Refused("a symbolic link (flowprep writes none; not followed)") from None
+        raise Refused(exc.strerror or str(exc)) from None
+    chunks: list[bytes] = []
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused(f"{_FILE_KINDS.get(stat.S_IFMT(st.st_mode), 'a special file')}, not a regular file")
+        if st.st_size > max_bytes:
+            raise Refused(f"{st.st_size} bytes, over the limit of {max_bytes}")
+        left = max_bytes + 1
+        while left > 0:  # a regular file may still grow, or lie about its size (/proc)
+            chunk = os.read(fd, min(left, 16 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as exc:
+        raise Refused(exc.strerror or str(exc)) from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > max_bytes:
+        raise Refused(f"more than {max_bytes} bytes (the limit)")
+    return data
 
 
-def _strerror(exc: OSError) -> str:
-    return exc.strerror or str(exc)
+def check_regular(
+    path: Path | str,
+    *,
+    what: str,
+    max_bytes: int,
+    error: type[FlowprepError] = FlowprepError,
+) -> int:
+    """The size of ``path`` once it is known to be a regular file of at most ``max_bytes`` bytes,
+    checked on a non-blocking open without reading it: for a file a library then opens by name
+    (``torch.load``, ONNX Runtime, PyAV), which would block forever on a FIFO.
+
+    Raises:
+        error: missing, unreadable, not a regular file, or too big: ``cannot read <what> <path>: <why>``.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise error(f"cannot read {what} {printable(path)}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(st.st_mode):
+        kind = _FILE_KINDS.get(stat.S_IFMT(st.st_mode), "a special file")
+        raise error(f"cannot read {what} {printable(path)}: {kind}, not a regular file")
+    if st.st_size > max_bytes:
+        raise error(f"cannot read {what} {printable(path)}: {st.st_size} bytes, over the limit of {max_bytes}")
+    return st.st_size
+
+
+def try_read_bytes(path: Path | str, max_bytes: int, owned: bool = False) -> tuple[bytes | None, str]:
+    """``(content, "")`` as :func:`read_bytes` reads it, or ``(None, why)``: for callers that report
+    each unreadable file and go on (``flowprep verify``, preview's frames, a source's clips)."""
+    try:
+        return _read(path, max_bytes, owned), ""
+    except Refused as exc:
+        return None, str(exc)
 
 
 def read_bytes(
@@ -86,37 +131,12 @@ def read_bytes(
 
     Raises:
         error: missing or unreadable, a FIFO, device, socket or folder, a symlink where ``owned``,
-            or over ``max_bytes``. One line naming ``what`` and ``path``.
+            or over ``max_bytes``: ``cannot read <what> <path>: <why>``.
     """
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_NOFOLLOW if owned else 0)
     try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        if owned and exc.errno == errno.ELOOP:
-            raise error(f"{what} {shown(path)} is a symbolic link (flowprep writes none; not followed)") from None
-        raise error(f"cannot read {what} {shown(path)}: {_strerror(exc)}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kind = _FILE_KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
-            raise error(f"{what} {shown(path)} is {kind}, not a regular file; refused")
-        if st.st_size > max_bytes:
-            raise error(f"{what} {shown(path)}: {st.st_size} bytes, over the limit of {max_bytes}")
-        chunks, left = [], max_bytes + 1
-        while left > 0:  # a regular file may still grow, or lie about its size (/proc)
-            chunk = os.read(fd, min(left, 16 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        data = b"".join(chunks)
-    except OSError as exc:
-        raise error(f"cannot read {what} {shown(path)}: {_strerror(exc)}") from None
-    finally:
-        os.close(fd)
-    if len(data) > max_bytes:
-        raise error(f"{what} {shown(path)}: more than {max_bytes} bytes (the limit); refused")
-    return data
+        return _read(path, max_bytes, owned)
+    except Refused as exc:
+        raise error(f"cannot read {what} {printable(path)}: {exc}") from None
 
 
 def read_text(
@@ -132,7 +152,7 @@ def read_text(
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise error(f"{what} {shown(path)} is not UTF-8 text (byte {exc.start})") from None
+        raise error(f"cannot read {what} {printable(path)}: not UTF-8 text (byte {exc.start})") from None
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.S)
@@ -173,20 +193,20 @@ def parse_json(
     max_depth: int = MAX_JSON_DEPTH,
     error: type[FlowprepError] = FlowprepError,
 ) -> Any:
-    """``json.loads(text)`` for text from a file (``where`` names it in messages), refusing nesting
-    deeper than ``max_depth`` and the non-JSON ``NaN``/``Infinity`` flowprep never writes.
+    """``json.loads(text)`` for text from a file (``where`` names it: ``"training log x.jsonl line 3"``),
+    refusing nesting deeper than ``max_depth`` and the non-JSON ``NaN``/``Infinity`` flowprep never writes.
 
     Raises:
-        error: not JSON, or nested too deep. One line naming ``where``.
+        error: not JSON, or nested too deep: ``cannot read <where>: <why>``.
     """
     if json_depth_exceeds(text, max_depth):
-        raise error(f"{where} nests deeper than {max_depth} levels; not a file flowprep wrote")
+        raise error(f"cannot read {where}: nested deeper than {max_depth} levels (not a file flowprep wrote)")
     try:
         return json.loads(text, parse_constant=_no_constant)
     except RecursionError:  # unreachable after the depth check; kept so no parser path escapes
-        raise error(f"{where} nests too deep; not a file flowprep wrote") from None
+        raise error(f"cannot read {where}: nested too deep (not a file flowprep wrote)") from None
     except ValueError as exc:  # JSONDecodeError, and int() of a number over 4300 digits
-        raise error(f"{where} is not valid JSON: {' '.join(str(exc).split())}") from None
+        raise error(f"cannot read {where}: not valid JSON ({' '.join(str(exc).split())})") from None
 
 
 def read_json(
@@ -215,7 +235,7 @@ def read_json(
         error: unreadable, not a regular file, too big, not UTF-8, not JSON, or nested too deep.
     """
     text = read_text(path, what=what, max_bytes=max_bytes, owned=owned, error=error)
-    return parse_json(text, where=f"{what} {shown(path)}", max_depth=max_depth, error=error)
+    return parse_json(text, where=f"{what} {printable(path)}", max_depth=max_depth, error=error)
 
 
 def check_zip_ratio(
@@ -239,12 +259,19 @@ def check_zip_ratio(
     Raises:
         error: not a readable zip file, or over a bound. One line naming ``what`` and ``path``.
     """
-    name = f"{what} {shown(path)}"
+    name = f"{what} {printable(path)}"
     try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
-        raise error(f"{name} is not a readable zip file: {' '.join(str(exc).split())}") from None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block
+    except OSError as exc:
+        raise error(f"cannot read {name}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise error(f"cannot read {name}: not a regular file")
+        try:
+            with zipfile.ZipFile(fh) as zf:
+                infos = zf.infolist()
+        except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
+            raise error(f"cannot read {name}: not a readable zip file ({' '.join(str(exc).split())})") from None
     total = 0
     for info in infos:
         size, packed = info.file_size, info.compress_size
