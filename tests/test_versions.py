@@ -8,8 +8,7 @@ import sys
 import cv2
 import numpy as np
 
-from flowprep import __version__
-from flowprep import versions
+from flowprep import __version__, versions
 
 
 def test_version_lists_the_libraries_that_decide_output_bytes():
