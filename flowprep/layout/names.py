@@ -89,6 +89,8 @@ def check_class_name(name: str, what: str = "class") -> str:
     Raises:
         ConfigError: one line, naming the character or rule the name breaks.
     """
+    if isinstance(name, str) and name_problem(name) is not None:
+        return check_name(name, what)  # "cannot be a folder name", as for any path component
     why = class_name_problem(name)
     if why is not None:
         shown = printable(name) if isinstance(name, str) else name
