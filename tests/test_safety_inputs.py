@@ -561,9 +561,9 @@ def test_annotated_video_on_a_full_disk_fails_cleanly(full_dir):
 def test_preview_on_a_full_disk_is_one_line(dataset, full_dir, capfd):
     from flowprep.preview.api import write_legend
 
-    with pytest.raises(OSError) as err:  # the CLI turns it into one line naming the file
+    with pytest.raises(OutputError, match="wheel.png: No space left"):  # one line naming the file
         write_legend(full_dir / "wheel.png")
-    assert err.value.errno == errno.ENOSPC and "libpng" not in capfd.readouterr().err
+    assert "libpng" not in capfd.readouterr().err and sorted(p.name for p in full_dir.iterdir()) == ["pad"]
     # a subprocess: OpenCV's imwrite printed libpng's own error line on the process's stderr
     r = subprocess.run(
         [sys.executable, "-m", "flowprep", "preview", str(dataset), "--out", str(full_dir / "p"), "--no-progress"],

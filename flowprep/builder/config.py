@@ -14,6 +14,7 @@ from typing import Any
 from flowprep.archive.bounded import MAX_CLIP_BYTES as DEFAULT_MAX_CLIP_BYTES
 from flowprep.errors import ConfigError
 from flowprep.flow.encoding import FlowEncoding
+from flowprep.fsio import check_path
 from flowprep.layout.paths import LAYOUTS
 from flowprep.layout.record import DATASET_MODALITIES
 from flowprep.limits import MAX_BYTES, MAX_SIDE, MIN_SIDE, check_count, check_finite
@@ -118,10 +119,11 @@ class BuildConfig:
     )
 
     def __post_init__(self) -> None:
-        self.source = Path(self.source)
-        self.out = Path(self.out)
+        # paths enter here for library callers too: OpenCV must never see an undecodable byte
+        self.source = check_path(self.source, "SOURCE")
+        self.out = check_path(self.out, "--out")
         if self.splits_source is not None:
-            self.splits_source = Path(self.splits_source)
+            self.splits_source = check_path(self.splits_source, "--splits")
         if self.layout not in LAYOUTS:
             raise ConfigError(f"--layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.modality not in MODALITIES:

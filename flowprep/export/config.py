@@ -9,6 +9,7 @@ from typing import Any
 
 from flowprep.errors import ConfigError
 from flowprep.export.tensorrt import Profile
+from flowprep.fsio import check_path
 from flowprep.layout.record import RECORD_NAME
 
 
@@ -42,7 +43,7 @@ class ExportConfig:
     triton_name: str | None = None
 
     def __post_init__(self) -> None:
-        self.checkpoint, self.out = Path(self.checkpoint), Path(self.out)
+        self.checkpoint, self.out = check_path(self.checkpoint, "CHECKPOINT"), check_path(self.out, "--out")
         if self.triton_name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.triton_name):
             raise ConfigError(
                 f"--triton-name {self.triton_name!r}: Triton model names are folder names; "

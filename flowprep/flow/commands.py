@@ -95,6 +95,7 @@ def backends_cmd(as_json: bool) -> None:
     help="Write one colour-wheel visualization per backend here.",
 )
 @click.option("--seed", default=0, show_default=True, type=count(0, 2**32 - 1))
+@click.option("--overwrite", is_flag=True, help="Let --plot and --vis-dir replace existing files.")
 def bench_flow_cmd(
     flows,
     pairs,
@@ -109,6 +110,7 @@ def bench_flow_cmd(
     plot,
     vis_dir,
     seed,
+    overwrite,
 ) -> None:
     """Accuracy (end-point error) and speed of flow backends on pairs with known flow."""
     from flowprep.flow.bench import DEFAULT_VIDEO, BenchConfig, bench, format_table
@@ -126,6 +128,7 @@ def bench_flow_cmd(
         plot=plot,
         vis_dir=vis_dir,
         seed=seed,
+        overwrite=overwrite,
     )
     result = bench(cfg)
     if as_json:

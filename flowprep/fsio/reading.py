@@ -77,10 +77,11 @@ def check_regular(
     path: Path | str,
     *,
     what: str,
-    max_bytes: int,
+    max_bytes: int | None,
     error: type[FlowprepError] = FlowprepError,
 ) -> int:
-    """The size of ``path`` once it is known to be a regular file of at most ``max_bytes`` bytes,
+    """The size of ``path`` once it is known to be a regular file of at most ``max_bytes`` bytes
+    (None: any size, for a video streamed frame by frame),
     checked on a non-blocking open without reading it: for a file a library then opens by name
     (``torch.load``, ONNX Runtime, PyAV), which would block forever on a FIFO.
 
@@ -98,7 +99,7 @@ def check_regular(
     if not stat.S_ISREG(st.st_mode):
         kind = _FILE_KINDS.get(stat.S_IFMT(st.st_mode), "a special file")
         raise error(f"cannot read {what} {printable(path)}: {kind}, not a regular file")
-    if st.st_size > max_bytes:
+    if max_bytes is not None and st.st_size > max_bytes:
         raise error(f"cannot read {what} {printable(path)}: {st.st_size} bytes, over the limit of {max_bytes}")
     return st.st_size
 

@@ -95,17 +95,23 @@ def create_exclusive(path: Path, text: str) -> bool:
 
     The content is written aside and hard-linked into place: ``link`` fails if the name exists, so of
     N processes racing exactly one wins, and nobody ever reads a partial file.
+
+    Raises:
+        OutputError: the file cannot be written (a full or read-only disk), naming ``path``.
     """
     path = Path(path)
     tmp = unique_tmp(path)
-    tmp.write_text(text, encoding="utf-8")
     try:
+        tmp.write_text(text, encoding="utf-8")
         os.link(tmp, path)
         return True
     except FileExistsError:
         return False
+    except OSError as exc:  # ENOSPC from write() names no file
+        raise OutputError(f"cannot write {printable(path)}: {exc.strerror or exc}") from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def _same_file(a: Path, b: Path) -> bool:

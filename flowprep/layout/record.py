@@ -31,7 +31,7 @@ from typing import Any
 
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.flow.encoding import FlowEncoding
-from flowprep.fsio import name_problem, read_json, write_json_atomic
+from flowprep.fsio import check_path, name_problem, read_json, write_json_atomic
 from flowprep.layout.paths import LAYOUTS
 from flowprep.limits import json_safe as json_safe  # re-exported: its former home
 
@@ -59,7 +59,7 @@ def write_record(root: Path, record: dict[str, Any]) -> Path:
 
 def find_root(path: Path) -> Path:
     """The dataset root for ``path``: itself, or its parent when ``path`` is ``<root>/train`` or ``<root>/val``."""
-    path = Path(path)
+    path = check_path(path, "dataset")  # verify, stats, train, preview: paths enter here
     if (path / RECORD_NAME).is_file():
         return path
     if path.name in SIDES and (path.parent / RECORD_NAME).is_file():

@@ -22,6 +22,7 @@ from flowprep.fsio import (
     Manifest,
     check_new_file,
     check_no_link,
+    check_path,
     make_dirs,
     removable,
     remove_inside,
@@ -78,6 +79,10 @@ class PreviewConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
+        check_path(self.dataset, "DATASET")
+        for option, path in (("--out", self.out), ("--video", self.video)):
+            if path is not None:
+                check_path(path, option)
         # the CLI's limits, also for library callers (a float or nan count failed deep inside)
         check_count("--per-class", self.per_class, 0, 1000)
         check_count("--max-frames", self.max_frames, 1, 100_000)

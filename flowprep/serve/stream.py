@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from flowprep.errors import ConfigError, DecodeError
-from flowprep.fsio import MAX_FRAME_BYTES, read_bytes
+from flowprep.fsio import MAX_FRAME_BYTES, check_regular, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,8 @@ def open_source(spec: str | Path, fps: float | None = None) -> FrameSource:
     path = Path(spec)
     if not path.exists():
         raise DecodeError(f"input {spec} does not exist")
+    if not path.is_dir():  # a FIFO would block PyAV's open forever; /dev/zero is no video
+        check_regular(path, what="input", max_bytes=None, error=DecodeError)
     if path.is_dir():
         folder = path / "rgb" if (path / "rgb").is_dir() else path
         files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
