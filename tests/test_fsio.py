@@ -85,8 +85,9 @@ def test_nesting_at_the_limit_and_brackets_in_strings_are_fine(tmp_path: Path):
     f = tmp_path / "ok.json"
     f.write_text("[" * 64 + '"' + "[" * 500 + '\\"' + '"' + "]" * 64)
     assert fsio.read_json(f, what="file")  # 64 levels; the 500 brackets are inside a string
-    assert not fsio.json_depth_exceeds("[]" * 10_000 + "[[[]]]", 3)
-    assert fsio.json_depth_exceeds("[]" * 10_000 + "[[[[]]]]", 3)
+    assert not fsio.json_depth_exceeds([[]] * 10_000 + [[[[]]]], 4)
+    assert fsio.json_depth_exceeds([[]] * 10_000 + [{"a": [[[]]]}], 4)
+    assert not fsio.json_depth_exceeds("[[[[[", 0)  # a scalar has no depth
 
 
 @pytest.mark.parametrize(
@@ -202,7 +203,7 @@ def test_check_new_file_refuses_existing_files_inputs_and_specials(tmp_path: Pat
         fsio.check_new_file(video, option="--output")
     assert fsio.check_new_file(video, option="--output", overwrite=True) == video
     for same in (video, tmp_path / "." / "victim.avi"):  # the input, however it is spelled
-        with pytest.raises(ConfigError, match="is the command's own input .*not even with --overwrite"):
+        with pytest.raises(ConfigError, match="is the command's own input; .*not even with --overwrite"):
             fsio.check_new_file(same, option="--output", overwrite=True, inputs=[video])
     os.link(video, tmp_path / "hardlink.avi")
     with pytest.raises(ConfigError, match="own input"):

@@ -9,11 +9,15 @@ import click
 from flowprep.cliparams import SafePath
 
 
-def _probe_writable(path: Path) -> None:
-    """Fail now, not after minutes of GPU checks, when the report cannot be written where asked."""
-    from flowprep.fsio import unique_tmp, write_text_atomic
+def _probe_writable(path: Path, overwrite: bool) -> None:
+    """Fail now, not after minutes of GPU checks, when the report cannot be written where asked (or
+    would replace a file without ``--overwrite``)."""
+    from flowprep.errors import writing
+    from flowprep.fsio import check_new_file, unique_tmp, write_text_atomic
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_new_file(path, option="--json-out", overwrite=overwrite)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     probe = unique_tmp(path)
     write_text_atomic(probe, "{}\n")  # OutputError naming the file on a read-only or full disk
     probe.unlink()
@@ -34,7 +38,8 @@ def _probe_writable(path: Path) -> None:
     help="Keep the scratch files (release, dataset, runs, deploy) in a new run-NNN folder here instead of a "
     "temporary folder.",
 )
-def doctor(json_out: Path | None, quick: bool, workdir: Path | None) -> None:
+@click.option("--overwrite", is_flag=True, help="Let --json-out replace an existing file.")
+def doctor(json_out: Path | None, quick: bool, workdir: Path | None, overwrite: bool) -> None:
     """Check every GPU claim on this machine: driver, GPUs, NVOF (accuracy, speed, multi-GPU build),
     CUDA training (AMP, DDP), TensorRT, ONNX Runtime CUDA, inference, VPI. What cannot run here is
     listed as skipped with the reason. Exit status 1 when a check that could run failed."""
@@ -42,7 +47,7 @@ def doctor(json_out: Path | None, quick: bool, workdir: Path | None) -> None:
     from flowprep.doctor.checks import CHECKS
 
     if json_out is not None:
-        _probe_writable(json_out)
+        _probe_writable(json_out, overwrite)
     summary = run_checks(CHECKS, quick=quick, workdir=workdir, progress=lambda r: click.echo(format_row(r), err=True))
     click.echo(format_table(summary))
     if json_out is not None:

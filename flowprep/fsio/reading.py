@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import stat
 import zipfile
 from pathlib import Path
@@ -16,8 +15,9 @@ from typing import Any
 from flowprep.errors import FlowprepError
 from flowprep.fsio.paths import printable
 
-#: the largest JSON file read by default (manifests, state files, model records are kilobytes)
-MAX_JSON_BYTES = 64 << 20
+#: the largest JSON file read by default (manifests, state files, model records are kilobytes; the
+#: parsed value may take up to about 50 times the file in memory, for adversarial input)
+MAX_JSON_BYTES = 16 << 20
 #: the deepest nesting accepted in JSON; flowprep's own files nest at most 5 levels. Python's
 #: parser recurses per level and raises RecursionError near 1000, so the limit is checked first.
 MAX_JSON_DEPTH = 64
@@ -156,31 +156,18 @@ def read_text(
         raise error(f"cannot read {what} {printable(path)}: not UTF-8 text (byte {exc.start})") from None
 
 
-_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.S)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]++")
-
-
-def json_depth_exceeds(text: str, max_depth: int) -> bool:
-    """Whether JSON ``text`` nests arrays/objects deeper than ``max_depth`` levels.
-
-    Linear time at C speed (no recursion): strings are blanked, everything but brackets dropped,
-    then innermost ``[]``/``{}`` pairs are removed one level per pass, ``max_depth`` passes at most.
-    Unbalanced text is left to the JSON parser to report (it fails at the mismatch, before going
-    deeper than the brackets seen so far).
-    """
-    if text.count("[") + text.count("{") <= max_depth:
-        return False
-    rest = _NOT_BRACKET.sub("", _JSON_STRING.sub('""', text))
-    for _ in range(max_depth):
-        if not rest:
-            return False
-        shorter = rest.replace("[]", "").replace("{}", "")
-        if len(shorter) == len(rest):  # nothing matched: unbalanced, the parser says where
-            return False
-        rest = shorter
-    # a pair still whole after max_depth passes holds max_depth levels: it is one level too deep
-    # (what else is left is a mismatch, which the parser reports)
-    return "[]" in rest or "{}" in rest
+def json_depth_exceeds(value: Any, max_depth: int) -> bool:
+    """Whether the parsed JSON ``value`` nests arrays/objects deeper than ``max_depth`` levels
+    (``[]`` is one level). Iterative, so it cannot overflow the stack; stops at the first too deep."""
+    stack = [(value, 1)] if isinstance(value, (list, dict)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, (list, dict)):
+                stack.append((child, depth + 1))
+    return False
 
 
 def _no_constant(name: str) -> Any:
@@ -200,14 +187,17 @@ def parse_json(
     Raises:
         error: not JSON, or nested too deep: ``cannot read <where>: <why>``.
     """
-    if json_depth_exceeds(text, max_depth):
-        raise error(f"cannot read {where}: nested deeper than {max_depth} levels (not a file flowprep wrote)")
     try:
-        return json.loads(text, parse_constant=_no_constant)
-    except RecursionError:  # unreachable after the depth check; kept so no parser path escapes
-        raise error(f"cannot read {where}: nested too deep (not a file flowprep wrote)") from None
+        # CPython's parser counts its recursion (Py_EnterRecursiveCall): input nested deeper than
+        # about 1000 levels raises RecursionError, cleanly, before anything else happens
+        value = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise error(f"cannot read {where}: nested deeper than {max_depth} levels (not a file flowprep wrote)") from None
     except ValueError as exc:  # JSONDecodeError, and int() of a number over 4300 digits
         raise error(f"cannot read {where}: not valid JSON ({' '.join(str(exc).split())})") from None
+    if json_depth_exceeds(value, max_depth):  # readers that walk the value recursively stay far from the limit
+        raise error(f"cannot read {where}: nested deeper than {max_depth} levels (not a file flowprep wrote)")
+    return value
 
 
 def read_json(
