@@ -36,6 +36,7 @@ COMMAND_MODULES = [
 _RESUME_HINTS = {
     "build": "; re-run the same command to resume (finished clips are kept)",
     "build-hmdb5": "; re-run the same command to resume (finished clips are kept)",
+    "build-ucf101": "; re-run the same command to resume (finished clips are kept)",
     "train": "; run it again with --resume to continue from the last finished epoch",
 }
 

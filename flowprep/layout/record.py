@@ -6,10 +6,14 @@ Schema (``format_version`` 1)::
       "format": "flowprep-dataset", "format_version": 1, "flowprep_version": "0.1.0",
       "layout": "tao" | "mmaction2",
       "modality": "rgb" | "flow" | "both",
-      "source": {"kind": "hmdb51" | "folder" | "archive", "files": [{"name": str, "size": int}], ...},
+      "source": {"kind": "hmdb51" | "ucf101" | "folder" | "archive", "files": [{"name": str, "size": int}], ...},
       "classes": [str, ...],                # label id = index; also labels.txt / label_map.json
-      "split": {"method": "group" | "clip" | "official", "val_ratio": 0.1, "seed": 0,
-                "official_split": int | null, "counts": {cls: {"train": n, "val": n}}},
+      "split": {"method": "group" | "clip" | "official" | "lists" | "folders", "val_ratio": 0.1, "seed": 0,
+                "official_split": int | null, "counts": {cls: {"train": n, "val": n}},
+                # only where they apply (HMDB51's official split and the seeded split have none):
+                "convention": "ucf101", "lists": {"train": name, "val": name},
+                "folders": {"train": "train", "val": "val"}, "classes_from": "classInd.txt",
+                "missing": {"train": [path, ...], "val": [...]}},   # list entries the release lacked
       "decode": {"short_side": int | null, "size": [w, h] | null, "frame_step": int},
       "rgb": {"image_format": "png"},
       "flow": {"name": str, "params": {...}, "device": str} | null,
@@ -42,7 +46,6 @@ SIDES = ("train", "val")
 #: what a dataset holds (``flowprep build --modality``); a model's input streams are
 #: :data:`flowprep.train.spec.STREAMS`
 DATASET_MODALITIES = ("rgb", "flow", "both")
-MODALITIES = DATASET_MODALITIES  # the name the record schema checks use
 IMAGE_FORMATS = ("png", "jpg")
 #: more frames than any clip has (10 hours at 30 fps); a bigger count is a damaged record
 MAX_FRAMES = 1_080_000
@@ -134,7 +137,9 @@ def check_record(record: dict[str, Any]) -> None:
     class one of ``classes`` and its label that class's index; counts whole numbers >= 0.
     """
     _need(record.get("layout", "tao") in LAYOUTS, "layout", f"one of {LAYOUTS}", record.get("layout"))
-    _need(record.get("modality") in MODALITIES, "modality", f"one of {MODALITIES}", record.get("modality"))
+    _need(
+        record.get("modality") in DATASET_MODALITIES, "modality", f"one of {DATASET_MODALITIES}", record.get("modality")
+    )
     classes: list[str] = record.get("classes")  # type: ignore[assignment]  # checked next
     _need(isinstance(classes, list) and len(classes) > 0, "classes", "a non-empty list", classes)
     for i, c in enumerate(classes):

@@ -21,7 +21,7 @@ from typing import Any
 from flowprep import __version__
 from flowprep.errors import OutputError, writing
 from flowprep.fsio import write_text_atomic
-from flowprep.layout.record import json_safe
+from flowprep.limits import json_safe
 
 #: the whole run stops starting new checks after this many seconds (target on one GPU: < 300 s)
 TOTAL_BUDGET_S = 600.0
