@@ -19,7 +19,6 @@ from concurrent.futures import BrokenExecutor
 
 import click
 
-from flowprep import __version__
 from flowprep.errors import FlowprepError
 
 #: modules that define ``COMMANDS``
@@ -37,6 +36,7 @@ COMMAND_MODULES = [
 _RESUME_HINTS = {
     "build": "; re-run the same command to resume (finished clips are kept)",
     "build-hmdb5": "; re-run the same command to resume (finished clips are kept)",
+    "build-ucf101": "; re-run the same command to resume (finished clips are kept)",
     "train": "; run it again with --resume to continue from the last finished epoch",
 }
 
@@ -134,8 +134,25 @@ class _Group(click.Group):
             ctx.exit(130)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from flowprep.versions import version_text
+
+    click.echo(version_text())
+    ctx.exit(0)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="flowprep")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version, and those of the libraries that decide output bytes (OpenCV, PyAV/FFmpeg, numpy, "
+    "torch), and exit.",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="No warnings in the log, only errors.")
 def cli(verbose: int, quiet: bool) -> None:

@@ -333,15 +333,25 @@ def _decode_text(data: bytes) -> str:
         return data.decode("latin-1")
 
 
-def read_text_files(source: Path, suffix: str = ".txt") -> dict[str, str]:
+def read_text_file(path: Path) -> str:
+    """The text of one regular file of at most 64 MiB (a list file): UTF-8, or Latin-1 when it is not
+    valid UTF-8. ArchiveError if it is missing, not a regular file or too big."""
+    return _decode_text(read_regular(Path(path), MAX_TEXT_BYTES))
+
+
+def read_text_files(source: Path, suffix: str = ".txt", only: Collection[str] | None = None) -> dict[str, str]:
     """Base name -> text of every ``*suffix`` file in a folder (recursive) or archive (any depth).
 
-    Used for HMDB51's split files (``test_train_splits.rar``). Text is UTF-8, or Latin-1 when it is
-    not valid UTF-8. Two files with one base name and different text raise ArchiveError.
+    Used for HMDB51's split files (``test_train_splits.rar``) and UCF101's lists. Text is UTF-8, or
+    Latin-1 when it is not valid UTF-8. Two files with one base name and different text raise
+    ArchiveError. ``only``: read just the files of these base names (the others are not decompressed).
     """
     source = Path(source)
     suffix = suffix.lower()
     found: dict[str, tuple[str, str]] = {}
+
+    def wanted(name: str) -> bool:
+        return name.lower().endswith(suffix) and (only is None or _base(name) in only)
 
     def add(name: str, where: str, data: bytes) -> None:
         text = _decode_text(data)
@@ -353,13 +363,13 @@ def read_text_files(source: Path, suffix: str = ".txt") -> dict[str, str]:
         for dirpath, dirnames, filenames in os.walk(source):
             dirnames.sort()
             for fn in sorted(filenames):
-                if fn.lower().endswith(suffix):
+                if wanted(fn):
                     path = Path(dirpath) / fn
                     add(fn, str(path), read_regular(path, MAX_TEXT_BYTES))
     else:
         with open_archive(source) as arc:
             for m in _safe_members(arc):
-                if m.name.lower().endswith(suffix):
+                if wanted(m.name):
                     _check_encrypted(arc, m)
                     add(_base(m.name), m.name, arc.read(m.name, MAX_TEXT_BYTES))
     return {name: text for name, (_, text) in sorted(found.items())}

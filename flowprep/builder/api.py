@@ -1,4 +1,4 @@
-"""``build`` and ``build_hmdb5``: the build stage as plain functions."""
+"""``build``, ``build_hmdb5`` and ``build_ucf101``: the build stage as plain functions."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowprep.archive import detect_kind, list_classes
+from flowprep.archive import detect_kind, list_classes, read_text_file, read_text_files
 from flowprep.builder.config import BuildConfig
 from flowprep.builder.dask_engine import run_on_worker
 from flowprep.builder.engine import ProgressBar, run_jobs
@@ -25,6 +25,7 @@ from flowprep.builder.packbuild import pack_own, unpack_in_place
 from flowprep.builder.plan import Plan, class_folder_name, make_plan
 from flowprep.builder.shard import select_shard
 from flowprep.datasets import HMDB5_CLASSES
+from flowprep.datasets.ucf101 import CLASS_IND
 from flowprep.errors import ArchiveError, ConfigError, FlowprepError
 from flowprep.flow.registry import BACKENDS, create_backend, resolve_auto
 from flowprep.layout.paths import STATE_DIR, clip_dir
@@ -141,12 +142,17 @@ def _check_source(cfg: BuildConfig) -> BuildConfig:
     _check_apart(cfg.source, cfg.out)
     if cfg.splits_source is not None:
         detect_kind(cfg.splits_source)  # a missing, FIFO or device --splits: refused before --out is touched
+    for lst in (cfg.train_list, cfg.val_list):
+        if lst is not None:
+            read_text_file(lst)  # the same for a list: missing, not a regular file, too big
     if cfg.engine == "dask":
         cfg = dataclasses.replace(
             cfg,
             source=cfg.source.resolve(),
             out=cfg.out.resolve(),
             splits_source=cfg.splits_source.resolve() if cfg.splits_source else None,
+            train_list=cfg.train_list.resolve() if cfg.train_list else None,
+            val_list=cfg.val_list.resolve() if cfg.val_list else None,
         )
     if cfg.classes is not None:
         available = list_classes(cfg.source, quiet=True)  # make_plan lists it again, and warns
@@ -339,6 +345,27 @@ def build_hmdb5(
     options.setdefault("classes", list(HMDB5_LABEL_ORDER))
     options.setdefault("source_kind", "hmdb51")
     return build(BuildConfig(source=Path(archive), out=Path(out), splits_source=splits, **options), on_plan)
+
+
+def build_ucf101(
+    archive: Path, out: Path, splits: Path, on_plan: Callable[[Plan], None] | None = None, **options: Any
+) -> BuildSummary:
+    """The UCF101 preset: classes and label order from ``classInd.txt`` in ``splits`` (the split
+    archive or folder; ``classes`` selects a subset, in that order), the official split
+    ``official_split`` (1-3: trainlist0N -> train, testlist0N -> val) or else the group-aware seeded
+    split; other options as :class:`BuildConfig`.
+
+    Raises:
+        ConfigError: ``splits`` holds no ``classInd.txt`` (plus everything :func:`build` raises).
+    """
+    options.setdefault("source_kind", "ucf101")
+    if not Path(splits).exists():
+        raise ArchiveError(f"{splits}: no such file or folder (UCF101's split archive, or its folder)")
+    if CLASS_IND not in read_text_files(Path(splits), only=(CLASS_IND,)):
+        raise ConfigError(
+            f"{splits} holds no classInd.txt: give UCF101's UCF101TrainTestSplits-RecognitionTask.zip (or its folder)"
+        )
+    return build(BuildConfig(source=Path(archive), out=Path(out), splits_source=Path(splits), **options), on_plan)
 
 
 if sorted(HMDB5_LABEL_ORDER) != sorted(HMDB5_CLASSES):  # pragma: no cover - a guard on the constants

@@ -55,7 +55,12 @@ class BuildConfig:
         source: release folder or archive (RAR/zip/tar), see :func:`flowprep.archive.list_videos`.
         out: output dataset folder.
         classes: classes to build, in label order (None = all, sorted).
-        splits_source: folder/archive holding HMDB51 split files (for ``official_split``).
+        splits_source: folder/archive holding HMDB51's split files or UCF101's lists (for
+            ``official_split``; UCF101's ``classInd.txt`` also fixes the class order).
+        train_list, val_list: list files giving the split exactly (both or neither; see
+            :mod:`flowprep.datasets.lists`).
+        allow_missing_clips: list entries with no clip in the release are warned about and recorded
+            (the record's ``split.missing``) instead of stopping the build.
         layout: ``"tao"`` or ``"mmaction2"``.
         modality: ``"rgb"``, ``"flow"`` or ``"both"``.
         flow: flow backend name (``"auto"`` is resolved before the build starts).
@@ -74,7 +79,7 @@ class BuildConfig:
         progress: show a progress bar.
         max_clip_bytes: a clip larger than this is not read (recorded as failed); also checked while reading.
         scheduler_timeout: seconds to wait for the Dask scheduler to answer.
-        source_kind: recorded in the dataset record (``"hmdb51"`` for the preset).
+        source_kind: recorded in the dataset record (``"hmdb51"``, ``"ucf101"`` for the presets).
         pack: ``"webdataset"``: write the dataset as tar shards (:mod:`flowprep.builder.packbuild`);
             None: clip folders.
         shard_size: target bytes per shard of a packed build.
@@ -108,9 +113,14 @@ class BuildConfig:
     source_kind: str = "folder"
     max_clip_bytes: int = DEFAULT_MAX_CLIP_BYTES
     scheduler_timeout: float = DEFAULT_SCHEDULER_TIMEOUT
+    train_list: Path | None = None
+    val_list: Path | None = None
+    allow_missing_clips: bool = False
     pack: str | None = None
     shard_size: int = DEFAULT_SHARD_SIZE
 
+    #: paths: a moved release is the same release (the lists' names and sizes are in source_identity)
+    PATHS = ("source", "out", "splits_source", "train_list", "val_list")
     RUN_ONLY = (
         "jobs",
         "force",
@@ -121,6 +131,8 @@ class BuildConfig:
         "progress",
         "max_clip_bytes",
         "scheduler_timeout",
+        # an entry missing from the release stops the build without it; with it, what is built is the same
+        "allow_missing_clips",
     )
 
     def __post_init__(self) -> None:
@@ -128,6 +140,7 @@ class BuildConfig:
         self.out = Path(self.out)
         if self.splits_source is not None:
             self.splits_source = Path(self.splits_source)
+        self._check_lists()
         if self.layout not in LAYOUTS:
             raise ConfigError(f"--layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.modality not in MODALITIES:
@@ -167,6 +180,14 @@ class BuildConfig:
             if dup:
                 raise ConfigError(f"--classes lists {', '.join(dup)} more than once")
 
+    def _check_lists(self) -> None:
+        self.train_list = Path(self.train_list) if self.train_list is not None else None
+        self.val_list = Path(self.val_list) if self.val_list is not None else None
+        if (self.train_list is None) != (self.val_list is None):
+            raise ConfigError("give both --train-list and --val-list (the lists keep the split exactly)")
+        if self.train_list is not None and self.official_split is not None:
+            raise ConfigError("give --train-list/--val-list or --official-split, not both")
+
     def _check_run_limits(self) -> None:
         if self.scheduler is not None and scheduler_problem(self.scheduler):
             raise ConfigError(str(scheduler_problem(self.scheduler)))
@@ -192,8 +213,9 @@ class BuildConfig:
         return self.modality in ("rgb", "both")
 
     def source_identity(self) -> list[Any]:
-        """``[[name, size or None], ...]`` of the source (and split files): a folder is known by name only."""
-        paths = [self.source] + ([self.splits_source] if self.splits_source else [])
+        """``[[name, size or None], ...]`` of the source (and split and list files): a folder is known by
+        name only."""
+        paths = [self.source] + [p for p in (self.splits_source, self.train_list, self.val_list) if p is not None]
         return [[p.name, None if p.is_dir() else p.stat().st_size] for p in paths]
 
     def effective_jobs(self) -> int:
@@ -203,7 +225,7 @@ class BuildConfig:
         """The output-determining settings as plain JSON data (paths excluded: a moved release is the same)."""
         d: dict[str, Any] = {}
         for f in fields(self):
-            if f.name in self.RUN_ONLY or f.name in ("source", "out", "splits_source"):
+            if f.name in self.RUN_ONLY or f.name in self.PATHS:
                 continue
             v = getattr(self, f.name)
             if isinstance(v, FlowEncoding):

@@ -229,6 +229,10 @@ def config_to_state(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> dict[
     d["encoding"] = cfg.encoding.to_dict()
     d["source"] = str(cfg.source.resolve())
     d["splits_source"] = str(cfg.splits_source.resolve()) if cfg.splits_source else None
+    if cfg.train_list is not None and cfg.val_list is not None:  # absent otherwise: older states have none
+        d["train_list"], d["val_list"] = str(cfg.train_list.resolve()), str(cfg.val_list.resolve())
+    if cfg.allow_missing_clips:
+        d["allow_missing_clips"] = True
     return {"config": d, "flow": flow_info}
 
 
@@ -238,10 +242,10 @@ def save_build_state(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> None
 
 
 def load_build_state(
-    out: Path, source: Path | None = None, splits: Path | None = None
+    out: Path, source: Path | None = None, splits: Path | None = None, lists: tuple[Path, Path] | None = None
 ) -> tuple[BuildConfig, dict[str, Any] | None]:
-    """The configuration and flow record of the build in ``out`` (``source``/``splits`` override the
-    stored paths, for a node that mounts the release elsewhere).
+    """The configuration and flow record of the build in ``out`` (``source``/``splits``/``lists``
+    (train, val) override the stored paths, for a node that mounts the release elsewhere).
 
     Raises:
         DatasetError: ``out`` has no build state.
@@ -258,6 +262,8 @@ def load_build_state(
     d["source"] = Path(source) if source is not None else Path(d["source"])
     stored_splits = d.pop("splits_source")
     splits = splits if splits is not None else stored_splits
+    if lists is not None:
+        d["train_list"], d["val_list"] = lists
     cfg = BuildConfig(out=Path(out), splits_source=Path(splits) if splits else None, progress=False, **d)
     return cfg, flow_info
 
@@ -280,7 +286,12 @@ class FinalizeResult:
 
 
 def finalize_from_state(
-    out: Path, allow_missing: bool = False, write: bool = True, source: Path | None = None, splits: Path | None = None
+    out: Path,
+    allow_missing: bool = False,
+    write: bool = True,
+    source: Path | None = None,
+    splits: Path | None = None,
+    lists: tuple[Path, Path] | None = None,
 ) -> FinalizeResult:
     """Re-make the plan from ``<out>/.flowprep/build.json`` and write the record once all clips are in.
 
@@ -289,7 +300,7 @@ def finalize_from_state(
         allow_missing: write the record even if clips are missing (they are recorded as failed, and
             ``flowprep verify`` reports them).
         write: False only checks (what ``flowprep verify`` does on a folder without a record).
-        source, splits: override the stored release paths.
+        source, splits, lists: override the stored release paths (lists: train and val list).
 
     Idempotent: the record depends only on the plan and on what is on disk, so any number of calls,
     in any process, write the same bytes.
@@ -298,7 +309,7 @@ def finalize_from_state(
         DatasetError: no build state; ConfigError: the source is not the one the build used.
     """
     out = Path(out)
-    cfg, flow_info = load_build_state(out, source, splits)
+    cfg, flow_info = load_build_state(out, source, splits, lists)
     if not cfg.source.exists():
         raise ConfigError(
             f"the release {cfg.source} of this build is not reachable here; "

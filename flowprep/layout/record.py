@@ -6,10 +6,14 @@ Schema (``format_version`` 1)::
       "format": "flowprep-dataset", "format_version": 1, "flowprep_version": "0.1.0",
       "layout": "tao" | "mmaction2",
       "modality": "rgb" | "flow" | "both",
-      "source": {"kind": "hmdb51" | "folder" | "archive", "files": [{"name": str, "size": int}], ...},
+      "source": {"kind": "hmdb51" | "ucf101" | "folder" | "archive", "files": [{"name": str, "size": int}], ...},
       "classes": [str, ...],                # label id = index; also labels.txt / label_map.json
-      "split": {"method": "group" | "clip" | "official", "val_ratio": 0.1, "seed": 0,
-                "official_split": int | null, "counts": {cls: {"train": n, "val": n}}},
+      "split": {"method": "group" | "clip" | "official" | "lists" | "folders", "val_ratio": 0.1, "seed": 0,
+                "official_split": int | null, "counts": {cls: {"train": n, "val": n}},
+                # only where they apply (HMDB51's official split and the seeded split have none):
+                "convention": "ucf101", "lists": {"train": name, "val": name},
+                "folders": {"train": "train", "val": "val"}, "classes_from": "classInd.txt",
+                "missing": {"train": [path, ...], "val": [...]}},   # list entries the release lacked
       "decode": {"short_side": int | null, "size": [w, h] | null, "frame_step": int},
       "rgb": {"image_format": "png"},
       "flow": {"name": str, "params": {...}, "device": str} | null,
