@@ -229,3 +229,23 @@ def test_webdataset_library_reads_the_shards(packed):
     s = samples[0]
     assert s["__key__"] == "train-000000" and s["json"]["id"] in index["clips"]
     assert s["rgb.000000.png"].shape[-1] == 3 and "u.000000.jpg" in s and "v.000000.jpg" in s
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_give_the_same_numbers_on_packed_and_folder(folder, packed, tmp_path):
+    pytest.importorskip("torch")
+    from flowprep.train.api import EvalConfig, TrainConfig, evaluate, train
+
+    logs, tops = [], []
+    for name, ds in (("folder", folder), ("packed", packed)):
+        run = tmp_path / name
+        cfg = TrainConfig(
+            dataset=ds, out=run, arch="2d", modality="joint", frames=4, input_size=32, epochs=2, batch_size=4,
+            lr_steps=[1], workers=0, progress=False, seed=3,
+        )  # fmt: skip
+        train(cfg)
+        rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+        logs.append([{k: v for k, v in r.items() if k != "train_clips_per_s"} for r in rows])
+        tops.append(evaluate(EvalConfig(run / "last.pt", ds, mode="all", progress=False)).modes)
+    assert logs[0] == logs[1]
+    assert tops[0] == tops[1]
