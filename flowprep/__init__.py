@@ -1,10 +1,10 @@
 """flowprep: action-recognition video releases to training-ready RGB + optical-flow datasets.
 
 ``import flowprep`` is cheap: it never imports OpenCV, PyAV, torch, CUDA or VPI. Each stage lives in
-its own package (``archive``, ``datasets``, ``video``, ``flow``, ``layout``, ``build``, ``loader``,
-``train``, ``export``, ``serve``) and exposes plain typed functions; ``flowprep.cli`` only parses and
-reports. ``flowprep.ClipDataset`` and ``flowprep.ShardStream`` (the public PyTorch loader,
-:mod:`flowprep.loader`) are imported, with torch, on first use.
+its own package (``archive``, ``datasets``, ``video``, ``flow``, ``layout``, ``builder``, ``loader``,
+``train``, ``export``, ``serve``, ``preview``, ``doctor``) and exposes plain typed functions;
+``flowprep.cli`` only parses and reports. ``flowprep.ClipDataset`` and ``flowprep.ShardStream``
+(the public PyTorch loader, :mod:`flowprep.loader`) are imported, with torch, on first use.
 """
 
 import importlib

@@ -237,3 +237,25 @@ def test_stats_of_a_ucf101_release(ucf_release):
     assert lines[1].split() == ["class", "clips", "groups", "min", "mean", "max"]
     assert lines[-2].split() == ["total", "32", "16", "2", "2.0", "2"]
     assert "a group is the clips cut from one long video" in lines[-1]
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_read_a_ucf101_dataset(ucf_release, tmp_path, one_torch_thread):
+    """Downstream is unchanged: train and evaluate take a build-ucf101 dataset as they take HMDB5."""
+    pytest.importorskip("torch")
+    data = tmp_path / "ucf"
+    r = run_cli(
+        "build-ucf101", "--archive", ucf_release["rar"], "--splits", ucf_release["zip"], "--official-split", "2",
+        "--out", data, *FAST,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    runs = tmp_path / "run"
+    r = run_cli(
+        "train", data, "--modality", "of", "--arch", "2d", "--frames", "4", "--input-size", "32", "--epochs", "1",
+        "--batch-size", "4", "--workers", "0", "--out", runs, "--no-progress",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    ev = run_cli("evaluate", runs / "best.pt", data / "val", "--mode", "center", "--out", tmp_path / "eval")
+    assert ev.exit_code == 0, ev.output
+    report = json.loads(next((tmp_path / "eval").glob("*.json")).read_text())
+    assert report["classes"] == list(UCF_CLASSES)

@@ -276,3 +276,18 @@ def test_logging_is_quiet_for_the_default_split(tiny_release, tmp_path, caplog):
         "counts": plan.split["counts"],
     }
     assert caplog.text == ""
+
+
+def test_stem_is_pathlibs_for_every_kind_of_name():
+    """stem() skips pathlib for bare names; the result must stay what it was (it names clip folders)."""
+    from pathlib import PurePosixPath
+
+    from flowprep.datasets.base import stem
+
+    def old(name: str) -> str:
+        base = PurePosixPath(name.replace("\\", "/")).name
+        return base.rsplit(".", 1)[0] if "." in base else base
+
+    names = ["", ".", "..", "...", "a", "a.avi", "A.B.C_walk_0.avi", ".hidden", "x.", "a/b.avi", "a\\b.c", "a/.",
+             "a/..", "//x.avi", "a/b/", "v_X_g01_c01.avi", "Bob's_#1 (1).avi", "\udcff.avi"]  # fmt: skip
+    assert [stem(n) for n in names] == [old(n) for n in names]

@@ -19,7 +19,6 @@ from flowprep.layout.paths import LAYOUTS
 from flowprep.layout.record import DATASET_MODALITIES
 from flowprep.limits import MAX_BYTES, MAX_SIDE, MIN_SIDE, check_count, check_finite
 
-MODALITIES = DATASET_MODALITIES  # the dataset's modality (not a model's streams: train.spec.STREAMS)
 #: seconds to wait for the Dask scheduler to answer (the per-clip size limit is the archive module's)
 DEFAULT_SCHEDULER_TIMEOUT = 30.0
 
@@ -143,8 +142,8 @@ class BuildConfig:
         self._check_lists()
         if self.layout not in LAYOUTS:
             raise ConfigError(f"--layout must be one of {LAYOUTS}, got {self.layout!r}")
-        if self.modality not in MODALITIES:
-            raise ConfigError(f"--modality must be one of {MODALITIES}, got {self.modality!r}")
+        if self.modality not in DATASET_MODALITIES:
+            raise ConfigError(f"--modality must be one of {DATASET_MODALITIES}, got {self.modality!r}")
         if self.rgb_format not in ("png", "jpg"):
             raise ConfigError(f"RGB image format must be png or jpg, got {self.rgb_format!r}")
         if self.short_side is not None and not MIN_SIDE <= self.short_side <= MAX_SIDE:

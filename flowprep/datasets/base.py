@@ -43,8 +43,15 @@ SHOWN = 10
 
 def stem(name: str) -> str:
     """The file name without folder and extension (the dots inside HMDB names are kept)."""
-    base = PurePosixPath(name.replace("\\", "/")).name
+    # a bare name (the usual case) is its own base name: pathlib dominated matching a UCF101-sized list
+    bare = "/" not in name and "\\" not in name and name != "."
+    base = name if bare else PurePosixPath(name.replace("\\", "/")).name
     return base.rsplit(".", 1)[0] if "." in base else base
+
+
+def path_parts(path: str) -> list[str]:
+    """The components of a path as a list file writes it (``/`` or ``\\``), without empty and ``.`` ones."""
+    return [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
 
 
 def examples(items: Collection[str], shown: int = SHOWN) -> str:

@@ -31,7 +31,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from flowprep.archive import VideoEntry, list_classes, read_text_file
@@ -42,6 +42,7 @@ from flowprep.datasets.base import (
     examples,
     no_split,
     order_classes,
+    path_parts,
     stem,
 )
 from flowprep.errors import ConfigError
@@ -62,8 +63,8 @@ class ListEntry:
     where: str
 
     @property
-    def parts(self) -> tuple[str, ...]:
-        return tuple(p for p in PurePosixPath(self.path).parts if p not in ("/", "."))
+    def parts(self) -> list[str]:
+        return path_parts(self.path)
 
 
 def _fields(line: str, as_csv: bool, where: str) -> tuple[str, str | None]:

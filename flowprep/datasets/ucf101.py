@@ -14,14 +14,12 @@ clips are matched by class folder and file name as the lists write them, never b
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 from flowprep.archive import VideoEntry, list_classes
-from flowprep.datasets.base import Assignment, SplitRequest, SplitSource, examples, stem
-from flowprep.datasets.lists import list_assignment, match_entries, parse_list
+from flowprep.datasets.base import Assignment, SplitRequest, SplitSource, examples, path_parts, stem
+from flowprep.datasets.lists import ListEntry, list_assignment, match_entries, parse_list
 from flowprep.errors import ConfigError
 
 CLASS_IND = "classInd.txt"
@@ -117,7 +115,7 @@ class UCF101Official(SplitSource):
         if wrong:
             raise ConfigError(f"{len(wrong)} label(s) of {names['train']} disagree with {CLASS_IND}: {examples(wrong)}")
         # checked against classInd.txt: the generic checks of the labels would only repeat it
-        entries = [dataclasses.replace(e, label=None) for e in entries]
+        entries = [ListEntry(e.side, e.path, None, e.where) for e in entries]
         match = match_entries(
             entries,
             {c: clips[c] for c in selected},
@@ -140,5 +138,5 @@ class UCF101Official(SplitSource):
 
 
 def _folder(path: str) -> str:
-    parts = PurePosixPath(path.replace("\\", "/")).parts
+    parts = path_parts(path)
     return parts[-2] if len(parts) >= 2 else ""

@@ -36,8 +36,8 @@ def doctor(json_out: Path | None, quick: bool, workdir: Path | None) -> None:
     """Check every GPU claim on this machine: driver, GPUs, NVOF (accuracy, speed, multi-GPU build),
     CUDA training (AMP, DDP), TensorRT, ONNX Runtime CUDA, inference, VPI. What cannot run here is
     listed as skipped with the reason. Exit status 1 when a check that could run failed."""
-    from flowprep.doctor.api import format_row, format_table, run_checks, write_report
     from flowprep.doctor.checks import CHECKS
+    from flowprep.doctor.framework import format_row, format_table, run_checks, write_report
 
     if json_out is not None:
         _probe_writable(json_out)

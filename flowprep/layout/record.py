@@ -52,7 +52,6 @@ SIDES = ("train", "val")
 #: what a dataset holds (``flowprep build --modality``); a model's input streams are
 #: :data:`flowprep.train.spec.STREAMS`
 DATASET_MODALITIES = ("rgb", "flow", "both")
-MODALITIES = DATASET_MODALITIES  # the name the record schema checks use
 IMAGE_FORMATS = ("png", "jpg")
 #: more frames than any clip has (10 hours at 30 fps); a bigger count is a damaged record
 MAX_FRAMES = 1_080_000
@@ -191,7 +190,9 @@ def check_record(record: dict[str, Any]) -> None:
     class one of ``classes`` and its label that class's index; counts whole numbers >= 0.
     """
     _need(record.get("layout", "tao") in LAYOUTS, "layout", f"one of {LAYOUTS}", record.get("layout"))
-    _need(record.get("modality") in MODALITIES, "modality", f"one of {MODALITIES}", record.get("modality"))
+    _need(
+        record.get("modality") in DATASET_MODALITIES, "modality", f"one of {DATASET_MODALITIES}", record.get("modality")
+    )
     classes: list[str] = record.get("classes")  # type: ignore[assignment]  # checked next
     _need(isinstance(classes, list) and len(classes) > 0, "classes", "a non-empty list", classes)
     for i, c in enumerate(classes):

@@ -17,15 +17,12 @@ from typing import Any
 import numpy as np
 
 from flowprep.errors import ConfigError
-from flowprep.train.spec import ARCHS, INPUT_NAMES, OUTPUT_NAME, STREAM_INPUTS, input_shapes
+from flowprep.train.spec import ARCHS, OUTPUT_NAME, STREAM_INPUTS, input_shapes
 
 log = logging.getLogger(__name__)
 
 #: preferred ONNX Runtime providers, best first (only those present are used)
 PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-#: model modality -> input streams; input names (both from train.spec, kept here under their old names)
-STREAMS = STREAM_INPUTS
-NAMES = INPUT_NAMES
 
 
 @dataclass
@@ -55,7 +52,7 @@ class ModelSpec:
 
     @property
     def streams(self) -> tuple[str, ...]:
-        return STREAMS[self.modality]
+        return STREAM_INPUTS[self.modality]
 
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
         """Input name -> shape without batch (:func:`flowprep.train.spec.input_shapes`)."""
@@ -67,7 +64,7 @@ def spec_from_record(rec: dict[str, Any], source: str) -> ModelSpec:
     try:
         if rec.get("format") != "flowprep-model":
             raise KeyError("format")
-        if rec["modality"] not in STREAMS or rec["arch"] not in ARCHS:
+        if rec["modality"] not in STREAM_INPUTS or rec["arch"] not in ARCHS:
             raise KeyError("modality/arch")
         return ModelSpec(
             rec["arch"],

@@ -13,8 +13,7 @@ import click
 from flowprep.cliparams import CommaList, count, finite, positive, seed
 from flowprep.errors import ConfigError
 from flowprep.train.config import EvalConfig, TrainConfig, out_inside_dataset, resolve_side
-from flowprep.train.spec import ARCHS, CROPS, DEVICES, EVAL_MODES, OPTIMIZERS
-from flowprep.train.spec import STREAMS as MODALITIES  # the CLI option is --modality
+from flowprep.train.spec import ARCHS, CROPS, DEVICES, EVAL_MODES, OPTIMIZERS, STREAMS
 
 
 @click.command("train")
@@ -28,7 +27,7 @@ from flowprep.train.spec import STREAMS as MODALITIES  # the CLI option is --mod
 @click.option("--arch", type=click.Choice(ARCHS), default="2d", show_default=True)
 @click.option(
     "--modality",
-    type=click.Choice(MODALITIES),
+    type=click.Choice(STREAMS),
     default="rgb",
     show_default=True,
     help="rgb, of (optical flow u/v) or joint (both streams, logits averaged).",
@@ -124,7 +123,7 @@ def train_cmd(dataset: Path, out: Path, lr_steps: list[int], no_progress: bool, 
 @click.option("--batch-size", type=count(1, 4096), default=8, show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--arch", type=click.Choice(ARCHS), default=None, help="Fail unless the checkpoint is this.")
-@click.option("--modality", type=click.Choice(MODALITIES), default=None, help="Fail unless the checkpoint is this.")
+@click.option("--modality", type=click.Choice(STREAMS), default=None, help="Fail unless the checkpoint is this.")
 @click.option(
     "--allow-recipe-mismatch",
     is_flag=True,

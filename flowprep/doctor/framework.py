@@ -20,7 +20,7 @@ from typing import Any
 
 from flowprep import __version__
 from flowprep.errors import OutputError, writing
-from flowprep.layout.record import json_safe
+from flowprep.limits import json_safe
 
 #: the whole run stops starting new checks after this many seconds (target on one GPU: < 300 s)
 TOTAL_BUDGET_S = 600.0
