@@ -362,3 +362,23 @@ def test_library_entry_points_apply_the_same_policy(tmp_path: Path):
         ExportConfig(bad, tmp_path / "deploy")
     with pytest.raises(ConfigError, match="dataset .*not UTF-8"):
         find_root(bad)
+
+
+# --- nothing bypasses the gate -------------------------------------------------------------------
+
+
+def test_nothing_parses_json_or_takes_a_path_outside_the_gate():
+    """Every JSON file goes through fsio.read_json/parse_json (size and depth limits), and every CLI
+    path through cliparams.SafePath (the path policy): a new reader or option cannot skip them."""
+    import re
+
+    root = Path(fsio.__file__).resolve().parents[1]
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        text = path.read_text(encoding="utf-8")
+        if rel != "fsio/reading.py" and re.search(r"\bjson\.loads?\(", text):
+            offenders.append(f"{rel}: json.load")
+        if rel != "cliparams.py" and "click.Path(" in text:
+            offenders.append(f"{rel}: click.Path")
+    assert offenders == []

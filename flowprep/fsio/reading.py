@@ -104,6 +104,33 @@ def check_regular(
     return st.st_size
 
 
+def open_regular(
+    path: Path | str,
+    *,
+    what: str,
+    owned: bool = False,
+    error: type[FlowprepError] = FlowprepError,
+) -> int:
+    """A read-only descriptor of the regular file ``path`` (the caller closes it), for files read in
+    parts (tar shards with ``os.pread``). Opened non-blocking and checked like :func:`read_bytes`.
+
+    Raises:
+        error: missing, unreadable, not a regular file, or a symlink where ``owned``.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_NOFOLLOW if owned else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        why = "a symbolic link (flowprep writes none; not followed)" if owned and exc.errno == errno.ELOOP else None
+        raise error(f"cannot read {what} {printable(path)}: {why or exc.strerror or exc}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = _FILE_KINDS.get(stat.S_IFMT(mode), "a special file")
+        raise error(f"cannot read {what} {printable(path)}: {kind}, not a regular file")
+    return fd
+
+
 def try_read_bytes(path: Path | str, max_bytes: int, owned: bool = False) -> tuple[bytes | None, str]:
     """``(content, "")`` as :func:`read_bytes` reads it, or ``(None, why)``: for callers that report
     each unreadable file and go on (``flowprep verify``, preview's frames, a source's clips)."""
