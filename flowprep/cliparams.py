@@ -144,3 +144,27 @@ class GpuList(click.ParamType):
             return parse_gpus(str(value))
         except ConfigError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class ByteSize(click.ParamType):
+    """A byte count: a whole number, optionally with a binary suffix K, M, G or T (``1G``, ``500M``)."""
+
+    name = "size"
+    _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+    def __init__(self, lo: int = 1, hi: int = MAX_BYTES) -> None:
+        self.lo, self.hi = lo, hi
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int):
+            n = value
+        else:
+            text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+            unit = text[-1:] if text[-1:] in self._UNITS and text[-1:] else ""
+            digits = text[: len(text) - len(unit)]
+            if not digits.isdigit():
+                self.fail(f"{value!r} is not a size like 1G, 500M or 1000000.", param, ctx)
+            n = int(digits) * self._UNITS[unit]
+        if not self.lo <= n <= self.hi:
+            self.fail(f"{value!r} is outside {self.lo}..{self.hi} bytes.", param, ctx)
+        return n

@@ -10,7 +10,8 @@ import click
 
 from flowprep.builder.config import DEFAULT_MAX_CLIP_BYTES, DEFAULT_SCHEDULER_TIMEOUT, scheduler_problem
 from flowprep.builder.folder import BuildFolder
-from flowprep.cliparams import CommaList, GpuList, Shard, Size, byte_count, count, finite, positive
+from flowprep.cliparams import ByteSize, CommaList, GpuList, Shard, Size, byte_count, count, finite, positive
+from flowprep.layout.packed import DEFAULT_SHARD_SIZE
 from flowprep.layout.record import RECORD_NAME
 from flowprep.limits import MAX_SIDE, MIN_SIDE
 
@@ -138,6 +139,19 @@ def build_options(f):
             help="Build even if split lists name clips the release lacks (warned; the record lists them) "
             "[an error: the split would not be the given one].",
         ),
+        click.option(
+            "--pack",
+            type=click.Choice(["webdataset"]),
+            default=None,
+            help="Write the dataset as tar shards (WebDataset's convention) instead of clip folders.",
+        ),
+        click.option(
+            "--shard-size",
+            type=ByteSize(),
+            default=DEFAULT_SHARD_SIZE,
+            show_default="1G",
+            help="Target size of one shard with --pack (K, M, G suffixes).",
+        ),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
     ]
     for opt in reversed(opts):
@@ -188,6 +202,8 @@ def _config_kwargs(kw: dict) -> dict:
         max_clip_bytes=kw["max_clip_bytes"],
         scheduler_timeout=kw["scheduler_timeout"],
         allow_missing_clips=kw["allow_missing_clips"],
+        pack=kw["pack"],
+        shard_size=kw["shard_size"],
     )
 
 
@@ -229,6 +245,8 @@ def _report(summary) -> None:
     )
     if summary.flow:
         click.echo(f"flow: {summary.flow['name']} on {summary.flow['device']}")
+    if summary.shards_written:
+        click.echo(f"packed into {len(summary.shards_written)} new shard(s) in {summary.pack_seconds:.1f} s")
     if not summary.record_written:
         k, n = summary.shard
         click.echo(
@@ -515,4 +533,27 @@ def finalize_cmd(
         raise click.exceptions.Exit(1)
 
 
-COMMANDS = [build_cmd, build_hmdb5_cmd, build_ucf101_cmd, verify_cmd, stats_cmd, finalize_cmd]
+@click.command("pack")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Folder for the packed dataset.")
+@click.option("--shard-size", type=ByteSize(), default=DEFAULT_SHARD_SIZE, show_default="1G", help="Target shard size.")
+def pack_cmd(dataset: Path, out: Path, shard_size: int) -> None:
+    """Pack a built folder dataset into tar shards (the output of `flowprep build --pack webdataset`)."""
+    from flowprep.builder.convert import pack_dataset
+
+    s = pack_dataset(dataset, out, shard_size)
+    click.echo(f"{s.clips} clip(s) in {len(s.shards)} shard(s), {s.bytes / 1e9:.2f} GB: {out}")
+
+
+@click.command("unpack")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Folder for the clip folders.")
+def unpack_cmd(dataset: Path, out: Path) -> None:
+    """Write a packed dataset back as clip folders (byte for byte those of a folder build)."""
+    from flowprep.builder.convert import unpack_dataset
+
+    s = unpack_dataset(dataset, out)
+    click.echo(f"{s.clips} clip(s) unpacked: {out}")
+
+
+COMMANDS = [build_cmd, build_hmdb5_cmd, build_ucf101_cmd, verify_cmd, stats_cmd, finalize_cmd, pack_cmd, unpack_cmd]

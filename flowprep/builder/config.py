@@ -14,6 +14,7 @@ from typing import Any
 from flowprep.archive.bounded import MAX_CLIP_BYTES as DEFAULT_MAX_CLIP_BYTES
 from flowprep.errors import ConfigError
 from flowprep.flow.encoding import FlowEncoding
+from flowprep.layout.packed import DEFAULT_SHARD_SIZE, PACK_FORMATS
 from flowprep.layout.paths import LAYOUTS
 from flowprep.layout.record import DATASET_MODALITIES
 from flowprep.limits import MAX_BYTES, MAX_SIDE, MIN_SIDE, check_count, check_finite
@@ -78,6 +79,9 @@ class BuildConfig:
         max_clip_bytes: a clip larger than this is not read (recorded as failed); also checked while reading.
         scheduler_timeout: seconds to wait for the Dask scheduler to answer.
         source_kind: recorded in the dataset record (``"hmdb51"``, ``"ucf101"`` for the presets).
+        pack: ``"webdataset"``: write the dataset as tar shards (:mod:`flowprep.builder.packbuild`);
+            None: clip folders.
+        shard_size: target bytes per shard of a packed build.
     """
 
     source: Path
@@ -111,6 +115,8 @@ class BuildConfig:
     train_list: Path | None = None
     val_list: Path | None = None
     allow_missing_clips: bool = False
+    pack: str | None = None
+    shard_size: int = DEFAULT_SHARD_SIZE
 
     #: paths: a moved release is the same release (the lists' names and sizes are in source_identity)
     PATHS = ("source", "out", "splits_source", "train_list", "val_list")
@@ -162,6 +168,7 @@ class BuildConfig:
         if self.engine not in ("local", "dask"):
             raise ConfigError(f"--engine must be local or dask, got {self.engine!r}")
         self._check_run_limits()
+        self._check_pack()
         if isinstance(self.classes, str):  # a str is a sequence of letters: "wave" would be w, a, v, e
             raise ConfigError(f"classes must be a list of class names, got the string {self.classes!r}")
         if self.classes is not None:
@@ -186,6 +193,15 @@ class BuildConfig:
         check_count("--max-clip-bytes", self.max_clip_bytes, 1, MAX_BYTES)
         if not (math.isfinite(self.scheduler_timeout) and self.scheduler_timeout > 0):
             raise ConfigError(f"--scheduler-timeout must be a positive number of seconds, got {self.scheduler_timeout}")
+
+    def _check_pack(self) -> None:
+        if self.pack is None:
+            return
+        if self.pack not in PACK_FORMATS:
+            raise ConfigError(f"--pack must be one of {PACK_FORMATS}, got {self.pack!r}")
+        if self.layout != "tao":
+            raise ConfigError("--pack writes the TAO layout's images into shards; use it with --layout tao")
+        check_count("--shard-size", self.shard_size, 1, MAX_BYTES)
 
     @property
     def needs_flow(self) -> bool:
@@ -218,6 +234,8 @@ class BuildConfig:
             d[f.name] = v
         if not self.needs_flow:
             d.pop("flow"), d.pop("flow_params"), d.pop("encoding")
+        if self.pack is None:  # a folder build's fingerprint stays what it was before packing existed
+            d.pop("pack"), d.pop("shard_size")
         return d
 
 

@@ -9,6 +9,7 @@
     lock          pid and host of the build running now (not taken by shards, which run together)
     failed/       one note per failed clip; reports/  one report per shard
     decode/       one note per built clip that lost frames to decode errors
+    pack/         one note per published shard of a packed build (its clips, offsets, sha256)
     cache/        the selected classes' inner archives, unpacked from an outer archive
 
 Everything is written aside under a name unique to host, process and call, then renamed: shards on
@@ -40,7 +41,8 @@ log = logging.getLogger(__name__)
 REPORT_NAME = "build_report.json"
 #: top-level entries of <out> a build writes, per layout (plus COMMON_TOPS for both)
 LAYOUT_TOPS = {
-    "tao": ("train", "val", "train_list.txt", "val_list.txt", "tao_dataset_spec.yaml"),
+    # shards/: a packed build's (flowprep build --pack)
+    "tao": ("train", "val", "train_list.txt", "val_list.txt", "tao_dataset_spec.yaml", "shards"),
     "mmaction2": ("rawframes", "mmaction2"),
 }
 COMMON_TOPS = (RECORD_NAME, "labels.txt", "label_map.json", REPORT_NAME, TMP_DIR)
@@ -135,6 +137,7 @@ class BuildFolder:
         self.lock_file = self.state / "lock"
         self.failed_dir = self.state / "failed"
         self.decode_dir = self.state / "decode"
+        self.pack_dir = self.state / "pack"
         self.reports_dir = self.state / "reports"
         self.cache = self.state / "cache"
         self.tmp = self.out / TMP_DIR
@@ -187,6 +190,7 @@ class BuildFolder:
             for p in (
                 self.failed_dir,
                 self.decode_dir,
+                self.pack_dir,
                 self.reports_dir,
                 self.build_state,
                 self.plan_file,
@@ -272,6 +276,11 @@ class BuildFolder:
         return _read_fields(self.config, settings=dict).get("settings", {}).get("source_identity")
 
     # --- plan -------------------------------------------------------------------------------
+
+    def plan_changed(self, ids: list[str]) -> bool:
+        """Whether a previous plan exists and lists other clips than ``ids``."""
+        old = _read_fields(self.plan_file, clips=list).get("clips") if self.plan_file.is_file() else None
+        return old is not None and old != sorted(ids)
 
     def check_plan(self, ids: list[str], layout: str, force: bool, source: Path) -> None:
         """Refuse to resume into a folder whose clips were planned differently (the source changed).

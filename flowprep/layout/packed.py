@@ -42,6 +42,7 @@ from typing import Any, Protocol
 
 from flowprep.archive.bounded import MAX_FRAME_BYTES, read_regular
 from flowprep.errors import ArchiveError, DatasetError
+from flowprep.fsio import read_json
 
 PACK_FORMATS = ("webdataset",)
 SHARDS_DIR = "shards"
@@ -51,6 +52,8 @@ INDEX_VERSION = 1
 #: default target size of one shard (a shard closes at the first clip that reaches it)
 DEFAULT_SHARD_SIZE = 1 << 30
 BLOCK = 512
+#: the largest shard index read (about 150 bytes per clip: 7 million clips)
+MAX_INDEX_BYTES = 1 << 30
 #: tar's blocking factor: archives are padded to a multiple of 20 blocks, as GNU and BSD tar do
 RECORD = 20 * BLOCK
 #: a folder-relative image name inside a clip: rgb/000000.png, u/000000.jpg, v/...
@@ -328,14 +331,17 @@ def split_sample(data: bytes, where: str, key: str | None = None) -> PackedClip:
 
 
 def read_index(root: Path) -> dict[str, Any]:
-    """The JSON of ``<root>/shards/index.json`` (bounded read: an index is small next to its shards)."""
-    path = Path(root) / SHARDS_DIR / INDEX_NAME
-    try:
-        return json.loads(read_regular(path, 1 << 31))
-    except ArchiveError as exc:
-        raise DatasetError(f"cannot read the shard index {exc}; a packed dataset needs it") from None
-    except ValueError as exc:
-        raise DatasetError(f"cannot read the shard index {path}: {exc}") from None
+    """The JSON of ``<root>/shards/index.json`` (a symlink is refused: flowprep writes none)."""
+    index = read_json(
+        Path(root) / SHARDS_DIR / INDEX_NAME,
+        what="shard index",
+        max_bytes=MAX_INDEX_BYTES,
+        owned=True,
+        error=DatasetError,
+    )
+    if not isinstance(index, dict):
+        raise DatasetError(f"{Path(root) / SHARDS_DIR / INDEX_NAME} is not a flowprep shard index")
+    return index
 
 
 def open_index(root: Path, record: dict[str, Any]) -> PackedIndex | None:

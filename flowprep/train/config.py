@@ -104,16 +104,18 @@ class TrainConfig:
 
 def out_inside_dataset(dataset: Path, out: Path) -> str | None:
     """Why ``out`` may not hold a run, or None: inside the dataset's ``train/``, ``val/`` or
-    ``rawframes/`` a run folder would be listed as a class (TAO lists them) and fail ``verify``."""
+    ``rawframes/`` a run folder would be listed as a class (TAO lists them) and fail ``verify``, as
+    it would among a packed dataset's ``shards/``."""
     try:
         root = find_root(Path(dataset)).resolve()
     except DatasetError:
         return None  # not a dataset: open_dataset says so
     target = Path(out).resolve()
-    for top in ("train", "val", "rawframes"):
+    for top in ("train", "val", "rawframes", "shards"):
         if target.is_relative_to(root / top):
             return (
-                f"--out {out} is inside the dataset's {top}/ folder, which holds only class folders; "
+                f"--out {out} is inside the dataset's {top}/ folder, which holds only "
+                f"{'shards' if top == 'shards' else 'class folders'}; "
                 "choose a folder outside it"
             )
     return None
