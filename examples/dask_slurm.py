@@ -82,9 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from distributed import Client
 
-    from flowprep.builder.api import build
-    from flowprep.builder.config import BuildConfig
-    from flowprep.errors import FlowprepError
+    import flowprep
 
     cluster = make_cluster(args)
     print(cluster.job_script())
@@ -93,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     # close() cancels the worker jobs: also on an error, or they would hold nodes until walltime.
     try:
         with Client(cluster) as client:
-            cfg = BuildConfig(
+            cfg = flowprep.BuildConfig(
                 source=args.source.resolve(),
                 out=args.out.resolve(),
                 flow=args.flow,
@@ -103,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                 # --gpus is left out on purpose: each worker binds the GPU Slurm gives it.
             )
             try:
-                summary = build(cfg)
-            except FlowprepError as exc:
+                summary = flowprep.build(cfg)
+            except flowprep.FlowprepError as exc:
                 print(f"flowprep: error: {exc}", file=sys.stderr)
                 return 1
     finally:
