@@ -86,19 +86,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from distributed import Client
 
-    from flowprep.builder.api import build
-    from flowprep.builder.config import BuildConfig
-    from flowprep.errors import FlowprepError
+    import flowprep
 
     try:  # checked before any Slurm job is submitted: a bad path or option is one line
-        base = BuildConfig(
+        base = flowprep.BuildConfig(
             source=args.source.resolve(),
             out=args.out.resolve(),
             flow=args.flow,
             classes=[c for c in args.classes.split(",")] if args.classes else None,
             # --gpus is left out on purpose: each worker binds the GPU Slurm gives it.
         )
-    except FlowprepError as exc:
+    except flowprep.FlowprepError as exc:
         print(f"flowprep: error: {exc}", file=sys.stderr)
         return 2
     cluster = make_cluster(args, base.out)
@@ -109,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Client(cluster) as client:
             try:
-                summary = build(dataclasses.replace(base, engine="dask", scheduler=client.scheduler.address))
-            except FlowprepError as exc:
+                summary = flowprep.build(dataclasses.replace(base, engine="dask", scheduler=client.scheduler.address))
+            except flowprep.FlowprepError as exc:
                 print(f"flowprep: error: {exc}", file=sys.stderr)
                 return 1
     finally:

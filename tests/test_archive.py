@@ -20,10 +20,10 @@ import pytest
 import rarfile
 
 from flowprep.archive import MemberRef, VideoEntry, detect_kind, list_classes, list_videos, read_member, read_text_files
-from flowprep.archive.fixtures import EVIL_NAMES, write_malicious_archive
 from flowprep.archive.rar4 import make_hmdb51_rars, rar4_bytes, write_rar4
 from flowprep.errors import ArchiveError, ConfigError
 from flowprep.synth import make_release_folder
+from hostile_archives import EVIL_NAMES, write_malicious_archive
 
 SHARED_RAR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rar"
 ALL_CLASSES = ["fall_floor", "push", "ride_bike", "run", "walk"]

@@ -249,3 +249,13 @@ def test_train_and_evaluate_give_the_same_numbers_on_packed_and_folder(folder, p
         tops.append(evaluate(EvalConfig(run / "last.pt", ds, mode="all", progress=False)).modes)
     assert logs[0] == logs[1]
     assert tops[0] == tops[1]
+
+
+def test_preview_and_stats_read_a_packed_dataset(packed, tmp_path):
+    r = run_cli("preview", packed, "--out", tmp_path / "prev", "--per-class", "1", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "prev" / "index.html").is_file() and len(list((tmp_path / "prev" / "media").iterdir())) >= 2
+    r = run_cli("stats", packed)
+    assert r.exit_code == 0 and "total" in r.output
+    r = run_cli("preview", packed, "--out", packed / "shards" / "p")
+    assert r.exit_code == 1 and "shards" in r.output

@@ -164,11 +164,11 @@ def _check_outside_frames(root: Path, path: Path, option: str) -> None:
     """ConfigError when ``path`` is the dataset root or lies in its frame folders: TAO and mmaction2
     list those folders, so a stray page or video there breaks training and ``flowprep verify``."""
     resolved, base = path.resolve(), root.resolve()
-    frame_dirs = [base / d for d in (*SIDES, "rawframes")]
+    frame_dirs = [base / d for d in (*SIDES, "rawframes", "shards")]
     if resolved == base or any(resolved == d or d in resolved.parents for d in frame_dirs):
         raise ConfigError(
             f"{option} {path} is the dataset root or inside its frame folders (TAO and mmaction2 "
-            "list those); write the preview elsewhere"
+            "list those) or shards; write the preview elsewhere"
         )
 
 

@@ -77,6 +77,12 @@ from flowprep.train.spec import ARCHS, CROPS, DEVICES, EVAL_MODES, OPTIMIZERS, S
 )
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--shuffle-labels", is_flag=True, help="Sanity check: train on permuted labels.")
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="Packed dataset: read the shards sequentially (shard order and a buffer shuffled) instead of "
+    "clips at random through the index.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train_cmd(dataset: Path, out: Path, lr_steps: list[int], no_progress: bool, **opts: Any) -> None:
     """Train a ResNet-18 2D/3D action-recognition model on a dataset built by `flowprep build`.

@@ -53,6 +53,8 @@ class TrainConfig:
     device: str = "auto"
     shuffle_labels: bool = False  # sanity check: should not generalise
     progress: bool = True
+    # a packed dataset's shards read sequentially (flowprep.loader.ShardStream), not by random access
+    stream: bool = False
 
     def __post_init__(self) -> None:
         self.validate()

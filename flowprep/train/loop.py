@@ -216,7 +216,8 @@ def train_one_epoch(
     """Train one epoch (re-seeded from ``(seed, epoch, rank)`` for exact resumption), then step the
     schedule. Returns ``(loss sum, correct, count, seconds)`` summed over all ranks."""
     torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + rank)
-    data.sampler.set_epoch(epoch)
+    if data.sampler is not None:
+        data.sampler.set_epoch(epoch)
     data.train_ds.set_epoch(epoch)
     bar = tqdm(
         total=len(data.train_dl) * cfg.batch_size if data.train_dl.drop_last else data.per_rank,
