@@ -13,6 +13,7 @@ import pytest
 from flowprep.archive import MemberRef, VideoEntry
 from flowprep.builder.config import BuildConfig
 from flowprep.builder.finalize import config_to_state, load_build_state
+from flowprep.builder.folder import BuildFolder
 from flowprep.builder.plan import make_plan
 from flowprep.datasets.base import SplitRequest
 from flowprep.datasets.lists import ListEntry, match_entries, parse_list
@@ -148,7 +149,8 @@ def test_presplit_archive_with_a_wrapper_and_clips_outside_the_sides(presplit, t
             zf.write(p, f"k400/{p.relative_to(presplit).as_posix()}")
         # a class folder at the top and one under test/: not on a side
         zf.write(presplit / "train" / "JumpRope" / ucf_clip("JumpRope", 1, 1), "k400/test/JumpRope/x.avi")
-    plan = make_plan(BuildConfig(source=z, out=tmp_path / "o", classes=["JumpRope", "ApplyEyeMakeup"]))
+    cfg = BuildConfig(source=z, out=tmp_path / "o", classes=["JumpRope", "ApplyEyeMakeup"])
+    plan = make_plan(cfg, BuildFolder(cfg.out))
     assert plan.classes == ["JumpRope", "ApplyEyeMakeup"]  # no order of its own: --classes' order
     want = {s: {e for e in _on_disk(presplit, s) if e.split("/")[0] in plan.classes} for s in ("train", "val")}
     assert _sides(plan) == want
@@ -160,7 +162,8 @@ def test_a_release_with_only_a_train_folder_is_split_as_usual(ucf_release, tmp_p
     root = tmp_path / "rel" / "train"
     shutil.copytree(ucf_release["folder"], root)
     (tmp_path / "rel" / "README.txt").write_text("not a class")
-    plan = make_plan(BuildConfig(source=tmp_path / "rel", out=tmp_path / "o"))
+    cfg = BuildConfig(source=tmp_path / "rel", out=tmp_path / "o")
+    plan = make_plan(cfg, BuildFolder(cfg.out))
     assert plan.split["method"] == "group"
 
 
@@ -232,13 +235,12 @@ def test_lists_survive_the_build_state(ucf_release, tmp_path):
     t, v, _ = _write_lists(ucf_release, tmp_path)
     cfg = BuildConfig(source=ucf_release["rar"], out=tmp_path / "o", train_list=t, val_list=v, allow_missing_clips=True)
     (tmp_path / "o" / ".flowprep").mkdir(parents=True)
-    from flowprep.builder.folder import BuildFolder
-
-    BuildFolder(cfg.out).save_state(config_to_state(cfg, None))
-    again, _ = load_build_state(cfg.out)
+    folder = BuildFolder(cfg.out)
+    folder.save_state(config_to_state(cfg, None))
+    again, _ = load_build_state(folder)
     assert (again.train_list, again.val_list, again.allow_missing_clips) == (t.resolve(), v.resolve(), True)
     assert again.output_settings() == cfg.output_settings()
-    moved, _ = load_build_state(cfg.out, lists=(tmp_path / "a.txt", tmp_path / "b.txt"))
+    moved, _ = load_build_state(folder, lists=(tmp_path / "a.txt", tmp_path / "b.txt"))
     assert moved.train_list == tmp_path / "a.txt"
     # a build without lists stores no list keys: states of earlier versions read the same
     plain = config_to_state(BuildConfig(source=ucf_release["rar"], out=tmp_path / "p"), None)["config"]
@@ -267,7 +269,8 @@ def test_which_source_a_build_uses(ucf_release, tiny_release, presplit):
 def test_logging_is_quiet_for_the_default_split(tiny_release, tmp_path, caplog):
     """The seeded split of an HMDB51 folder logs nothing new (its record is byte-identical: test_builder_identity)."""
     caplog.set_level(logging.WARNING)
-    plan = make_plan(BuildConfig(source=tiny_release, out=tmp_path / "o", split_by="clip", seed=3))
+    cfg = BuildConfig(source=tiny_release, out=tmp_path / "o", split_by="clip", seed=3)
+    plan = make_plan(cfg, BuildFolder(cfg.out))
     assert plan.split == {
         "method": "clip",
         "official_split": None,

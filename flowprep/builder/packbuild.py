@@ -44,7 +44,9 @@ def _entry(cfg: BuildConfig, job: ClipJob, lost: dict[str, int]) -> dict[str, An
     return clip_entry(job, frames, flows if cfg.needs_flow else 0, lost.get(job.id, 0))
 
 
-def pack_clips(cfg: BuildConfig, plan: Plan, part: tuple[int, int] | None, parts: int | None) -> list[str]:
+def pack_clips(
+    cfg: BuildConfig, plan: Plan, part: tuple[int, int] | None, parts: int | None, folder: BuildFolder
+) -> list[str]:
     """Pack the finished, unpacked clip folders of group ``part`` (None: the whole build) into shards.
 
     Args:
@@ -59,16 +61,16 @@ def pack_clips(cfg: BuildConfig, plan: Plan, part: tuple[int, int] | None, parts
         raise ConfigError("--pack needs the TAO layout")
     keys = clip_keys({"id": j.id, "side": j.side} for j in plan.jobs)
     owner = shard_of([j.id for j in plan.jobs], parts) if parts else {}
-    lost = BuildFolder(cfg.out).read_decode_errors()
+    lost = folder.read_decode_errors()
     groups: dict[tuple[str, tuple[int, int] | None], list[PackJob]] = {}
     for job in plan.jobs:
         group = (part[0], part[1]) if part else ((owner[job.id], parts) if parts else None)
         if part is not None and owner.get(job.id, part[0]) != part[0]:
             continue
-        folder = clip_dir(cfg.out, cfg.layout, job.side, job.cls, job.clip)
+        clip_folder = clip_dir(cfg.out, cfg.layout, job.side, job.cls, job.clip)
         jobs = groups.setdefault((job.side, group), [])
-        if folder.is_dir():
-            jobs.append(PackJob(_entry(cfg, job, lost), keys[job.id], folder))
+        if clip_folder.is_dir():
+            jobs.append(PackJob(_entry(cfg, job, lost), keys[job.id], clip_folder))
     state = PackState(cfg.out)
     written = []
     for (side, group), jobs in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1] or (0, 0))):
@@ -77,20 +79,20 @@ def pack_clips(cfg: BuildConfig, plan: Plan, part: tuple[int, int] | None, parts
     return written
 
 
-def pack_own(cfg: BuildConfig, plan: Plan) -> list[str]:
+def pack_own(cfg: BuildConfig, plan: Plan, folder: BuildFolder) -> list[str]:
     """Pack this run's clips: part K's for ``--shard K/N``, else all of them."""
     if cfg.shard is None:
-        return pack_clips(cfg, plan, None, None)
+        return pack_clips(cfg, plan, None, None, folder)
     k, n = cfg.shard
     # only part k's clips; shard_of is computed over the whole plan as the job selection is
-    return pack_clips(cfg, plan, (k, n), n)
+    return pack_clips(cfg, plan, (k, n), n, folder)
 
 
-def pack_leftovers(cfg: BuildConfig, plan: Plan) -> dict[str, dict[str, Any]]:
+def pack_leftovers(cfg: BuildConfig, plan: Plan, folder: BuildFolder) -> dict[str, dict[str, Any]]:
     """Pack every finished clip folder not in a shard yet (under its owner part when the build was
     sharded); returns clip id -> its entry in the shard notes."""
-    ns = BuildFolder(cfg.out).shard_counts() | ({cfg.shard[1]} if cfg.shard else set())
-    pack_clips(cfg, plan, None, ns.pop() if len(ns) == 1 else None)
+    ns = folder.shard_counts() | ({cfg.shard[1]} if cfg.shard else set())
+    pack_clips(cfg, plan, None, ns.pop() if len(ns) == 1 else None, folder)
     return PackState(cfg.out).packed_clips()
 
 
