@@ -223,7 +223,8 @@ def test_list_file_mismatches_and_usage_errors_exit_cleanly(ucf_release, tmp_pat
         r = run_cli(*base, *args)
         assert r.exit_code == 2 and message in r.output, r.output
     r = run_cli(*base, "--train-list", t, "--val-list", tmp_path / "missing.txt")
-    assert r.exit_code == 1 and "missing.txt: cannot read" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 1 and "cannot read list file" in r.output and "Traceback" not in r.output
+    assert "missing.txt: No such file" in r.output
 
 
 def test_lists_survive_the_build_state(ucf_release, tmp_path):

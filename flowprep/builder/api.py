@@ -20,14 +20,16 @@ from flowprep.builder.engine import ProgressBar, run_jobs
 from flowprep.builder.finalize import finalize, save_build_state
 from flowprep.builder.folder import CLIP_TOPS, BuildFolder, output_errors
 from flowprep.builder.job import ClipResult, JobSettings
+from flowprep.builder.pack import PackState
+from flowprep.builder.packbuild import pack_own, unpack_in_place
 from flowprep.builder.plan import Plan, class_folder_name, make_plan
 from flowprep.builder.shard import select_shard
 from flowprep.datasets import HMDB5_CLASSES
 from flowprep.datasets.ucf101 import CLASS_IND
 from flowprep.errors import ArchiveError, ConfigError, FlowprepError
 from flowprep.flow.registry import BACKENDS, create_backend, resolve_auto
+from flowprep.fsio import write_json_atomic
 from flowprep.layout.paths import STATE_DIR, clip_dir
-from flowprep.layout.record import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,9 @@ class BuildSummary:
     empty_sides: list[str] = field(default_factory=list)
     #: (clip id, frames lost) of built clips whose video had undecodable frames
     decode_errors: list[tuple[str, int]] = field(default_factory=list)
+    #: a packed build: the shards this run wrote, and the seconds packing took
+    shards_written: list[str] = field(default_factory=list)
+    pack_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -190,9 +195,18 @@ def _prepare(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> None:
 
 def _run(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None) -> list[ClipResult]:
     jobs = select_shard(plan.jobs, *cfg.shard) if cfg.shard else plan.jobs
+    done: list[ClipResult] = []
+    if cfg.pack:  # clips already in a shard are finished: not built again
+        packed = PackState(cfg.out).packed_clips()
+        done = [
+            ClipResult(j.id, "exists", packed[j.id]["frames"], packed[j.id]["flow_frames"])
+            for j in jobs
+            if j.id in packed
+        ]
+        jobs = [j for j in jobs if j.id not in packed]
     bar = ProgressBar(len(jobs), enabled=cfg.progress)
     try:
-        return run_jobs(
+        return done + run_jobs(
             jobs,
             job_settings(cfg, flow_info),
             n_jobs=cfg.effective_jobs(),
@@ -225,7 +239,10 @@ def _summarize(
         else:
             summary.failed.append((r.id, r.error))
     summary.failed.sort()
-    summary.pending = sum(not clip_dir(cfg.out, cfg.layout, j.side, j.cls, j.clip).is_dir() for j in plan.jobs)
+    packed = PackState(cfg.out).packed_clips() if cfg.pack else {}
+    summary.pending = sum(
+        j.id not in packed and not clip_dir(cfg.out, cfg.layout, j.side, j.cls, j.clip).is_dir() for j in plan.jobs
+    )
     return summary
 
 
@@ -235,6 +252,10 @@ def _finish(
     """Write the record (when every part is in) and the run's report."""
     folder = BuildFolder(cfg.out)
     folder.note_failures(summary.failed)
+    if cfg.pack:
+        t = time.perf_counter()
+        summary.shards_written = pack_own(cfg, plan)
+        summary.pack_seconds = time.perf_counter() - t
     # A shard writes the record only when every part is in: whichever shard finishes last does it
     # (two finishing together both write it; finalize is idempotent, byte for byte).
     if cfg.shard is None or summary.pending == 0:
@@ -260,6 +281,9 @@ def _finish(
             for k in ("read", "decode", "write_rgb", "flow", "write_flow")
         },
     }
+    if cfg.pack:
+        report["pack_seconds"] = round(summary.pack_seconds, 3)
+        report["shards_written"] = summary.shards_written
     if cfg.shard:
         folder.write_shard_report(cfg.shard, report)
     else:
@@ -297,6 +321,9 @@ def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> Bu
                 folder.forget()
             raise
         with output_errors(cfg.out):
+            if cfg.force and PackState(cfg.out).shards.is_dir() and folder.plan_changed([j.id for j in plan.jobs]):
+                # sample keys depend on the plan: the shards go back to folders and are packed anew
+                log.warning("--force: unpacking %d clip(s) of the previous shards", unpack_in_place(cfg.out))
             folder.check_plan([j.id for j in plan.jobs], cfg.layout, cfg.force, cfg.source)
         if on_plan is not None:
             on_plan(plan)

@@ -10,7 +10,8 @@ import click
 
 from flowprep.builder.config import DEFAULT_MAX_CLIP_BYTES, DEFAULT_SCHEDULER_TIMEOUT, scheduler_problem
 from flowprep.builder.folder import BuildFolder
-from flowprep.cliparams import CommaList, GpuList, Shard, Size, byte_count, count, finite, positive
+from flowprep.cliparams import ByteSize, CommaList, GpuList, SafePath, Shard, Size, byte_count, count, finite, positive
+from flowprep.layout.packed import DEFAULT_SHARD_SIZE
 from flowprep.layout.record import RECORD_NAME
 from flowprep.limits import MAX_SIDE, MIN_SIDE
 
@@ -41,7 +42,7 @@ def _params(values: tuple[str, ...]) -> dict[str, object]:
 def build_options(f):
     """Options shared by ``build``, ``build-hmdb5`` and ``build-ucf101``."""
     opts = [
-        click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Output dataset folder."),
+        click.option("--out", "-o", type=SafePath(path_type=Path), required=True, help="Output dataset folder."),
         click.option("--layout", type=click.Choice(["tao", "mmaction2"]), default="tao", show_default=True),
         click.option("--modality", type=click.Choice(["rgb", "flow", "both"]), default="both", show_default=True),
         click.option(
@@ -138,6 +139,19 @@ def build_options(f):
             help="Build even if split lists name clips the release lacks (warned; the record lists them) "
             "[an error: the split would not be the given one].",
         ),
+        click.option(
+            "--pack",
+            type=click.Choice(["webdataset"]),
+            default=None,
+            help="Write the dataset as tar shards (WebDataset's convention) instead of clip folders.",
+        ),
+        click.option(
+            "--shard-size",
+            type=ByteSize(),
+            default=DEFAULT_SHARD_SIZE,
+            show_default="1G",
+            help="Target size of one shard with --pack (K, M, G suffixes).",
+        ),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
     ]
     for opt in reversed(opts):
@@ -188,6 +202,8 @@ def _config_kwargs(kw: dict) -> dict:
         max_clip_bytes=kw["max_clip_bytes"],
         scheduler_timeout=kw["scheduler_timeout"],
         allow_missing_clips=kw["allow_missing_clips"],
+        pack=kw["pack"],
+        shard_size=kw["shard_size"],
     )
 
 
@@ -210,17 +226,17 @@ def _print_plan(plan) -> None:
     if not plan.excluded:
         return
     skipped = sum("(skipped: " in e for e in plan.excluded)
+    named = f"{skipped} skipped: unreadable or with a name that cannot be a folder"
     reasons = Counter(e.rpartition(" (")[2].rstrip(")") for e in plan.excluded if "(skipped: " not in e)
     if not set(reasons) <= {"code 0 in the split file", "not in the split file"}:
         parts = [f"{n} {r}" for r, n in sorted(reasons.items())]
-        parts += [f"{skipped} with a name that cannot be a folder"] if skipped else []
+        parts += [named] if skipped else []
         click.echo(f"({len(plan.excluded)} clip(s) left out: {', '.join(parts)})")
         return
     unused = reasons["code 0 in the split file"]
     click.echo(
         f"({len(plan.excluded)} clip(s) left out: {unused} marked unused (0) by the split files, "
-        f"{len(plan.excluded) - unused - skipped} not listed in them, {skipped} with a name that "
-        "cannot be a folder)"
+        f"{len(plan.excluded) - unused - skipped} not listed in them, {named})"
     )
 
 
@@ -231,6 +247,8 @@ def _report(summary) -> None:
     )
     if summary.flow:
         click.echo(f"flow: {summary.flow['name']} on {summary.flow['device']}")
+    if summary.shards_written:
+        click.echo(f"packed into {len(summary.shards_written)} new shard(s) in {summary.pack_seconds:.1f} s")
     if not summary.record_written:
         k, n = summary.shard
         click.echo(
@@ -265,7 +283,7 @@ def _report(summary) -> None:
 
 
 @click.command("build")
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source", type=SafePath(path_type=Path))
 @click.option(
     "--classes",
     type=CommaList(nonempty=True),
@@ -274,7 +292,7 @@ def _report(summary) -> None:
 )
 @click.option(
     "--splits",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="Folder or archive with HMDB51's split files or UCF101's lists (for --official-split; "
     "UCF101's classInd.txt also sets the class order).",
@@ -287,11 +305,11 @@ def _report(summary) -> None:
 )
 @click.option(
     "--train-list",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="File of the training clips ('path [label]' lines, whitespace or CSV): the split is kept exactly.",
 )
-@click.option("--val-list", type=click.Path(path_type=Path), default=None, help="File of the validation clips.")
+@click.option("--val-list", type=SafePath(path_type=Path), default=None, help="File of the validation clips.")
 @build_options
 def build_cmd(
     source: Path,
@@ -326,13 +344,13 @@ def build_cmd(
 @click.command("build-hmdb5")
 @click.option(
     "--archive",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     required=True,
     help="hmdb51_org.rar (or the folder it was unpacked to).",
 )
 @click.option(
     "--splits",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="test_train_splits.rar (or its folder); needed for --official-split.",
 )
@@ -360,13 +378,13 @@ def build_hmdb5_cmd(
 @click.command("build-ucf101")
 @click.option(
     "--archive",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     required=True,
     help="UCF101.rar (or the folder it was unpacked to).",
 )
 @click.option(
     "--splits",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     required=True,
     help="UCF101TrainTestSplits-RecognitionTask.zip (or its folder): classInd.txt gives the classes "
     "and label order, trainlist0N/testlist0N the official splits.",
@@ -406,7 +424,7 @@ def build_ucf101_cmd(archive: Path, splits: Path, official_split: int | None, cl
 
 
 @click.command("verify")
-@click.argument("dataset", type=click.Path(path_type=Path))
+@click.argument("dataset", type=SafePath(path_type=Path))
 @click.option("--quick", is_flag=True, help="Read only the first and last image of each folder.")
 @click.option("-j", "--jobs", type=count(1, 1024), default=None, help="Processes for reading images [all cores].")
 def verify_cmd(dataset: Path, quick: bool, jobs: int | None) -> None:
@@ -434,7 +452,7 @@ def verify_cmd(dataset: Path, quick: bool, jobs: int | None) -> None:
 
 
 @click.command("stats")
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source", type=SafePath(path_type=Path))
 @click.option("--classes", type=CommaList(), default=None, help="Comma-separated classes [all].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def stats_cmd(source: Path, classes: list[str] | None, as_json: bool) -> None:
@@ -469,29 +487,29 @@ def _report_missing(result, out: Path) -> None:
 
 
 @click.command("finalize")
-@click.argument("out", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("out", type=SafePath(path_type=Path, exists=True, file_okay=False))
 @click.option(
     "--allow-missing", is_flag=True, help="Write the record even if clips are missing (they are recorded as failed)."
 )
 @click.option(
     "--source",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="The release's path on this node, if not where the build read it.",
 )
 @click.option(
     "--splits",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="The split files' path on this node, if not where the build read them.",
 )
 @click.option(
     "--train-list",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="The --train-list's path on this node (with --val-list), if not where the build read it.",
 )
-@click.option("--val-list", type=click.Path(path_type=Path), default=None, help="The --val-list's path on this node.")
+@click.option("--val-list", type=SafePath(path_type=Path), default=None, help="The --val-list's path on this node.")
 def finalize_cmd(
     out: Path,
     allow_missing: bool,
@@ -517,4 +535,27 @@ def finalize_cmd(
         raise click.exceptions.Exit(1)
 
 
-COMMANDS = [build_cmd, build_hmdb5_cmd, build_ucf101_cmd, verify_cmd, stats_cmd, finalize_cmd]
+@click.command("pack")
+@click.argument("dataset", type=SafePath(path_type=Path))
+@click.option("--out", "-o", type=SafePath(path_type=Path), required=True, help="Folder for the packed dataset.")
+@click.option("--shard-size", type=ByteSize(), default=DEFAULT_SHARD_SIZE, show_default="1G", help="Target shard size.")
+def pack_cmd(dataset: Path, out: Path, shard_size: int) -> None:
+    """Pack a built folder dataset into tar shards (the output of `flowprep build --pack webdataset`)."""
+    from flowprep.builder.convert import pack_dataset
+
+    s = pack_dataset(dataset, out, shard_size)
+    click.echo(f"{s.clips} clip(s) in {len(s.shards)} shard(s), {s.bytes / 1e9:.2f} GB: {out}")
+
+
+@click.command("unpack")
+@click.argument("dataset", type=SafePath(path_type=Path))
+@click.option("--out", "-o", type=SafePath(path_type=Path), required=True, help="Folder for the clip folders.")
+def unpack_cmd(dataset: Path, out: Path) -> None:
+    """Write a packed dataset back as clip folders (byte for byte those of a folder build)."""
+    from flowprep.builder.convert import unpack_dataset
+
+    s = unpack_dataset(dataset, out)
+    click.echo(f"{s.clips} clip(s) unpacked: {out}")
+
+
+COMMANDS = [build_cmd, build_hmdb5_cmd, build_ucf101_cmd, verify_cmd, stats_cmd, finalize_cmd, pack_cmd, unpack_cmd]

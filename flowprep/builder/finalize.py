@@ -17,40 +17,50 @@ from typing import Any
 from flowprep import __version__
 from flowprep.builder.config import BuildConfig
 from flowprep.builder.folder import BuildFolder, output_errors
-from flowprep.builder.job import ClipResult, count_on_disk
+from flowprep.builder.job import ClipResult, clip_entry, count_on_disk
+from flowprep.builder.pack import PackState, write_index
+from flowprep.builder.packbuild import pack_leftovers, packed_record
 from flowprep.builder.plan import Plan, make_plan
 from flowprep.builder.shard import shard_of
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.flow.encoding import FlowEncoding
+from flowprep.fsio import write_json_atomic, write_text_atomic
 from flowprep.layout.paths import clip_dir
-from flowprep.layout.record import FORMAT, FORMAT_VERSION, write_json_atomic, write_record, write_text_atomic
+from flowprep.layout.record import FORMAT, FORMAT_VERSION, write_record
 
 
-def clip_entries(cfg: BuildConfig, plan: Plan, results: dict[str, ClipResult]) -> list[dict[str, Any]]:
-    """Per-clip entries of the record, sorted by id: from disk for finished clips."""
+def clip_entries(
+    cfg: BuildConfig, plan: Plan, results: dict[str, ClipResult], packed: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Per-clip entries of the record, sorted by id: from disk for finished clips (their folder, or
+    for a packed build their shard's note in ``packed``: clip id -> frame counts)."""
     entries = []
     lost = BuildFolder(cfg.out).read_decode_errors()
+    packed = packed or {}
     for job in plan.jobs:
         final = clip_dir(cfg.out, cfg.layout, job.side, job.cls, job.clip)
-        e: dict[str, Any] = {
-            "id": job.id,
-            "side": job.side,
-            "class": job.cls,
-            "label": job.label,
-            "name": job.clip,
-            "source": job.name,
-        }
-        if final.is_dir():
+        if job.id in packed:
+            p = packed[job.id]
+            entries.append(clip_entry(job, p["frames"], p["flow_frames"], lost.get(job.id, 0)))
+        elif final.is_dir():
             frames, flows = count_on_disk(final, cfg.layout, cfg.needs_rgb)
-            e.update(status="ok", frames=frames, flow_frames=flows if cfg.needs_flow else 0)
-            if lost.get(job.id):
-                e["decode_errors"] = lost[job.id]  # frames of the video that could not be decoded
+            entries.append(clip_entry(job, frames, flows if cfg.needs_flow else 0, lost.get(job.id, 0)))
         else:
             r = results.get(job.id)
-            e.update(
-                status="failed", frames=0, flow_frames=0, error=(r.error if r is not None and r.error else "not built")
+            entries.append(
+                {
+                    "id": job.id,
+                    "side": job.side,
+                    "class": job.cls,
+                    "label": job.label,
+                    "name": job.clip,
+                    "source": job.name,
+                    "status": "failed",
+                    "frames": 0,
+                    "flow_frames": 0,
+                    "error": (r.error if r is not None and r.error else "not built"),
+                }
             )
-        entries.append(e)
     return entries
 
 
@@ -129,43 +139,62 @@ def _mmaction2_snippet(root: Path, modality: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def finalize(
-    cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, results: dict[str, ClipResult]
-) -> dict[str, Any]:
-    """Write the record and side files; returns the record. Removes stale temporary folders."""
-    out = cfg.out
-    clips = clip_entries(cfg, plan, results)
-    record = make_record(cfg, plan, flow_info, clips)
-    write_record(out, record)
-    write_text_atomic(out / "labels.txt", "".join(f"{c}\n" for c in plan.classes))
-    write_json_atomic(out / "label_map.json", {c: i for i, c in enumerate(plan.classes)})
-    ok = [c for c in clips if c["status"] == "ok"]
+def write_side_files(out: Path, record: dict[str, Any]) -> None:
+    """Labels, label map, split lists and the TAO / mmaction2 snippet of a folder dataset's ``record``
+    (a packed dataset gets the labels only: the lists and snippets name clip folders)."""
+    classes, modality = record["classes"], record["modality"]
+    write_text_atomic(out / "labels.txt", "".join(f"{c}\n" for c in classes))
+    write_json_atomic(out / "label_map.json", {c: i for i, c in enumerate(classes)})
+    if record.get("packed"):
+        return
+    layout = record.get("layout", "tao")
+    ok = [c for c in record["clips"] if c["status"] == "ok"]
     for side in ("train", "val"):
         rows = [c for c in ok if c["side"] == side]
-        if cfg.layout == "tao":
+        if layout == "tao":
             write_text_atomic(
                 out / f"{side}_list.txt",
                 "".join(f"{side}/{c['class']}/{c['name']} {c['frames']} {c['label']}\n" for c in rows),
             )
         else:
             (out / "mmaction2").mkdir(exist_ok=True)
-            if cfg.needs_rgb:
+            if modality in ("rgb", "both"):
                 write_text_atomic(
                     out / "mmaction2" / f"{side}_list_rawframes.txt",
                     "".join(f"{c['class']}/{c['name']} {c['frames']} {c['label']}\n" for c in rows),
                 )
-            if cfg.needs_flow:
+            if modality in ("flow", "both"):
                 write_text_atomic(
                     out / "mmaction2" / f"{side}_list_rawframes_flow.txt",
                     "".join(f"{c['class']}/{c['name']} {c['flow_frames']} {c['label']}\n" for c in rows),
                 )
     root = out.resolve()
-    if cfg.layout == "tao":
-        write_text_atomic(out / "tao_dataset_spec.yaml", _tao_snippet(root, plan.classes, cfg.modality))
+    if layout == "tao":
+        write_text_atomic(out / "tao_dataset_spec.yaml", _tao_snippet(root, classes, modality))
     else:
-        write_text_atomic(out / "mmaction2" / "dataset_settings.py", _mmaction2_snippet(root, cfg.modality))
+        write_text_atomic(out / "mmaction2" / "dataset_settings.py", _mmaction2_snippet(root, modality))
+
+
+def finalize(
+    cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, results: dict[str, ClipResult]
+) -> dict[str, Any]:
+    """Write the record and side files; returns the record. Removes stale temporary folders.
+
+    A packed build (``cfg.pack``) first packs every finished clip folder not in a shard yet (those
+    of an interrupted shard job under that job's part), then writes the shard index.
+    """
+    out = cfg.out
+    packed = pack_leftovers(cfg, plan) if cfg.pack else None
+    clips = clip_entries(cfg, plan, results, packed)
+    record = make_record(cfg, plan, flow_info, clips)
+    if cfg.pack:
+        record["packed"] = packed_record(cfg)
+        write_index(out, PackState(out).published(), cfg.shard_size)
+    write_record(out, record)
+    write_side_files(out, record)
     if all(c["status"] == "ok" for c in clips):
         BuildFolder(out).clear_tmp()
+        PackState(out).clear_tmp()
     return record
 
 
@@ -188,11 +217,15 @@ _CONFIG_FIELDS = (
     "frame_step",
     "source_kind",
 )
+#: recorded only for a packed build (a folder build's state stays as it was)
+_PACK_FIELDS = ("pack", "shard_size")
 
 
 def config_to_state(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> dict[str, Any]:
     """The JSON state ``flowprep finalize`` needs: paths, output fields and the resolved flow."""
     d: dict[str, Any] = {k: getattr(cfg, k) for k in _CONFIG_FIELDS}
+    if cfg.pack:
+        d.update({k: getattr(cfg, k) for k in _PACK_FIELDS})
     d["size"] = list(cfg.size) if cfg.size else None
     d["encoding"] = cfg.encoding.to_dict()
     d["source"] = str(cfg.source.resolve())
@@ -288,8 +321,9 @@ def finalize_from_state(
     folder = BuildFolder(out)
     notes = folder.read_failures()
     result = FinalizeResult(out=out, total=len(plan.jobs))
+    packed = PackState(out).packed_clips() if cfg.pack else {}
     for job in plan.jobs:
-        if not clip_dir(out, cfg.layout, job.side, job.cls, job.clip).is_dir():
+        if job.id not in packed and not clip_dir(out, cfg.layout, job.side, job.cls, job.clip).is_dir():
             result.missing.append((job.id, notes.get(job.id, "not built")))
     ns = folder.shard_counts()
     if result.missing and len(ns) == 1:

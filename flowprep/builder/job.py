@@ -127,6 +127,24 @@ def count_on_disk(final: Path, layout: str, rgb: bool) -> tuple[int, int]:
     return (frames if rgb else flows + 1), flows
 
 
+def clip_entry(job: ClipJob, frames: int, flows: int, lost: int) -> dict[str, Any]:
+    """The record entry of a built clip (``flows`` 0 for a dataset without flow)."""
+    e: dict[str, Any] = {
+        "id": job.id,
+        "side": job.side,
+        "class": job.cls,
+        "label": job.label,
+        "name": job.clip,
+        "source": job.name,
+        "status": "ok",
+        "frames": frames,
+        "flow_frames": flows,
+    }
+    if lost:
+        e["decode_errors"] = lost  # frames of the video that could not be decoded
+    return e
+
+
 def _imwrite(path: Path, img: np.ndarray, params: list[int]) -> None:
     try:
         ok = cv2.imwrite(str(path), img, params)

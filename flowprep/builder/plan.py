@@ -16,7 +16,8 @@ from flowprep.datasets.base import EXCLUDED_REASONS, SplitRequest, stem
 from flowprep.datasets.sources import split_source
 from flowprep.datasets.split import side_counts
 from flowprep.errors import ConfigError
-from flowprep.layout.names import check_class_name, name_problem, printable, warn_collisions
+from flowprep.fsio import name_problem, printable
+from flowprep.layout.names import check_class_name, warn_collisions
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +138,11 @@ def make_plan(cfg: BuildConfig) -> Plan:
             the release, name clashes.
         ArchiveError: unreadable source.
     """
-    videos = list_videos(cfg.source, BuildFolder(cfg.out).cache, cfg.classes)
+    unreadable: list[tuple[str, str, str]] = []
+    videos = list_videos(cfg.source, BuildFolder(cfg.out).cache, cfg.classes, skipped=unreadable)
     by_class, skipped = _usable(videos)
+    # clips the listing could not read (a FIFO, /dev/zero, a dangling link): listed and counted too
+    skipped += [f"{printable(c)}/{printable(n)} (skipped: {why})" for c, n, why in unreadable]
     selected = list(cfg.classes) if cfg.classes is not None else sorted({v.cls for v in videos})
     folder = _class_folders(selected)  # before anything uses a class name
     _check_selection(cfg, bool(videos), selected, by_class)
