@@ -65,7 +65,8 @@ def test_build_ucf101_official_split_1_is_the_lists_exactly(ucf_release, tmp_pat
         "--out", out, *FAST,
     )  # fmt: skip
     assert r.exit_code == 0, r.output
-    assert "trainlist01.txt" in r.output and "testlist01.txt" in r.output
+    assert "split: as given, train = trainlist01.txt, val = testlist01.txt" in r.output
+    assert "label order: classInd.txt" in r.output
     rec = read_record(out)
     assert _built(rec, "train") == _list(ucf_release, "trainlist01.txt")
     assert _built(rec, "val") == _list(ucf_release, "testlist01.txt")

@@ -295,3 +295,18 @@ def test_stem_is_pathlibs_for_every_kind_of_name():
     names = ["", ".", "..", "...", "a", "a.avi", "A.B.C_walk_0.avi", ".hidden", "x.", "a/b.avi", "a\\b.c", "a/.",
              "a/..", "//x.avi", "a/b/", "v_X_g01_c01.avi", "Bob's_#1 (1).avi", "\udcff.avi"]  # fmt: skip
     assert [stem(n) for n in names] == [old(n) for n in names]
+
+
+def test_with_classes_entries_of_other_classes_are_ignored(caplog):
+    caplog.set_level(logging.INFO)
+    clips = _clips({"walk": ["a.avi"]})
+    entries = [
+        ListEntry("train", "walk/a.avi", None, "t:1"),
+        ListEntry("train", "run/b.avi", None, "t:2"),  # a class of the release, not selected
+        ListEntry("val", "videos/c.avi", None, "v:1"),  # looked up by name: maybe another class's
+    ]
+    m = _match(entries, clips, given=True, release={"walk", "run"})
+    assert m.sides == {"walk": {"a.avi": "train"}} and m.missing == {"train": [], "val": []}
+    assert "2 entr(ies) of t and v belong to classes not selected" in caplog.text
+    with pytest.raises(ConfigError, match="1 entry of t and v name clips the release does not have"):
+        _match(entries, clips, given=False, release={"walk", "run"})  # all classes: c.avi is missing

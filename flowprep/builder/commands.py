@@ -221,6 +221,8 @@ def _print_plan(plan) -> None:
     if method in ("lists", "folders") or plan.split.get("convention"):
         where = plan.split.get("lists") or plan.split.get("folders") or {}
         click.echo(f"split: as given, train = {where.get('train')}, val = {where.get('val')}")
+    if plan.split.get("classes_from"):
+        click.echo(f"label order: {plan.split['classes_from']}")
     if not plan.excluded:
         return
     skipped = sum("(skipped: " in e for e in plan.excluded)
