@@ -20,6 +20,7 @@ from concurrent.futures import BrokenExecutor
 import click
 
 from flowprep.errors import FlowprepError
+from flowprep.fsio import printable
 
 #: modules that define ``COMMANDS``
 COMMAND_MODULES = [
@@ -82,7 +83,7 @@ def os_error_line(exc: OSError) -> str | None:
     if exc.filename2 is not None:
         name += f" -> {os.fsdecode(exc.filename2)}"
     hint = " (free some space or choose another folder)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-    return f"{printable(name)}: {what}{hint}"
+    return f"{printable(name, escape=True)}: {what}{hint}"
 
 
 def one_line(exc: FlowprepError) -> str:
@@ -97,22 +98,12 @@ def one_line(exc: FlowprepError) -> str:
     return last.removeprefix(prefix)
 
 
-def printable(text: str) -> str:
-    """``text`` with undecodable bytes of a file name shown as ``\\xNN`` (a surrogate-escaped name
-    would make the terminal's encoder raise) and no line breaks."""
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate no byte decoded to
-        raw = text.encode("utf-8", "backslashreplace")
-    return raw.decode("utf-8", "backslashreplace").replace("\n", "\\n")
-
-
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except FlowprepError as exc:
-            click.echo(f"flowprep: error: {printable(one_line(exc))}", err=True)
+            click.echo(f"flowprep: error: {printable(one_line(exc), escape=True)}", err=True)
             ctx.exit(1)
         except OSError as exc:
             line = os_error_line(exc)
@@ -125,7 +116,7 @@ class _Group(click.Group):
             # code): joblib/loky raise TerminatedWorkerError with ~50 lines of context. The build
             # names its clips itself (WorkerDiedError); any other pool (verify -j) ends up here.
             hint = _RESUME_HINTS.get(ctx.invoked_subcommand or "", "")
-            first = printable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            first = printable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, escape=True)
             click.echo(f"flowprep: error: a worker process died ({first}){hint}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from flowprep.cli import cli, one_line, os_error_line, printable
+from flowprep.cli import cli, one_line, os_error_line
 from flowprep.cliparams import CommaList, Shard, Size, finite
 from flowprep.errors import ConfigError, FlowprepError, FrameSizeError, OutputError
 from flowprep.flow.encoding import FlowEncoding
-from flowprep.fsio import dump_json, write_text_atomic
+from flowprep.fsio import dump_json, printable, write_text_atomic
 from flowprep.layout.names import validate_component
 from flowprep.layout.record import json_safe, read_record
 from flowprep.layout.verify import container_problem
@@ -336,8 +336,9 @@ def test_train_with_a_bad_frame_in_a_worker_is_one_line(damage, ds_copy, tmp_pat
 
 
 def test_messages_are_printable_lines():
-    assert printable(os.fsdecode(b"a\xffb") + "\nc") == "a\\xffb\\nc"
-    assert printable("x\ud800y") == "x\\ud800y"
+    assert printable(os.fsdecode(b"a\xffb") + "\nc", escape=True) == "a\\xffb\\nc"
+    assert printable("x\ud800y", escape=True) == "x\\ud800y"
+    assert printable(os.fsdecode(b"a\xffb") + "\nc") == "a\ufffdb\nc"  # messages and JSON
 
 
 def test_worker_errors_keep_their_original_line():

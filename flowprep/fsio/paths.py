@@ -19,13 +19,21 @@ from flowprep.errors import ConfigError
 MAX_NAME_BYTES = 255
 
 
-def printable(text: str | os.PathLike[str]) -> str:
-    """``text`` with undecodable bytes (a non-UTF-8 file name) as U+FFFD: safe in messages and JSON."""
+def printable(text: str | os.PathLike[str], escape: bool = False) -> str:
+    """``text`` safe to print and to store: undecodable bytes of a non-UTF-8 file name (which Python
+    holds as surrogates, and which make a terminal's or JSON's encoder raise) as U+FFFD.
+
+    ``escape=True`` shows them as ``\\xNN`` instead, and line breaks as ``\\n``: the CLI's one-line
+    error message, where the exact bytes tell the user which file is meant.
+    """
     text = os.fspath(text)
     try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raw = text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:  # a surrogate that no byte decoded to
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        raw = text.encode("utf-8", "backslashreplace")
+    if not escape:
+        return raw.decode("utf-8", "replace")
+    return raw.decode("utf-8", "backslashreplace").replace("\n", "\\n")
 
 
 def _control(text: str) -> bool:
