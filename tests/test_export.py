@@ -17,8 +17,9 @@ pytest.importorskip("onnxruntime")
 from flowprep.cli import cli  # noqa: E402
 from flowprep.export import configs, onnx_export  # noqa: E402
 from flowprep.export.tensorrt import Profile, build_engine, tensorrt_status, trtexec_command  # noqa: E402
+from flowprep.loader.spec import input_shapes  # noqa: E402
 from flowprep.train.checkpoint import save_checkpoint  # noqa: E402
-from flowprep.train.models import build_model, input_shapes  # noqa: E402
+from flowprep.train.models import build_model  # noqa: E402
 
 CLASSES = ["walk", "run", "push"]
 RECORD = {

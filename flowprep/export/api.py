@@ -45,8 +45,8 @@ from flowprep.fsio import (
     write_json_atomic,
     write_text_atomic,
 )
+from flowprep.loader.spec import input_shapes
 from flowprep.train.checkpoint import load_checkpoint, model_from_checkpoint
-from flowprep.train.spec import input_shapes
 
 log = logging.getLogger(__name__)
 __all__ = ["ExportConfig", "ExportSummary", "artefact_names", "export", "export_checkpoint"]

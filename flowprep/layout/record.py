@@ -44,7 +44,7 @@ FORMAT = "flowprep-dataset"
 FORMAT_VERSION = 1
 SIDES = ("train", "val")
 #: what a dataset holds (``flowprep build --modality``); a model's input streams are
-#: :data:`flowprep.train.spec.STREAMS`
+#: :data:`flowprep.loader.spec.STREAMS`
 DATASET_MODALITIES = ("rgb", "flow", "both")
 IMAGE_FORMATS = ("png", "jpg")
 #: more frames than any clip has (10 hours at 30 fps); a bigger count is a damaged record

@@ -17,7 +17,7 @@ import numpy as np
 
 from flowprep.errors import ConfigError
 from flowprep.fsio import read_json
-from flowprep.train.spec import ARCHS, OUTPUT_NAME, STREAM_INPUTS, input_shapes
+from flowprep.loader.spec import ARCHS, OUTPUT_NAME, STREAM_INPUTS, input_shapes
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class ModelSpec:
         return STREAM_INPUTS[self.modality]
 
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Input name -> shape without batch (:func:`flowprep.train.spec.input_shapes`)."""
+        """Input name -> shape without batch (:func:`flowprep.loader.spec.input_shapes`)."""
         return input_shapes(self.arch, self.modality, self.frames, self.input_size)
 
 

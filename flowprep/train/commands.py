@@ -12,8 +12,8 @@ import click
 
 from flowprep.cliparams import CommaList, SafePath, count, finite, positive, seed
 from flowprep.errors import ConfigError
+from flowprep.loader.spec import ARCHS, CROPS, DEVICES, EVAL_MODES, OPTIMIZERS, STREAMS
 from flowprep.train.config import EvalConfig, TrainConfig, out_inside_dataset, resolve_side
-from flowprep.train.spec import ARCHS, CROPS, DEVICES, EVAL_MODES, OPTIMIZERS, STREAMS
 
 
 @click.command("train")
