@@ -37,7 +37,6 @@ from flowprep.errors import ConfigError, DatasetError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.fsio import check_path, name_problem, read_json, write_json_atomic
 from flowprep.layout.paths import LAYOUTS
-from flowprep.limits import json_safe as json_safe  # re-exported: its former home
 
 RECORD_NAME = "flowprep.json"
 FORMAT = "flowprep-dataset"
@@ -103,10 +102,6 @@ def read_record(path: Path) -> dict[str, Any]:
             f"{file}: {exc} (the record was edited or damaged; rebuild the dataset or restore the file)"
         ) from None
     return record
-
-
-#: the name the task's callers use for the checked loader
-load_record = read_record
 
 
 class _Bad(ValueError):

@@ -11,7 +11,6 @@ import numpy as np
 
 from flowprep.fsio import MAX_FRAME_BYTES, try_read_bytes
 from flowprep.layout.images import ClipSpec, decode_bytes, image_problems
-from flowprep.layout.images import container_problem as container_problem  # its former home
 from flowprep.layout.paths import clip_dir
 from flowprep.layout.record import SIDES, find_root, has_flow, has_rgb, read_record
 

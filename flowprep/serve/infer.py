@@ -32,11 +32,12 @@ from flowprep.flow.base import FlowBackend
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.registry import BACKENDS, create_backend
 from flowprep.loader import sampling
-from flowprep.serve.annotate import AnnotatedWriter, draw_label
+from flowprep.serve.annotate import AnnotatedWriter
 from flowprep.serve.config import InferConfig, InferSummary
 from flowprep.serve.runner import ModelSpec, load_model, softmax, top_k
 from flowprep.serve.stream import open_source
 from flowprep.serve.window import FrameProcessor, WindowBuffer
+from flowprep.video.overlay import draw_label
 
 log = logging.getLogger(__name__)
 __all__ = ["InferConfig", "InferSession", "InferSummary", "infer"]

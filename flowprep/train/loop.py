@@ -28,7 +28,7 @@ from tqdm import tqdm
 from flowprep.env import DistEnv, dist_env
 from flowprep.errors import ConfigError, FlowprepError, writing
 from flowprep.fsio import parse_json
-from flowprep.layout.record import json_safe
+from flowprep.limits import json_safe
 from flowprep.loader.source import DatasetInfo, list_clips
 from flowprep.loader.spec import OPTIMIZERS
 from flowprep.loader.torchdata import to_model_inputs
