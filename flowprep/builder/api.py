@@ -18,7 +18,7 @@ from flowprep.builder.config import BuildConfig
 from flowprep.builder.dask_engine import run_on_worker
 from flowprep.builder.engine import ProgressBar, run_jobs
 from flowprep.builder.finalize import finalize, save_build_state
-from flowprep.builder.folder import CLIP_TOPS, BuildFolder, output_errors
+from flowprep.builder.folder import BuildFolder, output_errors
 from flowprep.builder.job import ClipResult, JobSettings
 from flowprep.builder.pack import PackState
 from flowprep.builder.packbuild import pack_own, unpack_in_place
@@ -29,7 +29,9 @@ from flowprep.datasets.ucf101 import CLASS_IND
 from flowprep.errors import ArchiveError, ConfigError, FlowprepError
 from flowprep.flow.registry import BACKENDS, create_backend, resolve_auto
 from flowprep.fsio import write_json_atomic
-from flowprep.layout.paths import STATE_DIR, clip_dir
+from flowprep.layout.base import SIDES
+from flowprep.layout.paths import STATE_DIR
+from flowprep.layout.registry import frame_tops, get_layout
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +171,7 @@ def _check_apart(source: Path, out: Path) -> None:
     src, dst = Path(os.path.realpath(source)), Path(os.path.realpath(out))  # no RuntimeError on a link loop
     if src == dst:
         raise ConfigError(f"--out {out} is the source folder; choose another folder for the dataset")
-    for top in (*CLIP_TOPS, STATE_DIR):
+    for top in (*frame_tops(), STATE_DIR):
         if src.is_relative_to(dst / top):
             raise ConfigError(
                 f"source {source} lies inside {out}/{top}, which a build into {out} writes; "
@@ -241,7 +243,8 @@ def _summarize(
     summary.failed.sort()
     packed = PackState(cfg.out).packed_clips() if cfg.pack else {}
     summary.pending = sum(
-        j.id not in packed and not clip_dir(cfg.out, cfg.layout, j.side, j.cls, j.clip).is_dir() for j in plan.jobs
+        j.id not in packed and not get_layout(cfg.layout).clip_dir(cfg.out, j.side, j.cls, j.clip).is_dir()
+        for j in plan.jobs
     )
     return summary
 
@@ -265,7 +268,7 @@ def _finish(
     if cfg.shard is None or summary.pending == 0:
         record = finalize(cfg, plan, flow_info, {r.id: r for r in results}, folder)
         summary.empty_sides = sorted(
-            f"{c}/{side}" for c, n in record["counts"].items() for side in ("train", "val") if n[side] == 0
+            f"{c}/{side}" for c, n in record["counts"].items() for side in SIDES if n[side] == 0
         )
         summary.decode_errors = [(c["id"], c["decode_errors"]) for c in record["clips"] if c.get("decode_errors")]
     else:

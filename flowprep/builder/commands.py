@@ -13,6 +13,7 @@ from flowprep.builder.folder import BuildFolder
 from flowprep.cliparams import ByteSize, CommaList, GpuList, SafePath, Shard, Size, byte_count, count, finite, positive
 from flowprep.layout.packed import DEFAULT_SHARD_SIZE
 from flowprep.layout.record import RECORD_NAME
+from flowprep.layout.registry import DEFAULT_LAYOUT, LAYOUT_NAMES, get_layout
 from flowprep.limits import MAX_SIDE, MIN_SIDE
 
 #: failed clips listed on the console (all are in the record)
@@ -43,7 +44,7 @@ def build_options(f):
     """Options shared by ``build``, ``build-hmdb5`` and ``build-ucf101``."""
     opts = [
         click.option("--out", "-o", type=SafePath(path_type=Path), required=True, help="Output dataset folder."),
-        click.option("--layout", type=click.Choice(["tao", "mmaction2"]), default="tao", show_default=True),
+        click.option("--layout", type=click.Choice(LAYOUT_NAMES), default=DEFAULT_LAYOUT, show_default=True),
         click.option("--modality", type=click.Choice(["rgb", "flow", "both"]), default="both", show_default=True),
         click.option(
             "--flow",
@@ -185,7 +186,7 @@ def _config_kwargs(kw: dict) -> dict:
         encoding=FlowEncoding(
             mode=kw["encoding"], bound=kw["bound"], image_format=kw["flow_format"], jpeg_quality=kw["jpeg_quality"]
         ),
-        rgb_format=kw["rgb_format"] or ("png" if layout == "tao" else "jpg"),
+        rgb_format=kw["rgb_format"] or get_layout(layout).default_rgb_format,
         val_ratio=kw["val_ratio"],
         seed=kw["seed"],
         split_by=kw["split_by"],

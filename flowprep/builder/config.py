@@ -16,8 +16,8 @@ from flowprep.errors import ConfigError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.fsio import check_path
 from flowprep.layout.packed import DEFAULT_SHARD_SIZE, PACK_FORMATS
-from flowprep.layout.paths import LAYOUTS
 from flowprep.layout.record import DATASET_MODALITIES
+from flowprep.layout.registry import LAYOUT_NAMES, get_layout
 from flowprep.limits import MAX_BYTES, MAX_SIDE, MIN_SIDE, check_count, check_finite
 
 #: seconds to wait for the Dask scheduler to answer (the per-clip size limit is the archive module's)
@@ -142,8 +142,8 @@ class BuildConfig:
         if self.splits_source is not None:
             self.splits_source = check_path(self.splits_source, "--splits")
         self._check_lists()
-        if self.layout not in LAYOUTS:
-            raise ConfigError(f"--layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.layout not in LAYOUT_NAMES:
+            raise ConfigError(f"--layout must be one of {LAYOUT_NAMES}, got {self.layout!r}")
         if self.modality not in DATASET_MODALITIES:
             raise ConfigError(f"--modality must be one of {DATASET_MODALITIES}, got {self.modality!r}")
         if self.rgb_format not in ("png", "jpg"):
@@ -201,7 +201,7 @@ class BuildConfig:
             return
         if self.pack not in PACK_FORMATS:
             raise ConfigError(f"--pack must be one of {PACK_FORMATS}, got {self.pack!r}")
-        if self.layout != "tao":
+        if not get_layout(self.layout).packable:
             raise ConfigError("--pack writes the TAO layout's images into shards; use it with --layout tao")
         check_count("--shard-size", self.shard_size, 1, MAX_BYTES)
 

@@ -20,9 +20,11 @@ from flowprep.builder.pack import PackJob, PackState, clip_keys, pack_group, wri
 from flowprep.builder.packbuild import write_clip_folder
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.fsio import remove_inside
+from flowprep.layout.base import SIDES
 from flowprep.layout.packed import DEFAULT_SHARD_SIZE, INDEX_NAME, SHARDS_DIR, iter_samples, open_index
 from flowprep.layout.paths import STATE_DIR, TMP_DIR
-from flowprep.layout.record import SIDES, find_root, read_record, write_record
+from flowprep.layout.record import find_root, read_record, write_record
+from flowprep.layout.registry import layout_of
 
 
 @dataclass
@@ -58,7 +60,7 @@ def pack_dataset(dataset: Path, out: Path, shard_size: int = DEFAULT_SHARD_SIZE)
     record = read_record(root)
     if record.get("packed"):
         raise DatasetError(f"{root} is packed already")
-    if record.get("layout", "tao") != "tao":
+    if not layout_of(record).packable:
         raise DatasetError(f"{root} has the {record.get('layout')} layout; flowprep pack packs the TAO layout")
     out = Path(out)
     _check_out(root, out, {SHARDS_DIR, STATE_DIR})

@@ -9,7 +9,6 @@ any node, once every part is in (:func:`finalize_from_state`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,8 @@ from flowprep.builder.shard import shard_of
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.fsio import write_json_atomic, write_text_atomic
-from flowprep.layout.paths import clip_dir
 from flowprep.layout.record import FORMAT, FORMAT_VERSION, write_record
+from flowprep.layout.registry import get_layout, layout_of
 
 
 def clip_entries(
@@ -42,7 +41,7 @@ def clip_entries(
     lost = folder.read_decode_errors()
     packed = packed or {}
     for job in plan.jobs:
-        final = clip_dir(cfg.out, cfg.layout, job.side, job.cls, job.clip)
+        final = get_layout(cfg.layout).clip_dir(cfg.out, job.side, job.cls, job.clip)
         if job.id in packed:
             p = packed[job.id]
             entries.append(clip_entry(job, p["frames"], p["flow_frames"], lost.get(job.id, 0)))
@@ -107,76 +106,17 @@ def make_record(
     }
 
 
-def _tao_snippet(root: Path, classes: list[str], modality: str) -> str:
-    lines = [
-        "# TAO ActionRecognitionNet: paste (or merge) into the experiment spec.",
-        "# Written by flowprep; label ids match labels.txt / label_map.json.",
-        "dataset:",
-        f"  train_dataset_dir: {json.dumps(str(root / 'train'))}",
-        f"  val_dataset_dir: {json.dumps(str(root / 'val'))}",
-        "  label_map:",
-        *[f"    {json.dumps(c)}: {i}" for i, c in enumerate(classes)],
-        f"# model: model_type {'rgb' if modality == 'rgb' else ('of' if modality == 'flow' else 'rgb, of or joint')}"
-        f" fits the frames built here ({len(classes)} classes).",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _mmaction2_snippet(root: Path, modality: str) -> str:
-    ann = root / "mmaction2"
-    lines = [
-        "# mmaction2 RawframeDataset settings for this dataset (written by flowprep).",
-        f"data_root = {str(root / 'rawframes')!r}",
-    ]
-    if modality in ("rgb", "both"):
-        lines += [
-            f"ann_file_train = {str(ann / 'train_list_rawframes.txt')!r}",
-            f"ann_file_val = {str(ann / 'val_list_rawframes.txt')!r}",
-            "# RGB: filename_tmpl='img_{:05}.jpg' (the default), start_index=1",
-        ]
-    if modality in ("flow", "both"):
-        lines += [
-            f"ann_file_train_flow = {str(ann / 'train_list_rawframes_flow.txt')!r}",
-            f"ann_file_val_flow = {str(ann / 'val_list_rawframes_flow.txt')!r}",
-            "# flow: modality='Flow', filename_tmpl='flow_{}_{:05d}.jpg', start_index=1",
-        ]
-    return "\n".join(lines) + "\n"
-
-
 def write_side_files(out: Path, record: dict[str, Any]) -> None:
-    """Labels, label map, split lists and the TAO / mmaction2 snippet of a folder dataset's ``record``
-    (a packed dataset gets the labels only: the lists and snippets name clip folders)."""
-    classes, modality = record["classes"], record["modality"]
+    """Labels, label map, and the layout's split lists and spec snippet of a folder dataset's
+    ``record`` (a packed dataset gets the labels only: the lists and snippets name clip folders)."""
+    classes = record["classes"]
     write_text_atomic(out / "labels.txt", "".join(f"{c}\n" for c in classes))
     write_json_atomic(out / "label_map.json", {c: i for i, c in enumerate(classes)})
     if record.get("packed"):
         return
-    layout = record.get("layout", "tao")
-    ok = [c for c in record["clips"] if c["status"] == "ok"]
-    for side in ("train", "val"):
-        rows = [c for c in ok if c["side"] == side]
-        if layout == "tao":
-            write_text_atomic(
-                out / f"{side}_list.txt",
-                "".join(f"{side}/{c['class']}/{c['name']} {c['frames']} {c['label']}\n" for c in rows),
-            )
-        else:
-            (out / "mmaction2").mkdir(exist_ok=True)
-            if modality in ("rgb", "both"):
-                write_text_atomic(
-                    out / "mmaction2" / f"{side}_list_rawframes.txt",
-                    "".join(f"{c['class']}/{c['name']} {c['frames']} {c['label']}\n" for c in rows),
-                )
-            if modality in ("flow", "both"):
-                write_text_atomic(
-                    out / "mmaction2" / f"{side}_list_rawframes_flow.txt",
-                    "".join(f"{c['class']}/{c['name']} {c['flow_frames']} {c['label']}\n" for c in rows),
-                )
-    root = out.resolve()
-    if layout == "tao":
-        write_text_atomic(out / "tao_dataset_spec.yaml", _tao_snippet(root, classes, modality))
-    else:
-        write_text_atomic(out / "mmaction2" / "dataset_settings.py", _mmaction2_snippet(root, modality))
+    for rel, text in layout_of(record).side_files(out.resolve(), record).items():
+        (out / rel).parent.mkdir(exist_ok=True)
+        write_text_atomic(out / rel, text)
 
 
 def finalize(
@@ -333,7 +273,7 @@ def finalize_from_state(
     result = FinalizeResult(out=out, total=len(plan.jobs))
     packed = PackState(out).packed_clips() if cfg.pack else {}
     for job in plan.jobs:
-        if job.id not in packed and not clip_dir(out, cfg.layout, job.side, job.cls, job.clip).is_dir():
+        if job.id not in packed and not get_layout(cfg.layout).clip_dir(out, job.side, job.cls, job.clip).is_dir():
             result.missing.append((job.id, notes.get(job.id, "not built")))
     ns = folder.shard_counts()
     if result.missing and len(ns) == 1:

@@ -42,21 +42,16 @@ from flowprep.fsio import (
     remove_inside,
     write_text_atomic,
 )
-from flowprep.layout.paths import STATE_DIR, TMP_DIR, clip_dir
+from flowprep.layout.paths import STATE_DIR, TMP_DIR
 from flowprep.layout.record import RECORD_NAME
+from flowprep.layout.registry import DEFAULT_LAYOUT, LAYOUTS, frame_tops, get_layout
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "build_report.json"
-#: top-level entries of <out> a build writes, per layout (plus COMMON_TOPS for both)
-LAYOUT_TOPS = {
-    # shards/: a packed build's (flowprep build --pack)
-    "tao": ("train", "val", "train_list.txt", "val_list.txt", "tao_dataset_spec.yaml", "shards"),
-    "mmaction2": ("rawframes", "mmaction2"),
-}
+#: top-level entries of <out> every build writes (a layout adds its own: Layout.tops)
 COMMON_TOPS = (RECORD_NAME, "labels.txt", "label_map.json", REPORT_NAME, TMP_DIR)
-ALL_TOPS = frozenset(COMMON_TOPS + LAYOUT_TOPS["tao"] + LAYOUT_TOPS["mmaction2"])
-CLIP_TOPS = ("train", "val", "rawframes")
+ALL_TOPS = frozenset(COMMON_TOPS + tuple(t for layout in LAYOUTS.values() for t in layout.tops))
 
 
 @contextlib.contextmanager
@@ -129,15 +124,15 @@ class BuildFolder:
     @staticmethod
     def tops(layout: str) -> tuple[str, ...]:
         """Top-level entries a build of ``layout`` writes."""
-        return COMMON_TOPS + LAYOUT_TOPS[layout]
+        return COMMON_TOPS + get_layout(layout).tops
 
     def owned(self) -> set[str]:
         """Entries flowprep wrote here (a folder built before the manifest existed: its layout's)."""
         if os.path.lexists(self.owned_file):
             return self.owned_manifest.read()  # a tampered manifest cannot widen the set
         if self.config.is_file():
-            layout = _read_fields(self.config, settings=dict).get("settings", {}).get("layout", "tao")
-            return set(self.tops(layout if layout in LAYOUT_TOPS else "tao"))
+            layout = _read_fields(self.config, settings=dict).get("settings", {}).get("layout", DEFAULT_LAYOUT)
+            return set(self.tops(layout if layout in LAYOUTS else DEFAULT_LAYOUT))
         return set()
 
     def _check_conflicts(self, layout: str, owned: set[str]) -> None:
@@ -294,10 +289,10 @@ class BuildFolder:
             raise ConfigError(
                 f"{self.plan_file}: {clip_id!r} is not a clip id; remove {self.state} and rebuild with --force"
             )
-        rel = clip_dir(Path(), layout, *parts)
+        rel = get_layout(layout).clip_dir(Path(), *parts)
         if (self.out / rel).is_dir() or (self.out / rel).is_symlink():
             log.warning("--force: removing %s (no longer planned on this side)", self.out / rel)
-        self.remove(str(rel), CLIP_TOPS)
+        self.remove(str(rel), frame_tops())
 
     def discard_tmp(self, name: str) -> None:
         """Remove ``<out>/.flowprep-tmp/<name>`` (a clip's unfinished folder)."""

@@ -31,7 +31,8 @@ from flowprep.builder.workers import watch_main_process, worker_gpu
 from flowprep.errors import ArchiveError, ClipError, DecodeError, OutputError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.registry import BACKENDS, create_backend
-from flowprep.layout.paths import TMP_DIR, clip_dir, flow_names, rgb_name, subdirs
+from flowprep.layout.paths import TMP_DIR
+from flowprep.layout.registry import get_layout
 from flowprep.video.decode import iter_frames
 
 log = logging.getLogger(__name__)
@@ -113,17 +114,7 @@ def count_on_disk(final: Path, layout: str, rgb: bool) -> tuple[int, int]:
 
     Without RGB frames (``--modality flow``) the video had one frame more than there are flow images.
     """
-    if layout == "tao":
-
-        def n(sub: str) -> int:
-            d = final / sub
-            return len(os.listdir(d)) if d.is_dir() else 0
-
-        frames, flows = n("rgb"), n("u")
-    else:
-        names = os.listdir(final)
-        frames = sum(1 for x in names if x.startswith("img_"))
-        flows = sum(1 for x in names if x.startswith("flow_x_"))
+    frames, flows = get_layout(layout).count_frames(final)
     return (frames if rgb else flows + 1), flows
 
 
@@ -193,7 +184,7 @@ class _ClipWriter:
         if self.s.rgb:
             t = time.perf_counter()
             _imwrite(
-                self.tmp / rgb_name(self.s.layout, n, self.s.rgb_format),
+                self.tmp / get_layout(self.s.layout).rgb_name(n, self.s.rgb_format),
                 cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
                 self.rgb_params,
             )
@@ -219,7 +210,7 @@ class _ClipWriter:
             ) from exc
         t2 = time.perf_counter()
         u, v = self.enc.encode(flow)
-        un, vn = flow_names(self.s.layout, n - 1, self.enc.image_format)
+        un, vn = get_layout(self.s.layout).flow_names(n - 1, self.enc.image_format)
         _imwrite(self.tmp / un, u, self.flow_params)
         _imwrite(self.tmp / vn, v, self.flow_params)
         self.timings["flow"] += t2 - t
@@ -234,7 +225,7 @@ def _make_tmp(out: Path, job: ClipJob, settings: JobSettings) -> Path:
     tmp = out / TMP_DIR / f"{base}.{uuid.uuid4().hex[:12]}"
     try:
         tmp.mkdir(parents=True)
-        for sub in subdirs(settings.layout, settings.rgb, settings.flow):
+        for sub in get_layout(settings.layout).subdirs(settings.rgb, settings.flow):
             (tmp / sub).mkdir()
     except OSError as exc:
         raise OutputError(f"cannot write into {out}: {exc}") from exc
@@ -294,7 +285,7 @@ def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
     worker = f"{socket.gethostname()}:{os.getpid()}"
     out = Path(settings.out)
     folder = BuildFolder(out)
-    final = clip_dir(out, settings.layout, job.side, job.cls, job.clip)
+    final = get_layout(settings.layout).clip_dir(out, job.side, job.cls, job.clip)
     if final.is_dir():
         return ClipResult(job.id, "exists", *count_on_disk(final, settings.layout, settings.rgb), worker=worker)
     cv2.setNumThreads(settings.opencv_threads)

@@ -26,9 +26,10 @@ from flowprep.builder.plan import ClipJob, Plan
 from flowprep.builder.shard import shard_of
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.fsio import name_problem, remove_inside
+from flowprep.layout.base import SIDES
 from flowprep.layout.packed import INDEX_NAME, SHARDS_DIR, PackedClip, iter_samples
-from flowprep.layout.paths import STATE_DIR, TMP_DIR, clip_dir
-from flowprep.layout.record import SIDES
+from flowprep.layout.paths import STATE_DIR, TMP_DIR
+from flowprep.layout.registry import get_layout
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def packed_record(cfg: BuildConfig) -> dict[str, Any]:
 
 
 def _entry(cfg: BuildConfig, job: ClipJob, lost: dict[str, int]) -> dict[str, Any]:
-    final = clip_dir(cfg.out, cfg.layout, job.side, job.cls, job.clip)
+    final = get_layout(cfg.layout).clip_dir(cfg.out, job.side, job.cls, job.clip)
     frames, flows = count_on_disk(final, cfg.layout, cfg.needs_rgb)
     return clip_entry(job, frames, flows if cfg.needs_flow else 0, lost.get(job.id, 0))
 
@@ -57,7 +58,7 @@ def pack_clips(
     Returns:
         The names of the shards written now.
     """
-    if cfg.layout != "tao":
+    if not get_layout(cfg.layout).packable:
         raise ConfigError("--pack needs the TAO layout")
     keys = clip_keys({"id": j.id, "side": j.side} for j in plan.jobs)
     owner = shard_of([j.id for j in plan.jobs], parts) if parts else {}
@@ -67,7 +68,7 @@ def pack_clips(
         group = (part[0], part[1]) if part else ((owner[job.id], parts) if parts else None)
         if part is not None and owner.get(job.id, part[0]) != part[0]:
             continue
-        clip_folder = clip_dir(cfg.out, cfg.layout, job.side, job.cls, job.clip)
+        clip_folder = get_layout(cfg.layout).clip_dir(cfg.out, job.side, job.cls, job.clip)
         jobs = groups.setdefault((job.side, group), [])
         if clip_folder.is_dir():
             jobs.append(PackJob(_entry(cfg, job, lost), keys[job.id], clip_folder))

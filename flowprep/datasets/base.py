@@ -29,7 +29,6 @@ from flowprep.fsio import printable
 
 log = logging.getLogger(__name__)
 
-SIDES = ("train", "val")
 #: a clip's "side" when it is not built -> the words the record's ``excluded`` list gives as the reason
 EXCLUDED_REASONS = {
     "unused": "code 0 in the split file",

@@ -17,7 +17,8 @@ import logging
 from pathlib import Path, PurePosixPath
 
 from flowprep.archive import VideoEntry
-from flowprep.datasets.base import SIDES, Assignment, SplitSource, examples, no_split, order_classes
+from flowprep.datasets.base import Assignment, SplitSource, examples, no_split, order_classes
+from flowprep.layout.base import SIDES
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class FolderSplit(SplitSource):
         return Assignment(
             classes=classes,
             sides={c: sides[c] for c in classes},
-            split=no_split("folders", folders={"train": "train", "val": "val"}, **extra),
+            split=no_split("folders", folders={s: s for s in SIDES}, **extra),
         )
 
     def _side(self, entry: VideoEntry) -> str:

@@ -37,7 +37,6 @@ from typing import Any
 
 from flowprep.archive import VideoEntry, list_classes, read_text_file
 from flowprep.datasets.base import (
-    SIDES,
     Assignment,
     SplitSource,
     examples,
@@ -47,6 +46,7 @@ from flowprep.datasets.base import (
     stem,
 )
 from flowprep.errors import ConfigError
+from flowprep.layout.base import SIDES
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from flowprep.archive import VideoEntry
 from flowprep.datasets.base import Assignment, SplitRequest, SplitSource, order_classes, stem
 from flowprep.datasets.hmdb51 import group_key
 from flowprep.errors import ConfigError
+from flowprep.layout.base import SIDES
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +78,7 @@ def split_all(
 
 def side_counts(sides: dict[str, dict[str, str]]) -> dict[str, dict[str, int]]:
     """class -> {"train": n, "val": n} (``unused`` and ``unlisted`` clips not counted)."""
-    return {
-        cls: {s: sum(1 for v in m.values() if v == s) for s in ("train", "val")} for cls, m in sorted(sides.items())
-    }
+    return {cls: {s: sum(1 for v in m.values() if v == s) for s in SIDES} for cls, m in sorted(sides.items())}
 
 
 class RandomSplit(SplitSource):

@@ -16,13 +16,14 @@ from typing import Any
 
 from flowprep.datasets.hmdb51 import TAGS, parse_clip_name
 from flowprep.datasets.ucf101 import parse_ucf_name
+from flowprep.layout.base import SIDES
 from flowprep.layout.record import RECORD_NAME
 
 
 def _names(source: Path, classes: list[str] | None) -> list[tuple[str, str]]:
     source = Path(source)
     rec_root = source if (source / RECORD_NAME).is_file() else None
-    if rec_root is None and source.name in ("train", "val") and (source.parent / RECORD_NAME).is_file():
+    if rec_root is None and source.name in SIDES and (source.parent / RECORD_NAME).is_file():
         rec_root = source.parent
     if rec_root is not None:
         from flowprep.layout.record import read_record

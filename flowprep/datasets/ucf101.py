@@ -21,6 +21,7 @@ from flowprep.archive import VideoEntry, list_classes
 from flowprep.datasets.base import Assignment, SplitRequest, SplitSource, examples, path_parts, stem
 from flowprep.datasets.lists import ListEntry, list_assignment, match_entries, parse_list
 from flowprep.errors import ConfigError
+from flowprep.layout.base import SIDES
 
 CLASS_IND = "classInd.txt"
 _NAME = re.compile(r"^v_(?P<action>.+)_g(?P<group>\d+)_c(?P<clip>\d+)$")
@@ -103,9 +104,7 @@ class UCF101Official(SplitSource):
         where = str(req.splits)
         order = parse_class_ind(_need(self.texts, CLASS_IND, where))
         names = {"train": f"trainlist0{k}.txt", "val": f"testlist0{k}.txt"}
-        entries = [
-            e for side in ("train", "val") for e in parse_list(_need(self.texts, names[side], where), side, names[side])
-        ]
+        entries = [e for side in SIDES for e in parse_list(_need(self.texts, names[side], where), side, names[side])]
         ids = {c: i + 1 for i, c in enumerate(order)}
         wrong = [
             f"{e.where} {e.path} (label {e.label}, classInd.txt: {ids.get(_folder(e.path), 'no such class')})"

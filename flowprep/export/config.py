@@ -11,6 +11,7 @@ from flowprep.errors import ConfigError
 from flowprep.export.tensorrt import Profile
 from flowprep.fsio import check_path
 from flowprep.layout.record import RECORD_NAME
+from flowprep.layout.registry import frame_tops
 
 
 @dataclass
@@ -67,7 +68,7 @@ def _check_not_in_dataset(out: Path) -> None:
     class folders (TAO lists them), so it would become a stray class that fails ``flowprep verify``."""
     target = out.resolve()
     for folder in (target, *target.parents):
-        if folder.name in ("train", "val", "rawframes") and (folder.parent / RECORD_NAME).is_file():
+        if folder.name in frame_tops() and (folder.parent / RECORD_NAME).is_file():
             raise ConfigError(
                 f"--out {out} is inside the dataset's {folder.name}/ folder, which holds only class "
                 "folders; choose a folder outside it"

@@ -3,8 +3,9 @@
 ::
 
     ds = flowprep.open_dataset("data/hmdb5")      # the root, or its train/ or val/ folder
-    ds.root, ds.layout, ds.classes, ds.sides      # Path, "tao", ["push", ...], ("train", "val")
+    ds.root, ds.layout.name, ds.classes, ds.sides # Path, "tao", ["push", ...], ("train", "val")
     ds.clips("val")                               # the record's entries of the built val clips
+    ds.side_dir("val")                            # data/hmdb5/val: its class folders
 
 It reads only ``flowprep.json`` (no image is opened; ``flowprep.verify`` checks the images), so it
 is cheap on any dataset size. The public loader (:mod:`flowprep.loader`) reads the images.
@@ -17,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.errors import DatasetError
-from flowprep.layout.record import SIDES, find_root, read_record
+from flowprep.layout.base import SIDES, Layout
+from flowprep.layout.record import find_root, read_record
+from flowprep.layout.registry import layout_of
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,14 @@ class Dataset:
     sides: tuple[str, ...]
 
     @property
-    def layout(self) -> str:
-        """``"tao"`` or ``"mmaction2"``."""
-        return str(self.record.get("layout", "tao"))
+    def layout(self) -> Layout:
+        """The layout (``layout.name``: ``"tao"`` or ``"mmaction2"``): where clips and frames are."""
+        return layout_of(self.record)
+
+    def side_dir(self, side: str) -> Path:
+        """The folder holding ``side``'s class folders (``root/train``; ``root/rawframes`` for both
+        sides of an mmaction2 dataset). A packed dataset keeps its clips in ``root/shards`` instead."""
+        return self.layout.side_dir(self.root, side)
 
     @property
     def classes(self) -> list[str]:

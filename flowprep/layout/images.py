@@ -12,15 +12,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from flowprep.layout.registry import get_layout
+
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _expected_names(layout: str, kind: str, n: int, ext: str) -> list[str]:
-    from flowprep.layout.paths import flow_names, rgb_name
-
+def _expected_names(layout_name: str, kind: str, n: int, ext: str) -> list[str]:
+    layout = get_layout(layout_name)
     if kind == "rgb":
-        return [rgb_name(layout, k, ext) for k in range(n)]
-    return [flow_names(layout, k, ext)[0 if kind == "u" else 1] for k in range(n)]
+        return [layout.rgb_name(k, ext) for k in range(n)]
+    return [layout.flow_names(k, ext)[0 if kind == "u" else 1] for k in range(n)]
 
 
 def container_problem(data: bytes, ext: str) -> str | None:

@@ -36,12 +36,12 @@ from typing import Any
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.fsio import check_path, name_problem, read_json, write_json_atomic
-from flowprep.layout.paths import LAYOUTS
+from flowprep.layout.base import SIDES
+from flowprep.layout.registry import DEFAULT_LAYOUT, LAYOUT_NAMES
 
 RECORD_NAME = "flowprep.json"
 FORMAT = "flowprep-dataset"
 FORMAT_VERSION = 1
-SIDES = ("train", "val")
 #: what a dataset holds (``flowprep build --modality``); a model's input streams are
 #: :data:`flowprep.loader.spec.STREAMS`
 DATASET_MODALITIES = ("rgb", "flow", "both")
@@ -131,7 +131,9 @@ def check_record(record: dict[str, Any]) -> None:
     no ``..``, separators or absolute paths); each clip's ``id`` equal to ``side/class/name``, its
     class one of ``classes`` and its label that class's index; counts whole numbers >= 0.
     """
-    _need(record.get("layout", "tao") in LAYOUTS, "layout", f"one of {LAYOUTS}", record.get("layout"))
+    _need(
+        record.get("layout", DEFAULT_LAYOUT) in LAYOUT_NAMES, "layout", f"one of {LAYOUT_NAMES}", record.get("layout")
+    )
     _need(
         record.get("modality") in DATASET_MODALITIES, "modality", f"one of {DATASET_MODALITIES}", record.get("modality")
     )

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from flowprep.fsio import MAX_FRAME_BYTES, try_read_bytes
+from flowprep.layout.base import Layout
 from flowprep.layout.images import ClipSpec, decode_bytes, image_problems
-from flowprep.layout.paths import clip_dir
-from flowprep.layout.record import SIDES, find_root, has_flow, has_rgb, read_record
+from flowprep.layout.record import find_root, has_flow, has_rgb, read_record
+from flowprep.layout.registry import get_layout, layout_of
 
 
 @dataclass
@@ -56,33 +57,20 @@ def check_clip(
     base = Path(folder)
     if not base.is_dir():
         return [f"{folder}: missing (the record says it was built)"], 0
-    problems: list[str] = []
-    if layout == "tao":
-        present: set[str] = set()
-        allowed = (["rgb"] if rgb else []) + (["u", "v"] if flow else [])
-        for entry in sorted(os.listdir(base)):
-            # a symlinked rgb/u/v folder could lead anywhere: not followed
-            if entry not in allowed or (base / entry).is_symlink() or not (base / entry).is_dir():
-                problems.append(f"{folder}: unexpected entry {entry!r} (TAO lists clip folders by name)")
-                continue
-            present.update(f"{entry}/{n}" for n in os.listdir(base / entry))
-    else:
-        present = set(os.listdir(base))
+    present, problems = get_layout(layout).clip_files(base, rgb, flow)
     spec = ClipSpec(layout, frames, flow_frames, rgb, flow, rgb_ext, flow_ext, quick)
     more, n = image_problems(folder, spec, present, lambda rel: read_image(base / rel))
     return problems + more, n
 
 
-def _stray_entries(root: Path, layout: str, record: dict[str, Any]) -> list[str]:
+def _stray_entries(root: Path, layout: Layout, record: dict[str, Any]) -> list[str]:
     """Anything under the frame folders that is not a class folder, clip folder of the record, or frame."""
     problems = []
     classes = set(record["classes"])
     expected: dict[tuple[str, str], set[str]] = {}
     for c in record["clips"]:
-        side = c["side"] if layout == "tao" else "rawframes"
-        expected.setdefault((side, c["class"]), set()).add(c["name"])
-    tops = list(SIDES) if layout == "tao" else ["rawframes"]
-    for top in tops:
+        expected.setdefault((layout.side_top(c["side"]), c["class"]), set()).add(c["name"])
+    for top in layout.clip_tops:
         d = root / top
         if not d.is_dir():
             continue
@@ -105,7 +93,8 @@ def verify(dataset: Path, quick: bool = False, jobs: int = 1) -> VerifyReport:
 
     root = find_root(Path(dataset))
     record = read_record(root)
-    layout = record.get("layout", "tao")
+    kind = layout_of(record)
+    layout = kind.name
     rgb, flow = has_rgb(record), has_flow(record)
     report = VerifyReport(root=root, layout=layout)
     if flow and not record.get("encoding"):
@@ -126,7 +115,7 @@ def verify(dataset: Path, quick: bool = False, jobs: int = 1) -> VerifyReport:
         row["flow_frames"] += c.get("flow_frames", 0)
         if record.get("packed"):
             continue  # checked shard by shard below
-        folder = clip_dir(root, layout, c["side"], c["class"], c["name"])
+        folder = kind.clip_dir(root, c["side"], c["class"], c["name"])
         if not folder.resolve().is_relative_to(root.resolve()):  # a symlinked folder leading out
             report.problems.append(f"{folder}: leads outside the dataset (a symlink?); not read")
             continue
@@ -144,12 +133,10 @@ def verify(dataset: Path, quick: bool = False, jobs: int = 1) -> VerifyReport:
         report.problems.extend(problems)
         report.images_read += n
     report.clips_checked = len(tasks)
-    report.problems.extend(_stray_entries(root, layout, record))
-    if layout == "mmaction2":
-        for side in SIDES:
-            lst = root / "mmaction2" / f"{side}_list_rawframes{'' if rgb else '_flow'}.txt"
-            if not lst.is_file():
-                report.problems.append(f"{lst}: annotation list missing")
+    report.problems.extend(_stray_entries(root, kind, record))
+    for rel in kind.required_files(record):
+        if not (root / rel).is_file():
+            report.problems.append(f"{root / rel}: annotation list missing")
     return report
 
 

@@ -15,8 +15,10 @@ from typing import Any
 
 from flowprep.errors import DatasetError
 from flowprep.flow.encoding import FlowEncoding
+from flowprep.layout.base import SIDES
 from flowprep.layout.packed import ClipFiles, FolderClip, PackedIndex, open_index
-from flowprep.layout.record import SIDES, find_root, has_flow, has_rgb, read_record
+from flowprep.layout.record import find_root, has_flow, has_rgb, read_record
+from flowprep.layout.registry import layout_of
 from flowprep.loader.spec import STREAMS
 
 
@@ -71,7 +73,7 @@ def open_info(path: Path) -> DatasetInfo:
     """
     root = find_root(Path(path))
     record = read_record(root)
-    if record.get("layout", "tao") != "tao":
+    if not layout_of(record).trainable:
         raise DatasetError(
             f"{root} has the {record.get('layout')} layout; flowprep train reads the "
             "TAO layout: rebuild with --layout tao"

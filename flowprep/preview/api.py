@@ -29,12 +29,15 @@ from flowprep.fsio import (
     write_bytes_atomic,
     write_text_atomic,
 )
-from flowprep.layout.record import RECORD_NAME, SIDES, find_root, has_flow, read_record
+from flowprep.layout.base import SIDES
+from flowprep.layout.packed import SHARDS_DIR
+from flowprep.layout.record import RECORD_NAME, find_root, has_flow, read_record
+from flowprep.layout.registry import frame_tops
 from flowprep.limits import check_count, check_finite
 from flowprep.preview.media import ClipMedia, ClipReader, render_clip
 from flowprep.preview.page import ClipEntry, render_page
 
-SIDE_CHOICES = ("train", "val", "both")
+SIDE_CHOICES = (*SIDES, "both")
 MIN_FPS = 0.1
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
 MEDIA_DIR = "media"
@@ -164,7 +167,7 @@ def _check_outside_frames(root: Path, path: Path, option: str) -> None:
     """ConfigError when ``path`` is the dataset root or lies in its frame folders: TAO and mmaction2
     list those folders, so a stray page or video there breaks training and ``flowprep verify``."""
     resolved, base = path.resolve(), root.resolve()
-    frame_dirs = [base / d for d in (*SIDES, "rawframes", "shards")]
+    frame_dirs = [base / d for d in (*frame_tops(), SHARDS_DIR)]
     if resolved == base or any(resolved == d or d in resolved.parents for d in frame_dirs):
         raise ConfigError(
             f"{option} {path} is the dataset root or inside its frame folders (TAO and mmaction2 "

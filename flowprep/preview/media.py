@@ -22,8 +22,8 @@ from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.visualize import flow_to_color
 from flowprep.fsio import MAX_FRAME_BYTES, atomic_path, try_read_bytes
 from flowprep.layout.packed import ClipFiles, open_index
-from flowprep.layout.paths import clip_dir, flow_names, rgb_name
 from flowprep.layout.record import has_flow, has_rgb
+from flowprep.layout.registry import get_layout
 from flowprep.video.overlay import draw_label
 
 #: panel names in the order they are drawn
@@ -81,12 +81,14 @@ def _imread(files: ClipFiles, rel: str, flags: int) -> np.ndarray:
 
 def read_rgb(files: ClipFiles, layout: str, k: int, image_format: str) -> np.ndarray:
     """RGB frame ``k`` of a clip: ``uint8`` ``(H, W, 3)``."""
-    return cv2.cvtColor(_imread(files, rgb_name(layout, k, image_format), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(
+        _imread(files, get_layout(layout).rgb_name(k, image_format), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
+    )
 
 
 def read_uv(files: ClipFiles, layout: str, k: int, image_format: str) -> tuple[np.ndarray, np.ndarray]:
     """Flow images ``(u, v)`` ``k`` of a clip: ``uint8`` ``(H, W)`` each, as written."""
-    u_name, v_name = flow_names(layout, k, image_format)
+    u_name, v_name = get_layout(layout).flow_names(k, image_format)
     return (_imread(files, u_name, cv2.IMREAD_GRAYSCALE), _imread(files, v_name, cv2.IMREAD_GRAYSCALE))
 
 
@@ -111,7 +113,7 @@ class ClipReader:
 
     def __init__(self, root: Path, record: dict[str, Any], clip: dict[str, Any]):
         self.layout = record["layout"]
-        self.folder = clip_dir(root, self.layout, clip["side"], clip["class"], clip["name"])
+        self.folder = get_layout(self.layout).clip_dir(root, clip["side"], clip["class"], clip["name"])
         index = open_index(Path(root), record)
         self.files: ClipFiles
         if index is not None:  # a packed dataset: the clip's sample, read once

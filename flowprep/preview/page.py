@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowprep import __version__
-from flowprep.layout.record import SIDES
+from flowprep.layout.base import SIDES
 from flowprep.preview.media import ClipMedia
 
 _CSS = """

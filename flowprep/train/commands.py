@@ -12,6 +12,7 @@ import click
 
 from flowprep.cliparams import CommaList, SafePath, count, finite, positive, seed
 from flowprep.errors import ConfigError
+from flowprep.layout.base import SIDES
 from flowprep.loader.spec import ARCHS, CROPS, DEVICES, EVAL_MODES, OPTIMIZERS, STREAMS
 from flowprep.train.config import EvalConfig, TrainConfig, out_inside_dataset, resolve_side
 
@@ -121,7 +122,7 @@ def train_cmd(dataset: Path, out: Path, lr_steps: list[int], no_progress: bool, 
 )
 @click.option(
     "--side",
-    type=click.Choice(("train", "val")),
+    type=click.Choice(SIDES),
     default=None,
     help="Side of the dataset when DATASET is its root (default val); for a side folder "
     "it is that folder's and may not contradict it.",

@@ -11,7 +11,10 @@ from typing import Any
 
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.fsio import check_path
-from flowprep.layout.record import SIDES, find_root
+from flowprep.layout.base import SIDES
+from flowprep.layout.packed import SHARDS_DIR
+from flowprep.layout.record import find_root
+from flowprep.layout.registry import frame_tops
 from flowprep.limits import MAX_SEED, check_count, check_finite
 from flowprep.loader.sampling import CONV_SEGMENTS
 from flowprep.loader.spec import ARCHS, CROPS, DEVICES, EVAL_MODES, OPTIMIZERS, STREAMS
@@ -118,11 +121,11 @@ def out_inside_dataset(dataset: Path, out: Path) -> str | None:
     except DatasetError:
         return None  # not a dataset: open_dataset says so
     target = Path(out).resolve()
-    for top in ("train", "val", "rawframes", "shards"):
+    for top in (*frame_tops(), SHARDS_DIR):
         if target.is_relative_to(root / top):
             return (
                 f"--out {out} is inside the dataset's {top}/ folder, which holds only "
-                f"{'shards' if top == 'shards' else 'class folders'}; "
+                f"{'shards' if top == SHARDS_DIR else 'class folders'}; "
                 "choose a folder outside it"
             )
     return None

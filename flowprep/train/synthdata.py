@@ -14,10 +14,13 @@ import numpy as np
 
 from flowprep import __version__
 from flowprep.flow.encoding import FlowEncoding
-from flowprep.layout.paths import clip_dir, flow_names, rgb_name
 from flowprep.layout.record import FORMAT, FORMAT_VERSION, write_record
+from flowprep.layout.registry import get_layout
 from flowprep.loader.spec import NORM_OFFSET, NORM_SCALE
 from flowprep.synth import DIRECTIONS, moving_frames
+
+#: the layout written here (the one training reads)
+TAO = get_layout("tao")
 
 
 def make_tao_dataset(
@@ -61,7 +64,7 @@ def make_tao_dataset(
                 speed = 0.75 + 0.5 * rng.random()
                 vel = (classes[cls][0] * speed, classes[cls][1] * speed)
                 imgs = list(moving_frames(frames, height, width, vel, seed=int(rng.integers(1 << 30))))
-                _write_clip(clip_dir(root, "tao", side, cls, name), imgs, vel, modality, enc, rng, flow_noise)
+                _write_clip(TAO.clip_dir(root, side, cls, name), imgs, vel, modality, enc, rng, flow_noise)
                 clips.append(_clip_entry(side, cls, label, name, frames))
     clips.sort(key=lambda c: str(c["id"]))
     val_ratio = val_per_class / max(1, train_per_class + val_per_class)
@@ -141,7 +144,7 @@ def _write_clip(
     if modality in ("rgb", "both"):
         (cdir / "rgb").mkdir(parents=True, exist_ok=True)
         for k, img in enumerate(imgs):
-            cv2.imwrite(str(cdir / rgb_name("tao", k)), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(cdir / TAO.rgb_name(k)), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     if modality in ("flow", "both"):
         (cdir / "u").mkdir(parents=True, exist_ok=True)
         (cdir / "v").mkdir(parents=True, exist_ok=True)
@@ -150,7 +153,7 @@ def _write_clip(
             flow[..., 0], flow[..., 1] = vel
             flow += rng.normal(0, flow_noise, flow.shape).astype(np.float32)
             u, v = enc.encode(flow)
-            un, vn = flow_names("tao", k, enc.image_format)
+            un, vn = TAO.flow_names(k, enc.image_format)
             params = [cv2.IMWRITE_JPEG_QUALITY, enc.jpeg_quality] if enc.image_format == "jpg" else []
             cv2.imwrite(str(cdir / un), u, params)
             cv2.imwrite(str(cdir / vn), v, params)
