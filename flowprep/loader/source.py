@@ -116,7 +116,7 @@ def list_clips(path: Path, modality: str, side: str | None = None) -> tuple[Data
         if info.packed is not None:
             where = info.packed.shard_path(c["id"])
         else:
-            where = root / c["id"]
+            where = layout_of(record).clip_dir(root, c["side"], c["class"], c["name"])
             if not where.is_dir():
                 raise DatasetError(f"{root}: clip folder {c['id']} listed in the record is missing")
         label = info.classes.index(c["class"]) if c.get("class") in info.classes else int(c["label"])
