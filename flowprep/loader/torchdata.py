@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from flowprep.errors import DatasetError
-from flowprep.layout.packed import ClipFiles, iter_samples
+from flowprep.layout.packed import ClipFiles
 from flowprep.loader import sampling
 from flowprep.loader.frames import load_windows, stream_length
 from flowprep.loader.source import Clip, DatasetInfo, open_dataset
@@ -167,9 +167,11 @@ class ShardStream(_Clips, IterableDataset):
 
     Every epoch the shard order is shuffled (``shuffle``, seeded by ``(seed, epoch)``) and each
     (rank, worker) slot reads its own shards, round-robin; with fewer shards than slots every slot
-    reads all shards and keeps every n-th clip. Clips pass through a shuffle buffer of ``buffer``
-    samples. No shard is loaded whole: one clip at a time is in memory per slot (plus the buffer's
-    decoded samples). A clip's tensors equal :class:`ClipDataset`'s for the same seed and epoch.
+    takes every n-th clip of all shards. A slot reads its shards from start to end, one read per
+    clip at the offset the index gives (other slots' clips are skipped, not read). Clips pass
+    through a shuffle buffer of ``buffer`` samples. No shard is loaded whole: one clip at a time is
+    in memory per slot (plus the buffer's decoded samples). A clip's tensors equal
+    :class:`ClipDataset`'s for the same seed and epoch.
 
     Args:
         dataset, side, modality, frames, sample_rate, size, train, crop, hflip, seed, labels, arch:
@@ -254,14 +256,18 @@ class ShardStream(_Clips, IterableDataset):
         return idx if len(shards) >= slots else idx[slot::slots]
 
     def _read(self, shards: list[str], keep: set[int]) -> Iterator[tuple[int, ClipFiles]]:
+        """The kept clips, shard by shard in ``shards``' order, each shard read forward: one read per
+        sample at its offset in the index (the samples of other slots are skipped, not read)."""
         packed = self.info.packed
         if packed is None:
             return
+        by_shard: dict[str, list[tuple[int, int]]] = {}
+        for i in keep:
+            ref = packed.clips[self.clips[i].id]
+            by_shard.setdefault(ref.shard, []).append((ref.offset, i))
         for name in shards:
-            for _, _, clip in iter_samples(packed.dir / name):
-                i = self._position.get(str((clip.entry or {}).get("id")))
-                if i is not None and i in keep:
-                    yield i, clip
+            for _, i in sorted(by_shard.get(name, [])):
+                yield i, packed.read_clip(self.clips[i].id)
 
     def __iter__(self) -> Iterator[Sample]:
         worker = get_worker_info()
