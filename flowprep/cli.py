@@ -9,17 +9,21 @@ import their heavy dependencies (torch, onnxruntime, ...) only inside the comman
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import logging
 import os
 import signal
+import socket
 import sys
+import threading
 from concurrent.futures import BrokenExecutor
 
 import click
 
 from flowprep.errors import FlowprepError
+from flowprep.fsio import printable
 
 #: modules that define ``COMMANDS``
 COMMAND_MODULES = [
@@ -82,7 +86,7 @@ def os_error_line(exc: OSError) -> str | None:
     if exc.filename2 is not None:
         name += f" -> {os.fsdecode(exc.filename2)}"
     hint = " (free some space or choose another folder)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-    return f"{printable(name)}: {what}{hint}"
+    return f"{printable(name, escape=True)}: {what}{hint}"
 
 
 def one_line(exc: FlowprepError) -> str:
@@ -97,22 +101,12 @@ def one_line(exc: FlowprepError) -> str:
     return last.removeprefix(prefix)
 
 
-def printable(text: str) -> str:
-    """``text`` with undecodable bytes of a file name shown as ``\\xNN`` (a surrogate-escaped name
-    would make the terminal's encoder raise) and no line breaks."""
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate no byte decoded to
-        raw = text.encode("utf-8", "backslashreplace")
-    return raw.decode("utf-8", "backslashreplace").replace("\n", "\\n")
-
-
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except FlowprepError as exc:
-            click.echo(f"flowprep: error: {printable(one_line(exc))}", err=True)
+            click.echo(f"flowprep: error: {printable(one_line(exc), escape=True)}", err=True)
             ctx.exit(1)
         except OSError as exc:
             line = os_error_line(exc)
@@ -125,7 +119,7 @@ class _Group(click.Group):
             # code): joblib/loky raise TerminatedWorkerError with ~50 lines of context. The build
             # names its clips itself (WorkerDiedError); any other pool (verify -j) ends up here.
             hint = _RESUME_HINTS.get(ctx.invoked_subcommand or "", "")
-            first = printable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            first = printable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, escape=True)
             click.echo(f"flowprep: error: a worker process died ({first}){hint}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
@@ -168,15 +162,69 @@ for _mod in COMMAND_MODULES:
         cli.add_command(_cmd)
 
 
-def _terminate(signum, frame) -> None:
-    # SIGTERM (kill, Slurm's time limit, Kubernetes) takes the same path as Ctrl-C: worker processes
-    # are stopped and temporary folders removed instead of orphaned workers racing a later resume.
-    raise KeyboardInterrupt
+#: seconds the main thread has to start handling Ctrl-C or SIGTERM before the process stops without it
+STUCK_GRACE = 2.5
+
+
+class _SignalWatch:
+    """Ctrl-C and SIGTERM answered within seconds, even when the main thread is inside a long C call.
+
+    Python runs signal handlers between bytecodes, so a signal that arrives during one long OpenCV,
+    numpy or driver call waits for that call to return (minutes for a large frame). The C-level
+    handler still writes the signal number to a wakeup socket at once (:func:`signal.set_wakeup_fd`);
+    a watcher thread reads it, and when the Python handler has not run within :data:`STUCK_GRACE`
+    seconds it prints the same line as a handled interrupt and ends the process (exit 130). The
+    normal path is unchanged: the handler raises KeyboardInterrupt, which stops workers and removes
+    temporary folders (the CLI prints ``flowprep: interrupted``). SIGTERM (kill, Slurm's time limit,
+    Kubernetes) takes the same path as Ctrl-C.
+    """
+
+    def __init__(self) -> None:
+        self.handled = threading.Event()
+
+    def install(self) -> None:
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        self._sockets = (reader, writer)  # kept alive with the process
+        signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+        # a forked child (torch's DataLoader workers) must not write its signals into our socket
+        os.register_at_fork(after_in_child=_no_wakeup_fd)
+        threading.Thread(target=self._watch, args=(reader,), name="flowprep-signals", daemon=True).start()
+
+    def _on_signal(self, signum, frame) -> None:
+        self.handled.set()
+        raise KeyboardInterrupt
+
+    def _watch(self, reader: socket.socket) -> None:
+        wanted = {signal.SIGINT, signal.SIGTERM}
+        while True:
+            data = reader.recv(64)
+            if not data:
+                return
+            if not wanted.intersection(data):
+                continue  # SIGCHLD and the like, when a library installed a Python handler for them
+            if self.handled.wait(STUCK_GRACE):
+                self.handled.clear()
+                continue
+            os.write(2, b"flowprep: interrupted (stopped inside a long computation)\n")
+            os._exit(130)
+
+
+def _no_wakeup_fd() -> None:
+    with contextlib.suppress(ValueError):  # not the main thread of the child: nothing was inherited there
+        signal.set_wakeup_fd(-1)
+
+
+_WATCH: list[_SignalWatch] = []  # installed once per process (flowprep.demo calls main() for each step)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    signal.signal(signal.SIGTERM, _terminate)
+    if not _WATCH and threading.current_thread() is threading.main_thread():
+        _WATCH.append(_SignalWatch())
+        _WATCH[0].install()
     cli.main(args=argv, prog_name="flowprep")
 
 

@@ -1,4 +1,4 @@
-"""Click parameter types shared by every command: numbers, sizes, lists, shards, GPU lists.
+"""Click parameter types shared by every command: numbers, sizes, lists, shards, GPU lists, paths.
 
 Every numeric option goes through one of these, so a bad value (``nan``, ``inf``, out of range,
 ``100000x100000``) is a usage error (exit 2, click's ``Invalid value for '--x'`` line) before any
@@ -10,6 +10,7 @@ using :mod:`flowprep.limits`.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ import click
 
 from flowprep.errors import ConfigError
 from flowprep.flow.gpus import parse_gpus
+from flowprep.fsio import path_problem, printable
 from flowprep.limits import MAX_BYTES, MAX_COUNT, MAX_SEED, MAX_SIDE, MIN_SIDE
 
 
@@ -78,6 +80,20 @@ class Size(click.ParamType):
         if min(w, h) < self.min_side or max(w, h) > self.max_side:
             self.fail(f"each side must be {self.min_side} to {self.max_side} pixels, got {w}x{h}", param, ctx)
         return w, h
+
+
+class SafePath(click.Path):
+    """``click.Path`` that also refuses a path flowprep cannot use (:func:`flowprep.fsio.path_problem`:
+    bytes that are not UTF-8, control characters) as a usage error, before OpenCV ever sees it
+    (``cv2.imwrite`` crashed with SIGSEGV on a non-UTF-8 byte)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        why = path_problem(os.fsdecode(value)) if isinstance(value, (str, bytes, os.PathLike)) else None
+        if why is not None:
+            self.fail(
+                f"{printable(os.fsdecode(value))!r}: the path holds {why}; rename it or choose another", param, ctx
+            )
+        return super().convert(value, param, ctx)
 
 
 def split_list(text: str) -> list[str]:

@@ -466,7 +466,8 @@ def test_bsdtar_alone_reads_rar5_and_explains_solid_rar3(tmp_path: Path, monkeyp
 
 
 def test_member_bounds_size_ratio_and_short_reads(tmp_path):
-    from flowprep.archive.formats import MAX_RATIO, RATIO_FLOOR, Member, bound_reason, open_archive
+    from flowprep.archive.formats import Member, bound_reason, open_archive
+    from flowprep.fsio import MAX_RATIO, RATIO_FLOOR
 
     assert bound_reason(Member("a", 100, "file", packed=100), 1000) is None
     assert "over the limit" in bound_reason(Member("a", 2000, "file", packed=2000), 1000)

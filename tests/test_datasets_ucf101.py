@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from flowprep.builder.config import BuildConfig
+from flowprep.builder.folder import BuildFolder
 from flowprep.builder.plan import make_plan
 from flowprep.datasets.hmdb51 import group_key
 from flowprep.datasets.ucf101 import parse_class_ind, parse_ucf_name
@@ -64,7 +65,8 @@ def test_build_ucf101_official_split_1_is_the_lists_exactly(ucf_release, tmp_pat
         "--out", out, *FAST,
     )  # fmt: skip
     assert r.exit_code == 0, r.output
-    assert "trainlist01.txt" in r.output and "testlist01.txt" in r.output
+    assert "split: as given, train = trainlist01.txt, val = testlist01.txt" in r.output
+    assert "label order: classInd.txt" in r.output
     rec = read_record(out)
     assert _built(rec, "train") == _list(ucf_release, "trainlist01.txt")
     assert _built(rec, "val") == _list(ucf_release, "testlist01.txt")
@@ -101,7 +103,7 @@ def test_official_splits_2_and_3_and_the_generic_build(ucf_release, tmp_path):
                 official_split=k,
                 source_kind=source_kind,
             )
-            plan = make_plan(cfg)
+            plan = make_plan(cfg, BuildFolder(cfg.out))
             got = {side: {f"{j.cls}/{j.name}" for j in plan.jobs if j.side == side} for side in ("train", "val")}
             assert got["train"] == _list(ucf_release, f"trainlist0{k}.txt")
             assert got["val"] == _list(ucf_release, f"testlist0{k}.txt")
@@ -117,7 +119,7 @@ def test_classes_subset_keeps_classind_order_and_default_is_the_group_split(ucf_
         val_ratio=0.25,
         source_kind="ucf101",
     )
-    plan = make_plan(cfg)
+    plan = make_plan(cfg, BuildFolder(cfg.out))
     assert plan.classes == ["ApplyEyeMakeup", "JumpRope"]
     assert "classInd.txt's label order" in caplog.text
     assert plan.split["method"] == "group" and plan.split["classes_from"] == "classInd.txt"
@@ -170,7 +172,8 @@ def test_release_clips_missing_from_the_lists_are_left_out_and_recorded(ucf_rele
         p.write_bytes(b"".join(line for line in p.read_bytes().splitlines(True) if extra.encode() not in line))
 
     z = _edited_zip(ucf_release, tmp_path, drop)
-    plan = make_plan(BuildConfig(source=ucf_release["rar"], out=tmp_path / "o", splits_source=z, official_split=1))
+    cfg = BuildConfig(source=ucf_release["rar"], out=tmp_path / "o", splits_source=z, official_split=1)
+    plan = make_plan(cfg, BuildFolder(cfg.out))
     assert plan.excluded == [f"JumpRope/{extra} (not in the split lists)"]
     assert "1 clip(s) of the release are on no list" in caplog.text and extra in caplog.text
     assert f"JumpRope/{extra}" not in {f"{j.cls}/{j.name}" for j in plan.jobs}

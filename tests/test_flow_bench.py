@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 
 import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from flowprep.errors import DatasetError
-from flowprep.flow.bench import BenchResult, bench_flow, encoding_error, epe, format_table
+from flowprep.errors import DatasetError, DecodeError
+from flowprep.flow.bench import BenchResult, bench_flow, encoding_error, epe
+from flowprep.flow.bench_report import format_table
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.flo import UNKNOWN_FLOW, read_flo, valid_mask, write_flo
 from flowprep.flow.pairs import load_frames, smooth_field, synthetic_pairs, warp_pair
@@ -106,8 +108,10 @@ def test_load_frames_from_video_and_fallback(tmp_path):
     write_video(tmp_path / "v.avi", moving_frames(25, 48, 64, (1.0, 0.0), seed=0), codec="ffv1")
     frames, src = load_frames(tmp_path / "v.avi", 3, (32, 24))
     assert src.endswith("v.avi") and len(frames) == 3 and frames[0].shape == (24, 32) and frames[0].dtype == np.uint8
-    frames, src = load_frames(tmp_path / "missing.mp4", 2, (32, 24))
+    frames, src = load_frames(None, 2, (32, 24))
     assert src == "flowprep.synth.texture" and len(frames) == 2
+    with pytest.raises(DecodeError, match="missing.mp4: cannot decode it"):  # a video named must be one
+        load_frames(tmp_path / "missing.mp4", 2, (32, 24))
 
 
 def test_encoding_error_rows():
@@ -222,3 +226,116 @@ def test_bench_default_lists_gpu_backends_as_not_run(monkeypatch):
     rows = {b.name: b for b in result.backends}
     assert rows["dis"].available and not rows["nvof"].available and "libcuda" in rows["nvof"].error
     assert "not run" in format_table(result)
+
+
+SMALL = ["--flow", "dis", "--size", "64x48", "--magnitudes", "3", "--pairs-per-magnitude", "1"]
+
+
+def _bench(*args):
+    from flowprep.cli import cli
+
+    return CliRunner().invoke(cli, ["bench-flow", *SMALL, *[str(a) for a in args]])
+
+
+def _one_line(res, code: int = 1) -> str:
+    assert res.exit_code == code and len(res.output.strip().splitlines()) == 1, res.output
+    return res.output
+
+
+def test_bench_video_must_be_a_video(tmp_path):
+    import av
+
+    assert "missing.mp4" in _one_line(_bench("--video", tmp_path / "missing.mp4"))  # was: texture, silently
+    audio = tmp_path / "tone.m4a"
+    with av.open(str(audio), "w") as out:  # an audio-only file: decoding video=0 raised a traceback
+        stream = out.add_stream("aac", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    assert "no video stream" in _one_line(_bench("--video", audio))
+
+
+def test_bench_pair_fifo_is_refused_not_waited_on(tmp_path, gray):
+    from flowprep.flow.flo import write_flo
+
+    cv2.imwrite(str(tmp_path / "a.png"), gray[:48, :64])
+    write_flo(tmp_path / "gt.flo", np.zeros((48, 64, 2), np.float32))
+    os.mkfifo(tmp_path / "b.png")  # cv2.imread on it blocked forever
+    out = _one_line(_bench("--pair", tmp_path / "a.png", tmp_path / "b.png", tmp_path / "gt.flo"))
+    assert "a FIFO, not a regular file" in out
+
+
+def test_bench_outputs_never_replace_a_users_file(tmp_path):
+    plot, vis = tmp_path / "mine.png", tmp_path / "vis"
+    plot.write_bytes(b"my plot")
+    assert "already exists" in _one_line(_bench("--plot", plot))
+    vis.mkdir()
+    (vis / "flow_dis_x.png").write_bytes(b"mine")
+    assert "already holds flow_dis_x.png" in _one_line(_bench("--vis-dir", vis))
+    assert plot.read_bytes() == b"my plot" and (vis / "flow_dis_x.png").read_bytes() == b"mine"
+    res = _bench("--plot", plot, "--vis-dir", vis, "--overwrite")
+    assert res.exit_code == 0 and plot.read_bytes().startswith(b"\x89PNG"), res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.png", "vis"]  # no temporary left
+
+
+def test_large_pairs_are_made_on_a_bounded_grid():
+    from flowprep.flow.pairs import FIELD_GRID, _fixed_point, field_grid
+
+    assert field_grid(240, 320) == (240, 320) and field_grid(480, 640) == (480, 640)  # as before: exact
+    assert field_grid(8192, 8192) == (631, 631) and max(field_grid(8192, 16)) <= FIELD_GRID
+    # above the grid: the field is upsampled and the true flow solved on the grid; the residual is
+    # still checked at full size, and the flow agrees with the full-size fixed point
+    h, w = 660, 700
+    field = smooth_field(h, w, 30.0, np.random.default_rng(4))
+    assert field.shape == (h, w, 2) and abs(float(np.sqrt((field**2).sum(-1)).max()) - 30.0) < 1e-3
+    frame = cv2.cvtColor(texture(h, w, 5), cv2.COLOR_RGB2GRAY)
+    _, flow, valid = warp_pair(frame, field)
+    assert valid.mean() > 0.9
+    assert float(np.abs(flow - _fixed_point(field, 30))[valid].max()) < 0.01
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_bench_flow_at_the_largest_size_stops_on_a_signal(sig):
+    """`bench-flow --size 8192x8192` ignored Ctrl-C and SIGTERM for minutes (one Gaussian blur with
+    a sigma of 1365 px); now generation is cheap, and a signal during a long C call still ends the
+    process within seconds (flowprep.cli._SignalWatch)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowprep", "-v", "bench-flow", "--size", "8192x8192", "--flow", "dis"]
+        + ["--magnitudes", "2", "--pairs-per-magnitude", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if "making 1 synthetic pairs of 8192x8192" in line:
+                started.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(120), "".join(lines)
+        time.sleep(1.0)  # inside generation (long OpenCV and numpy calls on 67-Mpixel images)
+        os.kill(proc.pid, getattr(signal, sig))
+        proc.wait(timeout=6)  # ~5 s asked; the watch ends a stuck main thread after 2.5 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(5)
+    assert proc.returncode == 130
+    said = [line.rstrip() for line in lines if not line.startswith("INFO ")]
+    assert len(said) == 1 and said[0].startswith("flowprep: interrupted"), lines

@@ -13,6 +13,7 @@ import pytest
 from flowprep.archive import MemberRef, VideoEntry
 from flowprep.builder.config import BuildConfig
 from flowprep.builder.finalize import config_to_state, load_build_state
+from flowprep.builder.folder import BuildFolder
 from flowprep.builder.plan import make_plan
 from flowprep.datasets.base import SplitRequest
 from flowprep.datasets.lists import ListEntry, match_entries, parse_list
@@ -148,7 +149,8 @@ def test_presplit_archive_with_a_wrapper_and_clips_outside_the_sides(presplit, t
             zf.write(p, f"k400/{p.relative_to(presplit).as_posix()}")
         # a class folder at the top and one under test/: not on a side
         zf.write(presplit / "train" / "JumpRope" / ucf_clip("JumpRope", 1, 1), "k400/test/JumpRope/x.avi")
-    plan = make_plan(BuildConfig(source=z, out=tmp_path / "o", classes=["JumpRope", "ApplyEyeMakeup"]))
+    cfg = BuildConfig(source=z, out=tmp_path / "o", classes=["JumpRope", "ApplyEyeMakeup"])
+    plan = make_plan(cfg, BuildFolder(cfg.out))
     assert plan.classes == ["JumpRope", "ApplyEyeMakeup"]  # no order of its own: --classes' order
     want = {s: {e for e in _on_disk(presplit, s) if e.split("/")[0] in plan.classes} for s in ("train", "val")}
     assert _sides(plan) == want
@@ -160,7 +162,8 @@ def test_a_release_with_only_a_train_folder_is_split_as_usual(ucf_release, tmp_p
     root = tmp_path / "rel" / "train"
     shutil.copytree(ucf_release["folder"], root)
     (tmp_path / "rel" / "README.txt").write_text("not a class")
-    plan = make_plan(BuildConfig(source=tmp_path / "rel", out=tmp_path / "o"))
+    cfg = BuildConfig(source=tmp_path / "rel", out=tmp_path / "o")
+    plan = make_plan(cfg, BuildFolder(cfg.out))
     assert plan.split["method"] == "group"
 
 
@@ -223,7 +226,8 @@ def test_list_file_mismatches_and_usage_errors_exit_cleanly(ucf_release, tmp_pat
         r = run_cli(*base, *args)
         assert r.exit_code == 2 and message in r.output, r.output
     r = run_cli(*base, "--train-list", t, "--val-list", tmp_path / "missing.txt")
-    assert r.exit_code == 1 and "missing.txt: cannot read" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 1 and "cannot read list file" in r.output and "Traceback" not in r.output
+    assert "missing.txt: No such file" in r.output
 
 
 def test_lists_survive_the_build_state(ucf_release, tmp_path):
@@ -231,13 +235,12 @@ def test_lists_survive_the_build_state(ucf_release, tmp_path):
     t, v, _ = _write_lists(ucf_release, tmp_path)
     cfg = BuildConfig(source=ucf_release["rar"], out=tmp_path / "o", train_list=t, val_list=v, allow_missing_clips=True)
     (tmp_path / "o" / ".flowprep").mkdir(parents=True)
-    from flowprep.builder.folder import BuildFolder
-
-    BuildFolder(cfg.out).save_state(config_to_state(cfg, None))
-    again, _ = load_build_state(cfg.out)
+    folder = BuildFolder(cfg.out)
+    folder.save_state(config_to_state(cfg, None))
+    again, _ = load_build_state(folder)
     assert (again.train_list, again.val_list, again.allow_missing_clips) == (t.resolve(), v.resolve(), True)
     assert again.output_settings() == cfg.output_settings()
-    moved, _ = load_build_state(cfg.out, lists=(tmp_path / "a.txt", tmp_path / "b.txt"))
+    moved, _ = load_build_state(folder, lists=(tmp_path / "a.txt", tmp_path / "b.txt"))
     assert moved.train_list == tmp_path / "a.txt"
     # a build without lists stores no list keys: states of earlier versions read the same
     plain = config_to_state(BuildConfig(source=ucf_release["rar"], out=tmp_path / "p"), None)["config"]
@@ -266,7 +269,8 @@ def test_which_source_a_build_uses(ucf_release, tiny_release, presplit):
 def test_logging_is_quiet_for_the_default_split(tiny_release, tmp_path, caplog):
     """The seeded split of an HMDB51 folder logs nothing new (its record is byte-identical: test_builder_identity)."""
     caplog.set_level(logging.WARNING)
-    plan = make_plan(BuildConfig(source=tiny_release, out=tmp_path / "o", split_by="clip", seed=3))
+    cfg = BuildConfig(source=tiny_release, out=tmp_path / "o", split_by="clip", seed=3)
+    plan = make_plan(cfg, BuildFolder(cfg.out))
     assert plan.split == {
         "method": "clip",
         "official_split": None,
@@ -291,3 +295,18 @@ def test_stem_is_pathlibs_for_every_kind_of_name():
     names = ["", ".", "..", "...", "a", "a.avi", "A.B.C_walk_0.avi", ".hidden", "x.", "a/b.avi", "a\\b.c", "a/.",
              "a/..", "//x.avi", "a/b/", "v_X_g01_c01.avi", "Bob's_#1 (1).avi", "\udcff.avi"]  # fmt: skip
     assert [stem(n) for n in names] == [old(n) for n in names]
+
+
+def test_with_classes_entries_of_other_classes_are_ignored(caplog):
+    caplog.set_level(logging.INFO)
+    clips = _clips({"walk": ["a.avi"]})
+    entries = [
+        ListEntry("train", "walk/a.avi", None, "t:1"),
+        ListEntry("train", "run/b.avi", None, "t:2"),  # a class of the release, not selected
+        ListEntry("val", "videos/c.avi", None, "v:1"),  # looked up by name: maybe another class's
+    ]
+    m = _match(entries, clips, given=True, release={"walk", "run"})
+    assert m.sides == {"walk": {"a.avi": "train"}} and m.missing == {"train": [], "val": []}
+    assert "2 entr(ies) of t and v belong to classes not selected" in caplog.text
+    with pytest.raises(ConfigError, match="1 entry of t and v name clips the release does not have"):
+        _match(entries, clips, given=False, release={"walk", "run"})  # all classes: c.avi is missing

@@ -28,8 +28,8 @@ from flowprep.datasets import HMDB5_CLASSES
 from flowprep.datasets.ucf101 import CLASS_IND
 from flowprep.errors import ArchiveError, ConfigError, FlowprepError
 from flowprep.flow.registry import BACKENDS, create_backend, resolve_auto
+from flowprep.fsio import write_json_atomic
 from flowprep.layout.paths import STATE_DIR, clip_dir
-from flowprep.layout.record import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -184,14 +184,14 @@ def _check_class_names(cfg: BuildConfig) -> None:
         class_folder_name(c)
 
 
-def _prepare(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> None:
+def _prepare(cfg: BuildConfig, flow_info: dict[str, Any] | None, folder: BuildFolder) -> None:
     """Claim the output folder for this configuration and store what `flowprep finalize` needs."""
     settings = cfg.output_settings()
     if flow_info is not None:
         settings["flow"], settings["flow_params"] = flow_info["name"], flow_info["params"]
     settings["source_identity"] = cfg.source_identity()
-    BuildFolder(cfg.out).prepare(settings, cfg.layout, cfg.force)
-    save_build_state(cfg, flow_info)  # what `flowprep finalize` needs to re-make the plan
+    folder.prepare(settings, cfg.layout, cfg.force)
+    save_build_state(cfg, flow_info, folder)  # what `flowprep finalize` needs to re-make the plan
 
 
 def _run(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None) -> list[ClipResult]:
@@ -252,19 +252,23 @@ def _summarize(
 
 
 def _finish(
-    cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, results: list[ClipResult], summary: BuildSummary
+    cfg: BuildConfig,
+    plan: Plan,
+    flow_info: dict[str, Any] | None,
+    results: list[ClipResult],
+    summary: BuildSummary,
+    folder: BuildFolder,
 ) -> None:
     """Write the record (when every part is in) and the run's report."""
-    folder = BuildFolder(cfg.out)
     folder.note_failures(summary.failed)
     if cfg.pack:
         t = time.perf_counter()
-        summary.shards_written = pack_own(cfg, plan)
+        summary.shards_written = pack_own(cfg, plan, folder)
         summary.pack_seconds = time.perf_counter() - t
     # A shard writes the record only when every part is in: whichever shard finishes last does it
     # (two finishing together both write it; finalize is idempotent, byte for byte).
     if cfg.shard is None or summary.pending == 0:
-        record = finalize(cfg, plan, flow_info, {r.id: r for r in results})
+        record = finalize(cfg, plan, flow_info, {r.id: r for r in results}, folder)
         summary.empty_sides = sorted(
             f"{c}/{side}" for c, n in record["counts"].items() for side in ("train", "val") if n[side] == 0
         )
@@ -318,9 +322,9 @@ def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> Bu
     fresh = cfg.shard is None and not folder.config.exists()  # shards may share a fresh state: kept
     try:
         with output_errors(cfg.out):
-            _prepare(cfg, flow_info)
+            _prepare(cfg, flow_info, folder)
         try:
-            plan = make_plan(cfg)
+            plan = make_plan(cfg, folder)
         except FlowprepError:
             if fresh:  # nothing built yet: a fixed source or --splits must not meet "other settings"
                 folder.forget()
@@ -336,7 +340,7 @@ def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> Bu
         summary = _summarize(cfg, plan, flow_info, results)
         summary.seconds = time.perf_counter() - t0
         with output_errors(cfg.out):
-            _finish(cfg, plan, flow_info, results, summary)
+            _finish(cfg, plan, flow_info, results, summary, folder)
     finally:
         folder.release()
     return summary

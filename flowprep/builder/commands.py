@@ -10,7 +10,7 @@ import click
 
 from flowprep.builder.config import DEFAULT_MAX_CLIP_BYTES, DEFAULT_SCHEDULER_TIMEOUT, scheduler_problem
 from flowprep.builder.folder import BuildFolder
-from flowprep.cliparams import ByteSize, CommaList, GpuList, Shard, Size, byte_count, count, finite, positive
+from flowprep.cliparams import ByteSize, CommaList, GpuList, SafePath, Shard, Size, byte_count, count, finite, positive
 from flowprep.layout.packed import DEFAULT_SHARD_SIZE
 from flowprep.layout.record import RECORD_NAME
 from flowprep.limits import MAX_SIDE, MIN_SIDE
@@ -38,11 +38,29 @@ def _params(values: tuple[str, ...]) -> dict[str, object]:
     return out
 
 
+def _checked_params(flow: str, values: tuple[str, ...]) -> dict[str, object]:
+    """``--flow-param`` values parsed and checked against the backend's declarations (a usage error,
+    exit 2, naming the backend, parameter, value and allowed range). ``auto`` and unknown names are
+    checked once the backend is known (exit 1)."""
+    from flowprep.errors import BackendNotInstalledError, ConfigError
+    from flowprep.flow.registry import BACKENDS, check_params
+
+    params = _params(values)
+    if params and flow in BACKENDS:
+        try:
+            check_params(flow, params)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--flow-param'") from None
+        except BackendNotInstalledError:
+            pass  # the build says what to install, with the parameters checked where it runs
+    return params
+
+
 # Long on purpose: one flat list of click options, read top to bottom like --help; splitting it would scatter them.
 def build_options(f):
     """Options shared by ``build``, ``build-hmdb5`` and ``build-ucf101``."""
     opts = [
-        click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Output dataset folder."),
+        click.option("--out", "-o", type=SafePath(path_type=Path), required=True, help="Output dataset folder."),
         click.option("--layout", type=click.Choice(["tao", "mmaction2"]), default="tao", show_default=True),
         click.option("--modality", type=click.Choice(["rgb", "flow", "both"]), default="both", show_default=True),
         click.option(
@@ -181,7 +199,7 @@ def _config_kwargs(kw: dict) -> dict:
         layout=layout,
         modality=kw["modality"],
         flow=kw["flow"],
-        flow_params=_params(kw["flow_param"]),
+        flow_params=_checked_params(kw["flow"], kw["flow_param"]),
         encoding=FlowEncoding(
             mode=kw["encoding"], bound=kw["bound"], image_format=kw["flow_format"], jpeg_quality=kw["jpeg_quality"]
         ),
@@ -221,20 +239,22 @@ def _print_plan(plan) -> None:
     if method in ("lists", "folders") or plan.split.get("convention"):
         where = plan.split.get("lists") or plan.split.get("folders") or {}
         click.echo(f"split: as given, train = {where.get('train')}, val = {where.get('val')}")
+    if plan.split.get("classes_from"):
+        click.echo(f"label order: {plan.split['classes_from']}")
     if not plan.excluded:
         return
     skipped = sum("(skipped: " in e for e in plan.excluded)
+    named = f"{skipped} skipped: unreadable or with a name that cannot be a folder"
     reasons = Counter(e.rpartition(" (")[2].rstrip(")") for e in plan.excluded if "(skipped: " not in e)
     if not set(reasons) <= {"code 0 in the split file", "not in the split file"}:
         parts = [f"{n} {r}" for r, n in sorted(reasons.items())]
-        parts += [f"{skipped} with a name that cannot be a folder"] if skipped else []
+        parts += [named] if skipped else []
         click.echo(f"({len(plan.excluded)} clip(s) left out: {', '.join(parts)})")
         return
     unused = reasons["code 0 in the split file"]
     click.echo(
         f"({len(plan.excluded)} clip(s) left out: {unused} marked unused (0) by the split files, "
-        f"{len(plan.excluded) - unused - skipped} not listed in them, {skipped} with a name that "
-        "cannot be a folder)"
+        f"{len(plan.excluded) - unused - skipped} not listed in them, {named})"
     )
 
 
@@ -281,7 +301,7 @@ def _report(summary) -> None:
 
 
 @click.command("build")
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source", type=SafePath(path_type=Path))
 @click.option(
     "--classes",
     type=CommaList(nonempty=True),
@@ -290,7 +310,7 @@ def _report(summary) -> None:
 )
 @click.option(
     "--splits",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="Folder or archive with HMDB51's split files or UCF101's lists (for --official-split; "
     "UCF101's classInd.txt also sets the class order).",
@@ -303,11 +323,11 @@ def _report(summary) -> None:
 )
 @click.option(
     "--train-list",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="File of the training clips ('path [label]' lines, whitespace or CSV): the split is kept exactly.",
 )
-@click.option("--val-list", type=click.Path(path_type=Path), default=None, help="File of the validation clips.")
+@click.option("--val-list", type=SafePath(path_type=Path), default=None, help="File of the validation clips.")
 @build_options
 def build_cmd(
     source: Path,
@@ -342,13 +362,13 @@ def build_cmd(
 @click.command("build-hmdb5")
 @click.option(
     "--archive",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     required=True,
     help="hmdb51_org.rar (or the folder it was unpacked to).",
 )
 @click.option(
     "--splits",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="test_train_splits.rar (or its folder); needed for --official-split.",
 )
@@ -376,13 +396,13 @@ def build_hmdb5_cmd(
 @click.command("build-ucf101")
 @click.option(
     "--archive",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     required=True,
     help="UCF101.rar (or the folder it was unpacked to).",
 )
 @click.option(
     "--splits",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     required=True,
     help="UCF101TrainTestSplits-RecognitionTask.zip (or its folder): classInd.txt gives the classes "
     "and label order, trainlist0N/testlist0N the official splits.",
@@ -422,7 +442,7 @@ def build_ucf101_cmd(archive: Path, splits: Path, official_split: int | None, cl
 
 
 @click.command("verify")
-@click.argument("dataset", type=click.Path(path_type=Path))
+@click.argument("dataset", type=SafePath(path_type=Path))
 @click.option("--quick", is_flag=True, help="Read only the first and last image of each folder.")
 @click.option("-j", "--jobs", type=count(1, 1024), default=None, help="Processes for reading images [all cores].")
 def verify_cmd(dataset: Path, quick: bool, jobs: int | None) -> None:
@@ -450,7 +470,7 @@ def verify_cmd(dataset: Path, quick: bool, jobs: int | None) -> None:
 
 
 @click.command("stats")
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source", type=SafePath(path_type=Path))
 @click.option("--classes", type=CommaList(), default=None, help="Comma-separated classes [all].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def stats_cmd(source: Path, classes: list[str] | None, as_json: bool) -> None:
@@ -485,29 +505,29 @@ def _report_missing(result, out: Path) -> None:
 
 
 @click.command("finalize")
-@click.argument("out", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("out", type=SafePath(path_type=Path, exists=True, file_okay=False))
 @click.option(
     "--allow-missing", is_flag=True, help="Write the record even if clips are missing (they are recorded as failed)."
 )
 @click.option(
     "--source",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="The release's path on this node, if not where the build read it.",
 )
 @click.option(
     "--splits",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="The split files' path on this node, if not where the build read them.",
 )
 @click.option(
     "--train-list",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="The --train-list's path on this node (with --val-list), if not where the build read it.",
 )
-@click.option("--val-list", type=click.Path(path_type=Path), default=None, help="The --val-list's path on this node.")
+@click.option("--val-list", type=SafePath(path_type=Path), default=None, help="The --val-list's path on this node.")
 def finalize_cmd(
     out: Path,
     allow_missing: bool,
@@ -534,8 +554,8 @@ def finalize_cmd(
 
 
 @click.command("pack")
-@click.argument("dataset", type=click.Path(path_type=Path))
-@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Folder for the packed dataset.")
+@click.argument("dataset", type=SafePath(path_type=Path))
+@click.option("--out", "-o", type=SafePath(path_type=Path), required=True, help="Folder for the packed dataset.")
 @click.option("--shard-size", type=ByteSize(), default=DEFAULT_SHARD_SIZE, show_default="1G", help="Target shard size.")
 def pack_cmd(dataset: Path, out: Path, shard_size: int) -> None:
     """Pack a built folder dataset into tar shards (the output of `flowprep build --pack webdataset`)."""
@@ -546,8 +566,8 @@ def pack_cmd(dataset: Path, out: Path, shard_size: int) -> None:
 
 
 @click.command("unpack")
-@click.argument("dataset", type=click.Path(path_type=Path))
-@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Folder for the clip folders.")
+@click.argument("dataset", type=SafePath(path_type=Path))
+@click.option("--out", "-o", type=SafePath(path_type=Path), required=True, help="Folder for the clip folders.")
 def unpack_cmd(dataset: Path, out: Path) -> None:
     """Write a packed dataset back as clip folders (byte for byte those of a folder build)."""
     from flowprep.builder.convert import unpack_dataset

@@ -24,17 +24,22 @@ from flowprep.builder.plan import Plan, make_plan
 from flowprep.builder.shard import shard_of
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.flow.encoding import FlowEncoding
+from flowprep.fsio import write_json_atomic, write_text_atomic
 from flowprep.layout.paths import clip_dir
-from flowprep.layout.record import FORMAT, FORMAT_VERSION, write_json_atomic, write_record, write_text_atomic
+from flowprep.layout.record import FORMAT, FORMAT_VERSION, write_record
 
 
 def clip_entries(
-    cfg: BuildConfig, plan: Plan, results: dict[str, ClipResult], packed: dict[str, dict[str, Any]] | None = None
+    cfg: BuildConfig,
+    plan: Plan,
+    results: dict[str, ClipResult],
+    folder: BuildFolder,
+    packed: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Per-clip entries of the record, sorted by id: from disk for finished clips (their folder, or
     for a packed build their shard's note in ``packed``: clip id -> frame counts)."""
     entries = []
-    lost = BuildFolder(cfg.out).read_decode_errors()
+    lost = folder.read_decode_errors()
     packed = packed or {}
     for job in plan.jobs:
         final = clip_dir(cfg.out, cfg.layout, job.side, job.cls, job.clip)
@@ -175,7 +180,11 @@ def write_side_files(out: Path, record: dict[str, Any]) -> None:
 
 
 def finalize(
-    cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, results: dict[str, ClipResult]
+    cfg: BuildConfig,
+    plan: Plan,
+    flow_info: dict[str, Any] | None,
+    results: dict[str, ClipResult],
+    folder: BuildFolder,
 ) -> dict[str, Any]:
     """Write the record and side files; returns the record. Removes stale temporary folders.
 
@@ -183,8 +192,8 @@ def finalize(
     of an interrupted shard job under that job's part), then writes the shard index.
     """
     out = cfg.out
-    packed = pack_leftovers(cfg, plan) if cfg.pack else None
-    clips = clip_entries(cfg, plan, results, packed)
+    packed = pack_leftovers(cfg, plan, folder) if cfg.pack else None
+    clips = clip_entries(cfg, plan, results, folder, packed)
     record = make_record(cfg, plan, flow_info, clips)
     if cfg.pack:
         record["packed"] = packed_record(cfg)
@@ -192,7 +201,7 @@ def finalize(
     write_record(out, record)
     write_side_files(out, record)
     if all(c["status"] == "ok" for c in clips):
-        BuildFolder(out).clear_tmp()
+        folder.clear_tmp()
         PackState(out).clear_tmp()
     return record
 
@@ -236,21 +245,23 @@ def config_to_state(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> dict[
     return {"config": d, "flow": flow_info}
 
 
-def save_build_state(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> None:
+def save_build_state(cfg: BuildConfig, flow_info: dict[str, Any] | None, folder: BuildFolder) -> None:
     """Write ``<out>/.flowprep/build.json`` (what :func:`finalize_from_state` re-makes the plan from)."""
-    BuildFolder(cfg.out).save_state(config_to_state(cfg, flow_info))
+    folder.save_state(config_to_state(cfg, flow_info))
 
 
 def load_build_state(
-    out: Path, source: Path | None = None, splits: Path | None = None, lists: tuple[Path, Path] | None = None
+    folder: BuildFolder,
+    source: Path | None = None,
+    splits: Path | None = None,
+    lists: tuple[Path, Path] | None = None,
 ) -> tuple[BuildConfig, dict[str, Any] | None]:
-    """The configuration and flow record of the build in ``out`` (``source``/``splits``/``lists``
+    """The configuration and flow record of the build in ``folder`` (``source``/``splits``/``lists``
     (train, val) override the stored paths, for a node that mounts the release elsewhere).
 
     Raises:
-        DatasetError: ``out`` has no build state.
+        DatasetError: the folder has no build state.
     """
-    folder = BuildFolder(out)
     state = folder.load_state()
     try:
         d = dict(state["config"])
@@ -264,7 +275,7 @@ def load_build_state(
     splits = splits if splits is not None else stored_splits
     if lists is not None:
         d["train_list"], d["val_list"] = lists
-    cfg = BuildConfig(out=Path(out), splits_source=Path(splits) if splits else None, progress=False, **d)
+    cfg = BuildConfig(out=folder.out, splits_source=Path(splits) if splits else None, progress=False, **d)
     return cfg, flow_info
 
 
@@ -309,15 +320,15 @@ def finalize_from_state(
         DatasetError: no build state; ConfigError: the source is not the one the build used.
     """
     out = Path(out)
-    cfg, flow_info = load_build_state(out, source, splits, lists)
+    folder = BuildFolder(out)
+    cfg, flow_info = load_build_state(folder, source, splits, lists)
     if not cfg.source.exists():
         raise ConfigError(
             f"the release {cfg.source} of this build is not reachable here; "
             "pass --source (and --splits) with its path on this node"
         )
-    _check_source(out, cfg)
-    plan = make_plan(cfg)
-    folder = BuildFolder(out)
+    _check_source(folder, cfg)
+    plan = make_plan(cfg, folder)
     notes = folder.read_failures()
     result = FinalizeResult(out=out, total=len(plan.jobs))
     packed = PackState(out).packed_clips() if cfg.pack else {}
@@ -335,13 +346,13 @@ def finalize_from_state(
     if write and (allow_missing or not result.missing):
         results = {cid: ClipResult(cid, "failed", error=why) for cid, why in result.missing}
         with output_errors(out):
-            finalize(cfg, plan, flow_info, results)
+            finalize(cfg, plan, flow_info, results, folder)
         result.record_written = True
     return result
 
 
-def _check_source(out: Path, cfg: BuildConfig) -> None:
+def _check_source(folder: BuildFolder, cfg: BuildConfig) -> None:
     """Refuse a release that is not the one the build used (names and archive sizes differ)."""
-    stored = BuildFolder(out).stored_source_identity()
+    stored = folder.stored_source_identity()
     if stored is not None and stored != cfg.source_identity():
-        raise ConfigError(f"{cfg.source} is not the release {out} was built from (built from {stored})")
+        raise ConfigError(f"{cfg.source} is not the release {folder.out} was built from (built from {stored})")

@@ -259,7 +259,9 @@ def _make_tmp(out: Path, job: ClipJob, settings: JobSettings) -> Path:
     return tmp
 
 
-def _write_clip(job: ClipJob, settings: JobSettings, tmp: Path) -> tuple[int, dict[str, float], int]:
+def _write_clip(
+    job: ClipJob, settings: JobSettings, tmp: Path, folder: BuildFolder
+) -> tuple[int, dict[str, float], int]:
     """Decode the clip and write everything into ``tmp``; ``(frames, timings, frames lost)``. Frames lost to decode
     errors are noted in the build folder (before the clip is published, so a finished clip has its note)."""
     writer = _ClipWriter(job, settings, tmp)
@@ -281,7 +283,7 @@ def _write_clip(job: ClipJob, settings: JobSettings, tmp: Path) -> tuple[int, di
             expected,
             expected - lost,
         )
-    BuildFolder(Path(settings.out)).note_decode_errors(job.id, lost, expected)
+    folder.note_decode_errors(job.id, lost, expected)
     if writer.members is not None:
         write_staged(tmp / STAGED_NAME, writer.members)
     return n, writer.timings, lost
@@ -336,7 +338,7 @@ def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
     cv2.setNumThreads(settings.opencv_threads)
     tmp = _make_tmp(out, job, settings)
     try:
-        n, timings, lost = _write_clip(job, settings, tmp)
+        n, timings, lost = _write_clip(job, settings, tmp, folder)
         if not _publish(tmp, final, folder, settings.pack):
             return ClipResult(job.id, "exists", *_counts(final, settings), worker=worker)
     except (DecodeError, ArchiveError, ClipError) as exc:

@@ -25,8 +25,16 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from flowprep.errors import DatasetError, OutputError
-from flowprep.fsio import MAX_FRAME_BYTES, read_bytes, read_json
-from flowprep.layout.names import remove_inside
+from flowprep.fsio import (
+    MAX_FRAME_BYTES,
+    dump_json,
+    open_regular,
+    read_bytes,
+    read_json,
+    remove_inside,
+    unique_tmp,
+    write_json_atomic,
+)
 from flowprep.layout.packed import (
     BLOCK,
     INDEX_FORMAT,
@@ -45,7 +53,6 @@ from flowprep.layout.packed import (
     tar_header,
 )
 from flowprep.layout.paths import STATE_DIR
-from flowprep.layout.record import dump_json, unique_tmp, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +251,7 @@ def scan_shard(path: Path) -> dict[str, Any]:
             {"id": e["id"], "key": key, "offset": offset, "length": length, "frames": frames, "flow_frames": flows}
         )
     sha = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with os.fdopen(open_regular(path, what="shard", owned=True, error=DatasetError), "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             sha.update(chunk)
     side, part, seq = parsed

@@ -26,10 +26,10 @@ from flowprep.builder.pack import PackJob, PackState, clip_keys, count_staged, p
 from flowprep.builder.plan import ClipJob, Plan
 from flowprep.builder.shard import shard_of
 from flowprep.errors import ConfigError, DatasetError
-from flowprep.layout.names import name_problem, remove_inside
+from flowprep.fsio import name_problem, remove_inside, unique_tmp
 from flowprep.layout.packed import INDEX_NAME, SHARDS_DIR, PackedClip, iter_samples
 from flowprep.layout.paths import STATE_DIR, TMP_DIR, clip_dir
-from flowprep.layout.record import SIDES, unique_tmp
+from flowprep.layout.record import SIDES
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,9 @@ def _entry(cfg: BuildConfig, job: ClipJob, lost: dict[str, int]) -> dict[str, An
     return clip_entry(job, frames, flows if cfg.needs_flow else 0, lost.get(job.id, 0))
 
 
-def pack_clips(cfg: BuildConfig, plan: Plan, part: tuple[int, int] | None, parts: int | None) -> list[str]:
+def pack_clips(
+    cfg: BuildConfig, plan: Plan, part: tuple[int, int] | None, parts: int | None, folder: BuildFolder
+) -> list[str]:
     """Pack the finished, unpacked clip folders of group ``part`` (None: the whole build) into shards.
 
     Args:
@@ -64,7 +66,7 @@ def pack_clips(cfg: BuildConfig, plan: Plan, part: tuple[int, int] | None, parts
         raise ConfigError("--pack needs the TAO layout")
     keys = clip_keys({"id": j.id, "side": j.side} for j in plan.jobs)
     owner = shard_of([j.id for j in plan.jobs], parts) if parts else {}
-    lost = BuildFolder(cfg.out).read_decode_errors()
+    lost = folder.read_decode_errors()
     groups: dict[tuple[str, tuple[int, int] | None], list[PackJob]] = {}
     for job in plan.jobs:
         group = (part[0], part[1]) if part else ((owner[job.id], parts) if parts else None)
@@ -82,20 +84,20 @@ def pack_clips(cfg: BuildConfig, plan: Plan, part: tuple[int, int] | None, parts
     return written
 
 
-def pack_own(cfg: BuildConfig, plan: Plan) -> list[str]:
+def pack_own(cfg: BuildConfig, plan: Plan, folder: BuildFolder) -> list[str]:
     """Pack this run's clips: part K's for ``--shard K/N``, else all of them."""
     if cfg.shard is None:
-        return pack_clips(cfg, plan, None, None)
+        return pack_clips(cfg, plan, None, None, folder)
     k, n = cfg.shard
     # only part k's clips; shard_of is computed over the whole plan as the job selection is
-    return pack_clips(cfg, plan, (k, n), n)
+    return pack_clips(cfg, plan, (k, n), n, folder)
 
 
-def pack_leftovers(cfg: BuildConfig, plan: Plan) -> dict[str, dict[str, Any]]:
+def pack_leftovers(cfg: BuildConfig, plan: Plan, folder: BuildFolder) -> dict[str, dict[str, Any]]:
     """Pack every finished clip folder not in a shard yet (under its owner part when the build was
     sharded); returns clip id -> its entry in the shard notes."""
-    ns = BuildFolder(cfg.out).shard_counts() | ({cfg.shard[1]} if cfg.shard else set())
-    pack_clips(cfg, plan, None, ns.pop() if len(ns) == 1 else None)
+    ns = folder.shard_counts() | ({cfg.shard[1]} if cfg.shard else set())
+    pack_clips(cfg, plan, None, ns.pop() if len(ns) == 1 else None, folder)
     return PackState(cfg.out).packed_clips()
 
 

@@ -16,7 +16,8 @@ from flowprep.datasets.base import EXCLUDED_REASONS, SplitRequest, stem
 from flowprep.datasets.sources import split_source
 from flowprep.datasets.split import side_counts
 from flowprep.errors import ConfigError
-from flowprep.layout.names import check_class_name, name_problem, printable, warn_collisions
+from flowprep.fsio import name_problem, printable
+from flowprep.layout.names import check_class_name, warn_collisions
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def _class_folders(classes: list[str]) -> dict[str, str]:
     return folder
 
 
-def make_plan(cfg: BuildConfig) -> Plan:
+def make_plan(cfg: BuildConfig, folder: BuildFolder) -> Plan:
     """List, select and split the source's clips.
 
     The split source (:func:`flowprep.datasets.sources.split_source`) decides the sides, and the
@@ -137,22 +138,25 @@ def make_plan(cfg: BuildConfig) -> Plan:
             the release, name clashes.
         ArchiveError: unreadable source.
     """
-    videos = list_videos(cfg.source, BuildFolder(cfg.out).cache, cfg.classes)
+    unreadable: list[tuple[str, str, str]] = []
+    videos = list_videos(cfg.source, folder.cache, cfg.classes, skipped=unreadable)
     by_class, skipped = _usable(videos)
+    # clips the listing could not read (a FIFO, /dev/zero, a dangling link): listed and counted too
+    skipped += [f"{printable(c)}/{printable(n)} (skipped: {why})" for c, n, why in unreadable]
     selected = list(cfg.classes) if cfg.classes is not None else sorted({v.cls for v in videos})
-    folder = _class_folders(selected)  # before anything uses a class name
+    folder_of = _class_folders(selected)  # before anything uses a class name
     _check_selection(cfg, bool(videos), selected, by_class)
     clips = {c: by_class[c] for c in selected}
     assignment = split_source(split_request(cfg), clips).assign(clips, selected)
     classes, sides, split = assignment.classes, assignment.sides, assignment.split
-    split["counts"] = {folder[c]: n for c, n in side_counts(sides).items()}
+    split["counts"] = {folder_of[c]: n for c, n in side_counts(sides).items()}
     for c, n in split["counts"].items():
         if n["val"] == 0 or n["train"] == 0:
             log.warning("class %s has %d train and %d val clip(s)", c, n["train"], n["val"])
     excluded: list[str] = list(skipped)
-    jobs = _clip_jobs(classes, folder, by_class, sides, excluded)
+    jobs = _clip_jobs(classes, folder_of, by_class, sides, excluded)
     return Plan(
-        classes=[folder[c] for c in classes],
+        classes=[folder_of[c] for c in classes],
         jobs=jobs,
         split=split,
         source=_source_info(cfg, len(jobs)),

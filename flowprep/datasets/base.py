@@ -25,7 +25,7 @@ from typing import Any
 
 from flowprep.archive import VideoEntry
 from flowprep.errors import ConfigError
-from flowprep.layout.names import printable
+from flowprep.fsio import printable
 
 log = logging.getLogger(__name__)
 

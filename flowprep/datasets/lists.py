@@ -10,7 +10,8 @@ An entry is matched to a clip of the release by its last two path components, cl
 name, so a wrapper (``UCF-101/``), a side folder (``train/``) or an absolute prefix need not match;
 the file name may lack its extension. An entry whose folder is no class of the release (or that is a
 bare file name) is looked up by file name in every selected class. Entries of classes the release has
-but the build does not select are ignored.
+but the build does not select are ignored, and so, with ``--classes``, are entries looked up by file
+name that no selected class has (they may belong to the others).
 
 What stops the build (:class:`~flowprep.errors.ConfigError`, with the count and the first
 :data:`~flowprep.datasets.base.SHOWN` names): a malformed line (file and line), entries no clip of the
@@ -172,13 +173,14 @@ def match_entries(
             if folder in known:
                 ignored += 1  # a class of the release that is not selected
                 continue
-        if folder is not None and folder in clips:
+        by_name = folder is None or folder not in clips  # no class folder: looked up in every class
+        if folder is None or by_name:
+            hits = index.bare.get(parts[-1], set())
+        else:
             name = index.key.get((folder, parts[-1]))
             hits = {(folder, name)} if name is not None else set()
-        else:
-            hits = index.bare.get(parts[-1], set())
         if not hits:
-            if folder is None and given:
+            if by_name and given:
                 unmatched_bare += 1
             else:
                 out.missing[e.side].append(e.path)

@@ -7,17 +7,32 @@ from pathlib import Path
 
 import click
 
-from flowprep.cliparams import CommaList, Size, count, positive
+from flowprep.cliparams import CommaList, SafePath, Size, count, positive
 from flowprep.limits import json_safe
 
 
 @click.command("backends")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--params", "show_params", is_flag=True, help="List each backend's parameters: type, range, default.")
+@click.option("--markdown", is_flag=True, help="With --params: the Markdown table of docs/flow.md.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def backends_cmd(as_json: bool) -> None:
-    """List the optical-flow backends: available here or not, why, how to install, which device."""
+def backends_cmd(names: tuple[str, ...], show_params: bool, markdown: bool, as_json: bool) -> None:
+    """List the optical-flow backends: available here or not, why, how to install, which device
+    (or, with --params, the parameters each takes)."""
     from flowprep.flow.registry import BACKENDS, backend_status
 
-    rows = [backend_status(name) for name in BACKENDS]
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown flow backend {unknown[0]!r}; known: {', '.join(BACKENDS)}", param_hint="'NAME'"
+        )
+    if markdown and not show_params:
+        raise click.UsageError("--markdown goes with --params")
+    chosen = list(names) or list(BACKENDS)
+    if show_params:
+        _print_params(chosen, markdown, as_json)
+        return
+    rows = [backend_status(name) for name in chosen]
     if as_json:
         click.echo(json.dumps(rows, indent=2, allow_nan=False))
         return
@@ -29,6 +44,42 @@ def backends_cmd(as_json: bool) -> None:
             click.echo(f"{r['name']:<10} {'no':<9}  {r['why']}")
             click.echo(f"{'':<10} {'':<9}  install: {r['install_hint']}")
     click.echo("`--flow auto` takes the first available of: nvof, vpi, tvl1")
+
+
+def _print_params(names: list[str], markdown: bool, as_json: bool) -> None:
+    from flowprep.flow.params import markdown_table, text_table
+    from flowprep.flow.registry import declared_params
+
+    declared = [(name, *declared_params(name)) for name in names]
+    if as_json:
+        rows = {
+            name: {
+                "params": [
+                    {
+                        "name": p.name,
+                        "type": p.kind.__name__,
+                        "allowed": p.allowed(),
+                        "lo": p.lo,
+                        "hi": p.hi,
+                        "lo_open": p.lo_open,
+                        "hi_open": p.hi_open,
+                        "choices": list(p.choices) if p.choices is not None else None,
+                        "default": p.default,
+                        "meaning": p.meaning,
+                    }
+                    for p in params
+                ],
+                "rules": [r.text for r in rules],
+            }
+            for name, params, rules in declared
+        }
+        click.echo(json.dumps(rows, indent=2, allow_nan=False))
+    elif markdown:
+        click.echo(markdown_table(declared), nl=False)
+    else:
+        for name, params, rules in declared:
+            for line in text_table(name, params, rules):
+                click.echo(line)
 
 
 @click.command("bench-flow")
@@ -44,7 +95,7 @@ def backends_cmd(as_json: bool) -> None:
     "pairs",
     multiple=True,
     nargs=3,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=SafePath(exists=True, dir_okay=False, path_type=Path),
     metavar="FRAME1 FRAME2 GT.flo",
     help="A real pair with Middlebury ground truth (repeatable).",
 )
@@ -65,7 +116,7 @@ def backends_cmd(as_json: bool) -> None:
 @click.option("--pairs-per-magnitude", default=2, show_default=True, type=click.IntRange(0, 100))
 @click.option(
     "--video",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="Video whose first frames are warped (default: the carphone clip if present, else a texture).",
 )
@@ -87,14 +138,15 @@ def backends_cmd(as_json: bool) -> None:
     help="OpenCV threads while measuring (1 = what one build worker gets).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None, help="PNG: EPE vs pairs/s.")
+@click.option("--plot", type=SafePath(dir_okay=False, path_type=Path), default=None, help="PNG: EPE vs pairs/s.")
 @click.option(
     "--vis-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=SafePath(file_okay=False, path_type=Path),
     default=None,
     help="Write one colour-wheel visualization per backend here.",
 )
 @click.option("--seed", default=0, show_default=True, type=count(0, 2**32 - 1))
+@click.option("--overwrite", is_flag=True, help="Let --plot and --vis-dir replace existing files.")
 def bench_flow_cmd(
     flows,
     pairs,
@@ -109,9 +161,11 @@ def bench_flow_cmd(
     plot,
     vis_dir,
     seed,
+    overwrite,
 ) -> None:
     """Accuracy (end-point error) and speed of flow backends on pairs with known flow."""
-    from flowprep.flow.bench import DEFAULT_VIDEO, BenchConfig, bench, format_table
+    from flowprep.flow.bench import DEFAULT_VIDEO, BenchConfig, bench
+    from flowprep.flow.bench_report import format_table
 
     cfg = BenchConfig(
         list(flows) or None,
@@ -126,6 +180,7 @@ def bench_flow_cmd(
         plot=plot,
         vis_dir=vis_dir,
         seed=seed,
+        overwrite=overwrite,
     )
     result = bench(cfg)
     if as_json:

@@ -31,7 +31,6 @@ sample, members located from their headers).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tarfile
@@ -40,9 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from flowprep.archive.bounded import MAX_FRAME_BYTES, read_regular
-from flowprep.errors import ArchiveError, DatasetError
-from flowprep.fsio import read_json
+from flowprep.errors import DatasetError
+from flowprep.fsio import MAX_FRAME_BYTES, open_regular, parse_json, read_bytes, read_json
 
 PACK_FORMATS = ("webdataset",)
 SHARDS_DIR = "shards"
@@ -81,11 +79,11 @@ class FolderClip:
 
     def read(self, rel: str) -> bytes:
         try:
-            # regular files only, bounded: a FIFO among the frames hung training, /dev/zero filled memory
-            return read_regular(self.path / rel, MAX_FRAME_BYTES)
-        except ArchiveError as exc:
-            why = str(exc).removesuffix("; skipped")  # the listing's wording; here the run stops
-            raise DatasetError(f"cannot read frame {why}; run `flowprep verify` on the dataset") from None
+            # regular files only, bounded, not through a symlink (a dataset holds none): a FIFO among
+            # the frames hung training, /dev/zero filled memory
+            return read_bytes(self.path / rel, what="frame", max_bytes=MAX_FRAME_BYTES, owned=True, error=DatasetError)
+        except DatasetError as exc:
+            raise DatasetError(f"{exc}; run `flowprep verify` on the dataset") from None
 
 
 class PackedClip:
@@ -291,10 +289,8 @@ class PackedIndex:
             self._fds, self._pid = {}, os.getpid()
         fd = self._fds.get(shard)
         if fd is None:
-            try:
-                fd = os.open(self.dir / shard, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as exc:
-                raise DatasetError(f"cannot open shard {self.dir / shard}: {exc.strerror or exc}") from None
+            # a regular file, not through a symlink: a FIFO in its place would block every read
+            fd = open_regular(self.dir / shard, what="shard", owned=True, error=DatasetError)
             self._fds[shard] = fd
         return fd
 
@@ -341,9 +337,10 @@ def _sample(data: bytes, members: list[tuple[str, int, int]], where: str, key: s
             raise DatasetError(f"{where}: member {name!r} does not belong to sample {key!r}")
         if rest == "json":
             try:
-                entry = json.loads(bytes(view[start : start + size]))
-            except ValueError as exc:
-                raise DatasetError(f"{where}: {name} is not JSON ({exc})") from None
+                text = bytes(view[start : start + size]).decode("utf-8")
+            except UnicodeDecodeError:
+                raise DatasetError(f"{where}: {name} is not UTF-8 text") from None
+            entry = parse_json(text, where=f"{where}: {name}", error=DatasetError)
             continue
         rel = rel_name(rest)
         if rel is None:
@@ -384,10 +381,9 @@ def iter_samples(path: Path, chunk: int = 1 << 20) -> Iterator[tuple[int, int, P
         DatasetError: an unreadable or damaged shard.
     """
     path = Path(path)
-    try:
-        fh = open(path, "rb", buffering=chunk)  # noqa: SIM115 - closed in finally (a generator)
-    except OSError as exc:
-        raise DatasetError(f"cannot open shard {path}: {exc.strerror or exc}") from None
+    # a regular file, not through a symlink (a FIFO in its place would block): see flowprep.fsio
+    fd = open_regular(path, what="shard", owned=True, error=DatasetError)
+    fh = os.fdopen(fd, "rb", buffering=chunk)  # noqa: SIM115 - closed in finally (a generator)
     try:
         pos, start, key = 0, 0, None
         parts: list[bytes] = []

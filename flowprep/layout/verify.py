@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from flowprep.fsio import MAX_FRAME_BYTES, try_read_bytes
 from flowprep.layout.images import ClipSpec, decode_bytes, image_problems
-from flowprep.layout.images import container_problem as container_problem  # its former home
 from flowprep.layout.paths import clip_dir
 from flowprep.layout.record import SIDES, find_root, has_flow, has_rgb, read_record
-
-#: largest image file read as a frame (an 8192x8192 RGB PNG stored uncompressed is 201 MB)
-MAX_IMAGE_BYTES = 512 << 20
 
 
 @dataclass
@@ -32,35 +27,12 @@ class VerifyReport:
     images_read: int = 0
 
 
-def read_frame_bytes(path: Path, limit: int = MAX_IMAGE_BYTES) -> tuple[bytes | None, str]:
-    """The bytes of frame file ``path``, ``(data, "")``, or ``(None, why)``.
-
-    Only a regular file is read, and at most ``limit`` bytes: a frame that is a symlink (flowprep
-    writes none; one could lead outside the dataset, to ``/dev/zero`` whose reading never ends, or to
-    a FIFO that blocks forever) or a device is a problem, not something to follow.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return None, "a symbolic link (flowprep writes none; not followed)"
-        return None, f"{exc.strerror or exc}"
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            return None, "not a regular file"
-        if st.st_size > limit:
-            return None, f"{st.st_size} bytes, more than any frame ({limit} at most)"
-        try:
-            return fh.read(limit), ""
-        except OSError as exc:
-            return None, f"{exc.strerror or exc}"
-
-
 def read_image(path: Path) -> tuple[np.ndarray | None, str]:
     """Decode ``path`` fully: ``(image, "")``, or ``(None, why)`` when it is unreadable, truncated or
     damaged. The image is ``(H, W)`` or ``(H, W, C)`` ``uint8`` as stored."""
-    data, why = read_frame_bytes(path)
+    # a frame that is a symlink (flowprep writes none; one could lead outside the dataset, to
+    # /dev/zero or a FIFO) or a device is a problem to report, not something to follow
+    data, why = try_read_bytes(path, MAX_FRAME_BYTES, owned=True)
     if data is None:
         return None, why
     return decode_bytes(data, path.suffix.lower().lstrip("."))

@@ -20,10 +20,10 @@ import numpy as np
 from flowprep.errors import DatasetError, OutputError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.visualize import flow_to_color
+from flowprep.fsio import MAX_FRAME_BYTES, atomic_path, try_read_bytes
 from flowprep.layout.packed import ClipFiles, open_index
 from flowprep.layout.paths import clip_dir, flow_names, rgb_name
 from flowprep.layout.record import has_flow, has_rgb
-from flowprep.layout.verify import read_frame_bytes
 from flowprep.video.overlay import draw_label
 
 #: panel names in the order they are drawn
@@ -56,7 +56,7 @@ class ClipMedia:
 
 class _FolderFiles:
     """A clip folder's images by relative name: only regular files, never followed through a
-    symlink, at most MAX_IMAGE_BYTES (a frame linked to /dev/zero or a FIFO would otherwise exhaust
+    symlink, at most MAX_FRAME_BYTES (a frame linked to /dev/zero or a FIFO would otherwise exhaust
     memory or block; verify reads frames the same way)."""
 
     def __init__(self, folder: Path) -> None:
@@ -64,7 +64,7 @@ class _FolderFiles:
         self.where = str(folder)
 
     def read(self, rel: str) -> bytes:
-        data, why = read_frame_bytes(self.folder / rel)
+        data, why = try_read_bytes(self.folder / rel, MAX_FRAME_BYTES, owned=True)
         if not data:
             raise DatasetError(
                 f"cannot read {self.folder / rel}: {why or 'not an image'} (run `flowprep verify` on the dataset)"
@@ -235,8 +235,10 @@ def write_mp4(path: Path, frames: Iterator[np.ndarray], fps: float) -> tuple[int
         )
     n, size = 0, (0, 0)
     rate = Fraction(fps).limit_denominator(1000)
+    # written under a temporary name (same suffix: PyAV picks the container by it) and renamed once
+    # whole: a full disk or an unreadable frame leaves no half-written video, and no link is followed
     try:
-        with av.open(str(path), "w", options={"movflags": "+faststart"}) as container:
+        with atomic_path(path) as tmp, av.open(str(tmp), "w", options={"movflags": "+faststart"}) as container:
             stream = None
             for frame in frames:
                 if stream is None:
@@ -255,10 +257,6 @@ def write_mp4(path: Path, frames: Iterator[np.ndarray], fps: float) -> tuple[int
             if stream is not None:
                 for packet in stream.encode(None):
                     container.mux(packet)
-    except (av.FFmpegError, OSError) as exc:
-        Path(path).unlink(missing_ok=True)
+    except av.FFmpegError as exc:
         raise OutputError(f"cannot write the preview video {path}: {exc}") from exc
-    except BaseException:  # e.g. an unreadable frame: no half-written video is left behind
-        Path(path).unlink(missing_ok=True)
-        raise
     return n, size

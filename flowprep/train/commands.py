@@ -10,17 +10,17 @@ from typing import Any
 
 import click
 
-from flowprep.cliparams import CommaList, count, finite, positive, seed
+from flowprep.cliparams import CommaList, SafePath, count, finite, positive, seed
 from flowprep.errors import ConfigError
+from flowprep.loader.spec import ARCHS, CROPS, DEVICES, EVAL_MODES, OPTIMIZERS, STREAMS
 from flowprep.train.config import EvalConfig, TrainConfig, out_inside_dataset, resolve_side
-from flowprep.train.spec import ARCHS, CROPS, DEVICES, EVAL_MODES, OPTIMIZERS, STREAMS
 
 
 @click.command("train")
-@click.argument("dataset", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("dataset", type=SafePath(path_type=Path, file_okay=False))
 @click.option(
     "--out",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=SafePath(path_type=Path, file_okay=False),
     required=True,
     help="Run folder: last.pt, best.pt, log.jsonl.",
 )
@@ -71,7 +71,7 @@ from flowprep.train.spec import ARCHS, CROPS, DEVICES, EVAL_MODES, OPTIMIZERS, S
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt.")
 @click.option(
     "--imagenet",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    type=SafePath(path_type=Path, dir_okay=False, exists=True),
     default=None,
     help="Initialise from a torchvision ResNet-18 ImageNet state_dict file (not downloaded).",
 )
@@ -104,8 +104,8 @@ def train_cmd(dataset: Path, out: Path, lr_steps: list[int], no_progress: bool, 
 
 
 @click.command("evaluate")
-@click.argument("checkpoint", type=click.Path(path_type=Path, dir_okay=False))
-@click.argument("dataset", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("checkpoint", type=SafePath(path_type=Path, dir_okay=False))
+@click.argument("dataset", type=SafePath(path_type=Path, file_okay=False))
 @click.option(
     "--mode",
     type=click.Choice(EVAL_MODES),
@@ -115,7 +115,7 @@ def train_cmd(dataset: Path, out: Path, lr_steps: list[int], no_progress: bool, 
 )
 @click.option(
     "--out",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=SafePath(path_type=Path, file_okay=False),
     default=None,
     help="Report folder (default: <checkpoint dir>/eval-<side>).",
 )

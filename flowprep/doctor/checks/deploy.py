@@ -6,7 +6,6 @@ TensorRT: engine output (fp16) vs ONNX Runtime on the CPU (fp32): class probabil
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import numpy as np
 
 from flowprep.doctor.checks.common import Numbers, need, run_cli, run_flowprep
 from flowprep.doctor.framework import CheckFailed, DoctorContext, Skip
+from flowprep.fsio import read_json
 
 TRT_PROB_TOL = 0.02
 ORT_PROB_TOL = 1e-3
@@ -30,7 +30,7 @@ def _probabilities(logits: np.ndarray) -> np.ndarray:
 def _random_inputs(deploy: Path, batch: int = 2) -> dict[str, np.ndarray]:
     from flowprep.serve.runner import spec_from_record
 
-    spec = spec_from_record(json.loads((deploy / "flowprep_model.json").read_text()), str(deploy))
+    spec = spec_from_record(read_json(deploy / "flowprep_model.json", what="model record"), str(deploy))
     rng = np.random.default_rng(0)
     return {n: rng.standard_normal((batch, *s)).astype(np.float32) for n, s in spec.input_shapes().items()}
 
@@ -113,7 +113,7 @@ def _ort_run(path: Path, providers: list[Any], inputs: dict[str, np.ndarray]) ->
     """``(providers the session really uses, float32 logits)`` of one ONNX Runtime run."""
     import onnxruntime as ort
 
-    from flowprep.train.spec import OUTPUT_NAME
+    from flowprep.loader.spec import OUTPUT_NAME
 
     sess = ort.InferenceSession(str(path), providers=providers)
     feed = {i.name: inputs[i.name] for i in sess.get_inputs()}

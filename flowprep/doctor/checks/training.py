@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from flowprep.doctor.checks.common import Numbers, need, run_flowprep
 from flowprep.doctor.framework import CheckFailed, DoctorContext, Skip
+from flowprep.fsio import parse_json, read_json
 
 #: torchrun for 2 processes on this machine; --standalone picks a free rendezvous port (a static
 #: launch uses 29500 and fails when another job holds it)
@@ -54,7 +54,7 @@ def check_build(ctx: DoctorContext) -> tuple[str, Numbers]:
     )
     run_flowprep("verify", str(out))
     ctx.dataset = out
-    record = json.loads((out / "flowprep.json").read_text())
+    record = read_json(out / "flowprep.json", what="dataset record")
     return f"build-hmdb5 --flow nvof --gpus all -j {jobs} and verify passed", {
         "jobs": jobs,
         "gpus": len(ctx.gpus),
@@ -108,7 +108,7 @@ def check_train_cuda(ctx: DoctorContext) -> tuple[str, Numbers]:
 def _logged_world_size(log_path: Path) -> int:
     """``world_size`` of the last epoch in a training run's ``log.jsonl`` (0 when there is none)."""
     lines = log_path.read_text().splitlines() if log_path.is_file() else []
-    return int(json.loads(lines[-1]).get("world_size", 0)) if lines else 0
+    return int(parse_json(lines[-1], where=f"training log {log_path}").get("world_size", 0)) if lines else 0
 
 
 def check_ddp(ctx: DoctorContext) -> tuple[str, Numbers]:
