@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.builder.config import fingerprint
+from flowprep.builder.pack import staged_path
 from flowprep.errors import ConfigError, DatasetError, OutputError
 from flowprep.fsio import (
     FolderLock,
@@ -293,6 +294,9 @@ class BuildFolder:
         if (self.out / rel).is_dir() or (self.out / rel).is_symlink():
             log.warning("--force: removing %s (no longer planned on this side)", self.out / rel)
         self.remove(str(rel), frame_tops())
+        staged = staged_path(self.out / rel)  # a packed build's finished clip
+        if get_layout(layout).packable and os.path.lexists(staged):
+            self.remove(str(staged.relative_to(self.out)), frame_tops())
 
     def discard_tmp(self, name: str) -> None:
         """Remove ``<out>/.flowprep-tmp/<name>`` (a clip's unfinished folder)."""
