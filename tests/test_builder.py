@@ -75,14 +75,15 @@ def test_classes_must_be_a_list_not_a_string(tmp_path):
     assert BuildConfig(source=tmp_path, out=tmp_path / "o", classes=("wave", "clap")).classes == ["wave", "clap"]
 
 
-def test_flow_images_encode_the_true_motion(tiny_release, tmp_path):
+@pytest.mark.parametrize("flow", ["dis", "dis-fine"])
+def test_flow_images_encode_the_true_motion(tiny_release, tmp_path, flow):
     out = tmp_path / "d"
     s = build(
         BuildConfig(
             source=tiny_release,
             out=out,
             classes=["walk"],
-            flow="dis",
+            flow=flow,
             modality="flow",
             encoding=__import__("flowprep.flow.encoding", fromlist=["x"]).FlowEncoding(image_format="png"),
             jobs=1,
@@ -92,6 +93,12 @@ def test_flow_images_encode_the_true_motion(tiny_release, tmp_path):
     assert s.ok and s.built == 6
     rec = read_record(out)
     assert rec["modality"] == "flow" and rec["rgb"] is None
+    assert rec["flow"]["name"] == flow
+    if flow == "dis-fine":  # the preset's parameters are recorded, all of them
+        from flowprep.flow.opencv_cpu import FineDISBackend
+
+        assert rec["flow"]["params"] == FineDISBackend.DEFAULTS
+        assert run_cli("verify", out).exit_code == 0
     c = rec["clips"][0]
     assert c["frames"] == 8 and c["flow_frames"] == 7
     u = cv2.imread(str(out / c["side"] / "walk" / c["name"] / "u" / "000003.png"), cv2.IMREAD_GRAYSCALE)

@@ -222,3 +222,92 @@ def test_bench_default_lists_gpu_backends_as_not_run(monkeypatch):
     rows = {b.name: b for b in result.backends}
     assert rows["dis"].available and not rows["nvof"].available and "libcuda" in rows["nvof"].error
     assert "not run" in format_table(result)
+
+
+def test_pair_labels_tell_equal_names_apart():
+    from pathlib import Path
+
+    from flowprep.flow.bench import pair_labels
+
+    assert pair_labels([Path("/x/a/f.png"), Path("/x/b/g.png")]) == ["f.png", "g.png"]
+    assert pair_labels([Path("/x/a/f.png"), Path("/x/b/f.png"), Path("/y/a/f.png")]) == [
+        "x/a/f.png",
+        "b/f.png",
+        "y/a/f.png",
+    ]
+    assert pair_labels([Path("/x/f.png"), Path("/x/f.png")]) == ["f.png#1", "f.png#2"]
+
+
+def _user_pair(folder, gray, dx):
+    folder.mkdir()
+    m = np.float32([[1, 0, dx], [0, 1, 0]])
+    shifted = cv2.warpAffine(gray, m, (gray.shape[1], gray.shape[0]), borderMode=cv2.BORDER_REFLECT)
+    cv2.imwrite(str(folder / "frame10.png"), gray)
+    cv2.imwrite(str(folder / "frame11.png"), shifted)
+    gt = np.zeros(gray.shape + (2,), np.float32)
+    gt[..., 0] = dx
+    write_flo(folder / "flow10.flo", gt)
+    return [str(folder / n) for n in ("frame10.png", "frame11.png", "flow10.flo")]
+
+
+def test_two_pairs_with_the_same_name_are_both_reported(tmp_path, gray):
+    from flowprep.cli import cli
+
+    a, b = _user_pair(tmp_path / "a", gray, 1.0), _user_pair(tmp_path / "b", gray, 3.0)
+    res = CliRunner().invoke(
+        cli, ["bench-flow", "--flow", "dis", "--pair", *a, "--pair", *b, "--pairs-per-magnitude", "0", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert [p["name"] for p in data["pairs"]] == ["a/frame10.png", "b/frame10.png"]
+    assert set(data["backends"][0]["epe_by_magnitude"]) == {"a/frame10.png", "b/frame10.png"}
+
+
+def test_motion_bands_repeats_hmdb5_hours_and_frontier(tmp_path):
+    from flowprep.flow.bench import cpu_cores
+    from flowprep.flow.bench_report import HMDB5_PAIRS, frontier
+
+    result = bench_flow(
+        ["dis", "farneback"], size=(96, 72), magnitudes=(2.0, 12.0), per_magnitude=1, video=None, repeats=3
+    )
+    dis = result.backends[0]
+    assert len(dis.fps_runs) == 3 and dis.fps == pytest.approx(float(np.median(dis.fps_runs)))
+    assert set(dis.epe_by_motion) <= {"0-3", "3-8", "8-20", ">20"} and "0-3" in dis.epe_by_motion
+    assert dis.hmdb5_hours == pytest.approx(HMDB5_PAIRS / (dis.fps * cpu_cores()) / 3600)
+    assert result.cores == cpu_cores() >= 1
+    table = format_table(result)
+    assert "HMDB5 h" in table and "EPE by true motion" in table and "frontier" in table
+    front = frontier(result.backends)
+    assert front and front[0].fps == max(b.fps for b in result.backends)
+    assert all(x.epe_mean > y.epe_mean for x, y in zip(front, front[1:]))  # each slower one is better
+
+
+def test_frontier_leaves_out_the_dominated():
+    from flowprep.flow.bench_report import BackendResult, frontier
+
+    rows = [
+        BackendResult("fast-bad", True, epe_mean=2.0, fps=100),
+        BackendResult("slow-bad", True, epe_mean=3.0, fps=10),
+        BackendResult("slow-good", True, epe_mean=0.5, fps=5),
+        BackendResult("gone", False),
+    ]
+    assert [b.name for b in frontier(rows)] == ["fast-bad", "slow-good"]
+
+
+def test_scenes_from_the_cli_and_bad_counts():
+    from flowprep.cli import cli
+    from flowprep.errors import ConfigError
+    from flowprep.flow.bench import BenchConfig
+
+    res = CliRunner().invoke(
+        cli,
+        ["bench-flow", "--flow", "dis", "--size", "96x72", "--pairs-per-magnitude", "0", "--scenes", "1", "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert [p["name"] for p in data["pairs"]] == ["scene-1-3px-0", "scene-3-8px-0", "scene-8-20px-0"]
+    assert set(data["backends"][0]["epe_by_magnitude"]) == {"scene 1-3", "scene 3-8", "scene 8-20"}
+    with pytest.raises(ConfigError, match="repeats"):
+        BenchConfig(repeats=0)
+    res = CliRunner().invoke(cli, ["bench-flow", "--repeats", "0"])
+    assert res.exit_code == 2 and "Traceback" not in res.output

@@ -46,7 +46,8 @@ def backends_cmd(as_json: bool) -> None:
     nargs=3,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     metavar="FRAME1 FRAME2 GT.flo",
-    help="A real pair with Middlebury ground truth (repeatable).",
+    help="A real pair with Middlebury ground truth (repeatable; reported under FRAME1's name, "
+    "with its folders where two names are equal).",
 )
 @click.option(
     "--size",
@@ -63,6 +64,20 @@ def backends_cmd(as_json: bool) -> None:
     help="Largest motion (px) of each level of synthetic pairs.",
 )
 @click.option("--pairs-per-magnitude", default=2, show_default=True, type=click.IntRange(0, 100))
+@click.option(
+    "--scenes",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 100),
+    help="Also this many layered scenes (moving object, occlusion, noise) per motion class 1-3, 3-8, 8-20 px.",
+)
+@click.option(
+    "--repeats",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="Timed passes over the pairs; pairs/s is the median.",
+)
 @click.option(
     "--video",
     type=click.Path(path_type=Path),
@@ -101,6 +116,8 @@ def bench_flow_cmd(
     size,
     magnitudes,
     pairs_per_magnitude,
+    scenes,
+    repeats,
     video,
     bounds,
     jpeg_quality,
@@ -126,6 +143,8 @@ def bench_flow_cmd(
         plot=plot,
         vis_dir=vis_dir,
         seed=seed,
+        scenes=scenes,
+        repeats=repeats,
     )
     result = bench(cfg)
     if as_json:

@@ -185,6 +185,68 @@ class DISBackend(FlowBackend):
         return dict(self._params)
 
 
+class FineDISBackend(FlowBackend):
+    """OpenCV DIS with every knob exposed and a measured preset: ``tvl1-fast``'s accuracy at DIS speed.
+
+    DIS (dense inverse search) matches patches from the coarsest pyramid level down to
+    ``finest_scale`` (0 = full resolution), then smooths each level with a variational refinement
+    (data term weights ``delta`` for brightness constancy and ``gamma`` for gradient constancy,
+    smoothness weight ``alpha``). ``refine_iterations`` > 0 adds OpenCV's standalone
+    ``VariationalRefinement`` at full resolution with the same weights after DIS, which recovers
+    detail when DIS stops at a coarser level. The defaults are the preset chosen by
+    ``bench/tune_cpu_flow.py`` (see docs/flow.md for the search and its numbers).
+    """
+
+    name = "dis-fine"
+    DEFAULTS: ClassVar[dict[str, Any]] = dict(
+        finest_scale=1,
+        patch_size=8,
+        patch_stride=3,
+        gradient_descent_iterations=25,
+        variational_refinement_iterations=5,
+        variational_refinement_alpha=20.0,
+        variational_refinement_delta=5.0,
+        variational_refinement_gamma=10.0,
+        use_mean_normalization=True,
+        use_spatial_propagation=True,
+        refine_iterations=0,
+    )
+
+    def __init__(self, **params: Any) -> None:
+        self._params = _merge(self.DEFAULTS, params)
+        p = self._params
+        alg: Any = cv2.DISOpticalFlow.create(_DIS_PRESETS["medium"])
+        alg.setPatchSize(int(p["patch_size"]))
+        alg.setPatchStride(int(p["patch_stride"]))
+        alg.setGradientDescentIterations(int(p["gradient_descent_iterations"]))
+        alg.setVariationalRefinementIterations(int(p["variational_refinement_iterations"]))
+        alg.setVariationalRefinementAlpha(float(p["variational_refinement_alpha"]))
+        alg.setVariationalRefinementDelta(float(p["variational_refinement_delta"]))
+        alg.setVariationalRefinementGamma(float(p["variational_refinement_gamma"]))
+        alg.setUseMeanNormalization(bool(p["use_mean_normalization"]))
+        alg.setUseSpatialPropagation(bool(p["use_spatial_propagation"]))
+        self._alg = alg
+        self._refine: Any = None
+        if int(p["refine_iterations"]) > 0:
+            self._refine = _CV2.VariationalRefinement.create()
+            self._refine.setFixedPointIterations(int(p["refine_iterations"]))
+            self._refine.setAlpha(float(p["variational_refinement_alpha"]))
+            self._refine.setDelta(float(p["variational_refinement_delta"]))
+            self._refine.setGamma(float(p["variational_refinement_gamma"]))
+
+    def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        check_pair(prev, nxt, MIN_SIDE, self.name)
+        # as in DISBackend: DIS lowers its finest scale for small frames and keeps it lowered
+        self._alg.setFinestScale(int(self._params["finest_scale"]))
+        flow = self._alg.calc(prev, nxt, None)
+        if self._refine is not None:
+            flow = self._refine.calc(prev, nxt, flow)
+        return flow
+
+    def params(self) -> dict[str, Any]:
+        return dict(self._params)
+
+
 class FarnebackBackend(FlowBackend):
     """OpenCV Farneback (2003) dense flow with the parameters denseflow and most tutorials use."""
 
