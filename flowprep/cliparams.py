@@ -17,7 +17,7 @@ import click
 
 from flowprep.errors import ConfigError
 from flowprep.flow.gpus import parse_gpus
-from flowprep.limits import MAX_COUNT, MAX_SIDE, MIN_SIDE
+from flowprep.limits import MAX_BYTES, MAX_COUNT, MAX_SEED, MAX_SIDE, MIN_SIDE
 
 
 class FiniteFloat(click.FloatRange):
@@ -47,6 +47,16 @@ def positive(hi: float | None = None) -> FiniteFloat:
 
 def count(lo: int = 1, hi: int = MAX_COUNT) -> click.IntRange:
     """An int in ``[lo, hi]`` (``hi`` keeps a typo such as 100000 from allocating for an hour)."""
+    return click.IntRange(lo, hi)
+
+
+def seed() -> click.IntRange:
+    """A random seed: an int in ``[0, MAX_SEED]`` (``-1`` or ``10**23`` would fail inside numpy or torch)."""
+    return click.IntRange(0, MAX_SEED)
+
+
+def byte_count(lo: int = 1, hi: int = MAX_BYTES) -> click.IntRange:
+    """A size in bytes in ``[lo, hi]`` (``10**23`` would overflow C's ``ssize_t`` when reading)."""
     return click.IntRange(lo, hi)
 
 

@@ -18,6 +18,11 @@ MIN_SIDE = 16
 MAX_SIDE = 8192
 #: largest count accepted where a count has no natural limit (batches, frames, workers, ...)
 MAX_COUNT = 1_000_000
+#: largest random seed accepted (numpy's and DistributedSampler's seeds are 32-bit; torch's
+#: per-epoch seed ``seed * 1_000_003 + ...`` then stays far inside its 64-bit range)
+MAX_SEED = 2**32 - 1
+#: largest byte count accepted for a size limit (1 TiB; 10**23 would overflow C's ssize_t in read())
+MAX_BYTES = 1 << 40
 
 
 def range_text(lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False) -> str:

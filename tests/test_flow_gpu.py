@@ -290,9 +290,16 @@ def test_ddp_binds_the_device_before_the_process_group(monkeypatch):
     from flowprep.train import loop
 
     order = []
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("LOCAL_RANK", "1")
+    for var, value in (
+        ("WORLD_SIZE", "2"),
+        ("RANK", "1"),
+        ("LOCAL_RANK", "1"),
+        ("MASTER_ADDR", "h"),
+        ("MASTER_PORT", "1"),
+    ):
+        monkeypatch.setenv(var, value)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", lambda i: order.append(("set_device", i)))
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
     monkeypatch.setattr(dist, "init_process_group", lambda backend: order.append(("init", backend)))

@@ -9,7 +9,7 @@ import click
 
 from flowprep.builder.config import DEFAULT_MAX_CLIP_BYTES, DEFAULT_SCHEDULER_TIMEOUT, scheduler_problem
 from flowprep.builder.folder import BuildFolder
-from flowprep.cliparams import CommaList, GpuList, Shard, Size, count, finite, positive
+from flowprep.cliparams import CommaList, GpuList, Shard, Size, byte_count, count, finite, positive
 from flowprep.layout.record import RECORD_NAME
 from flowprep.limits import MAX_SIDE, MIN_SIDE
 
@@ -112,7 +112,7 @@ def build_options(f):
         ),
         click.option(
             "--max-clip-bytes",
-            type=click.IntRange(min=1),
+            type=byte_count(),
             default=DEFAULT_MAX_CLIP_BYTES,
             show_default=True,
             help="A clip larger than this is not read (it fails with the reason).",

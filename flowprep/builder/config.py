@@ -16,7 +16,7 @@ from flowprep.errors import ConfigError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.layout.paths import LAYOUTS
 from flowprep.layout.record import DATASET_MODALITIES
-from flowprep.limits import MAX_SIDE, MIN_SIDE, check_finite
+from flowprep.limits import MAX_BYTES, MAX_SIDE, MIN_SIDE, check_count, check_finite
 
 MODALITIES = DATASET_MODALITIES  # the dataset's modality (not a model's streams: train.spec.STREAMS)
 #: seconds to wait for the Dask scheduler to answer (the per-clip size limit is the archive module's)
@@ -163,8 +163,7 @@ class BuildConfig:
     def _check_run_limits(self) -> None:
         if self.scheduler is not None and scheduler_problem(self.scheduler):
             raise ConfigError(str(scheduler_problem(self.scheduler)))
-        if self.max_clip_bytes < 1:
-            raise ConfigError(f"--max-clip-bytes must be >= 1, got {self.max_clip_bytes}")
+        check_count("--max-clip-bytes", self.max_clip_bytes, 1, MAX_BYTES)
         if not (math.isfinite(self.scheduler_timeout) and self.scheduler_timeout > 0):
             raise ConfigError(f"--scheduler-timeout must be a positive number of seconds, got {self.scheduler_timeout}")
 

@@ -15,7 +15,7 @@ from flowprep.builder.folder import BuildFolder
 from flowprep.datasets.hmdb51 import parse_split_files, stem
 from flowprep.datasets.split import official_sides, side_counts, split_all
 from flowprep.errors import ConfigError
-from flowprep.layout.names import check_name, name_problem, printable
+from flowprep.layout.names import check_class_name, name_problem, printable, warn_collisions
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,11 @@ def class_folder_name(cls: str) -> str:
     """Folder name for a class: whitespace, slashes and control characters as ``_``.
 
     Raises:
-        ConfigError: the name cannot be a folder even so (e.g. ``..``, or not valid UTF-8).
+        ConfigError: the name cannot be a folder or a class name even so (e.g. ``..``, not valid
+            UTF-8, or a ``;`` that would shift DeepStream's labels: see
+            :func:`~flowprep.layout.names.class_name_problem`).
     """
-    return check_name(_UNSAFE.sub("_", cls) or "_", "class")
+    return check_class_name(_UNSAFE.sub("_", cls) or "_", "class")
 
 
 def _source_info(cfg: BuildConfig, n_videos: int) -> dict[str, Any]:
@@ -118,6 +120,7 @@ def _class_folders(classes: list[str]) -> dict[str, str]:
     for c in classes:
         if folder[c] != c:
             log.warning("class %r is written as %r (no whitespace or slashes in folder names)", c, folder[c])
+    warn_collisions(folder.values(), "build")
     return folder
 
 

@@ -16,13 +16,13 @@ Worker ``k`` of a build then takes GPU ``gpus[k % len(gpus)]`` (:func:`gpu_for_w
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from flowprep.env import gpu_env
 from flowprep.errors import ConfigError
 
 
@@ -81,10 +81,9 @@ def discover_gpus(
     """The GPUs visible to this process (see the module docstring for the order of sources).
 
     Args:
-        env: environment to read (default ``os.environ``).
+        env: environment to read (default: this process's, through :func:`flowprep.env.gpu_env`).
         nvidia_smi: returns ``nvidia-smi -L`` output or None when unavailable (injectable for tests).
     """
-    env = os.environ if env is None else env
     names: dict[str, str] = {}
 
     def smi_names() -> dict[str, str]:
@@ -94,23 +93,12 @@ def discover_gpus(
                 names[str(g.index)] = names[g.ident] = g.name
         return names
 
-    if "CUDA_VISIBLE_DEVICES" in env:
-        idents = _split(env["CUDA_VISIBLE_DEVICES"])
-        # CUDA stops at the first invalid entry; "-1" is the usual way to hide all devices.
-        usable = []
-        for ident in idents:
-            if ident.startswith("-"):
-                break
-            usable.append(ident)
-        if not usable:
+    given = gpu_env(env)
+    if given is not None:
+        if not given.idents:
             return []
         known = smi_names()
-        return [GpuInfo(i, known.get(ident, ""), ident, "CUDA_VISIBLE_DEVICES") for i, ident in enumerate(usable)]
-    for var in ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS"):
-        if env.get(var):
-            idents = _split(env[var])
-            known = smi_names()
-            return [GpuInfo(i, known.get(ident, ""), ident, var) for i, ident in enumerate(idents)]
+        return [GpuInfo(i, known.get(ident, ""), ident, given.source) for i, ident in enumerate(given.idents)]
     return [GpuInfo(g.index, g.name, g.ident, "nvidia-smi") for g in parse_nvidia_smi_list(nvidia_smi() or "")]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from flowprep.cliparams import CommaList, count, finite, positive
+from flowprep.cliparams import CommaList, count, finite, positive, seed
 from flowprep.errors import ConfigError
 from flowprep.train.config import EvalConfig, TrainConfig, out_inside_dataset, resolve_side
 from flowprep.train.spec import ARCHS, CROPS, DEVICES, EVAL_MODES, OPTIMIZERS
@@ -68,7 +68,7 @@ from flowprep.train.spec import STREAMS as MODALITIES  # the CLI option is --mod
 )
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
 @click.option("--workers", type=count(0, 256), default=2, show_default=True, help="Data-loader processes.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=seed(), default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt.")
 @click.option(
     "--imagenet",

@@ -11,7 +11,7 @@ from typing import Any
 
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.layout.record import SIDES, find_root
-from flowprep.limits import check_count, check_finite
+from flowprep.limits import MAX_SEED, check_count, check_finite
 from flowprep.train.sampling import CONV_SEGMENTS
 from flowprep.train.spec import ARCHS, CROPS, DEVICES, EVAL_MODES, OPTIMIZERS, STREAMS
 
@@ -96,6 +96,7 @@ class TrainConfig:
         check_finite("--dropout", self.dropout, 0, 1, hi_open=True)
         for step in self.lr_steps:
             check_count("--lr-steps", step, 1, 100_000)
+        check_count("--seed", self.seed, 0, MAX_SEED)
 
     def to_json(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}

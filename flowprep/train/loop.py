@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from flowprep.env import DistEnv, dist_env
 from flowprep.errors import ConfigError, writing
 from flowprep.layout.record import json_safe
 from flowprep.train import checkpoint as ckpt_mod
@@ -46,21 +46,40 @@ __all__ = [
 ]
 
 
-def _dist_setup(device: str) -> tuple[int, int, torch.device]:
-    """``(rank, world, device)``; initialises the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+def _dist_setup(device: str, denv: DistEnv | None = None) -> tuple[int, int, torch.device]:
+    """``(rank, world, device)``; initialises the process group under torchrun.
+
+    ``denv`` is torchrun's environment (default: read and checked by :func:`flowprep.env.dist_env`).
+
+    Raises:
+        ConfigError: a malformed torchrun variable, a ``LOCAL_RANK`` with no CUDA device of that
+            number, or a process group that cannot be joined (one line, naming the cause).
+    """
+    denv = dist_env() if denv is None else denv
     cuda = torch.cuda.is_available() and device in ("auto", "cuda")
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda asked, but torch sees no CUDA device")
-    if world > 1:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        if cuda:  # NCCL's recommended order: bind the device before creating the process group
-            torch.cuda.set_device(local)
-        if not dist.is_initialized():
+    if not denv.distributed:
+        return 0, 1, torch.device("cuda" if cuda else "cpu")
+    local = denv.local_rank
+    if cuda:  # NCCL's recommended order: bind the device before creating the process group
+        count = torch.cuda.device_count()
+        if local >= count:
+            raise ConfigError(
+                f"environment variable LOCAL_RANK={local} names CUDA device {local}, but torch sees {count}; "
+                "start at most that many processes per node (torchrun --nproc_per_node)"
+            )
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        try:
             dist.init_process_group(backend="nccl" if cuda else "gloo")
-        rank = dist.get_rank()
-        return rank, world, torch.device(f"cuda:{local}" if cuda else "cpu")
-    return 0, 1, torch.device("cuda" if cuda else "cpu")
+        except (RuntimeError, ValueError, OSError) as exc:  # DistNetworkError, timeouts, bad store
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(
+                f"cannot join the process group at {denv.master_addr}:{denv.master_port} "
+                f"(rank {denv.rank} of {denv.world_size}): {first}"
+            ) from exc
+    return dist.get_rank(), denv.world_size, torch.device(f"cuda:{local}" if cuda else "cpu")
 
 
 def _rng_state() -> dict[str, Any]:
@@ -273,10 +292,11 @@ def train(cfg: TrainConfig) -> TrainSummary:
         CheckpointError: a ``last.pt`` that is not a compatible checkpoint.
     """
     cfg.validate()  # again: a config may have been changed since it was created
+    denv = dist_env()  # before any work: a malformed torchrun variable is one line, not a traceback
     paths = _run_paths(cfg)
     info, train_clips = open_dataset(cfg.dataset, cfg.modality, "train")
     _, val_clips = open_dataset(cfg.dataset, cfg.modality, "val")
-    rank, world, device = _dist_setup(cfg.device)
+    rank, world, device = _dist_setup(cfg.device, denv)
     data = open_loaders(cfg, info, train_clips, val_clips, rank, world, device)
     m = make_model(cfg, len(info.classes), device)
     start, best_acc = _resume(cfg, m, info, paths[0], paths[2], rank) if cfg.resume else (0, -1.0)

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
+from flowprep.loader.source import Clip, DatasetInfo
+from flowprep.loader.torchdata import ClipDataset
 from flowprep.train.config import TrainConfig
-from flowprep.train.data import Clip, ClipDataset, DatasetInfo
 from flowprep.train.models import build_model, init_from_imagenet
 
 # the training log: these messages belong to the run, as those of flowprep.train.loop do
@@ -61,21 +61,26 @@ def open_loaders(
     if cfg.shuffle_labels:
         labels = np.random.default_rng([cfg.seed, 7]).permutation(labels).tolist()
     train_ds = ClipDataset(
-        info,
-        train_clips,
-        cfg.modality,
-        cfg.frames,
-        cfg.sample_rate,
-        cfg.input_size,
-        True,
-        cfg.crop,
-        cfg.hflip,
-        cfg.seed,
-        labels,
+        (info, train_clips),
+        modality=cfg.modality,
+        frames=cfg.frames,
+        sample_rate=cfg.sample_rate,
+        size=cfg.input_size,
+        train=True,
+        crop=cfg.crop,
+        hflip=cfg.hflip,
+        seed=cfg.seed,
+        labels=labels,
     )
-    val_ds = ClipDataset(info, val_clips, cfg.modality, cfg.frames, cfg.sample_rate, cfg.input_size, False)
-    # ClipDataset is map-style without subclassing torch's Dataset (train.data stays torch-free)
-    train_map, val_map = cast("Dataset[Any]", train_ds), cast("Dataset[Any]", val_ds)
+    val_ds = ClipDataset(
+        (info, val_clips),
+        modality=cfg.modality,
+        frames=cfg.frames,
+        sample_rate=cfg.sample_rate,
+        size=cfg.input_size,
+        train=False,
+    )
+    train_map, val_map = train_ds, val_ds
     sampler: DistributedSampler = DistributedSampler(
         train_map, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed
     )
