@@ -1,6 +1,6 @@
 """Choose the ``dis-fine`` preset: a small, rerunnable search over OpenCV's CPU flow parameters.
 
-    nice python bench/tune_cpu_flow.py [--video carphone.mp4] [--out bench-out/tune] [--budget 1.75]
+    nice python bench/tune_cpu_flow.py [--video carphone.mp4] [--out bench-out/tune] [--budget 2.4]
 
 Data (all made here, from real footage, with known flow; nothing else is tuned on):
 
@@ -56,7 +56,7 @@ SPACE: dict[str, list[Any]] = {
     "finest_scale": [0, 1, 2],
     "patch_size": [6, 8, 10, 12, 16],
     "patch_stride": [2, 3, 4, 5, 6, 8],
-    "gradient_descent_iterations": [6, 8, 12, 16, 25, 40],
+    "gradient_descent_iterations": [2, 3, 4, 6, 8, 12, 16, 25, 40],
     "variational_refinement_iterations": [0, 2, 3, 5, 8, 10, 12, 20],
     "variational_refinement_alpha": [5.0, 10.0, 20.0, 30.0, 40.0, 60.0, 80.0],
     "variational_refinement_delta": [0.5, 1.0, 2.0, 5.0, 10.0],
@@ -140,14 +140,12 @@ def valid(params: dict[str, Any]) -> bool:
 # -------------------------------------------------------------------------------- the families
 
 
-def families(screen: Evaluator, log: Callable[[str], None]) -> list[dict[str, Any]]:
+def families(screen: Evaluator) -> list[dict[str, Any]]:
     """Where OpenCV's other CPU methods sit on the screen set (TV-L1 variants warm-started from DIS)."""
     rows = []
 
     def add(name: str, flow: Flow, params: dict[str, Any]) -> None:
-        r = {"family": name, "params": params, **screen(flow)}
-        rows.append(r)
-        log(f"  {name:<34} EPE {r['epe']:.3f}  cost {r['cost']:6.2f}x dis-medium")
+        rows.append({"family": name, "params": params, **screen(flow)})
 
     for preset in ("ultrafast", "fast", "medium"):
         add(f"dis {preset}", DISBackend(preset=preset).calc, {"preset": preset})
@@ -172,7 +170,12 @@ def families(screen: Evaluator, log: Callable[[str], None]) -> list[dict[str, An
 # ------------------------------------------------------------------------------------ search
 
 
-def coarse(screen: Evaluator, budget: float, log: Callable[[str], None]) -> list[dict[str, Any]]:
+def log_families(rows: list[dict[str, Any]], log: Callable[[str], None]) -> None:
+    for r in rows:
+        log(f"  {r['family']:<34} EPE {r['epe']:.3f}  cost {r['cost']:6.2f}x dis-medium")
+
+
+def coarse(screen: Evaluator) -> list[dict[str, Any]]:
     rows = []
     names = list(GRID)
     for values in itertools.product(*GRID.values()):
@@ -181,11 +184,21 @@ def coarse(screen: Evaluator, budget: float, log: Callable[[str], None]) -> list
             continue
         rows.append({"params": params, **screen(dis_fine(params))})
     rows.sort(key=lambda r: r["epe"])
+    return rows
+
+
+def log_grid(rows: list[dict[str, Any]], budget: float, log: Callable[[str], None]) -> None:
     inside = [r for r in rows if r["cost"] <= budget]
     log(f"  {len(rows)} configurations, {len(inside)} within {budget}x dis-medium; best within budget:")
     for r in inside[:5]:
         log(f"    EPE {r['epe']:.3f} cost {r['cost']:.2f}x  " + _short(r["params"]))
-    return rows
+
+
+#: the cost limit: tvl1-fast costs ~50-54x DIS medium (step 1 measures it), so the goal's "20x
+#: tvl1-fast's speed" allows ~2.7x; 10 % below that, so that the preset meets the goal with a margin
+BUDGET = 2.4
+#: coordinate-descent rounds at most (each tries every parameter's two neighbours)
+ROUNDS = 6
 
 
 def descend(
@@ -200,7 +213,7 @@ def descend(
         return cache[k]
 
     best = measure(start)
-    for round_ in range(4):
+    for round_ in range(ROUNDS):
         candidates = []
         for name, values in SPACE.items():
             i = values.index(best["params"][name])
@@ -246,16 +259,22 @@ def held_out(video: Path | None, chosen: dict[str, Any], log: Callable[[str], No
     smooth = scene_pairs(video, SIZE, 3, seed=1012, frame_range=HELD_OUT_FRAMES, layered=False)
     out = {}
     for label, given in (("scenes", None), ("smooth", smooth)):
-        cfg = BenchConfig(
-            ["dis-fine", "tvl1-fast", "dis", "farneback", "tvl1"],
-            size=SIZE,
-            magnitudes=(),
-            video=video,
-            scenes=6 if given is None else 0,
-            repeats=3,
-            backend_params={"dis-fine": chosen},
-        )
-        result = bench(cfg, given)
+        # tvl1 (about 1 pair/s) is timed once: its speed is not in question
+        for names, repeats in ((["dis-fine", "tvl1-fast", "dis", "farneback"], 3), (["tvl1"], 1)):
+            cfg = BenchConfig(
+                names,
+                size=SIZE,
+                magnitudes=(),
+                video=video,
+                scenes=6 if given is None else 0,
+                repeats=repeats,
+                backend_params={"dis-fine": chosen},
+            )
+            part = bench(cfg, given)
+            if repeats > 1:
+                result = part
+            else:
+                result.backends += part.backends
         out[label] = result.to_dict()
         log(f"  held-out {label}:")
         for b in result.backends:
@@ -299,7 +318,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
     ap.add_argument("--out", type=Path, default=Path("bench-out/tune"))
-    ap.add_argument("--budget", type=float, default=1.75, help="cost limit, in units of DIS medium's CPU time")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=BUDGET,
+        help=f"cost limit, in units of DIS medium's CPU time (default {BUDGET}: the goal's 20x tvl1-fast, less 10 %%)",
+    )
     ap.add_argument("--skip-families", action="store_true", help="skip step 1 (DeepFlow alone takes minutes)")
     ap.add_argument(
         "--resume", action="store_true", help="reuse steps 1 and 2 from --out (families.json, grid.json) if there"
@@ -328,9 +352,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return rows
 
     log("1. families (screen set):")
-    fam = [] if args.skip_families else step("families", lambda: families(screen, log))
+    fam = [] if args.skip_families else step("families", lambda: families(screen))
+    log_families(fam, log)
     log("2. coarse grid (screen set):")
-    grid = step("grid", lambda: coarse(screen, args.budget, log))
+    grid = step("grid", lambda: coarse(screen))
+    log_grid(grid, args.budget, log)
     log("3. coordinate descent (tuning set):")
     cache: dict[str, dict[str, Any]] = {}
     # the best within budget of each structure (finest scale, patch size): three different starts
@@ -345,6 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"  start {i + 1}: " + _short(start))
         finals.append(descend(start, tune, args.budget, cache, log))
     defaults = {"params": dict(FineDISBackend.DEFAULTS), **tune(dis_fine(dict(FineDISBackend.DEFAULTS)))}
+    baseline = {"params": dict(FastTVL1Backend.DEFAULTS), **tune(FastTVL1Backend().calc)}
+    log(f"  tvl1-fast on the tuning set: EPE {baseline['epe']:.3f}, cost {baseline['cost']:.1f}x dis-medium")
     best = min((r for r in finals if r["cost"] <= args.budget), key=lambda r: r["epe"], default=defaults)
     log(f"4. chosen (tuning EPE {best['epe']:.3f}, cost {best['cost']:.2f}x dis-medium): {best['params']}")
     search = {
@@ -354,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "grid": grid,
         "descent": list(cache.values()),
         "dis_fine_defaults_on_tuning_set": defaults,
+        "tvl1_fast_on_tuning_set": baseline,
         "chosen": best,
     }
     (args.out / "search.json").write_text(json.dumps(search, indent=1))

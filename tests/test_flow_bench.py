@@ -311,3 +311,47 @@ def test_scenes_from_the_cli_and_bad_counts():
         BenchConfig(repeats=0)
     res = CliRunner().invoke(cli, ["bench-flow", "--repeats", "0"])
     assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+def _bench_script(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_bench_goal_check_is_stated_as_ratios():
+    from flowprep.flow.bench_report import BackendResult, BenchResult
+
+    script = _bench_script("bench_flow")
+    rows = [
+        BackendResult(
+            "dis-fine", True, epe_mean=0.30, fps=80.0, pairs=19, epe_by_magnitude={"scene 1-3": 0.2, "m.png": 1.2}
+        ),
+        BackendResult(
+            "tvl1-fast", True, epe_mean=0.45, fps=2.5, pairs=19, epe_by_magnitude={"scene 1-3": 0.3, "m.png": 1.5}
+        ),
+    ]
+    result = BenchResult((320, 240), [(320, 240)], "x", 1, 2, [], rows, [])
+    text = "\n".join(script.goal_lines(result))
+    assert "0.67x (goal <= 0.88x): met" in text and "32x (goal >= 20x): met" in text
+    assert "pairs/s per core 80.0 (goal >= 50): met" in text and "load average" in text
+    assert "pair m.png: EPE 1.200 vs 1.500 px: 0.80x" in text and "pair scene" not in text
+    rows[0].epe_mean, rows[0].fps = 0.5, 30.0
+    text = "\n".join(script.goal_lines(result))
+    assert text.count("NOT MET") == 3
+    assert script.goal_lines(BenchResult(None, [], "x", 1, 2, [], rows[:1], [])) == [
+        "goal check: dis-fine or tvl1-fast did not run"
+    ]
+
+
+def test_tuning_script_space_covers_its_grid_and_the_preset():
+    from flowprep.flow.opencv_cpu import FineDISBackend
+
+    script = _bench_script("tune_cpu_flow")  # importing checks that the grid lies in the space
+    assert set(script.SPACE) == set(FineDISBackend.DEFAULTS)
+    assert all(FineDISBackend.DEFAULTS[k] in v for k, v in script.SPACE.items())

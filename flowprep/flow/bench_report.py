@@ -117,7 +117,7 @@ def write_visualization(vis_dir: Path, name: str, pair: FlowPair, est: np.ndarra
 def frontier(backends: list[BackendResult]) -> list[BackendResult]:
     """The backends no other beats on both EPE and speed (the accuracy/speed frontier), fastest first."""
     ran = [b for b in backends if b.available and np.isfinite(b.epe_mean) and np.isfinite(b.fps)]
-    best = []
+    best: list[BackendResult] = []
     for b in sorted(ran, key=lambda r: (-r.fps, r.epe_mean)):
         if not best or b.epe_mean < best[-1].epe_mean:
             best.append(b)
@@ -131,6 +131,7 @@ def write_plot(result: BenchResult, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for b in result.backends:
@@ -140,7 +141,7 @@ def write_plot(result: BenchResult, path: Path) -> Path:
     front = frontier(result.backends)
     if len(front) > 1:
         ax.plot([b.fps for b in front], [b.epe_mean for b in front], "k--", lw=0.8, label="frontier")
-        ax.legend(loc="upper right")
+        ax.legend(loc="best")
     ax.set_xscale("log")
     per_hour = HMDB5_PAIRS / 3600 / max(result.cores, 1)  # pairs/s <-> HMDB5 hours on this machine
 
@@ -148,6 +149,9 @@ def write_plot(result: BenchResult, path: Path) -> Path:
         return per_hour / np.maximum(x, 1e-9)
 
     top = ax.secondary_xaxis("top", functions=(swap, swap))
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 0.5, 20, 300 rather than 5x10^-1
+    ax.xaxis.set_major_formatter(plain)
+    top.xaxis.set_major_formatter(plain)
     top.set_xlabel(f"HMDB5 hours on {result.cores} core(s)")
     ax.set_xlabel(f"pairs per second ({sizes_text(result)}, {result.opencv_threads} OpenCV thread(s))")
     ax.set_ylabel("mean end-point error (px)")

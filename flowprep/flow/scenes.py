@@ -51,8 +51,8 @@ def _blob_mask(h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, tu
     ry, rx = rng.uniform(0.12, 0.3) * h, rng.uniform(0.12, 0.3) * w
     gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
     r = np.sqrt(((gy - cy) / ry) ** 2 + ((gx - cx) / rx) ** 2)
-    wobble = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), max(h, w) / 20)
-    wobble *= 0.25 / max(float(np.abs(wobble).max()), 1e-6)
+    noise = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), max(h, w) / 20)
+    wobble = noise * np.float32(0.25 / max(float(np.abs(noise).max()), 1e-6))
     # distance to the edge in pixels (roughly), clipped to a 1-pixel ramp: an anti-aliased outline
     edge = (1.0 + wobble - r) * min(ry, rx)
     return np.clip(edge + 0.5, 0.0, 1.0).astype(np.float32), (float(cx), float(cy))
