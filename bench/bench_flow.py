@@ -21,10 +21,10 @@ import json
 import os
 from pathlib import Path
 
-from flowprep.flow.bench import BenchConfig, bench, bench_flow, format_table
-from flowprep.flow.bench_report import BenchResult
+from flowprep.flow.bench import BenchConfig, bench, bench_flow
+from flowprep.flow.bench_report import BenchResult, format_table
 from flowprep.flow.pairs import DEFAULT_VIDEO
-from flowprep.layout.record import json_safe
+from flowprep.limits import json_safe
 
 #: issue 20's goal for dis-fine against tvl1-fast
 EPE_RATIO_GOAL = 0.88

@@ -127,6 +127,24 @@ def count_on_disk(final: Path, layout: str, rgb: bool) -> tuple[int, int]:
     return (frames if rgb else flows + 1), flows
 
 
+def clip_entry(job: ClipJob, frames: int, flows: int, lost: int) -> dict[str, Any]:
+    """The record entry of a built clip (``flows`` 0 for a dataset without flow)."""
+    e: dict[str, Any] = {
+        "id": job.id,
+        "side": job.side,
+        "class": job.cls,
+        "label": job.label,
+        "name": job.clip,
+        "source": job.name,
+        "status": "ok",
+        "frames": frames,
+        "flow_frames": flows,
+    }
+    if lost:
+        e["decode_errors"] = lost  # frames of the video that could not be decoded
+    return e
+
+
 def _imwrite(path: Path, img: np.ndarray, params: list[int]) -> None:
     try:
         ok = cv2.imwrite(str(path), img, params)
@@ -223,7 +241,9 @@ def _make_tmp(out: Path, job: ClipJob, settings: JobSettings) -> Path:
     return tmp
 
 
-def _write_clip(job: ClipJob, settings: JobSettings, tmp: Path) -> tuple[int, dict[str, float], int]:
+def _write_clip(
+    job: ClipJob, settings: JobSettings, tmp: Path, folder: BuildFolder
+) -> tuple[int, dict[str, float], int]:
     """Decode the clip and write everything into ``tmp``; ``(frames, timings, frames lost)``. Frames lost to decode
     errors are noted in the build folder (before the clip is published, so a finished clip has its note)."""
     writer = _ClipWriter(job, settings, tmp)
@@ -245,7 +265,7 @@ def _write_clip(job: ClipJob, settings: JobSettings, tmp: Path) -> tuple[int, di
             expected,
             expected - lost,
         )
-    BuildFolder(Path(settings.out)).note_decode_errors(job.id, lost, expected)
+    folder.note_decode_errors(job.id, lost, expected)
     return n, writer.timings, lost
 
 
@@ -280,7 +300,7 @@ def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
     cv2.setNumThreads(settings.opencv_threads)
     tmp = _make_tmp(out, job, settings)
     try:
-        n, timings, lost = _write_clip(job, settings, tmp)
+        n, timings, lost = _write_clip(job, settings, tmp, folder)
         if not _publish(tmp, final, folder):
             return ClipResult(job.id, "exists", *count_on_disk(final, settings.layout, settings.rgb), worker=worker)
     except (DecodeError, ArchiveError, ClipError) as exc:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flowprep.train.spec import NORM_OFFSET, NORM_SCALE
+from flowprep.loader.spec import NORM_OFFSET, NORM_SCALE
 
 #: ``x_net = (x - OFFSET) * SCALE`` for 8-bit RGB and flow images alike
 SCALE = NORM_SCALE  # (x - OFFSET) * SCALE: the training normalisation

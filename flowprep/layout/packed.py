@@ -31,7 +31,6 @@ sample, members located from their headers).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tarfile
@@ -40,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from flowprep.archive.bounded import MAX_FRAME_BYTES, read_regular
-from flowprep.errors import ArchiveError, DatasetError
+from flowprep.errors import DatasetError
+from flowprep.fsio import MAX_FRAME_BYTES, open_regular, parse_json, read_bytes, read_json
 
 PACK_FORMATS = ("webdataset",)
 SHARDS_DIR = "shards"
@@ -51,6 +50,8 @@ INDEX_VERSION = 1
 #: default target size of one shard (a shard closes at the first clip that reaches it)
 DEFAULT_SHARD_SIZE = 1 << 30
 BLOCK = 512
+#: the largest shard index read (about 150 bytes per clip: 7 million clips)
+MAX_INDEX_BYTES = 1 << 30
 #: tar's blocking factor: archives are padded to a multiple of 20 blocks, as GNU and BSD tar do
 RECORD = 20 * BLOCK
 #: a folder-relative image name inside a clip: rgb/000000.png, u/000000.jpg, v/...
@@ -78,11 +79,11 @@ class FolderClip:
 
     def read(self, rel: str) -> bytes:
         try:
-            # regular files only, bounded: a FIFO among the frames hung training, /dev/zero filled memory
-            return read_regular(self.path / rel, MAX_FRAME_BYTES)
-        except ArchiveError as exc:
-            why = str(exc).removesuffix("; skipped")  # the listing's wording; here the run stops
-            raise DatasetError(f"cannot read frame {why}; run `flowprep verify` on the dataset") from None
+            # regular files only, bounded, not through a symlink (a dataset holds none): a FIFO among
+            # the frames hung training, /dev/zero filled memory
+            return read_bytes(self.path / rel, what="frame", max_bytes=MAX_FRAME_BYTES, owned=True, error=DatasetError)
+        except DatasetError as exc:
+            raise DatasetError(f"{exc}; run `flowprep verify` on the dataset") from None
 
 
 class PackedClip:
@@ -269,10 +270,8 @@ class PackedIndex:
             self._fds, self._pid = {}, os.getpid()
         fd = self._fds.get(shard)
         if fd is None:
-            try:
-                fd = os.open(self.dir / shard, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as exc:
-                raise DatasetError(f"cannot open shard {self.dir / shard}: {exc.strerror or exc}") from None
+            # a regular file, not through a symlink: a FIFO in its place would block every read
+            fd = open_regular(self.dir / shard, what="shard", owned=True, error=DatasetError)
             self._fds[shard] = fd
         return fd
 
@@ -316,9 +315,10 @@ def split_sample(data: bytes, where: str, key: str | None = None) -> PackedClip:
             raise DatasetError(f"{where}: member {name!r} does not belong to sample {key!r}")
         if rest == "json":
             try:
-                entry = json.loads(bytes(view[start : start + size]))
-            except ValueError as exc:
-                raise DatasetError(f"{where}: {name} is not JSON ({exc})") from None
+                text = bytes(view[start : start + size]).decode("utf-8")
+            except UnicodeDecodeError:
+                raise DatasetError(f"{where}: {name} is not UTF-8 text") from None
+            entry = parse_json(text, where=f"{where}: {name}", error=DatasetError)
             continue
         rel = rel_name(rest)
         if rel is None:
@@ -328,14 +328,17 @@ def split_sample(data: bytes, where: str, key: str | None = None) -> PackedClip:
 
 
 def read_index(root: Path) -> dict[str, Any]:
-    """The JSON of ``<root>/shards/index.json`` (bounded read: an index is small next to its shards)."""
-    path = Path(root) / SHARDS_DIR / INDEX_NAME
-    try:
-        return json.loads(read_regular(path, 1 << 31))
-    except ArchiveError as exc:
-        raise DatasetError(f"cannot read the shard index {exc}; a packed dataset needs it") from None
-    except ValueError as exc:
-        raise DatasetError(f"cannot read the shard index {path}: {exc}") from None
+    """The JSON of ``<root>/shards/index.json`` (a symlink is refused: flowprep writes none)."""
+    index = read_json(
+        Path(root) / SHARDS_DIR / INDEX_NAME,
+        what="shard index",
+        max_bytes=MAX_INDEX_BYTES,
+        owned=True,
+        error=DatasetError,
+    )
+    if not isinstance(index, dict):
+        raise DatasetError(f"{Path(root) / SHARDS_DIR / INDEX_NAME} is not a flowprep shard index")
+    return index
 
 
 def open_index(root: Path, record: dict[str, Any]) -> PackedIndex | None:
@@ -356,10 +359,9 @@ def iter_samples(path: Path, chunk: int = 1 << 20) -> Iterator[tuple[int, int, P
         DatasetError: an unreadable or damaged shard.
     """
     path = Path(path)
-    try:
-        fh = open(path, "rb", buffering=chunk)  # noqa: SIM115 - closed in finally (a generator)
-    except OSError as exc:
-        raise DatasetError(f"cannot open shard {path}: {exc.strerror or exc}") from None
+    # a regular file, not through a symlink (a FIFO in its place would block): see flowprep.fsio
+    fd = open_regular(path, what="shard", owned=True, error=DatasetError)
+    fh = os.fdopen(fd, "rb", buffering=chunk)  # noqa: SIM115 - closed in finally (a generator)
     try:
         pos, start, key = 0, 0, None
         parts: list[bytes] = []

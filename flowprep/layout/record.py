@@ -6,10 +6,14 @@ Schema (``format_version`` 1)::
       "format": "flowprep-dataset", "format_version": 1, "flowprep_version": "0.1.0",
       "layout": "tao" | "mmaction2",
       "modality": "rgb" | "flow" | "both",
-      "source": {"kind": "hmdb51" | "folder" | "archive", "files": [{"name": str, "size": int}], ...},
+      "source": {"kind": "hmdb51" | "ucf101" | "folder" | "archive", "files": [{"name": str, "size": int}], ...},
       "classes": [str, ...],                # label id = index; also labels.txt / label_map.json
-      "split": {"method": "group" | "clip" | "official", "val_ratio": 0.1, "seed": 0,
-                "official_split": int | null, "counts": {cls: {"train": n, "val": n}}},
+      "split": {"method": "group" | "clip" | "official" | "lists" | "folders", "val_ratio": 0.1, "seed": 0,
+                "official_split": int | null, "counts": {cls: {"train": n, "val": n}},
+                # only where they apply (HMDB51's official split and the seeded split have none):
+                "convention": "ucf101", "lists": {"train": name, "val": name},
+                "folders": {"train": "train", "val": "val"}, "classes_from": "classInd.txt",
+                "missing": {"train": [path, ...], "val": [...]}},   # list entries the release lacked
       "decode": {"short_side": int | null, "size": [w, h] | null, "frame_step": int},
       "rgb": {"image_format": "png"},
       "flow": {"name": str, "params": {...}, "device": str} | null,
@@ -26,78 +30,26 @@ interrupted-and-resumed build writes the same bytes as an uninterrupted one.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import re
-import socket
-import uuid
 from pathlib import Path
 from typing import Any
 
-from flowprep.errors import ConfigError, DatasetError, OutputError
+from flowprep.errors import ConfigError, DatasetError
 from flowprep.flow.encoding import FlowEncoding
-from flowprep.layout.names import name_problem
+from flowprep.fsio import check_path, name_problem, read_json, write_json_atomic
 from flowprep.layout.paths import LAYOUTS
-from flowprep.limits import json_safe as json_safe  # re-exported: its former home
 
 RECORD_NAME = "flowprep.json"
 FORMAT = "flowprep-dataset"
 FORMAT_VERSION = 1
 SIDES = ("train", "val")
 #: what a dataset holds (``flowprep build --modality``); a model's input streams are
-#: :data:`flowprep.train.spec.STREAMS`
+#: :data:`flowprep.loader.spec.STREAMS`
 DATASET_MODALITIES = ("rgb", "flow", "both")
-MODALITIES = DATASET_MODALITIES  # the name the record schema checks use
 IMAGE_FORMATS = ("png", "jpg")
 #: more frames than any clip has (10 hours at 30 fps); a bigger count is a damaged record
 MAX_FRAMES = 1_080_000
-
-
-def unique_tmp(path: Path) -> Path:
-    """A sibling of ``path`` no other process on any host will pick (shards on several nodes often
-    share process ids, so the pid alone is not enough)."""
-    return path.with_name(f".{path.name}.{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-
-
-def is_tmp_of(candidate: str, name: str) -> bool:
-    """Whether ``candidate`` is a name :func:`unique_tmp` gives a temporary sibling of ``name``
-    (``.<name>.<host>-<pid>-<8 hex>.tmp``: one that a process killed mid-write leaves behind)."""
-    return re.fullmatch(re.escape(f".{name}.") + r".+-\d+-[0-9a-f]{8}\.tmp", candidate) is not None
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a uniquely named sibling and a rename (readers never see half).
-
-    Raises:
-        OutputError: the file cannot be written (read-only or full disk, permissions, no folder).
-    """
-    path = Path(path)
-    tmp = unique_tmp(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):  # on a read-only disk even this may fail
-            tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            # a full disk reports ENOSPC on write(), which names no file: say which one
-            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        raise
-
-
-def dump_json(obj: Any) -> str:
-    """JSON as flowprep writes it: sorted keys, 2-space indent, UTF-8, trailing newline.
-
-    ``nan``/``inf`` raise ValueError instead of becoming ``NaN``/``Infinity``, which are not JSON
-    (the config dataclasses refuse non-finite numbers, so a record never holds one).
-    """
-    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON (see :func:`dump_json`) atomically."""
-    write_text_atomic(path, dump_json(obj))
+#: the largest record read (about 250 bytes a clip: a million clips)
+MAX_RECORD_BYTES = 256 << 20
 
 
 def write_record(root: Path, record: dict[str, Any]) -> Path:
@@ -109,7 +61,7 @@ def write_record(root: Path, record: dict[str, Any]) -> Path:
 
 def find_root(path: Path) -> Path:
     """The dataset root for ``path``: itself, or its parent when ``path`` is ``<root>/train`` or ``<root>/val``."""
-    path = Path(path)
+    path = check_path(path, "dataset")  # verify, stats, train, preview: paths enter here
     if (path / RECORD_NAME).is_file():
         return path
     if path.name in SIDES and (path.parent / RECORD_NAME).is_file():
@@ -132,10 +84,7 @@ def read_record(path: Path) -> dict[str, Any]:
     """
     root = find_root(path)
     file = root / RECORD_NAME
-    try:
-        record = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read dataset record {file}: {exc}") from exc
+    record = read_json(file, what="dataset record", max_bytes=MAX_RECORD_BYTES, error=DatasetError)
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise DatasetError(f"{file} is not a flowprep dataset record")
     version = record.get("format_version", 0)
@@ -153,10 +102,6 @@ def read_record(path: Path) -> dict[str, Any]:
             f"{file}: {exc} (the record was edited or damaged; rebuild the dataset or restore the file)"
         ) from None
     return record
-
-
-#: the name the task's callers use for the checked loader
-load_record = read_record
 
 
 class _Bad(ValueError):
@@ -187,7 +132,9 @@ def check_record(record: dict[str, Any]) -> None:
     class one of ``classes`` and its label that class's index; counts whole numbers >= 0.
     """
     _need(record.get("layout", "tao") in LAYOUTS, "layout", f"one of {LAYOUTS}", record.get("layout"))
-    _need(record.get("modality") in MODALITIES, "modality", f"one of {MODALITIES}", record.get("modality"))
+    _need(
+        record.get("modality") in DATASET_MODALITIES, "modality", f"one of {DATASET_MODALITIES}", record.get("modality")
+    )
     classes: list[str] = record.get("classes")  # type: ignore[assignment]  # checked next
     _need(isinstance(classes, list) and len(classes) > 0, "classes", "a non-empty list", classes)
     for i, c in enumerate(classes):

@@ -54,6 +54,19 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _split_text(split: dict[str, Any]) -> str:
+    """The record's split in words: method, ratio and seed, or the lists/folders a given split came from."""
+    given = split.get("lists") or split.get("folders")
+    if isinstance(given, dict):
+        text = f"{split.get('method')}" + (f" {split['official_split']}" if split.get("official_split") else "")
+        text += f": train = {given.get('train')}, val = {given.get('val')}"
+    else:
+        text = f"{split.get('method')}, val ratio {split.get('val_ratio')}, seed {split.get('seed')}" + (
+            f", official split {split['official_split']}" if split.get("official_split") else ""
+        )
+    return text + (f"; classes from {split['classes_from']}" if split.get("classes_from") else "")
+
+
 def _kv_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, HTML) rows of the summary table."""
     src = record.get("source") or {}
@@ -68,13 +81,7 @@ def _kv_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
         ("layout", esc(record.get("layout"))),
         ("modality", esc(record.get("modality"))),
         ("classes", f"{len(record['classes'])} (label order below)"),
-        (
-            "split",
-            esc(
-                f"{split.get('method')}, val ratio {split.get('val_ratio')}, seed {split.get('seed')}"
-                + (f", official split {split['official_split']}" if split.get("official_split") else "")
-            ),
-        ),
+        ("split", esc(_split_text(split))),
         (
             "decode",
             esc(

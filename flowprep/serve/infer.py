@@ -6,10 +6,10 @@ models: item k is RGB frame k with the flow from frame k to k+1), after the data
 ``sample_rate``, or ``--skip-frames + 1`` as jetson-inference's actionNet); it spans
 ``(T - 1) * step + 1`` items. Windows start at 0, ``stride``, ``2 * stride``, ... and each is
 classified as soon as its last item arrives; a stream shorter than one window gives one window that
-loops over what there is (as :mod:`flowprep.train.sampling` does).
+loops over what there is (as :mod:`flowprep.loader.sampling` does).
 
 For a file whose frame count is known, the whole-clip verdict uses the evaluation "conv" protocol
-of :func:`flowprep.train.sampling.conv_indices`: the softmax scores of one window centred on each of
+of :func:`flowprep.loader.sampling.conv_indices`: the softmax scores of one window centred on each of
 10 equal segments, averaged. Those windows are classified on the fly too (the buffer always holds
 the newest window span), so nothing is decoded twice.
 
@@ -31,12 +31,13 @@ from flowprep.errors import ConfigError
 from flowprep.flow.base import FlowBackend
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.registry import BACKENDS, create_backend
-from flowprep.serve.annotate import AnnotatedWriter, draw_label
+from flowprep.loader import sampling
+from flowprep.serve.annotate import AnnotatedWriter
 from flowprep.serve.config import InferConfig, InferSummary
 from flowprep.serve.runner import ModelSpec, load_model, softmax, top_k
 from flowprep.serve.stream import open_source
 from flowprep.serve.window import FrameProcessor, WindowBuffer
-from flowprep.train import sampling
+from flowprep.video.overlay import draw_label
 
 log = logging.getLogger(__name__)
 __all__ = ["InferConfig", "InferSession", "InferSummary", "infer"]
@@ -204,15 +205,20 @@ class InferSession:
         count = min(info.frame_count, cfg.max_frames) if info.frame_count and cfg.max_frames else info.frame_count
         if info.kind == "file":
             self.expected, self.plan = _conv_plan(self.spec, count, self.step, cfg.segments)
+        keep = False  # the annotated video is renamed into place only after a run that ended well
         try:
             with source:
                 if cfg.output is not None:
                     writer = AnnotatedWriter(Path(cfg.output), info.fps)
                 self._stream(source, writer)
             self._finish()
+            keep = True
+        except KeyboardInterrupt:
+            keep = True  # Ctrl-C is how a camera run ends: the video up to here is whole
+            raise
         finally:
             if writer is not None:
-                writer.close()
+                writer.close(keep=keep)
                 summary.output, summary.output_frames = str(writer.path), writer.frames
             if self.backend is not None:
                 self.backend.close()

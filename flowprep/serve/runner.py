@@ -8,7 +8,6 @@ carries the same in its dict.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,15 +16,13 @@ from typing import Any
 import numpy as np
 
 from flowprep.errors import ConfigError
-from flowprep.train.spec import ARCHS, INPUT_NAMES, OUTPUT_NAME, STREAM_INPUTS, input_shapes
+from flowprep.fsio import read_json
+from flowprep.loader.spec import ARCHS, OUTPUT_NAME, STREAM_INPUTS, input_shapes
 
 log = logging.getLogger(__name__)
 
 #: preferred ONNX Runtime providers, best first (only those present are used)
 PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-#: model modality -> input streams; input names (both from train.spec, kept here under their old names)
-STREAMS = STREAM_INPUTS
-NAMES = INPUT_NAMES
 
 
 @dataclass
@@ -55,10 +52,10 @@ class ModelSpec:
 
     @property
     def streams(self) -> tuple[str, ...]:
-        return STREAMS[self.modality]
+        return STREAM_INPUTS[self.modality]
 
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Input name -> shape without batch (:func:`flowprep.train.spec.input_shapes`)."""
+        """Input name -> shape without batch (:func:`flowprep.loader.spec.input_shapes`)."""
         return input_shapes(self.arch, self.modality, self.frames, self.input_size)
 
 
@@ -67,7 +64,7 @@ def spec_from_record(rec: dict[str, Any], source: str) -> ModelSpec:
     try:
         if rec.get("format") != "flowprep-model":
             raise KeyError("format")
-        if rec["modality"] not in STREAMS or rec["arch"] not in ARCHS:
+        if rec["modality"] not in STREAM_INPUTS or rec["arch"] not in ARCHS:
             raise KeyError("modality/arch")
         return ModelSpec(
             rec["arch"],
@@ -204,10 +201,7 @@ def load_model(path: Path, providers: list[str] | None = None, threads: int | No
                 f"{path} has no flowprep_model.json beside it (frames, classes and flow "
                 "settings live there); use the folder `flowprep export` wrote"
             )
-        try:
-            rec = json.loads(rec_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read {rec_path}: {exc}") from exc
+        rec = read_json(rec_path, what="model record", error=ConfigError)
         spec = spec_from_record(rec, str(path))
         check_onnx_matches(path, spec)
         return spec, OnnxRunner(path, providers, threads)

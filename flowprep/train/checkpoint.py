@@ -32,9 +32,9 @@ import torch
 from torch import nn
 
 from flowprep.errors import CheckpointError, ConfigError, writing  # CheckpointError: also importable here
+from flowprep.loader.spec import ARCHS, STREAMS
+from flowprep.loader.spec import streams as model_streams
 from flowprep.train.models import build_model
-from flowprep.train.spec import ARCHS, STREAMS
-from flowprep.train.spec import streams as model_streams
 from flowprep.train.torchfile import load_torch_file
 
 FORMAT = "flowprep-checkpoint"

@@ -16,8 +16,8 @@ from flowprep import __version__
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.layout.paths import clip_dir, flow_names, rgb_name
 from flowprep.layout.record import FORMAT, FORMAT_VERSION, write_record
+from flowprep.loader.spec import NORM_OFFSET, NORM_SCALE
 from flowprep.synth import DIRECTIONS, moving_frames
-from flowprep.train.spec import NORM_OFFSET, NORM_SCALE
 
 
 def make_tao_dataset(

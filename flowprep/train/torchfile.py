@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.errors import FlowprepError
+from flowprep.fsio import check_regular
 
 #: ``torch.save`` writes a zip archive (since torch 1.6); the legacy format is a pickle stream,
 #: which starts with the PROTO opcode
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTO = 0x80
+#: the largest PyTorch file opened (ResNet-152's ImageNet weights are 240 MB)
+MAX_TORCH_BYTES = 16 << 30
 
 
 def load_torch_file(path: Path, error: type[FlowprepError], then: str = "") -> Any:
@@ -40,6 +43,8 @@ def load_torch_file(path: Path, error: type[FlowprepError], then: str = "") -> A
 
     path = Path(path)
     tail = f", {then}" if then else ""
+    # a regular file first (opened non-blocking): torch.load on a FIFO waited forever for a writer
+    check_regular(path, what="PyTorch file", max_bytes=MAX_TORCH_BYTES, error=error)
     try:
         with open(path, "rb") as fh:
             head = fh.read(4)
