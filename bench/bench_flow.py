@@ -42,17 +42,20 @@ def goal_lines(result: BenchResult, preset: str = "dis-fine", baseline: str = "t
     def verdict(ok: bool) -> str:
         return "met" if ok else "NOT MET"
 
-    epe_ratio, speed_ratio = p.epe_mean / b.epe_mean, p.fps / b.fps
+    # speeds per CPU-second of the measuring thread: what a core does when it is not shared; the
+    # wall-clock figures are printed too (they include waiting for a core on a busy machine)
+    epe_ratio, speed_ratio = p.epe_mean / b.epe_mean, p.cpu_fps / b.cpu_fps
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
         f"goal check, {preset} against {baseline} in this run ({p.pairs} held-out pairs):",
         f"  EPE {p.epe_mean:.3f} vs {b.epe_mean:.3f} px: {epe_ratio:.2f}x (goal <= {EPE_RATIO_GOAL}x): "
         + verdict(epe_ratio <= EPE_RATIO_GOAL),
-        f"  speed {p.fps:.1f} vs {b.fps:.2f} pairs/s: {speed_ratio:.0f}x (goal >= {SPEED_RATIO_GOAL:g}x): "
-        + verdict(speed_ratio >= SPEED_RATIO_GOAL),
-        f"  {preset} pairs/s per core {p.fps:.1f} (goal >= {PAIRS_PER_SECOND_GOAL:g}): "
-        + verdict(p.fps >= PAIRS_PER_SECOND_GOAL)
-        + f" (1-minute load average {load:.1f} on {result.cores} core(s): absolute speeds drop under load)",
+        f"  speed {p.cpu_fps:.1f} vs {b.cpu_fps:.2f} pairs per CPU-second: {speed_ratio:.1f}x "
+        f"(goal >= {SPEED_RATIO_GOAL:g}x): " + verdict(speed_ratio >= SPEED_RATIO_GOAL),
+        f"  {preset} pairs per CPU-second on one core {p.cpu_fps:.1f} (goal >= {PAIRS_PER_SECOND_GOAL:g}): "
+        + verdict(p.cpu_fps >= PAIRS_PER_SECOND_GOAL),
+        f"  wall clock: {p.fps:.1f} vs {b.fps:.2f} pairs/s ({p.fps / b.fps:.1f}x) with a 1-minute load average "
+        f"of {load:.1f} on {result.cores} core(s)",
     ]
     for name in p.epe_by_magnitude:
         if name.startswith("scene "):
@@ -79,7 +82,14 @@ def main(argv: list[str] | None = None) -> None:
     goal = out.with_name(out.stem + "_goal.json")
     result = bench(
         BenchConfig(
-            magnitudes=(), scenes=6, repeats=3, extra_pairs=args.pair, video=args.video, plot=goal.with_suffix(".png")
+            # tvl1 (~1 pair/s) is in run 1; three passes over 18 scenes would take it ~3 more minutes
+            ["tvl1-fast", "dis-fine", "dis", "farneback"],
+            magnitudes=(),
+            scenes=6,
+            repeats=3,
+            extra_pairs=args.pair,
+            video=args.video,
+            plot=goal.with_suffix(".png"),
         )
     )
     _save(result, goal)

@@ -215,20 +215,22 @@ def run_backend(
     try:
         backend.calc(pairs[0].prev, pairs[0].nxt)  # warm-up: lazy allocations, GPU context, caches
         errors: list[np.ndarray] = []
-        runs = []
+        runs, cpu_runs = [], []
         vis_pair = None
         for r in range(repeats):
-            seconds = 0.0
+            seconds = cpu_seconds = 0.0
             for p in pairs:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 est = backend.calc(p.prev, p.nxt)
                 seconds += time.perf_counter() - t0
+                cpu_seconds += time.thread_time() - c0
                 if r:
                     continue  # the backends are deterministic: later passes only time
                 errors.append(epe(est, p.flow, p.valid))
                 if vis_pair is None or abs(p.magnitude - 10) < abs(vis_pair[0].magnitude - 10):
                     vis_pair = (p, est)
             runs.append(len(pairs) / max(seconds, 1e-9))
+            cpu_runs.append(len(pairs) / max(cpu_seconds, 1e-9))
         mean, f1, f3, per = _summary(errors, pairs)
         fps = float(np.median(runs))
         result = BackendResult(
@@ -244,6 +246,7 @@ def run_backend(
             epe_by_magnitude=per,
             epe_by_motion=by_motion(errors, pairs),
             fps_runs=runs,
+            cpu_fps=float(np.median(cpu_runs)),
             hmdb5_hours=HMDB5_PAIRS / (fps * cpu_cores()) / 3600,
         )
         if vis_dir is not None and vis_pair is not None:

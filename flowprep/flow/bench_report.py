@@ -32,7 +32,10 @@ MOTION_BINS: tuple[tuple[str, float, float], ...] = (
 class BackendResult:
     """One backend's numbers. ``error`` is set (and the numbers are NaN) when it could not run.
 
-    ``fps`` is pairs per second (median of ``fps_runs``, one per timed pass); ``epe_by_magnitude``
+    ``fps`` is pairs per second (median of ``fps_runs``, one per timed pass); ``cpu_fps`` pairs per
+    second of the measuring thread's CPU time (what one core gives when it is not shared; for CPU
+    backends with one OpenCV thread, meaningless for GPU ones, whose work is not on the CPU);
+    ``epe_by_magnitude``
     is the mean EPE per group of pairs (see :attr:`FlowPair.group`), ``epe_by_motion`` per band of
     :data:`MOTION_BINS`; ``hmdb5_hours`` is the wall-clock time :data:`HMDB5_PAIRS` pairs would take
     at ``fps`` per core on every core of this machine (one build worker per core).
@@ -51,6 +54,7 @@ class BackendResult:
     epe_by_magnitude: dict[str, float] = field(default_factory=dict)
     epe_by_motion: dict[str, float] = field(default_factory=dict)
     fps_runs: list[float] = field(default_factory=list)
+    cpu_fps: float = float("nan")
     hmdb5_hours: float = float("nan")
 
 
@@ -175,8 +179,9 @@ def write_plot(result: BenchResult, path: Path) -> Path:
 def format_table(result: BenchResult) -> str:
     """The terminal report: one row per backend, then the encoding rows."""
     mags = sorted({k for b in result.backends for k in b.epe_by_magnitude}, key=_mag_key)
-    head = f"{'backend':<12} {'EPE':>6} {'>1px':>6} {'>3px':>6} {'pairs/s':>8} {'HMDB5 h':>8}  " + " ".join(
-        f"{m + 'px':>6}" if _is_num(m) else f"{m:>6}" for m in mags
+    head = (
+        f"{'backend':<12} {'EPE':>6} {'>1px':>6} {'>3px':>6} {'pairs/s':>8} {'CPU p/s':>8} {'HMDB5 h':>8}  "
+        + " ".join(f"{m + 'px':>6}" if _is_num(m) else f"{m:>6}" for m in mags)
     )
     n = len(result.pairs)
     lines = [
@@ -189,8 +194,8 @@ def format_table(result: BenchResult) -> str:
             lines.append(f"{b.name:<12} not run: {b.error}")
             continue
         lines.append(
-            f"{b.name:<12} {b.epe_mean:6.2f} {b.frac_over_1px:6.1%} {b.frac_over_3px:6.1%} {b.fps:8.1f} "
-            f"{b.hmdb5_hours:8.2f}  "
+            f"{b.name:<12} {b.epe_mean:6.2f} {b.frac_over_1px:6.1%} {b.frac_over_3px:6.1%} {b.fps:8.3g} "
+            f"{b.cpu_fps:8.3g} {b.hmdb5_hours:8.2f}  "
             + " ".join(f"{b.epe_by_magnitude.get(m, float('nan')):{max(6, len(m))}.2f}" for m in mags)
         )
     bins = [label for label, _, _ in MOTION_BINS if any(label in b.epe_by_motion for b in result.backends)]
@@ -207,7 +212,7 @@ def format_table(result: BenchResult) -> str:
         lines[-1] += ", ".join(b.name for b in front)
     lines.append(
         f"HMDB5 h: hours for HMDB5's ~{HMDB5_PAIRS:,} pairs at that speed per core on this machine's "
-        f"{result.cores} core(s)"
+        f"{result.cores} core(s); CPU p/s: pairs per second of CPU time (a core not shared with other jobs)"
     )
     lines.append("")
     lines.append("error added by storing the true flow as 8-bit images:")

@@ -198,24 +198,24 @@ class FineDISBackend(FlowBackend):
     """
 
     name = "dis-fine"
-    # Chosen by bench/tune_cpu_flow.py (coarse grid, then coordinate descent within 1.75x the CPU
+    # Chosen by bench/tune_cpu_flow.py (coarse grid, then coordinate descent within 2.4x the CPU
     # time of DIS "medium"; 18 tuning pairs from the first half of the carphone clip): against
-    # "medium" (finest scale 1, patch 8 stride 3, 25 descent and 5 variational iterations, delta 5)
-    # it takes a larger stride, fewer descent steps and more variational ones, trusts brightness
-    # less (delta 2) and adds 3 full-resolution refinement iterations. Held-out layered scenes:
-    # EPE 0.33 px against tvl1-fast's 0.45 at ~40x its speed (docs/flow.md).
+    # "medium" it matches patches down to full resolution (finest scale 0) with a larger stride and
+    # fewer descent steps, drops DIS's own per-level variational refinement and the gradient term
+    # (gamma 0), and ends with 5 full-resolution refinement iterations (alpha 30). docs/flow.md has
+    # the held-out figures.
     DEFAULTS: ClassVar[dict[str, Any]] = dict(
-        finest_scale=1,
+        finest_scale=0,
         patch_size=8,
         patch_stride=4,
-        gradient_descent_iterations=6,
-        variational_refinement_iterations=10,
-        variational_refinement_alpha=20.0,
-        variational_refinement_delta=2.0,
-        variational_refinement_gamma=10.0,
+        gradient_descent_iterations=8,
+        variational_refinement_iterations=0,
+        variational_refinement_alpha=30.0,
+        variational_refinement_delta=5.0,
+        variational_refinement_gamma=0.0,
         use_mean_normalization=True,
         use_spatial_propagation=True,
-        refine_iterations=3,
+        refine_iterations=5,
     )
 
     def __init__(self, **params: Any) -> None:
