@@ -61,8 +61,8 @@ SPACE: dict[str, list[Any]] = {
     "variational_refinement_alpha": [5.0, 10.0, 20.0, 30.0, 40.0, 60.0, 80.0],
     "variational_refinement_delta": [0.5, 1.0, 2.0, 5.0, 10.0],
     "variational_refinement_gamma": [0.0, 2.0, 5.0, 10.0, 20.0],
-    "use_mean_normalization": [False, True],
-    "use_spatial_propagation": [False, True],
+    "use_mean_normalization": [0, 1],
+    "use_spatial_propagation": [0, 1],
     "refine_iterations": [0, 1, 2, 3, 5, 8],
 }
 #: the coarse grid (the other parameters at dis-fine's DEFAULTS, which are OpenCV's "medium" values)

@@ -58,7 +58,7 @@ def test_contract_zero_flow_and_known_shift(name, frames):
         backend.close()
 
 
-@pytest.mark.parametrize("params", [{}, {"finest_scale": 2, "refine_iterations": 2, "use_spatial_propagation": False}])
+@pytest.mark.parametrize("params", [{}, {"finest_scale": 2, "refine_iterations": 2, "use_spatial_propagation": 0}])
 def test_dis_fine_recorded_params_make_the_same_backend(params, frames):
     prev, nxt = frames
     backend = create_backend("dis-fine", **params)
