@@ -22,75 +22,80 @@ from flowprep.builder.plan import Plan, make_plan
 from flowprep.builder.shard import shard_of
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.flow.encoding import FlowEncoding
+from flowprep.layout.dataset_record import (
+    ClipEntry,
+    DatasetRecord,
+    Normalization,
+    SideCounts,
+    source_from_dict,
+    split_from_dict,
+)
+from flowprep.layout.fields import FieldError, Fields
 from flowprep.layout.paths import clip_dir
-from flowprep.layout.record import FORMAT, FORMAT_VERSION, write_json_atomic, write_record, write_text_atomic
+from flowprep.layout.record import write_json_atomic, write_record, write_text_atomic
+from flowprep.layout.sections import DecodeInfo, RgbInfo, flow_from
 
 
-def clip_entries(cfg: BuildConfig, plan: Plan, results: dict[str, ClipResult]) -> list[dict[str, Any]]:
+def clip_entries(cfg: BuildConfig, plan: Plan, results: dict[str, ClipResult]) -> list[ClipEntry]:
     """Per-clip entries of the record, sorted by id: from disk for finished clips."""
     entries = []
     lost = BuildFolder(cfg.out).read_decode_errors()
     for job in plan.jobs:
         final = clip_dir(cfg.out, cfg.layout, job.side, job.cls, job.clip)
-        e: dict[str, Any] = {
-            "id": job.id,
-            "side": job.side,
-            "class": job.cls,
-            "label": job.label,
-            "name": job.clip,
-            "source": job.name,
-        }
+        where = (job.side, job.cls, job.label, job.clip, job.name)
         if final.is_dir():
             frames, flows = count_on_disk(final, cfg.layout, cfg.needs_rgb)
-            e.update(status="ok", frames=frames, flow_frames=flows if cfg.needs_flow else 0)
-            if lost.get(job.id):
-                e["decode_errors"] = lost[job.id]  # frames of the video that could not be decoded
+            # decode_errors: frames of the video that could not be decoded
+            entries.append(
+                ClipEntry(*where, "ok", frames, flows if cfg.needs_flow else 0, decode_errors=lost.get(job.id, 0))
+            )
         else:
             r = results.get(job.id)
-            e.update(
-                status="failed", frames=0, flow_frames=0, error=(r.error if r is not None and r.error else "not built")
-            )
-        entries.append(e)
+            error = r.error if r is not None and r.error else "not built"
+            entries.append(ClipEntry(*where, "failed", 0, 0, error=error))
     return entries
 
 
-def built_counts(classes: list[str], clips: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    """class -> {"train": n, "val": n} of the clips that were built (``split.counts`` is the plan)."""
+def built_counts(classes: list[str], clips: list[ClipEntry]) -> dict[str, SideCounts]:
+    """class -> clips built on each side (``split.counts`` is the plan)."""
     out = {c: {"train": 0, "val": 0} for c in classes}
     for c in clips:
-        if c["status"] == "ok":
-            out[c["class"]][c["side"]] += 1
-    return out
+        if c.ok:
+            out[c.cls][c.side] += 1
+    return {c: SideCounts(n["train"], n["val"]) for c, n in out.items()}
 
 
 def make_record(
-    cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, clips: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """The dataset record (schema in :mod:`flowprep.layout.record`)."""
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "flowprep_version": __version__,
-        "layout": cfg.layout,
-        "modality": cfg.modality,
-        "source": plan.source,
-        "classes": plan.classes,
-        "split": plan.split,
-        "decode": {
-            "short_side": cfg.short_side,
-            "size": list(cfg.size) if cfg.size else None,
-            "frame_step": cfg.frame_step,
-        },
-        "rgb": {"image_format": cfg.rgb_format, "jpeg_quality": cfg.rgb_quality if cfg.rgb_format == "jpg" else None}
-        if cfg.needs_rgb
-        else None,
-        "flow": flow_info if cfg.needs_flow else None,
-        "encoding": cfg.encoding.to_dict() if cfg.needs_flow else None,
-        "normalization": {"formula": "(x / 255 - 0.5) / 0.5", "scale": 1 / 127.5, "offset": 127.5},
-        "excluded": sorted(plan.excluded),
-        "counts": built_counts(plan.classes, clips),
-        "clips": clips,
-    }
+    cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, clips: list[ClipEntry]
+) -> DatasetRecord:
+    """The dataset record (schema in :mod:`flowprep.layout.record`).
+
+    Raises:
+        DatasetError: the plan's source/split sections or the flow information do not follow the
+            schema (a build state edited by hand; one line naming the field).
+    """
+    classes = tuple(plan.classes)
+    try:
+        source, split = source_from_dict(plan.source), split_from_dict(plan.split, classes)
+        flow = flow_from(Fields(flow_info, "flow")) if cfg.needs_flow and flow_info is not None else None
+    except FieldError as exc:
+        raise DatasetError(f"cannot make the dataset record of {cfg.out}: {exc}") from None
+    return DatasetRecord(
+        modality=cfg.modality,
+        classes=classes,
+        clips=tuple(clips),
+        split=split,
+        decode=DecodeInfo(cfg.short_side, (cfg.size[0], cfg.size[1]) if cfg.size else None, cfg.frame_step),
+        rgb=RgbInfo(cfg.rgb_format, cfg.rgb_quality if cfg.rgb_format == "jpg" else None) if cfg.needs_rgb else None,
+        flow=flow,
+        encoding=cfg.encoding if cfg.needs_flow else None,
+        layout=cfg.layout,
+        source=source,
+        normalization=Normalization(),
+        excluded=tuple(sorted(plan.excluded)),
+        counts=built_counts(plan.classes, clips),
+        flowprep_version=__version__,
+    )
 
 
 def _tao_snippet(root: Path, classes: list[str], modality: str) -> str:
@@ -131,7 +136,7 @@ def _mmaction2_snippet(root: Path, modality: str) -> str:
 
 def finalize(
     cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, results: dict[str, ClipResult]
-) -> dict[str, Any]:
+) -> DatasetRecord:
     """Write the record and side files; returns the record. Removes stale temporary folders."""
     out = cfg.out
     clips = clip_entries(cfg, plan, results)
@@ -139,32 +144,31 @@ def finalize(
     write_record(out, record)
     write_text_atomic(out / "labels.txt", "".join(f"{c}\n" for c in plan.classes))
     write_json_atomic(out / "label_map.json", {c: i for i, c in enumerate(plan.classes)})
-    ok = [c for c in clips if c["status"] == "ok"]
     for side in ("train", "val"):
-        rows = [c for c in ok if c["side"] == side]
+        rows = record.ok_clips(side)
         if cfg.layout == "tao":
             write_text_atomic(
                 out / f"{side}_list.txt",
-                "".join(f"{side}/{c['class']}/{c['name']} {c['frames']} {c['label']}\n" for c in rows),
+                "".join(f"{side}/{c.cls}/{c.name} {c.frames} {c.label}\n" for c in rows),
             )
         else:
             (out / "mmaction2").mkdir(exist_ok=True)
             if cfg.needs_rgb:
                 write_text_atomic(
                     out / "mmaction2" / f"{side}_list_rawframes.txt",
-                    "".join(f"{c['class']}/{c['name']} {c['frames']} {c['label']}\n" for c in rows),
+                    "".join(f"{c.cls}/{c.name} {c.frames} {c.label}\n" for c in rows),
                 )
             if cfg.needs_flow:
                 write_text_atomic(
                     out / "mmaction2" / f"{side}_list_rawframes_flow.txt",
-                    "".join(f"{c['class']}/{c['name']} {c['flow_frames']} {c['label']}\n" for c in rows),
+                    "".join(f"{c.cls}/{c.name} {c.flow_frames} {c.label}\n" for c in rows),
                 )
     root = out.resolve()
     if cfg.layout == "tao":
         write_text_atomic(out / "tao_dataset_spec.yaml", _tao_snippet(root, plan.classes, cfg.modality))
     else:
         write_text_atomic(out / "mmaction2" / "dataset_settings.py", _mmaction2_snippet(root, cfg.modality))
-    if all(c["status"] == "ok" for c in clips):
+    if all(c.ok for c in clips):
         BuildFolder(out).clear_tmp()
     return record
 

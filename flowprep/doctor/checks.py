@@ -26,6 +26,7 @@ import numpy as np
 
 from flowprep.doctor.api import Check, CheckFailed, DoctorContext, Skip
 from flowprep.errors import BackendNotInstalledError, BackendUnavailableError
+from flowprep.layout.record import read_record
 
 NVOF_MAX_EPE = 1.5
 TRT_PROB_TOL = 0.02
@@ -241,11 +242,11 @@ def check_build(ctx: DoctorContext) -> tuple[str, Numbers]:
     )
     _flowprep("verify", str(out))
     ctx.dataset = out
-    record = json.loads((out / "flowprep.json").read_text())
+    record = read_record(out)
     return f"build-hmdb5 --flow nvof --gpus all -j {jobs} and verify passed", {
         "jobs": jobs,
         "gpus": len(ctx.gpus),
-        "flow_device": record.get("flow", {}).get("device", ""),
+        "flow_device": record.flow.device if record.flow else "",
     }
 
 
@@ -322,11 +323,11 @@ def _probabilities(logits: np.ndarray) -> np.ndarray:
 
 
 def _random_inputs(deploy: Path, batch: int = 2) -> dict[str, np.ndarray]:
-    from flowprep.serve.runner import spec_from_record
+    from flowprep.train.model_record import MODEL_RECORD, read_model_record
 
-    spec = spec_from_record(json.loads((deploy / "flowprep_model.json").read_text()), str(deploy))
+    rec = read_model_record(deploy / MODEL_RECORD)
     rng = np.random.default_rng(0)
-    return {n: rng.standard_normal((batch, *s)).astype(np.float32) for n, s in spec.input_shapes().items()}
+    return {n: rng.standard_normal((batch, *s)).astype(np.float32) for n, s in rec.input_shapes().items()}
 
 
 def _deploy(ctx: DoctorContext, *extra: str) -> Path:

@@ -25,7 +25,7 @@ from flowprep.archive.bounded import MAX_FRAME_BYTES, read_regular
 from flowprep.errors import ArchiveError, DatasetError
 from flowprep.flow.encoding import FlowEncoding, normalize_uint8
 from flowprep.layout.paths import flow_names, rgb_name
-from flowprep.layout.record import SIDES, find_root, has_flow, has_rgb, read_record
+from flowprep.layout.record import SIDES, DatasetRecord, find_root, read_record
 from flowprep.train import sampling
 from flowprep.train.spec import CROP_FRACTION, CROPS
 from flowprep.train.spec import streams as model_streams
@@ -52,7 +52,7 @@ class DatasetInfo:
     """What the record says: root, classes (label = index), formats and flow encoding."""
 
     root: Path
-    record: dict[str, Any]
+    record: DatasetRecord
     classes: list[str]
     rgb_format: str
     encoding: FlowEncoding | None
@@ -76,37 +76,29 @@ def open_dataset(path: Path, modality: str, side: str | None = None) -> tuple[Da
         side = path.name if path != root and path.name in SIDES else "val"
     if side not in SIDES:
         raise DatasetError(f"side must be one of {SIDES}, got {side!r}")
-    if record.get("layout", "tao") != "tao":
+    if record.layout != "tao":
         raise DatasetError(
-            f"{root} has the {record.get('layout')} layout; flowprep train reads the "
-            "TAO layout: rebuild with --layout tao"
+            f"{root} has the {record.layout} layout; flowprep train reads the TAO layout: rebuild with --layout tao"
         )
     need_rgb, need_flow = modality in ("rgb", "joint"), modality in ("of", "joint")
-    if (need_rgb and not has_rgb(record)) or (need_flow and not has_flow(record)):
+    if (need_rgb and not record.has_rgb) or (need_flow and not record.has_flow):
         needs = "RGB frames and flow" if modality == "joint" else "RGB frames" if need_rgb else "flow"
         raise DatasetError(
-            f"{root} was built with modality {record.get('modality')!r}, but a "
+            f"{root} was built with modality {record.modality!r}, but a "
             f"{modality!r} model needs {needs}; "
             "rebuild it with --modality both"
         )
-    classes = list(record.get("classes") or [])
-    if not classes:
-        raise DatasetError(f"{root}: the dataset record lists no classes")
-    enc = FlowEncoding.from_dict(record["encoding"]) if has_flow(record) and record.get("encoding") else None
-    info = DatasetInfo(root, record, classes, (record.get("rgb") or {}).get("image_format", "png"), enc)
+    classes = list(record.classes)  # the reader refuses a record without classes
+    enc = record.encoding if record.has_flow else None
+    info = DatasetInfo(root, record, classes, record.rgb.image_format if record.rgb else "png", enc)
     clips = []
-    for c in record.get("clips", []):
-        if c.get("side") != side or c.get("status", "ok") != "ok":
-            continue
-        cdir = root / c["id"]
+    for c in record.ok_clips(side):
+        cdir = root / c.id
         if not cdir.is_dir():
-            raise DatasetError(f"{root}: clip folder {c['id']} listed in the record is missing")
-        label = classes.index(c["class"]) if c.get("class") in classes else int(c["label"])
-        n = int(c.get("frames") or 0)
-        nf = int(c.get("flow_frames") if c.get("flow_frames") is not None else max(n - 1, 0))
-        if (need_rgb and n < 1) or (need_flow and nf < 1):
+            raise DatasetError(f"{root}: clip folder {c.id} listed in the record is missing")
+        if (need_rgb and c.frames < 1) or (need_flow and c.flow_frames < 1):
             continue  # too short to sample from (one frame has no flow); the build reports these
-        clips.append(Clip(c["id"], cdir, label, n, nf))
+        clips.append(Clip(c.id, cdir, c.label, c.frames, c.flow_frames))
     if not clips:
         raise DatasetError(f"{root} has no usable {side} clips for modality {modality!r}")
     return info, clips

@@ -4,21 +4,34 @@
 — ``KeyError: 105`` for a text file, a paragraph about PyTorch 2.6's ``weights_only`` default for
 a JSON file — which means nothing to the user. :func:`load_torch_file` tells the cases apart by
 the file's first bytes and says what the file is not.
+
+It also bounds what loading may cost before torch sees the file: a regular file (a FIFO would block
+``torch.load`` forever) of at most :data:`MAX_TORCH_BYTES`, read once through
+:func:`flowprep.fsio.read_bytes`, and for the zip format (everything ``torch.save`` writes since
+1.6) members that inflate to at most :data:`MAX_TORCH_BYTES` in all and at most
+:data:`~flowprep.fsio.MAX_RATIO` times their packed size (:func:`flowprep.fsio.check_zip_ratio`):
+``torch.save`` stores tensors uncompressed, so a 13 MB file that claims 3 GB is refused unread.
+The legacy pickle format has no directory to check; its size is bounded by the file's.
 """
 
 from __future__ import annotations
 
+import io
 import pickle
 import warnings
 from pathlib import Path
 from typing import Any
 
 from flowprep.errors import FlowprepError
+from flowprep.fsio import check_zip_ratio, read_bytes
 
 #: ``torch.save`` writes a zip archive (since torch 1.6); the legacy format is a pickle stream,
 #: which starts with the PROTO opcode
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTO = 0x80
+#: the largest PyTorch file read, and the most its zip members may unpack to (a ResNet-18 3D joint
+#: checkpoint with its optimizer state is about 0.5 GB)
+MAX_TORCH_BYTES = 4 << 30
 
 
 def load_torch_file(path: Path, error: type[FlowprepError], then: str = "") -> Any:
@@ -33,26 +46,26 @@ def load_torch_file(path: Path, error: type[FlowprepError], then: str = "") -> A
         Whatever the file holds (tensors in plain Python containers).
 
     Raises:
-        error: the file is not a zip/pickle file, holds objects other than tensors and plain
+        error: the file is not a regular file, is over :data:`MAX_TORCH_BYTES`, is not a zip/pickle
+            file, unpacks to too much or inflates too far, holds objects other than tensors and plain
             containers, or is damaged. The message is one line naming ``path``.
     """
     import torch
 
     path = Path(path)
     tail = f", {then}" if then else ""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-    except OSError as exc:
-        raise error(f"cannot read {path}: {exc.strerror or exc}") from exc
+    data = read_bytes(path, what="PyTorch file", max_bytes=MAX_TORCH_BYTES, error=error)
+    head = data[:4]
     if head != ZIP_MAGIC and (not head or head[0] != PICKLE_PROTO):
         raise error(f"{path} is not a PyTorch file (not a zip/pickle checkpoint){tail}")
+    if head == ZIP_MAGIC:
+        check_zip_ratio(path, what="PyTorch file", max_bytes=MAX_TORCH_BYTES, error=error)
     try:
         with warnings.catch_warnings():
             # torch warns about legacy formats and the weights_only default; the error below
             # (or a successful load) is all the user needs
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only" in str(exc).lower():
             raise error(
