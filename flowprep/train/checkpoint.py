@@ -55,20 +55,22 @@ __all__ = [
 ]
 
 
-def save_checkpoint(path: Path, ckpt: Checkpoint) -> Path:
+def save_checkpoint(path: Path, ckpt: Checkpoint | Mapping[str, Any]) -> Path:
     """Write ``ckpt`` atomically to ``path``.
 
-    What is written is first read back with :func:`~flowprep.train.checkpoint_meta.checkpoint_from_dict`,
-    so flowprep never writes a checkpoint it would refuse to load.
+    ``ckpt`` may also be the dict of the module docstring (``format``/``version`` filled in), as a
+    library caller or a test writes one by hand. What is written is first read back with
+    :func:`~flowprep.train.checkpoint_meta.checkpoint_from_dict`, so flowprep never writes a
+    checkpoint it would refuse to load.
 
     Raises:
         CheckpointError: ``ckpt`` does not pass its own reader (one line naming the field).
         OutputError: the file cannot be written.
     """
     path = Path(path)
-    data = ckpt.to_dict()
+    data = ckpt.to_dict() if isinstance(ckpt, Checkpoint) else {"format": FORMAT, "version": VERSION, **ckpt}
     try:
-        checkpoint_from_dict(data)
+        data = checkpoint_from_dict(data).to_dict()
     except FieldError as exc:
         raise CheckpointError(f"refusing to write {path}: {exc} (a checkpoint flowprep could not load)") from None
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +220,11 @@ def check_state_fits(obj: Any, loaded: Any, where: str) -> None:
     if isinstance(obj, torch.optim.Optimizer):
         loaded = _keys_like(template, loaded, where)
         groups = loaded["param_groups"]
-        _like(template["param_groups"], groups, f"{where}.param_groups")  # lengths, then items below
+        if not isinstance(groups, (list, tuple)) or len(groups) != len(template["param_groups"]):
+            raise CheckpointError(
+                f"{where}.param_groups does not fit this run: {shown(groups, 60)} where "
+                f"{len(template['param_groups'])} parameter group(s) belong"
+            )
         params = [p for g in obj.param_groups for p in g["params"]]
         for i, (t, g) in enumerate(zip(template["param_groups"], groups)):
             _keys_like(t, g, f"{where}.param_groups[{i}]")
