@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import os
 import shutil
 from html.parser import HTMLParser
@@ -218,7 +217,7 @@ def test_damaged_clip_is_noted_and_the_others_shown(hostile, tmp_path):
     (ds / walk.side / "walk" / walk.name / "u" / "000001.jpg").unlink()
     r = run_cli("preview", ds, "--per-class", "1", "--no-progress")
     assert r.exit_code == 0, r.output
-    assert f"note: {walk['id']}: cannot read" in r.output and "3 clip(s)" not in r.output
+    assert f"note: {walk.id}: cannot read" in r.output and "3 clip(s)" not in r.output
     page = (tmp_path / "ds-preview" / "index.html").read_text(encoding="utf-8")
     assert 'id="notes"' in page and esc(walk.id) in page and page.count("<video") == 2
     assert sorted(os.listdir(tmp_path / "ds-preview" / "media")) == [

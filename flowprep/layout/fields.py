@@ -27,12 +27,15 @@ MAX_ITEMS = 10_000_000
 
 
 class FieldError(ValueError):
-    """One field that does not follow its schema; ``str()`` is ``"<field> must be <what>, got <value>"``."""
+    """One field that does not follow its schema; ``str()`` is ``"<field> must be <what>, got <value>"``
+    (``"<field> is missing"`` when ``value`` is :data:`REQUIRED`, i.e. absent)."""
 
     def __init__(self, where: str, what: str, value: Any = REQUIRED) -> None:
         self.where = where or "the top level"
-        got = "nothing (the field is missing)" if value is REQUIRED else shown(value)
-        super().__init__(f"{self.where} must be {what}, got {got}")
+        if value is REQUIRED:
+            super().__init__(f"{self.where} is missing" + ("" if what == "present" else f" (it must be {what})"))
+        else:
+            super().__init__(f"{self.where} must be {what}, got {shown(value)}")
 
 
 def shown(value: Any, limit: int = 80) -> str:
@@ -64,7 +67,8 @@ def want_int(v: Any, where: str, lo: int, hi: int) -> int:
 
 def want_number(v: Any, where: str, lo: float, hi: float, lo_open: bool = False) -> float:
     """``v`` as a float if it is a finite int or float (not a bool) in ``[lo, hi]`` (``(lo, hi]``)."""
-    ok = (_is_int(v) or isinstance(v, float)) and math.isfinite(v) and lo <= v <= hi and not (lo_open and v == lo)
+    # math.isfinite() of an int over ~1e308 raises OverflowError: ints are finite, only floats are checked
+    ok = (_is_int(v) or (isinstance(v, float) and math.isfinite(v))) and lo <= v <= hi and not (lo_open and v == lo)
     if not ok:
         raise FieldError(where, f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}]", v)
     return float(v)
@@ -96,7 +100,7 @@ def want_list(v: Any, where: str, max_len: int = MAX_ITEMS) -> list[Any]:
 
 def want_name(v: Any, where: str, problem: Callable[[Any], str | None]) -> str:
     """``v`` if ``problem(v)`` (e.g. :func:`~flowprep.layout.names.class_name_problem`) finds nothing."""
-    why = problem(v)
+    why = problem(v) if isinstance(v, str) else f"not a string but {type(v).__name__}"
     if why is not None:
         raise FieldError(where, f"a usable name ({why})", v)
     return str(v)

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from flowprep.errors import CheckpointError, ConfigError, writing  # CheckpointError: also importable here
+from flowprep.fsio import shown as printable_path
 from flowprep.layout.fields import FieldError, shown
 from flowprep.layout.record import DatasetRecord
 from flowprep.train.checkpoint_meta import FORMAT, VERSION, Checkpoint, checkpoint_from_dict
@@ -104,8 +105,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
             naming the file and the field).
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {shown(str(path), 200)[1:-1]} does not exist")
+    if not os.path.lexists(path):  # anything else that is not a regular file: read_bytes says what it is
+        raise CheckpointError(f"checkpoint {printable_path(path)} does not exist")
     data = load_torch_file(path, CheckpointError, "so not a flowprep checkpoint")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(
@@ -155,7 +156,7 @@ def model_from_checkpoint(ckpt: Checkpoint, arch: str | None = None, modality: s
 
 def _like(template: Any, loaded: Any, where: str) -> None:
     """Raise :class:`CheckpointError` unless ``loaded`` has the kind of ``template``: a bool for a
-    bool, a finite number for a number (None: any scalar), a string for a string, a tensor of the
+    bool, a finite number for a number (None: any scalar, a 0-d tensor included), a string for a string, a tensor of the
     same shape for a tensor, lists of the same length item by item, a mapping of whole numbers for a
     mapping (a scheduler's milestones)."""
     if isinstance(template, torch.Tensor):
@@ -163,12 +164,13 @@ def _like(template: Any, loaded: Any, where: str) -> None:
     elif isinstance(template, bool):
         ok = isinstance(loaded, bool)
     elif isinstance(template, (int, float)):
-        ok = isinstance(loaded, (int, float)) and not isinstance(loaded, bool) and math.isfinite(loaded)
+        ok = _is_number(loaded)
     elif template is None:
         ok = (
             loaded is None
             or isinstance(loaded, (bool, str))
-            or (isinstance(loaded, (int, float)) and math.isfinite(loaded))
+            or _is_number(loaded)
+            or (isinstance(loaded, torch.Tensor) and loaded.dim() == 0)  # Adam's step
         )
     elif isinstance(template, str):
         ok = isinstance(loaded, str)
@@ -188,6 +190,11 @@ def _like(template: Any, loaded: Any, where: str) -> None:
             else f"like {shown(template, 40)}"
         )
         raise CheckpointError(f"{where} does not fit this run: {shown(loaded, 60)} where {want} belongs")
+
+
+def _is_number(v: Any) -> bool:
+    """An int (not a bool) or a finite float (``math.isfinite`` of a huge int would overflow)."""
+    return _is_whole(v) or (isinstance(v, float) and math.isfinite(v))
 
 
 def _is_whole(v: Any) -> bool:
