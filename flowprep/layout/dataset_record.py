@@ -282,7 +282,9 @@ def _split(f: Fields, classes: tuple[str, ...]) -> SplitInfo:
 def _clip(item: Any, where: str, classes: tuple[str, ...], index: dict[str, int]) -> ClipEntry:
     f = Fields(item, where)
     side = f.text("side", SIDES)
-    cls = f.text("class", classes)
+    cls = f.data.get("class", REQUIRED)
+    if not (isinstance(cls, str) and cls in index):  # a dict: O(1) for records of many classes
+        raise FieldError(f.path("class"), "one of the record's classes", cls)
     name = f.name("name", name_problem)
     expected = f"{side}/{cls}/{name}"
     if f.data.get("id") != expected:

@@ -20,6 +20,7 @@ from flowprep.layout.names import printable
 
 #: marks a field without a default: its absence is an error
 REQUIRED: Any = object()
+_ABSENT: Any = object()
 #: the longest free-text field accepted (versions, backend and device names, messages)
 MAX_TEXT = 4096
 #: the most items accepted in a list whose length has no natural limit (clips, excluded names)
@@ -164,6 +165,9 @@ class Fields:
         return False, value
 
     def whole(self, key: str, lo: int, hi: int, default: Any = REQUIRED, nullable: bool = False) -> Any:
+        v = self.data.get(key, _ABSENT)
+        if type(v) is int and lo <= v <= hi:  # the common case first: records hold 100,000s of these
+            return v
         done, v = self._get(key, default, nullable)
         return v if done else want_int(v, self.path(key), lo, hi)
 
@@ -181,6 +185,9 @@ class Fields:
         nullable: bool = False,
         max_len: int = MAX_TEXT,
     ) -> Any:
+        v = self.data.get(key, _ABSENT)
+        if type(v) is str and (v in choices if choices is not None else len(v) <= max_len):
+            return v
         done, v = self._get(key, default, nullable)
         return v if done else want_str(v, self.path(key), choices, max_len)
 
