@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 
-def make_cluster(args: argparse.Namespace):
+def make_cluster(args: argparse.Namespace, out: Path):
     """A SLURMCluster with ``args.jobs`` Slurm jobs of ``args.cores`` cores each.
 
     CPU flow: one worker process per core, one thread each (a clip job is single-threaded, so
@@ -55,7 +55,9 @@ def make_cluster(args: argparse.Namespace):
         # A worker that dies mid-clip is replaced by the nanny; its clip is retried elsewhere.
         worker_extra_args=["--nthreads", "1"],
         job_script_prologue=args.prologue,
-        log_directory=str(Path(args.out).with_suffix(".dask-logs")),
+        # beside the dataset (inside it, the build would refuse a folder it did not make); ``out`` is
+        # resolved: ``.`` has no name to put a suffix on
+        log_directory=str(out.parent / f"{out.name}.dask-logs"),
     )
 
 
@@ -80,31 +82,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
+    import dataclasses
+
     from distributed import Client
 
-    from flowprep.builder.api import build
-    from flowprep.builder.config import BuildConfig
-    from flowprep.errors import FlowprepError
+    import flowprep
 
-    cluster = make_cluster(args)
+    try:  # checked before any Slurm job is submitted: a bad path or option is one line
+        base = flowprep.BuildConfig(
+            source=args.source.resolve(),
+            out=args.out.resolve(),
+            flow=args.flow,
+            classes=[c for c in args.classes.split(",")] if args.classes else None,
+            # --gpus is left out on purpose: each worker binds the GPU Slurm gives it.
+        )
+    except flowprep.FlowprepError as exc:
+        print(f"flowprep: error: {exc}", file=sys.stderr)
+        return 2
+    cluster = make_cluster(args, base.out)
     print(cluster.job_script())
     cluster.scale(jobs=args.jobs)
     # Adaptive alternative: cluster.adapt(minimum_jobs=1, maximum_jobs=args.jobs)
     # close() cancels the worker jobs: also on an error, or they would hold nodes until walltime.
     try:
         with Client(cluster) as client:
-            cfg = BuildConfig(
-                source=args.source.resolve(),
-                out=args.out.resolve(),
-                flow=args.flow,
-                classes=[c for c in args.classes.split(",")] if args.classes else None,
-                engine="dask",
-                scheduler=client.scheduler.address,
-                # --gpus is left out on purpose: each worker binds the GPU Slurm gives it.
-            )
             try:
-                summary = build(cfg)
-            except FlowprepError as exc:
+                summary = flowprep.build(dataclasses.replace(base, engine="dask", scheduler=client.scheduler.address))
+            except flowprep.FlowprepError as exc:
                 print(f"flowprep: error: {exc}", file=sys.stderr)
                 return 1
     finally:

@@ -16,11 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flowprep.builder.api import build
-from flowprep.builder.config import BuildConfig
-from flowprep.errors import FlowprepError
-from flowprep.flow.encoding import FlowEncoding
-from flowprep.layout.verify import format_table, verify
+import flowprep
 
 
 def main() -> int:
@@ -33,11 +29,9 @@ def main() -> int:
     args = ap.parse_args()
     source = args.source
     if source is None:
-        from flowprep.synth import make_release_folder
-
         source = args.out.parent / "own-sample"
         if not source.is_dir():
-            make_release_folder(
+            flowprep.make_release_folder(
                 source,
                 {"wave": (1.0, -1.0), "clap": (0.0, 1.5)},
                 sources_per_class=4,
@@ -47,26 +41,30 @@ def main() -> int:
                 width=128,
                 with_splits=False,
             )
-    cfg = BuildConfig(
+    cfg = flowprep.BuildConfig(
         source=source,
         out=args.out,
         classes=args.classes.split(",") if args.classes else None,
         flow=args.flow,
         modality="both",
         layout="tao",
-        encoding=FlowEncoding(mode="fixed", bound=20.0, image_format="jpg", jpeg_quality=95),
+        encoding=flowprep.FlowEncoding(mode="fixed", bound=20.0, image_format="jpg", jpeg_quality=95),
         val_ratio=0.1,
         seed=0,
         split_by="group",
         short_side=args.short_side,
     )
     try:
-        summary = build(cfg, on_plan=lambda plan: print(plan.counts()))
-        report = verify(args.out)
-    except FlowprepError as exc:
+        summary = flowprep.build(cfg, on_plan=lambda plan: print(plan.counts()))
+        report = flowprep.verify(args.out)
+    except flowprep.FlowprepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(format_table(report))
+    for cls, row in report.rows.items():
+        print(f"{cls:<12} train {row['train']:>4}  val {row['val']:>4}  frames {row['frames']:>6}")
+    print(f"total: {report.clips_checked} clips checked, {len(report.problems)} problem(s)")
+    for problem in report.problems:
+        print(f"problem: {problem}", file=sys.stderr)
     for clip_id, why in summary.failed:
         print(f"failed: {clip_id}: {why}", file=sys.stderr)
     return 0 if summary.ok and not report.problems else 1

@@ -19,8 +19,8 @@ from concurrent.futures import BrokenExecutor
 
 import click
 
-from flowprep import __version__
 from flowprep.errors import FlowprepError
+from flowprep.fsio import printable
 
 #: modules that define ``COMMANDS``
 COMMAND_MODULES = [
@@ -37,6 +37,7 @@ COMMAND_MODULES = [
 _RESUME_HINTS = {
     "build": "; re-run the same command to resume (finished clips are kept)",
     "build-hmdb5": "; re-run the same command to resume (finished clips are kept)",
+    "build-ucf101": "; re-run the same command to resume (finished clips are kept)",
     "train": "; run it again with --resume to continue from the last finished epoch",
 }
 
@@ -82,7 +83,7 @@ def os_error_line(exc: OSError) -> str | None:
     if exc.filename2 is not None:
         name += f" -> {os.fsdecode(exc.filename2)}"
     hint = " (free some space or choose another folder)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-    return f"{printable(name)}: {what}{hint}"
+    return f"{printable(name, escape=True)}: {what}{hint}"
 
 
 def one_line(exc: FlowprepError) -> str:
@@ -97,22 +98,12 @@ def one_line(exc: FlowprepError) -> str:
     return last.removeprefix(prefix)
 
 
-def printable(text: str) -> str:
-    """``text`` with undecodable bytes of a file name shown as ``\\xNN`` (a surrogate-escaped name
-    would make the terminal's encoder raise) and no line breaks."""
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate no byte decoded to
-        raw = text.encode("utf-8", "backslashreplace")
-    return raw.decode("utf-8", "backslashreplace").replace("\n", "\\n")
-
-
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except FlowprepError as exc:
-            click.echo(f"flowprep: error: {printable(one_line(exc))}", err=True)
+            click.echo(f"flowprep: error: {printable(one_line(exc), escape=True)}", err=True)
             ctx.exit(1)
         except OSError as exc:
             line = os_error_line(exc)
@@ -125,7 +116,7 @@ class _Group(click.Group):
             # code): joblib/loky raise TerminatedWorkerError with ~50 lines of context. The build
             # names its clips itself (WorkerDiedError); any other pool (verify -j) ends up here.
             hint = _RESUME_HINTS.get(ctx.invoked_subcommand or "", "")
-            first = printable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            first = printable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, escape=True)
             click.echo(f"flowprep: error: a worker process died ({first}){hint}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
@@ -134,8 +125,25 @@ class _Group(click.Group):
             ctx.exit(130)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from flowprep.versions import version_text
+
+    click.echo(version_text())
+    ctx.exit(0)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="flowprep")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version, and those of the libraries that decide output bytes (OpenCV, PyAV/FFmpeg, numpy, "
+    "torch), and exit.",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="No warnings in the log, only errors.")
 def cli(verbose: int, quiet: bool) -> None:

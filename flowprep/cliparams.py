@@ -1,4 +1,4 @@
-"""Click parameter types shared by every command: numbers, sizes, lists, shards, GPU lists.
+"""Click parameter types shared by every command: numbers, sizes, lists, shards, GPU lists, paths.
 
 Every numeric option goes through one of these, so a bad value (``nan``, ``inf``, out of range,
 ``100000x100000``) is a usage error (exit 2, click's ``Invalid value for '--x'`` line) before any
@@ -10,6 +10,7 @@ using :mod:`flowprep.limits`.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ import click
 
 from flowprep.errors import ConfigError
 from flowprep.flow.gpus import parse_gpus
+from flowprep.fsio import path_problem, printable
 from flowprep.limits import MAX_BYTES, MAX_COUNT, MAX_SEED, MAX_SIDE, MIN_SIDE
 
 
@@ -78,6 +80,20 @@ class Size(click.ParamType):
         if min(w, h) < self.min_side or max(w, h) > self.max_side:
             self.fail(f"each side must be {self.min_side} to {self.max_side} pixels, got {w}x{h}", param, ctx)
         return w, h
+
+
+class SafePath(click.Path):
+    """``click.Path`` that also refuses a path flowprep cannot use (:func:`flowprep.fsio.path_problem`:
+    bytes that are not UTF-8, control characters) as a usage error, before OpenCV ever sees it
+    (``cv2.imwrite`` crashed with SIGSEGV on a non-UTF-8 byte)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        why = path_problem(os.fsdecode(value)) if isinstance(value, (str, bytes, os.PathLike)) else None
+        if why is not None:
+            self.fail(
+                f"{printable(os.fsdecode(value))!r}: the path holds {why}; rename it or choose another", param, ctx
+            )
+        return super().convert(value, param, ctx)
 
 
 def split_list(text: str) -> list[str]:
@@ -144,3 +160,27 @@ class GpuList(click.ParamType):
             return parse_gpus(str(value))
         except ConfigError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class ByteSize(click.ParamType):
+    """A byte count: a whole number, optionally with a binary suffix K, M, G or T (``1G``, ``500M``)."""
+
+    name = "size"
+    _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+    def __init__(self, lo: int = 1, hi: int = MAX_BYTES) -> None:
+        self.lo, self.hi = lo, hi
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int):
+            n = value
+        else:
+            text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+            unit = text[-1:] if text[-1:] in self._UNITS and text[-1:] else ""
+            digits = text[: len(text) - len(unit)]
+            if not digits.isdigit():
+                self.fail(f"{value!r} is not a size like 1G, 500M or 1000000.", param, ctx)
+            n = int(digits) * self._UNITS[unit]
+        if not self.lo <= n <= self.hi:
+            self.fail(f"{value!r} is outside {self.lo}..{self.hi} bytes.", param, ctx)
+        return n

@@ -49,6 +49,15 @@ def tiny_release(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def ucf_release(tmp_path_factory) -> dict[str, Path]:
+    """A UCF101-shaped release: 4 classes x 4 groups x 2 clips of 5 frames (32x40), as UCF101.rar and
+    UCF101TrainTestSplits-RecognitionTask.zip (see :func:`helpers.make_ucf101_release`)."""
+    from helpers import make_ucf101_release
+
+    return make_ucf101_release(tmp_path_factory.mktemp("ucf101"))
+
+
 @pytest.fixture()
 def release_copy(tiny_release, tmp_path) -> Path:
     """A private copy of :func:`tiny_release` that a test may damage."""

@@ -112,3 +112,63 @@ def mutate(obj: object, rng, values: list[object] | None = None) -> object:
     else:
         parent[key] = copy.deepcopy(rng.choice(values))  # type: ignore[index]
     return obj
+
+
+#: a UCF101-shaped class list, in classInd.txt's (case-insensitive) order, which Python's sorted()
+#: does not give (JumpRope < JumpingJack there); HandstandPushups' clips are v_HandStandPushups_* as in UCF101
+UCF_CLASSES = ("ApplyEyeMakeup", "HandstandPushups", "JumpingJack", "JumpRope")
+UCF_FILE_ACTION = {"HandstandPushups": "HandStandPushups"}
+
+
+def ucf_clip(cls: str, group: int, clip: int) -> str:
+    """``v_<Action>_gNN_cNN.avi`` as UCF101 names its clips."""
+    return f"v_{UCF_FILE_ACTION.get(cls, cls)}_g{group:02d}_c{clip:02d}.avi"
+
+
+def make_ucf101_release(root: Path, groups: int = 4, clips_per_group: int = 2, frames: int = 5) -> dict[str, Path]:
+    """A tiny UCF101-shaped release, packed as UCF101 ships it.
+
+    Writes ``root/unpacked/UCF-101/<Class>/v_<Action>_gNN_cNN.avi`` (32x40 px, ``frames`` frames), the
+    stored RAR ``root/UCF101.rar`` of it and ``root/UCF101TrainTestSplits-RecognitionTask.zip`` holding
+    ``ucfTrainTestlist/classInd.txt``, ``trainlist0{1,2,3}.txt`` (``<Class>/<clip> <id>``) and
+    ``testlist0{1,2,3}.txt`` (``<Class>/<clip>``) with CRLF lines: split k tests group k (and k+3, ...).
+
+    Returns:
+        ``{"folder": UCF-101 folder, "rar": ..., "zip": ..., "lists": folder of the unpacked lists}``.
+    """
+    import zipfile
+
+    from flowprep.archive.rar4 import write_rar4_from_folder
+    from flowprep.synth import moving_frames, write_video
+
+    root = Path(root)
+    top = root / "unpacked" / "UCF-101"
+    for ci, cls in enumerate(UCF_CLASSES):
+        (top / cls).mkdir(parents=True, exist_ok=True)
+        for g in range(1, groups + 1):
+            for c in range(1, clips_per_group + 1):
+                vel = (1.0 + ci, 0.5 * g)
+                write_video(
+                    top / cls / ucf_clip(cls, g, c), moving_frames(frames, 32, 40, vel, seed=100 * ci + 10 * g + c)
+                )
+    rar = write_rar4_from_folder(root / "UCF101.rar", top, arc_prefix="UCF-101")
+    texts = {"classInd.txt": "".join(f"{i} {c}\r\n" for i, c in enumerate(UCF_CLASSES, 1))}
+    for k in (1, 2, 3):
+        train, test = [], []
+        for ci, cls in enumerate(UCF_CLASSES, 1):
+            for g in range(1, groups + 1):
+                for c in range(1, clips_per_group + 1):
+                    path = f"{cls}/{ucf_clip(cls, g, c)}"
+                    if g % 3 == k % 3:
+                        test.append(f"{path}\r\n")
+                    else:
+                        train.append(f"{path} {ci}\r\n")
+        texts[f"trainlist0{k}.txt"], texts[f"testlist0{k}.txt"] = "".join(train), "".join(test)
+    lists = root / "unpacked" / "ucfTrainTestlist"
+    lists.mkdir(parents=True, exist_ok=True)
+    zpath = root / "UCF101TrainTestSplits-RecognitionTask.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for name, text in texts.items():
+            (lists / name).write_bytes(text.encode())
+            zf.writestr(f"ucfTrainTestlist/{name}", text.encode())
+    return {"folder": top, "rar": rar, "zip": zpath, "lists": lists}

@@ -20,10 +20,10 @@ import pytest
 import rarfile
 
 from flowprep.archive import MemberRef, VideoEntry, detect_kind, list_classes, list_videos, read_member, read_text_files
-from flowprep.archive.fixtures import EVIL_NAMES, write_malicious_archive
 from flowprep.archive.rar4 import make_hmdb51_rars, rar4_bytes, write_rar4
 from flowprep.errors import ArchiveError, ConfigError
 from flowprep.synth import make_release_folder
+from hostile_archives import EVIL_NAMES, write_malicious_archive
 
 SHARED_RAR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rar"
 ALL_CLASSES = ["fall_floor", "push", "ride_bike", "run", "walk"]
@@ -466,7 +466,8 @@ def test_bsdtar_alone_reads_rar5_and_explains_solid_rar3(tmp_path: Path, monkeyp
 
 
 def test_member_bounds_size_ratio_and_short_reads(tmp_path):
-    from flowprep.archive.formats import MAX_RATIO, RATIO_FLOOR, Member, bound_reason, open_archive
+    from flowprep.archive.formats import Member, bound_reason, open_archive
+    from flowprep.fsio import MAX_RATIO, RATIO_FLOOR
 
     assert bound_reason(Member("a", 100, "file", packed=100), 1000) is None
     assert "over the limit" in bound_reason(Member("a", 2000, "file", packed=2000), 1000)

@@ -17,9 +17,12 @@ from helpers import tree_bytes
 #: the build below of the ``tiny_release`` fixture. Recorded with the code of main at bce86c7 (before the
 #: restructuring) and equal after it; two runs in different folders give the same value.
 DIGEST = "f06f739ac547576878fc45e578b0fdf8395706c4e28ee1c507970f38d2db99bf"
-#: the versions it was recorded with: the synthetic release is encoded with PyAV (FFmpeg), the
-#: flow (DIS) and JPEG/PNG files are made by OpenCV; other versions may legitimately differ in bytes
-RECORDED_WITH = {"opencv": "5.0.0", "pyav": "18.1.0"}
+#: the (OpenCV, PyAV) versions the digest was checked under: the synthetic release is encoded with PyAV
+#: (FFmpeg), the flow (DIS) and JPEG/PNG files are made by OpenCV. requirements/dev.lock pins one of these
+#: pairs, so `make test` always runs this test; `make test-latest` may meet a new pair: then the test
+#: still runs, and passes if the bytes are unchanged, or fails naming the versions and the new digest
+#: (a finding to look at, and to add here once understood), never a silent skip.
+CHECKED_WITH = {("5.0.0", "18.1.0"), ("5.1.0", "18.1.0")}
 FILES = 665
 
 
@@ -31,9 +34,7 @@ def _digest(files: dict[str, bytes]) -> str:
 
 
 def test_build_is_byte_identical_to_the_recorded_one(tiny_release, tmp_path):
-    here = {"opencv": cv2.__version__, "pyav": av.__version__}
-    if here != RECORDED_WITH:
-        pytest.skip(f"digest recorded with {RECORDED_WITH}, this machine has {here}")
+    here = (cv2.__version__, av.__version__)
     out = tmp_path / "ds"
     s = build(
         BuildConfig(
@@ -42,5 +43,11 @@ def test_build_is_byte_identical_to_the_recorded_one(tiny_release, tmp_path):
     )
     assert s.ok
     files = tree_bytes(out)
+    digest = _digest(files)
+    if here not in CHECKED_WITH and (len(files), digest) != (FILES, DIGEST):
+        pytest.fail(
+            f"OpenCV {here[0]} / PyAV {here[1]} (not among the checked {sorted(CHECKED_WITH)}) build other bytes: "
+            f"{len(files)} files, digest {digest}; find what changed before recording it"
+        )
     assert len(files) == FILES
-    assert _digest(files) == DIGEST
+    assert digest == DIGEST

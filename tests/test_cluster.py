@@ -19,6 +19,7 @@ import pytest
 
 from flowprep.builder.api import build, job_settings
 from flowprep.builder.config import BuildConfig
+from flowprep.builder.folder import BuildFolder
 from flowprep.builder.plan import make_plan
 from flowprep.builder.shard import select_shard, shard_of
 from flowprep.errors import ConfigError
@@ -119,7 +120,7 @@ def test_dask_clip_that_keeps_killing_workers_is_reported_failed(tiny_release, t
     out = tmp_path / "bad"
     cfg = config(tiny_release, out.resolve())
     out.mkdir()
-    plan = make_plan(cfg)
+    plan = make_plan(cfg, BuildFolder(cfg.out))
     job = plan.jobs[0]
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -286,7 +287,7 @@ def test_missing_shard_is_named_then_finalize_completes(tiny_release, tmp_path, 
         s = build(config(tiny_release, out, jobs=1, shard=(k, 3)))
         assert s.ok and not s.record_written and s.pending > 0
     assert not (out / "flowprep.json").exists()
-    missing = {j.id for j in select_shard(make_plan(config(tiny_release, out)).jobs, 2, 3)}
+    missing = {j.id for j in select_shard(make_plan(config(tiny_release, out), BuildFolder(out)).jobs, 2, 3)}
     for cmd in ("verify", "finalize"):
         r = run_cli(cmd, out)
         assert r.exit_code == 1, r.output

@@ -11,8 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from flowprep.cli import cli
-from flowprep.doctor import checks
-from flowprep.doctor.api import (
+from flowprep.doctor.checks import CHECKS, deploy, training
+from flowprep.doctor.checks.flow import NVOF_MAX_EPE
+from flowprep.doctor.framework import (
     Check,
     CheckFailed,
     CheckResult,
@@ -21,7 +22,6 @@ from flowprep.doctor.api import (
     format_table,
     run_checks,
 )
-from flowprep.doctor.checks import CHECKS, NVOF_MAX_EPE
 from gpu_stub import harness
 from gpu_stub.harness import A100, T4, StubRun, any_major
 
@@ -133,16 +133,16 @@ def test_doctor_nvof_checks_against_the_stand_in(stub_libdir, tmp_path):
 
 def test_infer_provider_is_read_from_the_summary_line():
     line = "64 frames, 3 windows, 2.1 ms/window (onnxruntime (CUDAExecutionProvider, CPUExecutionProvider)), 1.0 s"
-    assert checks._infer_provider("warning: x\n" + line) == "CUDAExecutionProvider"
-    assert checks._infer_provider("64 frames (onnxruntime (CPUExecutionProvider)), 1 s") == "CPUExecutionProvider"
-    assert checks._infer_provider("no summary") == ""
+    assert deploy._infer_provider("warning: x\n" + line) == "CUDAExecutionProvider"
+    assert deploy._infer_provider("64 frames (onnxruntime (CPUExecutionProvider)), 1 s") == "CPUExecutionProvider"
+    assert deploy._infer_provider("no summary") == ""
 
 
 def _fake_infer(monkeypatch, tmp_path, stdout, provider):
     stderr = f"64 frames, 1 windows, 1.0 ms/window (onnxruntime ({provider}, CPUExecutionProvider)), 1.0 s\n"
-    monkeypatch.setattr(checks, "_ort_cuda", lambda: None)
+    monkeypatch.setattr(deploy, "_ort_cuda", lambda: None)
     monkeypatch.setattr(
-        checks, "_run_cli", lambda *a, **k: subprocess.CompletedProcess(list(a), 0, stdout=stdout, stderr=stderr)
+        deploy, "run_cli", lambda *a, **k: subprocess.CompletedProcess(list(a), 0, stdout=stdout, stderr=stderr)
     )
     return DoctorContext(tmp_path, deploy=tmp_path)
 
@@ -151,38 +151,38 @@ def test_infer_cuda_fails_on_a_silent_cpu_fallback(monkeypatch, tmp_path):
     # onnxruntime-gpu without its CUDA libraries runs on the CPU and exits 0: that must not pass
     ctx = _fake_infer(monkeypatch, tmp_path, '{"window": 0}\n', "CPUExecutionProvider")
     with pytest.raises(CheckFailed, match="not CUDA"):
-        checks.check_infer_cuda(ctx)
+        deploy.check_infer_cuda(ctx)
 
 
 def test_infer_cuda_needs_json_lines(monkeypatch, tmp_path):
     ctx = _fake_infer(monkeypatch, tmp_path, "", "CUDAExecutionProvider")
     with pytest.raises(CheckFailed, match="no JSON lines"):
-        checks.check_infer_cuda(ctx)
+        deploy.check_infer_cuda(ctx)
     ctx = _fake_infer(monkeypatch, tmp_path, '{"window": 0}\n{"window": 1}\n', "CUDAExecutionProvider")
-    detail, numbers = checks.check_infer_cuda(ctx)
+    detail, numbers = deploy.check_infer_cuda(ctx)
     assert numbers == {"json_lines": 2, "provider": "CUDAExecutionProvider"}
 
 
 def test_ddp_launch_parses_with_torchrun():
     run = pytest.importorskip("torch.distributed.run")
-    args = run.get_args_parser().parse_args([*checks.DDP_LAUNCH[2:], "train", "ds", "--out", "o"])
+    args = run.get_args_parser().parse_args([*training.DDP_LAUNCH[2:], "train", "ds", "--out", "o"])
     assert (args.standalone, args.nproc_per_node, args.module, args.training_script) == (True, "2", True, "flowprep")
     assert args.training_script_args == ["train", "ds", "--out", "o"]
 
 
 def test_ddp_check_reads_the_world_size_from_the_log(tmp_path):
     log = tmp_path / "log.jsonl"
-    assert checks._logged_world_size(log) == 0
+    assert training._logged_world_size(log) == 0
     log.write_text('{"epoch": 1, "world_size": 1}\n')
-    assert checks._logged_world_size(log) == 1  # two lone processes, not DDP: the check fails on this
+    assert training._logged_world_size(log) == 1  # two lone processes, not DDP: the check fails on this
     log.write_text('{"epoch": 1, "world_size": 2}\n')
-    assert checks._logged_world_size(log) == 2
+    assert training._logged_world_size(log) == 2
 
 
 def test_ort_parity_turns_tf32_off_where_onnxruntime_can():
-    assert checks._ort_cuda_provider("1.17.3") == "CUDAExecutionProvider"  # no use_tf32 option yet
-    assert checks._ort_cuda_provider("1.18.0") == ("CUDAExecutionProvider", {"use_tf32": "0"})
-    assert checks._ort_cuda_provider("1.32.0")[1] == {"use_tf32": "0"}
+    assert deploy._ort_cuda_provider("1.17.3") == "CUDAExecutionProvider"  # no use_tf32 option yet
+    assert deploy._ort_cuda_provider("1.18.0") == ("CUDAExecutionProvider", {"use_tf32": "0"})
+    assert deploy._ort_cuda_provider("1.32.0")[1] == {"use_tf32": "0"}
 
 
 def test_ort_cuda_check_with_a_stand_in_session(monkeypatch, tmp_path):
@@ -194,14 +194,14 @@ def test_ort_cuda_check_with_a_stand_in_session(monkeypatch, tmp_path):
         used = ["CPUExecutionProvider"] if fallback else [p if isinstance(p, str) else p[0] for p in providers]
         return used, np.array([[1.0, 2.0, 3.0]], np.float32)
 
-    monkeypatch.setattr(checks, "_ort_cuda", lambda: None)
-    monkeypatch.setattr(checks, "_deploy", lambda ctx: tmp_path)
-    monkeypatch.setattr(checks, "_random_inputs", lambda deploy: {})
-    monkeypatch.setattr(checks, "_ort_run", fake_run)
+    monkeypatch.setattr(deploy, "_ort_cuda", lambda: None)
+    monkeypatch.setattr(deploy, "_deploy", lambda ctx: tmp_path)
+    monkeypatch.setattr(deploy, "_random_inputs", lambda deploy: {})
+    monkeypatch.setattr(deploy, "_ort_run", fake_run)
     fallback = False
-    detail, numbers = checks.check_ort_cuda(DoctorContext(tmp_path))
+    detail, numbers = deploy.check_ort_cuda(DoctorContext(tmp_path))
     assert numbers["max_prob_diff"] == 0.0 and runs[0] == ["CPUExecutionProvider"]
-    assert runs[1][0] == checks._ort_cuda_provider(__import__("onnxruntime").__version__)
+    assert runs[1][0] == deploy._ort_cuda_provider(__import__("onnxruntime").__version__)
     fallback = True
     with pytest.raises(CheckFailed, match="fell back"):
-        checks.check_ort_cuda(DoctorContext(tmp_path))
+        deploy.check_ort_cuda(DoctorContext(tmp_path))

@@ -40,3 +40,29 @@ def test_dask_example_says_what_to_install_without_dask_jobqueue():
     assert r.returncode == 0 and "usage" in r.stdout.lower()
     r = subprocess.run([sys.executable, "-c", hide, script, "src", "out"], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "pip install dask-jobqueue" in r.stdout + r.stderr
+
+
+def test_dask_example_with_out_dot_reaches_the_cluster_without_a_traceback(tmp_path):
+    """``dask_slurm.py SRC .``: ``Path('.').with_suffix()`` raised ValueError before any work."""
+    pytest.importorskip("distributed")
+    stub = (
+        "import runpy, sys, types; m = types.ModuleType('dask_jobqueue')\n"
+        "def SLURMCluster(**kw): print('logs:', kw['log_directory']); raise SystemExit(3)\n"
+        "m.SLURMCluster = SLURMCluster; sys.modules['dask_jobqueue'] = m; sys.argv = sys.argv[1:]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    (tmp_path / "out").mkdir()
+    script = str(EXAMPLES / "dask_slurm.py")
+    r = subprocess.run(
+        [sys.executable, "-c", stub, script, str(tmp_path), "."],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path / "out",
+    )
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
+    assert f"logs: {tmp_path / 'out.dask-logs'}" in r.stdout
+    bad = subprocess.run(  # an OUT holding a byte that is not UTF-8: refused before any job is submitted
+        [sys.executable, "-c", stub, script, str(tmp_path), b"caf\xe9"], capture_output=True, timeout=120, cwd=tmp_path
+    )
+    assert bad.returncode == 2 and b"Traceback" not in bad.stderr and b"not UTF-8" in bad.stderr, bad.stderr

@@ -319,3 +319,38 @@ def test_export_never_replaces_a_users_files(tmp_path):
     listed = json.loads((fresh / ".flowprep-export.json").read_text())["entries"]
     assert "model.onnx" in listed and "model.engine" not in listed
     assert CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(fresh)]).exit_code == 0
+
+
+def test_an_export_that_fails_after_the_onnx_step_leaves_nothing_deployable(tmp_path, monkeypatch):
+    from flowprep.errors import ExportError
+
+    ckpt = make_checkpoint(tmp_path / "rgb.pt", "2d", "rgb")
+    out = tmp_path / "deploy"
+
+    def dies(*args, **kwargs):
+        raise ExportError("killed after the ONNX step")
+
+    monkeypatch.setattr(configs, "triton_config", dies)
+    res = CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(out)])
+    assert res.exit_code == 1 and "killed after the ONNX step" in res.output, res.output
+    assert list(out.iterdir()) == []  # no model.onnx or labels.txt without their record
+    monkeypatch.undo()
+    assert CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(out)]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    monkeypatch.setattr(configs, "triton_config", dies)
+    res = CliRunner().invoke(cli, ["export", str(make_checkpoint(tmp_path / "of.pt", "2d", "of")), "--out", str(out)])
+    assert res.exit_code == 1, res.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the earlier export, whole
+
+
+def test_two_exports_into_one_folder_at_once_are_refused(tmp_path):
+    from flowprep.export.api import LOCK
+    from flowprep.fsio import FolderLock
+
+    out = tmp_path / "deploy"
+    out.mkdir()
+    ckpt = make_checkpoint(tmp_path / "rgb.pt", "2d", "rgb")
+    with FolderLock(out, LOCK, "export"):  # another export, running now
+        res = CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(out)])
+    assert res.exit_code == 1 and "another export (pid" in res.output, res.output
+    assert sorted(p.name for p in out.iterdir()) == []

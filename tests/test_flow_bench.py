@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 
 import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from flowprep.errors import DatasetError
+from flowprep.errors import DatasetError, DecodeError
 from flowprep.flow.bench import BenchResult, bench_flow, encoding_error, epe, format_table
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.flo import UNKNOWN_FLOW, read_flo, valid_mask, write_flo
@@ -106,8 +107,10 @@ def test_load_frames_from_video_and_fallback(tmp_path):
     write_video(tmp_path / "v.avi", moving_frames(25, 48, 64, (1.0, 0.0), seed=0), codec="ffv1")
     frames, src = load_frames(tmp_path / "v.avi", 3, (32, 24))
     assert src.endswith("v.avi") and len(frames) == 3 and frames[0].shape == (24, 32) and frames[0].dtype == np.uint8
-    frames, src = load_frames(tmp_path / "missing.mp4", 2, (32, 24))
+    frames, src = load_frames(None, 2, (32, 24))
     assert src == "flowprep.synth.texture" and len(frames) == 2
+    with pytest.raises(DecodeError, match="missing.mp4: cannot decode it"):  # a video named must be one
+        load_frames(tmp_path / "missing.mp4", 2, (32, 24))
 
 
 def test_encoding_error_rows():
@@ -222,3 +225,54 @@ def test_bench_default_lists_gpu_backends_as_not_run(monkeypatch):
     rows = {b.name: b for b in result.backends}
     assert rows["dis"].available and not rows["nvof"].available and "libcuda" in rows["nvof"].error
     assert "not run" in format_table(result)
+
+
+SMALL = ["--flow", "dis", "--size", "64x48", "--magnitudes", "3", "--pairs-per-magnitude", "1"]
+
+
+def _bench(*args):
+    from flowprep.cli import cli
+
+    return CliRunner().invoke(cli, ["bench-flow", *SMALL, *[str(a) for a in args]])
+
+
+def _one_line(res, code: int = 1) -> str:
+    assert res.exit_code == code and len(res.output.strip().splitlines()) == 1, res.output
+    return res.output
+
+
+def test_bench_video_must_be_a_video(tmp_path):
+    import av
+
+    assert "missing.mp4" in _one_line(_bench("--video", tmp_path / "missing.mp4"))  # was: texture, silently
+    audio = tmp_path / "tone.m4a"
+    with av.open(str(audio), "w") as out:  # an audio-only file: decoding video=0 raised a traceback
+        stream = out.add_stream("aac", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    assert "no video stream" in _one_line(_bench("--video", audio))
+
+
+def test_bench_pair_fifo_is_refused_not_waited_on(tmp_path, gray):
+    from flowprep.flow.flo import write_flo
+
+    cv2.imwrite(str(tmp_path / "a.png"), gray[:48, :64])
+    write_flo(tmp_path / "gt.flo", np.zeros((48, 64, 2), np.float32))
+    os.mkfifo(tmp_path / "b.png")  # cv2.imread on it blocked forever
+    out = _one_line(_bench("--pair", tmp_path / "a.png", tmp_path / "b.png", tmp_path / "gt.flo"))
+    assert "a FIFO, not a regular file" in out
+
+
+def test_bench_outputs_never_replace_a_users_file(tmp_path):
+    plot, vis = tmp_path / "mine.png", tmp_path / "vis"
+    plot.write_bytes(b"my plot")
+    assert "already exists" in _one_line(_bench("--plot", plot))
+    vis.mkdir()
+    (vis / "flow_dis_x.png").write_bytes(b"mine")
+    assert "already holds flow_dis_x.png" in _one_line(_bench("--vis-dir", vis))
+    assert plot.read_bytes() == b"my plot" and (vis / "flow_dis_x.png").read_bytes() == b"mine"
+    res = _bench("--plot", plot, "--vis-dir", vis, "--overwrite")
+    assert res.exit_code == 0 and plot.read_bytes().startswith(b"\x89PNG"), res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.png", "vis"]  # no temporary left

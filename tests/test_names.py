@@ -7,12 +7,12 @@ import logging
 import pytest
 
 from flowprep.errors import ConfigError
+from flowprep.fsio import name_problem
 from flowprep.layout.names import (
     check_class_name,
     class_name_collisions,
     class_name_problem,
     collision_key,
-    name_problem,
     warn_collisions,
 )
 

@@ -390,3 +390,39 @@ def test_page_in_a_real_browser(hostile, tmp_path, record_property):
     # the walk clip's flow panel, as the browser paints it: the wheel's colour for angle 0 (red)
     got = _flow_panel_colour(walk_png)
     assert _hue_close(_hue(got), _hue(np.array([255, 0, 0]))) and got[0] > 180, got
+
+
+def test_a_symlinked_media_folder_is_never_written_through(hostile, tmp_path):
+    out, outside = tmp_path / "site", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "c0000.mp4").write_bytes(b"someone else's video")
+    out.mkdir()
+    (out / "media").symlink_to(outside)  # preview wrote and replaced files in here
+    r = run_cli("preview", hostile, "--out", out, "--no-progress")
+    assert r.exit_code == 1 and "media is a symlink" in r.output and len(r.output.strip().splitlines()) == 1
+    assert sorted(p.name for p in outside.iterdir()) == ["c0000.mp4"]
+    assert (outside / "c0000.mp4").read_bytes() == b"someone else's video"
+    assert sorted(p.name for p in out.iterdir()) == ["media"]  # no page, manifest or lock left
+
+
+def test_video_never_replaces_a_users_file_unless_asked(hostile, tmp_path):
+    clip = select_clips(read_record(hostile), 1, "both")[0]
+    mine = tmp_path / "mine.mp4"
+    mine.write_bytes(b"my video")
+    r = run_cli("preview", hostile, "--clip", clip.id, "--video", mine)
+    assert r.exit_code == 1 and "already exists" in r.output and mine.read_bytes() == b"my video", r.output
+    r = run_cli("preview", hostile, "--clip", clip.id, "--video", mine, "--overwrite")
+    assert r.exit_code == 0 and mine.read_bytes() != b"my video", r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.mp4"]  # no temporary left
+
+
+def test_two_previews_into_one_folder_at_once_are_refused(hostile, tmp_path):
+    from flowprep.fsio import FolderLock
+    from flowprep.preview.api import LOCK_NAME
+
+    out = tmp_path / "site"
+    out.mkdir()
+    with FolderLock(out, LOCK_NAME, "preview"):
+        r = run_cli("preview", hostile, "--out", out, "--no-progress")
+    assert r.exit_code == 1 and "another preview (pid" in r.output, r.output
+    assert list(out.iterdir()) == []

@@ -12,6 +12,7 @@ import pytest
 
 from flowprep.errors import DatasetError
 from flowprep.flow.encoding import FlowEncoding
+from flowprep.fsio import dump_json
 from flowprep.layout.dataset_record import (
     ClipEntry,
     DatasetRecord,
@@ -23,7 +24,7 @@ from flowprep.layout.dataset_record import (
     record_from_dict,
 )
 from flowprep.layout.fields import FieldError
-from flowprep.layout.record import dump_json, read_record, write_record
+from flowprep.layout.record import read_record, write_record
 from flowprep.layout.sections import DecodeInfo, FlowInfo, RgbInfo
 from helpers import mutate, run_cli
 
@@ -141,6 +142,29 @@ def test_every_kind_of_entry_round_trips_and_follows_the_schema():
     assert record_from_dict(data) == rec
     assert "decode_errors" in data["clips"][0] and "decode_errors" not in data["clips"][1]
     assert data["clips"][2]["error"] == "cannot open video" and "error" not in data["clips"][0]
+
+
+def test_ucf101_split_details_and_packed_round_trip():
+    from flowprep.layout.dataset_record import PackedInfo
+
+    split = SplitInfo(
+        "official",
+        1,
+        counts={"run": SideCounts(1, 0), "walk": SideCounts(1, 1)},
+        convention="ucf101",
+        lists={"train": "trainlist01.txt", "val": "testlist01.txt"},
+        classes_from="classInd.txt",
+        missing={"train": ("walk/x.avi",), "val": ()},
+    )
+    rec = _record(split=split, packed=PackedInfo("webdataset", "shards/index.json"))
+    data = json.loads(dump_json(rec.to_dict()))
+    assert schema_errors(data, SCHEMA) == [] and record_from_dict(data) == rec
+    assert data["split"]["missing"] == {"train": ["walk/x.avi"], "val": []} and "folders" not in data["split"]
+    assert data["packed"] == {"format": "webdataset", "index": "shards/index.json"}
+    assert "packed" not in _record().to_dict()
+    bad = dict(data, packed={"format": "webdataset", "index": "../../etc/passwd"})
+    with pytest.raises(FieldError, match="packed.index must be a relative path inside the dataset"):
+        record_from_dict(bad)
 
 
 @pytest.mark.parametrize(

@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from flowprep.cli import cli, one_line, os_error_line, printable
+from flowprep.cli import cli, one_line, os_error_line
 from flowprep.cliparams import CommaList, Shard, Size, finite
 from flowprep.errors import ConfigError, FlowprepError, FrameSizeError, OutputError
 from flowprep.flow.encoding import FlowEncoding
+from flowprep.fsio import dump_json, printable, write_text_atomic
 from flowprep.layout.names import validate_component
-from flowprep.layout.record import dump_json, json_safe, read_record, write_text_atomic
+from flowprep.layout.record import json_safe, read_record
 from flowprep.layout.verify import container_problem
 
 CLASSES = {"walk": (1.0, 0.0), "run": (0.0, 1.0)}
@@ -271,7 +272,7 @@ def test_verify_reads_frames_only_as_regular_files(ds_copy, tmp_path):
     (clip / "v").symlink_to(tmp_path / "v")  # a folder leading out of the dataset
     r = _verify_subprocess(ds_copy)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
-    assert "u/000000.jpg: unreadable image (not a regular file)" in r.stderr
+    assert "u/000000.jpg: unreadable image (a FIFO, not a regular file)" in r.stderr
     assert "u/000001.jpg: unreadable image (a symbolic link" in r.stderr
     assert "u/000002.jpg: unreadable image (a symbolic link" in r.stderr
     assert "unexpected entry 'v'" in r.stderr
@@ -335,8 +336,9 @@ def test_train_with_a_bad_frame_in_a_worker_is_one_line(damage, ds_copy, tmp_pat
 
 
 def test_messages_are_printable_lines():
-    assert printable(os.fsdecode(b"a\xffb") + "\nc") == "a\\xffb\\nc"
-    assert printable("x\ud800y") == "x\\ud800y"
+    assert printable(os.fsdecode(b"a\xffb") + "\nc", escape=True) == "a\\xffb\\nc"
+    assert printable("x\ud800y", escape=True) == "x\\ud800y"
+    assert printable(os.fsdecode(b"a\xffb") + "\nc") == "a\ufffdb\nc"  # messages and JSON
 
 
 def test_worker_errors_keep_their_original_line():
@@ -560,9 +562,9 @@ def test_annotated_video_on_a_full_disk_fails_cleanly(full_dir):
 def test_preview_on_a_full_disk_is_one_line(dataset, full_dir, capfd):
     from flowprep.preview.api import write_legend
 
-    with pytest.raises(OSError) as err:  # the CLI turns it into one line naming the file
+    with pytest.raises(OutputError, match="wheel.png: No space left"):  # one line naming the file
         write_legend(full_dir / "wheel.png")
-    assert err.value.errno == errno.ENOSPC and "libpng" not in capfd.readouterr().err
+    assert "libpng" not in capfd.readouterr().err and sorted(p.name for p in full_dir.iterdir()) == ["pad"]
     # a subprocess: OpenCV's imwrite printed libpng's own error line on the process's stderr
     r = subprocess.run(
         [sys.executable, "-m", "flowprep", "preview", str(dataset), "--out", str(full_dir / "p"), "--no-progress"],

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from flowprep.errors import ConfigError
-from flowprep.layout.names import name_problem, remove_inside
+from flowprep.fsio import name_problem, remove_inside
 from flowprep.layout.record import read_record
 from flowprep.synth import moving_frames, write_video
 from helpers import run_cli
@@ -271,7 +271,8 @@ def test_a_damaged_state_file_is_one_line(walk_release, tmp_path, name, text):
     assert flowprep(*build_args(walk_release, out)).returncode == 0
     (out / ".flowprep" / name).write_text(text)
     r = flowprep(*build_args(walk_release, out))
-    assert r.returncode == 1 and few_lines(r, 1) and f"cannot read {out / '.flowprep' / name}" in r.stderr, r.stderr
+    assert r.returncode == 1 and few_lines(r, 1) and "cannot read" in r.stderr, r.stderr
+    assert f"{out / '.flowprep' / name}: " in r.stderr and "damaged or edited by hand" in r.stderr, r.stderr
     assert (out / "train" / "walk").is_dir()
     r = flowprep(*build_args(walk_release, out, "--force", "--seed", "7"))  # plan.json: pruned, then rebuilt
     assert r.returncode == (0 if name == "plan.json" else 1) and few_lines(r, 2), r.stderr
@@ -409,7 +410,23 @@ def test_fifo_and_dev_zero_clips_are_skipped_without_hanging(walk_release, tmp_p
     out = tmp_path / "out"
     r = flowprep(*build_args(walk_release, out), timeout=120)
     assert r.returncode == 0 and r.stderr.count("not a regular file") == 2 and few_lines(r), r.stderr
-    assert len(read_record(out).clips) == 3
+    record = read_record(out)
+    assert len(record.clips) == 3
+    # skipped inputs are counted in the summary and listed in the record, as the guide asks
+    assert list(record.excluded) == [
+        "walk/pipe.avi (skipped: not a regular file)",
+        "walk/zero.avi (skipped: not a regular file)",
+    ]
+    assert "(2 clip(s) left out: 0 marked unused (0) by the split files, 0 not listed in them, 2 skipped" in r.stdout
+
+
+def test_a_preview_written_into_the_release_is_not_a_class(walk_release, tmp_path):
+    assert flowprep(*build_args(walk_release, tmp_path / "ds")).returncode == 0
+    r = flowprep("preview", tmp_path / "ds", "--out", walk_release / "preview", "--no-progress")
+    assert r.returncode == 0 and (walk_release / "preview" / "media" / "c0000.mp4").is_file(), r.stderr
+    r = flowprep(*build_args(walk_release, tmp_path / "ds2"))
+    assert r.returncode == 0 and "a folder flowprep wrote" in r.stderr, r.stderr
+    assert list(read_record(tmp_path / "ds2").classes) == ["walk"]  # not also "media"
 
 
 def test_clip_size_limit(walk_release, tmp_path):
@@ -642,7 +659,7 @@ def test_force_on_a_folder_built_before_the_manifest(walk_release, tmp_path):
 
 
 def test_force_removes_temporary_files_a_killed_write_left(walk_release, tmp_path):
-    from flowprep.layout.record import is_tmp_of, unique_tmp
+    from flowprep.fsio import is_tmp_of, unique_tmp
 
     out = tmp_path / "out"
     assert flowprep(*build_args(walk_release, out)).returncode == 0

@@ -224,3 +224,65 @@ def test_errors_are_one_line(rgb3d, tmp_path):
     # a flow model whose training data had no flow record
     noflow = make_checkpoint(tmp_path / "of.pt", "2d", "of", record={**RECORD, "flow": None, "encoding": None})
     fails([str(junk), "--model", str(noflow)], "model/modality mismatch")
+
+
+@needs_clip
+def test_infer_never_writes_over_its_input_or_a_users_file(rgb3d, tmp_path):
+    import shutil
+
+    _, onnx_path = rgb3d
+    victim = tmp_path / "victim.mp4"
+    shutil.copy(CLIP, victim)
+    before = victim.read_bytes()
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("my notes\n")
+
+    def run(*extra: str):
+        return CliRunner().invoke(cli, ["infer", str(victim), "-m", str(onnx_path), "--max-frames", "16", *extra])
+
+    for force in ([], ["--overwrite"]):  # the input and the model: never, not even with --overwrite
+        for option, target in (("--output", victim), ("--json-out", victim), ("--json-out", onnx_path)):
+            res = run(option, str(target), *force)
+            assert res.exit_code == 1 and "is the command's own input" in res.output, res.output
+            assert len(res.output.strip().splitlines()) == 1
+    for option, target in (("--json-out", mine), ("--output", mine)):
+        res = run(option, str(target))
+        assert res.exit_code == 1 and "already exists" in res.output and "--overwrite" in res.output, res.output
+    assert victim.read_bytes() == before and mine.read_text() == "my notes\n"
+    res = run("--json-out", str(mine), "--overwrite")
+    assert res.exit_code == 0 and mine.read_text().startswith('{"'), res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.jsonl", "victim.mp4"]
+
+
+@needs_clip
+def test_a_failed_infer_leaves_no_partial_video(rgb3d, tmp_path, monkeypatch):
+    import errno
+
+    from flowprep.errors import OutputError, writing
+    from flowprep.serve import annotate
+
+    _, onnx_path = rgb3d
+    real_write = annotate.AnnotatedWriter.write
+
+    def disk_fills_up(self, frame):
+        if self.frames == 5:
+            with writing(self.path):
+                raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, frame)
+
+    monkeypatch.setattr(annotate.AnnotatedWriter, "write", disk_fills_up)
+    out = tmp_path / "out"
+    with pytest.raises(OutputError, match="No space left"):
+        infer(CLIP, onnx_path, output=out / "annotated.mp4", max_frames=30)
+    assert list(out.iterdir()) == []  # neither the video nor its temporary
+    monkeypatch.undo()
+    s = infer(CLIP, onnx_path, output=out / "annotated.mp4", max_frames=30)
+    assert s.output_frames == 30 and sorted(p.name for p in out.iterdir()) == ["annotated.mp4"]
+    assert sum(1 for _ in av.open(str(out / "annotated.mp4")).decode(video=0)) == 30
+
+
+def test_a_fifo_input_is_refused_not_waited_on(rgb3d, tmp_path):
+    _, onnx_path = rgb3d
+    os.mkfifo(tmp_path / "in.mp4")  # PyAV's open blocked forever on it
+    res = CliRunner().invoke(cli, ["infer", str(tmp_path / "in.mp4"), "-m", str(onnx_path)])
+    assert res.exit_code == 1 and "a FIFO, not a regular file" in res.output, res.output

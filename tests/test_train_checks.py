@@ -245,3 +245,13 @@ def test_legacy_pickle_checkpoint_still_loads(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
     assert save_checkpoint(tmp_path / "new.pt", ck).read_bytes()[:4] == b"PK\x03\x04"
+
+
+def test_imagenet_fifo_is_refused_not_waited_on(ds, tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "r18.pth")  # torch.load on it blocked forever, waiting for a writer
+    with pytest.raises(ConfigError, match="a FIFO, not a regular file"):
+        init_from_imagenet(build_model("2d", "rgb", 2, frames=2), tmp_path / "r18.pth")
+    res = run_cli("train", ds, "--epochs", "1", "--out", tmp_path / "r", "--imagenet", tmp_path / "r18.pth", *TINY)
+    assert res.exit_code == 1 and "a FIFO, not a regular file" in _clean_line(res.output), res.output

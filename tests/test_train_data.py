@@ -157,7 +157,7 @@ def test_loaded_clip_layout_and_flip(square_ds):
 
 def test_clip_dataset_is_deterministic(square_ds):
     info, clips = open_dataset(square_ds, "of", "train")
-    ds = ClipDataset(info, clips, "of", 3, 1, 32, True, "multiscale", 0.5, seed=3)
+    ds = ClipDataset((info, clips), modality="of", frames=3, size=32, train=True, crop="multiscale", seed=3)
     a, la = ds[2]
     b, lb = ds[2]
     assert la == lb and a[0].shape == (2, 3, 32, 32) and np.array_equal(a[0].numpy(), b[0].numpy())

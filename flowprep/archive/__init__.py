@@ -6,7 +6,7 @@ See :mod:`flowprep.archive.reader` for the source shapes understood and the safe
 
 from flowprep.archive.bounded import MemberRef, read_member
 from flowprep.archive.formats import RAR_TOOL_HINT, detect_kind
-from flowprep.archive.reader import VIDEO_EXTS, VideoEntry, list_classes, list_videos, read_text_files
+from flowprep.archive.reader import VIDEO_EXTS, VideoEntry, list_classes, list_videos, read_text_file, read_text_files
 
 __all__ = [
     "MemberRef",
@@ -17,5 +17,6 @@ __all__ = [
     "list_classes",
     "list_videos",
     "read_member",
+    "read_text_file",
     "read_text_files",
 ]

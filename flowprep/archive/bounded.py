@@ -1,14 +1,13 @@
 """Reading one file of a release in bounded memory and time: a plain file or an archive member.
 
-Only regular files are read (a FIFO would block, ``/dev/zero`` never ends); sizes are checked on the
-listing and again while reading (headers can lie); archive members are also bounded by their
-compression ratio (see :data:`flowprep.archive.formats.MAX_RATIO`).
+Only regular files are read (a FIFO would block, ``/dev/zero`` never ends: :mod:`flowprep.fsio`);
+sizes are checked on the listing and again while reading (headers can lie); archive members are
+also bounded by their compression ratio (see :data:`flowprep.fsio.MAX_RATIO`).
 """
 
 from __future__ import annotations
 
 import os
-import stat
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -17,11 +16,10 @@ from typing import IO
 
 from flowprep.archive.formats import Archive, open_archive
 from flowprep.errors import ArchiveError
+from flowprep.fsio import read_bytes
 
 #: default per-clip size limit (HMDB51's clips are about 1 MB; the longest real clips stay far below)
 MAX_CLIP_BYTES = 2 << 30
-#: the largest image file read as a frame (an 8192x8192 RGB PNG is at most about 200 MB)
-MAX_FRAME_BYTES = 512 << 20
 
 
 @dataclass(frozen=True)
@@ -44,31 +42,6 @@ def copy_bounded(src: IO[bytes], dst: IO[bytes], limit: int) -> None:
             return
         dst.write(chunk)
         left -= len(chunk)
-
-
-def read_regular(path: Path, limit: int) -> bytes:
-    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes, else ArchiveError.
-
-    Opened non-blocking (a FIFO's open would wait for a writer) and checked on the open descriptor,
-    so a file swapped for a device after listing is caught too; reading stops after ``limit + 1`` bytes.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ArchiveError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ArchiveError(f"{path}: not a regular file (a FIFO, device or socket); skipped")
-        if st.st_size > limit:
-            raise ArchiveError(f"{path}: {st.st_size} bytes, over the limit of {limit}")
-        try:
-            data = fh.read(limit + 1)
-        except OSError as exc:
-            raise ArchiveError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > limit:
-        raise ArchiveError(f"{path}: more than {limit} bytes (the limit); refused")
-    return data
 
 
 _LOCAL = threading.local()  # per thread: no handle is shared, so none is closed under another's read
@@ -110,7 +83,7 @@ def read_member(ref: MemberRef, limit: int = MAX_CLIP_BYTES) -> bytes:
             f"of {limit} (--max-clip-bytes)"
         )
     if ref.archive is None:
-        data = read_regular(Path(ref.member), limit)
+        data = read_bytes(ref.member, what="clip", max_bytes=limit, error=ArchiveError)
     else:
         data = _cached_archive(Path(ref.archive)).read(ref.member, limit)
     if len(data) != ref.size:

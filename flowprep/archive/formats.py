@@ -27,6 +27,7 @@ from typing import IO
 import rarfile
 
 from flowprep.errors import ArchiveError
+from flowprep.fsio import MAX_RATIO, RATIO_FLOOR
 
 #: What to tell users whose RAR needs a decompressor that is not installed.
 RAR_TOOL_HINT = (
@@ -39,9 +40,7 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", "
 #: Bounds on what is read or unpacked from an archive, generous for real releases (HMDB51: 2 GB in
 #: all, per-class RARs of 10-100 MB, clips of about 1 MB; video barely compresses, ratio about 1).
 #: A member over RATIO_FLOOR bytes that is more than MAX_RATIO times its compressed size is refused
-#: (a "zip bomb"), as is a per-class archive over MAX_INNER_BYTES.
-MAX_RATIO = 100
-RATIO_FLOOR = 16 << 20
+#: (a "zip bomb", :data:`flowprep.fsio.MAX_RATIO`), as is a per-class archive over MAX_INNER_BYTES.
 MAX_INNER_BYTES = 8 << 30
 
 _RAR_MAGIC = (b"Rar!\x1a\x07\x00", b"Rar!\x1a\x07\x01\x00")

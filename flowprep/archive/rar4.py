@@ -102,7 +102,7 @@ def _file_block(name: str, data: bytes, mode: int, extra_flags: int = 0) -> byte
 
 
 def _check_name(name: str) -> str:
-    # Leading "/" and ".." are kept on purpose: hostile fixtures need them (see fixtures.py).
+    # Leading "/" and ".." are kept on purpose: the hostile archives of the tests need them.
     name = name.rstrip("/")
     if not name:
         raise ValueError("empty member name")

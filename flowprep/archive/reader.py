@@ -30,7 +30,7 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from flowprep.archive.bounded import MemberRef, read_regular
+from flowprep.archive.bounded import MemberRef
 from flowprep.archive.cache import InnerArchive, extract_cached
 from flowprep.archive.formats import (
     ARCHIVE_SUFFIXES,
@@ -43,6 +43,7 @@ from flowprep.archive.formats import (
     unsafe_reason,
 )
 from flowprep.errors import ArchiveError, ConfigError
+from flowprep.fsio import read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,13 @@ def _is_junk(name: str) -> bool:
     return posix.startswith("__MACOSX/") or "/__MACOSX/" in posix or _base(posix).startswith("._")
 
 
-def _safe_members(arc: Archive) -> Iterator[Member]:
-    """Regular-file members whose names are safe; logs a warning for each one skipped."""
+#: clips a listing skipped because they cannot be read: ``(class, file name, why)``
+Skipped = list[tuple[str, str, str]]
+
+
+def _safe_members(arc: Archive, skipped: Skipped | None = None, exts: tuple[str, ...] = ()) -> Iterator[Member]:
+    """Regular-file members whose names are safe; logs a warning for each one skipped, and adds
+    those named like clips (``exts``) to ``skipped``."""
     for m in arc.members():
         if _is_junk(m.name):
             continue
@@ -96,6 +102,8 @@ def _safe_members(arc: Archive) -> Iterator[Member]:
             why = "symlink/hardlink" if m.kind == "link" else "device or other special file"
         if why:
             _skip_warning("%s: skipping member %r (%s)", arc.path, m.name, why)
+            if skipped is not None and exts and _is_video(m.name, exts) and _parent(m.name):
+                skipped.append((_parent(m.name), _base(m.name), why))
         elif m.kind == "file":
             yield m
 
@@ -106,13 +114,14 @@ def _check_encrypted(arc: Archive, m: Member) -> None:
 
 
 def _scan_archive(
-    arc: Archive, exts: tuple[str, ...], cls: str | None = None
+    arc: Archive, exts: tuple[str, ...], cls: str | None = None, skipped: Skipped | None = None
 ) -> tuple[dict[str, list[VideoEntry]], dict[str, InnerArchive]]:
     """Clips by class (class = ``cls`` or the clip's folder name) and per-class archives by stem."""
     videos: dict[str, list[VideoEntry]] = {}
     inner: dict[str, InnerArchive] = {}
     where = str(arc.path.resolve())
-    for m in _safe_members(arc):
+    found: Skipped = []
+    for m in _safe_members(arc, found, exts):
         if _is_video(m.name, exts):
             c = cls or _parent(m.name)
             if not c:
@@ -128,10 +137,18 @@ def _scan_archive(
                     f"{arc.path}: two per-class archives for class {stem!r}: {inner[stem].member!r} and {m.name!r}"
                 )
             inner[stem] = InnerArchive(arc.path, m.name, m.size, m.packed)
+    if skipped is not None:
+        skipped += [(cls or c, name, why) for c, name, why in found]
     return videos, inner
 
 
-def _scan_folder(root: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[VideoEntry]], dict[str, InnerArchive]]:
+#: files that mark a folder flowprep wrote (a preview page, a deploy folder, a dataset): never a class
+OWNED_MARKERS = (".flowprep-preview.json", ".flowprep-export.json", "flowprep.json", ".flowprep")
+
+
+def _scan_folder(
+    root: Path, exts: tuple[str, ...], skipped: Skipped | None = None
+) -> tuple[dict[str, list[VideoEntry]], dict[str, InnerArchive]]:
     videos: dict[str, list[VideoEntry]] = {}
     inner: dict[str, InnerArchive] = {}
     root = root.resolve()
@@ -150,6 +167,11 @@ def _scan_folder(root: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[Vide
             dirnames.clear()
             continue
         seen.add((st.st_dev, st.st_ino))
+        if here != root and any(m in filenames or m in dirnames for m in OWNED_MARKERS):
+            # e.g. a preview written into the release: its media/ would become a class
+            _skip_warning("%s: skipping %s: a folder flowprep wrote (preview, export or dataset)", root, here)
+            dirnames.clear()
+            continue
         if here != root:
             for d in [d for d in dirnames if (here / d).is_symlink()]:
                 _skip_warning("%s: skipping %s: a symlinked folder inside a class folder", root, here / d)
@@ -165,9 +187,13 @@ def _scan_folder(root: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[Vide
                 st = path.stat()
             except OSError as exc:  # e.g. a dangling symlink
                 _skip_warning("%s: skipping %s: %s", root, path, exc.strerror or exc)
+                if skipped is not None and is_video and here != root:
+                    skipped.append((here.name, fn, str(exc.strerror or exc)))
                 continue
             if not stat.S_ISREG(st.st_mode):  # a FIFO would hang the read, /dev/zero never end
                 _skip_warning("%s: skipping %s: not a regular file", root, path)
+                if skipped is not None and is_video and here != root:
+                    skipped.append((here.name, fn, "not a regular file"))
                 continue
             size = st.st_size
             if not is_video:
@@ -213,8 +239,11 @@ def _unwrap(root: Path, exts: tuple[str, ...]) -> Path:
     return root
 
 
-def _scan(source: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[VideoEntry]], dict[str, InnerArchive], str]:
-    """Clips by class, per-class archives by class, and what was looked for where (for messages)."""
+def _scan(
+    source: Path, exts: tuple[str, ...], skipped: Skipped | None = None
+) -> tuple[dict[str, list[VideoEntry]], dict[str, InnerArchive], str]:
+    """Clips by class, per-class archives by class, and what was looked for where (for messages);
+    clips that cannot be read are added to ``skipped``."""
     source = Path(source)
     wanted = (
         f"for clips ({'/'.join(exts)}) inside class folders and for per-class archives "
@@ -222,12 +251,12 @@ def _scan(source: Path, exts: tuple[str, ...]) -> tuple[dict[str, list[VideoEntr
     )
     if detect_kind(source) == "folder":
         root = _unwrap(source, exts)
-        videos, inner = _scan_folder(root, exts)
+        videos, inner = _scan_folder(root, exts, skipped)
         where = f"folder {source}" if root == source else f"folder {root} ({source} holds only this folder)"
         looked = f"looked in {where} {wanted} at its top"
     else:
         with open_archive(source) as arc:
-            videos, inner = _scan_archive(arc, exts)
+            videos, inner = _scan_archive(arc, exts, skipped=skipped)
         looked = f"looked in archive {source} {wanted}"
     both = sorted(set(videos) & set(inner))
     if both:
@@ -283,9 +312,17 @@ def _select(requested: Collection[str] | None, available: list[str], source: Pat
 
 
 def list_videos(
-    source: Path, cache_dir: Path, classes: Collection[str] | None = None, exts: Iterable[str] = VIDEO_EXTS
+    source: Path,
+    cache_dir: Path,
+    classes: Collection[str] | None = None,
+    exts: Iterable[str] = VIDEO_EXTS,
+    skipped: Skipped | None = None,
 ) -> list[VideoEntry]:
     """Every clip of the selected classes (``None``: all), sorted by ``(cls, name)``.
+
+    ``skipped``: if given, receives ``(class, file name, why)`` of each clip file of the selected
+    classes that cannot be read (a FIFO, a device, a dangling link, a link member of an archive),
+    sorted; each is also logged as a warning.
 
     Per-class archives held in an outer archive are extracted into ``cache_dir`` first (only the
     selected ones); clips stay inside their archive. Raises ConfigError for unknown classes (the
@@ -294,7 +331,8 @@ def list_videos(
     """
     source = Path(source)
     ext_t = tuple(e.lower() for e in exts)
-    videos, inner, looked = _scan(source, ext_t)
+    unreadable: Skipped = []
+    videos, inner, looked = _scan(source, ext_t, unreadable)
     selected = _select(classes, sorted(set(videos) | set(inner)), source, looked)
     entries = [e for c in selected for e in videos.get(c, [])]
     outer = None
@@ -309,7 +347,7 @@ def list_videos(
                 outer = outer or open_archive(item.outer)
                 path = extract_cached(outer, item, cache_dir).resolve()
             with open_archive(path) as arc:
-                found, _ = _scan_archive(arc, ext_t, cls=c)
+                found, _ = _scan_archive(arc, ext_t, cls=c, skipped=unreadable)
             if not found:
                 log.warning("%s: no videos in the archive of class %r", path, c)
             entries += found.get(c, [])
@@ -317,6 +355,8 @@ def list_videos(
         if outer is not None:
             outer.close()
     entries.sort(key=lambda e: (e.cls, e.name))
+    if skipped is not None:
+        skipped += sorted(u for u in unreadable if u[0] in selected)
     dups = sorted({f"{a.cls}/{a.name}" for a, b in zip(entries, entries[1:]) if (a.cls, a.name) == (b.cls, b.name)})
     if dups:
         raise ArchiveError(
@@ -333,15 +373,25 @@ def _decode_text(data: bytes) -> str:
         return data.decode("latin-1")
 
 
-def read_text_files(source: Path, suffix: str = ".txt") -> dict[str, str]:
+def read_text_file(path: Path) -> str:
+    """The text of one regular file of at most 64 MiB (a list file): UTF-8, or Latin-1 when it is not
+    valid UTF-8. ArchiveError if it is missing, not a regular file or too big."""
+    return _decode_text(read_bytes(Path(path), what="list file", max_bytes=MAX_TEXT_BYTES, error=ArchiveError))
+
+
+def read_text_files(source: Path, suffix: str = ".txt", only: Collection[str] | None = None) -> dict[str, str]:
     """Base name -> text of every ``*suffix`` file in a folder (recursive) or archive (any depth).
 
-    Used for HMDB51's split files (``test_train_splits.rar``). Text is UTF-8, or Latin-1 when it is
-    not valid UTF-8. Two files with one base name and different text raise ArchiveError.
+    Used for HMDB51's split files (``test_train_splits.rar``) and UCF101's lists. Text is UTF-8, or
+    Latin-1 when it is not valid UTF-8. Two files with one base name and different text raise
+    ArchiveError. ``only``: read just the files of these base names (the others are not decompressed).
     """
     source = Path(source)
     suffix = suffix.lower()
     found: dict[str, tuple[str, str]] = {}
+
+    def wanted(name: str) -> bool:
+        return name.lower().endswith(suffix) and (only is None or _base(name) in only)
 
     def add(name: str, where: str, data: bytes) -> None:
         text = _decode_text(data)
@@ -353,13 +403,15 @@ def read_text_files(source: Path, suffix: str = ".txt") -> dict[str, str]:
         for dirpath, dirnames, filenames in os.walk(source):
             dirnames.sort()
             for fn in sorted(filenames):
-                if fn.lower().endswith(suffix):
+                if wanted(fn):
                     path = Path(dirpath) / fn
-                    add(fn, str(path), read_regular(path, MAX_TEXT_BYTES))
+                    add(
+                        fn, str(path), read_bytes(path, what="split file", max_bytes=MAX_TEXT_BYTES, error=ArchiveError)
+                    )
     else:
         with open_archive(source) as arc:
             for m in _safe_members(arc):
-                if m.name.lower().endswith(suffix):
+                if wanted(m.name):
                     _check_encrypted(arc, m)
                     add(_base(m.name), m.name, arc.read(m.name, MAX_TEXT_BYTES))
     return {name: text for name, (_, text) in sorted(found.items())}

@@ -1,4 +1,4 @@
-"""``build`` and ``build_hmdb5``: the build stage as plain functions."""
+"""``build``, ``build_hmdb5`` and ``build_ucf101``: the build stage as plain functions."""
 
 from __future__ import annotations
 
@@ -13,20 +13,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowprep.archive import detect_kind, list_classes
+from flowprep.archive import detect_kind, list_classes, read_text_file, read_text_files
 from flowprep.builder.config import BuildConfig
 from flowprep.builder.dask_engine import run_on_worker
 from flowprep.builder.engine import ProgressBar, run_jobs
 from flowprep.builder.finalize import finalize, save_build_state
 from flowprep.builder.folder import CLIP_TOPS, BuildFolder, output_errors
 from flowprep.builder.job import ClipResult, JobSettings
+from flowprep.builder.pack import PackState
+from flowprep.builder.packbuild import pack_own, unpack_in_place
 from flowprep.builder.plan import Plan, class_folder_name, make_plan
 from flowprep.builder.shard import select_shard
 from flowprep.datasets import HMDB5_CLASSES
+from flowprep.datasets.ucf101 import CLASS_IND
 from flowprep.errors import ArchiveError, ConfigError, FlowprepError
 from flowprep.flow.registry import BACKENDS, create_backend, resolve_auto
+from flowprep.fsio import write_json_atomic
 from flowprep.layout.paths import STATE_DIR, clip_dir
-from flowprep.layout.record import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,9 @@ class BuildSummary:
     empty_sides: list[str] = field(default_factory=list)
     #: (clip id, frames lost) of built clips whose video had undecodable frames
     decode_errors: list[tuple[str, int]] = field(default_factory=list)
+    #: a packed build: the shards this run wrote, and the seconds packing took
+    shards_written: list[str] = field(default_factory=list)
+    pack_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -136,12 +142,17 @@ def _check_source(cfg: BuildConfig) -> BuildConfig:
     _check_apart(cfg.source, cfg.out)
     if cfg.splits_source is not None:
         detect_kind(cfg.splits_source)  # a missing, FIFO or device --splits: refused before --out is touched
+    for lst in (cfg.train_list, cfg.val_list):
+        if lst is not None:
+            read_text_file(lst)  # the same for a list: missing, not a regular file, too big
     if cfg.engine == "dask":
         cfg = dataclasses.replace(
             cfg,
             source=cfg.source.resolve(),
             out=cfg.out.resolve(),
             splits_source=cfg.splits_source.resolve() if cfg.splits_source else None,
+            train_list=cfg.train_list.resolve() if cfg.train_list else None,
+            val_list=cfg.val_list.resolve() if cfg.val_list else None,
         )
     if cfg.classes is not None:
         available = list_classes(cfg.source, quiet=True)  # make_plan lists it again, and warns
@@ -172,21 +183,30 @@ def _check_class_names(cfg: BuildConfig) -> None:
         class_folder_name(c)
 
 
-def _prepare(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> None:
+def _prepare(cfg: BuildConfig, flow_info: dict[str, Any] | None, folder: BuildFolder) -> None:
     """Claim the output folder for this configuration and store what `flowprep finalize` needs."""
     settings = cfg.output_settings()
     if flow_info is not None:
         settings["flow"], settings["flow_params"] = flow_info["name"], flow_info["params"]
     settings["source_identity"] = cfg.source_identity()
-    BuildFolder(cfg.out).prepare(settings, cfg.layout, cfg.force)
-    save_build_state(cfg, flow_info)  # what `flowprep finalize` needs to re-make the plan
+    folder.prepare(settings, cfg.layout, cfg.force)
+    save_build_state(cfg, flow_info, folder)  # what `flowprep finalize` needs to re-make the plan
 
 
 def _run(cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None) -> list[ClipResult]:
     jobs = select_shard(plan.jobs, *cfg.shard) if cfg.shard else plan.jobs
+    done: list[ClipResult] = []
+    if cfg.pack:  # clips already in a shard are finished: not built again
+        packed = PackState(cfg.out).packed_clips()
+        done = [
+            ClipResult(j.id, "exists", packed[j.id]["frames"], packed[j.id]["flow_frames"])
+            for j in jobs
+            if j.id in packed
+        ]
+        jobs = [j for j in jobs if j.id not in packed]
     bar = ProgressBar(len(jobs), enabled=cfg.progress)
     try:
-        return run_jobs(
+        return done + run_jobs(
             jobs,
             job_settings(cfg, flow_info),
             n_jobs=cfg.effective_jobs(),
@@ -219,20 +239,31 @@ def _summarize(
         else:
             summary.failed.append((r.id, r.error))
     summary.failed.sort()
-    summary.pending = sum(not clip_dir(cfg.out, cfg.layout, j.side, j.cls, j.clip).is_dir() for j in plan.jobs)
+    packed = PackState(cfg.out).packed_clips() if cfg.pack else {}
+    summary.pending = sum(
+        j.id not in packed and not clip_dir(cfg.out, cfg.layout, j.side, j.cls, j.clip).is_dir() for j in plan.jobs
+    )
     return summary
 
 
 def _finish(
-    cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, results: list[ClipResult], summary: BuildSummary
+    cfg: BuildConfig,
+    plan: Plan,
+    flow_info: dict[str, Any] | None,
+    results: list[ClipResult],
+    summary: BuildSummary,
+    folder: BuildFolder,
 ) -> None:
     """Write the record (when every part is in) and the run's report."""
-    folder = BuildFolder(cfg.out)
     folder.note_failures(summary.failed)
+    if cfg.pack:
+        t = time.perf_counter()
+        summary.shards_written = pack_own(cfg, plan, folder)
+        summary.pack_seconds = time.perf_counter() - t
     # A shard writes the record only when every part is in: whichever shard finishes last does it
     # (two finishing together both write it; finalize is idempotent, byte for byte).
     if cfg.shard is None or summary.pending == 0:
-        record = finalize(cfg, plan, flow_info, {r.id: r for r in results})
+        record = finalize(cfg, plan, flow_info, {r.id: r for r in results}, folder)
         summary.empty_sides = sorted(
             f"{c}/{side}" for c, n in record.counts.items() for side in ("train", "val") if getattr(n, side) == 0
         )
@@ -254,6 +285,9 @@ def _finish(
             for k in ("read", "decode", "write_rgb", "flow", "write_flow")
         },
     }
+    if cfg.pack:
+        report["pack_seconds"] = round(summary.pack_seconds, 3)
+        report["shards_written"] = summary.shards_written
     if cfg.shard:
         folder.write_shard_report(cfg.shard, report)
     else:
@@ -283,14 +317,17 @@ def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> Bu
     fresh = cfg.shard is None and not folder.config.exists()  # shards may share a fresh state: kept
     try:
         with output_errors(cfg.out):
-            _prepare(cfg, flow_info)
+            _prepare(cfg, flow_info, folder)
         try:
-            plan = make_plan(cfg)
+            plan = make_plan(cfg, folder)
         except FlowprepError:
             if fresh:  # nothing built yet: a fixed source or --splits must not meet "other settings"
                 folder.forget()
             raise
         with output_errors(cfg.out):
+            if cfg.force and PackState(cfg.out).shards.is_dir() and folder.plan_changed([j.id for j in plan.jobs]):
+                # sample keys depend on the plan: the shards go back to folders and are packed anew
+                log.warning("--force: unpacking %d clip(s) of the previous shards", unpack_in_place(cfg.out))
             folder.check_plan([j.id for j in plan.jobs], cfg.layout, cfg.force, cfg.source)
         if on_plan is not None:
             on_plan(plan)
@@ -298,7 +335,7 @@ def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> Bu
         summary = _summarize(cfg, plan, flow_info, results)
         summary.seconds = time.perf_counter() - t0
         with output_errors(cfg.out):
-            _finish(cfg, plan, flow_info, results, summary)
+            _finish(cfg, plan, flow_info, results, summary, folder)
     finally:
         folder.release()
     return summary
@@ -312,6 +349,27 @@ def build_hmdb5(
     options.setdefault("classes", list(HMDB5_LABEL_ORDER))
     options.setdefault("source_kind", "hmdb51")
     return build(BuildConfig(source=Path(archive), out=Path(out), splits_source=splits, **options), on_plan)
+
+
+def build_ucf101(
+    archive: Path, out: Path, splits: Path, on_plan: Callable[[Plan], None] | None = None, **options: Any
+) -> BuildSummary:
+    """The UCF101 preset: classes and label order from ``classInd.txt`` in ``splits`` (the split
+    archive or folder; ``classes`` selects a subset, in that order), the official split
+    ``official_split`` (1-3: trainlist0N -> train, testlist0N -> val) or else the group-aware seeded
+    split; other options as :class:`BuildConfig`.
+
+    Raises:
+        ConfigError: ``splits`` holds no ``classInd.txt`` (plus everything :func:`build` raises).
+    """
+    options.setdefault("source_kind", "ucf101")
+    if not Path(splits).exists():
+        raise ArchiveError(f"{splits}: no such file or folder (UCF101's split archive, or its folder)")
+    if CLASS_IND not in read_text_files(Path(splits), only=(CLASS_IND,)):
+        raise ConfigError(
+            f"{splits} holds no classInd.txt: give UCF101's UCF101TrainTestSplits-RecognitionTask.zip (or its folder)"
+        )
+    return build(BuildConfig(source=Path(archive), out=Path(out), splits_source=Path(splits), **options), on_plan)
 
 
 if sorted(HMDB5_LABEL_ORDER) != sorted(HMDB5_CLASSES):  # pragma: no cover - a guard on the constants

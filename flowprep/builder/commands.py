@@ -1,15 +1,17 @@
-"""Click commands of the build stage: ``build``, ``build-hmdb5``, ``verify``, ``stats``."""
+"""Click commands of the build stage: build, build-hmdb5, build-ucf101, verify, stats, finalize."""
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import click
 
 from flowprep.builder.config import DEFAULT_MAX_CLIP_BYTES, DEFAULT_SCHEDULER_TIMEOUT, scheduler_problem
 from flowprep.builder.folder import BuildFolder
-from flowprep.cliparams import CommaList, GpuList, Shard, Size, byte_count, count, finite, positive
+from flowprep.cliparams import ByteSize, CommaList, GpuList, SafePath, Shard, Size, byte_count, count, finite, positive
+from flowprep.layout.packed import DEFAULT_SHARD_SIZE
 from flowprep.layout.record import RECORD_NAME
 from flowprep.limits import MAX_SIDE, MIN_SIDE
 
@@ -38,9 +40,9 @@ def _params(values: tuple[str, ...]) -> dict[str, object]:
 
 # Long on purpose: one flat list of click options, read top to bottom like --help; splitting it would scatter them.
 def build_options(f):
-    """Options shared by ``build`` and ``build-hmdb5``."""
+    """Options shared by ``build``, ``build-hmdb5`` and ``build-ucf101``."""
     opts = [
-        click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Output dataset folder."),
+        click.option("--out", "-o", type=SafePath(path_type=Path), required=True, help="Output dataset folder."),
         click.option("--layout", type=click.Choice(["tao", "mmaction2"]), default="tao", show_default=True),
         click.option("--modality", type=click.Choice(["rgb", "flow", "both"]), default="both", show_default=True),
         click.option(
@@ -131,6 +133,25 @@ def build_options(f):
             help="GPU ids for GPU flow backends: 0,1,2,3 or all; each worker process binds one "
             "[the devices CUDA_VISIBLE_DEVICES/Slurm give]. CPU backends ignore it.",
         ),
+        click.option(
+            "--allow-missing-clips",
+            is_flag=True,
+            help="Build even if split lists name clips the release lacks (warned; the record lists them) "
+            "[an error: the split would not be the given one].",
+        ),
+        click.option(
+            "--pack",
+            type=click.Choice(["webdataset"]),
+            default=None,
+            help="Write the dataset as tar shards (WebDataset's convention) instead of clip folders.",
+        ),
+        click.option(
+            "--shard-size",
+            type=ByteSize(),
+            default=DEFAULT_SHARD_SIZE,
+            show_default="1G",
+            help="Target size of one shard with --pack (K, M, G suffixes).",
+        ),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
     ]
     for opt in reversed(opts):
@@ -149,6 +170,11 @@ def _config_kwargs(kw: dict) -> dict:
         raise click.UsageError(str(scheduler_problem(kw["scheduler"])))
     if kw.get("official_split") is not None and kw.get("splits") is None:
         raise click.UsageError("--official-split needs --splits (the folder or archive with the split files)")
+    lists = (kw.get("train_list"), kw.get("val_list"))
+    if (lists[0] is None) != (lists[1] is None):
+        raise click.UsageError("give both --train-list and --val-list (the lists keep the split exactly)")
+    if lists[0] is not None and (kw.get("official_split") is not None or kw.get("splits") is not None):
+        raise click.UsageError("give --train-list/--val-list or --splits/--official-split, not both")
     layout = kw["layout"]
     return dict(
         out=kw["out"],
@@ -175,6 +201,9 @@ def _config_kwargs(kw: dict) -> dict:
         progress=not kw["no_progress"],
         max_clip_bytes=kw["max_clip_bytes"],
         scheduler_timeout=kw["scheduler_timeout"],
+        allow_missing_clips=kw["allow_missing_clips"],
+        pack=kw["pack"],
+        shard_size=kw["shard_size"],
     )
 
 
@@ -188,14 +217,27 @@ def _print_plan(plan) -> None:
         f"{'total':<{width}}  {sum(c['train'] for c in counts.values()):>5}  "
         f"{sum(c['val'] for c in counts.values()):>5}"
     )
-    if plan.excluded:
-        unused = sum("code 0" in e for e in plan.excluded)
-        skipped = sum("(skipped: " in e for e in plan.excluded)
-        click.echo(
-            f"({len(plan.excluded)} clip(s) left out: {unused} marked unused (0) by the split files, "
-            f"{len(plan.excluded) - unused - skipped} not listed in them, {skipped} with a name that "
-            "cannot be a folder)"
-        )
+    method = plan.split.get("method")
+    if method in ("lists", "folders") or plan.split.get("convention"):
+        where = plan.split.get("lists") or plan.split.get("folders") or {}
+        click.echo(f"split: as given, train = {where.get('train')}, val = {where.get('val')}")
+    if plan.split.get("classes_from"):
+        click.echo(f"label order: {plan.split['classes_from']}")
+    if not plan.excluded:
+        return
+    skipped = sum("(skipped: " in e for e in plan.excluded)
+    named = f"{skipped} skipped: unreadable or with a name that cannot be a folder"
+    reasons = Counter(e.rpartition(" (")[2].rstrip(")") for e in plan.excluded if "(skipped: " not in e)
+    if not set(reasons) <= {"code 0 in the split file", "not in the split file"}:
+        parts = [f"{n} {r}" for r, n in sorted(reasons.items())]
+        parts += [named] if skipped else []
+        click.echo(f"({len(plan.excluded)} clip(s) left out: {', '.join(parts)})")
+        return
+    unused = reasons["code 0 in the split file"]
+    click.echo(
+        f"({len(plan.excluded)} clip(s) left out: {unused} marked unused (0) by the split files, "
+        f"{len(plan.excluded) - unused - skipped} not listed in them, {named})"
+    )
 
 
 def _report(summary) -> None:
@@ -205,6 +247,8 @@ def _report(summary) -> None:
     )
     if summary.flow:
         click.echo(f"flow: {summary.flow['name']} on {summary.flow['device']}")
+    if summary.shards_written:
+        click.echo(f"packed into {len(summary.shards_written)} new shard(s) in {summary.pack_seconds:.1f} s")
     if not summary.record_written:
         k, n = summary.shard
         click.echo(
@@ -239,33 +283,60 @@ def _report(summary) -> None:
 
 
 @click.command("build")
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source", type=SafePath(path_type=Path))
 @click.option(
     "--classes",
     type=CommaList(nonempty=True),
     default=None,
-    help="Comma-separated classes, in label order [all, sorted].",
+    help="Comma-separated classes, in label order [all, sorted; a classInd.txt or labelled lists fix the order].",
 )
 @click.option(
     "--splits",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
-    help="Folder or archive with HMDB51-style split files (for --official-split).",
+    help="Folder or archive with HMDB51's split files or UCF101's lists (for --official-split; "
+    "UCF101's classInd.txt also sets the class order).",
 )
-@click.option("--official-split", type=click.IntRange(1, 3), default=None, help="Use HMDB51's split 1, 2 or 3.")
+@click.option(
+    "--official-split",
+    type=click.IntRange(1, 3),
+    default=None,
+    help="Use the official split 1, 2 or 3 of the --splits files (HMDB51 or UCF101).",
+)
+@click.option(
+    "--train-list",
+    type=SafePath(path_type=Path),
+    default=None,
+    help="File of the training clips ('path [label]' lines, whitespace or CSV): the split is kept exactly.",
+)
+@click.option("--val-list", type=SafePath(path_type=Path), default=None, help="File of the validation clips.")
 @build_options
-def build_cmd(source: Path, classes: list[str] | None, splits: Path | None, official_split: int | None, **kw) -> None:
+def build_cmd(
+    source: Path,
+    classes: list[str] | None,
+    splits: Path | None,
+    official_split: int | None,
+    train_list: Path | None,
+    val_list: Path | None,
+    **kw,
+) -> None:
     """Build a dataset from SOURCE: a folder of class folders of videos, or a zip/tar/RAR of them
-    (also one archive per class)."""
+    (also one archive per class). A SOURCE already split into train/<class>/ and val/<class>/
+    folders keeps its split; --train-list/--val-list keep the lists' split."""
     from flowprep.builder.api import build
     from flowprep.builder.config import BuildConfig
 
+    options = _config_kwargs(
+        dict(kw, splits=splits, official_split=official_split, train_list=train_list, val_list=val_list)
+    )
     cfg = BuildConfig(
         source=source,
         classes=classes,
         splits_source=splits,
         official_split=official_split,
-        **_config_kwargs(dict(kw, splits=splits, official_split=official_split)),
+        train_list=train_list,
+        val_list=val_list,
+        **options,
     )
     _report(build(cfg, on_plan=_print_plan))
 
@@ -273,13 +344,13 @@ def build_cmd(source: Path, classes: list[str] | None, splits: Path | None, offi
 @click.command("build-hmdb5")
 @click.option(
     "--archive",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     required=True,
     help="hmdb51_org.rar (or the folder it was unpacked to).",
 )
 @click.option(
     "--splits",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="test_train_splits.rar (or its folder); needed for --official-split.",
 )
@@ -304,8 +375,56 @@ def build_hmdb5_cmd(
     )
 
 
+@click.command("build-ucf101")
+@click.option(
+    "--archive",
+    type=SafePath(path_type=Path),
+    required=True,
+    help="UCF101.rar (or the folder it was unpacked to).",
+)
+@click.option(
+    "--splits",
+    type=SafePath(path_type=Path),
+    required=True,
+    help="UCF101TrainTestSplits-RecognitionTask.zip (or its folder): classInd.txt gives the classes "
+    "and label order, trainlist0N/testlist0N the official splits.",
+)
+@click.option(
+    "--official-split",
+    type=click.IntRange(1, 3),
+    default=None,
+    help="Use UCF101's split 1, 2 or 3 (trainlist0N -> train, testlist0N -> val) [the group-aware --val-ratio split].",
+)
+@click.option(
+    "--classes",
+    type=CommaList(nonempty=True),
+    default=None,
+    help="A subset of the classes (comma-separated; kept in classInd.txt's order) [all 101].",
+)
+@build_options
+def build_ucf101_cmd(archive: Path, splits: Path, official_split: int | None, classes: list[str] | None, **kw) -> None:
+    """Build UCF101 from its release, with its classes in classInd.txt's order and, with
+    --official-split, its official train/test split exactly."""
+    from flowprep.builder.api import build_ucf101
+
+    options = {
+        k: v for k, v in _config_kwargs(dict(kw, splits=splits, official_split=official_split)).items() if k != "out"
+    }
+    _report(
+        build_ucf101(
+            archive,
+            kw["out"],
+            splits=splits,
+            official_split=official_split,
+            classes=classes,
+            on_plan=_print_plan,
+            **options,
+        )
+    )
+
+
 @click.command("verify")
-@click.argument("dataset", type=click.Path(path_type=Path))
+@click.argument("dataset", type=SafePath(path_type=Path))
 @click.option("--quick", is_flag=True, help="Read only the first and last image of each folder.")
 @click.option("-j", "--jobs", type=count(1, 1024), default=None, help="Processes for reading images [all cores].")
 def verify_cmd(dataset: Path, quick: bool, jobs: int | None) -> None:
@@ -333,18 +452,18 @@ def verify_cmd(dataset: Path, quick: bool, jobs: int | None) -> None:
 
 
 @click.command("stats")
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source", type=SafePath(path_type=Path))
 @click.option("--classes", type=CommaList(), default=None, help="Comma-separated classes [all].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def stats_cmd(source: Path, classes: list[str] | None, as_json: bool) -> None:
-    """HMDB51 tag statistics (body part, camera motion, people, viewpoint, quality) per class, of a
-    release (folder/archive) or a built dataset."""
+    """What the clip names say per class, of a release (folder/archive) or a built dataset: HMDB51's
+    tags (body part, camera motion, people, viewpoint, quality) or UCF101's groups (clips per group)."""
     import json
 
-    from flowprep.datasets.stats import format_stats, tag_stats
+    from flowprep.datasets.stats import format_name_stats, name_stats
 
-    st = tag_stats(source, classes or None)
-    click.echo(json.dumps(st, indent=2, sort_keys=True, allow_nan=False) if as_json else format_stats(st))
+    st = name_stats(source, classes or None)
+    click.echo(json.dumps(st, indent=2, sort_keys=True, allow_nan=False) if as_json else format_name_stats(st))
 
 
 def _report_missing(result, out: Path) -> None:
@@ -368,28 +487,45 @@ def _report_missing(result, out: Path) -> None:
 
 
 @click.command("finalize")
-@click.argument("out", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("out", type=SafePath(path_type=Path, exists=True, file_okay=False))
 @click.option(
     "--allow-missing", is_flag=True, help="Write the record even if clips are missing (they are recorded as failed)."
 )
 @click.option(
     "--source",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="The release's path on this node, if not where the build read it.",
 )
 @click.option(
     "--splits",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="The split files' path on this node, if not where the build read them.",
 )
-def finalize_cmd(out: Path, allow_missing: bool, source: Path | None, splits: Path | None) -> None:
+@click.option(
+    "--train-list",
+    type=SafePath(path_type=Path),
+    default=None,
+    help="The --train-list's path on this node (with --val-list), if not where the build read it.",
+)
+@click.option("--val-list", type=SafePath(path_type=Path), default=None, help="The --val-list's path on this node.")
+def finalize_cmd(
+    out: Path,
+    allow_missing: bool,
+    source: Path | None,
+    splits: Path | None,
+    train_list: Path | None,
+    val_list: Path | None,
+) -> None:
     """Write the record, label map and split lists of a sharded build in OUT once all parts are in;
     exit 1 naming the missing clips otherwise."""
     from flowprep.builder.finalize import finalize_from_state
 
-    result = finalize_from_state(out, allow_missing=allow_missing, source=source, splits=splits)
+    if (train_list is None) != (val_list is None):
+        raise click.UsageError("give both --train-list and --val-list")
+    lists = (train_list, val_list) if train_list is not None and val_list is not None else None
+    result = finalize_from_state(out, allow_missing=allow_missing, source=source, splits=splits, lists=lists)
     if not result.record_written:
         _report_missing(result, out)
     done = result.total - len(result.missing)
@@ -399,4 +535,27 @@ def finalize_cmd(out: Path, allow_missing: bool, source: Path | None, splits: Pa
         raise click.exceptions.Exit(1)
 
 
-COMMANDS = [build_cmd, build_hmdb5_cmd, verify_cmd, stats_cmd, finalize_cmd]
+@click.command("pack")
+@click.argument("dataset", type=SafePath(path_type=Path))
+@click.option("--out", "-o", type=SafePath(path_type=Path), required=True, help="Folder for the packed dataset.")
+@click.option("--shard-size", type=ByteSize(), default=DEFAULT_SHARD_SIZE, show_default="1G", help="Target shard size.")
+def pack_cmd(dataset: Path, out: Path, shard_size: int) -> None:
+    """Pack a built folder dataset into tar shards (the output of `flowprep build --pack webdataset`)."""
+    from flowprep.builder.convert import pack_dataset
+
+    s = pack_dataset(dataset, out, shard_size)
+    click.echo(f"{s.clips} clip(s) in {len(s.shards)} shard(s), {s.bytes / 1e9:.2f} GB: {out}")
+
+
+@click.command("unpack")
+@click.argument("dataset", type=SafePath(path_type=Path))
+@click.option("--out", "-o", type=SafePath(path_type=Path), required=True, help="Folder for the clip folders.")
+def unpack_cmd(dataset: Path, out: Path) -> None:
+    """Write a packed dataset back as clip folders (byte for byte those of a folder build)."""
+    from flowprep.builder.convert import unpack_dataset
+
+    s = unpack_dataset(dataset, out)
+    click.echo(f"{s.clips} clip(s) unpacked: {out}")
+
+
+COMMANDS = [build_cmd, build_hmdb5_cmd, build_ucf101_cmd, verify_cmd, stats_cmd, finalize_cmd, pack_cmd, unpack_cmd]

@@ -14,11 +14,12 @@ from typing import Any
 from flowprep.archive.bounded import MAX_CLIP_BYTES as DEFAULT_MAX_CLIP_BYTES
 from flowprep.errors import ConfigError
 from flowprep.flow.encoding import FlowEncoding
+from flowprep.fsio import check_path
+from flowprep.layout.packed import DEFAULT_SHARD_SIZE, PACK_FORMATS
 from flowprep.layout.paths import LAYOUTS
 from flowprep.layout.record import DATASET_MODALITIES
 from flowprep.limits import MAX_BYTES, MAX_SIDE, MIN_SIDE, check_count, check_finite
 
-MODALITIES = DATASET_MODALITIES  # the dataset's modality (not a model's streams: train.spec.STREAMS)
 #: seconds to wait for the Dask scheduler to answer (the per-clip size limit is the archive module's)
 DEFAULT_SCHEDULER_TIMEOUT = 30.0
 
@@ -54,7 +55,12 @@ class BuildConfig:
         source: release folder or archive (RAR/zip/tar), see :func:`flowprep.archive.list_videos`.
         out: output dataset folder.
         classes: classes to build, in label order (None = all, sorted).
-        splits_source: folder/archive holding HMDB51 split files (for ``official_split``).
+        splits_source: folder/archive holding HMDB51's split files or UCF101's lists (for
+            ``official_split``; UCF101's ``classInd.txt`` also fixes the class order).
+        train_list, val_list: list files giving the split exactly (both or neither; see
+            :mod:`flowprep.datasets.lists`).
+        allow_missing_clips: list entries with no clip in the release are warned about and recorded
+            (the record's ``split.missing``) instead of stopping the build.
         layout: ``"tao"`` or ``"mmaction2"``.
         modality: ``"rgb"``, ``"flow"`` or ``"both"``.
         flow: flow backend name (``"auto"`` is resolved before the build starts).
@@ -73,7 +79,10 @@ class BuildConfig:
         progress: show a progress bar.
         max_clip_bytes: a clip larger than this is not read (recorded as failed); also checked while reading.
         scheduler_timeout: seconds to wait for the Dask scheduler to answer.
-        source_kind: recorded in the dataset record (``"hmdb51"`` for the preset).
+        source_kind: recorded in the dataset record (``"hmdb51"``, ``"ucf101"`` for the presets).
+        pack: ``"webdataset"``: write the dataset as tar shards (:mod:`flowprep.builder.packbuild`);
+            None: clip folders.
+        shard_size: target bytes per shard of a packed build.
     """
 
     source: Path
@@ -104,7 +113,14 @@ class BuildConfig:
     source_kind: str = "folder"
     max_clip_bytes: int = DEFAULT_MAX_CLIP_BYTES
     scheduler_timeout: float = DEFAULT_SCHEDULER_TIMEOUT
+    train_list: Path | None = None
+    val_list: Path | None = None
+    allow_missing_clips: bool = False
+    pack: str | None = None
+    shard_size: int = DEFAULT_SHARD_SIZE
 
+    #: paths: a moved release is the same release (the lists' names and sizes are in source_identity)
+    PATHS = ("source", "out", "splits_source", "train_list", "val_list")
     RUN_ONLY = (
         "jobs",
         "force",
@@ -115,17 +131,21 @@ class BuildConfig:
         "progress",
         "max_clip_bytes",
         "scheduler_timeout",
+        # an entry missing from the release stops the build without it; with it, what is built is the same
+        "allow_missing_clips",
     )
 
     def __post_init__(self) -> None:
-        self.source = Path(self.source)
-        self.out = Path(self.out)
+        # paths enter here for library callers too: OpenCV must never see an undecodable byte
+        self.source = check_path(self.source, "SOURCE")
+        self.out = check_path(self.out, "--out")
         if self.splits_source is not None:
-            self.splits_source = Path(self.splits_source)
+            self.splits_source = check_path(self.splits_source, "--splits")
+        self._check_lists()
         if self.layout not in LAYOUTS:
             raise ConfigError(f"--layout must be one of {LAYOUTS}, got {self.layout!r}")
-        if self.modality not in MODALITIES:
-            raise ConfigError(f"--modality must be one of {MODALITIES}, got {self.modality!r}")
+        if self.modality not in DATASET_MODALITIES:
+            raise ConfigError(f"--modality must be one of {DATASET_MODALITIES}, got {self.modality!r}")
         if self.rgb_format not in ("png", "jpg"):
             raise ConfigError(f"RGB image format must be png or jpg, got {self.rgb_format!r}")
         if self.short_side is not None and not MIN_SIDE <= self.short_side <= MAX_SIDE:
@@ -150,6 +170,7 @@ class BuildConfig:
         if self.engine not in ("local", "dask"):
             raise ConfigError(f"--engine must be local or dask, got {self.engine!r}")
         self._check_run_limits()
+        self._check_pack()
         if isinstance(self.classes, str):  # a str is a sequence of letters: "wave" would be w, a, v, e
             raise ConfigError(f"classes must be a list of class names, got the string {self.classes!r}")
         if self.classes is not None:
@@ -160,12 +181,29 @@ class BuildConfig:
             if dup:
                 raise ConfigError(f"--classes lists {', '.join(dup)} more than once")
 
+    def _check_lists(self) -> None:
+        self.train_list = check_path(self.train_list, "--train-list") if self.train_list is not None else None
+        self.val_list = check_path(self.val_list, "--val-list") if self.val_list is not None else None
+        if (self.train_list is None) != (self.val_list is None):
+            raise ConfigError("give both --train-list and --val-list (the lists keep the split exactly)")
+        if self.train_list is not None and self.official_split is not None:
+            raise ConfigError("give --train-list/--val-list or --official-split, not both")
+
     def _check_run_limits(self) -> None:
         if self.scheduler is not None and scheduler_problem(self.scheduler):
             raise ConfigError(str(scheduler_problem(self.scheduler)))
         check_count("--max-clip-bytes", self.max_clip_bytes, 1, MAX_BYTES)
         if not (math.isfinite(self.scheduler_timeout) and self.scheduler_timeout > 0):
             raise ConfigError(f"--scheduler-timeout must be a positive number of seconds, got {self.scheduler_timeout}")
+
+    def _check_pack(self) -> None:
+        if self.pack is None:
+            return
+        if self.pack not in PACK_FORMATS:
+            raise ConfigError(f"--pack must be one of {PACK_FORMATS}, got {self.pack!r}")
+        if self.layout != "tao":
+            raise ConfigError("--pack writes the TAO layout's images into shards; use it with --layout tao")
+        check_count("--shard-size", self.shard_size, 1, MAX_BYTES)
 
     @property
     def needs_flow(self) -> bool:
@@ -176,8 +214,9 @@ class BuildConfig:
         return self.modality in ("rgb", "both")
 
     def source_identity(self) -> list[Any]:
-        """``[[name, size or None], ...]`` of the source (and split files): a folder is known by name only."""
-        paths = [self.source] + ([self.splits_source] if self.splits_source else [])
+        """``[[name, size or None], ...]`` of the source (and split and list files): a folder is known by
+        name only."""
+        paths = [self.source] + [p for p in (self.splits_source, self.train_list, self.val_list) if p is not None]
         return [[p.name, None if p.is_dir() else p.stat().st_size] for p in paths]
 
     def effective_jobs(self) -> int:
@@ -187,7 +226,7 @@ class BuildConfig:
         """The output-determining settings as plain JSON data (paths excluded: a moved release is the same)."""
         d: dict[str, Any] = {}
         for f in fields(self):
-            if f.name in self.RUN_ONLY or f.name in ("source", "out", "splits_source"):
+            if f.name in self.RUN_ONLY or f.name in self.PATHS:
                 continue
             v = getattr(self, f.name)
             if isinstance(v, FlowEncoding):
@@ -197,6 +236,8 @@ class BuildConfig:
             d[f.name] = v
         if not self.needs_flow:
             d.pop("flow"), d.pop("flow_params"), d.pop("encoding")
+        if self.pack is None:  # a folder build's fingerprint stays what it was before packing existed
+            d.pop("pack"), d.pop("shard_size")
         return d
 
 

@@ -17,11 +17,14 @@ from typing import Any
 from flowprep import __version__
 from flowprep.builder.config import BuildConfig
 from flowprep.builder.folder import BuildFolder, output_errors
-from flowprep.builder.job import ClipResult, count_on_disk
+from flowprep.builder.job import ClipResult, clip_entry, count_on_disk
+from flowprep.builder.pack import PackState, write_index
+from flowprep.builder.packbuild import pack_leftovers, packed_record
 from flowprep.builder.plan import Plan, make_plan
 from flowprep.builder.shard import shard_of
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.flow.encoding import FlowEncoding
+from flowprep.fsio import write_json_atomic, write_text_atomic
 from flowprep.layout.dataset_record import (
     ClipEntry,
     DatasetRecord,
@@ -32,27 +35,34 @@ from flowprep.layout.dataset_record import (
 )
 from flowprep.layout.fields import FieldError, Fields
 from flowprep.layout.paths import clip_dir
-from flowprep.layout.record import write_json_atomic, write_record, write_text_atomic
+from flowprep.layout.record import write_record
 from flowprep.layout.sections import DecodeInfo, RgbInfo, flow_from
 
 
-def clip_entries(cfg: BuildConfig, plan: Plan, results: dict[str, ClipResult]) -> list[ClipEntry]:
-    """Per-clip entries of the record, sorted by id: from disk for finished clips."""
+def clip_entries(
+    cfg: BuildConfig,
+    plan: Plan,
+    results: dict[str, ClipResult],
+    folder: BuildFolder,
+    packed: dict[str, dict[str, Any]] | None = None,
+) -> list[ClipEntry]:
+    """Per-clip entries of the record, sorted by id: from disk for finished clips (their folder, or
+    for a packed build their shard's note in ``packed``: clip id -> frame counts)."""
     entries = []
-    lost = BuildFolder(cfg.out).read_decode_errors()
+    lost = folder.read_decode_errors()
+    packed = packed or {}
     for job in plan.jobs:
         final = clip_dir(cfg.out, cfg.layout, job.side, job.cls, job.clip)
-        where = (job.side, job.cls, job.label, job.clip, job.name)
-        if final.is_dir():
+        if job.id in packed:
+            p = packed[job.id]
+            entries.append(clip_entry(job, p["frames"], p["flow_frames"], lost.get(job.id, 0)))
+        elif final.is_dir():
             frames, flows = count_on_disk(final, cfg.layout, cfg.needs_rgb)
-            # decode_errors: frames of the video that could not be decoded
-            entries.append(
-                ClipEntry(*where, "ok", frames, flows if cfg.needs_flow else 0, decode_errors=lost.get(job.id, 0))
-            )
+            entries.append(clip_entry(job, frames, flows if cfg.needs_flow else 0, lost.get(job.id, 0)))
         else:
             r = results.get(job.id)
             error = r.error if r is not None and r.error else "not built"
-            entries.append(ClipEntry(*where, "failed", 0, 0, error=error))
+            entries.append(ClipEntry(job.side, job.cls, job.label, job.clip, job.name, "failed", 0, 0, error=error))
     return entries
 
 
@@ -95,6 +105,7 @@ def make_record(
         excluded=tuple(sorted(plan.excluded)),
         counts=built_counts(plan.classes, clips),
         flowprep_version=__version__,
+        packed=packed_record(cfg) if cfg.pack else None,
     )
 
 
@@ -134,42 +145,64 @@ def _mmaction2_snippet(root: Path, modality: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def finalize(
-    cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, results: dict[str, ClipResult]
-) -> DatasetRecord:
-    """Write the record and side files; returns the record. Removes stale temporary folders."""
-    out = cfg.out
-    clips = clip_entries(cfg, plan, results)
-    record = make_record(cfg, plan, flow_info, clips)
-    write_record(out, record)
-    write_text_atomic(out / "labels.txt", "".join(f"{c}\n" for c in plan.classes))
-    write_json_atomic(out / "label_map.json", {c: i for i, c in enumerate(plan.classes)})
+def write_side_files(out: Path, record: DatasetRecord) -> None:
+    """Labels, label map, split lists and the TAO / mmaction2 snippet of a folder dataset's ``record``
+    (a packed dataset gets the labels only: the lists and snippets name clip folders)."""
+    classes, modality = list(record.classes), record.modality
+    write_text_atomic(out / "labels.txt", "".join(f"{c}\n" for c in classes))
+    write_json_atomic(out / "label_map.json", {c: i for i, c in enumerate(classes)})
+    if record.packed is not None:
+        return
+    layout = record.layout
     for side in ("train", "val"):
         rows = record.ok_clips(side)
-        if cfg.layout == "tao":
+        if layout == "tao":
             write_text_atomic(
                 out / f"{side}_list.txt",
                 "".join(f"{side}/{c.cls}/{c.name} {c.frames} {c.label}\n" for c in rows),
             )
         else:
             (out / "mmaction2").mkdir(exist_ok=True)
-            if cfg.needs_rgb:
+            if record.has_rgb:
                 write_text_atomic(
                     out / "mmaction2" / f"{side}_list_rawframes.txt",
                     "".join(f"{c.cls}/{c.name} {c.frames} {c.label}\n" for c in rows),
                 )
-            if cfg.needs_flow:
+            if record.has_flow:
                 write_text_atomic(
                     out / "mmaction2" / f"{side}_list_rawframes_flow.txt",
                     "".join(f"{c.cls}/{c.name} {c.flow_frames} {c.label}\n" for c in rows),
                 )
     root = out.resolve()
-    if cfg.layout == "tao":
-        write_text_atomic(out / "tao_dataset_spec.yaml", _tao_snippet(root, plan.classes, cfg.modality))
+    if layout == "tao":
+        write_text_atomic(out / "tao_dataset_spec.yaml", _tao_snippet(root, classes, modality))
     else:
-        write_text_atomic(out / "mmaction2" / "dataset_settings.py", _mmaction2_snippet(root, cfg.modality))
+        write_text_atomic(out / "mmaction2" / "dataset_settings.py", _mmaction2_snippet(root, modality))
+
+
+def finalize(
+    cfg: BuildConfig,
+    plan: Plan,
+    flow_info: dict[str, Any] | None,
+    results: dict[str, ClipResult],
+    folder: BuildFolder,
+) -> DatasetRecord:
+    """Write the record and side files; returns the record. Removes stale temporary folders.
+
+    A packed build (``cfg.pack``) first packs every finished clip folder not in a shard yet (those
+    of an interrupted shard job under that job's part), then writes the shard index.
+    """
+    out = cfg.out
+    packed = pack_leftovers(cfg, plan, folder) if cfg.pack else None
+    clips = clip_entries(cfg, plan, results, folder, packed)
+    record = make_record(cfg, plan, flow_info, clips)
+    if cfg.pack:
+        write_index(out, PackState(out).published(), cfg.shard_size)
+    write_record(out, record)
+    write_side_files(out, record)
     if all(c.ok for c in clips):
-        BuildFolder(out).clear_tmp()
+        folder.clear_tmp()
+        PackState(out).clear_tmp()
     return record
 
 
@@ -192,33 +225,43 @@ _CONFIG_FIELDS = (
     "frame_step",
     "source_kind",
 )
+#: recorded only for a packed build (a folder build's state stays as it was)
+_PACK_FIELDS = ("pack", "shard_size")
 
 
 def config_to_state(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> dict[str, Any]:
     """The JSON state ``flowprep finalize`` needs: paths, output fields and the resolved flow."""
     d: dict[str, Any] = {k: getattr(cfg, k) for k in _CONFIG_FIELDS}
+    if cfg.pack:
+        d.update({k: getattr(cfg, k) for k in _PACK_FIELDS})
     d["size"] = list(cfg.size) if cfg.size else None
     d["encoding"] = cfg.encoding.to_dict()
     d["source"] = str(cfg.source.resolve())
     d["splits_source"] = str(cfg.splits_source.resolve()) if cfg.splits_source else None
+    if cfg.train_list is not None and cfg.val_list is not None:  # absent otherwise: older states have none
+        d["train_list"], d["val_list"] = str(cfg.train_list.resolve()), str(cfg.val_list.resolve())
+    if cfg.allow_missing_clips:
+        d["allow_missing_clips"] = True
     return {"config": d, "flow": flow_info}
 
 
-def save_build_state(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> None:
+def save_build_state(cfg: BuildConfig, flow_info: dict[str, Any] | None, folder: BuildFolder) -> None:
     """Write ``<out>/.flowprep/build.json`` (what :func:`finalize_from_state` re-makes the plan from)."""
-    BuildFolder(cfg.out).save_state(config_to_state(cfg, flow_info))
+    folder.save_state(config_to_state(cfg, flow_info))
 
 
 def load_build_state(
-    out: Path, source: Path | None = None, splits: Path | None = None
+    folder: BuildFolder,
+    source: Path | None = None,
+    splits: Path | None = None,
+    lists: tuple[Path, Path] | None = None,
 ) -> tuple[BuildConfig, dict[str, Any] | None]:
-    """The configuration and flow record of the build in ``out`` (``source``/``splits`` override the
-    stored paths, for a node that mounts the release elsewhere).
+    """The configuration and flow record of the build in ``folder`` (``source``/``splits``/``lists``
+    (train, val) override the stored paths, for a node that mounts the release elsewhere).
 
     Raises:
-        DatasetError: ``out`` has no build state.
+        DatasetError: the folder has no build state.
     """
-    folder = BuildFolder(out)
     state = folder.load_state()
     try:
         d = dict(state["config"])
@@ -230,7 +273,9 @@ def load_build_state(
     d["source"] = Path(source) if source is not None else Path(d["source"])
     stored_splits = d.pop("splits_source")
     splits = splits if splits is not None else stored_splits
-    cfg = BuildConfig(out=Path(out), splits_source=Path(splits) if splits else None, progress=False, **d)
+    if lists is not None:
+        d["train_list"], d["val_list"] = lists
+    cfg = BuildConfig(out=folder.out, splits_source=Path(splits) if splits else None, progress=False, **d)
     return cfg, flow_info
 
 
@@ -252,7 +297,12 @@ class FinalizeResult:
 
 
 def finalize_from_state(
-    out: Path, allow_missing: bool = False, write: bool = True, source: Path | None = None, splits: Path | None = None
+    out: Path,
+    allow_missing: bool = False,
+    write: bool = True,
+    source: Path | None = None,
+    splits: Path | None = None,
+    lists: tuple[Path, Path] | None = None,
 ) -> FinalizeResult:
     """Re-make the plan from ``<out>/.flowprep/build.json`` and write the record once all clips are in.
 
@@ -261,7 +311,7 @@ def finalize_from_state(
         allow_missing: write the record even if clips are missing (they are recorded as failed, and
             ``flowprep verify`` reports them).
         write: False only checks (what ``flowprep verify`` does on a folder without a record).
-        source, splits: override the stored release paths.
+        source, splits, lists: override the stored release paths (lists: train and val list).
 
     Idempotent: the record depends only on the plan and on what is on disk, so any number of calls,
     in any process, write the same bytes.
@@ -270,19 +320,20 @@ def finalize_from_state(
         DatasetError: no build state; ConfigError: the source is not the one the build used.
     """
     out = Path(out)
-    cfg, flow_info = load_build_state(out, source, splits)
+    folder = BuildFolder(out)
+    cfg, flow_info = load_build_state(folder, source, splits, lists)
     if not cfg.source.exists():
         raise ConfigError(
             f"the release {cfg.source} of this build is not reachable here; "
             "pass --source (and --splits) with its path on this node"
         )
-    _check_source(out, cfg)
-    plan = make_plan(cfg)
-    folder = BuildFolder(out)
+    _check_source(folder, cfg)
+    plan = make_plan(cfg, folder)
     notes = folder.read_failures()
     result = FinalizeResult(out=out, total=len(plan.jobs))
+    packed = PackState(out).packed_clips() if cfg.pack else {}
     for job in plan.jobs:
-        if not clip_dir(out, cfg.layout, job.side, job.cls, job.clip).is_dir():
+        if job.id not in packed and not clip_dir(out, cfg.layout, job.side, job.cls, job.clip).is_dir():
             result.missing.append((job.id, notes.get(job.id, "not built")))
     ns = folder.shard_counts()
     if result.missing and len(ns) == 1:
@@ -292,13 +343,13 @@ def finalize_from_state(
     if write and (allow_missing or not result.missing):
         results = {cid: ClipResult(cid, "failed", error=why) for cid, why in result.missing}
         with output_errors(out):
-            finalize(cfg, plan, flow_info, results)
+            finalize(cfg, plan, flow_info, results, folder)
         result.record_written = True
     return result
 
 
-def _check_source(out: Path, cfg: BuildConfig) -> None:
+def _check_source(folder: BuildFolder, cfg: BuildConfig) -> None:
     """Refuse a release that is not the one the build used (names and archive sizes differ)."""
-    stored = BuildFolder(out).stored_source_identity()
+    stored = folder.stored_source_identity()
     if stored is not None and stored != cfg.source_identity():
-        raise ConfigError(f"{cfg.source} is not the release {out} was built from (built from {stored})")
+        raise ConfigError(f"{cfg.source} is not the release {folder.out} was built from (built from {stored})")

@@ -9,63 +9,54 @@
     lock          pid and host of the build running now (not taken by shards, which run together)
     failed/       one note per failed clip; reports/  one report per shard
     decode/       one note per built clip that lost frames to decode errors
+    pack/         one note per published shard of a packed build (its clips, offsets, sha256)
     cache/        the selected classes' inner archives, unpacked from an outer archive
 
 Everything is written aside under a name unique to host, process and call, then renamed: shards on
 different nodes often have equal process ids (containers), so a pid alone is not unique. Every
-deletion goes through :func:`flowprep.layout.names.remove_inside`, confined to entries listed in
-``owned.json`` and to the clip folders under ``train/``, ``val/`` and ``rawframes/``.
+deletion goes through :func:`flowprep.fsio.remove_inside`, confined to entries listed in
+``owned.json`` (an ownership :class:`~flowprep.fsio.Manifest`) and to the clip folders under
+``train/``, ``val/`` and ``rawframes/``; the lock is a :class:`~flowprep.fsio.FolderLock`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from flowprep.builder.config import fingerprint
 from flowprep.errors import ConfigError, DatasetError, OutputError
-from flowprep.layout.names import removable, remove_inside
+from flowprep.fsio import (
+    FolderLock,
+    Manifest,
+    create_exclusive,
+    dump_json,
+    is_tmp_of,
+    read_json,
+    removable,
+    remove_inside,
+    write_text_atomic,
+)
 from flowprep.layout.paths import STATE_DIR, TMP_DIR, clip_dir
-from flowprep.layout.record import RECORD_NAME, dump_json, is_tmp_of, unique_tmp, write_text_atomic
+from flowprep.layout.record import RECORD_NAME
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "build_report.json"
 #: top-level entries of <out> a build writes, per layout (plus COMMON_TOPS for both)
 LAYOUT_TOPS = {
-    "tao": ("train", "val", "train_list.txt", "val_list.txt", "tao_dataset_spec.yaml"),
+    # shards/: a packed build's (flowprep build --pack)
+    "tao": ("train", "val", "train_list.txt", "val_list.txt", "tao_dataset_spec.yaml", "shards"),
     "mmaction2": ("rawframes", "mmaction2"),
 }
 COMMON_TOPS = (RECORD_NAME, "labels.txt", "label_map.json", REPORT_NAME, TMP_DIR)
 ALL_TOPS = frozenset(COMMON_TOPS + LAYOUT_TOPS["tao"] + LAYOUT_TOPS["mmaction2"])
 CLIP_TOPS = ("train", "val", "rawframes")
-#: Linux's largest pid_max (2**22): a lock naming a larger pid was not written by a build
-MAX_PID = 4_194_304
-
-
-def create_exclusive(path: Path, text: str) -> bool:
-    """Create ``path`` with ``text`` unless it exists; True if this call created it.
-
-    The content is written aside and hard-linked into place: ``link`` fails if the name exists, so of
-    N processes racing exactly one wins, and nobody ever reads a partial file.
-    """
-    path = Path(path)
-    tmp = unique_tmp(path)
-    tmp.write_text(text, encoding="utf-8")
-    try:
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -78,11 +69,15 @@ def output_errors(out: Path) -> Iterator[None]:
         raise OutputError(f"cannot write into {out}: {exc.strerror or exc}{where}") from None
 
 
+def _damaged_hint(path: Path) -> str:
+    return f"(damaged or edited by hand); remove the output folder {path.parent.parent} and build again"
+
+
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from exc
+        return read_json(path, what="build state file", owned=True, error=DatasetError)
+    except DatasetError as exc:
+        raise DatasetError(f"{exc} {_damaged_hint(path)}") from None
 
 
 def _read_fields(path: Path, **fields: type) -> dict[str, Any]:
@@ -96,30 +91,8 @@ def _read_fields(path: Path, **fields: type) -> dict[str, Any]:
     bad = [k for k, kind in fields.items() if isinstance(d, dict) and k in d and not isinstance(d[k], kind)]
     if not isinstance(d, dict) or bad:
         why = "not a JSON object" if not isinstance(d, dict) else f"{bad[0]!r} has the wrong type"
-        raise DatasetError(
-            f"cannot read {path}: {why} (damaged or edited by hand); remove the output folder "
-            f"{path.parent.parent} and build again"
-        )
+        raise DatasetError(f"cannot read build state file {path}: {why} {_damaged_hint(path)}")
     return d
-
-
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux), or None: tells a reused pid apart."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _pid_alive(pid: int, start: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        pass
-    now = _start_time(pid)
-    return start is None or now is None or now == start  # another start time: the pid was reused
 
 
 class BuildFolder:
@@ -135,12 +108,20 @@ class BuildFolder:
         self.lock_file = self.state / "lock"
         self.failed_dir = self.state / "failed"
         self.decode_dir = self.state / "decode"
+        self.pack_dir = self.state / "pack"
         self.reports_dir = self.state / "reports"
         self.cache = self.state / "cache"
         self.tmp = self.out / TMP_DIR
         self.record = self.out / RECORD_NAME
         self.report = self.out / REPORT_NAME
-        self._lock_text: str | None = None
+        self.lock = FolderLock(self.out, f"{STATE_DIR}/lock", "build")
+        self.owned_manifest = Manifest(
+            self.out,
+            f"{STATE_DIR}/owned.json",
+            ALL_TOPS,
+            DatasetError,
+            f"remove the output folder {self.out} and build again",
+        )
         self._made_out = False
 
     # --- ownership --------------------------------------------------------------------------
@@ -152,11 +133,8 @@ class BuildFolder:
 
     def owned(self) -> set[str]:
         """Entries flowprep wrote here (a folder built before the manifest existed: its layout's)."""
-        if self.owned_file.is_file():
-            names = _read_fields(self.owned_file, entries=list).get("entries", [])
-            return {
-                n for n in names if isinstance(n, str) and n in ALL_TOPS
-            }  # a tampered manifest cannot widen the set
+        if os.path.lexists(self.owned_file):
+            return self.owned_manifest.read()  # a tampered manifest cannot widen the set
         if self.config.is_file():
             layout = _read_fields(self.config, settings=dict).get("settings", {}).get("layout", "tao")
             return set(self.tops(layout if layout in LAYOUT_TOPS else "tao"))
@@ -174,7 +152,7 @@ class BuildFolder:
         """Record (before writing them) the entries this build will write."""
         entries = sorted(owned | set(self.tops(layout)))
         if not self.owned_file.is_file() or sorted(self.owned()) != entries:
-            write_text_atomic(self.owned_file, dump_json({"entries": entries}))
+            self.owned_manifest.write(entries)
 
     def remove(self, rel: str, tops: tuple[str, ...] | set[str]) -> bool:
         """Delete ``<out>/rel`` if it lies inside one of ``tops`` (see :func:`remove_inside`)."""
@@ -187,6 +165,7 @@ class BuildFolder:
             for p in (
                 self.failed_dir,
                 self.decode_dir,
+                self.pack_dir,
                 self.reports_dir,
                 self.build_state,
                 self.plan_file,
@@ -273,6 +252,11 @@ class BuildFolder:
 
     # --- plan -------------------------------------------------------------------------------
 
+    def plan_changed(self, ids: list[str]) -> bool:
+        """Whether a previous plan exists and lists other clips than ``ids``."""
+        old = _read_fields(self.plan_file, clips=list).get("clips") if self.plan_file.is_file() else None
+        return old is not None and old != sorted(ids)
+
     def check_plan(self, ids: list[str], layout: str, force: bool, source: Path) -> None:
         """Refuse to resume into a folder whose clips were planned differently (the source changed).
 
@@ -344,56 +328,16 @@ class BuildFolder:
         for own in (self.state, self.tmp):  # flowprep's own folders: a link would send writes elsewhere
             if own.is_symlink():
                 raise ConfigError(f"{own} is a symlink; flowprep writes its state only inside {self.out}: remove it")
-        text = dump_json({"pid": os.getpid(), "host": socket.gethostname(), "start": _start_time(os.getpid())})
-        for _ in range(3):
-            holder = self._holder()
-            if holder is not None and holder["stale"]:
-                log.warning("removing a stale lock of pid %s (no longer running)", holder["pid"])
-                self.remove(f"{STATE_DIR}/{self.lock_file.name}", (STATE_DIR,))
-                continue
-            if holder is not None and holder["pid"] == "?":
-                raise ConfigError(
-                    f"{self.lock_file} names no build (damaged, or another build is writing it now); "
-                    "if no build into this folder is running, remove it"
-                )
-            if holder is not None:
-                raise ConfigError(
-                    f"another build (pid {holder['pid']} on {holder['host']}) holds {self.out}; "
-                    f"wait for it, or remove {self.lock_file} if it is gone"
-                )
-            if shard:
-                return
+        if not shard:
             self._made_out = self._made_out or not self.out.exists()
-            self.state.mkdir(parents=True, exist_ok=True)
-            if create_exclusive(self.lock_file, text):
-                self._lock_text = text
-                return
-        raise ConfigError(f"{self.lock_file} keeps changing: is another build running?")
-
-    def _holder(self) -> dict[str, Any] | None:
-        try:
-            d = json.loads(self.lock_file.read_text(encoding="utf-8"))
-            pid, host = int(d["pid"]), str(d["host"])
-            if not 0 < pid <= MAX_PID:  # 0 and -1 name process groups for kill(); a huge one overflows it
-                raise ValueError(f"pid {pid}")
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError):
-            return {"pid": "?", "host": "?", "stale": False}  # being written, or damaged: not ours to take
-        start = d.get("start")
-        stale = host == socket.gethostname() and not _pid_alive(pid, str(start) if start is not None else None)
-        return {"pid": pid, "host": host, "stale": stale}
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.lock.check(take=not shard)
 
     def release(self) -> None:
         """Drop the lock taken by :meth:`acquire` (only if it is still ours)."""
-        if self._lock_text is None:
+        if not self.lock.held:
             return
-        try:
-            if self.lock_file.read_text(encoding="utf-8") == self._lock_text:
-                self.remove(f"{STATE_DIR}/{self.lock_file.name}", (STATE_DIR,))
-        except FileNotFoundError:
-            pass  # removed by hand: nothing to release
-        self._lock_text = None
+        self.lock.release()
         if not self.config.exists():
             # A refused build leaves nothing behind; rmdir fails (harmlessly) on a folder in use.
             for folder in [self.state] + ([self.out] if self._made_out else []):
@@ -437,9 +381,9 @@ class BuildFolder:
         notes: dict[str, int] = {}
         for p in sorted(self.decode_dir.glob("*.json")) if self.decode_dir.is_dir() else []:
             try:
-                d = json.loads(p.read_text(encoding="utf-8"))
+                d = read_json(p, what="decode note", owned=True, error=DatasetError)
                 notes[str(d["id"])] = int(d["lost"])
-            except (OSError, ValueError, KeyError, TypeError):
+            except (DatasetError, ValueError, KeyError, TypeError):
                 continue  # a torn note only loses the warning; the frames on disk are what they are
         return notes
 
@@ -455,9 +399,9 @@ class BuildFolder:
         notes: dict[str, str] = {}
         for p in sorted(self.failed_dir.glob("*.json")) if self.failed_dir.is_dir() else []:
             try:
-                d = json.loads(p.read_text(encoding="utf-8"))
+                d = read_json(p, what="failure note", owned=True, error=DatasetError)
                 notes[str(d["id"])] = str(d["error"])
-            except (OSError, ValueError, KeyError, TypeError):
+            except (DatasetError, KeyError, TypeError):
                 continue  # a note is a courtesy; a torn one only loses the reason
         return notes
 

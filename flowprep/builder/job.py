@@ -31,6 +31,7 @@ from flowprep.builder.workers import watch_main_process, worker_gpu
 from flowprep.errors import ArchiveError, ClipError, DecodeError, OutputError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.registry import BACKENDS, create_backend
+from flowprep.layout.dataset_record import ClipEntry
 from flowprep.layout.paths import TMP_DIR, clip_dir, flow_names, rgb_name, subdirs
 from flowprep.video.decode import iter_frames
 
@@ -125,6 +126,12 @@ def count_on_disk(final: Path, layout: str, rgb: bool) -> tuple[int, int]:
         frames = sum(1 for x in names if x.startswith("img_"))
         flows = sum(1 for x in names if x.startswith("flow_x_"))
     return (frames if rgb else flows + 1), flows
+
+
+def clip_entry(job: ClipJob, frames: int, flows: int, lost: int) -> ClipEntry:
+    """The record entry of a built clip (``flows`` 0 for a dataset without flow; ``lost``: frames of
+    the video that could not be decoded)."""
+    return ClipEntry(job.side, job.cls, job.label, job.clip, job.name, "ok", frames, flows, decode_errors=lost)
 
 
 def _imwrite(path: Path, img: np.ndarray, params: list[int]) -> None:
@@ -223,7 +230,9 @@ def _make_tmp(out: Path, job: ClipJob, settings: JobSettings) -> Path:
     return tmp
 
 
-def _write_clip(job: ClipJob, settings: JobSettings, tmp: Path) -> tuple[int, dict[str, float], int]:
+def _write_clip(
+    job: ClipJob, settings: JobSettings, tmp: Path, folder: BuildFolder
+) -> tuple[int, dict[str, float], int]:
     """Decode the clip and write everything into ``tmp``; ``(frames, timings, frames lost)``. Frames lost to decode
     errors are noted in the build folder (before the clip is published, so a finished clip has its note)."""
     writer = _ClipWriter(job, settings, tmp)
@@ -245,7 +254,7 @@ def _write_clip(job: ClipJob, settings: JobSettings, tmp: Path) -> tuple[int, di
             expected,
             expected - lost,
         )
-    BuildFolder(Path(settings.out)).note_decode_errors(job.id, lost, expected)
+    folder.note_decode_errors(job.id, lost, expected)
     return n, writer.timings, lost
 
 
@@ -280,7 +289,7 @@ def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
     cv2.setNumThreads(settings.opencv_threads)
     tmp = _make_tmp(out, job, settings)
     try:
-        n, timings, lost = _write_clip(job, settings, tmp)
+        n, timings, lost = _write_clip(job, settings, tmp, folder)
         if not _publish(tmp, final, folder):
             return ClipResult(job.id, "exists", *count_on_disk(final, settings.layout, settings.rgb), worker=worker)
     except (DecodeError, ArchiveError, ClipError) as exc:

@@ -9,13 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowprep.archive import MemberRef, VideoEntry, list_videos, read_text_files
+from flowprep.archive import MemberRef, VideoEntry, list_videos
 from flowprep.builder.config import BuildConfig
 from flowprep.builder.folder import BuildFolder
-from flowprep.datasets.hmdb51 import parse_split_files, stem
-from flowprep.datasets.split import official_sides, side_counts, split_all
+from flowprep.datasets.base import EXCLUDED_REASONS, SplitRequest, stem
+from flowprep.datasets.sources import split_source
+from flowprep.datasets.split import side_counts
 from flowprep.errors import ConfigError
-from flowprep.layout.names import check_class_name, name_problem, printable, warn_collisions
+from flowprep.fsio import name_problem, printable
+from flowprep.layout.names import check_class_name, warn_collisions
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +90,9 @@ def _source_info(cfg: BuildConfig, n_videos: int) -> dict[str, Any]:
         return {"name": path.name, "size": path.stat().st_size}
 
     files = [describe(cfg.source)]
-    if cfg.splits_source is not None:
-        files.append(describe(cfg.splits_source))
+    for extra in (cfg.splits_source, cfg.train_list, cfg.val_list):
+        if extra is not None:
+            files.append(describe(extra))
     return {"kind": cfg.source_kind, "files": files, "videos_selected": n_videos}
 
 
@@ -124,32 +127,56 @@ def _class_folders(classes: list[str]) -> dict[str, str]:
     return folder
 
 
-def make_plan(cfg: BuildConfig) -> Plan:
+def make_plan(cfg: BuildConfig, folder: BuildFolder) -> Plan:
     """List, select and split the source's clips.
 
+    The split source (:func:`flowprep.datasets.sources.split_source`) decides the sides, and the
+    classes and their label order when it carries them (UCF101's classInd.txt, labelled lists).
+
     Raises:
-        ConfigError: unknown class, nothing selected, split files missing a class, name clashes.
+        ConfigError: unknown class, nothing selected, split files missing a class or not matching
+            the release, name clashes.
         ArchiveError: unreadable source.
     """
-    videos = list_videos(cfg.source, BuildFolder(cfg.out).cache, cfg.classes)
+    unreadable: list[tuple[str, str, str]] = []
+    videos = list_videos(cfg.source, folder.cache, cfg.classes, skipped=unreadable)
     by_class, skipped = _usable(videos)
-    classes = list(cfg.classes) if cfg.classes is not None else sorted({v.cls for v in videos})
-    folder = _class_folders(classes)  # before anything uses a class name
-    _check_selection(cfg, bool(videos), classes, by_class)
-    names = {c: [v.name for v in by_class[c]] for c in classes}
-    sides, split = _split(cfg, names)
-    split["counts"] = {folder[c]: n for c, n in side_counts(sides).items()}
+    # clips the listing could not read (a FIFO, /dev/zero, a dangling link): listed and counted too
+    skipped += [f"{printable(c)}/{printable(n)} (skipped: {why})" for c, n, why in unreadable]
+    selected = list(cfg.classes) if cfg.classes is not None else sorted({v.cls for v in videos})
+    folder_of = _class_folders(selected)  # before anything uses a class name
+    _check_selection(cfg, bool(videos), selected, by_class)
+    clips = {c: by_class[c] for c in selected}
+    assignment = split_source(split_request(cfg), clips).assign(clips, selected)
+    classes, sides, split = assignment.classes, assignment.sides, assignment.split
+    split["counts"] = {folder_of[c]: n for c, n in side_counts(sides).items()}
     for c, n in split["counts"].items():
         if n["val"] == 0 or n["train"] == 0:
             log.warning("class %s has %d train and %d val clip(s)", c, n["train"], n["val"])
     excluded: list[str] = list(skipped)
-    jobs = _clip_jobs(classes, folder, by_class, sides, excluded)
+    jobs = _clip_jobs(classes, folder_of, by_class, sides, excluded)
     return Plan(
-        classes=[folder[c] for c in classes],
+        classes=[folder_of[c] for c in classes],
         jobs=jobs,
         split=split,
         source=_source_info(cfg, len(jobs)),
         excluded=excluded,
+    )
+
+
+def split_request(cfg: BuildConfig) -> SplitRequest:
+    """What ``cfg`` asks of the split, for :func:`flowprep.datasets.sources.split_source`."""
+    return SplitRequest(
+        release=cfg.source,
+        splits=cfg.splits_source,
+        official_split=cfg.official_split,
+        train_list=cfg.train_list,
+        val_list=cfg.val_list,
+        val_ratio=cfg.val_ratio,
+        seed=cfg.seed,
+        split_by=cfg.split_by,
+        allow_missing=cfg.allow_missing_clips,
+        classes_given=cfg.classes is not None,
     )
 
 
@@ -166,28 +193,6 @@ def _check_selection(
         raise ConfigError(f"no video found for class(es) {', '.join(empty)} in {cfg.source}")
 
 
-def _split(cfg: BuildConfig, names: dict[str, list[str]]) -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
-    """``(class -> clip name -> side, the record's split section without its counts)``."""
-    if cfg.official_split is not None and cfg.splits_source is not None:  # BuildConfig asks for both
-        table = parse_split_files(read_text_files(cfg.splits_source), cfg.official_split)
-        official: dict[str, Any] = {
-            "method": "official",
-            "official_split": cfg.official_split,
-            "val_ratio": None,
-            "seed": None,
-            "split_by": None,
-        }
-        return official_sides(names, table), official
-    split: dict[str, Any] = {
-        "method": cfg.split_by,
-        "official_split": None,
-        "val_ratio": cfg.val_ratio,
-        "seed": cfg.seed,
-        "split_by": cfg.split_by,
-    }
-    return split_all(names, cfg.val_ratio, cfg.seed, cfg.split_by), split
-
-
 def _clip_jobs(
     classes: list[str],
     folder: dict[str, str],
@@ -195,7 +200,8 @@ def _clip_jobs(
     sides: dict[str, dict[str, str]],
     excluded: list[str],
 ) -> list[ClipJob]:
-    """One job per clip on a side, sorted by id; clips the split file leaves out are appended to ``excluded``.
+    """One job per clip on a side, sorted by id; clips the split leaves out are appended to ``excluded``
+    (``"<class>/<file> (<reason>)"``, reasons from :data:`~flowprep.datasets.base.EXCLUDED_REASONS`).
 
     Raises:
         ConfigError: two clips of a class map to one folder name.
@@ -206,10 +212,8 @@ def _clip_jobs(
         fcls = folder[cls]
         for v in by_class[cls]:
             side = sides[cls][v.name]
-            if side in ("unused", "unlisted"):
-                excluded.append(
-                    f"{fcls}/{v.name} ({'code 0 in the split file' if side == 'unused' else 'not in the split file'})"
-                )
+            if side in EXCLUDED_REASONS:
+                excluded.append(f"{fcls}/{v.name} ({EXCLUDED_REASONS[side]})")
                 continue
             clip = clip_folder_name(v.name)
             if clip in seen:

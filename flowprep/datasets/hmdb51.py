@@ -11,7 +11,12 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Any
 
+from flowprep.archive import VideoEntry, read_text_files
+from flowprep.datasets.base import Assignment, SplitRequest, SplitSource
+from flowprep.datasets.base import stem as stem  # re-exported: its former home
+from flowprep.datasets.ucf101 import parse_ucf_name
 from flowprep.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -29,7 +34,6 @@ _TAIL = re.compile(
     r"_(?P<body>[fulh])_(?P<camera>cm|nm)_(?P<people>np[123])_(?P<view>fr|ba|le|ri)"
     r"_(?P<quality>goo|med|bad)_(?P<n>\d+)$"
 )
-_UCF = re.compile(r"^v_(?P<action>.+)_g(?P<group>\d+)_c(?P<n>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -41,12 +45,6 @@ class ClipName:
     action: str
     tags: dict[str, str]
     index: int
-
-
-def stem(name: str) -> str:
-    """The file name without folder and extension (the dots inside HMDB names are kept)."""
-    base = PurePosixPath(name.replace("\\", "/")).name
-    return base.rsplit(".", 1)[0] if "." in base else base
 
 
 def parse_clip_name(name: str, action: str | None = None) -> ClipName | None:
@@ -80,9 +78,9 @@ def group_key(name: str, cls: str) -> str:
     parsed = parse_clip_name(name, cls)
     if parsed is not None and parsed.source:
         return parsed.source
-    m = _UCF.match(stem(name))
-    if m:
-        return "g" + m.group("group")
+    ucf = parse_ucf_name(name)
+    if ucf is not None:
+        return ucf.group_key
     return stem(name)
 
 
@@ -124,3 +122,65 @@ def parse_split_files(texts: dict[str, str], split: int) -> dict[str, dict[str, 
     if not out:
         raise ConfigError(f"no HMDB51 split files for split {split} (expected <class>_test_split{split}.txt)")
     return out
+
+
+def recognizes(texts: dict[str, str]) -> bool:
+    """Whether split files (base name -> text) are HMDB51's: some are ``<class>_test_splitN.txt``."""
+    return any(_SPLIT_FILE.match(PurePosixPath(n).name) for n in texts)
+
+
+def official_sides(clips: dict[str, list[str]], table: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """Sides from HMDB51's split files (see :func:`parse_split_files`).
+
+    Clips marked unused (code 0) get side ``"unused"``, clips the files do not list ``"unlisted"``;
+    neither is built. Entries of the files with no clip in the release are logged.
+
+    Raises:
+        ConfigError: a selected class has no split file.
+    """
+    out: dict[str, dict[str, str]] = {}
+    for cls, names in sorted(clips.items()):
+        if cls not in table:
+            raise ConfigError(f"the split files have no entry for class {cls!r}")
+        sides = {name: table[cls].get(stem(name), "unlisted") for name in names}
+        unlisted = sum(v == "unlisted" for v in sides.values())
+        if unlisted:
+            log.warning("class %s: %d clip(s) not listed in the split file; left out", cls, unlisted)
+        ghosts = set(table[cls]) - {stem(n) for n in names}
+        if ghosts:
+            log.warning(
+                "class %s: %d clip(s) of the split file are not in the release, e.g. %s",
+                cls,
+                len(ghosts),
+                sorted(ghosts)[0],
+            )
+        out[cls] = sides
+    return out
+
+
+class HMDB51Official(SplitSource):
+    """HMDB51's official split N: code 1 -> train, 2 -> val, 0 and unlisted clips left out.
+
+    HMDB51's files are per class and were written for its own release, so (unlike the list
+    conventions) an entry with no clip is a warning, as it always was here.
+    """
+
+    def __init__(self, request: SplitRequest, texts: dict[str, str] | None = None):
+        super().__init__(request)
+        self.texts = texts
+
+    def assign(self, clips: dict[str, list[VideoEntry]], selected: list[str]) -> Assignment:
+        req = self.request
+        if req.splits is None or req.official_split is None:
+            raise ConfigError("--official-split needs --splits (the folder or archive with the split files)")
+        texts = self.texts if self.texts is not None else read_text_files(req.splits)
+        table = parse_split_files(texts, req.official_split)
+        names = {c: [v.name for v in clips[c]] for c in selected}
+        split: dict[str, Any] = {
+            "method": "official",
+            "official_split": req.official_split,
+            "val_ratio": None,
+            "seed": None,
+            "split_by": None,
+        }
+        return Assignment(classes=list(selected), sides=official_sides(names, table), split=split)

@@ -1,12 +1,16 @@
-"""Train/validation splits: seeded, per class, grouped by source video, or HMDB51's official ones."""
+"""Train/validation splits: seeded, per class, grouped by source video (HMDB51 sources, UCF101 groups)."""
 
 from __future__ import annotations
 
 import logging
 import random
 from collections import defaultdict
+from typing import Any
 
-from flowprep.datasets.hmdb51 import group_key, stem
+from flowprep.archive import VideoEntry
+from flowprep.datasets.base import Assignment, SplitRequest, SplitSource, order_classes, stem
+from flowprep.datasets.hmdb51 import group_key
+from flowprep.datasets.hmdb51 import official_sides as official_sides  # re-exported: its former home
 from flowprep.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -72,37 +76,36 @@ def split_all(
     return {cls: split_class(cls, names, val_ratio, seed, split_by) for cls, names in sorted(clips.items())}
 
 
-def official_sides(clips: dict[str, list[str]], table: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-    """Sides from HMDB51's split files (see :func:`flowprep.datasets.hmdb51.parse_split_files`).
-
-    Clips marked unused (code 0) get side ``"unused"``, clips the files do not list ``"unlisted"``;
-    neither is built. Entries of the files with no clip in the release are logged.
-
-    Raises:
-        ConfigError: a selected class has no split file.
-    """
-    out: dict[str, dict[str, str]] = {}
-    for cls, names in sorted(clips.items()):
-        if cls not in table:
-            raise ConfigError(f"the split files have no entry for class {cls!r}")
-        sides = {name: table[cls].get(stem(name), "unlisted") for name in names}
-        unlisted = sum(v == "unlisted" for v in sides.values())
-        if unlisted:
-            log.warning("class %s: %d clip(s) not listed in the split file; left out", cls, unlisted)
-        ghosts = set(table[cls]) - {stem(n) for n in names}
-        if ghosts:
-            log.warning(
-                "class %s: %d clip(s) of the split file are not in the release, e.g. %s",
-                cls,
-                len(ghosts),
-                sorted(ghosts)[0],
-            )
-        out[cls] = sides
-    return out
-
-
 def side_counts(sides: dict[str, dict[str, str]]) -> dict[str, dict[str, int]]:
     """class -> {"train": n, "val": n} (``unused`` and ``unlisted`` clips not counted)."""
     return {
         cls: {s: sum(1 for v in m.values() if v == s) for s in ("train", "val")} for cls, m in sorted(sides.items())
     }
+
+
+class RandomSplit(SplitSource):
+    """The seeded per-class split (:func:`split_all`), the default.
+
+    ``order``: every class in label order (UCF101's ``classInd.txt`` when ``--splits`` gives it,
+    ``where`` naming it), or None: the selected classes as given, or sorted.
+    """
+
+    def __init__(self, request: SplitRequest, order: list[str] | None = None, where: str = ""):
+        super().__init__(request)
+        self.order = order
+        self.where = where
+
+    def assign(self, clips: dict[str, list[VideoEntry]], selected: list[str]) -> Assignment:
+        req = self.request
+        classes = order_classes(selected, req.classes_given, self.order, self.where)
+        names = {c: [v.name for v in clips[c]] for c in classes}
+        split: dict[str, Any] = {
+            "method": req.split_by,
+            "official_split": None,
+            "val_ratio": req.val_ratio,
+            "seed": req.seed,
+            "split_by": req.split_by,
+        }
+        if self.order is not None:
+            split["classes_from"] = self.where
+        return Assignment(classes=classes, sides=split_all(names, req.val_ratio, req.seed, req.split_by), split=split)

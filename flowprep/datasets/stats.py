@@ -1,7 +1,10 @@
-"""``flowprep stats``: HMDB51 tag statistics of a release or a built dataset.
+"""``flowprep stats``: what the clip names of a release or a built dataset say, per class.
 
-Like the table of the ActionRecognitionNet model card: per class, how many clips show the full or
-upper body, have camera motion, one or more people, which viewpoint, what quality.
+HMDB51 names carry tags: like the table of the ActionRecognitionNet model card, per class, how many
+clips show the full or upper body, have camera motion, one or more people, which viewpoint, what
+quality (:func:`tag_stats`). UCF101 names carry groups (``v_<action>_gNN_cNN``: the clips cut from
+one long video): per class, clips, groups and clips per group (:func:`group_stats`).
+:func:`name_stats` picks the one the names follow.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.datasets.hmdb51 import TAGS, parse_clip_name
+from flowprep.datasets.ucf101 import parse_ucf_name
 from flowprep.layout.record import RECORD_NAME
 
 
@@ -32,16 +36,86 @@ def _names(source: Path, classes: list[str] | None) -> list[tuple[str, str]]:
         return [(v.cls, v.name) for v in list_videos(source, Path(cache), classes)]
 
 
+def name_stats(source: Path, classes: list[str] | None = None) -> dict[str, Any]:
+    """:func:`group_stats` when most clip names are UCF101's, else :func:`tag_stats` (HMDB51's tags)."""
+    names = _names(source, classes)
+    ucf = sum(parse_ucf_name(n) is not None for _, n in names)
+    if ucf and ucf >= sum(parse_clip_name(n, c) is not None for c, n in names):
+        return group_stats(names)
+    return _tag_stats(names)
+
+
+def format_name_stats(stats: dict[str, Any]) -> str:
+    """The text table of :func:`name_stats`' result."""
+    return format_group_stats(stats) if stats.get("convention") == "ucf101" else format_stats(stats)
+
+
+def group_stats(names: list[tuple[str, str]]) -> dict[str, Any]:
+    """Groups of UCF101 clip names ``(class, file name)`` per class.
+
+    Returns:
+        ``{"convention": "ucf101", "classes": {cls: row}, "total": row}``, a row being ``{"clips": n,
+        "groups": n, "clips_per_group": {"min": n, "mean": x, "max": n} or None, "unparsed": n}``
+        (groups are per class: g01 of two classes are two groups).
+    """
+    per: dict[str, Counter] = {}
+    unparsed: Counter = Counter()
+    for cls, name in names:
+        parsed = parse_ucf_name(name)
+        per.setdefault(cls, Counter())
+        if parsed is None:
+            unparsed[cls] += 1
+        else:
+            per[cls][parsed.group] += 1
+
+    def row(sizes: list[int], n_unparsed: int) -> dict[str, Any]:
+        spread = {"min": min(sizes), "mean": round(sum(sizes) / len(sizes), 2), "max": max(sizes)} if sizes else None
+        return {
+            "clips": sum(sizes) + n_unparsed,
+            "groups": len(sizes),
+            "clips_per_group": spread,
+            "unparsed": n_unparsed,
+        }
+
+    rows = {c: row(list(g.values()), unparsed[c]) for c, g in sorted(per.items())}
+    total = row([n for g in per.values() for n in g.values()], sum(unparsed.values()))
+    return {"convention": "ucf101", "classes": rows, "total": total}
+
+
+def format_group_stats(stats: dict[str, Any]) -> str:
+    """A text table of :func:`group_stats`: one row per class."""
+    rows = list(stats["classes"].items()) + [("total", stats["total"])]
+    width = max([5] + [len(c) for c, _ in rows])
+    lines = [
+        f"{'':<{width}}  {'':>5}  {'':>6}  clips per group",
+        f"{'class':<{width}}  {'clips':>5}  {'groups':>6}  {'min':>4}  {'mean':>5}  {'max':>4}",
+    ]
+    for cls, r in rows:
+        spread = r["clips_per_group"] or {}
+        lines.append(
+            f"{cls:<{width}}  {r['clips']:>5}  {r['groups']:>6}  {spread.get('min', '-'):>4}  "
+            f"{spread.get('mean', '-'):>5}  {spread.get('max', '-'):>4}"
+        )
+    lines.append("UCF101 names v_<action>_gNN_cNN: a group is the clips cut from one long video")
+    if stats["total"]["unparsed"]:
+        lines.append(f"{stats['total']['unparsed']} clip name(s) are not UCF101 names")
+    return "\n".join(lines)
+
+
 def tag_stats(source: Path, classes: list[str] | None = None) -> dict[str, Any]:
-    """Count tag values per class.
+    """Count HMDB51 tag values per class.
 
     Returns:
         ``{"classes": {cls: {"clips": n, "unparsed": n, "<tag>": {value: count}}}, "total": {...}}``,
         tags: body, camera, people, view, quality (values as in the clip names, e.g. ``"cm"``).
     """
+    return _tag_stats(_names(source, classes))
+
+
+def _tag_stats(names: list[tuple[str, str]]) -> dict[str, Any]:
     per: dict[str, dict[str, Any]] = {}
     total: dict[str, Any] = {"clips": 0, "unparsed": 0, **{t: Counter() for t in TAGS}}
-    for cls, name in _names(source, classes):
+    for cls, name in names:
         row = per.setdefault(cls, {"clips": 0, "unparsed": 0, **{t: Counter() for t in TAGS}})
         row["clips"] += 1
         total["clips"] += 1

@@ -14,24 +14,38 @@ Folder contents::
     config_preprocess_{2d,3d}_custom.txt, config_infer_primary_{2d,3d}_action.txt,
     deepstream_action_recognition_config.txt, labels_nvinfer.txt
                                 DeepStream 3D action recognition sample files (RGB models only)
+    .flowprep-export.json       the export's ownership manifest (the files above it wrote)
+
+Every file is first written into ``.flowprep-export.tmp/`` inside the folder; only a complete,
+checked set is moved into place (the model record last), so an export that fails part-way leaves
+the earlier export, or nothing, never a half-made set that looks deployable. An export holds
+``.flowprep-export.lock`` while it runs: a second export into the same folder is refused.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 from pathlib import Path
 from typing import Any
 
-from flowprep.errors import ConfigError
+from flowprep.errors import ConfigError, OutputError, writing
 from flowprep.export import configs
 from flowprep.export.config import ExportConfig, ExportSummary
 from flowprep.export.onnx_export import OPSET, check_parity, convert_fp16, export_onnx
 from flowprep.export.tensorrt import build_engine, command_line, tensorrt_status, trtexec_command
-from flowprep.layout.names import removable, remove_inside, warn_collisions
-from flowprep.layout.record import dump_json, write_json_atomic, write_text_atomic
+from flowprep.fsio import (
+    FolderLock,
+    Manifest,
+    check_no_link,
+    make_dirs,
+    removable,
+    remove_inside,
+    write_json_atomic,
+    write_text_atomic,
+)
+from flowprep.layout.names import warn_collisions
 from flowprep.train.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
 from flowprep.train.model_record import ModelRecord, checked_model_record
 from flowprep.train.spec import input_shapes
@@ -61,34 +75,39 @@ def artefact_names() -> set[str]:
     return names
 
 
-#: the export's own manifest of the files it wrote into the deploy folder
+#: the export's own manifest of the files it wrote into the deploy folder (an ownership manifest)
 MANIFEST = ".flowprep-export.json"
+#: held while an export writes into the folder: a second export into it is refused
+LOCK = ".flowprep-export.lock"
+#: the files of the export being made are written here, and moved into the folder once all are
+STAGE = ".flowprep-export.tmp"
+
+
+def _manifest(out: Path) -> Manifest:
+    return Manifest(
+        out, MANIFEST, artefact_names(), ConfigError, "remove it and the files it listed, or use another --out"
+    )
 
 
 def _owned(out: Path) -> set[str]:
     """Artefact names an earlier export wrote into ``out`` (a folder exported before the manifest
     existed, recognised by its ``flowprep_model.json``: the artefacts present)."""
-    path = out / MANIFEST
-    if path.is_file():
-        try:
-            entries = json.loads(path.read_text(encoding="utf-8"))["entries"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(
-                f"{path} is damaged ({exc}); remove it and the files it listed, or use another --out"
-            ) from None
-        return set(entries) & artefact_names() if isinstance(entries, list) else set()
+    manifest = _manifest(out)
+    if os.path.lexists(manifest.path):
+        return manifest.read()
     if (out / configs.MODEL_RECORD).is_file():
         return {n for n in artefact_names() if (out / n).is_file()}
     return set()
 
 
-def _take_folder(out: Path, planned: set[str]) -> None:
-    """Refuse a folder holding an artefact name flowprep did not write there; remove what an earlier
-    export wrote (no stale fp16 model or DeepStream config of another architecture stays beside the
-    new model); list ``planned`` in the manifest before anything is written. Other files are left alone.
+def _check_folder(out: Path) -> set[str]:
+    """The names an earlier export wrote into ``out``, after refusing a folder where an artefact name
+    holds a file no export wrote, or where one of the earlier export's files is a symlink (checked
+    before the model is converted, so a refusal costs nothing and leaves the folder as it was).
 
     Raises:
-        ConfigError: a file of one of the artefact names that no export wrote (named in the message).
+        ConfigError: a file of one of the artefact names that no export wrote (named in the message),
+            or a symlink among the earlier export's files.
     """
     owned = _owned(out)
     foreign = sorted(n for n in artefact_names() if os.path.lexists(out / n) and n not in owned)
@@ -98,62 +117,65 @@ def _take_folder(out: Path, planned: set[str]) -> None:
             f"{f' (and {len(foreign) - 1} more)' if len(foreign) > 1 else ''}; move it away or "
             "choose another --out"
         )
-    stale = sorted(n for n in owned if os.path.lexists(out / n))
-    for n in stale:  # all checked before any is removed: a refusal leaves the earlier export whole
+    for n in sorted(owned):
         removable(out, n, owned)
+    return owned
+
+
+def _commit(out: Path, stage: Path, files: list[str], owned: set[str]) -> None:
+    """Move the complete export from ``stage`` into ``out``, replacing the earlier export's files.
+
+    The earlier model record goes first and the new one comes last, so at no moment does the folder
+    hold a record beside files of another export; the manifest lists both sets until the end, so an
+    interruption leaves nothing that a later export would take for the user's.
+    """
+    current = set(files)
+    _manifest(out).write(owned | current)
+    if configs.MODEL_RECORD in owned:
+        remove_inside(out, configs.MODEL_RECORD, owned)
+    for name in sorted(current - {configs.MODEL_RECORD}):
+        os.replace(check_no_link(stage.parent, f"{STAGE}/{name}"), out / name)
+    stale = sorted(n for n in owned - current if os.path.lexists(out / n))
     if stale:
-        log.warning("replacing the earlier export in %s (%d file(s))", out, len(stale))
-    for n in stale:
-        remove_inside(out, n, owned)
-    write_text_atomic(out / MANIFEST, dump_json({"entries": sorted(planned)}))
-
-
-def _planned(modality: str, arch: str, fp16: bool, engine: bool) -> set[str]:
-    """Every file an export of this model may write (the manifest lists them before the first write)."""
-    names = {"model.onnx", "labels.txt", "config.pbtxt", "build_engine.sh", configs.MODEL_RECORD}
-    names |= {"model_fp16.onnx"} if fp16 else set()
-    names |= {"model.engine"} if engine else set()
-    if modality == "rgb":
-        names |= set(configs.deepstream_names(arch).values()) | {"labels_nvinfer.txt"}
-    return names
+        log.warning("removed %d file(s) of the earlier export in %s: %s", len(stale), out, ", ".join(stale))
+    for name in stale:  # no stale fp16 model or DeepStream config of another architecture stays
+        remove_inside(out, name, owned)
+    os.replace(stage / configs.MODEL_RECORD, out / configs.MODEL_RECORD)
+    _manifest(out).write(current)
 
 
 def _write_onnx(
-    model: Any, shapes: dict[str, tuple[int, ...]], cfg: ExportConfig, summary: ExportSummary
+    model: Any, shapes: dict[str, tuple[int, ...]], stage: Path, cfg: ExportConfig, summary: ExportSummary
 ) -> Path | None:
-    """``model.onnx`` (and ``model_fp16.onnx`` with ``fp16``), each checked against PyTorch; returns the
-    fp16 file or None. A model that fails its check is removed: it must not look deployable."""
-    onnx_path = cfg.out / "model.onnx"
+    """``model.onnx`` (and ``model_fp16.onnx`` with ``fp16``) in ``stage``, each checked against
+    PyTorch (a failed check ends the export: the stage is discarded); returns the fp16 file or None."""
+    onnx_path = stage / "model.onnx"
     export_onnx(model, shapes, onnx_path)
-    try:
-        summary.parity["fp32"] = check_parity(model, onnx_path, shapes)
-    except Exception:
-        onnx_path.unlink(missing_ok=True)
-        raise
+    summary.parity["fp32"] = check_parity(model, onnx_path, shapes)
     summary.files.append("model.onnx")
     if not cfg.fp16:
         return None
-    fp16_path = convert_fp16(onnx_path, cfg.out / "model_fp16.onnx")
-    try:
-        summary.parity["fp16"] = check_parity(model, fp16_path, shapes, fp16=True)
-    except Exception:
-        fp16_path.unlink(missing_ok=True)
-        raise
+    fp16_path = convert_fp16(onnx_path, stage / "model_fp16.onnx")
+    summary.parity["fp16"] = check_parity(model, fp16_path, shapes, fp16=True)
     summary.files.append("model_fp16.onnx")
     return fp16_path
 
 
-def _write(cfg: ExportConfig, summary: ExportSummary, name: str, text: str) -> None:
-    (cfg.out / name).write_text(text, encoding="utf-8")
+def _write(stage: Path, summary: ExportSummary, name: str, text: str) -> None:
+    write_text_atomic(stage / name, text)
     summary.files.append(name)
 
 
 def _write_tensorrt(
-    shapes: dict[str, tuple[int, ...]], cfg: ExportConfig, fp16_path: Path | None, summary: ExportSummary
+    shapes: dict[str, tuple[int, ...]],
+    stage: Path,
+    cfg: ExportConfig,
+    fp16_path: Path | None,
+    summary: ExportSummary,
 ) -> list[str]:
     """``build_engine.sh`` (the trtexec lines, always) and ``model.engine`` where it can be built here;
     returns the TensorRT 10 command."""
-    onnx_path, engine_path, profile = cfg.out / "model.onnx", cfg.out / "model.engine", cfg.profile
+    onnx_path, engine_path, profile = stage / "model.onnx", stage / "model.engine", cfg.profile
     cmd10 = trtexec_command(onnx_path.name, engine_path.name, shapes, profile, fp16=cfg.fp16, trt_major=10)
     cmd11 = trtexec_command(
         (fp16_path or onnx_path).name, engine_path.name, shapes, profile, fp16=cfg.fp16, trt_major=11
@@ -168,12 +190,12 @@ def _write_tensorrt(
         "# " + command_line(cmd11),
         "",
     ]
-    _write(cfg, summary, "build_engine.sh", "\n".join(script))
+    _write(stage, summary, "build_engine.sh", "\n".join(script))
     if cfg.engine:
         ok, why = tensorrt_status()
         if ok:
             build_engine(onnx_path, engine_path, shapes, profile, fp16=cfg.fp16, fp16_onnx=fp16_path)
-            summary.engine = str(engine_path)
+            summary.engine = str(cfg.out / engine_path.name)
             summary.files.append("model.engine")
         else:
             summary.engine_note = (
@@ -183,7 +205,7 @@ def _write_tensorrt(
     return cmd10
 
 
-def _write_deepstream(ckpt: Checkpoint, cfg: ExportConfig, summary: ExportSummary) -> None:
+def _write_deepstream(ckpt: Checkpoint, stage: Path, cfg: ExportConfig, summary: ExportSummary) -> None:
     """DeepStream's 3D action-recognition sample files for an RGB model (a note for other models)."""
     if ckpt.modality != "rgb":
         summary.deepstream_note = configs.DEEPSTREAM_RGB_ONLY
@@ -199,10 +221,12 @@ def _write_deepstream(ckpt: Checkpoint, cfg: ExportConfig, summary: ExportSummar
         "labels_nvinfer.txt": configs.nvinfer_labels_text(list(ckpt.classes)),
     }
     for fname, text in files.items():
-        _write(cfg, summary, fname, text)
+        _write(stage, summary, fname, text)
 
 
-def _write_record(ckpt: Checkpoint, cfg: ExportConfig, name: str, cmd10: list[str], summary: ExportSummary) -> None:
+def _write_record(
+    ckpt: Checkpoint, stage: Path, cfg: ExportConfig, name: str, cmd10: list[str], summary: ExportSummary
+) -> None:
     """``flowprep_model.json``: what ``flowprep infer`` and a reader of the folder need to know."""
     arch = ckpt.arch
     record = ModelRecord(
@@ -240,8 +264,8 @@ def _write_record(ckpt: Checkpoint, cfg: ExportConfig, name: str, cmd10: list[st
             ),
         },
     )
-    path = cfg.out / configs.MODEL_RECORD
-    write_json_atomic(path, checked_model_record(record, path))
+    path = stage / configs.MODEL_RECORD
+    write_json_atomic(path, checked_model_record(record, cfg.out / configs.MODEL_RECORD))
     summary.files.append(configs.MODEL_RECORD)
 
 
@@ -250,24 +274,43 @@ def export(cfg: ExportConfig) -> ExportSummary:
 
     Raises:
         CheckpointError, ExportError (failed export or parity), ConfigError (a file of an export's
-        name in ``out`` that no export wrote: it is never replaced).
+        name in ``out`` that no export wrote: it is never replaced; another export running into
+        ``out``), OutputError (the folder cannot be written).
     """
     ckpt = load_checkpoint(cfg.checkpoint)  # class names checked: each survives every label file
     warn_collisions(ckpt.classes, str(cfg.checkpoint))
     model = model_from_checkpoint(ckpt)
     shapes = input_shapes(ckpt.arch, ckpt.modality, ckpt.frames, ckpt.input_size)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    _take_folder(cfg.out, _planned(ckpt.modality, ckpt.arch, cfg.fp16, cfg.engine))
+    try:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the deploy folder {cfg.out}: {exc.strerror or exc}") from None
+    with FolderLock(cfg.out, LOCK, "export"):
+        owned = _check_folder(cfg.out)
+        remove_inside(cfg.out, STAGE, (STAGE,))  # left by an export that was killed
+        stage = make_dirs(cfg.out, STAGE)
+        try:
+            with writing(stage):
+                summary = _write_all(ckpt, model, shapes, stage, cfg)
+                _commit(cfg.out, stage, summary.files, owned)
+        finally:
+            remove_inside(cfg.out, STAGE, (STAGE,))
+    return summary
+
+
+def _write_all(
+    ckpt: Checkpoint, model: Any, shapes: dict[str, tuple[int, ...]], stage: Path, cfg: ExportConfig
+) -> ExportSummary:
+    """Every file of the export, in ``stage``."""
     summary = ExportSummary(cfg.out, ckpt.arch, ckpt.modality)
-    fp16_path = _write_onnx(model, shapes, cfg, summary)
+    fp16_path = _write_onnx(model, shapes, stage, cfg, summary)
     classes = list(ckpt.classes)
-    _write(cfg, summary, "labels.txt", configs.labels_text(classes))
+    _write(stage, summary, "labels.txt", configs.labels_text(classes))
     name = cfg.triton_name or _triton_name(cfg.out)
-    _write(cfg, summary, "config.pbtxt", configs.triton_config(name, shapes, len(classes), cfg.max_batch))
-    cmd10 = _write_tensorrt(shapes, cfg, fp16_path, summary)
-    _write_deepstream(ckpt, cfg, summary)
-    _write_record(ckpt, cfg, name, cmd10, summary)
-    write_text_atomic(cfg.out / MANIFEST, dump_json({"entries": sorted(summary.files)}))
+    _write(stage, summary, "config.pbtxt", configs.triton_config(name, shapes, len(classes), cfg.max_batch))
+    cmd10 = _write_tensorrt(shapes, stage, cfg, fp16_path, summary)
+    _write_deepstream(ckpt, stage, cfg, summary)
+    _write_record(ckpt, stage, cfg, name, cmd10, summary)
     return summary
 
 

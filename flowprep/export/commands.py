@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
-from flowprep.cliparams import count
+from flowprep.cliparams import SafePath, count
 from flowprep.export.config import ExportConfig
 
 
 @click.command("export")
-@click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Deploy folder to write.")
+@click.argument("checkpoint", type=SafePath(path_type=Path))
+@click.option("--out", "-o", type=SafePath(path_type=Path), required=True, help="Deploy folder to write.")
 @click.option("--fp16", is_flag=True, help="Also write and check model_fp16.onnx; fp16 engine and DeepStream mode.")
 @click.option(
     "--engine",

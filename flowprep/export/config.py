@@ -9,6 +9,7 @@ from typing import Any
 
 from flowprep.errors import ConfigError
 from flowprep.export.tensorrt import Profile
+from flowprep.fsio import check_path
 from flowprep.layout.record import RECORD_NAME
 
 
@@ -18,7 +19,8 @@ class ExportConfig:
 
     Attributes:
         checkpoint: ``best.pt`` / ``last.pt``.
-        out: deploy folder (created; the files of an earlier export are removed first, others kept).
+        out: deploy folder (created; an earlier export's files are replaced once the new set is complete,
+            others kept).
         fp16: also write and check ``model_fp16.onnx``; fp16 engine and DeepStream ``network-mode``.
         engine: build a TensorRT engine if TensorRT and a GPU are here (else the command is given).
         min_batch, opt_batch, max_batch: TensorRT profile; ``max_batch`` is Triton's ``max_batch_size``.
@@ -41,7 +43,7 @@ class ExportConfig:
     triton_name: str | None = None
 
     def __post_init__(self) -> None:
-        self.checkpoint, self.out = Path(self.checkpoint), Path(self.out)
+        self.checkpoint, self.out = check_path(self.checkpoint, "CHECKPOINT"), check_path(self.out, "--out")
         if self.triton_name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.triton_name):
             raise ConfigError(
                 f"--triton-name {self.triton_name!r}: Triton model names are folder names; "

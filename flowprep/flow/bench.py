@@ -34,8 +34,12 @@ from flowprep.flow.bench_report import (
 from flowprep.flow.bench_report import format_table as format_table  # re-exported: callers import it from here
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.pairs import DEFAULT_MAGNITUDES, DEFAULT_VIDEO, FlowPair, load_pair, synthetic_pairs
+from flowprep.fsio import check_new_file, check_path, check_regular, printable
 
 log = logging.getLogger(__name__)
+
+#: the largest --video read for synthetic pairs (only its first frames are decoded)
+MAX_VIDEO_BYTES = 64 << 30
 
 
 @dataclass
@@ -57,6 +61,11 @@ class BenchConfig:
         plot: PNG path for the EPE-vs-speed plot.
         vis_dir: folder for one colour-wheel visualization per backend.
         seed: for the synthetic fields.
+        overwrite: ``plot`` and the visualizations may replace existing files (never an input).
+
+    Raises:
+        ConfigError: a value out of range, an unusable path, a ``video`` given that is not a regular
+            file, or an output file that exists without ``overwrite``.
     """
 
     backends: Sequence[str] | None = None
@@ -72,8 +81,10 @@ class BenchConfig:
     plot: Path | None = None
     vis_dir: Path | None = None
     seed: int = 0
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
+        self._check_paths()
         if min(self.size) < 16:
             raise ConfigError(f"bench-flow: pair width and height must be at least 16, got {self.size}")
         if any(not (v > 0 and math.isfinite(v)) for v in (*self.magnitudes, *self.bounds)):
@@ -84,6 +95,24 @@ class BenchConfig:
                 f"JPEG quality within 1..100 (got {self.per_magnitude}, {self.threads}, "
                 f"{self.jpeg_quality})"
             )
+
+    def _check_paths(self) -> None:
+        pairs = [Path(check_path(p, "--pair")) for pair in self.extra_pairs for p in pair]
+        if self.video is not None:
+            self.video = check_path(self.video, "--video")
+            if self.video != DEFAULT_VIDEO:  # the default may be absent (then a texture is used)
+                check_regular(self.video, what="--video", max_bytes=MAX_VIDEO_BYTES, error=ConfigError)
+        if self.plot is not None:
+            inputs = [*pairs, self.video]
+            self.plot = check_new_file(self.plot, option="--plot", overwrite=self.overwrite, inputs=inputs)
+        if self.vis_dir is not None:
+            self.vis_dir = check_path(self.vis_dir, "--vis-dir")
+            old = sorted(self.vis_dir.glob("flow_*.png")) if self.vis_dir.is_dir() else []
+            if old and not self.overwrite:
+                raise ConfigError(
+                    f"--vis-dir {printable(self.vis_dir)} already holds {old[0].name} (and {len(old) - 1} more "
+                    "visualization(s)); choose another folder, or pass --overwrite to replace them"
+                )
 
 
 # -------------------------------------------------------------------------------------- metrics

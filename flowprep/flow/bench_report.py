@@ -15,6 +15,7 @@ import numpy as np
 
 from flowprep.errors import OutputError, writing
 from flowprep.flow.pairs import FlowPair
+from flowprep.fsio import atomic_path, write_bytes_atomic
 
 
 @dataclass
@@ -82,14 +83,17 @@ def write_visualization(vis_dir: Path, name: str, pair: FlowPair, est: np.ndarra
 
     from flowprep.flow.visualize import flow_to_color
 
-    vis_dir.mkdir(parents=True, exist_ok=True)
+    vis_dir.mkdir(parents=True, exist_ok=True)  # the user's folder (BenchConfig checked its files)
     scale = max(float(np.sqrt((pair.flow[pair.valid] ** 2).sum(-1)).max()) if pair.valid.any() else 1.0, 1.0)
     frame = cv2.cvtColor(pair.prev, cv2.COLOR_GRAY2RGB)
     row = np.concatenate([frame, flow_to_color(pair.flow, scale), flow_to_color(est, scale)], axis=1)
     path = vis_dir / f"flow_{name}_{pair.name}.png"
-    # imwrite reports a failed write (full disk, no permission) with False, not an exception
-    if not cv2.imwrite(str(path), cv2.cvtColor(row, cv2.COLOR_RGB2BGR)):
-        raise OutputError(f"cannot write {path} (disk full or not writable?)")
+    # encoded in memory and written atomically by Python: imwrite reports a failed write (full disk,
+    # no permission) with False only, and would follow a symlink put in the file's place
+    ok, png = cv2.imencode(".png", cv2.cvtColor(row, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OutputError(f"cannot encode the visualization {path}")
+    write_bytes_atomic(path, png.tobytes())
     return path
 
 
@@ -112,9 +116,11 @@ def write_plot(result: BenchResult, path: Path) -> Path:
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with writing(path):
-        fig.savefig(path, dpi=120)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    # a temporary name with the same suffix (matplotlib picks the format by it), renamed once written
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return path
 

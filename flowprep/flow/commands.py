@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from flowprep.cliparams import CommaList, Size, count, positive
+from flowprep.cliparams import CommaList, SafePath, Size, count, positive
 from flowprep.limits import json_safe
 
 
@@ -44,7 +44,7 @@ def backends_cmd(as_json: bool) -> None:
     "pairs",
     multiple=True,
     nargs=3,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=SafePath(exists=True, dir_okay=False, path_type=Path),
     metavar="FRAME1 FRAME2 GT.flo",
     help="A real pair with Middlebury ground truth (repeatable).",
 )
@@ -65,7 +65,7 @@ def backends_cmd(as_json: bool) -> None:
 @click.option("--pairs-per-magnitude", default=2, show_default=True, type=click.IntRange(0, 100))
 @click.option(
     "--video",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="Video whose first frames are warped (default: the carphone clip if present, else a texture).",
 )
@@ -87,14 +87,15 @@ def backends_cmd(as_json: bool) -> None:
     help="OpenCV threads while measuring (1 = what one build worker gets).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None, help="PNG: EPE vs pairs/s.")
+@click.option("--plot", type=SafePath(dir_okay=False, path_type=Path), default=None, help="PNG: EPE vs pairs/s.")
 @click.option(
     "--vis-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=SafePath(file_okay=False, path_type=Path),
     default=None,
     help="Write one colour-wheel visualization per backend here.",
 )
 @click.option("--seed", default=0, show_default=True, type=count(0, 2**32 - 1))
+@click.option("--overwrite", is_flag=True, help="Let --plot and --vis-dir replace existing files.")
 def bench_flow_cmd(
     flows,
     pairs,
@@ -109,6 +110,7 @@ def bench_flow_cmd(
     plot,
     vis_dir,
     seed,
+    overwrite,
 ) -> None:
     """Accuracy (end-point error) and speed of flow backends on pairs with known flow."""
     from flowprep.flow.bench import DEFAULT_VIDEO, BenchConfig, bench, format_table
@@ -126,6 +128,7 @@ def bench_flow_cmd(
         plot=plot,
         vis_dir=vis_dir,
         seed=seed,
+        overwrite=overwrite,
     )
     result = bench(cfg)
     if as_json:

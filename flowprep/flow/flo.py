@@ -12,12 +12,17 @@ from pathlib import Path
 import numpy as np
 
 from flowprep.errors import DatasetError
+from flowprep.fsio import read_bytes
 
 TAG = 202021.25
 #: magnitude above which a component means "unknown" (Middlebury's convention)
 UNKNOWN_FLOW_THRESHOLD = 1e9
 #: value written for unknown pixels
 UNKNOWN_FLOW = 1e10
+
+
+#: the largest .flo read: an 8192x8192 field (the largest frame flowprep takes) and its header
+MAX_FLO_BYTES = 12 + 8192 * 8192 * 8
 
 
 def read_flo(path: Path) -> np.ndarray:
@@ -31,10 +36,7 @@ def read_flo(path: Path) -> np.ndarray:
         DatasetError: not a ``.flo`` file, or truncated.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DatasetError(f"cannot read flow file {path}: {exc}") from exc
+    data = read_bytes(path, what="flow file", max_bytes=MAX_FLO_BYTES, error=DatasetError)
     if len(data) < 12:
         raise DatasetError(f"{path} is not a Middlebury .flo file (only {len(data)} bytes)")
     tag = np.frombuffer(data, "<f4", 1, 0)[0]

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from flowprep.errors import DecodeError, FlowprepError
+from flowprep.fsio import MAX_FRAME_BYTES, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +62,16 @@ def load_frames(video: Path | None, n: int, size: tuple[int, int], seed: int = 0
     import cv2
 
     w, h = size
-    if video is not None and Path(video).is_file():
+    # a video the user named must give frames; only the default clip may be absent
+    strict = video is not None and Path(video) != DEFAULT_VIDEO
+    if video is not None and (strict or Path(video).is_file()):
         try:
             import av
 
             frames = []
             with av.open(str(video)) as container:
+                if not container.streams.video:
+                    raise DecodeError(f"--video {video}: no video stream (an audio-only file?)")
                 for i, frame in enumerate(container.decode(video=0)):
                     if i % 10 == 0:
                         gray = frame.to_ndarray(format="gray")
@@ -77,7 +82,11 @@ def load_frames(video: Path | None, n: int, size: tuple[int, int], seed: int = 0
                 while len(frames) < n:
                     frames.append(frames[len(frames) % max(1, len(frames))])
                 return frames, str(video)
+            if strict:
+                raise DecodeError(f"--video {video}: no frame decodes")
         except (OSError, ValueError) as exc:  # PyAV raises subclasses of these for broken files
+            if strict:
+                raise DecodeError(f"--video {video}: cannot decode it ({exc})") from None
             log.warning("cannot decode %s (%s); using synthetic texture frames", video, exc)
     from flowprep.synth import texture
 
@@ -173,9 +182,11 @@ def load_pair(frame1: Path, frame2: Path, flo: Path) -> FlowPair:
 
     imgs = []
     for p in (frame1, frame2):
-        img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        # bytes first, from a regular file only: cv2.imread on a FIFO blocked forever
+        data = read_bytes(p, what="image", max_bytes=MAX_FRAME_BYTES, error=DecodeError)
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE) if data else None
         if img is None:
-            raise DecodeError(f"cannot read image {p}")
+            raise DecodeError(f"cannot read image {p}: not an image")
         imgs.append(img)
     flow = read_flo(flo)
     if imgs[0].shape != imgs[1].shape or imgs[0].shape != flow.shape[:2]:

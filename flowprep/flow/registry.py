@@ -200,3 +200,9 @@ def resolve_auto(priority: tuple[str, ...] = AUTO_PRIORITY) -> str:
         log.info("flow auto: using %s", name)
         return name
     raise BackendUnavailableError("no flow backend can run here: " + "; ".join(reasons))
+
+
+def flow_backends() -> dict[str, BackendSpec]:
+    """Every flow backend this flowprep knows, by ``--flow`` name (whether it can run here or not:
+    :func:`backend_status`). Nothing is imported."""
+    return dict(BACKENDS)

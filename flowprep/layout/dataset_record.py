@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowprep.flow.encoding import FlowEncoding
+from flowprep.fsio import name_problem
 from flowprep.layout.fields import MAX_TEXT, REQUIRED, FieldError, Fields, want_name, want_str
-from flowprep.layout.names import class_name_problem, name_problem
+from flowprep.layout.names import class_name_problem
 from flowprep.layout.paths import LAYOUTS
 from flowprep.layout.sections import (
     DATASET_MODALITIES,
@@ -38,7 +39,9 @@ FORMAT = "flowprep-dataset"
 FORMAT_VERSION = 1
 SIDES = ("train", "val")
 STATUSES = ("ok", "failed")
-SPLIT_METHODS = ("group", "clip", "official")
+SPLIT_METHODS = ("group", "clip", "official", "lists", "folders")
+#: how a packed dataset's shards are written (:data:`flowprep.layout.packed.PACK_FORMATS`)
+PACK_FORMATS = ("webdataset",)
 #: more frames than any clip has (10 hours at 30 fps); a bigger count is a damaged record
 MAX_FRAMES = 1_080_000
 #: the builder's own normalisation text (the numbers are :data:`flowprep.train.spec.NORM_SCALE` / ``NORM_OFFSET``)
@@ -138,8 +141,14 @@ class SourceInfo:
 
 @dataclass(frozen=True)
 class SplitInfo:
-    """How clips were split: ``method`` (``group``/``clip``: seeded random, ``official``: split files),
-    its settings (None where the method has none) and the planned ``counts`` per class."""
+    """How clips were split: ``method`` (``group``/``clip``: seeded random, ``official``: split files,
+    ``lists``: train/val list files, ``folders``: train/val folders), its settings (None where the
+    method has none) and the planned ``counts`` per class.
+
+    Where they apply (None, and absent from the JSON, elsewhere): ``convention`` (``"ucf101"``),
+    ``lists`` / ``folders`` (side -> the list file or folder name), ``classes_from`` (the file that
+    fixed the label order, ``classInd.txt``), ``missing`` (side -> list entries the release lacked).
+    """
 
     method: str
     official_split: int | None = None
@@ -147,9 +156,14 @@ class SplitInfo:
     seed: int | None = None
     split_by: str | None = None
     counts: Mapping[str, SideCounts] = field(default_factory=dict)
+    convention: str | None = None
+    lists: Mapping[str, str] | None = None
+    folders: Mapping[str, str] | None = None
+    classes_from: str | None = None
+    missing: Mapping[str, tuple[str, ...]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "method": self.method,
             "official_split": self.official_split,
             "val_ratio": self.val_ratio,
@@ -157,6 +171,25 @@ class SplitInfo:
             "split_by": self.split_by,
             "counts": {c: n.to_dict() for c, n in self.counts.items()},
         }
+        for key in ("convention", "lists", "folders", "classes_from"):
+            value = getattr(self, key)
+            if value is not None:
+                d[key] = dict(value) if isinstance(value, Mapping) else value
+        if self.missing is not None:
+            d["missing"] = {s: list(v) for s, v in self.missing.items()}
+        return d
+
+
+@dataclass(frozen=True)
+class PackedInfo:
+    """A packed dataset's shards (:mod:`flowprep.layout.packed`): ``format`` (``webdataset``) and
+    ``index``, the shard index relative to the root."""
+
+    format: str
+    index: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "index": self.index}
 
 
 @dataclass(frozen=True)
@@ -177,8 +210,9 @@ class DatasetRecord:
 
     ``classes`` are in label order (label = index); ``clips`` are sorted by id; ``counts`` are the
     built clips per class and side (``split.counts`` the planned ones). ``rgb`` is None without RGB
-    frames, ``flow`` and ``encoding`` without flow. ``clip_count`` is set only on a record read
-    without its clips (a checkpoint's copy: :meth:`summary_dict`).
+    frames, ``flow`` and ``encoding`` without flow. ``packed`` says where a packed dataset's shards
+    are (None: clip folders). ``clip_count`` is set only on a record read without its clips (a
+    checkpoint's copy: :meth:`summary_dict`).
     """
 
     modality: str
@@ -196,6 +230,7 @@ class DatasetRecord:
     counts: Mapping[str, SideCounts] = field(default_factory=dict)
     flowprep_version: str = ""
     format_version: int = FORMAT_VERSION
+    packed: PackedInfo | None = None
     clip_count: int | None = None
 
     @property
@@ -236,6 +271,8 @@ class DatasetRecord:
             "excluded": list(self.excluded),
             "counts": {c: n.to_dict() for c, n in self.counts.items()},
         }
+        if self.packed is not None:
+            d["packed"] = self.packed.to_dict()
         if with_count:
             d["clip_count"] = len(self.clips) if self.clip_count is None else self.clip_count
         return d
@@ -268,7 +305,13 @@ def _source(f: Fields) -> SourceInfo:
     return SourceInfo(f.text("kind", max_len=64), tuple(files), f.whole("videos_selected", 0, _INT64, None, True))
 
 
+def _per_side(f: Fields, key: str) -> dict[str, str] | None:
+    sub = f.obj(key, default=None, nullable=True)
+    return None if sub is None else {s: sub.text(s) for s in SIDES}
+
+
 def _split(f: Fields, classes: tuple[str, ...]) -> SplitInfo:
+    missing = f.obj("missing", default=None, nullable=True)
     return SplitInfo(
         f.text("method", SPLIT_METHODS),
         f.whole("official_split", 1, 100, default=None, nullable=True),
@@ -276,6 +319,16 @@ def _split(f: Fields, classes: tuple[str, ...]) -> SplitInfo:
         f.whole("seed", -_INT64 - 1, _INT64, default=None, nullable=True),
         f.text("split_by", ("group", "clip"), default=None, nullable=True),
         _counts(f, "counts", classes),
+        f.text("convention", default=None, nullable=True, max_len=64),
+        _per_side(f, "lists"),
+        _per_side(f, "folders"),
+        f.text("classes_from", default=None, nullable=True),
+        None
+        if missing is None
+        else {
+            s: tuple(want_str(x, missing.path(f"{s}[{i}]")) for i, x in enumerate(missing.array(s, default=[])))
+            for s in SIDES
+        },
     )
 
 
@@ -363,6 +416,7 @@ def record_from_dict(data: Any, with_clips: bool = True) -> DatasetRecord:
         counts=_counts(f, "counts", classes),
         flowprep_version=f.text("flowprep_version", max_len=64),
         format_version=version,
+        packed=_packed(f.obj("packed", default=None, nullable=True)),
         clip_count=clip_count,
     )
     if record.has_rgb and record.rgb is None:
@@ -370,6 +424,15 @@ def record_from_dict(data: Any, with_clips: bool = True) -> DatasetRecord:
     if record.has_flow and record.encoding is None:
         raise FieldError("encoding", f"an object (the modality {modality!r} has flow images)", None)
     return record
+
+
+def _packed(f: Fields | None) -> PackedInfo | None:
+    if f is None:
+        return None
+    index = f.text("index", max_len=MAX_TEXT)
+    if any(name_problem(part) for part in index.split("/")):
+        raise FieldError(f.path("index"), "a relative path inside the dataset", index)
+    return PackedInfo(f.text("format", PACK_FORMATS), index)
 
 
 def _normalization(f: Fields) -> Normalization:

@@ -7,12 +7,16 @@ Schema (``format_version`` 1; machine-readable: ``docs/record.schema.json``; typ
       "format": "flowprep-dataset", "format_version": 1, "flowprep_version": "0.1.0",
       "layout": "tao" | "mmaction2",
       "modality": "rgb" | "flow" | "both",
-      "source": {"kind": "hmdb51" | "folder" | ..., "files": [{"name": str, "size": int} |
+      "source": {"kind": "hmdb51" | "ucf101" | "folder" | ..., "files": [{"name": str, "size": int} |
                  {"name": str, "kind": "folder"}], "videos_selected": int},
       "classes": [str, ...],                # label id = index; also labels.txt / label_map.json
-      "split": {"method": "group" | "clip" | "official", "val_ratio": 0.1 | null, "seed": 0 | null,
-                "split_by": "group" | "clip" | null, "official_split": int | null,
-                "counts": {cls: {"train": n, "val": n}}},          # planned
+      "split": {"method": "group" | "clip" | "official" | "lists" | "folders",
+                "val_ratio": 0.1 | null, "seed": 0 | null, "split_by": "group" | "clip" | null,
+                "official_split": int | null, "counts": {cls: {"train": n, "val": n}},   # planned
+                # only where they apply (HMDB51's official split and the seeded split have none):
+                "convention": "ucf101", "lists": {"train": name, "val": name},
+                "folders": {"train": "train", "val": "val"}, "classes_from": "classInd.txt",
+                "missing": {"train": [path, ...], "val": [...]}},   # list entries the release lacked
       "decode": {"short_side": int | null, "size": [w, h] | null, "frame_step": int},
       "rgb": {"image_format": "png" | "jpg", "jpeg_quality": int | null} | null,
       "flow": {"name": str, "params": {...}, "device": str} | null,
@@ -34,17 +38,10 @@ builder and :mod:`flowprep.train.synthdata`) make a :class:`DatasetRecord` and w
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import re
-import socket
-import uuid
 from pathlib import Path
-from typing import Any
 
-from flowprep.errors import DatasetError, OutputError
-from flowprep.fsio import read_json
+from flowprep.errors import DatasetError
+from flowprep.fsio import check_path, read_json, write_json_atomic
 from flowprep.layout.dataset_record import (
     FORMAT,
     FORMAT_VERSION,
@@ -70,70 +67,19 @@ __all__ = [
     "SIDES",
     "ClipEntry",
     "DatasetRecord",
-    "dump_json",
     "find_root",
     "has_flow",
     "has_rgb",
-    "is_tmp_of",
     "json_safe",
     "load_record",
     "read_record",
-    "unique_tmp",
-    "write_json_atomic",
     "write_record",
-    "write_text_atomic",
 ]
 
 RECORD_NAME = "flowprep.json"
 MODALITIES = DATASET_MODALITIES  # the name the record schema checks use
 #: the largest record read (about 250 bytes a clip: a million clips)
 MAX_RECORD_BYTES = 256 << 20
-
-
-def unique_tmp(path: Path) -> Path:
-    """A sibling of ``path`` no other process on any host will pick (shards on several nodes often
-    share process ids, so the pid alone is not enough)."""
-    return path.with_name(f".{path.name}.{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-
-
-def is_tmp_of(candidate: str, name: str) -> bool:
-    """Whether ``candidate`` is a name :func:`unique_tmp` gives a temporary sibling of ``name``
-    (``.<name>.<host>-<pid>-<8 hex>.tmp``: one that a process killed mid-write leaves behind)."""
-    return re.fullmatch(re.escape(f".{name}.") + r".+-\d+-[0-9a-f]{8}\.tmp", candidate) is not None
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a uniquely named sibling and a rename (readers never see half).
-
-    Raises:
-        OutputError: the file cannot be written (read-only or full disk, permissions, no folder).
-    """
-    path = Path(path)
-    tmp = unique_tmp(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):  # on a read-only disk even this may fail
-            tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            # a full disk reports ENOSPC on write(), which names no file: say which one
-            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        raise
-
-
-def dump_json(obj: Any) -> str:
-    """JSON as flowprep writes it: sorted keys, 2-space indent, UTF-8, trailing newline.
-
-    ``nan``/``inf`` raise ValueError instead of becoming ``NaN``/``Infinity``, which are not JSON
-    (the config dataclasses refuse non-finite numbers, so a record never holds one).
-    """
-    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON (see :func:`dump_json`) atomically."""
-    write_text_atomic(path, dump_json(obj))
 
 
 def write_record(root: Path, record: DatasetRecord) -> Path:
@@ -158,7 +104,7 @@ def write_record(root: Path, record: DatasetRecord) -> Path:
 
 def find_root(path: Path) -> Path:
     """The dataset root for ``path``: itself, or its parent when ``path`` is ``<root>/train`` or ``<root>/val``."""
-    path = Path(path)
+    path = check_path(path, "dataset")  # verify, stats, train, preview: paths enter here
     if (path / RECORD_NAME).is_file():
         return path
     if path.name in SIDES and (path.parent / RECORD_NAME).is_file():

@@ -5,7 +5,7 @@ wheel | u | v, decoded with the recorded encoding. Or one clip's side-by-side vi
 
 from __future__ import annotations
 
-import json
+import fnmatch
 import os
 import time
 from dataclasses import dataclass, field
@@ -17,13 +17,19 @@ import numpy as np
 
 from flowprep.errors import ConfigError, DatasetError, OutputError
 from flowprep.flow.visualize import flow_to_color
-from flowprep.layout.record import (
-    SIDES,
-    DatasetRecord,
-    find_root,
-    read_record,
+from flowprep.fsio import (
+    FolderLock,
+    Manifest,
+    check_new_file,
+    check_no_link,
+    check_path,
+    make_dirs,
+    removable,
+    remove_inside,
+    write_bytes_atomic,
     write_text_atomic,
 )
+from flowprep.layout.record import RECORD_NAME, SIDES, DatasetRecord, find_root, read_record
 from flowprep.layout.record import ClipEntry as RecordClip
 from flowprep.limits import check_count, check_finite
 from flowprep.preview.media import ClipMedia, ClipReader, render_clip
@@ -35,8 +41,11 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
 MEDIA_DIR = "media"
 LEGEND_NAME = "wheel.png"
 MEDIA_GLOB = "c[0-9][0-9][0-9][0-9].mp4"
-#: what a preview wrote in its folder (relative names); only those are ever replaced or removed
+#: what a preview wrote in its folder (relative names, an ownership manifest); only those are ever
+#: replaced or removed
 MANIFEST_NAME = ".flowprep-preview.json"
+#: held while a preview writes its page: a second preview into the same folder is refused
+LOCK_NAME = ".flowprep-preview.lock"
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,7 @@ class PreviewConfig:
             of at most 1000: a slower rate would round to zero).
         max_frames: frames per video at most (from the clip's start).
         progress: show a progress bar.
+        overwrite: ``video`` may replace an existing file (never the dataset's own files).
     """
 
     dataset: Path
@@ -67,8 +77,13 @@ class PreviewConfig:
     fps: float = 10.0
     max_frames: int = 48
     progress: bool = True
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
+        check_path(self.dataset, "DATASET")
+        for option, path in (("--out", self.out), ("--video", self.video)):
+            if path is not None:
+                check_path(path, option)
         # the CLI's limits, also for library callers (a float or nan count failed deep inside)
         check_count("--per-class", self.per_class, 0, 1000)
         check_count("--max-frames", self.max_frames, 1, 100_000)
@@ -148,11 +163,11 @@ def _check_outside_frames(root: Path, path: Path, option: str) -> None:
     """ConfigError when ``path`` is the dataset root or lies in its frame folders: TAO and mmaction2
     list those folders, so a stray page or video there breaks training and ``flowprep verify``."""
     resolved, base = path.resolve(), root.resolve()
-    frame_dirs = [base / d for d in (*SIDES, "rawframes")]
+    frame_dirs = [base / d for d in (*SIDES, "rawframes", "shards")]
     if resolved == base or any(resolved == d or d in resolved.parents for d in frame_dirs):
         raise ConfigError(
             f"{option} {path} is the dataset root or inside its frame folders (TAO and mmaction2 "
-            "list those); write the preview elsewhere"
+            "list those) or shards; write the preview elsewhere"
         )
 
 
@@ -162,6 +177,17 @@ def _out_dir(root: Path, out: Path | None) -> Path:
     return out
 
 
+def _is_ours(name: str) -> bool:
+    """Whether ``name`` (relative to the page's folder) is one a preview writes."""
+    return name in ("index.html", f"{MEDIA_DIR}/{LEGEND_NAME}") or (
+        name.startswith(f"{MEDIA_DIR}/") and fnmatch.fnmatchcase(name[len(MEDIA_DIR) + 1 :], MEDIA_GLOB)
+    )
+
+
+def _manifest(out: Path) -> Manifest:
+    return Manifest(out, MANIFEST_NAME, _is_ours, OutputError, f"remove {out} or choose another --out")
+
+
 def _previous_files(out: Path) -> set[str]:
     """Files an earlier preview wrote in ``out`` (its manifest), after checking that none of the
     names this preview writes holds a file of someone else's.
@@ -169,27 +195,28 @@ def _previous_files(out: Path) -> set[str]:
     Raises:
         OutputError: ``index.html``, the legend or a ``media/c0000.mp4`` exists in ``out`` and no
             preview manifest lists it (the user's own page: never overwritten).
+        ConfigError: ``media/`` or a file of an earlier preview is a symlink.
     """
-    manifest = out / MANIFEST_NAME
+    manifest = _manifest(out)
     owned: set[str] = set()
-    if manifest.is_file():
-        try:
-            owned = set(json.loads(manifest.read_text(encoding="utf-8"))["files"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise OutputError(f"{manifest} is damaged ({exc}); remove {out} or choose another --out") from exc
+    if os.path.lexists(manifest.path):
+        owned = manifest.read()
     elif _is_old_preview(out / "index.html"):
         owned = {"index.html", f"{MEDIA_DIR}/{LEGEND_NAME}"} | {
             f"{MEDIA_DIR}/{p.name}" for p in (out / MEDIA_DIR).glob(MEDIA_GLOB)
         }
+    check_no_link(out, MEDIA_DIR)  # a link there would lead every write and deletion elsewhere
     ours = ["index.html", f"{MEDIA_DIR}/{LEGEND_NAME}"] + [
         f"{MEDIA_DIR}/{p.name}" for p in (out / MEDIA_DIR).glob(MEDIA_GLOB)
     ]
-    foreign = [n for n in ours if (out / n).exists() and n not in owned]
+    foreign = [n for n in ours if os.path.lexists(out / n) and n not in owned]
     if foreign:
         raise OutputError(
             f"{out / foreign[0]} was not written by flowprep preview (no {MANIFEST_NAME} lists it); "
             "flowprep does not overwrite it: choose another --out or remove it"
         )
+    for name in owned:  # all checked before any is removed or replaced
+        removable(out, name, (MEDIA_DIR, "index.html"))
     return owned
 
 
@@ -205,7 +232,7 @@ def write_legend(path: Path, size: int = 96) -> None:
     ok, png = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OutputError(f"cannot encode the colour-wheel legend {path}")
-    Path(path).write_bytes(png.tobytes())
+    write_bytes_atomic(Path(path), png.tobytes())
 
 
 def _media_name(i: int) -> str:
@@ -255,13 +282,14 @@ def _clear_media(out: Path, owned: set[str]) -> None:
     """Remove the videos of an earlier preview: only those its manifest lists."""
     for p in (out / MEDIA_DIR).glob(MEDIA_GLOB):
         if f"{MEDIA_DIR}/{p.name}" in owned:
-            p.unlink()
+            remove_inside(out, f"{MEDIA_DIR}/{p.name}", (MEDIA_DIR,))
 
 
 def _write_video(
     root: Path, record: DatasetRecord, clip: RecordClip, video: Path, cfg: PreviewConfig, t0: float
 ) -> PreviewSummary:
     _check_outside_frames(root, video, "--video")
+    check_new_file(video, option="--video", overwrite=cfg.overwrite, inputs=[root / RECORD_NAME])
     try:
         video.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -281,11 +309,22 @@ def _write_page(
     root: Path, record: DatasetRecord, clips: list[RecordClip], cfg: PreviewConfig, t0: float
 ) -> PreviewSummary:
     out = _out_dir(root, cfg.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write the preview to {out}: {exc.strerror or exc}") from None
+    with FolderLock(out, LOCK_NAME, "preview"):
+        return _write_page_locked(root, record, clips, cfg, t0, out)
+
+
+def _write_page_locked(
+    root: Path, record: DatasetRecord, clips: list[RecordClip], cfg: PreviewConfig, t0: float, out: Path
+) -> PreviewSummary:
     media = out / MEDIA_DIR
     legend = f"{MEDIA_DIR}/{LEGEND_NAME}" if record.has_flow else None
     owned = _previous_files(out)
     try:
-        media.mkdir(parents=True, exist_ok=True)
+        make_dirs(out, MEDIA_DIR)
         _clear_media(out, owned)
         # the manifest lists every name this run may write before any is written, so an interrupted
         # run can be redone, and no later run mistakes these files for the user's
@@ -294,7 +333,7 @@ def _write_page(
             *([legend] if legend else []),
             *(f"{MEDIA_DIR}/{_media_name(i)}" for i in range(len(clips))),
         ]
-        write_text_atomic(out / MANIFEST_NAME, json.dumps({"files": names}, indent=1) + "\n")
+        _manifest(out).write(names)
         if legend:
             write_legend(out / legend)
         entries, notes = _render_page_media(root, record, clips, media, cfg)

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import click
 
-from flowprep.cliparams import count, finite
+from flowprep.cliparams import SafePath, count, finite
 from flowprep.preview.api import MIN_FPS, SIDE_CHOICES
 
 
 @click.command("preview")
-@click.argument("dataset", type=click.Path(path_type=Path))
+@click.argument("dataset", type=SafePath(path_type=Path))
 @click.option(
     "--out",
     "-o",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="Folder for index.html and media/ [default: <dataset>-preview next to the dataset].",
 )
@@ -36,7 +36,7 @@ from flowprep.preview.api import MIN_FPS, SIDE_CHOICES
 )
 @click.option(
     "--video",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="Write the one --clip's side-by-side video (RGB | flow | u | v) to this .mp4 instead of a page.",
 )
@@ -46,6 +46,7 @@ from flowprep.preview.api import MIN_FPS, SIDE_CHOICES
     "--max-frames", type=count(1, 100_000), default=48, show_default=True, help="Frames per video, from the start."
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--overwrite", is_flag=True, help="Let --video replace an existing file.")
 def preview_cmd(
     dataset: Path,
     out: Path | None,
@@ -57,6 +58,7 @@ def preview_cmd(
     fps: float,
     max_frames: int,
     no_progress: bool,
+    overwrite: bool,
 ) -> None:
     """Write a browsable page of DATASET (open its index.html from disk): the record's summary, and per
     class a few clips as looping videos of RGB | flow colour wheel | u | v."""
@@ -75,6 +77,7 @@ def preview_cmd(
             fps=fps,
             max_frames=max_frames,
             progress=not no_progress,
+            overwrite=overwrite,
         )
     except ConfigError as exc:  # contradictory or out-of-range options: a usage error
         raise click.UsageError(str(exc)) from exc

@@ -19,9 +19,10 @@ import numpy as np
 from flowprep.errors import DatasetError, OutputError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.visualize import flow_to_color
+from flowprep.fsio import MAX_FRAME_BYTES, atomic_path, try_read_bytes
+from flowprep.layout.packed import ClipFiles, open_index
 from flowprep.layout.paths import clip_dir, flow_names, rgb_name
 from flowprep.layout.record import ClipEntry, DatasetRecord
-from flowprep.layout.verify import read_frame_bytes
 from flowprep.video.overlay import draw_label
 
 #: panel names in the order they are drawn
@@ -52,25 +53,40 @@ class ClipMedia:
     size: tuple[int, int]
 
 
-def _imread(path: Path, flags: int) -> np.ndarray:
-    # only a regular file, never followed through a symlink, at most MAX_IMAGE_BYTES: a frame linked
-    # to /dev/zero or a FIFO would otherwise exhaust memory or block (verify reads frames the same way)
-    data, why = read_frame_bytes(path)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags) if data else None
+class _FolderFiles:
+    """A clip folder's images by relative name: only regular files, never followed through a
+    symlink, at most MAX_FRAME_BYTES (a frame linked to /dev/zero or a FIFO would otherwise exhaust
+    memory or block; verify reads frames the same way)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.where = str(folder)
+
+    def read(self, rel: str) -> bytes:
+        data, why = try_read_bytes(self.folder / rel, MAX_FRAME_BYTES, owned=True)
+        if not data:
+            raise DatasetError(
+                f"cannot read {self.folder / rel}: {why or 'not an image'} (run `flowprep verify` on the dataset)"
+            )
+        return data
+
+
+def _imread(files: ClipFiles, rel: str, flags: int) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(files.read(rel), np.uint8), flags)
     if img is None:
-        raise DatasetError(f"cannot read {path}: {why or 'not an image'} (run `flowprep verify` on the dataset)")
+        raise DatasetError(f"cannot read {files.where}/{rel}: not an image (run `flowprep verify` on the dataset)")
     return img
 
 
-def read_rgb(folder: Path, layout: str, k: int, image_format: str) -> np.ndarray:
-    """RGB frame ``k`` of a clip folder: ``uint8`` ``(H, W, 3)``."""
-    return cv2.cvtColor(_imread(folder / rgb_name(layout, k, image_format), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+def read_rgb(files: ClipFiles, layout: str, k: int, image_format: str) -> np.ndarray:
+    """RGB frame ``k`` of a clip: ``uint8`` ``(H, W, 3)``."""
+    return cv2.cvtColor(_imread(files, rgb_name(layout, k, image_format), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
-def read_uv(folder: Path, layout: str, k: int, image_format: str) -> tuple[np.ndarray, np.ndarray]:
-    """Flow images ``(u, v)`` ``k`` of a clip folder: ``uint8`` ``(H, W)`` each, as written."""
+def read_uv(files: ClipFiles, layout: str, k: int, image_format: str) -> tuple[np.ndarray, np.ndarray]:
+    """Flow images ``(u, v)`` ``k`` of a clip: ``uint8`` ``(H, W)`` each, as written."""
     u_name, v_name = flow_names(layout, k, image_format)
-    return (_imread(folder / u_name, cv2.IMREAD_GRAYSCALE), _imread(folder / v_name, cv2.IMREAD_GRAYSCALE))
+    return (_imread(files, u_name, cv2.IMREAD_GRAYSCALE), _imread(files, v_name, cv2.IMREAD_GRAYSCALE))
 
 
 def _panel(img: np.ndarray, height: int) -> np.ndarray:
@@ -95,8 +111,14 @@ class ClipReader:
     def __init__(self, root: Path, record: DatasetRecord, clip: ClipEntry):
         self.layout = record.layout
         self.folder = clip_dir(root, self.layout, clip.side, clip.cls, clip.name)
-        # a symlinked class or clip folder leading out of the dataset is not read (as in verify)
-        self.outside = not self.folder.resolve().is_relative_to(Path(root).resolve())
+        index = open_index(Path(root), record)
+        self.files: ClipFiles
+        if index is not None:  # a packed dataset: the clip's sample, read once
+            self.files, self.outside = index.read_clip(clip.id), False
+        else:
+            self.files = _FolderFiles(self.folder)
+            # a symlinked class or clip folder leading out of the dataset is not read (as in verify)
+            self.outside = not self.folder.resolve().is_relative_to(Path(root).resolve())
         self.rgb_format = record.rgb.image_format if record.rgb else "png"
         self.rgb = record.has_rgb
         self.flow = record.has_flow
@@ -116,7 +138,7 @@ class ClipReader:
         enc = self.encoding
         if enc is None:
             raise DatasetError(f"{self.folder} has no flow images (the dataset's modality is rgb)")
-        u, v = read_uv(self.folder, self.layout, k, enc.image_format)
+        u, v = read_uv(self.files, self.layout, k, enc.image_format)
         return u, v, enc.decode(u, v)
 
     def color_scale(self, n: int) -> float:
@@ -137,7 +159,7 @@ class ClipReader:
         n = min(self.count, max_frames)
         scale = self.color_scale(n) if self.flow else 1.0
         for k in range(n):
-            parts = [read_rgb(self.folder, self.layout, k, self.rgb_format)] if self.rgb else []
+            parts = [read_rgb(self.files, self.layout, k, self.rgb_format)] if self.rgb else []
             mag = None
             if self.flow:
                 u, v, f = self.flow_px(k)
@@ -212,8 +234,10 @@ def write_mp4(path: Path, frames: Iterator[np.ndarray], fps: float) -> tuple[int
         )
     n, size = 0, (0, 0)
     rate = Fraction(fps).limit_denominator(1000)
+    # written under a temporary name (same suffix: PyAV picks the container by it) and renamed once
+    # whole: a full disk or an unreadable frame leaves no half-written video, and no link is followed
     try:
-        with av.open(str(path), "w", options={"movflags": "+faststart"}) as container:
+        with atomic_path(path) as tmp, av.open(str(tmp), "w", options={"movflags": "+faststart"}) as container:
             stream = None
             for frame in frames:
                 if stream is None:
@@ -232,10 +256,6 @@ def write_mp4(path: Path, frames: Iterator[np.ndarray], fps: float) -> tuple[int
             if stream is not None:
                 for packet in stream.encode(None):
                     container.mux(packet)
-    except (av.FFmpegError, OSError) as exc:
-        Path(path).unlink(missing_ok=True)
+    except av.FFmpegError as exc:
         raise OutputError(f"cannot write the preview video {path}: {exc}") from exc
-    except BaseException:  # e.g. an unreadable frame: no half-written video is left behind
-        Path(path).unlink(missing_ok=True)
-        raise
     return n, size

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowprep import __version__
-from flowprep.layout.dataset_record import SideCounts
+from flowprep.layout.dataset_record import SideCounts, SplitInfo
 from flowprep.layout.record import SIDES, DatasetRecord
 from flowprep.layout.record import ClipEntry as RecordClip
 from flowprep.preview.media import ClipMedia
@@ -56,6 +56,19 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _split_text(split: SplitInfo) -> str:
+    """The record's split in words: method, ratio and seed, or the lists/folders a given split came from."""
+    given = split.lists or split.folders
+    if given is not None:
+        text = f"{split.method}" + (f" {split.official_split}" if split.official_split else "")
+        text += f": train = {given.get('train')}, val = {given.get('val')}"
+    else:
+        text = f"{split.method}, val ratio {split.val_ratio}, seed {split.seed}" + (
+            f", official split {split.official_split}" if split.official_split else ""
+        )
+    return text + (f"; classes from {split.classes_from}" if split.classes_from else "")
+
+
 def _kv_rows(record: DatasetRecord) -> list[tuple[str, str]]:
     """(label, HTML) rows of the summary table."""
     src = record.source
@@ -66,13 +79,7 @@ def _kv_rows(record: DatasetRecord) -> list[tuple[str, str]]:
         ("layout", esc(record.layout)),
         ("modality", esc(record.modality)),
         ("classes", f"{len(record.classes)} (label order below)"),
-        (
-            "split",
-            esc(
-                f"{split.method}, val ratio {split.val_ratio}, seed {split.seed}"
-                + (f", official split {split.official_split}" if split.official_split else "")
-            ),
-        ),
+        ("split", esc(_split_text(split))),
         (
             "decode",
             esc(

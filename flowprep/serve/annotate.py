@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from flowprep.errors import ConfigError, writing
+from flowprep.fsio import unique_tmp
 from flowprep.video.overlay import draw_label  # also importable from here (its former home)
 
 __all__ = ["AnnotatedWriter", "draw_label"]
@@ -25,6 +28,10 @@ def _codec(path: Path) -> str:
 class AnnotatedWriter:
     """Encode frames one by one at the input's rate. Odd frame sizes are padded to even (yuv420p).
 
+    The video is written under a temporary name beside ``path`` (same suffix) and renamed to
+    ``path`` by :meth:`close`; ``close(keep=False)`` removes it instead, so a run that fails (a full
+    disk) leaves no unreadable partial file, and nothing replaces ``path`` until the video is whole.
+
     Args:
         path: output file; the container follows the suffix (``.mp4``, ``.mkv``, ``.avi``, ...).
         fps: frames per second.
@@ -34,11 +41,14 @@ class AnnotatedWriter:
         import av
 
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = unique_tmp(self.path, keep_suffix=True)
         self.rate = Fraction(fps).limit_denominator(10000)
         try:
-            self._container: Any = av.open(str(self.path), "w")
+            self._container: Any = av.open(str(self.tmp), "w")
         except (av.FFmpegError, OSError, ValueError) as exc:
+            self.tmp.unlink(missing_ok=True)
             raise ConfigError(f"cannot write the annotated video {self.path}: {exc}") from exc
         self._stream: Any = None  # PyAV's video stream, made with the first frame (its size)
         self._failed = False
@@ -72,22 +82,30 @@ class AnnotatedWriter:
             raise
         self.frames += 1
 
-    def close(self) -> None:
-        """Flush the encoder and close the file. Safe to call twice."""
+    def close(self, keep: bool = True) -> None:
+        """Flush the encoder, close the file and rename it into place (``keep``), or remove it.
+        Safe to call twice."""
         if self._container is None:
             return
         container, self._container = self._container, None  # a failed flush is not retried
-        with writing(self.path):
-            try:
-                # after a failed mux, flushing the encoder crashes PyAV (SIGSEGV, PyAV 18.1): skip it
-                if self._stream is not None and not self._failed:
-                    for packet in self._stream.encode(None):
-                        container.mux(packet)
-            finally:
-                container.close()
+        keep = keep and not self._failed
+        try:
+            with writing(self.path):
+                try:
+                    # after a failed mux, flushing the encoder crashes PyAV (SIGSEGV, PyAV 18.1): skip it
+                    if self._stream is not None and keep:
+                        for packet in self._stream.encode(None):
+                            container.mux(packet)
+                finally:
+                    container.close()
+                if keep:
+                    os.replace(self.tmp, self.path)
+        finally:
+            with contextlib.suppress(OSError):
+                self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> AnnotatedWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, kind, *exc) -> None:
+        self.close(keep=kind is None or issubclass(kind, KeyboardInterrupt))

@@ -4,31 +4,33 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
-from flowprep.cliparams import count, positive
-from flowprep.errors import writing
+from flowprep.cliparams import SafePath, count, positive
+from flowprep.errors import ConfigError, writing
+from flowprep.fsio import check_new_file
 from flowprep.layout.record import json_safe
 from flowprep.serve.api import InferConfig, infer
 
 
 @click.command("infer")
-@click.argument("input", metavar="INPUT")
+@click.argument("input", metavar="INPUT", type=SafePath(path_type=str))
 @click.option(
     "--model",
     "-m",
     required=True,
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     help="model.onnx from `flowprep export` (flowprep_model.json beside it) or a .pt checkpoint.",
 )
 @click.option(
     "--output",
     "-o",
-    type=click.Path(path_type=Path),
+    type=SafePath(path_type=Path),
     default=None,
     help="Annotated video to write (every input frame, latest label and score drawn).",
 )
@@ -44,6 +46,7 @@ from flowprep.serve.api import InferConfig, infer
 @click.option("--top-k", "top", type=count(1, 1000), default=3, show_default=True, help="Labels per result.")
 @click.option(
     "--json-out",
+    type=SafePath(path_type=str, allow_dash=True),
     default="-",
     show_default=True,
     help="JSON lines (one per window, then the clip verdict) to this file, or - for stdout.",
@@ -54,6 +57,7 @@ from flowprep.serve.api import InferConfig, infer
 @click.option("--flow", default=None, help="Compute flow with this backend instead of the model's recorded one.")
 @click.option("--max-frames", type=count(1), default=None, help="Stop after this many input frames.")
 @click.option("--cpu", is_flag=True, help="ONNX Runtime on the CPU even if CUDA/TensorRT providers are present.")
+@click.option("--overwrite", is_flag=True, help="Let --output and --json-out replace existing files (never INPUT).")
 def infer_cmd(
     input: str,
     model: Path,
@@ -66,6 +70,7 @@ def infer_cmd(
     flow: str | None,
     max_frames: int | None,
     cpu: bool,
+    overwrite: bool,
 ) -> None:
     """Classify INPUT (video file, folder of frames, /dev/videoN or camera:N) with a sliding window."""
     cfg = InferConfig(
@@ -79,9 +84,9 @@ def infer_cmd(
         flow=flow,
         max_frames=max_frames,
         providers=["CPUExecutionProvider"] if cpu else None,
+        overwrite=overwrite,
     )
-    with writing(Path(json_out)):
-        out = sys.stdout if json_out == "-" else open(json_out, "w", encoding="utf-8")
+    out = sys.stdout if json_out == "-" else _open_json_out(Path(json_out), cfg)
     try:
 
         def emit(d: dict[str, Any]) -> None:
@@ -107,6 +112,19 @@ def infer_cmd(
         click.echo(f"annotated video: {s.output} ({s.output_frames} frames)", err=True)
     for note in s.notes:
         click.echo(f"note: {note}", err=True)
+
+
+def _open_json_out(path: Path, cfg: InferConfig) -> IO[str]:
+    """``--json-out``, opened for writing after :func:`~flowprep.fsio.check_new_file`. Lines are
+    streamed (a camera run can be followed as it goes), so the file is not renamed into place; it is
+    created new (an existing one is removed first with ``--overwrite``: no link is followed)."""
+    check_new_file(path, option="--json-out", overwrite=cfg.overwrite, inputs=cfg.inputs())
+    if cfg.output is not None and Path(cfg.output).resolve() == path.resolve():
+        raise ConfigError(f"--json-out and --output name the same file {path}; give two files")
+    with writing(path):
+        if cfg.overwrite and os.path.lexists(path):
+            path.unlink()
+        return open(path, "x", encoding="utf-8")
 
 
 COMMANDS = [infer_cmd]

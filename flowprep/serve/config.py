@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.errors import ConfigError
+from flowprep.fsio import check_new_file, check_path
 from flowprep.limits import check_finite
 from flowprep.train.sampling import CONV_SEGMENTS
 
@@ -26,9 +27,11 @@ class InferConfig:
         segments: conv-protocol segments for the clip verdict.
         max_frames: stop after this many source frames (cameras, previews).
         providers: ONNX Runtime providers to use (default: the best present).
+        overwrite: ``output`` may replace an existing file (never the input or the model).
 
     Raises:
-        ConfigError: a count below its minimum.
+        ConfigError: a count below its minimum; an unusable path; an ``output`` that is the input
+            or the model, or that exists without ``overwrite``.
     """
 
     input: str | Path
@@ -42,8 +45,13 @@ class InferConfig:
     segments: int = CONV_SEGMENTS
     max_frames: int | None = None
     providers: list[str] | None = None
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
+        check_path(self.input, "INPUT")
+        check_path(self.model, "--model")
+        if self.output is not None:
+            self.output = check_new_file(self.output, option="--output", overwrite=self.overwrite, inputs=self.inputs())
         for name, v in (
             ("--stride", self.stride),
             ("--top-k", self.top),
@@ -56,6 +64,11 @@ class InferConfig:
             raise ConfigError(f"--skip-frames must be >= 0, got {self.skip_frames}")
         if self.fps is not None:
             check_finite("--fps", self.fps, 0, 1000, lo_open=True)
+
+    def inputs(self) -> list[Path]:
+        """The files this run reads (no output may be one of them): the input, the model and the
+        model's record."""
+        return [Path(self.input), Path(self.model), Path(self.model).parent / "flowprep_model.json"]
 
 
 @dataclass

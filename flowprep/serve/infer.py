@@ -204,15 +204,20 @@ class InferSession:
         count = min(info.frame_count, cfg.max_frames) if info.frame_count and cfg.max_frames else info.frame_count
         if info.kind == "file":
             self.expected, self.plan = _conv_plan(self.spec, count, self.step, cfg.segments)
+        keep = False  # the annotated video is renamed into place only after a run that ended well
         try:
             with source:
                 if cfg.output is not None:
                     writer = AnnotatedWriter(Path(cfg.output), info.fps)
                 self._stream(source, writer)
             self._finish()
+            keep = True
+        except KeyboardInterrupt:
+            keep = True  # Ctrl-C is how a camera run ends: the video up to here is whole
+            raise
         finally:
             if writer is not None:
-                writer.close()
+                writer.close(keep=keep)
                 summary.output, summary.output_frames = str(writer.path), writer.frames
             if self.backend is not None:
                 self.backend.close()

@@ -18,7 +18,7 @@ import numpy as np
 from flowprep.errors import ConfigError
 from flowprep.layout.sections import Recipe
 from flowprep.train.model_record import MODEL_RECORD, ModelRecord, read_model_record
-from flowprep.train.spec import INPUT_NAMES, OUTPUT_NAME, STREAM_INPUTS, input_shapes
+from flowprep.train.spec import OUTPUT_NAME, STREAM_INPUTS, input_shapes
 
 if TYPE_CHECKING:  # the checkpoint module imports torch; an ONNX model needs none
     from flowprep.train.checkpoint_meta import Checkpoint
@@ -27,9 +27,6 @@ log = logging.getLogger(__name__)
 
 #: preferred ONNX Runtime providers, best first (only those present are used)
 PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-#: model modality -> input streams; input names (both from train.spec, kept here under their old names)
-STREAMS = STREAM_INPUTS
-NAMES = INPUT_NAMES
 
 
 @dataclass
@@ -57,7 +54,7 @@ class ModelSpec:
 
     @property
     def streams(self) -> tuple[str, ...]:
-        return STREAMS[self.modality]
+        return STREAM_INPUTS[self.modality]
 
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
         """Input name -> shape without batch (:func:`flowprep.train.spec.input_shapes`)."""

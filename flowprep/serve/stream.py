@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from flowprep.archive.bounded import MAX_FRAME_BYTES, read_regular
-from flowprep.errors import ArchiveError, ConfigError, DecodeError
+from flowprep.errors import ConfigError, DecodeError
+from flowprep.fsio import MAX_FRAME_BYTES, check_regular, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +106,8 @@ class _FolderSource(FrameSource):
         import cv2
 
         for f in self._files:
-            try:  # regular files only, bounded: cv2.imread on a FIFO among the frames blocked forever
-                data = read_regular(f, MAX_FRAME_BYTES)
-            except ArchiveError as exc:
-                raise DecodeError(str(exc).removesuffix("; skipped")) from None
+            # regular files only, bounded: cv2.imread on a FIFO among the frames blocked forever
+            data = read_bytes(f, what="image", max_bytes=MAX_FRAME_BYTES, error=DecodeError)
             img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
             if img is None:
                 raise DecodeError(f"{f}: not a readable image")
@@ -185,6 +183,8 @@ def open_source(spec: str | Path, fps: float | None = None) -> FrameSource:
     path = Path(spec)
     if not path.exists():
         raise DecodeError(f"input {spec} does not exist")
+    if not path.is_dir():  # a FIFO would block PyAV's open forever; /dev/zero is no video
+        check_regular(path, what="input", max_bytes=None, error=DecodeError)
     if path.is_dir():
         folder = path / "rgb" if (path / "rgb").is_dir() else path
         files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)

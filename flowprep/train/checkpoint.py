@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from flowprep.errors import CheckpointError, ConfigError, writing  # CheckpointError: also importable here
-from flowprep.fsio import shown as printable_path
+from flowprep.fsio import printable as printable_path
 from flowprep.layout.fields import FieldError, shown
 from flowprep.layout.record import DatasetRecord
 from flowprep.train.checkpoint_meta import FORMAT, VERSION, Checkpoint, checkpoint_from_dict

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from flowprep.cliparams import CommaList, count, finite, positive, seed
+from flowprep.cliparams import CommaList, SafePath, count, finite, positive, seed
 from flowprep.errors import ConfigError
 from flowprep.train.config import EvalConfig, TrainConfig, out_inside_dataset, resolve_side
 from flowprep.train.spec import (
@@ -22,22 +22,22 @@ from flowprep.train.spec import (
     INPUT_SIZE_RANGE,
     OPTIMIZERS,
     SAMPLE_RATE_RANGE,
+    STREAMS,
 )
-from flowprep.train.spec import STREAMS as MODALITIES  # the CLI option is --modality
 
 
 @click.command("train")
-@click.argument("dataset", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("dataset", type=SafePath(path_type=Path, file_okay=False))
 @click.option(
     "--out",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=SafePath(path_type=Path, file_okay=False),
     required=True,
     help="Run folder: last.pt, best.pt, log.jsonl.",
 )
 @click.option("--arch", type=click.Choice(ARCHS), default="2d", show_default=True)
 @click.option(
     "--modality",
-    type=click.Choice(MODALITIES),
+    type=click.Choice(STREAMS),
     default="rgb",
     show_default=True,
     help="rgb, of (optical flow u/v) or joint (both streams, logits averaged).",
@@ -87,12 +87,18 @@ from flowprep.train.spec import STREAMS as MODALITIES  # the CLI option is --mod
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt.")
 @click.option(
     "--imagenet",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    type=SafePath(path_type=Path, dir_okay=False, exists=True),
     default=None,
     help="Initialise from a torchvision ResNet-18 ImageNet state_dict file (not downloaded).",
 )
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--shuffle-labels", is_flag=True, help="Sanity check: train on permuted labels.")
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="Packed dataset: read the shards sequentially (shard order and a buffer shuffled) instead of "
+    "clips at random through the index.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train_cmd(dataset: Path, out: Path, lr_steps: list[int], no_progress: bool, **opts: Any) -> None:
     """Train a ResNet-18 2D/3D action-recognition model on a dataset built by `flowprep build`.
@@ -114,8 +120,8 @@ def train_cmd(dataset: Path, out: Path, lr_steps: list[int], no_progress: bool, 
 
 
 @click.command("evaluate")
-@click.argument("checkpoint", type=click.Path(path_type=Path, dir_okay=False))
-@click.argument("dataset", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("checkpoint", type=SafePath(path_type=Path, dir_okay=False))
+@click.argument("dataset", type=SafePath(path_type=Path, file_okay=False))
 @click.option(
     "--mode",
     type=click.Choice(EVAL_MODES),
@@ -125,7 +131,7 @@ def train_cmd(dataset: Path, out: Path, lr_steps: list[int], no_progress: bool, 
 )
 @click.option(
     "--out",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=SafePath(path_type=Path, file_okay=False),
     default=None,
     help="Report folder (default: <checkpoint dir>/eval-<side>).",
 )
@@ -139,7 +145,7 @@ def train_cmd(dataset: Path, out: Path, lr_steps: list[int], no_progress: bool, 
 @click.option("--batch-size", type=count(1, 4096), default=8, show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--arch", type=click.Choice(ARCHS), default=None, help="Fail unless the checkpoint is this.")
-@click.option("--modality", type=click.Choice(MODALITIES), default=None, help="Fail unless the checkpoint is this.")
+@click.option("--modality", type=click.Choice(STREAMS), default=None, help="Fail unless the checkpoint is this.")
 @click.option(
     "--allow-recipe-mismatch",
     is_flag=True,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.errors import ConfigError, DatasetError
+from flowprep.fsio import check_path
 from flowprep.layout.record import SIDES, find_root
 from flowprep.limits import MAX_SEED, check_count, check_finite
 from flowprep.train.sampling import CONV_SEGMENTS
@@ -63,12 +64,18 @@ class TrainConfig:
     device: str = "auto"
     shuffle_labels: bool = False  # sanity check: should not generalise
     progress: bool = True
+    # a packed dataset's shards read sequentially (flowprep.loader.ShardStream), not by random access
+    stream: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for a bad option (also run on creation; again after changes)."""
+        check_path(self.dataset, "DATASET")
+        check_path(self.out, "--out")
+        if self.imagenet is not None:
+            check_path(self.imagenet, "--imagenet")
         if self.arch not in ARCHS or self.modality not in STREAMS:
             raise ConfigError(f"--arch must be one of {ARCHS} and --modality one of {STREAMS}")
         if self.optimizer not in OPTIMIZERS:
@@ -118,16 +125,18 @@ class TrainConfig:
 
 def out_inside_dataset(dataset: Path, out: Path) -> str | None:
     """Why ``out`` may not hold a run, or None: inside the dataset's ``train/``, ``val/`` or
-    ``rawframes/`` a run folder would be listed as a class (TAO lists them) and fail ``verify``."""
+    ``rawframes/`` a run folder would be listed as a class (TAO lists them) and fail ``verify``, as
+    it would among a packed dataset's ``shards/``."""
     try:
         root = find_root(Path(dataset)).resolve()
     except DatasetError:
         return None  # not a dataset: open_dataset says so
     target = Path(out).resolve()
-    for top in ("train", "val", "rawframes"):
+    for top in ("train", "val", "rawframes", "shards"):
         if target.is_relative_to(root / top):
             return (
-                f"--out {out} is inside the dataset's {top}/ folder, which holds only class folders; "
+                f"--out {out} is inside the dataset's {top}/ folder, which holds only "
+                f"{'shards' if top == 'shards' else 'class folders'}; "
                 "choose a folder outside it"
             )
     return None
@@ -177,6 +186,10 @@ class EvalConfig:
     allow_recipe_mismatch: bool = False
 
     def __post_init__(self) -> None:
+        check_path(self.checkpoint, "CHECKPOINT")
+        check_path(self.dataset, "DATASET")
+        if self.out is not None:
+            check_path(self.out, "--out")
         if self.mode not in EVAL_MODES:
             raise ConfigError(f"--mode must be one of {EVAL_MODES}, got {self.mode!r}")
         check_count("--batch-size", self.batch_size, 1, 4096)

@@ -22,18 +22,15 @@ import torch
 from tqdm import tqdm
 
 from flowprep.errors import DatasetError, writing
-from flowprep.layout.record import write_json_atomic
+from flowprep.fsio import write_json_atomic
 from flowprep.train import sampling
 from flowprep.train.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, recipe_differences
 from flowprep.train.config import EvalConfig, EvalSummary, resolve_side
 from flowprep.train.data import Clip, DatasetInfo, load_windows, open_dataset, stream_length, to_model_inputs
-from flowprep.train.spec import EVAL_MODES
 from flowprep.train.spec import streams as model_streams
 
 log = logging.getLogger(__name__)
-MODES = EVAL_MODES
 __all__ = [
-    "MODES",
     "EvalConfig",
     "EvalSummary",
     "confusion_png",

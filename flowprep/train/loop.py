@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from flowprep.env import DistEnv, dist_env
-from flowprep.errors import CheckpointError, ConfigError, writing
+from flowprep.errors import CheckpointError, ConfigError, FlowprepError, writing
+from flowprep.fsio import parse_json
 from flowprep.layout.record import json_safe
 from flowprep.train import checkpoint as ckpt_mod
 from flowprep.train.config import TrainConfig, TrainSummary, out_inside_dataset
@@ -233,7 +234,8 @@ def train_one_epoch(
     """Train one epoch (re-seeded from ``(seed, epoch, rank)`` for exact resumption), then step the
     schedule. Returns ``(loss sum, correct, count, seconds)`` summed over all ranks."""
     torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + rank)
-    data.sampler.set_epoch(epoch)
+    if data.sampler is not None:
+        data.sampler.set_epoch(epoch)
     data.train_ds.set_epoch(epoch)
     bar = tqdm(
         total=len(data.train_dl) * cfg.batch_size if data.train_dl.drop_last else data.per_rank,
@@ -359,6 +361,6 @@ def train(cfg: TrainConfig) -> TrainSummary:
 def _logged_epoch(line: str) -> float:
     """Epoch of a log line; a line cut off by an interrupt counts as after every checkpoint."""
     try:
-        return int(json.loads(line)["epoch"])
-    except (ValueError, KeyError, TypeError):
+        return int(parse_json(line, where="training log line")["epoch"])
+    except (FlowprepError, ValueError, KeyError, TypeError):
         return float("inf")

@@ -38,13 +38,10 @@ from flowprep.train.spec import ARCHS, CHANNELS, INPUT_NAMES, STREAMS, input_sha
 from flowprep.train.spec import check_model as _check
 from flowprep.train.torchfile import load_torch_file
 
-#: the model's input streams (kept under its old name; the dataset's modality is another thing)
-MODALITIES = STREAMS
 __all__ = [
     "ARCHS",
     "CHANNELS",
     "INPUT_NAMES",
-    "MODALITIES",
     "STREAMS",
     "BasicBlock",
     "JointModel",

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
+from flowprep.loader.source import Clip, DatasetInfo
+from flowprep.loader.torchdata import ClipDataset, ShardStream
 from flowprep.train.config import TrainConfig
-from flowprep.train.data import Clip, ClipDataset, DatasetInfo
 from flowprep.train.models import build_model, init_from_imagenet
 
 # the training log: these messages belong to the run, as those of flowprep.train.loop do
@@ -29,8 +29,8 @@ class RunData:
     """The datasets and loaders of a run (this rank's share)."""
 
     info: DatasetInfo
-    train_ds: ClipDataset
-    sampler: DistributedSampler
+    train_ds: ClipDataset | ShardStream
+    sampler: DistributedSampler | None  # None when streaming shards (ShardStream orders the clips)
     train_dl: DataLoader
     val_dl: DataLoader
     per_rank: int  # training clips per rank per epoch
@@ -60,37 +60,65 @@ def open_loaders(
     labels = [c.label for c in train_clips]
     if cfg.shuffle_labels:
         labels = np.random.default_rng([cfg.seed, 7]).permutation(labels).tolist()
-    train_ds = ClipDataset(
-        info,
-        train_clips,
-        cfg.modality,
-        cfg.frames,
-        cfg.sample_rate,
-        cfg.input_size,
-        True,
-        cfg.crop,
-        cfg.hflip,
-        cfg.seed,
-        labels,
+    train_ds: ClipDataset | ShardStream = ClipDataset(
+        (info, train_clips),
+        modality=cfg.modality,
+        frames=cfg.frames,
+        sample_rate=cfg.sample_rate,
+        size=cfg.input_size,
+        train=True,
+        crop=cfg.crop,
+        hflip=cfg.hflip,
+        seed=cfg.seed,
+        labels=labels,
     )
-    val_ds = ClipDataset(info, val_clips, cfg.modality, cfg.frames, cfg.sample_rate, cfg.input_size, False)
-    # ClipDataset is map-style without subclassing torch's Dataset (train.data stays torch-free)
-    train_map, val_map = cast("Dataset[Any]", train_ds), cast("Dataset[Any]", val_ds)
-    sampler: DistributedSampler = DistributedSampler(
-        train_map, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed
+    val_ds = ClipDataset(
+        (info, val_clips),
+        modality=cfg.modality,
+        frames=cfg.frames,
+        sample_rate=cfg.sample_rate,
+        size=cfg.input_size,
+        train=False,
     )
     per_rank = -(-len(train_ds) // world)
-    train_dl: DataLoader = DataLoader(
-        train_map,
-        batch_size=cfg.batch_size,
-        sampler=sampler,
-        num_workers=cfg.workers,
-        drop_last=per_rank > cfg.batch_size,
-        pin_memory=device.type == "cuda",
-    )
+    sampler: DistributedSampler | None = None
+    if cfg.stream:
+        # sequential reads of the shards: every rank takes per_rank clips, so DDP ranks step together
+        train_ds = ShardStream(
+            (info, train_clips),
+            modality=cfg.modality,
+            frames=cfg.frames,
+            sample_rate=cfg.sample_rate,
+            size=cfg.input_size,
+            train=True,
+            crop=cfg.crop,
+            hflip=cfg.hflip,
+            seed=cfg.seed,
+            labels=labels,
+            rank=rank,
+            world=world,
+            samples_per_rank=per_rank if world > 1 else None,
+        )
+        train_dl: DataLoader = DataLoader(
+            train_ds,
+            batch_size=cfg.batch_size,
+            num_workers=cfg.workers,
+            drop_last=per_rank > cfg.batch_size,
+            pin_memory=device.type == "cuda",
+        )
+    else:
+        sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
+        train_dl = DataLoader(
+            train_ds,
+            batch_size=cfg.batch_size,
+            sampler=sampler,
+            num_workers=cfg.workers,
+            drop_last=per_rank > cfg.batch_size,
+            pin_memory=device.type == "cuda",
+        )
     # validation: every clip exactly once over all ranks (no padding duplicates)
     val_dl: DataLoader = DataLoader(
-        Subset(val_map, list(range(rank, len(val_ds), world))), batch_size=cfg.batch_size, num_workers=cfg.workers
+        Subset(val_ds, list(range(rank, len(val_ds), world))), batch_size=cfg.batch_size, num_workers=cfg.workers
     )
     return RunData(info, train_ds, sampler, train_dl, val_dl, per_rank)
 

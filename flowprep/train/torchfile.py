@@ -6,32 +6,31 @@ a JSON file — which means nothing to the user. :func:`load_torch_file` tells t
 the file's first bytes and says what the file is not.
 
 It also bounds what loading may cost before torch sees the file: a regular file (a FIFO would block
-``torch.load`` forever) of at most :data:`MAX_TORCH_BYTES`, read once through
-:func:`flowprep.fsio.read_bytes`, and for the zip format (everything ``torch.save`` writes since
-1.6) members that inflate to at most :data:`MAX_TORCH_BYTES` in all and at most
-:data:`~flowprep.fsio.MAX_RATIO` times their packed size (:func:`flowprep.fsio.check_zip_ratio`):
-``torch.save`` stores tensors uncompressed, so a 13 MB file that claims 3 GB is refused unread.
-The legacy pickle format has no directory to check; its size is bounded by the file's.
+``torch.load`` forever) of at most :data:`MAX_TORCH_BYTES` (:func:`flowprep.fsio.check_regular`),
+and for the zip format (everything ``torch.save`` writes since 1.6) members that unpack to at most
+:data:`MAX_TORCH_BYTES` in all and at most :data:`~flowprep.fsio.MAX_RATIO` times their packed
+size (:func:`flowprep.fsio.check_zip_ratio`): ``torch.save`` stores tensors uncompressed, so a
+13 MB file whose directory claims 3 GB is refused unread. The legacy pickle format has no
+directory to check; it is bounded by the file's size only.
 """
 
 from __future__ import annotations
 
-import io
 import pickle
 import warnings
 from pathlib import Path
 from typing import Any
 
 from flowprep.errors import FlowprepError
-from flowprep.fsio import check_zip_ratio, read_bytes
+from flowprep.fsio import check_regular, check_zip_ratio
 
 #: ``torch.save`` writes a zip archive (since torch 1.6); the legacy format is a pickle stream,
 #: which starts with the PROTO opcode
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTO = 0x80
-#: the largest PyTorch file read, and the most its zip members may unpack to (a ResNet-18 3D joint
-#: checkpoint with its optimizer state is about 0.5 GB)
-MAX_TORCH_BYTES = 4 << 30
+#: the largest PyTorch file opened, and the most its zip members may unpack to (ResNet-152's
+#: ImageNet weights are 240 MB; a ResNet-18 3D joint checkpoint with its optimizer state 0.5 GB)
+MAX_TORCH_BYTES = 16 << 30
 
 
 def load_torch_file(path: Path, error: type[FlowprepError], then: str = "") -> Any:
@@ -54,18 +53,23 @@ def load_torch_file(path: Path, error: type[FlowprepError], then: str = "") -> A
 
     path = Path(path)
     tail = f", {then}" if then else ""
-    data = read_bytes(path, what="PyTorch file", max_bytes=MAX_TORCH_BYTES, error=error)
-    head = data[:4]
+    # a regular file first (opened non-blocking): torch.load on a FIFO waited forever for a writer
+    check_regular(path, what="PyTorch file", max_bytes=MAX_TORCH_BYTES, error=error)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise error(f"cannot read {path}: {exc.strerror or exc}") from exc
     if head != ZIP_MAGIC and (not head or head[0] != PICKLE_PROTO):
         raise error(f"{path} is not a PyTorch file (not a zip/pickle checkpoint){tail}")
-    if head == ZIP_MAGIC:
+    if head == ZIP_MAGIC:  # before torch allocates what the directory declares
         check_zip_ratio(path, what="PyTorch file", max_bytes=MAX_TORCH_BYTES, error=error)
     try:
         with warnings.catch_warnings():
             # torch warns about legacy formats and the weights_only default; the error below
             # (or a successful load) is all the user needs
             warnings.simplefilter("ignore")
-            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only" in str(exc).lower():
             raise error(

@@ -20,7 +20,8 @@ from typing import Any
 
 from flowprep import __version__
 from flowprep.errors import OutputError, writing
-from flowprep.layout.record import json_safe
+from flowprep.fsio import write_text_atomic
+from flowprep.limits import json_safe
 
 #: the whole run stops starting new checks after this many seconds (target on one GPU: < 300 s)
 TOTAL_BUDGET_S = 600.0
@@ -204,7 +205,7 @@ def format_table(summary: DoctorSummary) -> str:
 def write_report(summary: DoctorSummary, path: Path) -> Path:
     """The JSON report (:meth:`DoctorSummary.to_json`) to ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with writing(path):  # a full disk names no file
-        path.write_text(json.dumps(json_safe(summary.to_json()), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(json_safe(summary.to_json()), indent=2, allow_nan=False) + "\n")
     return path

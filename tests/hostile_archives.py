@@ -1,4 +1,4 @@
-"""Deliberately hostile archives, for tests of the reader's safety rules (never for real data).
+"""Deliberately hostile archives, for the tests of the archive reader's safety rules (never for real data).
 
 Each archive holds the ``good`` files given plus members a careless extractor would write outside
 its target folder: ``../evil.txt``, ``/abs.txt``, ``walk/../../evil.avi``, and (tar, zip, RAR) a

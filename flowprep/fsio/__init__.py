@@ -1,0 +1,102 @@
+"""The one gate between flowprep and the file system: every file it reads or writes passes here.
+
+Reading (:mod:`~flowprep.fsio.reading`)
+    Regular files only, opened non-blocking (a FIFO's ``open`` would wait forever for a writer) and
+    checked with ``fstat`` on the open descriptor (a file swapped for a device after listing is
+    caught too); at most a stated number of bytes per kind of file (``max_bytes``, checked on the
+    size and again while reading, since ``/proc`` files and growing files lie about their size).
+    JSON is also bounded in nesting depth (:func:`read_json`), and zip containers such as
+    PyTorch's ``.pt`` files in their decompression ratio (:func:`check_zip_ratio`).
+
+Symlinks (the one policy)
+    A path the user names, and a file of an input flowprep did not write (a release, a model, an
+    image folder), is read through symlinks: linking data in is ordinary, and whatever the link
+    leads to must still be a regular file within the size limit. A file inside a folder flowprep
+    wrote (a dataset's frames, its state and manifest files: ``owned=True``) is never read through
+    a symlink, and nothing is ever written or deleted through one below an output folder
+    (:func:`make_dirs`, :func:`check_no_link`, :func:`remove_inside`): flowprep writes no symlinks,
+    so one found there was put there by someone else and may lead out.
+
+Writing (:mod:`~flowprep.fsio.writing`, :mod:`~flowprep.fsio.owned`, :mod:`~flowprep.fsio.lock`)
+    Atomic (a unique temporary sibling, then a rename), never onto a file flowprep does not own: a
+    file the user names as an output that exists is refused unless ``--overwrite`` is given, the
+    command's own input always (:func:`check_new_file`). What a command writes into an output folder
+    is listed in its ownership :class:`Manifest` before it is written, and only what a manifest lists
+    is ever replaced or removed. Two runs into one folder are kept apart by a :class:`FolderLock`.
+
+Paths (:mod:`~flowprep.fsio.paths`)
+    A path with bytes that are not UTF-8 or control characters is refused where it enters (the
+    CLI's path type, the config dataclasses of the library): :func:`check_path`. A name joined to
+    an output path must be one plain component: :func:`name_problem`.
+
+Every refusal is one line naming the file, raised as the ``error`` class the caller gives (a
+:class:`~flowprep.errors.FlowprepError`), so each command reports it in its own terms.
+"""
+
+from flowprep.fsio.lock import FolderLock
+from flowprep.fsio.owned import Manifest, check_no_link, make_dirs, removable, remove_inside
+from flowprep.fsio.paths import MAX_NAME_BYTES, check_path, name_problem, path_problem, printable
+from flowprep.fsio.reading import (
+    MAX_FRAME_BYTES,
+    MAX_JSON_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_RATIO,
+    RATIO_FLOOR,
+    check_regular,
+    check_zip_ratio,
+    json_depth_exceeds,
+    open_regular,
+    parse_json,
+    read_bytes,
+    read_json,
+    read_text,
+    try_read_bytes,
+)
+from flowprep.fsio.writing import (
+    atomic_path,
+    check_new_file,
+    create_exclusive,
+    dump_json,
+    is_tmp_of,
+    unique_tmp,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
+
+__all__ = [
+    "MAX_FRAME_BYTES",
+    "MAX_JSON_BYTES",
+    "MAX_JSON_DEPTH",
+    "MAX_NAME_BYTES",
+    "MAX_RATIO",
+    "RATIO_FLOOR",
+    "FolderLock",
+    "Manifest",
+    "atomic_path",
+    "check_new_file",
+    "check_no_link",
+    "check_path",
+    "check_regular",
+    "check_zip_ratio",
+    "create_exclusive",
+    "dump_json",
+    "is_tmp_of",
+    "json_depth_exceeds",
+    "make_dirs",
+    "name_problem",
+    "open_regular",
+    "parse_json",
+    "path_problem",
+    "printable",
+    "read_bytes",
+    "read_json",
+    "read_text",
+    "removable",
+    "remove_inside",
+    "try_read_bytes",
+    "unique_tmp",
+    "write_bytes_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+]
