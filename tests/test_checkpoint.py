@@ -141,7 +141,7 @@ def test_a_checkpoint_over_the_size_limit_is_refused(tmp_path, monkeypatch):
 def test_a_fifo_is_refused_not_waited_on(tmp_path):
     fifo = tmp_path / "ck.pt"
     os.mkfifo(fifo)
-    with pytest.raises(CheckpointError, match="is a FIFO, not a regular file"):
+    with pytest.raises(CheckpointError, match="a FIFO, not a regular file"):
         load_checkpoint(fifo)
 
 

@@ -88,7 +88,7 @@ def test_a_bad_model_record_is_one_line_naming_file_and_field(tmp_path, data, me
 def test_oversized_and_deep_records_are_refused(tmp_path):
     path = tmp_path / "flowprep_model.json"
     path.write_text("[" * 5000 + "]" * 5000)
-    with pytest.raises(ConfigError, match="nests deeper than 64 levels"):
+    with pytest.raises(ConfigError, match="nested deeper than 64 levels"):
         read_model_record(path)
     path.write_text(json.dumps(_changed(pad="x" * (17 << 20))))
     with pytest.raises(ConfigError, match="over the limit"):

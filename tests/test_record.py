@@ -251,7 +251,7 @@ BAD = {
     "flow params a list": (_set("flow.params", [1]), "flow.params must be an object, got [1]"),
     "counts of a stranger": (_set("counts", {"zz": {"train": 1}}), "counts.zz must be a class of the record"),
     "seed a float": (_set("split.seed", 1.5), "split.seed must be a whole number"),
-    "deep nesting": (_set("flow.params", json.loads("[" * 200 + "]" * 200)), "nests deeper than 64 levels"),
+    "deep nesting": (_set("flow.params", json.loads("[" * 200 + "]" * 200)), "nested deeper than 64 levels"),
 }
 
 
