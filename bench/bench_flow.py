@@ -11,8 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from flowprep.flow.bench import bench_flow, format_table
-from flowprep.layout.record import json_safe
+from flowprep.flow.bench import bench_flow
+from flowprep.flow.bench_report import format_table
+from flowprep.limits import json_safe
 
 
 def main(argv: list[str]) -> None:

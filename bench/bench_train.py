@@ -43,7 +43,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ds = Path(tmp) / "ds"
         make_tao_dataset(ds, train_per_class=12, val_per_class=2, frames=16, height=64, width=80)
-        # 32-frame windows loop over the 15 flow frames (see flowprep.train.sampling)
+        # 32-frame windows loop over the 15 flow frames (see flowprep.loader.sampling)
         for arch, modality, frames, size in CONFIGS:
             t0 = time.perf_counter()
             res = train(

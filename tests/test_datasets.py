@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from flowprep.datasets.hmdb51 import group_key, parse_clip_name, parse_split_files, stem
-from flowprep.datasets.split import official_sides, split_all, split_class
+from flowprep.datasets.base import stem
+from flowprep.datasets.hmdb51 import group_key, official_sides, parse_clip_name, parse_split_files
+from flowprep.datasets.split import split_all, split_class
 from flowprep.errors import ConfigError
 
 

@@ -18,8 +18,9 @@ from flowprep.cli import cli  # noqa: E402
 from flowprep.errors import ExportError  # noqa: E402
 from flowprep.export import configs, onnx_export  # noqa: E402
 from flowprep.export.tensorrt import Profile, build_engine, tensorrt_status, trtexec_command  # noqa: E402
+from flowprep.loader.spec import input_shapes  # noqa: E402
 from flowprep.train.checkpoint import save_checkpoint  # noqa: E402
-from flowprep.train.models import build_model, input_shapes  # noqa: E402
+from flowprep.train.models import build_model  # noqa: E402
 
 CLASSES = ["walk", "run", "push"]
 RECORD = {
@@ -196,7 +197,7 @@ def test_tensorrt_profile_and_command():
     assert "--fp16" not in trtexec_command(Path("m_fp16.onnx"), Path("m.engine"), shapes, prof, True, trt_major=11)
     joint = trtexec_command(Path("m.onnx"), Path("e"), input_shapes("2d", "joint", 32, 224), Profile(1, 1, 2))
     assert "--maxShapes=input_rgb:2x96x224x224,input_of:2x64x224x224" in joint
-    with pytest.raises(onnx_export.ExportError):
+    with pytest.raises(ExportError):
         Profile(2, 1, 4)
 
 
@@ -322,8 +323,6 @@ def test_export_never_replaces_a_users_files(tmp_path):
 
 
 def test_an_export_that_fails_after_the_onnx_step_leaves_nothing_deployable(tmp_path, monkeypatch):
-    from flowprep.errors import ExportError
-
     ckpt = make_checkpoint(tmp_path / "rgb.pt", "2d", "rgb")
     out = tmp_path / "deploy"
 

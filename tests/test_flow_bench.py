@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from flowprep.errors import DatasetError, DecodeError
-from flowprep.flow.bench import BenchResult, bench_flow, encoding_error, epe, format_table
+from flowprep.flow.bench import BenchResult, bench_flow, encoding_error, epe
+from flowprep.flow.bench_report import format_table
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.flo import UNKNOWN_FLOW, read_flo, valid_mask, write_flo
 from flowprep.flow.pairs import load_frames, smooth_field, synthetic_pairs, warp_pair

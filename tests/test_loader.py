@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, DistributedSampler  # noqa: E402
 
 import flowprep  # noqa: E402
 from flowprep.errors import DatasetError  # noqa: E402
-from flowprep.loader import ClipDataset, open_dataset, to_model_inputs  # noqa: E402
+from flowprep.loader import ClipDataset, list_clips, to_model_inputs  # noqa: E402
 from flowprep.train.config import TrainConfig  # noqa: E402
 from flowprep.train.prepare import open_loaders  # noqa: E402
 from flowprep.train.synthdata import make_tao_dataset  # noqa: E402
@@ -67,8 +67,8 @@ def test_loader_gives_the_tensors_train_feeds(ds, tmp_path, modality):
         seed=5,
         progress=False,
     )
-    info, train_clips = open_dataset(ds, modality, "train")
-    _, val_clips = open_dataset(ds, modality, "val")
+    info, train_clips = list_clips(ds, modality, "train")
+    _, val_clips = list_clips(ds, modality, "val")
     run = open_loaders(cfg, info, train_clips, val_clips, 0, 1, torch.device("cpu"))
     mine = ClipDataset(ds, "train", modality, frames=4, sample_rate=2, size=32, crop="multiscale", hflip=0.5, seed=5)
     sampler = DistributedSampler(mine, num_replicas=1, rank=0, shuffle=True, seed=5)
@@ -94,7 +94,7 @@ def test_sample_contract_and_2d_layout(ds):
     (rgb, flow), label = d3[4]
     assert rgb.shape == (3, 3, 32, 32) and flow.shape == (2, 3, 32, 32) and rgb.dtype == torch.float32
     assert -1 <= float(rgb.min()) and float(flow.max()) <= 1 and label == d3.clips[4].label
-    assert d3.classes == open_dataset(ds, "rgb", "train")[0].classes and len(d3) == 15
+    assert d3.classes == list_clips(ds, "rgb", "train")[0].classes and len(d3) == 15
     (rgb2, flow2), _ = d2[4]
     assert rgb2.shape == (9, 32, 32)
     batched = to_model_inputs([rgb[None], flow[None]], "2d")

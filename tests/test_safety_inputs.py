@@ -23,9 +23,10 @@ from flowprep.cliparams import CommaList, Shard, Size, finite
 from flowprep.errors import ConfigError, FlowprepError, FrameSizeError, OutputError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.fsio import dump_json, printable, write_text_atomic
+from flowprep.layout.images import container_problem
 from flowprep.layout.names import validate_component
-from flowprep.layout.record import json_safe, read_record
-from flowprep.layout.verify import container_problem
+from flowprep.layout.record import read_record
+from flowprep.limits import json_safe
 
 CLASSES = {"walk": (1.0, 0.0), "run": (0.0, 1.0)}
 

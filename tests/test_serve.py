@@ -184,7 +184,7 @@ def test_processor_follows_the_dataset_record():
 
 
 def test_eval_crop_matches_training():
-    from flowprep.train.data import crop_box
+    from flowprep.loader.frames import crop_box
 
     for h, w in [(240, 320), (96, 117), (256, 256), (144, 176)]:
         assert center_crop_box(h, w) == crop_box(h, w, "center", None)

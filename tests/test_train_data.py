@@ -14,8 +14,10 @@ from click.testing import CliRunner  # noqa: E402
 from flowprep.cli import cli  # noqa: E402
 from flowprep.errors import DatasetError  # noqa: E402
 from flowprep.flow.encoding import FlowEncoding, decode, encode  # noqa: E402
-from flowprep.train import sampling  # noqa: E402
-from flowprep.train.data import ClipDataset, flip_u, load_windows, open_dataset  # noqa: E402
+from flowprep.loader import sampling  # noqa: E402
+from flowprep.loader.frames import flip_u, load_windows  # noqa: E402
+from flowprep.loader.source import list_clips  # noqa: E402
+from flowprep.loader.torchdata import ClipDataset  # noqa: E402
 from flowprep.train.synthdata import make_tao_dataset  # noqa: E402
 
 # ---- sampling ---------------------------------------------------------------------------------
@@ -124,18 +126,18 @@ def square_ds(tmp_path_factory):
     return root
 
 
-def test_open_dataset_and_sides(square_ds):
-    info, clips = open_dataset(square_ds, "joint", "train")
+def test_list_clips_and_sides(square_ds):
+    info, clips = list_clips(square_ds, "joint", "train")
     assert info.classes == sorted(info.classes) and len(clips) == 5
     assert all(c.frames == 6 and c.flow_frames == 5 for c in clips)
-    _, val = open_dataset(square_ds / "val", "of")
+    _, val = list_clips(square_ds / "val", "of")
     assert all(c.id.startswith("val/") for c in val)
 
 
 def test_loaded_clip_layout_and_flip(square_ds):
     import cv2
 
-    info, clips = open_dataset(square_ds, "joint", "train")
+    info, clips = list_clips(square_ds, "joint", "train")
     clip = clips[0]
     win = np.array([[0, 2, 4]])
     plain = load_windows(info, clip, ["rgb", "of"], win, 40, "full")
@@ -156,7 +158,7 @@ def test_loaded_clip_layout_and_flip(square_ds):
 
 
 def test_clip_dataset_is_deterministic(square_ds):
-    info, clips = open_dataset(square_ds, "of", "train")
+    info, clips = list_clips(square_ds, "of", "train")
     ds = ClipDataset((info, clips), modality="of", frames=3, size=32, train=True, crop="multiscale", seed=3)
     a, la = ds[2]
     b, lb = ds[2]
@@ -168,20 +170,20 @@ def test_clip_dataset_is_deterministic(square_ds):
 
 def test_dataset_errors(tmp_path, square_ds):
     with pytest.raises(DatasetError, match="not a flowprep dataset"):
-        open_dataset(tmp_path, "rgb")
+        list_clips(tmp_path, "rgb")
     rgb_only = tmp_path / "rgbonly"
     make_tao_dataset(rgb_only, train_per_class=1, val_per_class=1, frames=3, modality="rgb")
     with pytest.raises(DatasetError, match="modality 'rgb'"):
-        open_dataset(rgb_only, "of")
+        list_clips(rgb_only, "of")
     with pytest.raises(DatasetError, match="modality 'rgb'"):
-        open_dataset(rgb_only, "joint")
+        list_clips(rgb_only, "joint")
     rec = json.loads((square_ds / "flowprep.json").read_text())
     rec["layout"] = "mmaction2"
     other = tmp_path / "mm"
     other.mkdir()
     (other / "flowprep.json").write_text(json.dumps(rec))
     with pytest.raises(DatasetError, match="TAO layout"):
-        open_dataset(other, "rgb")
+        list_clips(other, "rgb")
 
 
 def test_cli_errors_exit_1(tmp_path, square_ds):

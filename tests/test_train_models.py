@@ -7,14 +7,15 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from flowprep.errors import FlowprepError  # noqa: E402
+from flowprep.loader.spec import input_shapes  # noqa: E402
+from flowprep.loader.torchdata import to_model_inputs  # noqa: E402
 from flowprep.train.checkpoint import (  # noqa: E402
     CheckpointError,
     load_checkpoint,
     model_from_checkpoint,
     save_checkpoint,
 )
-from flowprep.train.data import to_model_inputs  # noqa: E402
-from flowprep.train.models import ResNet18, build_model, init_from_imagenet, input_shapes  # noqa: E402
+from flowprep.train.models import ResNet18, build_model, init_from_imagenet  # noqa: E402
 
 # ActionRecognitionNet's input shapes (NGC model card): 3D RGB, 2D RGB, 3D OF, 2D OF
 CARD = {

@@ -14,8 +14,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from flowprep.archive import VideoEntry, read_text_files
-from flowprep.datasets.base import Assignment, SplitRequest, SplitSource
-from flowprep.datasets.base import stem as stem  # re-exported: its former home
+from flowprep.datasets.base import Assignment, SplitRequest, SplitSource, stem
 from flowprep.datasets.ucf101 import parse_ucf_name
 from flowprep.errors import ConfigError
 

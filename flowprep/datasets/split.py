@@ -10,7 +10,6 @@ from typing import Any
 from flowprep.archive import VideoEntry
 from flowprep.datasets.base import Assignment, SplitRequest, SplitSource, order_classes, stem
 from flowprep.datasets.hmdb51 import group_key
-from flowprep.datasets.hmdb51 import official_sides as official_sides  # re-exported: its former home
 from flowprep.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -46,9 +46,9 @@ from flowprep.fsio import (
     write_text_atomic,
 )
 from flowprep.layout.names import warn_collisions
+from flowprep.loader.spec import input_shapes
 from flowprep.train.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
 from flowprep.train.model_record import ModelRecord, checked_model_record
-from flowprep.train.spec import input_shapes
 
 log = logging.getLogger(__name__)
 __all__ = ["ExportConfig", "ExportSummary", "artefact_names", "export", "export_checkpoint"]

@@ -16,9 +16,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from flowprep.loader.spec import NORM_OFFSET, NORM_SCALE
 from flowprep.train.model_record import MODEL_FORMAT as MODEL_FORMAT
 from flowprep.train.model_record import MODEL_RECORD as MODEL_RECORD
-from flowprep.train.spec import NORM_OFFSET, NORM_SCALE
 
 #: ``x_net = (x - OFFSET) * SCALE`` for 8-bit RGB and flow images alike
 SCALE = NORM_SCALE  # (x - OFFSET) * SCALE: the training normalisation

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from flowprep.errors import ExportError  # also importable from here (its former home)
-from flowprep.train.spec import OUTPUT_NAME
+from flowprep.errors import ExportError
+from flowprep.loader.spec import OUTPUT_NAME
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,6 @@ from flowprep.flow.bench_report import (
     write_plot,
     write_visualization,
 )
-from flowprep.flow.bench_report import format_table as format_table  # re-exported: callers import it from here
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.pairs import DEFAULT_MAGNITUDES, DEFAULT_VIDEO, FlowPair, load_pair, synthetic_pairs
 from flowprep.fsio import check_new_file, check_path, check_regular, printable

@@ -113,7 +113,8 @@ def bench_flow_cmd(
     overwrite,
 ) -> None:
     """Accuracy (end-point error) and speed of flow backends on pairs with known flow."""
-    from flowprep.flow.bench import DEFAULT_VIDEO, BenchConfig, bench, format_table
+    from flowprep.flow.bench import DEFAULT_VIDEO, BenchConfig, bench
+    from flowprep.flow.bench_report import format_table
 
     cfg = BenchConfig(
         list(flows) or None,

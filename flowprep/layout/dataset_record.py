@@ -44,7 +44,7 @@ SPLIT_METHODS = ("group", "clip", "official", "lists", "folders")
 PACK_FORMATS = ("webdataset",)
 #: more frames than any clip has (10 hours at 30 fps); a bigger count is a damaged record
 MAX_FRAMES = 1_080_000
-#: the builder's own normalisation text (the numbers are :data:`flowprep.train.spec.NORM_SCALE` / ``NORM_OFFSET``)
+#: the builder's own normalisation text (the numbers are :data:`flowprep.loader.spec.NORM_SCALE` / ``NORM_OFFSET``)
 NORM_FORMULA = "(x / 255 - 0.5) / 0.5"
 _INT64 = 2**63 - 1
 

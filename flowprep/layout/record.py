@@ -53,7 +53,6 @@ from flowprep.layout.dataset_record import (
 )
 from flowprep.layout.fields import FieldError
 from flowprep.layout.sections import DATASET_MODALITIES, IMAGE_FORMATS
-from flowprep.limits import json_safe as json_safe  # re-exported: its former home
 
 __all__ = [
     "DATASET_MODALITIES",
@@ -62,7 +61,6 @@ __all__ = [
     "IMAGE_FORMATS",
     "MAX_FRAMES",
     "MAX_RECORD_BYTES",
-    "MODALITIES",
     "RECORD_NAME",
     "SIDES",
     "ClipEntry",
@@ -70,14 +68,11 @@ __all__ = [
     "find_root",
     "has_flow",
     "has_rgb",
-    "json_safe",
-    "load_record",
     "read_record",
     "write_record",
 ]
 
 RECORD_NAME = "flowprep.json"
-MODALITIES = DATASET_MODALITIES  # the name the record schema checks use
 #: the largest record read (about 250 bytes a clip: a million clips)
 MAX_RECORD_BYTES = 256 << 20
 
@@ -138,10 +133,6 @@ def read_record(path: Path) -> DatasetRecord:
         raise DatasetError(
             f"{file}: {exc} (the record was edited or damaged; rebuild the dataset or restore the file)"
         ) from None
-
-
-#: the name the task's callers use for the checked loader
-load_record = read_record
 
 
 def has_rgb(record: DatasetRecord) -> bool:

@@ -27,7 +27,7 @@ from flowprep.layout.fields import FieldError, Fields, want_int
 from flowprep.limits import MAX_COUNT, MAX_SIDE, MIN_SIDE
 
 #: what a dataset holds (``flowprep build --modality``); a model's input streams are
-#: :data:`flowprep.train.spec.STREAMS`
+#: :data:`flowprep.loader.spec.STREAMS`
 DATASET_MODALITIES = ("rgb", "flow", "both")
 IMAGE_FORMATS = ("png", "jpg")
 

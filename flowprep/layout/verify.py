@@ -10,7 +10,6 @@ import numpy as np
 
 from flowprep.fsio import MAX_FRAME_BYTES, try_read_bytes
 from flowprep.layout.images import ClipSpec, decode_bytes, image_problems
-from flowprep.layout.images import container_problem as container_problem  # its former home
 from flowprep.layout.paths import clip_dir
 from flowprep.layout.record import SIDES, DatasetRecord, find_root, read_record
 

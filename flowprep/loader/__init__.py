@@ -7,7 +7,7 @@
 :class:`ClipDataset` (map-style: folder or packed dataset) and :class:`ShardStream` (iterable: the
 shards of a packed dataset, read sequentially) return, per clip, ``(inputs, label)`` with the
 training run's sampling, crop, flip (u negated) and normalisation; see
-:mod:`flowprep.loader.torchdata` and docs/loader.md. :func:`open_dataset` lists a side's clips and
+:mod:`flowprep.loader.torchdata` and docs/loader.md. :func:`list_clips` lists a side's clips and
 the record (classes, flow encoding) without torch.
 
 Importing this package imports neither torch nor OpenCV: the names are loaded on first use.
@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flowprep.loader.frames import flip_u, load_windows
-    from flowprep.loader.source import Clip, DatasetInfo, open_dataset
+    from flowprep.loader.source import Clip, DatasetInfo, list_clips
     from flowprep.loader.torchdata import ClipDataset, ShardStream, to_model_inputs
 
 _WHERE = {
     "ClipDataset": "flowprep.loader.torchdata",
     "ShardStream": "flowprep.loader.torchdata",
     "to_model_inputs": "flowprep.loader.torchdata",
-    "open_dataset": "flowprep.loader.source",
+    "list_clips": "flowprep.loader.source",
     "DatasetInfo": "flowprep.loader.source",
     "Clip": "flowprep.loader.source",
     "flip_u": "flowprep.loader.frames",
@@ -40,7 +40,7 @@ __all__ = [
     "ShardStream",
     "flip_u",
     "load_windows",
-    "open_dataset",
+    "list_clips",
     "to_model_inputs",
 ]
 

@@ -79,7 +79,7 @@ def open_info(path: Path) -> DatasetInfo:
     return DatasetInfo(root, record, list(record.classes), rgb_format, enc, open_index(root, record))
 
 
-def open_dataset(path: Path, modality: str, side: str | None = None) -> tuple[DatasetInfo, list[Clip]]:
+def list_clips(path: Path, modality: str, side: str | None = None) -> tuple[DatasetInfo, list[Clip]]:
     """The clips of one side of a dataset (folder or packed), checked against ``modality``.
 
     Args:

@@ -36,7 +36,7 @@ from flowprep.errors import DatasetError
 from flowprep.layout.packed import ClipFiles, iter_samples
 from flowprep.loader import sampling
 from flowprep.loader.frames import load_windows, stream_length
-from flowprep.loader.source import Clip, DatasetInfo, open_dataset
+from flowprep.loader.source import Clip, DatasetInfo, list_clips
 from flowprep.loader.spec import ARCHS, CROPS, STREAMS
 from flowprep.loader.spec import streams as model_streams
 
@@ -108,7 +108,7 @@ def _opened(
 ) -> tuple[DatasetInfo, Sequence[Clip]]:
     if isinstance(dataset, tuple):
         return dataset
-    return open_dataset(Path(dataset), modality, side)
+    return list_clips(Path(dataset), modality, side)
 
 
 class ClipDataset(_Clips, Dataset):
@@ -116,7 +116,7 @@ class ClipDataset(_Clips, Dataset):
 
     Args:
         dataset: the dataset root (or its ``train``/``val`` folder), or ``(info, clips)`` from
-            :func:`flowprep.loader.open_dataset`.
+            :func:`flowprep.loader.list_clips`.
         side: ``"train"`` or ``"val"`` (default: the folder's name, else ``"val"``).
         modality: the model's input streams: ``"rgb"``, ``"of"`` or ``"joint"``.
         frames: T, frames per window; sample_rate: every n-th frame; size: S, the output side.

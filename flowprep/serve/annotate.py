@@ -12,9 +12,8 @@ import numpy as np
 
 from flowprep.errors import ConfigError, writing
 from flowprep.fsio import unique_tmp
-from flowprep.video.overlay import draw_label  # also importable from here (its former home)
 
-__all__ = ["AnnotatedWriter", "draw_label"]
+__all__ = ["AnnotatedWriter"]
 
 
 def _codec(path: Path) -> str:

@@ -14,7 +14,7 @@ import click
 from flowprep.cliparams import SafePath, count, positive
 from flowprep.errors import ConfigError, writing
 from flowprep.fsio import check_new_file
-from flowprep.layout.record import json_safe
+from flowprep.limits import json_safe
 from flowprep.serve.api import InferConfig, infer
 
 

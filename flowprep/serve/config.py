@@ -9,7 +9,7 @@ from typing import Any
 from flowprep.errors import ConfigError
 from flowprep.fsio import check_new_file, check_path
 from flowprep.limits import check_finite
-from flowprep.train.sampling import CONV_SEGMENTS
+from flowprep.loader.sampling import CONV_SEGMENTS
 
 
 @dataclass

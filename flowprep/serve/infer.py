@@ -6,10 +6,10 @@ models: item k is RGB frame k with the flow from frame k to k+1), after the data
 ``sample_rate``, or ``--skip-frames + 1`` as jetson-inference's actionNet); it spans
 ``(T - 1) * step + 1`` items. Windows start at 0, ``stride``, ``2 * stride``, ... and each is
 classified as soon as its last item arrives; a stream shorter than one window gives one window that
-loops over what there is (as :mod:`flowprep.train.sampling` does).
+loops over what there is (as :mod:`flowprep.loader.sampling` does).
 
 For a file whose frame count is known, the whole-clip verdict uses the evaluation "conv" protocol
-of :func:`flowprep.train.sampling.conv_indices`: the softmax scores of one window centred on each of
+of :func:`flowprep.loader.sampling.conv_indices`: the softmax scores of one window centred on each of
 10 equal segments, averaged. Those windows are classified on the fly too (the buffer always holds
 the newest window span), so nothing is decoded twice.
 
@@ -30,12 +30,13 @@ import numpy as np
 from flowprep.errors import ConfigError
 from flowprep.flow.base import FlowBackend
 from flowprep.flow.registry import BACKENDS, create_backend
-from flowprep.serve.annotate import AnnotatedWriter, draw_label
+from flowprep.loader import sampling
+from flowprep.serve.annotate import AnnotatedWriter
 from flowprep.serve.config import InferConfig, InferSummary
 from flowprep.serve.runner import ModelSpec, load_model, softmax, top_k
 from flowprep.serve.stream import open_source
 from flowprep.serve.window import FrameProcessor, WindowBuffer
-from flowprep.train import sampling
+from flowprep.video.overlay import draw_label
 
 log = logging.getLogger(__name__)
 __all__ = ["InferConfig", "InferSession", "InferSummary", "infer"]

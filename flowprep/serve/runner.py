@@ -17,8 +17,8 @@ import numpy as np
 
 from flowprep.errors import ConfigError
 from flowprep.layout.sections import Recipe
+from flowprep.loader.spec import OUTPUT_NAME, STREAM_INPUTS, input_shapes
 from flowprep.train.model_record import MODEL_RECORD, ModelRecord, read_model_record
-from flowprep.train.spec import OUTPUT_NAME, STREAM_INPUTS, input_shapes
 
 if TYPE_CHECKING:  # the checkpoint module imports torch; an ONNX model needs none
     from flowprep.train.checkpoint_meta import Checkpoint
@@ -57,7 +57,7 @@ class ModelSpec:
         return STREAM_INPUTS[self.modality]
 
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Input name -> shape without batch (:func:`flowprep.train.spec.input_shapes`)."""
+        """Input name -> shape without batch (:func:`flowprep.loader.spec.input_shapes`)."""
         return input_shapes(self.arch, self.modality, self.frames, self.input_size)
 
 

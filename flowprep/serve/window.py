@@ -8,12 +8,12 @@ Per source frame (``uint8`` ``(H, W, 3)`` RGB):
    (gray frames via ``cv2.COLOR_RGB2GRAY``), is quantized with the recorded
    :class:`~flowprep.flow.encoding.FlowEncoding`, and — when the dataset stored JPEGs — goes through
    the same JPEG encode/decode, so the network sees the artefacts it was trained on.
-2. *Network frame* — as :func:`flowprep.train.data.load_windows` reads an evaluation clip: a centred
+2. *Network frame* — as :func:`flowprep.loader.frames.load_windows` reads an evaluation clip: a centred
    square crop of ``0.875`` of the short side, resized to ``S x S`` (area filter when shrinking),
    kept as ``uint8`` until a window is assembled, then normalised ``(x / 255 - 0.5) / 0.5``.
 
 Items (one per dataset frame, or per flow image for flow models) go into a ring buffer long enough
-for one window (:func:`flowprep.train.sampling.span`), so any window that ends at the newest item can
+for one window (:func:`flowprep.loader.sampling.span`), so any window that ends at the newest item can
 be assembled; memory is ``span`` items of ``S x S x 5`` bytes at most.
 """
 
@@ -29,12 +29,12 @@ from flowprep.errors import ConfigError
 from flowprep.flow.base import FlowBackend
 from flowprep.flow.encoding import FlowEncoding, normalize_uint8
 from flowprep.layout.sections import DecodeInfo, RgbInfo
-from flowprep.train.spec import CROP_FRACTION  # the evaluation crop of training: 224 of 256
+from flowprep.loader.spec import CROP_FRACTION  # the evaluation crop of training: 224 of 256
 from flowprep.video.decode import resize_frame, target_size
 
 
 def center_crop_box(h: int, w: int) -> tuple[int, int, int, int]:
-    """``(y0, x0, ch, cw)`` of the centred square evaluation crop (same as ``train.data.crop_box(h, w,
+    """``(y0, x0, ch, cw)`` of the centred square evaluation crop (same as ``loader.frames.crop_box(h, w,
     "center", None)``)."""
     side = max(1, round(min(h, w) * CROP_FRACTION))
     return (h - side) // 2, (w - side) // 2, side, side

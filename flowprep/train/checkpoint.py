@@ -37,9 +37,9 @@ from flowprep.errors import CheckpointError, ConfigError, writing  # CheckpointE
 from flowprep.fsio import printable as printable_path
 from flowprep.layout.fields import FieldError, shown
 from flowprep.layout.record import DatasetRecord
+from flowprep.loader.spec import streams as model_streams
 from flowprep.train.checkpoint_meta import FORMAT, VERSION, Checkpoint, checkpoint_from_dict
 from flowprep.train.models import build_model
-from flowprep.train.spec import streams as model_streams
 from flowprep.train.torchfile import load_torch_file
 
 __all__ = [

@@ -4,8 +4,8 @@
 (see :mod:`flowprep.train.checkpoint` for the file): it checks every field's type and range and
 raises :class:`~flowprep.layout.fields.FieldError` naming the field, which the loader turns into
 one :class:`~flowprep.errors.CheckpointError` line naming the file. The model-shape fields get
-training's own limits (:data:`~flowprep.train.spec.FRAMES_RANGE` and the others, and
-:func:`~flowprep.train.spec.input_budget_problem`), class names the label-file rules
+training's own limits (:data:`~flowprep.loader.spec.FRAMES_RANGE` and the others, and
+:func:`~flowprep.loader.spec.input_budget_problem`), class names the label-file rules
 (:func:`~flowprep.layout.names.class_name_problem`), and the training dataset's record the recipe
 reader (:func:`~flowprep.layout.sections.recipe_from`). Optimizer, scheduler and scaler states are
 checked for shape here (containers of tensors and numbers) and against the objects they are loaded
@@ -28,7 +28,7 @@ from flowprep.layout.fields import REQUIRED, FieldError, Fields, want_json, want
 from flowprep.layout.names import class_name_problem
 from flowprep.layout.sections import Recipe, recipe_from
 from flowprep.limits import MAX_COUNT
-from flowprep.train.spec import (
+from flowprep.loader.spec import (
     ARCHS,
     FRAMES_RANGE,
     INPUT_SIZE_RANGE,
@@ -49,7 +49,7 @@ class Checkpoint:
     """One checkpoint (the dict of :mod:`flowprep.train.checkpoint`), checked.
 
     Attributes:
-        arch, modality: :data:`~flowprep.train.spec.ARCHS`, :data:`~flowprep.train.spec.STREAMS`.
+        arch, modality: :data:`~flowprep.loader.spec.ARCHS`, :data:`~flowprep.loader.spec.STREAMS`.
         frames, sample_rate, input_size: T, the frame step inside a clip, S (training's limits).
         classes: label names, index = label id.
         state_dict: parameter name -> tensor.

@@ -12,8 +12,7 @@ import click
 
 from flowprep.cliparams import CommaList, SafePath, count, finite, positive, seed
 from flowprep.errors import ConfigError
-from flowprep.train.config import EvalConfig, TrainConfig, out_inside_dataset, resolve_side
-from flowprep.train.spec import (
+from flowprep.loader.spec import (
     ARCHS,
     CROPS,
     DEVICES,
@@ -24,6 +23,7 @@ from flowprep.train.spec import (
     SAMPLE_RATE_RANGE,
     STREAMS,
 )
+from flowprep.train.config import EvalConfig, TrainConfig, out_inside_dataset, resolve_side
 
 
 @click.command("train")

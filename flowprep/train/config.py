@@ -13,8 +13,8 @@ from flowprep.errors import ConfigError, DatasetError
 from flowprep.fsio import check_path
 from flowprep.layout.record import SIDES, find_root
 from flowprep.limits import MAX_SEED, check_count, check_finite
-from flowprep.train.sampling import CONV_SEGMENTS
-from flowprep.train.spec import (
+from flowprep.loader.sampling import CONV_SEGMENTS
+from flowprep.loader.spec import (
     ARCHS,
     CROPS,
     DEVICES,
@@ -34,7 +34,7 @@ class TrainConfig:
 
     Defaults follow TAO's action-recognition spec where it has one (SGD momentum 0.9, weight decay
     5e-4, steps at 15 and 25 x0.1, dropout 0.5, flip 0.5, lr 0.01 as in TAO's sample specs).
-    ``modality`` is the model's input streams (:data:`~flowprep.train.spec.STREAMS`).
+    ``modality`` is the model's input streams (:data:`~flowprep.loader.spec.STREAMS`).
     """
 
     dataset: Path

@@ -1,6 +1,6 @@
 """Evaluation of a checkpoint on one side of a dataset: top-1, per-class accuracy, confusion matrix.
 
-Modes (frame windows from :mod:`flowprep.train.sampling`, center crop, no flip):
+Modes (frame windows from :mod:`flowprep.loader.sampling`, center crop, no flip):
 
 ``center``  one window of T frames from the middle of each clip.
 ``conv``    10 windows centred on 10 equal segments; the clip's score is the mean of the windows'
@@ -23,11 +23,13 @@ from tqdm import tqdm
 
 from flowprep.errors import DatasetError, writing
 from flowprep.fsio import write_json_atomic
-from flowprep.train import sampling
+from flowprep.loader import sampling
+from flowprep.loader.frames import load_windows, stream_length
+from flowprep.loader.source import Clip, DatasetInfo, list_clips
+from flowprep.loader.spec import streams as model_streams
+from flowprep.loader.torchdata import to_model_inputs
 from flowprep.train.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, recipe_differences
 from flowprep.train.config import EvalConfig, EvalSummary, resolve_side
-from flowprep.train.data import Clip, DatasetInfo, load_windows, open_dataset, stream_length, to_model_inputs
-from flowprep.train.spec import streams as model_streams
 
 log = logging.getLogger(__name__)
 __all__ = [
@@ -238,7 +240,7 @@ def evaluate_config(cfg: EvalConfig) -> EvalSummary:
     side = resolve_side(cfg.dataset, cfg.side)
     ck = load_checkpoint(cfg.checkpoint)
     model = model_from_checkpoint(ck, cfg.arch, cfg.modality)
-    info, clips = open_dataset(cfg.dataset, ck.modality, side)
+    info, clips = list_clips(cfg.dataset, ck.modality, side)
     classes = list(ck.classes)
     unknown = [c for c in info.classes if c not in classes]
     if unknown:

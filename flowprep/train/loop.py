@@ -28,12 +28,13 @@ from tqdm import tqdm
 from flowprep.env import DistEnv, dist_env
 from flowprep.errors import CheckpointError, ConfigError, FlowprepError, writing
 from flowprep.fsio import parse_json
-from flowprep.layout.record import json_safe
+from flowprep.limits import json_safe
+from flowprep.loader.source import DatasetInfo, list_clips
+from flowprep.loader.spec import OPTIMIZERS
+from flowprep.loader.torchdata import to_model_inputs
 from flowprep.train import checkpoint as ckpt_mod
 from flowprep.train.config import TrainConfig, TrainSummary, out_inside_dataset
-from flowprep.train.data import DatasetInfo, open_dataset, to_model_inputs
 from flowprep.train.prepare import RunData, RunModel, make_model, open_loaders
-from flowprep.train.spec import OPTIMIZERS
 
 log = logging.getLogger(__name__)
 __all__ = [
@@ -310,14 +311,14 @@ def train(cfg: TrainConfig) -> TrainSummary:
         ConfigError: contradicting options, an existing run without ``resume``, a resume that
             does not match (architecture, modality, frames, classes, or the dataset's recipe:
             see :func:`flowprep.train.checkpoint.recipe_differences`).
-        DatasetError: see :func:`flowprep.train.data.open_dataset`.
+        DatasetError: see :func:`flowprep.loader.source.list_clips`.
         CheckpointError: a ``last.pt`` that is not a compatible checkpoint.
     """
     cfg.validate()  # again: a config may have been changed since it was created
     denv = dist_env()  # before any work: a malformed torchrun variable is one line, not a traceback
     paths = _run_paths(cfg)
-    info, train_clips = open_dataset(cfg.dataset, cfg.modality, "train")
-    _, val_clips = open_dataset(cfg.dataset, cfg.modality, "val")
+    info, train_clips = list_clips(cfg.dataset, cfg.modality, "train")
+    _, val_clips = list_clips(cfg.dataset, cfg.modality, "val")
     rank, world, device = _dist_setup(cfg.device, denv)
     data = open_loaders(cfg, info, train_clips, val_clips, rank, world, device)
     m = make_model(cfg, len(info.classes), device)

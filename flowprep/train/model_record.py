@@ -5,7 +5,7 @@ and ``flowprep doctor`` read it (:func:`read_model_record`). It lives with train
 both the export and the serve stages use it and neither may import the other; it needs no torch.
 
 The reader checks what inference allocates from: the model-shape fields get training's limits
-(:data:`~flowprep.train.spec.FRAMES_RANGE`, ..., :func:`~flowprep.train.spec.input_budget_problem`:
+(:data:`~flowprep.loader.spec.FRAMES_RANGE`, ..., :func:`~flowprep.loader.spec.input_budget_problem`:
 a record declaring 4096 frames at 1024 px is refused in one line instead of reaching 12.7 GB), the
 classes the label-file rules, ``num_classes``/``inputs``/``output`` must agree with them, and the
 recipe sections (how training frames and flow were made) are read by
@@ -26,7 +26,7 @@ from flowprep.layout.fields import REQUIRED, FieldError, Fields, want_json, want
 from flowprep.layout.names import class_name_problem
 from flowprep.layout.sections import Recipe, recipe_from
 from flowprep.limits import MAX_COUNT
-from flowprep.train.spec import (
+from flowprep.loader.spec import (
     ARCHS,
     FRAMES_RANGE,
     INPUT_SIZE_RANGE,
@@ -54,7 +54,7 @@ class ModelRecord:
     """What inference needs to feed an exported model as it was trained.
 
     Attributes:
-        arch, modality: :data:`~flowprep.train.spec.ARCHS`, :data:`~flowprep.train.spec.STREAMS`.
+        arch, modality: :data:`~flowprep.loader.spec.ARCHS`, :data:`~flowprep.loader.spec.STREAMS`.
         frames, sample_rate, input_size: T, the frame step inside a window, S.
         classes: label names, index = output index.
         recipe: how the training frames were made (decode, RGB format, flow backend, encoding,
@@ -77,7 +77,7 @@ class ModelRecord:
     version: int = VERSION
 
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Input name -> shape without batch (:func:`flowprep.train.spec.input_shapes`)."""
+        """Input name -> shape without batch (:func:`flowprep.loader.spec.input_shapes`)."""
         return input_shapes(self.arch, self.modality, self.frames, self.input_size)
 
     def to_dict(self) -> dict[str, Any]:

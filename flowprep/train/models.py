@@ -34,24 +34,11 @@ import torch
 from torch import nn
 
 from flowprep.errors import ConfigError
-from flowprep.train.spec import ARCHS, CHANNELS, INPUT_NAMES, STREAMS, input_shapes, stream_channels, streams
-from flowprep.train.spec import check_model as _check
+from flowprep.loader.spec import check_model as _check
+from flowprep.loader.spec import stream_channels, streams
 from flowprep.train.torchfile import load_torch_file
 
-__all__ = [
-    "ARCHS",
-    "CHANNELS",
-    "INPUT_NAMES",
-    "STREAMS",
-    "BasicBlock",
-    "JointModel",
-    "ResNet18",
-    "build_model",
-    "init_from_imagenet",
-    "input_shapes",
-    "stream_channels",
-    "streams",
-]
+__all__ = ["BasicBlock", "JointModel", "ResNet18", "build_model", "init_from_imagenet"]
 
 
 def _conv(dims: int, cin: int, cout: int, k: int, stride: int = 1, pad: int = 0) -> nn.Module:

@@ -19,8 +19,8 @@ from flowprep.layout.dataset_record import ClipEntry, DatasetRecord, Normalizati
 from flowprep.layout.paths import clip_dir, flow_names, rgb_name
 from flowprep.layout.record import write_record
 from flowprep.layout.sections import DecodeInfo, FlowInfo, RgbInfo
+from flowprep.loader.spec import NORM_OFFSET, NORM_SCALE
 from flowprep.synth import DIRECTIONS, moving_frames
-from flowprep.train.spec import NORM_OFFSET, NORM_SCALE
 
 
 def make_tao_dataset(

@@ -112,7 +112,7 @@ def _ort_run(path: Path, providers: list[Any], inputs: dict[str, np.ndarray]) ->
     """``(providers the session really uses, float32 logits)`` of one ONNX Runtime run."""
     import onnxruntime as ort
 
-    from flowprep.train.spec import OUTPUT_NAME
+    from flowprep.loader.spec import OUTPUT_NAME
 
     sess = ort.InferenceSession(str(path), providers=providers)
     feed = {i.name: inputs[i.name] for i in sess.get_inputs()}
