@@ -129,6 +129,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_flow.py bench-out/bench_flow.json
 	$(PY) bench/bench_infer.py
 	$(PY) bench/bench_train.py
+	$(PY) bench/bench_pack.py --out bench-out --clips 114
 
 clean:
 	rm -rf demo-out bench-out .pytest_cache gpu-check.json dist $(LATEST) $(OLDEST)

@@ -16,6 +16,7 @@ from flowprep.errors import DatasetError as DatasetError
 from flowprep.errors import DecodeError as DecodeError
 from flowprep.errors import ExportError as ExportError
 from flowprep.errors import FlowprepError as FlowprepError
+from flowprep.errors import FlowResultError as FlowResultError
 from flowprep.errors import FrameSizeError as FrameSizeError
 from flowprep.errors import OutputError as OutputError
 from flowprep.errors import WorkerDiedError as WorkerDiedError

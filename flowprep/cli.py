@@ -9,12 +9,15 @@ import their heavy dependencies (torch, onnxruntime, ...) only inside the comman
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import logging
 import os
 import signal
+import socket
 import sys
+import threading
 from concurrent.futures import BrokenExecutor
 
 import click
@@ -159,15 +162,69 @@ for _mod in COMMAND_MODULES:
         cli.add_command(_cmd)
 
 
-def _terminate(signum, frame) -> None:
-    # SIGTERM (kill, Slurm's time limit, Kubernetes) takes the same path as Ctrl-C: worker processes
-    # are stopped and temporary folders removed instead of orphaned workers racing a later resume.
-    raise KeyboardInterrupt
+#: seconds the main thread has to start handling Ctrl-C or SIGTERM before the process stops without it
+STUCK_GRACE = 2.5
+
+
+class _SignalWatch:
+    """Ctrl-C and SIGTERM answered within seconds, even when the main thread is inside a long C call.
+
+    Python runs signal handlers between bytecodes, so a signal that arrives during one long OpenCV,
+    numpy or driver call waits for that call to return (minutes for a large frame). The C-level
+    handler still writes the signal number to a wakeup socket at once (:func:`signal.set_wakeup_fd`);
+    a watcher thread reads it, and when the Python handler has not run within :data:`STUCK_GRACE`
+    seconds it prints the same line as a handled interrupt and ends the process (exit 130). The
+    normal path is unchanged: the handler raises KeyboardInterrupt, which stops workers and removes
+    temporary folders (the CLI prints ``flowprep: interrupted``). SIGTERM (kill, Slurm's time limit,
+    Kubernetes) takes the same path as Ctrl-C.
+    """
+
+    def __init__(self) -> None:
+        self.handled = threading.Event()
+
+    def install(self) -> None:
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        self._sockets = (reader, writer)  # kept alive with the process
+        signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+        # a forked child (torch's DataLoader workers) must not write its signals into our socket
+        os.register_at_fork(after_in_child=_no_wakeup_fd)
+        threading.Thread(target=self._watch, args=(reader,), name="flowprep-signals", daemon=True).start()
+
+    def _on_signal(self, signum, frame) -> None:
+        self.handled.set()
+        raise KeyboardInterrupt
+
+    def _watch(self, reader: socket.socket) -> None:
+        wanted = {signal.SIGINT, signal.SIGTERM}
+        while True:
+            data = reader.recv(64)
+            if not data:
+                return
+            if not wanted.intersection(data):
+                continue  # SIGCHLD and the like, when a library installed a Python handler for them
+            if self.handled.wait(STUCK_GRACE):
+                self.handled.clear()
+                continue
+            os.write(2, b"flowprep: interrupted (stopped inside a long computation)\n")
+            os._exit(130)
+
+
+def _no_wakeup_fd() -> None:
+    with contextlib.suppress(ValueError):  # not the main thread of the child: nothing was inherited there
+        signal.set_wakeup_fd(-1)
+
+
+_WATCH: list[_SignalWatch] = []  # installed once per process (flowprep.demo calls main() for each step)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    signal.signal(signal.SIGTERM, _terminate)
+    if not _WATCH and threading.current_thread() is threading.main_thread():
+        _WATCH.append(_SignalWatch())
+        _WATCH[0].install()
     cli.main(args=argv, prog_name="flowprep")
 
 

@@ -43,6 +43,10 @@ class FrameSizeError(FlowprepError, ValueError):
     """Frames too small for a flow backend. A ValueError too: the builder records the clip as failed."""
 
 
+class FlowResultError(FlowprepError, ValueError):
+    """A flow backend returned NaN or inf. A ValueError too: the builder records the clip as failed."""
+
+
 class BackendUnavailableError(FlowprepError):
     """A flow backend whose software is installed but cannot run here (no device, no driver, ...)."""
 

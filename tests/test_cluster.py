@@ -97,6 +97,26 @@ def test_dask_builds_the_same_bytes_as_local(tiny_release, tmp_path, reference, 
     assert tree_bytes(out) == reference
 
 
+@pytest.mark.slow
+def test_dask_packed_build_equals_the_local_one(tiny_release, tmp_path, dask_client):
+    """--pack on Dask: workers commit staged clips, the client packs them: the local build's bytes."""
+    local, remote = tmp_path / "local", tmp_path / "dask"
+    assert build(config(tiny_release, local, jobs=2, pack="webdataset", shard_size=150_000)).ok
+    s = build(
+        config(
+            tiny_release,
+            remote,
+            engine="dask",
+            scheduler=dask_client.scheduler.address,
+            pack="webdataset",
+            shard_size=150_000,
+        )
+    )
+    assert s.ok and s.built == 12 and s.record_written and s.shards_written
+    assert tree_bytes(remote) == tree_bytes(local)
+    assert run_cli("verify", remote).exit_code == 0
+
+
 def test_dask_worker_killed_mid_build_loses_nothing(tiny_release, tmp_path, reference, dask_client, caplog):
     marks = tmp_path / "marks"
     marks.mkdir()

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from flowprep.errors import BackendNotInstalledError, BackendUnavailableError, ConfigError
 from flowprep.flow import nvof, registry, vpi
 from flowprep.flow import nvof_api as api
+from flowprep.flow.base import FlowBackend
 from flowprep.flow.registry import BACKENDS, backend_status, create_backend, resolve_auto
 from flowprep.synth import texture, translate
 
@@ -135,9 +136,12 @@ def test_parameter_names_from_defaults_or_signature():
     assert registry.backend_parameters(registry.load_backend_class("farneback"))[:2] == ["flags", "iterations"]
     assert registry.backend_parameters(nvof.NvofBackend) == ["gpu", "grid", "path", "preset"]
 
-    class Opaque(nvof.NvofBackend):
+    class Opaque(FlowBackend):
         def __init__(self, **params):
             pass
+
+        def calc(self, prev, nxt):
+            return np.zeros((*prev.shape, 2), np.float32)
 
     assert registry.backend_parameters(Opaque) is None  # the constructor checks for itself
 
@@ -148,11 +152,12 @@ def test_unknown_flow_param_in_build_is_one_line(tmp_path):
     res = CliRunner().invoke(
         cli, ["build", str(tmp_path), "--out", str(tmp_path / "out"), "--flow", "dis", "--flow-param", "foo=1"]
     )
-    assert res.exit_code == 1
-    assert res.output.strip() == (
-        "flowprep: error: flow backend 'dis': unknown parameter 'foo'; known: "
+    assert res.exit_code == 2  # a usage error: checked while parsing, before anything is written
+    assert res.output.strip().splitlines()[-1] == (
+        "Error: Invalid value for '--flow-param': flow backend 'dis': unknown parameter 'foo'; known: "
         "finest_scale, patch_size, patch_stride, preset, variational_refinement_iterations"
     )
+    assert not (tmp_path / "out").exists()
 
 
 def test_backends_command():
@@ -418,7 +423,10 @@ def test_vpi_backend_with_fake_module(monkeypatch):
     np.testing.assert_allclose(flow, -1.5)
     assert ("optflow", "OFA", "MEDIUM", (32, 44)) in calls
     assert ("Y8_ER", "CUDA") in calls and ("Y8_ER_BL", "VIC") in calls
-    assert backend.describe()["params"] == {"quality": "medium", "engine": "ofa", "grid": 4}
+    desc = backend.describe()
+    # params are the constructor's arguments only (build workers re-create the backend from them)
+    assert desc["params"] == {"quality": "medium"} and desc["engine"] == "ofa" and desc["grid"] == 4
+    assert type(backend)(**desc["params"]).params() == desc["params"]
 
 
 def test_dis_result_does_not_depend_on_earlier_frame_sizes():

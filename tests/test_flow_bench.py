@@ -277,3 +277,65 @@ def test_bench_outputs_never_replace_a_users_file(tmp_path):
     res = _bench("--plot", plot, "--vis-dir", vis, "--overwrite")
     assert res.exit_code == 0 and plot.read_bytes().startswith(b"\x89PNG"), res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.png", "vis"]  # no temporary left
+
+
+def test_large_pairs_are_made_on_a_bounded_grid():
+    from flowprep.flow.pairs import FIELD_GRID, _fixed_point, field_grid
+
+    assert field_grid(240, 320) == (240, 320) and field_grid(480, 640) == (480, 640)  # as before: exact
+    assert field_grid(8192, 8192) == (631, 631) and max(field_grid(8192, 16)) <= FIELD_GRID
+    # above the grid: the field is upsampled and the true flow solved on the grid; the residual is
+    # still checked at full size, and the flow agrees with the full-size fixed point
+    h, w = 660, 700
+    field = smooth_field(h, w, 30.0, np.random.default_rng(4))
+    assert field.shape == (h, w, 2) and abs(float(np.sqrt((field**2).sum(-1)).max()) - 30.0) < 1e-3
+    frame = cv2.cvtColor(texture(h, w, 5), cv2.COLOR_RGB2GRAY)
+    _, flow, valid = warp_pair(frame, field)
+    assert valid.mean() > 0.9
+    assert float(np.abs(flow - _fixed_point(field, 30))[valid].max()) < 0.01
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_bench_flow_at_the_largest_size_stops_on_a_signal(sig):
+    """`bench-flow --size 8192x8192` ignored Ctrl-C and SIGTERM for minutes (one Gaussian blur with
+    a sigma of 1365 px); now generation is cheap, and a signal during a long C call still ends the
+    process within seconds (flowprep.cli._SignalWatch)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowprep", "-v", "bench-flow", "--size", "8192x8192", "--flow", "dis"]
+        + ["--magnitudes", "2", "--pairs-per-magnitude", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if "making 1 synthetic pairs of 8192x8192" in line:
+                started.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(120), "".join(lines)
+        time.sleep(1.0)  # inside generation (long OpenCV and numpy calls on 67-Mpixel images)
+        os.kill(proc.pid, getattr(signal, sig))
+        proc.wait(timeout=6)  # ~5 s asked; the watch ends a stuck main thread after 2.5 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(5)
+    assert proc.returncode == 130
+    said = [line.rstrip() for line in lines if not line.startswith("INFO ")]
+    assert len(said) == 1 and said[0].startswith("flowprep: interrupted"), lines

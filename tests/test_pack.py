@@ -148,7 +148,7 @@ def test_sharded_packed_build_each_job_writes_its_own_shards(tiny_release, tmp_p
     s1 = build(config(tiny_release, out, pack="webdataset", shard_size=SHARD, shard=(1, 3), jobs=1))
     assert s1.ok and not s1.record_written
     assert s1.shards_written and all("-k001of003-" in n for n in s1.shards_written)
-    # job 2 is "killed" after building but before packing: its clips stay folders
+    # job 2 is "killed" after building but before packing: its clips stay staged (one tar per clip)
     monkeypatch.setattr(api, "pack_own", lambda cfg, plan, folder: [])
     assert not build(
         config(tiny_release, out, pack="webdataset", shard_size=SHARD, shard=(2, 3), jobs=1)

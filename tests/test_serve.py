@@ -224,6 +224,13 @@ def test_errors_are_one_line(rgb3d, tmp_path):
     # a flow model whose training data had no flow record
     noflow = make_checkpoint(tmp_path / "of.pt", "2d", "of", record={**RECORD, "flow": None, "encoding": None})
     fails([str(junk), "--model", str(noflow)], "model/modality mismatch")
+    # recorded flow parameters are data: checked before OpenCV sees them (patch_size 0 was a SIGFPE)
+    bad_flow = {"name": "dis", "params": {"patch_size": 0, "patch_stride": 0}, "device": "cpu"}
+    sigfpe = make_checkpoint(tmp_path / "fpe.pt", "2d", "of", record={**RECORD, "flow": bad_flow})
+    fails(
+        [str(junk), "--model", str(sigfpe)],
+        f"{sigfpe}: the recorded flow parameters are not usable: flow backend 'dis': patch_size=0 is not allowed",
+    )
 
 
 @needs_clip

@@ -21,7 +21,7 @@ from flowprep.builder.finalize import finalize, save_build_state
 from flowprep.builder.folder import CLIP_TOPS, BuildFolder, output_errors
 from flowprep.builder.job import ClipResult, JobSettings
 from flowprep.builder.pack import PackState
-from flowprep.builder.packbuild import pack_own, unpack_in_place
+from flowprep.builder.packbuild import pack_own, staged, unpack_in_place
 from flowprep.builder.plan import Plan, class_folder_name, make_plan
 from flowprep.builder.shard import select_shard
 from flowprep.datasets import HMDB5_CLASSES
@@ -130,6 +130,7 @@ def job_settings(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> JobSetti
         gpus=tuple(cfg.gpus) if cfg.gpus else None,
         max_clip_bytes=cfg.max_clip_bytes,
         main_pid=os.getpid() if cfg.engine == "local" else None,
+        pack=cfg.pack is not None,
         slot_scope=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
     )
 
@@ -241,7 +242,11 @@ def _summarize(
     summary.failed.sort()
     packed = PackState(cfg.out).packed_clips() if cfg.pack else {}
     summary.pending = sum(
-        j.id not in packed and not clip_dir(cfg.out, cfg.layout, j.side, j.cls, j.clip).is_dir() for j in plan.jobs
+        j.id not in packed
+        and not (
+            staged(cfg, j).is_file() if cfg.pack else clip_dir(cfg.out, cfg.layout, j.side, j.cls, j.clip).is_dir()
+        )
+        for j in plan.jobs
     )
     return summary
 

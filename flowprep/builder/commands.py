@@ -50,6 +50,24 @@ def _params(values: tuple[str, ...]) -> dict[str, object]:
     return out
 
 
+def _checked_params(flow: str, values: tuple[str, ...]) -> dict[str, object]:
+    """``--flow-param`` values parsed and checked against the backend's declarations (a usage error,
+    exit 2, naming the backend, parameter, value and allowed range). ``auto`` and unknown names are
+    checked once the backend is known (exit 1)."""
+    from flowprep.errors import BackendNotInstalledError, ConfigError
+    from flowprep.flow.registry import BACKENDS, check_params
+
+    params = _params(values)
+    if params and flow in BACKENDS:
+        try:
+            check_params(flow, params)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--flow-param'") from None
+        except BackendNotInstalledError:
+            pass  # the build says what to install, with the parameters checked where it runs
+    return params
+
+
 # Long on purpose: one flat list of click options, read top to bottom like --help; splitting it would scatter them.
 def build_options(f):
     """Options shared by ``build``, ``build-hmdb5`` and ``build-ucf101``."""
@@ -193,7 +211,7 @@ def _config_kwargs(kw: dict) -> dict:
         layout=layout,
         modality=kw["modality"],
         flow=kw["flow"],
-        flow_params=_params(kw["flow_param"]),
+        flow_params=_checked_params(kw["flow"], kw["flow_param"]),
         encoding=FlowEncoding(
             mode=kw["encoding"], bound=kw["bound"], image_format=kw["flow_format"], jpeg_quality=kw["jpeg_quality"]
         ),

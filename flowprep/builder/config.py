@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.archive.bounded import MAX_CLIP_BYTES as DEFAULT_MAX_CLIP_BYTES
-from flowprep.errors import ConfigError
+from flowprep.errors import BackendNotInstalledError, ConfigError
 from flowprep.flow.encoding import FlowEncoding
+from flowprep.flow.registry import BACKENDS, check_params
 from flowprep.fsio import check_path
 from flowprep.layout.packed import DEFAULT_SHARD_SIZE, PACK_FORMATS
 from flowprep.layout.paths import LAYOUTS
@@ -170,6 +171,7 @@ class BuildConfig:
         if self.engine not in ("local", "dask"):
             raise ConfigError(f"--engine must be local or dask, got {self.engine!r}")
         self._check_run_limits()
+        self._check_flow_params()
         self._check_pack()
         if isinstance(self.classes, str):  # a str is a sequence of letters: "wave" would be w, a, v, e
             raise ConfigError(f"classes must be a list of class names, got the string {self.classes!r}")
@@ -196,6 +198,19 @@ class BuildConfig:
         check_count("--seed", self.seed, 0, MAX_SEED)
         if not (math.isfinite(self.scheduler_timeout) and self.scheduler_timeout > 0):
             raise ConfigError(f"--scheduler-timeout must be a positive number of seconds, got {self.scheduler_timeout}")
+
+    def _check_flow_params(self) -> None:
+        # the backend's own declarations (flowprep.flow.params); "auto" and names not known here
+        # are checked when the backend is made
+        if not isinstance(self.flow_params, dict):
+            raise ConfigError(
+                f"flow_params must be a dict of backend parameters, got {type(self.flow_params).__name__}"
+            )
+        if self.flow in BACKENDS:
+            try:
+                check_params(self.flow, self.flow_params)
+            except BackendNotInstalledError:
+                pass  # checked where the backend runs (a Dask worker may have what this machine lacks)
 
     def _check_pack(self) -> None:
         if self.pack is None:

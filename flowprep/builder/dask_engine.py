@@ -202,7 +202,8 @@ def _task_error(fut: Any) -> BaseException:
     """The exception of a failed (or cancelled) task; the future is released."""
     try:
         exc = fut.exception()
-    except BaseException as cancelled:  # CancelledError: someone cancelled the key
+    except (Exception, asyncio.CancelledError) as cancelled:  # someone cancelled the key
+        # not BaseException: a Ctrl-C (KeyboardInterrupt) arriving here must stop the build
         exc = cancelled
     fut.release()
     return exc

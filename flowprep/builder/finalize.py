@@ -19,7 +19,7 @@ from flowprep.builder.config import BuildConfig
 from flowprep.builder.folder import BuildFolder, output_errors
 from flowprep.builder.job import ClipResult, clip_entry, count_on_disk
 from flowprep.builder.pack import PackState, write_index
-from flowprep.builder.packbuild import pack_leftovers, packed_record
+from flowprep.builder.packbuild import pack_leftovers, packed_record, staged
 from flowprep.builder.plan import Plan, make_plan
 from flowprep.builder.shard import shard_of
 from flowprep.errors import ConfigError, DatasetError
@@ -333,7 +333,10 @@ def finalize_from_state(
     result = FinalizeResult(out=out, total=len(plan.jobs))
     packed = PackState(out).packed_clips() if cfg.pack else {}
     for job in plan.jobs:
-        if job.id not in packed and not clip_dir(out, cfg.layout, job.side, job.cls, job.clip).is_dir():
+        done = (
+            staged(cfg, job).is_file() if cfg.pack else clip_dir(out, cfg.layout, job.side, job.cls, job.clip).is_dir()
+        )
+        if job.id not in packed and not done:
             result.missing.append((job.id, notes.get(job.id, "not built")))
     ns = folder.shard_counts()
     if result.missing and len(ns) == 1:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.builder.config import fingerprint
+from flowprep.builder.pack import staged_path
 from flowprep.errors import ConfigError, DatasetError, OutputError
 from flowprep.fsio import (
     FolderLock,
@@ -298,6 +299,9 @@ class BuildFolder:
         if (self.out / rel).is_dir() or (self.out / rel).is_symlink():
             log.warning("--force: removing %s (no longer planned on this side)", self.out / rel)
         self.remove(str(rel), CLIP_TOPS)
+        staged = staged_path(self.out / rel)  # a packed build's finished clip
+        if layout == "tao" and os.path.lexists(staged):
+            self.remove(str(staged.relative_to(self.out)), CLIP_TOPS)
 
     def discard_tmp(self, name: str) -> None:
         """Remove ``<out>/.flowprep-tmp/<name>`` (a clip's unfinished folder)."""

@@ -26,6 +26,7 @@ import numpy as np
 
 from flowprep.archive.bounded import MAX_CLIP_BYTES, read_member
 from flowprep.builder.folder import BuildFolder
+from flowprep.builder.pack import STAGED_NAME, count_staged, staged_path, write_staged
 from flowprep.builder.plan import ClipJob
 from flowprep.builder.workers import watch_main_process, worker_gpu
 from flowprep.errors import ArchiveError, ClipError, DecodeError, OutputError
@@ -60,6 +61,8 @@ class JobSettings:
     max_clip_bytes: int = MAX_CLIP_BYTES
     #: pid of the build's main process, watched by local workers (None on Dask)
     main_pid: int | None = None
+    #: a packed build: the clip is committed as one staged tar (``<clip>.tar``), not a folder of files
+    pack: bool = False
 
 
 @dataclass
@@ -144,10 +147,15 @@ def _imwrite(path: Path, img: np.ndarray, params: list[int]) -> None:
 
 
 class _ClipWriter:
-    """Writes one clip's frames and flow images into its temporary folder ``tmp``, timing each step."""
+    """Writes one clip's frames and flow images into its temporary folder ``tmp``, timing each step.
+
+    For a packed build the images are encoded in memory (``cv2.imencode`` gives the bytes
+    ``cv2.imwrite`` writes) and kept in ``members`` for one staged tar: no file per frame.
+    """
 
     def __init__(self, job: ClipJob, settings: JobSettings, tmp: Path) -> None:
         self.job, self.s, self.tmp = job, settings, tmp
+        self.members: list[tuple[str, bytes]] | None = [] if settings.pack else None
         self.backend = _backend(settings) if settings.flow else None
         self.enc = FlowEncoding.from_dict(settings.encoding) if settings.flow else None
         self.rgb_params = (
@@ -177,14 +185,24 @@ class _ClipWriter:
                 return
             yield rgb
 
+    def _put(self, rel: str, img: np.ndarray, params: list[int]) -> None:
+        if self.members is None:
+            _imwrite(self.tmp / rel, img, params)
+            return
+        try:
+            ok, buf = cv2.imencode(Path(rel).suffix, img, params)
+        except cv2.error as exc:
+            raise OutputError(f"could not encode {rel} of {self.job.id}: {exc}") from exc
+        if not ok:
+            raise OutputError(f"could not encode {rel} of {self.job.id}")
+        self.members.append((rel, buf.tobytes()))
+
     def add(self, n: int, rgb: np.ndarray) -> None:
         """Write frame ``n`` and, from the second frame on, the flow from frame ``n - 1`` to it."""
         if self.s.rgb:
             t = time.perf_counter()
-            _imwrite(
-                self.tmp / rgb_name(self.s.layout, n, self.s.rgb_format),
-                cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                self.rgb_params,
+            self._put(
+                rgb_name(self.s.layout, n, self.s.rgb_format), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), self.rgb_params
             )
             self.timings["write_rgb"] += time.perf_counter() - t
         if not self.s.flow:
@@ -209,8 +227,8 @@ class _ClipWriter:
         t2 = time.perf_counter()
         u, v = self.enc.encode(flow)
         un, vn = flow_names(self.s.layout, n - 1, self.enc.image_format)
-        _imwrite(self.tmp / un, u, self.flow_params)
-        _imwrite(self.tmp / vn, v, self.flow_params)
+        self._put(un, u, self.flow_params)
+        self._put(vn, v, self.flow_params)
         self.timings["flow"] += t2 - t
         self.timings["write_flow"] += time.perf_counter() - t2
 
@@ -223,7 +241,7 @@ def _make_tmp(out: Path, job: ClipJob, settings: JobSettings) -> Path:
     tmp = out / TMP_DIR / f"{base}.{uuid.uuid4().hex[:12]}"
     try:
         tmp.mkdir(parents=True)
-        for sub in subdirs(settings.layout, settings.rgb, settings.flow):
+        for sub in subdirs(settings.layout, settings.rgb, settings.flow) if not settings.pack else []:
             (tmp / sub).mkdir()
     except OSError as exc:
         raise OutputError(f"cannot write into {out}: {exc}") from exc
@@ -255,21 +273,39 @@ def _write_clip(
             expected - lost,
         )
     folder.note_decode_errors(job.id, lost, expected)
+    if writer.members is not None:
+        write_staged(tmp / STAGED_NAME, writer.members)
     return n, writer.timings, lost
 
 
-def _publish(tmp: Path, final: Path, folder: BuildFolder) -> bool:
-    """Rename ``tmp`` to ``final``; False if another worker finished the clip first (theirs stands)."""
+def _publish(tmp: Path, final: Path, folder: BuildFolder, pack: bool) -> bool:
+    """Rename ``tmp`` (a packed build: its staged tar) to ``final``; False if another worker finished
+    the clip first (theirs stands)."""
+    src = tmp / STAGED_NAME if pack else tmp
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(tmp, final)
+        if pack and final.exists():
+            raise FileExistsError(final)  # rename would replace a file: theirs stands
+        os.rename(src, final)
+        if pack:
+            folder.discard_tmp(tmp.name)
         return True
     except OSError as exc:
         # A retried Dask task or an overlapping shard finished it first: theirs stands.
-        if not final.is_dir():
-            raise OutputError(f"cannot move {tmp} to {final}: {exc}") from exc
+        if not _finished(final, pack):
+            raise OutputError(f"cannot move {src} to {final}: {exc}") from exc
         folder.discard_tmp(tmp.name)
         return False
+
+
+def _finished(final: Path, pack: bool) -> bool:
+    return final.is_file() if pack else final.is_dir()
+
+
+def _counts(final: Path, settings: JobSettings) -> tuple[int, int]:
+    if settings.pack:
+        return count_staged(final, settings.rgb)
+    return count_on_disk(final, settings.layout, settings.rgb)
 
 
 def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
@@ -284,14 +320,16 @@ def run_clip(job: ClipJob, settings: JobSettings) -> ClipResult:
     out = Path(settings.out)
     folder = BuildFolder(out)
     final = clip_dir(out, settings.layout, job.side, job.cls, job.clip)
-    if final.is_dir():
-        return ClipResult(job.id, "exists", *count_on_disk(final, settings.layout, settings.rgb), worker=worker)
+    if settings.pack:
+        final = staged_path(final)
+    if _finished(final, settings.pack):
+        return ClipResult(job.id, "exists", *_counts(final, settings), worker=worker)
     cv2.setNumThreads(settings.opencv_threads)
     tmp = _make_tmp(out, job, settings)
     try:
         n, timings, lost = _write_clip(job, settings, tmp, folder)
-        if not _publish(tmp, final, folder):
-            return ClipResult(job.id, "exists", *count_on_disk(final, settings.layout, settings.rgb), worker=worker)
+        if not _publish(tmp, final, folder, settings.pack):
+            return ClipResult(job.id, "exists", *_counts(final, settings), worker=worker)
     except (DecodeError, ArchiveError, ClipError) as exc:
         # The clip's own fault: record it and go on. Anything else (output, backend) stops the build.
         folder.discard_tmp(tmp.name)

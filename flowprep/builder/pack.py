@@ -36,6 +36,7 @@ from flowprep.fsio import (
     write_json_atomic,
 )
 from flowprep.layout.packed import (
+    BLOCK,
     INDEX_FORMAT,
     INDEX_NAME,
     INDEX_VERSION,
@@ -45,6 +46,7 @@ from flowprep.layout.packed import (
     iter_samples,
     member_name,
     padding,
+    parse_members,
     parse_shard_name,
     sample_key,
     shard_name,
@@ -56,15 +58,71 @@ log = logging.getLogger(__name__)
 
 NOTES_DIR = "pack"
 CLIP_TOPS = ("train", "val")
+#: the staged tar's name inside a clip job's temporary folder
+STAGED_NAME = "clip.tar"
+#: the largest staged clip read back (a 10-minute clip of 1080p PNG frames is about 30 GB: refused)
+MAX_STAGED_BYTES = 16 << 30
 
 
 @dataclass(frozen=True)
 class PackJob:
-    """One finished clip to pack: its record entry, its sample key and its folder."""
+    """One finished clip to pack: its record entry, its sample key, and its clip folder (``flowprep
+    pack``) or staged tar (a packed build)."""
 
     entry: dict[str, Any]
     key: str
     folder: Path
+
+
+def staged_path(clip_folder: Path) -> Path:
+    """Where a packed build commits a finished clip: ``<side>/<class>/<clip>.tar``, next to where its
+    folder would be (the clip job renames it into place, as it renames a folder). A clip name too
+    long for the suffix (over 251 bytes) is replaced by a hash of it."""
+    name = clip_folder.name
+    if len(name.encode("utf-8", "surrogateescape")) > 251:
+        name = "long-" + hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest()
+    return clip_folder.parent / f"{name}.tar"
+
+
+def write_staged(path: Path, members: Sequence[tuple[str, bytes]]) -> None:
+    """A clip's images as one plain tar of folder-relative names (``rgb/000000.png``, ...)."""
+    try:
+        with open(path, "xb") as fh:
+            pos = 0
+            for rel, data in members:
+                fh.write(tar_header(rel, len(data)) + data + bytes(padding(len(data))))
+                pos += BLOCK + len(data) + padding(len(data))
+            fh.write(end_of_archive(pos))
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def read_staged(path: Path) -> list[tuple[str, bytes]]:
+    """The images of a staged clip, sorted by name.
+
+    Raises:
+        DatasetError: unreadable, damaged, or a member that is not a clip image.
+    """
+    data = read_bytes(path, what="staged clip", max_bytes=MAX_STAGED_BYTES, owned=True, error=DatasetError)
+    out = []
+    for name, start, size in parse_members(data, str(path)):
+        if not REL_NAME.fullmatch(name):
+            raise DatasetError(f"{path}: member {name!r} is not a clip image")
+        out.append((name, data[start : start + size]))
+    return sorted(out)
+
+
+def count_staged(path: Path, rgb: bool) -> tuple[int, int]:
+    """``(video frames, flow frames)`` of a staged clip, from its member names (as :func:`count_on_disk`)."""
+    names = [
+        name
+        for name, _, _ in parse_members(
+            read_bytes(path, what="staged clip", max_bytes=MAX_STAGED_BYTES, owned=True, error=DatasetError), str(path)
+        )
+    ]
+    frames = sum(n.startswith("rgb/") for n in names)
+    flows = sum(n.startswith("u/") for n in names)
+    return (frames if rgb else flows + 1), flows
 
 
 def clip_keys(entries: Iterable[dict[str, Any]]) -> dict[str, str]:
@@ -129,9 +187,14 @@ class ShardWriter:
         """Append one clip's sample: its ``.json`` entry, then its images in name order."""
         start = self.pos
         self._member(f"{job.key}.json", dump_json(job.entry).encode("utf-8"))
-        for rel in folder_members(job.folder):
-            data = read_bytes(job.folder / rel, what="frame", max_bytes=MAX_FRAME_BYTES, owned=True, error=DatasetError)
-            self._member(member_name(job.key, rel), data)
+        if job.folder.is_file():  # a staged clip of a packed build
+            for rel, data in read_staged(job.folder):
+                self._member(member_name(job.key, rel), data)
+        else:
+            for rel in folder_members(job.folder):
+                path = job.folder / rel
+                data = read_bytes(path, what="frame", max_bytes=MAX_FRAME_BYTES, owned=True, error=DatasetError)
+                self._member(member_name(job.key, rel), data)
         e = job.entry
         self.clips.append(
             {
@@ -270,8 +333,8 @@ def pack_group(
     seq = max(seqs) + 1 if seqs else 0
     if remove:
         for job in jobs:
-            if job.entry["id"] in done and job.folder.is_dir():
-                remove_inside(state.out, job.entry["id"], CLIP_TOPS)
+            if job.entry["id"] in done and job.folder.exists():
+                remove_inside(state.out, job.folder.relative_to(state.out), CLIP_TOPS)
     todo = [j for j in jobs if j.entry["id"] not in done]
     written: list[str] = []
     writer: ShardWriter | None = None
@@ -288,7 +351,7 @@ def pack_group(
                 writer, seq = None, seq + 1
                 if remove:
                     for j in batch:
-                        remove_inside(state.out, j.entry["id"], CLIP_TOPS)
+                        remove_inside(state.out, j.folder.relative_to(state.out), CLIP_TOPS)
                 batch = []
     finally:
         if writer is not None:

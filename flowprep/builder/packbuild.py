@@ -1,7 +1,8 @@
 """A packed build (``flowprep build --pack webdataset``): which clips go into which group's shards.
 
-Clips are built into folders exactly as for a folder build (the clip job and its commit rule are
-unchanged); packing then moves finished clips into shards (:mod:`flowprep.builder.pack`). A build
+The clip job commits a finished clip as one staged tar, ``<side>/<class>/<clip>.tar`` (its images
+encoded in memory: no file per frame; same commit rule as a folder: written aside, renamed into
+place); packing then moves finished clips into shards (:mod:`flowprep.builder.pack`). A build
 without ``--shard`` packs at its end; a ``--shard K/N`` job packs its own clips into its own shards
 (``train-kKofN-000000.tar``) when its clips are done, and whoever writes the record (the last job,
 or ``flowprep finalize``) packs what an interrupted job left and stitches the index.
@@ -20,12 +21,12 @@ from typing import Any
 
 from flowprep.builder.config import BuildConfig
 from flowprep.builder.folder import BuildFolder
-from flowprep.builder.job import clip_entry, count_on_disk
-from flowprep.builder.pack import CLIP_TOPS, PackJob, PackState, clip_keys, pack_group
+from flowprep.builder.job import clip_entry
+from flowprep.builder.pack import PackJob, PackState, clip_keys, count_staged, pack_group, staged_path, write_staged
 from flowprep.builder.plan import ClipJob, Plan
 from flowprep.builder.shard import shard_of
 from flowprep.errors import ConfigError, DatasetError
-from flowprep.fsio import name_problem, remove_inside
+from flowprep.fsio import name_problem, remove_inside, unique_tmp
 from flowprep.layout.dataset_record import PackedInfo
 from flowprep.layout.packed import INDEX_NAME, SHARDS_DIR, PackedClip, iter_samples
 from flowprep.layout.paths import STATE_DIR, TMP_DIR, clip_dir
@@ -39,9 +40,13 @@ def packed_record(cfg: BuildConfig) -> PackedInfo:
     return PackedInfo(str(cfg.pack), f"{SHARDS_DIR}/{INDEX_NAME}")
 
 
+def staged(cfg: BuildConfig, job: ClipJob) -> Path:
+    """Where the clip job of a packed build commits ``job``'s clip (a tar of its images)."""
+    return staged_path(clip_dir(cfg.out, cfg.layout, job.side, job.cls, job.clip))
+
+
 def _entry(cfg: BuildConfig, job: ClipJob, lost: dict[str, int]) -> dict[str, Any]:
-    final = clip_dir(cfg.out, cfg.layout, job.side, job.cls, job.clip)
-    frames, flows = count_on_disk(final, cfg.layout, cfg.needs_rgb)
+    frames, flows = count_staged(staged(cfg, job), cfg.needs_rgb)
     return clip_entry(job, frames, flows if cfg.needs_flow else 0, lost.get(job.id, 0)).to_dict()
 
 
@@ -68,10 +73,10 @@ def pack_clips(
         group = (part[0], part[1]) if part else ((owner[job.id], parts) if parts else None)
         if part is not None and owner.get(job.id, part[0]) != part[0]:
             continue
-        clip_folder = clip_dir(cfg.out, cfg.layout, job.side, job.cls, job.clip)
+        path = staged(cfg, job)
         jobs = groups.setdefault((job.side, group), [])
-        if clip_folder.is_dir():
-            jobs.append(PackJob(_entry(cfg, job, lost), keys[job.id], clip_folder))
+        if path.is_file():
+            jobs.append(PackJob(_entry(cfg, job, lost), keys[job.id], path))
     state = PackState(cfg.out)
     written = []
     for (side, group), jobs in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1] or (0, 0))):
@@ -138,7 +143,7 @@ def write_clip_folder(out: Path, clip_id: str, clip: PackedClip) -> bool:
 
 
 def unpack_in_place(out: Path) -> int:
-    """Turn every published shard of ``out`` back into clip folders and remove the shards, their
+    """Turn every published shard of ``out`` back into staged clips and remove the shards, their
     notes and the index (``--force`` on a changed plan: the sample keys depend on the plan, so the
     clips are packed again). Returns the clips restored."""
     state = PackState(out)
@@ -146,7 +151,15 @@ def unpack_in_place(out: Path) -> int:
     for name in sorted(state.published()):
         for _, _, clip in iter_samples(state.shards / name):
             cid = str((clip.entry or {}).get("id"))
-            if cid.split("/")[0] in CLIP_TOPS and write_clip_folder(out, cid, clip):
+            parts = cid.split("/")
+            if len(parts) != 3 or parts[0] not in SIDES or any(name_problem(p) for p in parts):
+                raise DatasetError(f"{clip.where}: {cid!r} is not a clip id (side/class/clip); the shard is damaged")
+            path = staged_path(Path(out).joinpath(*parts))
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = unique_tmp(path)
+                write_staged(tmp, sorted((rel, bytes(data)) for rel, data in clip.members.items()))
+                os.replace(tmp, path)
                 restored += 1
         remove_inside(out, f"{SHARDS_DIR}/{name}", (SHARDS_DIR,))
     if state.shards.is_dir():

@@ -12,12 +12,27 @@ from flowprep.limits import json_safe
 
 
 @click.command("backends")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--params", "show_params", is_flag=True, help="List each backend's parameters: type, range, default.")
+@click.option("--markdown", is_flag=True, help="With --params: the Markdown table of docs/flow.md.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def backends_cmd(as_json: bool) -> None:
-    """List the optical-flow backends: available here or not, why, how to install, which device."""
+def backends_cmd(names: tuple[str, ...], show_params: bool, markdown: bool, as_json: bool) -> None:
+    """List the optical-flow backends: available here or not, why, how to install, which device
+    (or, with --params, the parameters each takes)."""
     from flowprep.flow.registry import BACKENDS, backend_status
 
-    rows = [backend_status(name) for name in BACKENDS]
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown flow backend {unknown[0]!r}; known: {', '.join(BACKENDS)}", param_hint="'NAME'"
+        )
+    if markdown and not show_params:
+        raise click.UsageError("--markdown goes with --params")
+    chosen = list(names) or list(BACKENDS)
+    if show_params:
+        _print_params(chosen, markdown, as_json)
+        return
+    rows = [backend_status(name) for name in chosen]
     if as_json:
         click.echo(json.dumps(rows, indent=2, allow_nan=False))
         return
@@ -29,6 +44,42 @@ def backends_cmd(as_json: bool) -> None:
             click.echo(f"{r['name']:<10} {'no':<9}  {r['why']}")
             click.echo(f"{'':<10} {'':<9}  install: {r['install_hint']}")
     click.echo("`--flow auto` takes the first available of: nvof, vpi, tvl1")
+
+
+def _print_params(names: list[str], markdown: bool, as_json: bool) -> None:
+    from flowprep.flow.params import markdown_table, text_table
+    from flowprep.flow.registry import declared_params
+
+    declared = [(name, *declared_params(name)) for name in names]
+    if as_json:
+        rows = {
+            name: {
+                "params": [
+                    {
+                        "name": p.name,
+                        "type": p.kind.__name__,
+                        "allowed": p.allowed(),
+                        "lo": p.lo,
+                        "hi": p.hi,
+                        "lo_open": p.lo_open,
+                        "hi_open": p.hi_open,
+                        "choices": list(p.choices) if p.choices is not None else None,
+                        "default": p.default,
+                        "meaning": p.meaning,
+                    }
+                    for p in params
+                ],
+                "rules": [r.text for r in rules],
+            }
+            for name, params, rules in declared
+        }
+        click.echo(json.dumps(rows, indent=2, allow_nan=False))
+    elif markdown:
+        click.echo(markdown_table(declared), nl=False)
+    else:
+        for name, params, rules in declared:
+            for line in text_table(name, params, rules):
+                click.echo(line)
 
 
 @click.command("bench-flow")

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from flowprep.errors import BackendNotInstalledError, BackendUnavailableError, ConfigError
+from flowprep.errors import BackendNotInstalledError, BackendUnavailableError
 from flowprep.flow import nvof_api as api
 from flowprep.flow.base import FlowBackend, check_pair
 from flowprep.flow.nvof_session import _cu, _Session, choose_grid
+from flowprep.flow.params import Param
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ CONTAINER_HINT = (
 #: GPUs built on TU117 have no optical-flow engine although they are Turing (compute 7.5)
 TU117_NAMES = ("GTX 1650", "GTX 1630", "T400", "T600", "T1000", "T1200", "MX450", "MX550")
 MIN_COMPUTE_CAPABILITY = (7, 5)
+PATHS = ("auto", "ctypes", "opencv")
 
 
 # ------------------------------------------------------------------------------ pure conversions
@@ -241,14 +243,14 @@ class NvofBackend(FlowBackend):
     """
 
     name = "nvof"
+    PARAMS: ClassVar[tuple[Param, ...]] = (
+        Param("preset", str, "slow", "NV_OF_PERF_LEVEL: slow is the most accurate", choices=tuple(api.PERF_LEVELS)),
+        Param("grid", int, 1, "px per vector side; the GPU may use a coarser one", choices=tuple(api.GRID_SIZES)),
+        Param("gpu", int, 0, "CUDA device ordinal (the build sets it per worker from --gpus)", 0, 1023),
+        Param("path", str, "auto", "ctypes (the driver's C API), opencv (cv2.cuda) or auto", choices=PATHS),
+    )
 
-    def __init__(self, preset: str = "slow", grid: int = 1, gpu: int = 0, path: str = "auto") -> None:
-        if preset not in api.PERF_LEVELS:
-            raise ConfigError(f"nvof preset must be one of {sorted(api.PERF_LEVELS)}, got {preset!r}")
-        if int(grid) not in api.GRID_SIZES:
-            raise ConfigError(f"nvof grid must be one of {api.GRID_SIZES}, got {grid!r}")
-        if path not in ("auto", "ctypes", "opencv"):
-            raise ConfigError(f"nvof path must be auto, ctypes or opencv, got {path!r}")
+    def __init__(self, *, preset: str = "slow", grid: int = 1, gpu: int = 0, path: str = "auto") -> None:
         self.preset, self.grid, self.gpu = preset, int(grid), int(gpu)
         self._path = self._choose_path(path)
         self._session: _Session | None = None

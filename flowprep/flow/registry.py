@@ -7,13 +7,13 @@ imports the module until the backend is asked for, so ``import flowprep`` never 
 from __future__ import annotations
 
 import importlib
-import inspect
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from flowprep.errors import BackendNotInstalledError, BackendUnavailableError, ConfigError
-from flowprep.flow.base import FlowBackend
+from flowprep.flow.base import FlowBackend, parameter_names
+from flowprep.flow.params import Param, Rule
 
 log = logging.getLogger(__name__)
 
@@ -121,18 +121,35 @@ def load_backend_class(name: str) -> type[FlowBackend]:
 
 
 def backend_parameters(cls: type[FlowBackend]) -> list[str] | None:
-    """The parameter names ``cls`` takes: its ``DEFAULTS`` keys, else its constructor's named parameters.
+    """The parameter names ``cls`` takes (:func:`flowprep.flow.base.parameter_names`)."""
+    return parameter_names(cls)
 
-    None when neither says (a constructor taking only ``**params`` without ``DEFAULTS``): the
-    constructor then checks its parameters itself.
+
+def check_params(name: str, params: Any) -> dict[str, Any]:
+    """Check ``params`` against backend ``name``'s declarations; every parameter, defaults filled in.
+
+    The gate for parameters from anywhere (``--flow-param``, ``BuildConfig``, a dataset or model
+    record read back); constructing a backend passes it too. Imports the backend's module (the
+    declarations live on its class), not its optional libraries' devices.
+
+    Raises:
+        ConfigError: unknown backend, not a mapping, an unknown parameter, a value of the wrong type
+            or outside its range, or a broken rule between parameters (one line naming the backend,
+            parameter, value and what is allowed).
+        BackendNotInstalledError: the backend's module cannot be imported here.
     """
-    if cls.DEFAULTS is not None:
-        return sorted(cls.DEFAULTS)
-    sig = inspect.signature(cls.__init__)
-    named = [p.name for p in list(sig.parameters.values())[1:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        return None
-    return sorted(named)
+    return load_backend_class(name).check_params(params)
+
+
+def declared_params(name: str) -> tuple[tuple[Param, ...], tuple[Rule, ...]]:
+    """Backend ``name``'s declared parameters and rules (:mod:`flowprep.flow.params`).
+
+    A backend without declarations gets its parameter names as untyped entries.
+    """
+    cls = load_backend_class(name)
+    if cls.PARAMS is not None:
+        return tuple(cls.PARAMS), tuple(cls.RULES)
+    return tuple(Param(n, str, (cls.DEFAULTS or {}).get(n), "(undeclared)") for n in parameter_names(cls) or []), ()
 
 
 def create_backend(name: str, **params: Any) -> FlowBackend:
@@ -140,19 +157,12 @@ def create_backend(name: str, **params: Any) -> FlowBackend:
 
     Raises:
         BackendNotInstalledError / BackendUnavailableError: with the fix in the message.
-        ConfigError: unknown name, or a parameter the backend does not take.
+        ConfigError: unknown name, or parameters :func:`check_params` refuses.
     """
     if name == "auto":
         name = resolve_auto()
     cls = load_backend_class(name)
-    known = backend_parameters(cls)
-    unknown = sorted(set(params) - set(known)) if known is not None else []
-    if unknown:
-        what = "parameter" if len(unknown) == 1 else "parameters"
-        raise ConfigError(
-            f"flow backend {name!r}: unknown {what} {', '.join(map(repr, unknown))}; "
-            f"known: {', '.join(sorted(known or [])) or 'none'}"
-        )
+    cls.check_params(params)
     try:
         return cls(**params)
     except TypeError as exc:

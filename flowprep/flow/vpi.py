@@ -19,13 +19,14 @@ from __future__ import annotations
 import logging
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from flowprep.errors import BackendNotInstalledError, BackendUnavailableError, ConfigError
+from flowprep.errors import BackendNotInstalledError, BackendUnavailableError
 from flowprep.flow.base import FlowBackend, check_pair
 from flowprep.flow.nvof import s10_5_to_float, upsample_grid_flow
+from flowprep.flow.params import Param
 
 log = logging.getLogger(__name__)
 
@@ -175,12 +176,12 @@ class VpiBackend(FlowBackend):
     """
 
     name = "vpi"
+    PARAMS: ClassVar[tuple[Param, ...]] = (
+        Param("quality", str, "high", "VPI's OptFlowQuality: low is the fastest", choices=QUALITIES),
+        Param("gpu", int, 0, "accepted for --gpus; a Jetson has one GPU", choices=(0,)),
+    )
 
-    def __init__(self, quality: str = "high", gpu: int = 0) -> None:
-        if quality not in QUALITIES:
-            raise ConfigError(f"vpi quality must be one of {QUALITIES}, got {quality!r}")
-        if int(gpu) != 0:
-            raise ConfigError(f"vpi: a Jetson has one GPU (0); got gpu={gpu}")
+    def __init__(self, *, quality: str = "high", gpu: int = 0) -> None:
         self.quality = quality
         self._vpi, self.engine, self._model = check_environment()
 
@@ -210,7 +211,13 @@ class VpiBackend(FlowBackend):
         return vectors_to_flow(vectors.reshape(vectors.shape[0], vectors.shape[1], 2), h, w)
 
     def params(self) -> dict[str, Any]:
-        return {"quality": self.quality, "engine": self.engine, "grid": GRID}
+        # constructor arguments only (the base-class contract: build workers re-create the backend
+        # from them); what the hardware does is in describe()
+        return {"quality": self.quality}
+
+    def describe(self) -> dict[str, Any]:
+        """The base record plus ``engine`` (nvenc or ofa) and ``grid`` (px per vector side)."""
+        return {**super().describe(), "engine": self.engine, "grid": GRID}
 
     def device(self) -> str:
         return f"{self._model} ({self.engine.upper()})"

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from flowprep.errors import DatasetError
-from flowprep.layout.packed import ClipFiles, iter_samples
+from flowprep.layout.packed import ClipFiles
 from flowprep.loader import sampling
 from flowprep.loader.frames import load_windows, stream_length
 from flowprep.loader.source import Clip, DatasetInfo, list_clips
@@ -165,17 +165,21 @@ class ClipDataset(_Clips, Dataset):
 class ShardStream(_Clips, IterableDataset):
     """Iterable dataset: the shards of one side of a packed dataset, read sequentially.
 
-    Every epoch the shard order is shuffled (``shuffle``, seeded by ``(seed, epoch)``) and each
-    (rank, worker) slot reads its own shards, round-robin; with fewer shards than slots every slot
-    reads all shards and keeps every n-th clip. Clips pass through a shuffle buffer of ``buffer``
-    samples. No shard is loaded whole: one clip at a time is in memory per slot (plus the buffer's
-    decoded samples). A clip's tensors equal :class:`ClipDataset`'s for the same seed and epoch.
+    Every epoch the shard order is shuffled (``shuffle``, seeded by ``(seed, epoch)``); each DDP
+    rank takes its own shards, round-robin, and each DataLoader worker its own of the rank's (where
+    there are fewer shards than ranks, or than a rank's workers, they take every n-th clip
+    instead). A worker reads its shards from start to end, one read per
+    clip at the offset the index gives (other slots' clips are skipped, not read), through a
+    shuffle buffer of ``buffer`` clips that permutes the reading order within that window (see
+    :meth:`order`): reads stay within a few hundred MB of each other, and one clip at a time is in
+    memory per slot — no shard is loaded whole, no decoded clips wait in a buffer. A clip's tensors
+    equal :class:`ClipDataset`'s for the same seed and epoch.
 
     Args:
         dataset, side, modality, frames, sample_rate, size, train, crop, hflip, seed, labels, arch:
             as :class:`ClipDataset`; the dataset must be packed.
         shuffle: shuffle shards and samples (default: ``train``).
-        buffer: shuffle buffer size in samples (0 or 1: none).
+        buffer: shuffle window in clips (0 or 1: shard order only).
         rank, world: this process's rank and the number of processes (default: from
             ``torch.distributed`` when it is initialised, else 0 and 1).
         samples_per_rank: yield exactly this many samples per epoch on this rank (a short share
@@ -221,13 +225,12 @@ class ShardStream(_Clips, IterableDataset):
         if not 0 <= rank < world:
             raise DatasetError(f"rank must be in [0, {world}), got {rank}")
         self.rank, self.world, self.samples_per_rank = rank, world, samples_per_rank
-        self._position = {c.id: i for i, c in enumerate(self.clips)}
 
     def __len__(self) -> int:
-        """Samples this rank yields per epoch (all workers together)."""
+        """Samples this rank yields per epoch (all its workers together)."""
         if self.samples_per_rank is not None:
             return self.samples_per_rank
-        return len(self._slot_clips(self.rank, self.world))
+        return len(self._share(self._shards(), self.rank, self.world)[1])
 
     def _shards(self) -> list[str]:
         packed = self.info.packed
@@ -237,58 +240,55 @@ class ShardStream(_Clips, IterableDataset):
             names = [names[j] for j in order.tolist()]
         return names
 
-    def _slot_clips(self, slot: int, slots: int) -> list[int]:
-        """Clip indices slot ``slot`` of ``slots`` yields, in reading order (for ``len`` and quotas)."""
-        packed = self.info.packed
-        if packed is None:
-            return []
-        shards = self._shards()
-        mine = set(shards[slot::slots]) if len(shards) >= slots else set(shards)
-        order = {s: j for j, s in enumerate(shards)}
-        found = sorted(
-            (order[packed.clips[c.id].shard], packed.clips[c.id].offset, i)
-            for i, c in enumerate(self.clips)
-            if packed.clips[c.id].shard in mine
-        )
-        idx = [i for _, _, i in found]
-        return idx if len(shards) >= slots else idx[slot::slots]
+    def _share(self, shards: list[str], k: int, n: int) -> tuple[list[str], list[int]]:
+        """Part ``k`` of ``n`` of ``shards``: ``(its shards, its clip indices in reading order)``.
 
-    def _read(self, shards: list[str], keep: set[int]) -> Iterator[tuple[int, ClipFiles]]:
+        Whole shards round-robin when there are at least ``n``; else every n-th clip of all of them.
+        """
         packed = self.info.packed
         if packed is None:
-            return
-        for name in shards:
-            for _, _, clip in iter_samples(packed.dir / name):
-                i = self._position.get(str((clip.entry or {}).get("id")))
-                if i is not None and i in keep:
-                    yield i, clip
+            return [], []
+        mine = shards[k::n] if len(shards) >= n else shards
+        rank = {s: j for j, s in enumerate(mine)}
+        refs = ((packed.clips[c.id], i) for i, c in enumerate(self.clips))
+        idx = [i for _, _, i in sorted((rank[r.shard], r.offset, i) for r, i in refs if r.shard in rank)]
+        return (mine, idx) if len(shards) >= n else ([], idx[k::n])
+
+    def order(self, worker: int = 0, workers: int = 1) -> list[int]:
+        """Clip indices in the order DataLoader worker ``worker`` of ``workers`` of this rank reads
+        them this epoch: the rank's share of the shards (the epoch's shard order), the worker's share
+        of that, each shard front to back, then through the shuffle buffer (a window of ``buffer``
+        clips, one drawn at random each step)."""
+        rank_shards, rank_clips = self._share(self._shards(), self.rank, self.world)
+        if len(rank_shards) >= workers:
+            front = self._share(rank_shards, worker, workers)[1]
+        else:
+            front = rank_clips[worker::workers]
+        if not self.shuffle or self.buffer <= 1:
+            return front
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 23])
+        out, buf = [], []
+        for i in front:
+            buf.append(i)
+            if len(buf) >= self.buffer:
+                out.append(buf.pop(int(rng.integers(len(buf)))))
+        while buf:
+            out.append(buf.pop(int(rng.integers(len(buf)))))
+        return out
 
     def __iter__(self) -> Iterator[Sample]:
         worker = get_worker_info()
         wid, nworkers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
-        slot, slots = self.rank * nworkers + wid, self.world * nworkers
-        keep = set(self._slot_clips(slot, slots))
-        shards = self._shards()
-        mine = shards[slot::slots] if len(shards) >= slots else shards
-        quota = None
-        if self.samples_per_rank is not None:
+        order = self.order(wid, nworkers)
+        if self.samples_per_rank is None:
+            quota = len(order)
+        else:
             quota = self.samples_per_rank // nworkers + (wid < self.samples_per_rank % nworkers)
-        rng = np.random.default_rng([self.seed, self.epoch, slot, 23])
-        yielded, buf = 0, []
-        while quota is None or yielded < quota:
-            before = yielded
-            for i, files in self._read(mine, keep):
-                buf.append(self._sample(i, files))
-                if len(buf) >= self.buffer:
-                    yield buf.pop(int(rng.integers(len(buf))) if self.shuffle else 0)
-                    yielded += 1
-                    if quota is not None and yielded >= quota:
-                        return
-            while buf and (quota is None or yielded < quota):
-                yield buf.pop(int(rng.integers(len(buf))) if self.shuffle else 0)
-                yielded += 1
-            if quota is None or yielded == before:
-                return  # one pass; or nothing to start over with
+        packed = self.info.packed
+        for j in range(quota if order else 0):  # a short share starts over (DistributedSampler pads alike)
+            i = order[j % len(order)]
+            # the buffer shuffles indices, not decoded clips: one clip in memory, reads stay near each other
+            yield self._sample(i, packed.read_clip(self.clips[i].id) if packed is not None else None)
 
 
 def to_model_inputs(inputs: Sequence[Any], arch: str) -> list[Any]:
