@@ -27,6 +27,7 @@ from flowprep.builder.plan import ClipJob, Plan
 from flowprep.builder.shard import shard_of
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.fsio import name_problem, remove_inside, unique_tmp
+from flowprep.layout.dataset_record import PackedInfo
 from flowprep.layout.packed import INDEX_NAME, SHARDS_DIR, PackedClip, iter_samples
 from flowprep.layout.paths import STATE_DIR, TMP_DIR, clip_dir
 from flowprep.layout.record import SIDES
@@ -34,9 +35,9 @@ from flowprep.layout.record import SIDES
 log = logging.getLogger(__name__)
 
 
-def packed_record(cfg: BuildConfig) -> dict[str, Any]:
+def packed_record(cfg: BuildConfig) -> PackedInfo:
     """The record's ``packed`` entry."""
-    return {"format": cfg.pack, "index": f"{SHARDS_DIR}/{INDEX_NAME}"}
+    return PackedInfo(str(cfg.pack), f"{SHARDS_DIR}/{INDEX_NAME}")
 
 
 def staged(cfg: BuildConfig, job: ClipJob) -> Path:
@@ -46,7 +47,7 @@ def staged(cfg: BuildConfig, job: ClipJob) -> Path:
 
 def _entry(cfg: BuildConfig, job: ClipJob, lost: dict[str, int]) -> dict[str, Any]:
     frames, flows = count_staged(staged(cfg, job), cfg.needs_rgb)
-    return clip_entry(job, frames, flows if cfg.needs_flow else 0, lost.get(job.id, 0))
+    return clip_entry(job, frames, flows if cfg.needs_flow else 0, lost.get(job.id, 0)).to_dict()
 
 
 def pack_clips(

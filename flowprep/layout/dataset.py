@@ -5,6 +5,7 @@
     ds = flowprep.open_dataset("data/hmdb5")      # the root, or its train/ or val/ folder
     ds.root, ds.layout, ds.classes, ds.sides      # Path, "tao", ["push", ...], ("train", "val")
     ds.clips("val")                               # the record's entries of the built val clips
+    ds.record.flow.name, ds.record.encoding       # the typed record (flowprep.layout.dataset_record)
 
 It reads only ``flowprep.json`` (no image is opened; ``flowprep.verify`` checks the images), so it
 is cheap on any dataset size. The public loader (:mod:`flowprep.loader`) reads the images.
@@ -14,10 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from flowprep.errors import DatasetError
-from flowprep.layout.record import SIDES, find_root, read_record
+from flowprep.layout.record import SIDES, ClipEntry, DatasetRecord, find_root, read_record
 
 
 @dataclass(frozen=True)
@@ -26,28 +26,28 @@ class Dataset:
 
     Attributes:
         root: the folder holding ``flowprep.json``.
-        record: the dataset record, checked against its schema
-            (:func:`flowprep.layout.record.read_record`): classes, split, decode, flow backend and
-            encoding, and one entry per clip (``id``, ``class``, ``label``, ``side``, ``frames``,
-            ``status``).
+        record: the dataset record, typed and checked
+            (:class:`~flowprep.layout.dataset_record.DatasetRecord`, :func:`flowprep.layout.record.read_record`):
+            classes, split, decode, flow backend and encoding, and one entry per clip (``id``,
+            ``cls``, ``label``, ``side``, ``frames``, ``status``).
         sides: the sides (``"train"``, ``"val"``, in that order) with at least one built clip.
     """
 
     root: Path
-    record: dict[str, Any]
+    record: DatasetRecord
     sides: tuple[str, ...]
 
     @property
     def layout(self) -> str:
         """``"tao"`` or ``"mmaction2"``."""
-        return str(self.record.get("layout", "tao"))
+        return self.record.layout
 
     @property
     def classes(self) -> list[str]:
         """Class names; a class's label is its index."""
-        return list(self.record["classes"])
+        return list(self.record.classes)
 
-    def clips(self, side: str) -> list[dict[str, Any]]:
+    def clips(self, side: str) -> list[ClipEntry]:
         """The record's entries of ``side``'s built clips (status ``ok``), in the record's order.
 
         Raises:
@@ -55,7 +55,7 @@ class Dataset:
         """
         if side not in SIDES:
             raise DatasetError(f"side must be one of {SIDES}, got {side!r}")
-        return [c for c in self.record.get("clips", []) if c["side"] == side and c["status"] == "ok"]
+        return self.record.ok_clips(side)
 
 
 def open_dataset(path: str | Path) -> Dataset:
@@ -67,5 +67,5 @@ def open_dataset(path: str | Path) -> Dataset:
     """
     root = find_root(Path(path))
     record = read_record(root)
-    built = {c["side"] for c in record.get("clips", []) if c["status"] == "ok"}
+    built = {c.side for c in record.ok_clips()}
     return Dataset(root, record, tuple(s for s in SIDES if s in built))
