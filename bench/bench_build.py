@@ -90,10 +90,10 @@ def main() -> int:
     ap.add_argument("--clips", type=int, default=4)
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--size", default="320x240")
-    ap.add_argument("--flow", action="append", help="backends (default: tvl1, tvl1-fast, dis, farneback)")
+    ap.add_argument("--flow", action="append", help="backends (default: tvl1, tvl1-fast, dis, dis-fine, farneback)")
     args = ap.parse_args()
     size = tuple(int(x) for x in args.size.split("x"))
-    backends = args.flow or ["tvl1", "tvl1-fast", "dis", "farneback"]
+    backends = args.flow or ["tvl1", "tvl1-fast", "dis", "dis-fine", "farneback"]
     args.out.mkdir(parents=True, exist_ok=True)
     release = args.out / "release"
     shutil.rmtree(release, ignore_errors=True)

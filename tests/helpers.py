@@ -42,6 +42,78 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+#: values that break readers that trust their input: wrong types, huge and non-finite numbers,
+#: unusable names, deep and empty containers (for the record readers' randomised tests)
+ADVERSARIAL: list[object] = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1,
+    2**63,
+    -(2**63) - 1,
+    10**30,
+    1.5,
+    float("nan"),
+    float("inf"),
+    -0.0,
+    "",
+    "x",
+    "..",
+    "a;b",
+    "a,b",
+    "le\nft",
+    "a b",
+    "\udcff",
+    "/etc",
+    "x" * 300,
+    [],
+    [1, 2],
+    ["a", "a"],
+    {},
+    {"a": 1},
+    {"train": -1, "val": "x"},
+    [[[[[]]]]],
+]
+
+
+def _paths(obj: object, prefix: tuple = ()) -> list[tuple]:
+    """Every path (tuple of keys/indices) into a JSON-like ``obj``, the root ``()`` included."""
+    out = [prefix]
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+def mutate(obj: object, rng, values: list[object] | None = None) -> object:
+    """A deep copy of JSON-like ``obj`` with one random change: a value replaced by one of ``values``
+    (default :data:`ADVERSARIAL`), a key deleted, or a list item repeated. ``rng``: ``random.Random``."""
+    import copy
+
+    obj = copy.deepcopy(obj)
+    values = ADVERSARIAL if values is None else values
+    path = rng.choice(_paths(obj))
+    if not path:
+        return copy.deepcopy(rng.choice(values))
+    parent = obj
+    for key in path[:-1]:
+        parent = parent[key]  # type: ignore[index]
+    key = path[-1]
+    action = rng.random()
+    if action < 0.15 and isinstance(parent, dict):
+        del parent[key]
+    elif action < 0.25 and isinstance(parent, list):
+        parent.append(copy.deepcopy(parent[key]))
+    else:
+        parent[key] = copy.deepcopy(rng.choice(values))  # type: ignore[index]
+    return obj
+
+
 #: a UCF101-shaped class list, in classInd.txt's (case-insensitive) order, which Python's sorted()
 #: does not give (JumpRope < JumpingJack there); HandstandPushups' clips are v_HandStandPushups_* as in UCF101
 UCF_CLASSES = ("ApplyEyeMakeup", "HandstandPushups", "JumpingJack", "JumpRope")

@@ -36,13 +36,11 @@ def test_build_hmdb5_from_nested_rar_is_verified(hmdb_rars, tmp_path):
     assert r.exit_code == 0, r.output
     assert "walk" in r.output and "total" in r.output  # per-class counts printed
     rec = read_record(out)
-    assert rec["classes"] == HMDB5_LABEL_ORDER
-    assert rec["source"]["kind"] == "hmdb51"
-    assert rec["flow"]["name"] == "dis" and rec["encoding"]["mode"] == "fixed"
-    assert all(c["status"] == "ok" and c["frames"] == 8 and c["flow_frames"] == 7 for c in rec["clips"])
-    clip = (
-        out / "train" / "walk" / next(c["name"] for c in rec["clips"] if c["class"] == "walk" and c["side"] == "train")
-    )
+    assert list(rec.classes) == HMDB5_LABEL_ORDER
+    assert rec.source.kind == "hmdb51"
+    assert rec.flow.name == "dis" and rec.encoding.mode == "fixed"
+    assert all(c.ok and c.frames == 8 and c.flow_frames == 7 for c in rec.clips)
+    clip = out / "train" / "walk" / next(c.name for c in rec.clips if c.cls == "walk" and c.side == "train")
     assert sorted(os.listdir(clip)) == ["rgb", "u", "v"]
     assert sorted(os.listdir(clip / "rgb"))[:2] == ["000000.png", "000001.png"]
     assert sorted(os.listdir(clip / "u")) == sorted(os.listdir(clip / "v")) == [f"{k:06d}.jpg" for k in range(7)]
@@ -75,14 +73,15 @@ def test_classes_must_be_a_list_not_a_string(tmp_path):
     assert BuildConfig(source=tmp_path, out=tmp_path / "o", classes=("wave", "clap")).classes == ["wave", "clap"]
 
 
-def test_flow_images_encode_the_true_motion(tiny_release, tmp_path):
+@pytest.mark.parametrize("flow", ["dis", "dis-fine"])
+def test_flow_images_encode_the_true_motion(tiny_release, tmp_path, flow):
     out = tmp_path / "d"
     s = build(
         BuildConfig(
             source=tiny_release,
             out=out,
             classes=["walk"],
-            flow="dis",
+            flow=flow,
             modality="flow",
             encoding=__import__("flowprep.flow.encoding", fromlist=["x"]).FlowEncoding(image_format="png"),
             jobs=1,
@@ -91,11 +90,17 @@ def test_flow_images_encode_the_true_motion(tiny_release, tmp_path):
     )
     assert s.ok and s.built == 6
     rec = read_record(out)
-    assert rec["modality"] == "flow" and rec["rgb"] is None
-    c = rec["clips"][0]
-    assert c["frames"] == 8 and c["flow_frames"] == 7
-    u = cv2.imread(str(out / c["side"] / "walk" / c["name"] / "u" / "000003.png"), cv2.IMREAD_GRAYSCALE)
-    v = cv2.imread(str(out / c["side"] / "walk" / c["name"] / "v" / "000003.png"), cv2.IMREAD_GRAYSCALE)
+    assert rec.modality == "flow" and rec.rgb is None
+    assert rec.flow.name == flow
+    if flow == "dis-fine":  # the preset's parameters are recorded, all of them
+        from flowprep.flow.opencv_cpu import FineDISBackend
+
+        assert dict(rec.flow.params) == FineDISBackend.DEFAULTS
+        assert run_cli("verify", out).exit_code == 0
+    c = rec.clips[0]
+    assert c.frames == 8 and c.flow_frames == 7
+    u = cv2.imread(str(out / c.side / "walk" / c.name / "u" / "000003.png"), cv2.IMREAD_GRAYSCALE)
+    v = cv2.imread(str(out / c.side / "walk" / c.name / "v" / "000003.png"), cv2.IMREAD_GRAYSCALE)
     # walk moves right by 2 px/frame times a speed in [0.75, 1.25]: fixed bound 20 -> q = 128 + 2 * 6.375
     mean_dx = (np.median(u[8:-8, 8:-8]) - 127.5) * 40 / 255
     mean_dy = (np.median(v[8:-8, 8:-8]) - 127.5) * 40 / 255
@@ -163,10 +168,10 @@ def test_corrupt_clip_fails_alone_and_exit_code(release_copy, tmp_path):
     assert r.exit_code == 1
     assert "Broken_run_f_cm_np1_fr_med_0" in r.output and "1 failed" in r.output
     rec = read_record(out)
-    failed = [c for c in rec["clips"] if c["status"] == "failed"]
-    assert len(failed) == 1 and "Broken" in failed[0]["id"] and failed[0]["error"]
-    assert sum(c["status"] == "ok" for c in rec["clips"]) == 30
-    assert not any("Broken" in p for p in os.listdir(out / failed[0]["side"] / "run"))
+    failed = [c for c in rec.clips if c.status == "failed"]
+    assert len(failed) == 1 and "Broken" in failed[0].id and failed[0].error
+    assert sum(c.ok for c in rec.clips) == 30
+    assert not any("Broken" in p for p in os.listdir(out / failed[0].side / "run"))
     v = run_cli("verify", out)
     assert v.exit_code == 1 and "failed at build time" in v.output
 
@@ -179,7 +184,7 @@ def test_other_configuration_is_refused_unless_forced(tiny_release, tmp_path):
     assert r.exit_code == 1 and "other settings" in r.output and "flow" in r.output
     r = run_cli(*base[:-5], "--flow", "farneback", "-j", "1", "--no-progress", "--force")
     assert r.exit_code == 0
-    assert read_record(out)["flow"]["name"] == "farneback"
+    assert read_record(out).flow.name == "farneback"
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "precious.txt").write_text("mine")
@@ -210,16 +215,16 @@ def test_mmaction2_layout_and_official_split(tiny_release, tmp_path):
     )
     assert r.exit_code == 0, r.output
     rec = read_record(out)
-    assert rec["split"]["method"] == "official" and rec["rgb"]["image_format"] == "jpg"
-    walk = next(c for c in rec["clips"] if c["class"] == "walk")
-    names = sorted(os.listdir(out / "rawframes" / "walk" / walk["name"]))
+    assert rec.split.method == "official" and rec.rgb.image_format == "jpg"
+    walk = next(c for c in rec.clips if c.cls == "walk")
+    names = sorted(os.listdir(out / "rawframes" / "walk" / walk.name))
     assert names[0] == "flow_x_00001.jpg" and "img_00001.jpg" in names and "img_00008.jpg" in names
     assert "flow_y_00007.jpg" in names and "flow_x_00008.jpg" not in names
     lines = (out / "mmaction2" / "train_list_rawframes.txt").read_text().splitlines()
     assert lines and all(len(ln.rsplit(" ", 2)) == 3 for ln in lines)
     assert (out / "mmaction2" / "val_list_rawframes_flow.txt").read_text().split()[1] == "7"
     # split file 1 of the synthetic release marks the first source of every 3 as test (code 2)
-    assert rec["split"]["counts"]["walk"] == {"train": 4, "val": 2}
+    assert rec.split.counts["walk"].to_dict() == {"train": 4, "val": 2}
     assert run_cli("verify", out).exit_code == 0
 
 
@@ -230,8 +235,8 @@ def test_verify_finds_damage(tiny_release, tmp_path):
         == 0
     )
     rec = read_record(out)
-    c = rec["clips"][0]
-    clip = out / c["side"] / "push" / c["name"]
+    c = rec.clips[0]
+    clip = out / c.side / "push" / c.name
     (clip / "v" / "000002.jpg").unlink()
     (clip / "u" / "000001.jpg").write_bytes(b"not a jpeg")
     (out / "train" / "push" / "stray").mkdir()
@@ -317,7 +322,7 @@ def test_one_frame_clip_fails_alone(release_copy, tmp_path):
     )
     assert r.exit_code == 1 and "only 1 frame(s)" in r.output
     rec = read_record(out)
-    assert sum(c["status"] == "ok" for c in rec["clips"]) == 6
+    assert sum(c.ok for c in rec.clips) == 6
     r = run_cli(
         "build",
         release_copy,
@@ -355,7 +360,7 @@ def test_changed_source_is_refused_then_brought_up_to_date_with_force(release_co
         for cls in os.listdir(out / side)
         for clip in os.listdir(out / side / cls)
     }
-    assert on_disk == {c["id"] for c in rec["clips"]}  # nothing stale, nothing on both sides
+    assert on_disk == {c.id for c in rec.clips}  # nothing stale, nothing on both sides
     assert run_cli("verify", out).exit_code == 0
 
 
@@ -377,7 +382,7 @@ def test_class_names_with_spaces_become_safe_folders(tmp_path):
     out = tmp_path / "o"
     r = run_cli("build", rel, "--out", out, "--flow", "dis", "-j", "1", "--no-progress")
     assert r.exit_code == 0, r.output
-    assert read_record(out)["classes"] == ["walk_fast"]
+    assert list(read_record(out).classes) == ["walk_fast"]
     assert all(len(line.split()) == 3 for line in (out / "train_list.txt").read_text().splitlines())
 
 

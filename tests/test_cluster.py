@@ -341,7 +341,7 @@ def test_finalize_allow_missing_records_failures(tiny_release, tmp_path):
     r = run_cli("finalize", out, "--allow-missing")
     assert r.exit_code == 1 and "record written: 6 of 12" in r.output
     rec = read_record(out)
-    assert sum(c["status"] == "failed" for c in rec["clips"]) == 6
+    assert sum(c.status == "failed" for c in rec.clips) == 6
     v = run_cli("verify", out)
     assert v.exit_code == 1 and "failed at build time: not built" in v.output
     r = run_cli("finalize", tmp_path)
@@ -467,7 +467,7 @@ def test_cpu_backends_ignore_gpus(tiny_release, tmp_path):
         "--no-progress",
     )
     assert r.exit_code == 0, r.output
-    assert "gpu" not in read_record(tmp_path / "o")["flow"]["params"]
+    assert "gpu" not in read_record(tmp_path / "o").flow.params
 
 
 def test_gpu_backend_gets_this_workers_gpu(monkeypatch, tmp_path):

@@ -31,7 +31,7 @@ def _list(ucf_release, name: str) -> set[str]:
 
 
 def _built(record, side: str) -> set[str]:
-    return {f"{c['class']}/{c['source']}" for c in record["clips"] if c["side"] == side and c["status"] == "ok"}
+    return {f"{c.cls}/{c.source}" for c in record.clips if c.side == side and c.ok}
 
 
 def test_names_and_groups():
@@ -71,14 +71,14 @@ def test_build_ucf101_official_split_1_is_the_lists_exactly(ucf_release, tmp_pat
     assert _built(rec, "train") == _list(ucf_release, "trainlist01.txt")
     assert _built(rec, "val") == _list(ucf_release, "testlist01.txt")
     # classInd.txt's order (JumpingJack before JumpRope), not sorted()
-    assert (out / "labels.txt").read_text().split() == list(UCF_CLASSES) == rec["classes"]
+    assert (out / "labels.txt").read_text().split() == list(UCF_CLASSES) == list(rec.classes)
     assert sorted(UCF_CLASSES) != list(UCF_CLASSES)
     assert json.loads((out / "label_map.json").read_text())["JumpRope"] == 3  # classInd id 4, 0-based
-    split = rec["split"]
-    assert (split["method"], split["official_split"], split["convention"]) == ("official", 1, "ucf101")
-    assert split["lists"] == {"train": "trainlist01.txt", "val": "testlist01.txt"}
-    assert split["classes_from"] == "classInd.txt" and "missing" not in split
-    assert rec["source"]["kind"] == "ucf101" and not rec["excluded"]
+    split = rec.split
+    assert (split.method, split.official_split, split.convention) == ("official", 1, "ucf101")
+    assert split.lists == {"train": "trainlist01.txt", "val": "testlist01.txt"}
+    assert split.classes_from == "classInd.txt" and "missing" not in split.to_dict()
+    assert rec.source.kind == "ucf101" and not rec.excluded
     # the HandStandPushups file names (case differs from their folder) are matched as the lists write them
     assert f"HandstandPushups/{ucf_clip('HandstandPushups', 2, 1)}" in _built(rec, "train")
     v = run_cli("verify", out)
@@ -160,7 +160,7 @@ def test_list_entries_missing_from_the_release_stop_the_build_unless_allowed(ucf
     r = run_cli(*args, "--out", tmp_path / "b", "--modality", "rgb", "--allow-missing-clips", *FAST)
     assert r.exit_code == 0, r.output
     rec = read_record(tmp_path / "b")
-    assert rec["split"]["missing"] == {"train": [gone[1]], "val": [gone[0]]}
+    assert rec.split.to_dict()["missing"] == {"train": [gone[1]], "val": [gone[0]]}
     assert _built(rec, "val") == _list(ucf_release, "testlist01.txt") - {gone[0]}
 
 

@@ -105,10 +105,13 @@ def test_train_seed_range(tmp_path, args, message):
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
 
 
-def test_build_max_clip_bytes_range(tmp_path):
+@pytest.mark.parametrize(
+    ("option", "value"), [("--max-clip-bytes", str(10**23)), ("--seed", "-1"), ("--seed", str(10**23))]
+)
+def test_build_number_ranges(tmp_path, option, value):
     (tmp_path / "src").mkdir()
-    res = run_cli("build", tmp_path / "src", "--out", tmp_path / "out", "--max-clip-bytes", str(10**23))
-    assert res.exit_code == 2 and "Invalid value for '--max-clip-bytes'" in res.output
+    res = run_cli("build", tmp_path / "src", "--out", tmp_path / "out", option, value)
+    assert res.exit_code == 2 and f"Invalid value for '{option}'" in res.output
     assert "Traceback" not in res.output
 
 
@@ -120,6 +123,8 @@ def test_library_callers_get_the_same_limits(tmp_path):
         TrainConfig(tmp_path / "ds", tmp_path / "run", seed=-1)
     with pytest.raises(ConfigError, match="--max-clip-bytes must be a whole number"):
         BuildConfig(tmp_path, tmp_path / "out", max_clip_bytes=10**23)
+    with pytest.raises(ConfigError, match=r"--seed must be a whole number in \[0, 4294967295\], got 10"):
+        BuildConfig(tmp_path, tmp_path / "out", seed=10**23)
 
 
 def test_ddp_setup_errors_are_one_line(monkeypatch):

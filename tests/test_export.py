@@ -75,8 +75,8 @@ def test_export_parity_and_configs(tmp_path, arch, modality):
     # parity recorded and within tolerance; reported on the console
     rec = json.loads((out / "flowprep_model.json").read_text())
     par = rec["onnx"]["parity"]["fp32"]
-    assert par["max_abs_diff"] <= 1e-4 and par["batch"] == 2
-    assert "max abs diff" in res.output
+    assert par["max_abs_diff"] <= 1e-4 and par["max_rel_diff"] <= par["tolerance"] == 1e-4 and par["batch"] == 2
+    assert "max abs diff" in res.output and f"relative {par['max_rel_diff']:.3g} (tolerance 0.0001) ok" in res.output
     assert rec["arch"] == arch and rec["modality"] == modality and rec["frames"] == 4 and rec["input_size"] == 32
     assert rec["inputs"] == {n: list(s) for n, s in shapes.items()}
     assert rec["normalization"]["scale"] == pytest.approx(1 / 127.5) and rec["normalization"]["offset"] == 127.5
@@ -126,7 +126,7 @@ def test_fp16_variant(tmp_path):
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in half.graph.initializer)
     assert half.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # fp32 I/O kept
     rec = json.loads((tmp_path / "d" / "flowprep_model.json").read_text())
-    assert rec["onnx"]["parity"]["fp16"]["max_abs_diff"] <= rec["onnx"]["parity"]["fp16"]["tolerance"]
+    assert rec["onnx"]["parity"]["fp16"]["max_rel_diff"] <= rec["onnx"]["parity"]["fp16"]["tolerance"] == 0.02
     assert "network-mode=2" in (tmp_path / "d" / "config_infer_primary_2d_action.txt").read_text()
 
 
@@ -137,6 +137,34 @@ def test_parity_failure_fails_export(tmp_path, monkeypatch):
     assert res.exit_code == 1
     assert "differs from PyTorch" in res.output and len(res.output.strip().splitlines()) == 1
     assert not (tmp_path / "d" / "model.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("logits", "error", "ok"),
+    [
+        (3e15, 1.34e9, True),  # a short-trained model's logits: relative 4e-7
+        (300.0, 0.003, True),  # relative 1e-5
+        (0.5, 0.003, False),  # small logits: judged against 1, so 3e-3 is too much
+        (300.0, 0.5, False),
+    ],
+)
+def test_parity_is_judged_relative_to_the_logits(tmp_path, monkeypatch, logits, error, ok):
+    ref = np.array([[logits, -logits / 3], [logits / 2, 0.0]], np.float32)
+    got = ref + np.float32(error)
+    monkeypatch.setattr(onnx_export, "random_inputs", lambda shapes, batch, seed: {})
+    monkeypatch.setattr(onnx_export, "torch_logits", lambda model, inputs: ref)
+    monkeypatch.setattr(onnx_export, "ort_logits", lambda path, inputs: got)
+    if ok:
+        par = onnx_export.check_parity(None, tmp_path / "m.onnx", {})
+        assert par["max_rel_diff"] == pytest.approx(par["max_abs_diff"] / max(1.0, logits), rel=1e-6)
+        assert par["max_rel_diff"] <= par["tolerance"] and par["scale"] == max(1.0, float(np.abs(ref).max()))
+    else:
+        with pytest.raises(ExportError, match=r"of the logits' scale .* more than the relative tolerance 0.0001"):
+            onnx_export.check_parity(None, tmp_path / "m.onnx", {})
+    # a model whose own output is not finite has nothing to compare against
+    monkeypatch.setattr(onnx_export, "torch_logits", lambda model, inputs: np.full_like(ref, np.inf))
+    with pytest.raises(ExportError, match="PyTorch model's output is not finite"):
+        onnx_export.check_parity(None, tmp_path / "m.onnx", {})
 
 
 def test_export_errors(tmp_path):

@@ -23,7 +23,7 @@ RUNNABLE = [n for n in BACKENDS if backend_status(n)["available"]]
 H, W = 64, 80
 SHIFT = (2.5, -1.5)
 #: mean end-point error allowed on the shifted texture, px (measured: tvl1 ~0.05, dis ~0.1, farneback ~0.1)
-MAX_EPE = {"tvl1": 0.3, "tvl1-fast": 0.3, "dis": 0.5, "farneback": 0.5, "nvof": 0.5, "vpi": 0.75}
+MAX_EPE = {"tvl1": 0.3, "tvl1-fast": 0.3, "dis": 0.5, "dis-fine": 0.5, "farneback": 0.5, "nvof": 0.5, "vpi": 0.75}
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def frames():
 
 
 def test_cpu_backends_available_here():
-    assert {"tvl1", "tvl1-fast", "dis", "farneback"} <= set(RUNNABLE)
+    assert {"tvl1", "tvl1-fast", "dis", "dis-fine", "farneback"} <= set(RUNNABLE)
 
 
 @pytest.mark.parametrize("name", RUNNABLE)
@@ -56,6 +56,15 @@ def test_contract_zero_flow_and_known_shift(name, frames):
     finally:
         backend.close()
         backend.close()
+
+
+@pytest.mark.parametrize("params", [{}, {"finest_scale": 2, "refine_iterations": 2, "use_spatial_propagation": 0}])
+def test_dis_fine_recorded_params_make_the_same_backend(params, frames):
+    prev, nxt = frames
+    backend = create_backend("dis-fine", **params)
+    again = create_backend("dis-fine", **json.loads(json.dumps(backend.params())))
+    assert backend.params() == again.params() and set(backend.params()) == set(type(backend).DEFAULTS)
+    np.testing.assert_array_equal(backend.calc(prev, nxt), again.calc(prev, nxt))
 
 
 def test_bad_input_rejected():
@@ -112,7 +121,7 @@ def test_unknown_backend_and_bad_param():
         create_backend("farneback", nonsense=1)
 
 
-CPU_BACKENDS = ["tvl1", "tvl1-fast", "dis", "farneback"]
+CPU_BACKENDS = ["tvl1", "tvl1-fast", "dis", "dis-fine", "farneback"]
 
 
 @pytest.mark.parametrize("name", CPU_BACKENDS)

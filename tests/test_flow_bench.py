@@ -228,6 +228,152 @@ def test_bench_default_lists_gpu_backends_as_not_run(monkeypatch):
     assert "not run" in format_table(result)
 
 
+def test_pair_labels_tell_equal_names_apart():
+    from pathlib import Path
+
+    from flowprep.flow.bench import pair_labels
+
+    assert pair_labels([Path("/x/a/f.png"), Path("/x/b/g.png")]) == ["f.png", "g.png"]
+    assert pair_labels([Path("/x/a/f.png"), Path("/x/b/f.png"), Path("/y/a/f.png")]) == [
+        "x/a/f.png",
+        "b/f.png",
+        "y/a/f.png",
+    ]
+    assert pair_labels([Path("/x/f.png"), Path("/x/f.png")]) == ["f.png#1", "f.png#2"]
+
+
+def _user_pair(folder, gray, dx):
+    folder.mkdir()
+    m = np.float32([[1, 0, dx], [0, 1, 0]])
+    shifted = cv2.warpAffine(gray, m, (gray.shape[1], gray.shape[0]), borderMode=cv2.BORDER_REFLECT)
+    cv2.imwrite(str(folder / "frame10.png"), gray)
+    cv2.imwrite(str(folder / "frame11.png"), shifted)
+    gt = np.zeros(gray.shape + (2,), np.float32)
+    gt[..., 0] = dx
+    write_flo(folder / "flow10.flo", gt)
+    return [str(folder / n) for n in ("frame10.png", "frame11.png", "flow10.flo")]
+
+
+def test_two_pairs_with_the_same_name_are_both_reported(tmp_path, gray):
+    from flowprep.cli import cli
+
+    a, b = _user_pair(tmp_path / "a", gray, 1.0), _user_pair(tmp_path / "b", gray, 3.0)
+    res = CliRunner().invoke(
+        cli, ["bench-flow", "--flow", "dis", "--pair", *a, "--pair", *b, "--pairs-per-magnitude", "0", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert [p["name"] for p in data["pairs"]] == ["a/frame10.png", "b/frame10.png"]
+    assert set(data["backends"][0]["epe_by_magnitude"]) == {"a/frame10.png", "b/frame10.png"}
+
+
+def test_motion_bands_repeats_hmdb5_hours_and_frontier(tmp_path):
+    from flowprep.flow.bench import cpu_cores
+    from flowprep.flow.bench_report import HMDB5_PAIRS, frontier
+
+    result = bench_flow(
+        ["dis", "farneback"], size=(96, 72), magnitudes=(2.0, 12.0), per_magnitude=1, video=None, repeats=3
+    )
+    dis = result.backends[0]
+    assert len(dis.fps_runs) == 3 and dis.fps == pytest.approx(float(np.median(dis.fps_runs)))
+    assert dis.cpu_fps > 0  # CPU time never exceeds wall time by much on one OpenCV thread
+    assert set(dis.epe_by_motion) <= {"0-3", "3-8", "8-20", ">20"} and "0-3" in dis.epe_by_motion
+    assert dis.hmdb5_hours == pytest.approx(HMDB5_PAIRS / (dis.fps * cpu_cores()) / 3600)
+    assert result.cores == cpu_cores() >= 1
+    table = format_table(result)
+    assert "HMDB5 h" in table and "EPE by true motion" in table and "frontier" in table
+    front = frontier(result.backends)
+    assert front and front[0].fps == max(b.fps for b in result.backends)
+    assert all(x.epe_mean > y.epe_mean for x, y in zip(front, front[1:]))  # each slower one is better
+
+
+def test_frontier_leaves_out_the_dominated():
+    from flowprep.flow.bench_report import BackendResult, frontier
+
+    rows = [
+        BackendResult("fast-bad", True, epe_mean=2.0, fps=100),
+        BackendResult("slow-bad", True, epe_mean=3.0, fps=10),
+        BackendResult("slow-good", True, epe_mean=0.5, fps=5),
+        BackendResult("gone", False),
+    ]
+    assert [b.name for b in frontier(rows)] == ["fast-bad", "slow-good"]
+
+
+def test_scenes_from_the_cli_and_bad_counts():
+    from flowprep.cli import cli
+    from flowprep.errors import ConfigError
+    from flowprep.flow.bench import BenchConfig
+
+    res = CliRunner().invoke(
+        cli,
+        ["bench-flow", "--flow", "dis", "--size", "96x72", "--pairs-per-magnitude", "0", "--scenes", "1", "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert [p["name"] for p in data["pairs"]] == ["scene-1-3px-0", "scene-3-8px-0", "scene-8-20px-0"]
+    assert set(data["backends"][0]["epe_by_magnitude"]) == {"scene 1-3", "scene 3-8", "scene 8-20"}
+    with pytest.raises(ConfigError, match="repeats"):
+        BenchConfig(repeats=0)
+    res = CliRunner().invoke(cli, ["bench-flow", "--repeats", "0"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+def _bench_script(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_bench_goal_check_is_stated_as_ratios():
+    from flowprep.flow.bench_report import BackendResult, BenchResult
+
+    script = _bench_script("bench_flow")
+    rows = [
+        BackendResult(
+            "dis-fine",
+            True,
+            epe_mean=0.30,
+            fps=40.0,
+            cpu_fps=80.0,
+            pairs=19,
+            epe_by_magnitude={"scene 1-3": 0.2, "m.png": 1.2},
+        ),
+        BackendResult(
+            "tvl1-fast",
+            True,
+            epe_mean=0.45,
+            fps=2.0,
+            cpu_fps=2.5,
+            pairs=19,
+            epe_by_magnitude={"scene 1-3": 0.3, "m.png": 1.5},
+        ),
+    ]
+    result = BenchResult((320, 240), [(320, 240)], "x", 1, 2, [], rows, [])
+    text = "\n".join(script.goal_lines(result))
+    assert "0.67x (goal <= 0.88x): met" in text and "32.0x (goal >= 20x): met" in text
+    assert "on one core 80.0 (goal >= 50): met" in text and "wall clock: 40.0 vs 2.00 pairs/s (20.0x)" in text
+    assert "pair m.png: EPE 1.200 vs 1.500 px: 0.80x" in text and "pair scene" not in text
+    rows[0].epe_mean, rows[0].cpu_fps = 0.5, 30.0
+    text = "\n".join(script.goal_lines(result))
+    assert text.count("NOT MET") == 3
+    assert script.goal_lines(BenchResult(None, [], "x", 1, 2, [], rows[:1], [])) == [
+        "goal check: dis-fine or tvl1-fast did not run"
+    ]
+
+
+def test_tuning_script_space_covers_its_grid_and_the_preset():
+    from flowprep.flow.opencv_cpu import FineDISBackend
+
+    script = _bench_script("tune_cpu_flow")  # importing checks that the grid lies in the space
+    assert set(script.SPACE) == set(FineDISBackend.DEFAULTS)
+    assert all(FineDISBackend.DEFAULTS[k] in v for k, v in script.SPACE.items())
+
+
 SMALL = ["--flow", "dis", "--size", "64x48", "--magnitudes", "3", "--pairs-per-magnitude", "1"]
 
 

@@ -24,7 +24,7 @@ from flowprep.flow.params import markdown_table
 from flowprep.synth import texture, translate
 
 ROOT = Path(__file__).resolve().parents[1]
-CPU = ["tvl1", "tvl1-fast", "dis", "farneback"]
+CPU = ["tvl1", "tvl1-fast", "dis", "dis-fine", "farneback"]
 H, W = 32, 40  # tiny: TV-L1 at its iteration limits stays under a few seconds
 #: other parameters an edge value needs to satisfy the backend's rules
 #: (finest_scale 0: on frames this small OpenCV would otherwise replace the patch size with its own)
@@ -32,6 +32,8 @@ COMPANION = {
     ("dis", "patch_size", "lo"): {"patch_stride": 1},
     ("dis", "patch_size", "hi"): {"finest_scale": 0},
     ("dis", "patch_stride", "hi"): {"patch_size": 16, "finest_scale": 0},
+    ("dis-fine", "patch_size", "lo"): {"patch_stride": 2},
+    ("dis-fine", "patch_stride", "hi"): {"patch_size": 16},
 }
 
 

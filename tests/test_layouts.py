@@ -10,19 +10,19 @@ import pytest
 
 from flowprep.errors import DatasetError
 from flowprep.layout.base import SIDES
-from flowprep.layout.registry import DEFAULT_LAYOUT, LAYOUT_NAMES, LAYOUTS, frame_tops, get_layout, layout_of
+from flowprep.layout.dataset_record import ClipEntry, DatasetRecord, SplitInfo
+from flowprep.layout.registry import DEFAULT_LAYOUT, LAYOUT_NAMES, LAYOUTS, frame_tops, get_layout
 
 ROOT = Path(__file__).resolve().parents[1] / "flowprep"
 
 
-def _record(layout: str, modality: str = "both") -> dict:
-    clips = [
-        {"id": f"{s}/walk/c{i}", "side": s, "class": "walk", "name": f"c{i}", "label": 0, "frames": 3}
-        | {"flow_frames": 2, "status": "ok" if i else "failed"}
+def _record(layout: str, modality: str = "both") -> DatasetRecord:
+    clips = tuple(
+        ClipEntry(s, "walk", 0, f"c{i}", f"c{i}.avi", "ok" if i else "failed", 3 if i else 0, 2 if i else 0)
         for s in SIDES
         for i in range(2)
-    ]
-    return {"layout": layout, "modality": modality, "classes": ["walk"], "clips": clips}
+    )
+    return DatasetRecord(modality, ("walk",), clips, SplitInfo("clip"), layout=layout)
 
 
 @pytest.mark.parametrize("name", LAYOUT_NAMES)
@@ -51,7 +51,6 @@ def test_a_layout_writes_what_it_owns_and_counts_what_it_writes(name, tmp_path):
 def test_the_registry():
     assert LAYOUT_NAMES[0] == DEFAULT_LAYOUT == "tao" and set(LAYOUTS) == {"tao", "mmaction2"}
     assert frame_tops() == ("train", "val", "rawframes")
-    assert layout_of({}).name == "tao" and layout_of({"layout": "mmaction2"}).name == "mmaction2"
     assert get_layout("tao").trainable and get_layout("tao").packable
     assert not get_layout("mmaction2").trainable and not get_layout("mmaction2").packable
     with pytest.raises(DatasetError, match="unknown dataset layout 'x'"):

@@ -85,3 +85,43 @@ def test_build_refuses_a_class_name_that_would_shift_deepstream_labels(tmp_path)
         "labels_nvinfer.txt separates labels with ';')); rename it in the source"
     ]
     assert not (tmp_path / "out" / "train").exists()
+
+
+def test_property_name_checks_raise_only_config_errors():
+    hypothesis = pytest.importorskip("hypothesis")
+    st = pytest.importorskip("hypothesis.strategies")
+
+    @hypothesis.settings(max_examples=1000, deadline=None)
+    @hypothesis.given(
+        st.text() | st.none() | st.integers() | st.binary().map(lambda b: b.decode("utf-8", "surrogateescape"))
+    )
+    def check(name: object) -> None:
+        why = class_name_problem(name)
+        assert why is None or isinstance(why, str)
+        try:
+            assert check_class_name(name) == name  # type: ignore[arg-type]
+        except ConfigError as exc:
+            assert "\n" not in str(exc) and why is not None
+        else:
+            assert why is None and ";" not in name and not any(ch.isspace() for ch in name)  # type: ignore[union-attr]
+        if isinstance(name, str):
+            assert class_name_collisions([name, name]) == []
+
+    check()
+
+
+def test_random_names_raise_only_config_errors():
+    import random
+
+    rng = random.Random(16)
+    alphabet = "ab;, .\n\t\u2028\u0085\udcff/\\\x00é\u0301Ｗ"
+    for _ in range(5000):
+        name = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))
+        why = class_name_problem(name)
+        try:
+            check_class_name(name)
+        except ConfigError as exc:
+            assert why is not None and "\n" not in str(exc)
+        else:
+            assert why is None
+        assert collision_key(name) == collision_key(collision_key(name))

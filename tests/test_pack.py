@@ -55,7 +55,7 @@ def test_packed_build_holds_shards_not_folders_and_verifies(packed):
     assert names[:2] == ["index.json", "train-000000.tar"]
     assert all(parse_shard_name(n) for n in names if n != "index.json")
     rec = read_record(packed)
-    assert rec["packed"] == {"format": "webdataset", "index": "shards/index.json"}
+    assert rec.packed is not None and rec.packed.to_dict() == {"format": "webdataset", "index": "shards/index.json"}
     r = run_cli("verify", packed)
     assert r.exit_code == 0 and r.output.strip().endswith("ok"), r.output
     assert "12 clip(s) checked" in r.output
@@ -90,7 +90,7 @@ def test_members_are_the_folder_builds_bytes(folder, packed):
             cid = next(c for c, e in index["clips"].items() if e["key"] == key)
             if rest == "json":
                 entry = json.loads(data)
-                assert entry == next(c for c in read_record(folder)["clips"] if c["id"] == cid)
+                assert entry == next(c.to_dict() for c in read_record(folder).clips if c.id == cid)
                 continue
             kind, rel = rest.split(".", 1)
             assert data == (folder / cid / kind / rel).read_bytes()
@@ -178,7 +178,7 @@ def test_force_on_a_changed_source_repacks(release_copy, tmp_path):
     s = build(config(release_copy, out, pack="webdataset", shard_size=SHARD, force=True))
     assert s.ok and s.existing + s.built == 11 and s.existing > 0  # moved clips are rebuilt on their new side
     assert run_cli("verify", out).exit_code == 0
-    assert len(read_record(out)["clips"]) == 11
+    assert len(read_record(out).clips) == 11
 
 
 def test_verify_finds_damaged_missing_and_stray_shards(packed, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from html.parser import HTMLParser
@@ -100,9 +101,9 @@ def test_page_summary_media_and_escaping(hostile, tmp_path):
     parsed = _Texts()
     parsed.feed(page)
     text = "".join(parsed.text)
-    assert all(f"{i} · {cls}" in text for i, cls in enumerate(rec["classes"])) and HOSTILE in rec["classes"]
-    failed = next(c for c in rec["clips"] if c["status"] != "ok")
-    assert failed["id"] in text and "cannot open video" in text
+    assert all(f"{i} · {cls}" in text for i, cls in enumerate(rec.classes)) and HOSTILE in rec.classes
+    failed = next(c for c in rec.clips if not c.ok)
+    assert failed.id in text and "cannot open video" in text
     assert "tvl1" not in text and "dis" in text and "bound ±20.0 px" in text
     videos = [a for t, a in parsed.tags if t == "video"]
     assert len(videos) == 9 and all({"autoplay", "loop", "muted", "playsinline"} <= a.keys() for a in videos)
@@ -115,22 +116,22 @@ def test_page_summary_media_and_escaping(hostile, tmp_path):
 def test_clip_choice_is_deterministic_and_respects_side(hostile):
     rec = read_record(hostile)
     first = select_clips(rec, 3, "both")
-    assert first == select_clips(dict(rec, clips=rec["clips"][::-1]), 3, "both")
-    assert [c["class"] for c in first] == [cls for cls in rec["classes"] for _ in range(3)]  # label order
-    assert {c["side"] for c in first} == {"train", "val"}
-    assert all(c["side"] == "val" for c in select_clips(rec, 3, "val"))
+    assert first == select_clips(dataclasses.replace(rec, clips=rec.clips[::-1]), 3, "both")
+    assert [c.cls for c in first] == [cls for cls in rec.classes for _ in range(3)]  # label order
+    assert {c.side for c in first} == {"train", "val"}
+    assert all(c.side == "val" for c in select_clips(rec, 3, "val"))
     assert select_clips(rec, 0, "both") == []
-    assert len(select_clips(rec, 100, "both")) == sum(c["status"] == "ok" for c in rec["clips"])
+    assert len(select_clips(rec, 100, "both")) == sum(c.ok for c in rec.clips)
 
 
 def test_resolve_clip_by_id_or_name_and_its_errors(hostile):
     rec = read_record(hostile)
-    ok = next(c for c in rec["clips"] if c["status"] == "ok")
-    assert resolve_clip(rec, ok["id"]) == ok == resolve_clip(rec, ok["name"])
+    ok = next(c for c in rec.clips if c.ok)
+    assert resolve_clip(rec, ok.id) == ok == resolve_clip(rec, ok.name)
     with pytest.raises(ConfigError, match="no clip 'nope'"):
         resolve_clip(rec, "nope")
     with pytest.raises(DatasetError, match="failed at build time"):
-        resolve_clip(rec, next(c["id"] for c in rec["clips"] if c["status"] != "ok"))
+        resolve_clip(rec, next(c.id for c in rec.clips if not c.ok))
 
 
 def _flow_panel_colour(frame: np.ndarray, panels: int = 4) -> np.ndarray:
@@ -142,9 +143,9 @@ def _flow_panel_colour(frame: np.ndarray, panels: int = 4) -> np.ndarray:
 
 def test_rightward_flow_is_the_wheel_colour_of_angle_zero(hostile, tmp_path):
     rec = read_record(hostile)
-    walk = next(c for c in rec["clips"] if c["class"] == "walk" and c["status"] == "ok")
-    run = next(c for c in rec["clips"] if c["class"] == "run" and c["status"] == "ok")
-    s = preview(PreviewConfig(hostile, out=tmp_path / "p", clips=(walk["id"], run["id"]), progress=False))
+    walk = next(c for c in rec.clips if c.cls == "walk" and c.ok)
+    run = next(c for c in rec.clips if c.cls == "run" and c.ok)
+    s = preview(PreviewConfig(hostile, out=tmp_path / "p", clips=(walk.id, run.id), progress=False))
     right = flow_to_color(np.array([[[1.0, 0.0]]], np.float32), max_flow=1.0)[0, 0]  # the wheel at angle 0
     left = flow_to_color(np.array([[[-1.0, 0.0]]], np.float32), max_flow=1.0)[0, 0]
     got_right = _flow_panel_colour(_frame(s.out / "media" / "c0000.mp4", 2))
@@ -156,14 +157,14 @@ def test_rightward_flow_is_the_wheel_colour_of_angle_zero(hostile, tmp_path):
 
 def test_one_clip_video_has_every_flow_frame_and_four_panels(hostile, tmp_path):
     rec = read_record(hostile)
-    clip = next(c for c in rec["clips"] if c["class"] == HOSTILE and c["status"] == "ok")
+    clip = next(c for c in rec.clips if c.cls == HOSTILE and c.ok)
     out = tmp_path / "one.mp4"
-    r = run_cli("preview", hostile, "--clip", clip["name"], "--video", out, "--height", "64")
+    r = run_cli("preview", hostile, "--clip", clip.name, "--video", out, "--height", "64")
     assert r.exit_code == 0, r.output
     assert f"video: {out}" in r.output
     with av.open(str(out)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    assert len(frames) == clip["flow_frames"] and frames[0].shape == (64, 4 * 86, 3)  # 64x48 frames -> 86x64
+    assert len(frames) == clip.flow_frames and frames[0].shape == (64, 4 * 86, 3)  # 64x48 frames -> 86x64
 
 
 @pytest.mark.parametrize(
@@ -211,18 +212,18 @@ def test_damaged_clip_is_noted_and_the_others_shown(hostile, tmp_path):
     ds = tmp_path / "ds"
     shutil.copytree(hostile, ds)
     rec = read_record(ds)
-    label = rec["classes"].index("walk")
+    label = rec.classes.index("walk")
     walk = select_clips(rec, 1, "both")[label]
-    (ds / walk["side"] / "walk" / walk["name"] / "u" / "000001.jpg").unlink()
+    (ds / walk.side / "walk" / walk.name / "u" / "000001.jpg").unlink()
     r = run_cli("preview", ds, "--per-class", "1", "--no-progress")
     assert r.exit_code == 0, r.output
-    assert f"note: {walk['id']}: cannot read" in r.output and "3 clip(s)" not in r.output
+    assert f"note: {walk.id}: cannot read" in r.output and "3 clip(s)" not in r.output
     page = (tmp_path / "ds-preview" / "index.html").read_text(encoding="utf-8")
-    assert 'id="notes"' in page and esc(walk["id"]) in page and page.count("<video") == 2
+    assert 'id="notes"' in page and esc(walk.id) in page and page.count("<video") == 2
     assert sorted(os.listdir(tmp_path / "ds-preview" / "media")) == [
         f"c{i:04d}.mp4" for i in range(3) if i != label
     ] + ["wheel.png"]
-    r = run_cli("preview", ds, "--clip", walk["id"], "--video", tmp_path / "w.mp4")
+    r = run_cli("preview", ds, "--clip", walk.id, "--video", tmp_path / "w.mp4")
     assert r.exit_code == 1 and "cannot read" in r.output and not (tmp_path / "w.mp4").exists()
 
 
@@ -249,8 +250,8 @@ def test_video_is_refused_in_the_frame_folders(hostile, tmp_path):
     ds = tmp_path / "ds"
     shutil.copytree(hostile, ds)
     clip = select_clips(read_record(ds), 1, "both")[0]
-    for target in (ds / clip["side"] / clip["class"] / "x.mp4", ds / clip["id"] / "rgb" / "x.mp4"):
-        r = run_cli("preview", ds, "--clip", clip["id"], "--video", target)
+    for target in (ds / clip.side / clip.cls / "x.mp4", ds / clip.id / "rgb" / "x.mp4"):
+        r = run_cli("preview", ds, "--clip", clip.id, "--video", target)
         assert r.exit_code == 1 and "inside its frame folders" in r.output and not target.exists(), r.output
     assert run_cli("verify", ds).exit_code == 1  # only the failed clip: nothing stray was written
     assert "not a clip of the record" not in run_cli("verify", ds).output
@@ -260,15 +261,15 @@ def test_frames_are_read_only_as_regular_files(hostile, tmp_path):
     ds = tmp_path / "ds"
     shutil.copytree(hostile, ds)
     clip = select_clips(read_record(ds), 1, "both")[0]
-    frame = ds / clip["id"] / "u" / "000001.jpg"
+    frame = ds / clip.id / "u" / "000001.jpg"
     frame.unlink()
     frame.symlink_to("/dev/zero")  # read whole, it would exhaust memory
-    r = run_cli("preview", ds, "--clip", clip["id"], "--out", tmp_path / "p", "--no-progress")
+    r = run_cli("preview", ds, "--clip", clip.id, "--out", tmp_path / "p", "--no-progress")
     assert r.exit_code == 0 and "a symbolic link" in r.output, r.output
     # a clip folder that is a symlink out of the dataset is not read at all
-    shutil.move(ds / clip["id"], tmp_path / "elsewhere")
-    (ds / clip["id"]).symlink_to(tmp_path / "elsewhere")
-    r = run_cli("preview", ds, "--clip", clip["id"], "--video", tmp_path / "v.mp4")
+    shutil.move(ds / clip.id, tmp_path / "elsewhere")
+    (ds / clip.id).symlink_to(tmp_path / "elsewhere")
+    r = run_cli("preview", ds, "--clip", clip.id, "--video", tmp_path / "v.mp4")
     assert r.exit_code == 1 and "leads outside the dataset" in r.output and not (tmp_path / "v.mp4").exists()
 
 
@@ -368,7 +369,7 @@ def test_page_in_a_real_browser(hostile, tmp_path, record_property):
             page.screenshot(path=str(shot), full_page=True)
             print(f"screenshot: {shot}")
             record_property("screenshot", str(shot))
-            walk = page.locator("section.cls").nth(rec["classes"].index("walk")).locator("video").first
+            walk = page.locator("section.cls").nth(rec.classes.index("walk")).locator("video").first
             # autoplay: Chromium starts muted looping videos once they are on screen
             walk.scroll_into_view_if_needed()
             page.wait_for_function("v => !v.paused && v.currentTime > 0", arg=walk.element_handle(), timeout=20_000)
@@ -379,13 +380,13 @@ def test_page_in_a_real_browser(hostile, tmp_path, record_property):
             ctx.close()
     assert not errors, errors
     assert len(media) == 10 and all(w > 0 and h > 0 for _, w, h in media), media  # 9 videos + the wheel
-    assert [c for c, _ in counts] == rec["classes"]
+    assert [c for c, _ in counts] == list(rec.classes)
     for cls, cells in counts:
         for side, kind, n in cells:
-            want = {"planned": rec["split"]["counts"], "built": rec["counts"]}.get(kind)
-            assert n == (want[cls][side] if want else 3), (cls, side, kind)
-    assert headings == [f"{i} · {c}" for i, c in enumerate(rec["classes"])]
-    assert next(c["id"] for c in rec["clips"] if c["status"] != "ok") in failed
+            want = {"planned": rec.split.counts, "built": rec.counts}.get(kind)
+            assert n == (getattr(want[cls], side) if want else 3), (cls, side, kind)
+    assert headings == [f"{i} · {c}" for i, c in enumerate(rec.classes)]
+    assert next(c.id for c in rec.clips if not c.ok) in failed
     # the walk clip's flow panel, as the browser paints it: the wheel's colour for angle 0 (red)
     got = _flow_panel_colour(walk_png)
     assert _hue_close(_hue(got), _hue(np.array([255, 0, 0]))) and got[0] > 180, got
@@ -408,9 +409,9 @@ def test_video_never_replaces_a_users_file_unless_asked(hostile, tmp_path):
     clip = select_clips(read_record(hostile), 1, "both")[0]
     mine = tmp_path / "mine.mp4"
     mine.write_bytes(b"my video")
-    r = run_cli("preview", hostile, "--clip", clip["id"], "--video", mine)
+    r = run_cli("preview", hostile, "--clip", clip.id, "--video", mine)
     assert r.exit_code == 1 and "already exists" in r.output and mine.read_bytes() == b"my video", r.output
-    r = run_cli("preview", hostile, "--clip", clip["id"], "--video", mine, "--overwrite")
+    r = run_cli("preview", hostile, "--clip", clip.id, "--video", mine, "--overwrite")
     assert r.exit_code == 0 and mine.read_bytes() != b"my video", r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.mp4"]  # no temporary left
 

@@ -185,8 +185,8 @@ def test_json_is_always_valid():
 
 
 def _clip(ds: Path) -> Path:
-    c = read_record(ds)["clips"][0]
-    return ds / c["id"]
+    c = read_record(ds).clips[0]
+    return ds / c.id
 
 
 def test_verify_finds_truncated_images(ds_copy):
@@ -362,7 +362,7 @@ def models(dataset, tmp_path_factory):
     from flowprep.train.models import build_model
 
     d = tmp_path_factory.mktemp("models")
-    rec = {k: v for k, v in read_record(dataset).items() if k != "clips"}
+    rec = read_record(dataset).summary_dict()
     paths = {}
     for modality in ("rgb", "of"):
         torch.manual_seed(0)

@@ -168,7 +168,7 @@ def test_dot_clip_names_are_skipped_and_listed(walk_release, tmp_path, bad):
     assert r.returncode == 0 and "skipping clip" in r.stderr and few_lines(r), r.stderr
     assert "1 clip(s) left out" in r.stdout
     rec = read_record(out)
-    assert len(rec["clips"]) == 3 and any(bad in e and "skipped" in e for e in rec["excluded"])
+    assert len(rec.clips) == 3 and any(bad in e and "skipped" in e for e in rec.excluded)
     for side in ("train", "val"):
         for cls in (out / side).iterdir():
             assert all(sorted(os.listdir(c)) == ["rgb", "u", "v"] for c in cls.iterdir())  # no stray frames
@@ -227,7 +227,7 @@ def test_force_with_symlinked_train_is_one_line(walk_release, tmp_path):
     assert r.returncode == 1 and few_lines(r) and "symlink" in r.stderr, r.stderr
     assert (elsewhere / "walk").is_dir()
     # checked before anything was removed: the previous build is whole, record and lists included
-    assert read_record(out)["counts"] and (out / "train_list.txt").is_file() and (out / "labels.txt").is_file()
+    assert read_record(out).counts and (out / "train_list.txt").is_file() and (out / "labels.txt").is_file()
 
 
 def test_concurrent_build_is_told_the_folder_is_held(walk_release, tmp_path):
@@ -358,7 +358,7 @@ def test_many_failed_clips_are_summed_up(tmp_path):
     r = flowprep(*build_args(src.with_suffix(".zip"), tmp_path / "out"))
     assert r.returncode == 1 and "30 clip(s) failed" in r.stderr and "and 10 more" in r.stderr, r.stderr
     assert len(r.stderr.splitlines()) <= 25
-    failed = [c for c in read_record(tmp_path / "out")["clips"] if c["status"] == "failed"]
+    failed = [c for c in read_record(tmp_path / "out").clips if c.status == "failed"]
     assert len(failed) == 30
 
 
@@ -411,9 +411,9 @@ def test_fifo_and_dev_zero_clips_are_skipped_without_hanging(walk_release, tmp_p
     r = flowprep(*build_args(walk_release, out), timeout=120)
     assert r.returncode == 0 and r.stderr.count("not a regular file") == 2 and few_lines(r), r.stderr
     record = read_record(out)
-    assert len(record["clips"]) == 3
+    assert len(record.clips) == 3
     # skipped inputs are counted in the summary and listed in the record, as the guide asks
-    assert record["excluded"] == [
+    assert list(record.excluded) == [
         "walk/pipe.avi (skipped: not a regular file)",
         "walk/zero.avi (skipped: not a regular file)",
     ]
@@ -426,7 +426,7 @@ def test_a_preview_written_into_the_release_is_not_a_class(walk_release, tmp_pat
     assert r.returncode == 0 and (walk_release / "preview" / "media" / "c0000.mp4").is_file(), r.stderr
     r = flowprep(*build_args(walk_release, tmp_path / "ds2"))
     assert r.returncode == 0 and "a folder flowprep wrote" in r.stderr, r.stderr
-    assert read_record(tmp_path / "ds2")["classes"] == ["walk"]  # not also "media"
+    assert list(read_record(tmp_path / "ds2").classes) == ["walk"]  # not also "media"
 
 
 def test_clip_size_limit(walk_release, tmp_path):
@@ -594,7 +594,7 @@ def test_symlinked_class_folder_is_followed_and_loops_end(walk_release, tmp_path
     r = flowprep(*build_args(walk_release, tmp_path / "out"), timeout=120)
     assert r.returncode == 0 and "symlink loop" in r.stderr and few_lines(r), r.stderr
     assert "a symlinked folder inside a class folder" in r.stderr
-    assert read_record(tmp_path / "out")["classes"] == ["run", "walk"]
+    assert list(read_record(tmp_path / "out").classes) == ["run", "walk"]
 
 
 def test_frames_lost_to_decode_errors_are_recorded_and_warned(tmp_path):
@@ -607,9 +607,9 @@ def test_frames_lost_to_decode_errors_are_recorded_and_warned(tmp_path):
     out = tmp_path / "out"
     r = flowprep(*build_args(rel, out))
     assert r.returncode == 0 and "decode_errors" in r.stderr and few_lines(r), r.stderr
-    clips = {c["name"]: c for c in read_record(out)["clips"]}
-    assert clips["bad"]["decode_errors"] == 20 - clips["bad"]["frames"] > 0
-    assert "decode_errors" not in clips["good"]
+    clips = {c.name: c for c in read_record(out).clips}
+    assert clips["bad"].decode_errors == 20 - clips["bad"].frames > 0
+    assert "decode_errors" not in clips["good"].to_dict()
     # A resumed build (nothing left to do) writes the same record: the note lives in .flowprep/.
     before = (out / "flowprep.json").read_bytes()
     assert flowprep(*build_args(rel, out)).returncode == 0
@@ -624,7 +624,7 @@ def test_non_utf8_names_folder_and_tar(walk_release, tmp_path):
     for src, out in ((walk_release, tmp_path / "o1"), (tar, tmp_path / "o2")):
         r = flowprep(*build_args(src, out))
         assert r.returncode == 0 and "not valid UTF-8" in r.stderr and few_lines(r), r.stderr
-        assert len(read_record(out)["clips"]) == 3
+        assert len(read_record(out).clips) == 3
     os.rename(walk_release / "walk", walk_release / os.fsdecode(b"cl\xff"))
     r = flowprep(*build_args(walk_release, tmp_path / "o3"))
     assert r.returncode == 1 and few_lines(r, 2) and "cannot be a folder name" in r.stderr, r.stderr

@@ -17,6 +17,7 @@ av = pytest.importorskip("av")
 
 from flowprep.cli import cli  # noqa: E402
 from flowprep.export.api import export_checkpoint  # noqa: E402
+from flowprep.layout.sections import DecodeInfo  # noqa: E402
 from flowprep.serve.infer import infer  # noqa: E402
 from flowprep.serve.window import FrameProcessor, WindowBuffer, center_crop_box  # noqa: E402
 from flowprep.train.checkpoint import save_checkpoint  # noqa: E402
@@ -167,7 +168,7 @@ def test_folder_of_frames_shorter_than_a_window(rgb3d, tmp_path):
 
 def test_processor_follows_the_dataset_record():
     frames = [np.full((144, 176, 3), 10 * k, np.uint8) for k in range(6)]
-    proc = FrameProcessor(S, True, False, {"short_side": 96, "size": None, "frame_step": 2})
+    proc = FrameProcessor(S, True, False, DecodeInfo(short_side=96, size=None, frame_step=2))
     items = [it for i, f in enumerate(frames) if (it := proc.push(i, f)) is not None]
     assert [(it.index, it.first_src) for it in items] == [(0, 0), (1, 2), (2, 4)]
     assert items[1].rgb.shape == (S, S, 3) and int(items[1].rgb[0, 0, 0]) == 20
@@ -208,8 +209,16 @@ def test_errors_are_one_line(rgb3d, tmp_path):
     bad.mkdir()
     (bad / "model.onnx").write_bytes(onnx_path.read_bytes())
     rec = json.loads((onnx_path.parent / "flowprep_model.json").read_text())
-    (bad / "flowprep_model.json").write_text(json.dumps({**rec, "modality": "of"}))
+    # (a record of a flow model beside an RGB model's ONNX file: in itself consistent)
+    flow_rec = {**rec, "modality": "of", "inputs": {"input_of": [2, *rec["inputs"]["input_rgb"][1:]]}}
+    (bad / "flowprep_model.json").write_text(json.dumps(flow_rec))
     fails([str(junk), "--model", str(bad / "model.onnx")], "model/modality mismatch")
+    # a record edited by hand so that its own fields disagree is refused naming the field
+    (bad / "flowprep_model.json").write_text(json.dumps({**rec, "modality": "of"}))
+    fails(
+        [str(junk), "--model", str(bad / "model.onnx")],
+        "flowprep_model.json is not a valid flowprep model record (inputs must be",
+    )
     (bad / "flowprep_model.json").unlink()
     fails([str(junk), "--model", str(bad / "model.onnx")], "no flowprep_model.json")
     # a flow model whose training data had no flow record

@@ -136,9 +136,9 @@ def test_presplit_folder_release_keeps_its_split_exactly(presplit, tmp_path, cap
     assert "split: as given, train = train, val = val" in r.output
     rec = read_record(out)
     for side in ("train", "val"):
-        assert {f"{c['class']}/{c['source']}" for c in rec["clips"] if c["side"] == side} == _on_disk(presplit, side)
-    assert rec["classes"] == sorted(UCF_CLASSES)  # the flat test/ folder reads as a class "test": left out
-    assert rec["split"]["method"] == "folders" and rec["split"]["val_ratio"] is None
+        assert {f"{c.cls}/{c.source}" for c in rec.clips if c.side == side} == _on_disk(presplit, side)
+    assert list(rec.classes) == sorted(UCF_CLASSES)  # the flat test/ folder reads as a class "test": left out
+    assert rec.split.method == "folders" and rec.split.val_ratio is None
     assert "have no clip under train/ or val/; left out: test" in caplog.text
 
 
@@ -199,13 +199,13 @@ def test_list_files_keep_their_split_exactly_and_labels_fix_the_order(ucf_releas
     assert r.exit_code == 0, r.output
     rec = read_record(out)
     for side in ("train", "val"):
-        assert {f"{c['class']}/{c['source']}" for c in rec["clips"] if c["side"] == side} == want[side]
-    assert rec["classes"] == ["JumpRope", "ApplyEyeMakeup", "HandstandPushups", "JumpingJack"]  # by label 10..13
-    assert rec["split"]["method"] == "lists"
-    assert rec["split"]["lists"] == {"train": "train.csv", "val": "val list.txt"}
-    assert [f["name"] for f in rec["source"]["files"]] == ["UCF101.rar", "train.csv", "val list.txt"]
+        assert {f"{c.cls}/{c.source}" for c in rec.clips if c.side == side} == want[side]
+    assert list(rec.classes) == ["JumpRope", "ApplyEyeMakeup", "HandstandPushups", "JumpingJack"]  # by label 10..13
+    assert rec.split.method == "lists"
+    assert rec.split.lists == {"train": "train.csv", "val": "val list.txt"}
+    assert [f.name for f in rec.source.files] == ["UCF101.rar", "train.csv", "val list.txt"]
     # group 4 is on no list: left out, counted, recorded
-    assert len(rec["excluded"]) == 8 and all(e.endswith("(not in the split lists)") for e in rec["excluded"])
+    assert len(rec.excluded) == 8 and all(e.endswith("(not in the split lists)") for e in rec.excluded)
     assert "8 clip(s) of the release are on no list" in caplog.text
     assert "(8 clip(s) left out: 8 not in the split lists)" in r.output
 

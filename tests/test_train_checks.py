@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import types
 import zipfile
 
 import pytest
@@ -13,6 +14,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from flowprep.errors import ConfigError, FlowprepError  # noqa: E402
+from flowprep.layout.dataset_record import record_from_dict  # noqa: E402
+from flowprep.layout.fields import Fields  # noqa: E402
+from flowprep.layout.sections import recipe_from  # noqa: E402
 from flowprep.train.checkpoint import (  # noqa: E402
     CheckpointError,
     load_checkpoint,
@@ -60,18 +64,23 @@ def run(ds, tmp_path_factory):
 
 
 def _ck(modality, record):
-    return {"modality": modality, "dataset_record": record}
+    """What :func:`recipe_differences` reads of a checkpoint: its modality and its data's recipe."""
+    return types.SimpleNamespace(modality=modality, recipe=recipe_from(Fields(record)))
+
+
+def _rec(data):
+    return record_from_dict(data)
 
 
 def test_recipe_differences_per_stream(ds):
     rec = json.loads((ds / "flowprep.json").read_text())
-    assert recipe_differences(_ck("joint", rec), rec) == []
+    assert recipe_differences(_ck("joint", rec), _rec(rec)) == []
     other = json.loads(json.dumps(rec))
     other["flow"] = {"name": "farneback", "params": {"levels": 3}, "device": "cpu"}
     other["encoding"]["mode"] = "maxrad"
     other["decode"]["frame_step"] = 2
     other["rgb"]["image_format"] = "jpg"
-    diffs = recipe_differences(_ck("of", rec), other)
+    diffs = recipe_differences(_ck("of", rec), _rec(other))
     assert diffs == [
         "decode.frame_step: 1 != 2",
         "flow.name: 'synthetic-truth' != 'farneback'",
@@ -79,7 +88,7 @@ def test_recipe_differences_per_stream(ds):
         "encoding.mode: 'fixed' != 'maxrad'",
     ]
     # an RGB model reads neither flow nor encoding, but the RGB format
-    assert recipe_differences(_ck("rgb", rec), other) == [
+    assert recipe_differences(_ck("rgb", rec), _rec(other)) == [
         "decode.frame_step: 1 != 2",
         "rgb.image_format: 'png' != 'jpg'",
     ]
@@ -87,9 +96,9 @@ def test_recipe_differences_per_stream(ds):
     same = json.loads(json.dumps(rec))
     same["flow"]["params"]["noise"] = 0.5
     same["flow"]["device"] = "cuda"
-    assert recipe_differences(_ck("of", rec), same) == ["flow.params.noise: 0.3 != 0.5"]
+    assert recipe_differences(_ck("of", rec), _rec(same)) == ["flow.params.noise: 0.3 != 0.5"]
     # sections the checkpoint's record lacks are not compared
-    assert recipe_differences(_ck("joint", {"encoding": rec["encoding"]}), other) == [
+    assert recipe_differences(_ck("joint", {"encoding": rec["encoding"]}), _rec(other)) == [
         "encoding.mode: 'fixed' != 'maxrad'"
     ]
 
@@ -110,7 +119,7 @@ def test_resume_refuses_another_recipe(ds, run, tmp_path):
     rgb_fmt = _variant(ds, tmp_path / "rgbjpg", **{"rgb.image_format": "jpg"})
     res = run_cli("train", rgb_fmt, "--modality", "of", "--epochs", "2", "--resume", "--out", copy, *TINY)
     assert res.exit_code == 0, res.output
-    assert load_checkpoint(copy / "last.pt")["dataset_record"]["encoding"]["mode"] == "fixed"
+    assert load_checkpoint(copy / "last.pt").recipe.encoding.mode == "fixed"
 
 
 def test_resume_refuses_other_sampling_options(ds, run, tmp_path):
@@ -232,7 +241,7 @@ def test_legacy_pickle_checkpoint_still_loads(tmp_path):
         "version": 1,
     }
     torch.save(ck, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
-    assert load_checkpoint(tmp_path / "legacy.pt")["classes"] == ["a", "b"]
+    assert load_checkpoint(tmp_path / "legacy.pt").classes == ("a", "b")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
     assert save_checkpoint(tmp_path / "new.pt", ck).read_bytes()[:4] == b"PK\x03\x04"

@@ -66,7 +66,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert len(log) == 1 and log[0]["world_size"] == 2 and log[0]["epoch"] == 1
     ck = load_checkpoint(out / "last.pt")
-    assert ck["epoch"] == 1 and ck["args"]["modality"] == "of"
+    assert ck.epoch == 1 and ck.args["modality"] == "of"
     model_from_checkpoint(ck)
     # the summary line is printed once (rank 0)
     assert proc.stdout.count("best val top-1") == 1

@@ -162,7 +162,7 @@ def test_interrupt_while_committing_an_epoch_loses_nothing(tmp_path, monkeypatch
     real_save = ckpt_mod.save_checkpoint
 
     def interrupt_last_of_epoch_2(path, ck):
-        if path.name == "last.pt" and ck["epoch"] == 2:
+        if path.name == "last.pt" and ck.epoch == 2:
             with open(path.parent / "log.jsonl", "a") as fh:
                 fh.write('{"epoch": 3, "cut off')  # a line half-written when the interrupt came
             raise KeyboardInterrupt

@@ -167,7 +167,7 @@ def test_checkpoint_roundtrip_and_errors(tmp_path):
     model = build_model("2d", "of", 2, frames=4)
     path = save_checkpoint(tmp_path / "a.pt", _ckpt(model, "2d", "of"))
     ck = load_checkpoint(path)
-    assert ck["format"] == "flowprep-checkpoint" and ck["version"] == 1
+    assert ck.version == 1 and ck.path == str(path) and ck.classes == ("a", "b")
     loaded = model_from_checkpoint(ck)
     assert not loaded.training
     for k, v in model.state_dict().items():

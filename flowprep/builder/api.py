@@ -274,9 +274,9 @@ def _finish(
     if cfg.shard is None or summary.pending == 0:
         record = finalize(cfg, plan, flow_info, {r.id: r for r in results}, folder)
         summary.empty_sides = sorted(
-            f"{c}/{side}" for c, n in record["counts"].items() for side in SIDES if n[side] == 0
+            f"{c}/{side}" for c, n in record.counts.items() for side in SIDES if getattr(n, side) == 0
         )
-        summary.decode_errors = [(c["id"], c["decode_errors"]) for c in record["clips"] if c.get("decode_errors")]
+        summary.decode_errors = [(c.id, c.decode_errors) for c in record.clips if c.decode_errors]
     else:
         summary.record_written = False
     report = {

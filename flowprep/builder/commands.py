@@ -10,7 +10,19 @@ import click
 
 from flowprep.builder.config import DEFAULT_MAX_CLIP_BYTES, DEFAULT_SCHEDULER_TIMEOUT, scheduler_problem
 from flowprep.builder.folder import BuildFolder
-from flowprep.cliparams import ByteSize, CommaList, GpuList, SafePath, Shard, Size, byte_count, count, finite, positive
+from flowprep.cliparams import (
+    ByteSize,
+    CommaList,
+    GpuList,
+    SafePath,
+    Shard,
+    Size,
+    byte_count,
+    count,
+    finite,
+    positive,
+    seed,
+)
 from flowprep.layout.packed import DEFAULT_SHARD_SIZE
 from flowprep.layout.record import RECORD_NAME
 from flowprep.layout.registry import DEFAULT_LAYOUT, LAYOUT_NAMES, get_layout
@@ -99,7 +111,7 @@ def build_options(f):
             show_default=True,
             help="Share of each class's clips for validation.",
         ),
-        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--seed", type=seed(), default=0, show_default=True),
         click.option(
             "--split-by",
             type=click.Choice(["group", "clip"]),

@@ -19,7 +19,7 @@ from flowprep.fsio import check_path
 from flowprep.layout.packed import DEFAULT_SHARD_SIZE, PACK_FORMATS
 from flowprep.layout.record import DATASET_MODALITIES
 from flowprep.layout.registry import LAYOUT_NAMES, get_layout
-from flowprep.limits import MAX_BYTES, MAX_SIDE, MIN_SIDE, check_count, check_finite
+from flowprep.limits import MAX_BYTES, MAX_SEED, MAX_SIDE, MIN_SIDE, check_count, check_finite
 
 #: seconds to wait for the Dask scheduler to answer (the per-clip size limit is the archive module's)
 DEFAULT_SCHEDULER_TIMEOUT = 30.0
@@ -195,6 +195,7 @@ class BuildConfig:
         if self.scheduler is not None and scheduler_problem(self.scheduler):
             raise ConfigError(str(scheduler_problem(self.scheduler)))
         check_count("--max-clip-bytes", self.max_clip_bytes, 1, MAX_BYTES)
+        check_count("--seed", self.seed, 0, MAX_SEED)
         if not (math.isfinite(self.scheduler_timeout) and self.scheduler_timeout > 0):
             raise ConfigError(f"--scheduler-timeout must be a positive number of seconds, got {self.scheduler_timeout}")
 

@@ -9,10 +9,10 @@ Both resume: ``pack`` keeps its published shards, ``unpack`` its finished clip f
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from flowprep.builder.finalize import write_side_files
 from flowprep.builder.folder import output_errors
@@ -21,10 +21,11 @@ from flowprep.builder.packbuild import write_clip_folder
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.fsio import remove_inside
 from flowprep.layout.base import SIDES
+from flowprep.layout.dataset_record import PackedInfo
 from flowprep.layout.packed import DEFAULT_SHARD_SIZE, INDEX_NAME, SHARDS_DIR, iter_samples, open_index
 from flowprep.layout.paths import STATE_DIR, TMP_DIR
 from flowprep.layout.record import find_root, read_record, write_record
-from flowprep.layout.registry import layout_of
+from flowprep.layout.registry import get_layout
 
 
 @dataclass
@@ -58,30 +59,28 @@ def pack_dataset(dataset: Path, out: Path, shard_size: int = DEFAULT_SHARD_SIZE)
     """
     root = find_root(Path(dataset))
     record = read_record(root)
-    if record.get("packed"):
+    if record.packed is not None:
         raise DatasetError(f"{root} is packed already")
-    if not layout_of(record).packable:
-        raise DatasetError(f"{root} has the {record.get('layout')} layout; flowprep pack packs the TAO layout")
+    if not get_layout(record.layout).packable:
+        raise DatasetError(f"{root} has the {record.layout} layout; flowprep pack packs the TAO layout")
     out = Path(out)
     _check_out(root, out, {SHARDS_DIR, STATE_DIR})
-    keys = clip_keys(record["clips"])
+    keys = clip_keys({"id": c.id, "side": c.side} for c in record.clips)
     state = PackState(out)
     summary = ConvertSummary(out)
     with output_errors(out):
         out.mkdir(parents=True, exist_ok=True)
         for side in SIDES:
             jobs = []
-            for e in record["clips"]:
-                if e["side"] != side or e["status"] != "ok":
-                    continue
-                folder = root / e["id"]
+            for e in record.ok_clips(side):
+                folder = root / e.id
                 if not folder.is_dir():
-                    raise DatasetError(f"{root}: clip folder {e['id']} listed in the record is missing")
-                jobs.append(PackJob(e, keys[e["id"]], folder))
+                    raise DatasetError(f"{root}: clip folder {e.id} listed in the record is missing")
+                jobs.append(PackJob(e.to_dict(), keys[e.id], folder))
             summary.shards += pack_group(state, jobs, side, None, shard_size, remove=False)
         notes = state.published()
         write_index(out, notes, shard_size)
-        packed = dict(record, packed={"format": "webdataset", "index": f"{SHARDS_DIR}/{INDEX_NAME}"})
+        packed = dataclasses.replace(record, packed=PackedInfo("webdataset", f"{SHARDS_DIR}/{INDEX_NAME}"))
         write_record(out, packed)
         write_side_files(out, packed)
         remove_inside(out, STATE_DIR, (STATE_DIR,))  # the notes: the index holds what they said
@@ -107,7 +106,7 @@ def unpack_dataset(dataset: Path, out: Path) -> ConvertSummary:
         raise DatasetError(f"{root} is not packed (it has clip folders already)")
     out = Path(out)
     _check_out(root, out, set(SIDES) | {TMP_DIR})
-    wanted = {c["id"] for c in record["clips"] if c["status"] == "ok"}
+    wanted = {c.id for c in record.ok_clips()}
     seen: set[str] = set()
     summary = ConvertSummary(out)
     with output_errors(out):
@@ -125,7 +124,7 @@ def unpack_dataset(dataset: Path, out: Path) -> ConvertSummary:
             raise DatasetError(
                 f"{len(missing)} built clip(s) are in no shard, e.g. {missing[0]}; the dataset is incomplete"
             )
-        folder_record: dict[str, Any] = {k: v for k, v in record.items() if k != "packed"}
+        folder_record = dataclasses.replace(record, packed=None)
         write_record(out, folder_record)
         write_side_files(out, folder_record)
         if (out / TMP_DIR).is_dir():

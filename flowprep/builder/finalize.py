@@ -24,8 +24,18 @@ from flowprep.builder.shard import shard_of
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.fsio import write_json_atomic, write_text_atomic
-from flowprep.layout.record import FORMAT, FORMAT_VERSION, write_record
-from flowprep.layout.registry import get_layout, layout_of
+from flowprep.layout.dataset_record import (
+    ClipEntry,
+    DatasetRecord,
+    Normalization,
+    SideCounts,
+    source_from_dict,
+    split_from_dict,
+)
+from flowprep.layout.fields import FieldError, Fields
+from flowprep.layout.record import write_record
+from flowprep.layout.registry import get_layout
+from flowprep.layout.sections import DecodeInfo, RgbInfo, flow_from
 
 
 def clip_entries(
@@ -34,7 +44,7 @@ def clip_entries(
     results: dict[str, ClipResult],
     folder: BuildFolder,
     packed: dict[str, dict[str, Any]] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[ClipEntry]:
     """Per-clip entries of the record, sorted by id: from disk for finished clips (their folder, or
     for a packed build their shard's note in ``packed``: clip id -> frame counts)."""
     entries = []
@@ -50,71 +60,63 @@ def clip_entries(
             entries.append(clip_entry(job, frames, flows if cfg.needs_flow else 0, lost.get(job.id, 0)))
         else:
             r = results.get(job.id)
-            entries.append(
-                {
-                    "id": job.id,
-                    "side": job.side,
-                    "class": job.cls,
-                    "label": job.label,
-                    "name": job.clip,
-                    "source": job.name,
-                    "status": "failed",
-                    "frames": 0,
-                    "flow_frames": 0,
-                    "error": (r.error if r is not None and r.error else "not built"),
-                }
-            )
+            error = r.error if r is not None and r.error else "not built"
+            entries.append(ClipEntry(job.side, job.cls, job.label, job.clip, job.name, "failed", 0, 0, error=error))
     return entries
 
 
-def built_counts(classes: list[str], clips: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    """class -> {"train": n, "val": n} of the clips that were built (``split.counts`` is the plan)."""
+def built_counts(classes: list[str], clips: list[ClipEntry]) -> dict[str, SideCounts]:
+    """class -> clips built on each side (``split.counts`` is the plan)."""
     out = {c: {"train": 0, "val": 0} for c in classes}
     for c in clips:
-        if c["status"] == "ok":
-            out[c["class"]][c["side"]] += 1
-    return out
+        if c.ok:
+            out[c.cls][c.side] += 1
+    return {c: SideCounts(n["train"], n["val"]) for c, n in out.items()}
 
 
 def make_record(
-    cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, clips: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """The dataset record (schema in :mod:`flowprep.layout.record`)."""
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "flowprep_version": __version__,
-        "layout": cfg.layout,
-        "modality": cfg.modality,
-        "source": plan.source,
-        "classes": plan.classes,
-        "split": plan.split,
-        "decode": {
-            "short_side": cfg.short_side,
-            "size": list(cfg.size) if cfg.size else None,
-            "frame_step": cfg.frame_step,
-        },
-        "rgb": {"image_format": cfg.rgb_format, "jpeg_quality": cfg.rgb_quality if cfg.rgb_format == "jpg" else None}
-        if cfg.needs_rgb
-        else None,
-        "flow": flow_info if cfg.needs_flow else None,
-        "encoding": cfg.encoding.to_dict() if cfg.needs_flow else None,
-        "normalization": {"formula": "(x / 255 - 0.5) / 0.5", "scale": 1 / 127.5, "offset": 127.5},
-        "excluded": sorted(plan.excluded),
-        "counts": built_counts(plan.classes, clips),
-        "clips": clips,
-    }
+    cfg: BuildConfig, plan: Plan, flow_info: dict[str, Any] | None, clips: list[ClipEntry]
+) -> DatasetRecord:
+    """The dataset record (schema in :mod:`flowprep.layout.record`).
+
+    Raises:
+        DatasetError: the plan's source/split sections or the flow information do not follow the
+            schema (a build state edited by hand; one line naming the field).
+    """
+    classes = tuple(plan.classes)
+    try:
+        source, split = source_from_dict(plan.source), split_from_dict(plan.split, classes)
+        flow = flow_from(Fields(flow_info, "flow")) if cfg.needs_flow and flow_info is not None else None
+    except FieldError as exc:
+        raise DatasetError(f"cannot make the dataset record of {cfg.out}: {exc}") from None
+    return DatasetRecord(
+        modality=cfg.modality,
+        classes=classes,
+        clips=tuple(clips),
+        split=split,
+        decode=DecodeInfo(cfg.short_side, (cfg.size[0], cfg.size[1]) if cfg.size else None, cfg.frame_step),
+        rgb=RgbInfo(cfg.rgb_format, cfg.rgb_quality if cfg.rgb_format == "jpg" else None) if cfg.needs_rgb else None,
+        flow=flow,
+        encoding=cfg.encoding if cfg.needs_flow else None,
+        layout=cfg.layout,
+        source=source,
+        normalization=Normalization(),
+        excluded=tuple(sorted(plan.excluded)),
+        counts=built_counts(plan.classes, clips),
+        flowprep_version=__version__,
+        packed=packed_record(cfg) if cfg.pack else None,
+    )
 
 
-def write_side_files(out: Path, record: dict[str, Any]) -> None:
+def write_side_files(out: Path, record: DatasetRecord) -> None:
     """Labels, label map, and the layout's split lists and spec snippet of a folder dataset's
     ``record`` (a packed dataset gets the labels only: the lists and snippets name clip folders)."""
-    classes = record["classes"]
+    classes = list(record.classes)
     write_text_atomic(out / "labels.txt", "".join(f"{c}\n" for c in classes))
     write_json_atomic(out / "label_map.json", {c: i for i, c in enumerate(classes)})
-    if record.get("packed"):
+    if record.packed is not None:
         return
-    for rel, text in layout_of(record).side_files(out.resolve(), record).items():
+    for rel, text in get_layout(record.layout).side_files(out.resolve(), record).items():
         (out / rel).parent.mkdir(exist_ok=True)
         write_text_atomic(out / rel, text)
 
@@ -125,7 +127,7 @@ def finalize(
     flow_info: dict[str, Any] | None,
     results: dict[str, ClipResult],
     folder: BuildFolder,
-) -> dict[str, Any]:
+) -> DatasetRecord:
     """Write the record and side files; returns the record. Removes stale temporary folders.
 
     A packed build (``cfg.pack``) first packs every finished clip folder not in a shard yet (those
@@ -136,11 +138,10 @@ def finalize(
     clips = clip_entries(cfg, plan, results, folder, packed)
     record = make_record(cfg, plan, flow_info, clips)
     if cfg.pack:
-        record["packed"] = packed_record(cfg)
         write_index(out, PackState(out).published(), cfg.shard_size)
     write_record(out, record)
     write_side_files(out, record)
-    if all(c["status"] == "ok" for c in clips):
+    if all(c.ok for c in clips):
         folder.clear_tmp()
         PackState(out).clear_tmp()
     return record

@@ -32,6 +32,7 @@ from flowprep.builder.workers import watch_main_process, worker_gpu
 from flowprep.errors import ArchiveError, ClipError, DecodeError, OutputError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.registry import BACKENDS, create_backend
+from flowprep.layout.dataset_record import ClipEntry
 from flowprep.layout.paths import TMP_DIR
 from flowprep.layout.registry import get_layout
 from flowprep.video.decode import iter_frames
@@ -121,22 +122,10 @@ def count_on_disk(final: Path, layout: str, rgb: bool) -> tuple[int, int]:
     return (frames if rgb else flows + 1), flows
 
 
-def clip_entry(job: ClipJob, frames: int, flows: int, lost: int) -> dict[str, Any]:
-    """The record entry of a built clip (``flows`` 0 for a dataset without flow)."""
-    e: dict[str, Any] = {
-        "id": job.id,
-        "side": job.side,
-        "class": job.cls,
-        "label": job.label,
-        "name": job.clip,
-        "source": job.name,
-        "status": "ok",
-        "frames": frames,
-        "flow_frames": flows,
-    }
-    if lost:
-        e["decode_errors"] = lost  # frames of the video that could not be decoded
-    return e
+def clip_entry(job: ClipJob, frames: int, flows: int, lost: int) -> ClipEntry:
+    """The record entry of a built clip (``flows`` 0 for a dataset without flow; ``lost``: frames of
+    the video that could not be decoded)."""
+    return ClipEntry(job.side, job.cls, job.label, job.clip, job.name, "ok", frames, flows, decode_errors=lost)
 
 
 def _imwrite(path: Path, img: np.ndarray, params: list[int]) -> None:

@@ -28,6 +28,7 @@ from flowprep.builder.shard import shard_of
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.fsio import name_problem, remove_inside, unique_tmp
 from flowprep.layout.base import SIDES
+from flowprep.layout.dataset_record import PackedInfo
 from flowprep.layout.packed import INDEX_NAME, SHARDS_DIR, PackedClip, iter_samples
 from flowprep.layout.paths import STATE_DIR, TMP_DIR
 from flowprep.layout.registry import get_layout
@@ -35,9 +36,9 @@ from flowprep.layout.registry import get_layout
 log = logging.getLogger(__name__)
 
 
-def packed_record(cfg: BuildConfig) -> dict[str, Any]:
+def packed_record(cfg: BuildConfig) -> PackedInfo:
     """The record's ``packed`` entry."""
-    return {"format": cfg.pack, "index": f"{SHARDS_DIR}/{INDEX_NAME}"}
+    return PackedInfo(str(cfg.pack), f"{SHARDS_DIR}/{INDEX_NAME}")
 
 
 def staged(cfg: BuildConfig, job: ClipJob) -> Path:
@@ -47,7 +48,7 @@ def staged(cfg: BuildConfig, job: ClipJob) -> Path:
 
 def _entry(cfg: BuildConfig, job: ClipJob, lost: dict[str, int]) -> dict[str, Any]:
     frames, flows = count_staged(staged(cfg, job), cfg.needs_rgb)
-    return clip_entry(job, frames, flows if cfg.needs_flow else 0, lost.get(job.id, 0))
+    return clip_entry(job, frames, flows if cfg.needs_flow else 0, lost.get(job.id, 0)).to_dict()
 
 
 def pack_clips(

@@ -30,13 +30,7 @@ def _names(source: Path, classes: list[str] | None) -> list[tuple[str, str]]:
 
         record = read_record(rec_root)
         side = source.name if source != rec_root else None
-        return [
-            (c["class"], c["source"])
-            for c in record["clips"]
-            if c.get("status") == "ok"
-            and (classes is None or c["class"] in classes)
-            and (side is None or c["side"] == side)
-        ]
+        return [(c.cls, c.source) for c in record.ok_clips(side) if classes is None or c.cls in classes]
     from flowprep.archive import list_videos
 
     with tempfile.TemporaryDirectory(prefix="flowprep-stats-") as cache:

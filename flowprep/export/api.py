@@ -45,8 +45,10 @@ from flowprep.fsio import (
     write_json_atomic,
     write_text_atomic,
 )
+from flowprep.layout.names import warn_collisions
 from flowprep.loader.spec import input_shapes
-from flowprep.train.checkpoint import load_checkpoint, model_from_checkpoint
+from flowprep.train.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
+from flowprep.train.model_record import ModelRecord, checked_model_record
 
 log = logging.getLogger(__name__)
 __all__ = ["ExportConfig", "ExportSummary", "artefact_names", "export", "export_checkpoint"]
@@ -203,42 +205,41 @@ def _write_tensorrt(
     return cmd10
 
 
-def _write_deepstream(ckpt: dict[str, Any], stage: Path, cfg: ExportConfig, summary: ExportSummary) -> None:
+def _write_deepstream(ckpt: Checkpoint, stage: Path, cfg: ExportConfig, summary: ExportSummary) -> None:
     """DeepStream's 3D action-recognition sample files for an RGB model (a note for other models)."""
-    if ckpt["modality"] != "rgb":
+    if ckpt.modality != "rgb":
         summary.deepstream_note = configs.DEEPSTREAM_RGB_ONLY
         return
-    arch, frames, size = ckpt["arch"], int(ckpt["frames"]), int(ckpt["input_size"])
+    arch, frames, size = ckpt.arch, ckpt.frames, ckpt.input_size
     names = configs.deepstream_names(arch)
-    sample_rate = int(ckpt.get("sample_rate", 1))
-    frame_step = int(((ckpt.get("dataset_record") or {}).get("decode") or {}).get("frame_step") or 1)
     files = {
         names["preprocess"]: configs.deepstream_preprocess(
-            arch, frames, size, cfg.ds_batch, subsample=sample_rate * frame_step - 1
+            arch, frames, size, cfg.ds_batch, subsample=ckpt.sample_rate * ckpt.recipe.frame_step - 1
         ),
         names["infer"]: configs.deepstream_infer("model.onnx", "labels_nvinfer.txt", cfg.ds_batch, cfg.fp16),
         names["app"]: configs.deepstream_app(arch),
-        "labels_nvinfer.txt": configs.nvinfer_labels_text(list(ckpt["classes"])),
+        "labels_nvinfer.txt": configs.nvinfer_labels_text(list(ckpt.classes)),
     }
     for fname, text in files.items():
         _write(stage, summary, fname, text)
 
 
 def _write_record(
-    ckpt: dict[str, Any],
-    shapes: dict[str, tuple[int, ...]],
-    stage: Path,
-    cfg: ExportConfig,
-    name: str,
-    cmd10: list[str],
-    summary: ExportSummary,
+    ckpt: Checkpoint, stage: Path, cfg: ExportConfig, name: str, cmd10: list[str], summary: ExportSummary
 ) -> None:
     """``flowprep_model.json``: what ``flowprep infer`` and a reader of the folder need to know."""
-    arch = ckpt["arch"]
-    record = configs.model_record(
-        ckpt,
-        shapes,
-        {
+    arch = ckpt.arch
+    record = ModelRecord(
+        arch=ckpt.arch,
+        modality=ckpt.modality,
+        frames=ckpt.frames,
+        sample_rate=ckpt.sample_rate,
+        input_size=ckpt.input_size,
+        classes=ckpt.classes,
+        recipe=ckpt.recipe,
+        epoch=ckpt.epoch,
+        best_acc=ckpt.best_acc,
+        deploy={
             "onnx": {
                 "file": "model.onnx",
                 "fp16_file": "model_fp16.onnx" if cfg.fp16 else None,
@@ -258,12 +259,13 @@ def _write_record(
                     "infer": configs.deepstream_names(arch)["infer"],
                     "batch": cfg.ds_batch,
                 }
-                if ckpt["modality"] == "rgb"
+                if ckpt.modality == "rgb"
                 else {"note": configs.DEEPSTREAM_RGB_ONLY}
             ),
         },
     )
-    write_json_atomic(stage / configs.MODEL_RECORD, record)
+    path = stage / configs.MODEL_RECORD
+    write_json_atomic(path, checked_model_record(record, cfg.out / configs.MODEL_RECORD))
     summary.files.append(configs.MODEL_RECORD)
 
 
@@ -275,9 +277,10 @@ def export(cfg: ExportConfig) -> ExportSummary:
         name in ``out`` that no export wrote: it is never replaced; another export running into
         ``out``), OutputError (the folder cannot be written).
     """
-    ckpt = load_checkpoint(cfg.checkpoint)
+    ckpt = load_checkpoint(cfg.checkpoint)  # class names checked: each survives every label file
+    warn_collisions(ckpt.classes, str(cfg.checkpoint))
     model = model_from_checkpoint(ckpt)
-    shapes = input_shapes(ckpt["arch"], ckpt["modality"], int(ckpt["frames"]), int(ckpt["input_size"]))
+    shapes = input_shapes(ckpt.arch, ckpt.modality, ckpt.frames, ckpt.input_size)
     try:
         cfg.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -296,18 +299,18 @@ def export(cfg: ExportConfig) -> ExportSummary:
 
 
 def _write_all(
-    ckpt: dict[str, Any], model: Any, shapes: dict[str, tuple[int, ...]], stage: Path, cfg: ExportConfig
+    ckpt: Checkpoint, model: Any, shapes: dict[str, tuple[int, ...]], stage: Path, cfg: ExportConfig
 ) -> ExportSummary:
     """Every file of the export, in ``stage``."""
-    summary = ExportSummary(cfg.out, ckpt["arch"], ckpt["modality"])
+    summary = ExportSummary(cfg.out, ckpt.arch, ckpt.modality)
     fp16_path = _write_onnx(model, shapes, stage, cfg, summary)
-    classes = list(ckpt["classes"])
+    classes = list(ckpt.classes)
     _write(stage, summary, "labels.txt", configs.labels_text(classes))
     name = cfg.triton_name or _triton_name(cfg.out)
     _write(stage, summary, "config.pbtxt", configs.triton_config(name, shapes, len(classes), cfg.max_batch))
     cmd10 = _write_tensorrt(shapes, stage, cfg, fp16_path, summary)
     _write_deepstream(ckpt, stage, cfg, summary)
-    _write_record(ckpt, shapes, stage, cfg, name, cmd10, summary)
+    _write_record(ckpt, stage, cfg, name, cmd10, summary)
     return summary
 
 

@@ -71,8 +71,8 @@ def export_cmd(
     click.echo(f"exported {s.arch} {s.modality} model to {s.out}")
     for kind, p in s.parity.items():
         click.echo(
-            f"  parity {kind}: ONNX Runtime vs PyTorch max abs diff {p['max_abs_diff']:.3g} "
-            f"(tolerance {p['tolerance']:.3g}) ok"
+            f"  parity {kind}: ONNX Runtime vs PyTorch max abs diff {p['max_abs_diff']:.3g} on logits up to "
+            f"{p['max_abs_logit']:.3g}: relative {p['max_rel_diff']:.3g} (tolerance {p['tolerance']:.3g}) ok"
         )
     click.echo("  files: " + ", ".join(s.files))
     if s.deepstream_note:

@@ -1,6 +1,7 @@
-"""The text files written beside ``model.onnx``: labels, the model record, Triton and DeepStream configs.
+"""The text files written beside ``model.onnx``: labels, Triton and DeepStream configs (the model
+record is :mod:`flowprep.train.model_record`).
 
-All writers are pure (a dict in, text out) so tests can parse the text back and compare it with
+All writers are pure (values in, text out) so tests can parse the text back and compare it with
 the model's shapes. DeepStream key names are those of the ``deepstream-3d-action-recognition`` sample
 (``config_preprocess_3d_custom.txt``, ``config_infer_primary_3d_action.txt``,
 ``deepstream_action_recognition_config.txt``): its custom sequence pre-processing library
@@ -16,12 +17,12 @@ import re
 from typing import Any
 
 from flowprep.loader.spec import NORM_OFFSET, NORM_SCALE
+from flowprep.train.model_record import MODEL_FORMAT as MODEL_FORMAT
+from flowprep.train.model_record import MODEL_RECORD as MODEL_RECORD
 
 #: ``x_net = (x - OFFSET) * SCALE`` for 8-bit RGB and flow images alike
 SCALE = NORM_SCALE  # (x - OFFSET) * SCALE: the training normalisation
 OFFSET = NORM_OFFSET
-MODEL_RECORD = "flowprep_model.json"
-MODEL_FORMAT = "flowprep-model"
 DEEPSTREAM_RGB_ONLY = (
     "DeepStream's deepstream-3d-action-recognition sample feeds one RGB sequence "
     "tensor (input_rgb) built by its custom sequence pre-processing library; it "
@@ -31,56 +32,15 @@ DS_PREPROCESS_LIB = "/opt/nvidia/deepstream/deepstream/lib/libnvds_custom_sequen
 
 
 def labels_text(classes: list[str]) -> str:
-    """``labels.txt``: one class per line, line k = class index k (TAO's format)."""
+    """``labels.txt``: one class per line, line k = class index k (TAO's format). The names come from
+    a checked checkpoint (:func:`~flowprep.layout.names.class_name_problem`: no line breaks or
+    ``;``), so the file has exactly one line per output."""
     return "".join(f"{c}\n" for c in classes)
 
 
 def nvinfer_labels_text(classes: list[str]) -> str:
     """nvinfer's classifier label file: one line per output layer, labels separated by ``;``."""
     return ";".join(classes) + "\n"
-
-
-def model_record(ckpt: dict[str, Any], shapes: dict[str, tuple[int, ...]], extra: dict[str, Any]) -> dict[str, Any]:
-    """``flowprep_model.json``: what inference needs to feed the model as it was trained.
-
-    Args:
-        ckpt: the checkpoint dict (see :mod:`flowprep.train.checkpoint`).
-        shapes: input name -> shape without batch.
-        extra: merged in (ONNX file names, parity results, ...).
-    """
-    rec = ckpt.get("dataset_record") or {}
-    classes = list(ckpt["classes"])
-    out = {
-        "format": MODEL_FORMAT,
-        "version": 1,
-        "arch": ckpt["arch"],
-        "modality": ckpt["modality"],
-        "frames": int(ckpt["frames"]),
-        "sample_rate": int(ckpt.get("sample_rate", 1)),
-        "input_size": int(ckpt["input_size"]),
-        "classes": classes,
-        "num_classes": len(classes),
-        "inputs": {n: list(s) for n, s in shapes.items()},
-        "input_layout": "NCTHW" if ckpt["arch"] == "3d" else "N(C*T)HW, channel c of frame t at c*T+t",
-        "output": {"fc_pred": [len(classes)]},
-        "output_kind": "logits (softmax for scores)",
-        "normalization": {
-            "scale": SCALE,
-            "offset": OFFSET,
-            "formula": "(x - offset) * scale",
-            "equivalent": "(x / 255 - 0.5) / 0.5",
-        },
-        "color_order": "RGB",
-        # how the training frames were made: inference repeats it exactly
-        "decode": rec.get("decode"),
-        "rgb": rec.get("rgb"),
-        "flow": rec.get("flow"),
-        "encoding": rec.get("encoding"),
-        "dataset_modality": rec.get("modality"),
-        "checkpoint": {"epoch": ckpt.get("epoch"), "best_acc": ckpt.get("best_acc")},
-    }
-    out.update(extra)
-    return out
 
 
 def triton_config(

@@ -97,7 +97,8 @@ def _print_params(names: list[str], markdown: bool, as_json: bool) -> None:
     nargs=3,
     type=SafePath(exists=True, dir_okay=False, path_type=Path),
     metavar="FRAME1 FRAME2 GT.flo",
-    help="A real pair with Middlebury ground truth (repeatable).",
+    help="A real pair with Middlebury ground truth (repeatable; reported under FRAME1's name, "
+    "with its folders where two names are equal).",
 )
 @click.option(
     "--size",
@@ -114,6 +115,20 @@ def _print_params(names: list[str], markdown: bool, as_json: bool) -> None:
     help="Largest motion (px) of each level of synthetic pairs.",
 )
 @click.option("--pairs-per-magnitude", default=2, show_default=True, type=click.IntRange(0, 100))
+@click.option(
+    "--scenes",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 100),
+    help="Also this many layered scenes (moving object, occlusion, noise) per motion class 1-3, 3-8, 8-20 px.",
+)
+@click.option(
+    "--repeats",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="Timed passes over the pairs; pairs/s is the median.",
+)
 @click.option(
     "--video",
     type=SafePath(path_type=Path),
@@ -153,6 +168,8 @@ def bench_flow_cmd(
     size,
     magnitudes,
     pairs_per_magnitude,
+    scenes,
+    repeats,
     video,
     bounds,
     jpeg_quality,
@@ -180,6 +197,8 @@ def bench_flow_cmd(
         plot=plot,
         vis_dir=vis_dir,
         seed=seed,
+        scenes=scenes,
+        repeats=repeats,
         overwrite=overwrite,
     )
     result = bench(cfg)

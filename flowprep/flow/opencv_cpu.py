@@ -320,6 +320,81 @@ class DISBackend(FlowBackend):
         return dict(self._params)
 
 
+def _fine_stride_within_patch(p: dict[str, Any]) -> str | None:
+    if p["patch_stride"] <= p["patch_size"]:
+        return None
+    return (
+        f"patch_stride={p['patch_stride']} is larger than patch_size={p['patch_size']}; OpenCV's DIS needs "
+        "patch_stride <= patch_size (a larger stride writes past its buffers)"
+    )
+
+
+class FineDISBackend(DISBackend):
+    """OpenCV DIS with every knob exposed and a searched preset: more accurate than ``tvl1-fast`` at 20x its speed.
+
+    DIS (dense inverse search) matches patches from the coarsest pyramid level down to
+    ``finest_scale`` (0 = full resolution), then smooths each level with a variational refinement
+    (data term weights ``delta`` for brightness constancy and ``gamma`` for gradient constancy,
+    smoothness weight ``alpha``). ``refine_iterations`` > 0 adds OpenCV's standalone
+    ``VariationalRefinement`` at full resolution with the same weights after DIS. The frame-size
+    guards are :class:`DISBackend`'s. The defaults are the preset chosen by
+    ``bench/tune_cpu_flow.py`` (docs/flow.md, "Choosing a CPU preset").
+    """
+
+    name = "dis-fine"
+    # Chosen by bench/tune_cpu_flow.py (coarse grid, then coordinate descent within 2.4x the CPU
+    # time of DIS "medium"; 18 tuning pairs from the first half of the carphone clip): against
+    # "medium" it matches patches down to full resolution (finest scale 0) with a larger stride and
+    # fewer descent steps, drops DIS's own per-level variational refinement and the gradient term
+    # (gamma 0), and ends with 5 full-resolution refinement iterations (alpha 30). Ranges as for
+    # `dis` (patch and stride within OpenCV's 16-px border); iteration counts capped at 10-20x the
+    # presets' so that a typo cannot make one pair take minutes.
+    PARAMS: ClassVar[tuple[Param, ...]] = (
+        Param("finest_scale", int, 0, "finest pyramid level computed (0: full resolution)", 0, DIS_MAX_SCALES - 1),
+        # 1-px patches and a single descent step gave zero flow in probes (a 1-px patch minus its mean is 0)
+        Param("patch_size", int, 8, "side of the matched patches, px (OpenCV's border is 16 px)", 2, 16),
+        Param("patch_stride", int, 4, "step between patches, px", 1, 16),
+        Param("gradient_descent_iterations", int, 8, "patch gradient-descent iterations per level", 2, 500),
+        Param("variational_refinement_iterations", int, 0, "DIS's refinement iterations per level (0: none)", 0, 100),
+        Param("variational_refinement_alpha", float, 30.0, "smoothness weight of the refinements", 0.1, 1000),
+        Param("variational_refinement_delta", float, 5.0, "brightness-constancy weight of the refinements", 0.1, 1000),
+        Param("variational_refinement_gamma", float, 0.0, "gradient-constancy weight of the refinements", 0, 1000),
+        Param("use_mean_normalization", int, 1, "1: patches compared after removing their mean", choices=(0, 1)),
+        Param("use_spatial_propagation", int, 1, "1: patches start from their neighbours' flow", choices=(0, 1)),
+        Param("refine_iterations", int, 5, "full-resolution refinement iterations after DIS (0: none)", 0, 100),
+    )
+    RULES: ClassVar[tuple[Rule, ...]] = (Rule("patch_stride <= patch_size", _fine_stride_within_patch),)
+
+    def __init__(self, **params: Any) -> None:  # noqa: D107 -- the parameters are PARAMS
+        self._params = {**(self.DEFAULTS or {}), **params}
+        p = self._params
+        alg: Any = cv2.DISOpticalFlow.create(_DIS_PRESETS["medium"])
+        alg.setFinestScale(int(p["finest_scale"]))
+        alg.setPatchSize(int(p["patch_size"]))
+        alg.setPatchStride(int(p["patch_stride"]))
+        alg.setGradientDescentIterations(int(p["gradient_descent_iterations"]))
+        alg.setVariationalRefinementIterations(int(p["variational_refinement_iterations"]))
+        alg.setVariationalRefinementAlpha(float(p["variational_refinement_alpha"]))
+        alg.setVariationalRefinementDelta(float(p["variational_refinement_delta"]))
+        alg.setVariationalRefinementGamma(float(p["variational_refinement_gamma"]))
+        alg.setUseMeanNormalization(bool(p["use_mean_normalization"]))
+        alg.setUseSpatialPropagation(bool(p["use_spatial_propagation"]))
+        self._alg = alg
+        self._refine: Any = None
+        if int(p["refine_iterations"]) > 0:
+            self._refine = _CV2.VariationalRefinement.create()
+            self._refine.setFixedPointIterations(int(p["refine_iterations"]))
+            self._refine.setAlpha(float(p["variational_refinement_alpha"]))
+            self._refine.setDelta(float(p["variational_refinement_delta"]))
+            self._refine.setGamma(float(p["variational_refinement_gamma"]))
+
+    def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        flow = super().calc(prev, nxt)  # DIS with its frame checks and per-call scale and patch reset
+        if self._refine is not None:
+            flow = self._refine.calc(prev, nxt, flow)
+        return flow
+
+
 class FarnebackBackend(FlowBackend):
     """OpenCV Farneback (2003) dense flow with the parameters denseflow and most tutorials use."""
 

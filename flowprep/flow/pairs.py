@@ -46,6 +46,8 @@ class FlowPair:
         flow: ``float32`` ``(H, W, 2)`` true flow from ``prev`` to ``nxt``, pixels.
         valid: ``bool`` ``(H, W)``, pixels where ``flow`` is known and visible in ``nxt``.
         magnitude: largest true speed in pixels (the nominal level for synthetic pairs).
+        group: the column ``bench-flow`` reports the pair's EPE under, shared by the pairs averaged
+            together (e.g. ``"10"`` for the 10 px synthetic pairs); empty: the pair's own name.
     """
 
     name: str
@@ -54,6 +56,7 @@ class FlowPair:
     flow: np.ndarray
     valid: np.ndarray
     magnitude: float
+    group: str = ""
 
 
 def load_frames(video: Path | None, n: int, size: tuple[int, int], seed: int = 0) -> tuple[list[np.ndarray], str]:
@@ -214,7 +217,7 @@ def synthetic_pairs(
             k += 1
             field2 = smooth_field(f1.shape[0], f1.shape[1], float(mag), rng)
             f2, flow, valid = warp_pair(f1, field2)
-            pairs.append(FlowPair(f"synthetic-{mag:g}px-{j}", f1, f2, flow, valid, float(mag)))
+            pairs.append(FlowPair(f"synthetic-{mag:g}px-{j}", f1, f2, flow, valid, float(mag), f"{mag:g}"))
     return pairs, source
 
 

@@ -15,7 +15,10 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:  # the record module imports the layouts
+    from flowprep.layout.dataset_record import DatasetRecord
 
 #: the two sides of a split, in the order lists and tables give them
 SIDES = ("train", "val")
@@ -85,16 +88,15 @@ class Layout(ABC):
     # --- what is beside the clips ---------------------------------------------------------------
 
     @abstractmethod
-    def side_files(self, root: Path, record: dict[str, Any]) -> dict[str, str]:
+    def side_files(self, root: Path, record: DatasetRecord) -> dict[str, str]:
         """The list files and spec snippet of a folder dataset: relative path -> text.
 
         Args:
             root: the dataset root, absolute (snippets name absolute paths).
-            record: the dataset record (classes, modality, clips with side, class, name, frames,
-                flow_frames, label, status).
+            record: the dataset record (its classes, modality and built clips).
         """
 
-    def required_files(self, record: dict[str, Any]) -> list[str]:
+    def required_files(self, record: DatasetRecord) -> list[str]:
         """Relative paths of the side files ``flowprep verify`` requires (none unless the layout
         says so)."""
         return []

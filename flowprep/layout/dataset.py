@@ -6,6 +6,7 @@
     ds.root, ds.layout.name, ds.classes, ds.sides # Path, "tao", ["push", ...], ("train", "val")
     ds.clips("val")                               # the record's entries of the built val clips
     ds.side_dir("val")                            # data/hmdb5/val: its class folders
+    ds.record.flow.name, ds.record.encoding       # the typed record (flowprep.layout.dataset_record)
 
 It reads only ``flowprep.json`` (no image is opened; ``flowprep.verify`` checks the images), so it
 is cheap on any dataset size. The public loader (:mod:`flowprep.loader`) reads the images.
@@ -15,12 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from flowprep.errors import DatasetError
 from flowprep.layout.base import SIDES, Layout
-from flowprep.layout.record import find_root, read_record
-from flowprep.layout.registry import layout_of
+from flowprep.layout.record import ClipEntry, DatasetRecord, find_root, read_record
+from flowprep.layout.registry import get_layout
 
 
 @dataclass(frozen=True)
@@ -29,21 +29,21 @@ class Dataset:
 
     Attributes:
         root: the folder holding ``flowprep.json``.
-        record: the dataset record, checked against its schema
-            (:func:`flowprep.layout.record.read_record`): classes, split, decode, flow backend and
-            encoding, and one entry per clip (``id``, ``class``, ``label``, ``side``, ``frames``,
-            ``status``).
+        record: the dataset record, typed and checked
+            (:class:`~flowprep.layout.dataset_record.DatasetRecord`, :func:`flowprep.layout.record.read_record`):
+            classes, split, decode, flow backend and encoding, and one entry per clip (``id``,
+            ``cls``, ``label``, ``side``, ``frames``, ``status``).
         sides: the sides (``"train"``, ``"val"``, in that order) with at least one built clip.
     """
 
     root: Path
-    record: dict[str, Any]
+    record: DatasetRecord
     sides: tuple[str, ...]
 
     @property
     def layout(self) -> Layout:
         """The layout (``layout.name``: ``"tao"`` or ``"mmaction2"``): where clips and frames are."""
-        return layout_of(self.record)
+        return get_layout(self.record.layout)
 
     def side_dir(self, side: str) -> Path:
         """The folder holding ``side``'s class folders (``root/train``; ``root/rawframes`` for both
@@ -53,9 +53,9 @@ class Dataset:
     @property
     def classes(self) -> list[str]:
         """Class names; a class's label is its index."""
-        return list(self.record["classes"])
+        return list(self.record.classes)
 
-    def clips(self, side: str) -> list[dict[str, Any]]:
+    def clips(self, side: str) -> list[ClipEntry]:
         """The record's entries of ``side``'s built clips (status ``ok``), in the record's order.
 
         Raises:
@@ -63,7 +63,7 @@ class Dataset:
         """
         if side not in SIDES:
             raise DatasetError(f"side must be one of {SIDES}, got {side!r}")
-        return [c for c in self.record.get("clips", []) if c["side"] == side and c["status"] == "ok"]
+        return self.record.ok_clips(side)
 
 
 def open_dataset(path: str | Path) -> Dataset:
@@ -75,5 +75,5 @@ def open_dataset(path: str | Path) -> Dataset:
     """
     root = find_root(Path(path))
     record = read_record(root)
-    built = {c["side"] for c in record.get("clips", []) if c["status"] == "ok"}
+    built = {c.side for c in record.ok_clips()}
     return Dataset(root, record, tuple(s for s in SIDES if s in built))

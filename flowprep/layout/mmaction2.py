@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from flowprep.layout.base import SIDES, Layout
+
+if TYPE_CHECKING:
+    from flowprep.layout.dataset_record import DatasetRecord
 
 FRAMES_DIR = "rawframes"
 LISTS_DIR = "mmaction2"
@@ -40,25 +43,23 @@ class Mmaction2Layout(Layout):
         names = os.listdir(folder)
         return sum(1 for x in names if x.startswith("img_")), sum(1 for x in names if x.startswith("flow_x_"))
 
-    def side_files(self, root: Path, record: dict[str, Any]) -> dict[str, str]:
-        modality = record["modality"]
-        ok = [c for c in record["clips"] if c["status"] == "ok"]
+    def side_files(self, root: Path, record: DatasetRecord) -> dict[str, str]:
         files = {}
         for side in SIDES:
-            rows = [c for c in ok if c["side"] == side]
-            if modality in ("rgb", "both"):
+            rows = record.ok_clips(side)
+            if record.has_rgb:
                 files[f"{LISTS_DIR}/{side}_list_rawframes.txt"] = "".join(
-                    f"{c['class']}/{c['name']} {c['frames']} {c['label']}\n" for c in rows
+                    f"{c.cls}/{c.name} {c.frames} {c.label}\n" for c in rows
                 )
-            if modality in ("flow", "both"):
+            if record.has_flow:
                 files[f"{LISTS_DIR}/{side}_list_rawframes_flow.txt"] = "".join(
-                    f"{c['class']}/{c['name']} {c['flow_frames']} {c['label']}\n" for c in rows
+                    f"{c.cls}/{c.name} {c.flow_frames} {c.label}\n" for c in rows
                 )
-        files[f"{LISTS_DIR}/dataset_settings.py"] = _settings_snippet(root, modality)
+        files[f"{LISTS_DIR}/dataset_settings.py"] = _settings_snippet(root, record.modality)
         return files
 
-    def required_files(self, record: dict[str, Any]) -> list[str]:
-        flow_only = record["modality"] == "flow"
+    def required_files(self, record: DatasetRecord) -> list[str]:
+        flow_only = not record.has_rgb
         return [f"{LISTS_DIR}/{side}_list_rawframes{'_flow' if flow_only else ''}.txt" for side in SIDES]
 
 

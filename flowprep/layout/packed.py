@@ -41,8 +41,9 @@ from typing import Any, Protocol
 
 from flowprep.errors import DatasetError
 from flowprep.fsio import MAX_FRAME_BYTES, open_regular, parse_json, read_bytes, read_json
+from flowprep.layout.dataset_record import PACK_FORMATS as PACK_FORMATS  # re-exported: its first home
+from flowprep.layout.dataset_record import DatasetRecord
 
-PACK_FORMATS = ("webdataset",)
 SHARDS_DIR = "shards"
 INDEX_NAME = "index.json"
 INDEX_FORMAT = "flowprep-shards"
@@ -363,13 +364,11 @@ def read_index(root: Path) -> dict[str, Any]:
     return index
 
 
-def open_index(root: Path, record: dict[str, Any]) -> PackedIndex | None:
-    """The shard index of a packed dataset (its record has ``packed``), None for a folder dataset."""
-    packed = record.get("packed")
-    if not packed:
+def open_index(root: Path, record: DatasetRecord) -> PackedIndex | None:
+    """The shard index of a packed dataset (its record has ``packed``, its format checked by the
+    record's reader), None for a folder dataset."""
+    if record.packed is None:
         return None
-    if not isinstance(packed, dict) or packed.get("format") not in PACK_FORMATS:
-        raise DatasetError(f"{root}: the record's packed format {packed!r} is not one of {PACK_FORMATS}")
     return PackedIndex(root, read_index(root))
 
 

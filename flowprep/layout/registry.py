@@ -6,8 +6,6 @@ here; the build, verify, preview, train and export then know it (see docs/archit
 
 from __future__ import annotations
 
-from typing import Any
-
 from flowprep.errors import DatasetError
 from flowprep.layout.base import Layout
 from flowprep.layout.mmaction2 import Mmaction2Layout
@@ -30,11 +28,6 @@ def get_layout(name: str) -> Layout:
         return LAYOUTS[name]
     except KeyError:
         raise DatasetError(f"unknown dataset layout {name!r}; this flowprep knows {LAYOUT_NAMES}") from None
-
-
-def layout_of(record: dict[str, Any]) -> Layout:
-    """The layout of a (checked) dataset record."""
-    return get_layout(record.get("layout", DEFAULT_LAYOUT))
 
 
 def frame_tops() -> tuple[str, ...]:

@@ -16,9 +16,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from flowprep.layout.base import SIDES, Layout
+
+if TYPE_CHECKING:
+    from flowprep.layout.dataset_record import DatasetRecord
 
 
 class TaoLayout(Layout):
@@ -60,15 +63,14 @@ class TaoLayout(Layout):
 
         return n("rgb"), n("u")
 
-    def side_files(self, root: Path, record: dict[str, Any]) -> dict[str, str]:
-        ok = [c for c in record["clips"] if c["status"] == "ok"]
+    def side_files(self, root: Path, record: DatasetRecord) -> dict[str, str]:
         files = {
             f"{side}_list.txt": "".join(
-                f"{side}/{c['class']}/{c['name']} {c['frames']} {c['label']}\n" for c in ok if c["side"] == side
+                f"{side}/{c.cls}/{c.name} {c.frames} {c.label}\n" for c in record.ok_clips(side)
             )
             for side in SIDES
         }
-        files["tao_dataset_spec.yaml"] = _spec_snippet(root, record["classes"], record["modality"])
+        files["tao_dataset_spec.yaml"] = _spec_snippet(root, list(record.classes), record.modality)
         return files
 
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from flowprep.fsio import MAX_FRAME_BYTES, try_read_bytes
 from flowprep.layout.base import Layout
 from flowprep.layout.images import ClipSpec, decode_bytes, image_problems
-from flowprep.layout.record import find_root, has_flow, has_rgb, read_record
-from flowprep.layout.registry import get_layout, layout_of
+from flowprep.layout.record import DatasetRecord, find_root, read_record
+from flowprep.layout.registry import get_layout
 
 
 @dataclass
@@ -63,13 +62,13 @@ def check_clip(
     return problems + more, n
 
 
-def _stray_entries(root: Path, layout: Layout, record: dict[str, Any]) -> list[str]:
+def _stray_entries(root: Path, layout: Layout, record: DatasetRecord) -> list[str]:
     """Anything under the frame folders that is not a class folder, clip folder of the record, or frame."""
     problems = []
-    classes = set(record["classes"])
+    classes = set(record.classes)
     expected: dict[tuple[str, str], set[str]] = {}
-    for c in record["clips"]:
-        expected.setdefault((layout.side_top(c["side"]), c["class"]), set()).add(c["name"])
+    for c in record.clips:
+        expected.setdefault((layout.side_top(c.side), c.cls), set()).add(c.name)
     for top in layout.clip_tops:
         d = root / top
         if not d.is_dir():
@@ -92,35 +91,33 @@ def verify(dataset: Path, quick: bool = False, jobs: int = 1) -> VerifyReport:
     from joblib import Parallel, delayed
 
     root = find_root(Path(dataset))
-    record = read_record(root)
-    kind = layout_of(record)
+    record = read_record(root)  # the reader refuses a flow dataset without its encoding
+    kind = get_layout(record.layout)
     layout = kind.name
-    rgb, flow = has_rgb(record), has_flow(record)
+    rgb, flow = record.has_rgb, record.has_flow
     report = VerifyReport(root=root, layout=layout)
-    if flow and not record.get("encoding"):
-        report.problems.append("the record has flow but no flow encoding: training cannot invert it")
-    rgb_ext = (record.get("rgb") or {}).get("image_format", "png")
-    flow_ext = (record.get("encoding") or {}).get("image_format", "jpg")
-    for cls in record["classes"]:
+    rgb_ext = record.rgb.image_format if record.rgb else "png"
+    flow_ext = record.encoding.image_format if record.encoding else "jpg"
+    for cls in record.classes:
         report.rows[cls] = {"train": 0, "val": 0, "frames": 0, "flow_frames": 0, "failed": 0}
     tasks = []
-    for c in record["clips"]:
-        row = report.rows.setdefault(c["class"], {"train": 0, "val": 0, "frames": 0, "flow_frames": 0, "failed": 0})
-        if c.get("status") != "ok":
+    for c in record.clips:
+        row = report.rows[c.cls]
+        if not c.ok:
             row["failed"] += 1
-            report.problems.append(f"{c['id']}: failed at build time: {c.get('error', '?')}")
+            report.problems.append(f"{c.id}: failed at build time: {c.error or '?'}")
             continue
-        row[c["side"]] += 1
-        row["frames"] += c["frames"]
-        row["flow_frames"] += c.get("flow_frames", 0)
-        if record.get("packed"):
+        row[c.side] += 1
+        row["frames"] += c.frames
+        row["flow_frames"] += c.flow_frames
+        if record.packed is not None:
             continue  # checked shard by shard below
-        folder = kind.clip_dir(root, c["side"], c["class"], c["name"])
+        folder = kind.clip_dir(root, c.side, c.cls, c.name)
         if not folder.resolve().is_relative_to(root.resolve()):  # a symlinked folder leading out
             report.problems.append(f"{folder}: leads outside the dataset (a symlink?); not read")
             continue
-        tasks.append((str(folder), layout, c["frames"], c.get("flow_frames", 0), rgb, flow, rgb_ext, flow_ext, quick))
-    if record.get("packed"):
+        tasks.append((str(folder), layout, c.frames, c.flow_frames, rgb, flow, rgb_ext, flow_ext, quick))
+    if record.packed is not None:
         from flowprep.layout.verify_packed import verify_packed  # it builds on this module
 
         verify_packed(root, record, report, ClipSpec(layout, 0, 0, rgb, flow, rgb_ext, flow_ext, quick), jobs)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from flowprep.errors import DatasetError
+from flowprep.layout.dataset_record import DatasetRecord
 from flowprep.layout.images import ClipSpec, decode_bytes, image_problems
 from flowprep.layout.packed import INDEX_NAME, SHARDS_DIR, PackedClip, PackedIndex, iter_samples, read_index
 
@@ -100,7 +101,7 @@ def check_shard(
     return found, problems, images
 
 
-def verify_packed(root: Path, record: dict[str, Any], report: Report, spec: ClipSpec, jobs: int) -> None:
+def verify_packed(root: Path, record: DatasetRecord, report: Report, spec: ClipSpec, jobs: int) -> None:
     """Check the shards of the packed dataset at ``root``; problems go to ``report``."""
     from joblib import Parallel, delayed
 
@@ -110,7 +111,8 @@ def verify_packed(root: Path, record: dict[str, Any], report: Report, spec: Clip
     except DatasetError as exc:
         report.problems.append(str(exc))
         return
-    built = {c["id"]: c for c in record["clips"] if c.get("status") == "ok"}
+    # entries as JSON: each is compared with its sample's .json member, in worker processes too
+    built = {c.id: c.to_dict() for c in record.ok_clips()}
     clips = raw["clips"]
     tasks = [(str(index.dir / s["name"]), s, clips, spec, built) for s in index.shards]
     if jobs > 1 and len(tasks) > 1:

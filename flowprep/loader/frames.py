@@ -25,7 +25,7 @@ import numpy as np
 from flowprep.errors import DatasetError
 from flowprep.flow.encoding import normalize_uint8
 from flowprep.layout.packed import ClipFiles
-from flowprep.layout.registry import layout_of
+from flowprep.layout.registry import get_layout
 from flowprep.loader.source import Clip, DatasetInfo, clip_files
 from flowprep.loader.spec import CROP_FRACTION
 
@@ -82,7 +82,7 @@ def decode_image(files: ClipFiles, rel: str, color: bool) -> np.ndarray:
 def read_frames(info: DatasetInfo, files: ClipFiles, stream: str, ks: Sequence[int]) -> dict[int, np.ndarray]:
     """Frames ``ks`` of one stream, ``uint8``: RGB ``(H, W, 3)``, flow ``(H, W, 2)`` (u, v as written)."""
     frames: dict[int, np.ndarray] = {}
-    layout = layout_of(info.record)
+    layout = get_layout(info.record.layout)
     for k in ks:
         if stream == "rgb":
             frames[k] = decode_image(files, layout.rgb_name(k, info.rgb_format), True)

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from flowprep.errors import DatasetError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.layout.base import SIDES
 from flowprep.layout.packed import ClipFiles, FolderClip, PackedIndex, open_index
-from flowprep.layout.record import find_root, has_flow, has_rgb, read_record
-from flowprep.layout.registry import layout_of
+from flowprep.layout.record import DatasetRecord, find_root, read_record
+from flowprep.layout.registry import get_layout
 from flowprep.loader.spec import STREAMS
 
 
@@ -44,21 +43,21 @@ class DatasetInfo:
     """
 
     root: Path
-    record: dict[str, Any]
+    record: DatasetRecord
     classes: list[str]
     rgb_format: str
     encoding: FlowEncoding | None
     packed: PackedIndex | None = None
 
 
-def _check_modality(root: Path, record: dict[str, Any], modality: str) -> tuple[bool, bool]:
+def _check_modality(root: Path, record: DatasetRecord, modality: str) -> tuple[bool, bool]:
     if modality not in STREAMS:
         raise DatasetError(f"modality must be one of {STREAMS}, got {modality!r}")
     need_rgb, need_flow = modality in ("rgb", "joint"), modality in ("of", "joint")
-    if (need_rgb and not has_rgb(record)) or (need_flow and not has_flow(record)):
+    if (need_rgb and not record.has_rgb) or (need_flow and not record.has_flow):
         needs = "RGB frames and flow" if modality == "joint" else "RGB frames" if need_rgb else "flow"
         raise DatasetError(
-            f"{root} was built with modality {record.get('modality')!r}, but a "
+            f"{root} was built with modality {record.modality!r}, but a "
             f"{modality!r} model needs {needs}; "
             "rebuild it with --modality both"
         )
@@ -72,18 +71,14 @@ def open_info(path: Path) -> DatasetInfo:
         DatasetError: not a flowprep dataset, not the TAO layout, or a damaged shard index.
     """
     root = find_root(Path(path))
-    record = read_record(root)
-    if not layout_of(record).trainable:
+    record = read_record(root)  # checked: classes non-empty, a flow dataset has its encoding
+    if not get_layout(record.layout).trainable:
         raise DatasetError(
-            f"{root} has the {record.get('layout')} layout; flowprep train reads the "
-            "TAO layout: rebuild with --layout tao"
+            f"{root} has the {record.layout} layout; flowprep train reads the TAO layout: rebuild with --layout tao"
         )
-    classes = list(record.get("classes") or [])
-    if not classes:
-        raise DatasetError(f"{root}: the dataset record lists no classes")
-    enc = FlowEncoding.from_dict(record["encoding"]) if has_flow(record) and record.get("encoding") else None
-    rgb_format = (record.get("rgb") or {}).get("image_format", "png")
-    return DatasetInfo(root, record, classes, rgb_format, enc, open_index(root, record))
+    enc = record.encoding if record.has_flow else None
+    rgb_format = record.rgb.image_format if record.rgb else "png"
+    return DatasetInfo(root, record, list(record.classes), rgb_format, enc, open_index(root, record))
 
 
 def list_clips(path: Path, modality: str, side: str | None = None) -> tuple[DatasetInfo, list[Clip]]:
@@ -110,21 +105,16 @@ def list_clips(path: Path, modality: str, side: str | None = None) -> tuple[Data
         raise DatasetError(f"side must be one of {SIDES}, got {side!r}")
     need_rgb, need_flow = _check_modality(root, record, modality)
     clips = []
-    for c in record.get("clips", []):
-        if c.get("side") != side or c.get("status", "ok") != "ok":
-            continue
+    for c in record.ok_clips(side):
         if info.packed is not None:
-            where = info.packed.shard_path(c["id"])
+            where = info.packed.shard_path(c.id)
         else:
-            where = layout_of(record).clip_dir(root, c["side"], c["class"], c["name"])
+            where = get_layout(record.layout).clip_dir(root, c.side, c.cls, c.name)
             if not where.is_dir():
-                raise DatasetError(f"{root}: clip folder {c['id']} listed in the record is missing")
-        label = info.classes.index(c["class"]) if c.get("class") in info.classes else int(c["label"])
-        n = int(c.get("frames") or 0)
-        nf = int(c.get("flow_frames") if c.get("flow_frames") is not None else max(n - 1, 0))
-        if (need_rgb and n < 1) or (need_flow and nf < 1):
+                raise DatasetError(f"{root}: clip folder {c.id} listed in the record is missing")
+        if (need_rgb and c.frames < 1) or (need_flow and c.flow_frames < 1):
             continue  # too short to sample from (one frame has no flow); the build reports these
-        clips.append(Clip(c["id"], where, label, n, nf))
+        clips.append(Clip(c.id, where, c.label, c.frames, c.flow_frames))
     if not clips:
         raise DatasetError(f"{root} has no usable {side} clips for modality {modality!r}")
     return info, clips

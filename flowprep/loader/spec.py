@@ -41,6 +41,41 @@ DEVICES = ("auto", "cuda", "cpu")
 EVAL_MODES = ("center", "conv", "all")
 
 
+#: ranges of the model-shape options, for ``flowprep train`` and for every record read back
+#: (checkpoint, ``flowprep_model.json``): a model none of them could have made is refused
+FRAMES_RANGE = (1, 4096)
+SAMPLE_RATE_RANGE = (1, 1000)
+INPUT_SIZE_RANGE = (32, 1024)  # ResNet downsamples 32x
+#: the most input values one stream of one sample may have, frames x size x size (2^26: e.g. 64
+#: frames at 1024 px, 1024 at 256 px; the default 32 at 224 px is 1.6 M). A float32 RGB window is
+#: then at most 0.8 GB; 4096 frames at 1024 px, each in range alone, would be 52 GB
+MAX_WINDOW_VALUES = 1 << 26
+#: the most values of the frames a window spans, ((frames - 1) x sample_rate + 1) x size x size
+#: (2^28): ``flowprep infer`` keeps that many items of size x size x 5 bytes (1.3 GB at most)
+MAX_SPAN_VALUES = 1 << 28
+
+
+def input_budget_problem(frames: int, sample_rate: int, input_size: int) -> str | None:
+    """Why a model of these options would need too much memory per sample, or None.
+
+    Each option in its range is not enough: their product bounds what training allocates per
+    sample and what inference buffers (see :data:`MAX_WINDOW_VALUES`, :data:`MAX_SPAN_VALUES`).
+    """
+    pixels = input_size * input_size
+    if frames * pixels > MAX_WINDOW_VALUES:
+        return (
+            f"{frames} frames of {input_size}x{input_size} are {frames * pixels:,} values a window, over the "
+            f"limit of {MAX_WINDOW_VALUES:,} (fewer frames or a smaller input size)"
+        )
+    span = (frames - 1) * sample_rate + 1
+    if span * pixels > MAX_SPAN_VALUES:
+        return (
+            f"a window of {frames} frames every {sample_rate} spans {span} frames of {input_size}x{input_size}, "
+            f"{span * pixels:,} values, over the limit of {MAX_SPAN_VALUES:,} (a smaller sample rate)"
+        )
+    return None
+
+
 def check_model(arch: str, modality: str) -> None:
     """Raise :class:`ConfigError` unless ``arch`` is in :data:`ARCHS` and ``modality`` in :data:`STREAMS`."""
     if arch not in ARCHS:

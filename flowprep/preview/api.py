@@ -31,7 +31,8 @@ from flowprep.fsio import (
 )
 from flowprep.layout.base import SIDES
 from flowprep.layout.packed import SHARDS_DIR
-from flowprep.layout.record import RECORD_NAME, find_root, has_flow, read_record
+from flowprep.layout.record import RECORD_NAME, DatasetRecord, find_root, read_record
+from flowprep.layout.record import ClipEntry as RecordClip
 from flowprep.layout.registry import frame_tops
 from flowprep.limits import check_count, check_finite
 from flowprep.preview.media import ClipMedia, ClipReader, render_clip
@@ -124,39 +125,37 @@ class PreviewSummary:
     notes: list[str] = field(default_factory=list)
 
 
-def resolve_clip(record: dict[str, Any], ident: str) -> dict[str, Any]:
+def resolve_clip(record: DatasetRecord, ident: str) -> RecordClip:
     """The record entry of clip ``ident`` (an id like ``train/walk/<clip>``, or a clip name).
 
     Raises:
         ConfigError: no such clip, or a name that is on several sides/classes.
         DatasetError: the clip failed at build time (nothing to show).
     """
-    found = [c for c in record["clips"] if c["id"] == ident] or [c for c in record["clips"] if c["name"] == ident]
+    found = [c for c in record.clips if c.id == ident] or [c for c in record.clips if c.name == ident]
     if not found:
-        example = record["clips"][0]["id"] if record["clips"] else "train/<class>/<clip>"
+        example = record.clips[0].id if record.clips else "train/<class>/<clip>"
         raise ConfigError(
             f"no clip {ident!r} in the dataset; give its id (e.g. {example!r}, see train_list.txt) or its name"
         )
     if len(found) > 1:
-        raise ConfigError(
-            f"clip name {ident!r} is ambiguous, give one of the ids: " + ", ".join(c["id"] for c in found)
-        )
+        raise ConfigError(f"clip name {ident!r} is ambiguous, give one of the ids: " + ", ".join(c.id for c in found))
     clip = found[0]
-    if clip["status"] != "ok":
-        raise DatasetError(f"clip {clip['id']} failed at build time, nothing to show: {clip.get('error', '')}")
+    if not clip.ok:
+        raise DatasetError(f"clip {clip.id} failed at build time, nothing to show: {clip.error or ''}")
     return clip
 
 
-def select_clips(record: dict[str, Any], per_class: int, side: str) -> list[dict[str, Any]]:
+def select_clips(record: DatasetRecord, per_class: int, side: str) -> list[RecordClip]:
     """Up to ``per_class`` built clips per class (label order), evenly spread over the class's clips
     sorted by name (so train and val mix), so the choice depends only on the record and spans several
     source videos."""
     sides = SIDES if side == "both" else (side,)
     out = []
-    for cls in record["classes"]:
+    for cls in record.classes:
         pool = sorted(
-            (c for c in record["clips"] if c["class"] == cls and c["status"] == "ok" and c["side"] in sides),
-            key=lambda c: (c["name"], c["id"]),
+            (c for c in record.clips if c.cls == cls and c.ok and c.side in sides),
+            key=lambda c: (c.name, c.id),
         )
         n = min(per_class, len(pool))
         out += [pool[(i * len(pool)) // n] for i in range(n)]
@@ -253,21 +252,21 @@ def _progress(items: list[Any], enabled: bool, desc: str):
 
 
 def _render_page_media(
-    root: Path, record: dict[str, Any], clips: list[dict[str, Any]], media: Path, cfg: PreviewConfig
+    root: Path, record: DatasetRecord, clips: list[RecordClip], media: Path, cfg: PreviewConfig
 ) -> tuple[list[ClipEntry], list[str]]:
     entries: list[ClipEntry] = []
     notes: list[str] = []
     for i, clip in enumerate(_progress(clips, cfg.progress, "preview")):
         reader = ClipReader(root, record, clip)
         if reader.count == 0:
-            notes.append(f"{clip['id']}: no frames to show")
+            notes.append(f"{clip.id}: no frames to show")
             continue
         name = _media_name(i)
         try:
             info: ClipMedia = render_clip(reader, media / name, cfg.max_frames, cfg.height, cfg.fps)
         except DatasetError as exc:  # a damaged clip: say so on the page and show the others
             (media / name).unlink(missing_ok=True)
-            notes.append(f"{clip['id']}: {exc}")
+            notes.append(f"{clip.id}: {exc}")
             continue
         entries.append(ClipEntry(clip=clip, media=info, src=f"{MEDIA_DIR}/{name}"))
     return entries, notes
@@ -290,7 +289,7 @@ def _clear_media(out: Path, owned: set[str]) -> None:
 
 
 def _write_video(
-    root: Path, record: dict[str, Any], clip: dict[str, Any], video: Path, cfg: PreviewConfig, t0: float
+    root: Path, record: DatasetRecord, clip: RecordClip, video: Path, cfg: PreviewConfig, t0: float
 ) -> PreviewSummary:
     _check_outside_frames(root, video, "--video")
     check_new_file(video, option="--video", overwrite=cfg.overwrite, inputs=[root / RECORD_NAME])
@@ -310,7 +309,7 @@ def _write_video(
 
 
 def _write_page(
-    root: Path, record: dict[str, Any], clips: list[dict[str, Any]], cfg: PreviewConfig, t0: float
+    root: Path, record: DatasetRecord, clips: list[RecordClip], cfg: PreviewConfig, t0: float
 ) -> PreviewSummary:
     out = _out_dir(root, cfg.out)
     try:
@@ -322,10 +321,10 @@ def _write_page(
 
 
 def _write_page_locked(
-    root: Path, record: dict[str, Any], clips: list[dict[str, Any]], cfg: PreviewConfig, t0: float, out: Path
+    root: Path, record: DatasetRecord, clips: list[RecordClip], cfg: PreviewConfig, t0: float, out: Path
 ) -> PreviewSummary:
     media = out / MEDIA_DIR
-    legend = f"{MEDIA_DIR}/{LEGEND_NAME}" if has_flow(record) else None
+    legend = f"{MEDIA_DIR}/{LEGEND_NAME}" if record.has_flow else None
     owned = _previous_files(out)
     try:
         make_dirs(out, MEDIA_DIR)

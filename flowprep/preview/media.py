@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -22,7 +21,7 @@ from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.visualize import flow_to_color
 from flowprep.fsio import MAX_FRAME_BYTES, atomic_path, try_read_bytes
 from flowprep.layout.packed import ClipFiles, open_index
-from flowprep.layout.record import has_flow, has_rgb
+from flowprep.layout.record import ClipEntry, DatasetRecord
 from flowprep.layout.registry import get_layout
 from flowprep.video.overlay import draw_label
 
@@ -108,26 +107,26 @@ class ClipReader:
     Args:
         root: dataset root.
         record: its record (:func:`flowprep.layout.record.read_record`).
-        clip: the clip's entry in ``record["clips"]`` (status ``ok``).
+        clip: the clip's entry in ``record.clips`` (status ``ok``).
     """
 
-    def __init__(self, root: Path, record: dict[str, Any], clip: dict[str, Any]):
-        self.layout = record["layout"]
-        self.folder = get_layout(self.layout).clip_dir(root, clip["side"], clip["class"], clip["name"])
+    def __init__(self, root: Path, record: DatasetRecord, clip: ClipEntry):
+        self.layout = record.layout
+        self.folder = get_layout(self.layout).clip_dir(root, clip.side, clip.cls, clip.name)
         index = open_index(Path(root), record)
         self.files: ClipFiles
         if index is not None:  # a packed dataset: the clip's sample, read once
-            self.files, self.outside = index.read_clip(clip["id"]), False
+            self.files, self.outside = index.read_clip(clip.id), False
         else:
             self.files = _FolderFiles(self.folder)
             # a symlinked class or clip folder leading out of the dataset is not read (as in verify)
             self.outside = not self.folder.resolve().is_relative_to(Path(root).resolve())
-        self.rgb_format = (record.get("rgb") or {}).get("image_format") or "png"
-        self.rgb = has_rgb(record)
-        self.flow = has_flow(record)
-        self.encoding = FlowEncoding.from_dict(record["encoding"]) if self.flow else None
-        self.frames = int(clip.get("frames") or 0)
-        self.flow_frames = int(clip.get("flow_frames") or 0) if self.flow else 0
+        self.rgb_format = record.rgb.image_format if record.rgb else "png"
+        self.rgb = record.has_rgb
+        self.flow = record.has_flow
+        self.encoding: FlowEncoding | None = record.encoding if self.flow else None
+        self.frames = clip.frames
+        self.flow_frames = clip.flow_frames if self.flow else 0
         # with flow, frame k is shown next to flow k (k -> k+1), so there are N-1 of them
         self.count = self.flow_frames if self.flow else self.frames
 

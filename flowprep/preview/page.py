@@ -14,6 +14,9 @@ from typing import Any
 
 from flowprep import __version__
 from flowprep.layout.base import SIDES
+from flowprep.layout.dataset_record import SideCounts, SplitInfo
+from flowprep.layout.record import ClipEntry as RecordClip
+from flowprep.layout.record import DatasetRecord
 from flowprep.preview.media import ClipMedia
 
 _CSS = """
@@ -44,7 +47,7 @@ figcaption{font-size:12px;margin-top:4px;color:#3a4150}figcaption b{word-break:b
 class ClipEntry:
     """One clip on the page: its record entry, what was rendered, and the video's relative URL."""
 
-    clip: dict[str, Any]
+    clip: RecordClip
     media: ClipMedia
     src: str
 
@@ -54,68 +57,62 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _split_text(split: dict[str, Any]) -> str:
+def _split_text(split: SplitInfo) -> str:
     """The record's split in words: method, ratio and seed, or the lists/folders a given split came from."""
-    given = split.get("lists") or split.get("folders")
-    if isinstance(given, dict):
-        text = f"{split.get('method')}" + (f" {split['official_split']}" if split.get("official_split") else "")
+    given = split.lists or split.folders
+    if given is not None:
+        text = f"{split.method}" + (f" {split.official_split}" if split.official_split else "")
         text += f": train = {given.get('train')}, val = {given.get('val')}"
     else:
-        text = f"{split.get('method')}, val ratio {split.get('val_ratio')}, seed {split.get('seed')}" + (
-            f", official split {split['official_split']}" if split.get("official_split") else ""
+        text = f"{split.method}, val ratio {split.val_ratio}, seed {split.seed}" + (
+            f", official split {split.official_split}" if split.official_split else ""
         )
-    return text + (f"; classes from {split['classes_from']}" if split.get("classes_from") else "")
+    return text + (f"; classes from {split.classes_from}" if split.classes_from else "")
 
 
-def _kv_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
+def _kv_rows(record: DatasetRecord) -> list[tuple[str, str]]:
     """(label, HTML) rows of the summary table."""
-    src = record.get("source") or {}
-    files = ", ".join(
-        f"<code>{esc(f.get('name'))}</code>" + (f" ({int(f['size']):,} B)" if f.get("size") else "")
-        for f in src.get("files", [])
-    )
-    split = record.get("split") or {}
-    dec = record.get("decode") or {}
+    src = record.source
+    files = ", ".join(f"<code>{esc(f.name)}</code>" + (f" ({f.size:,} B)" if f.size else "") for f in src.files)
+    split, dec = record.split, record.decode
     rows = [
-        ("source", f"{esc(src.get('kind', '?'))}: {files or '<span class=muted>no files recorded</span>'}"),
-        ("layout", esc(record.get("layout"))),
-        ("modality", esc(record.get("modality"))),
-        ("classes", f"{len(record['classes'])} (label order below)"),
+        ("source", f"{esc(src.kind)}: {files or '<span class=muted>no files recorded</span>'}"),
+        ("layout", esc(record.layout)),
+        ("modality", esc(record.modality)),
+        ("classes", f"{len(record.classes)} (label order below)"),
         ("split", esc(_split_text(split))),
         (
             "decode",
             esc(
-                f"short side {dec.get('short_side') or '-'}, size {dec.get('size') or '-'}, "
-                f"frame step {dec.get('frame_step', 1)}"
+                f"short side {dec.short_side or '-'}, size {list(dec.size) if dec.size else '-'}, "
+                f"frame step {dec.frame_step}"
             ),
         ),
     ]
-    if record.get("rgb"):
-        rows.append(("RGB frames", esc(record["rgb"].get("image_format"))))
-    flow = record.get("flow")
+    if record.rgb:
+        rows.append(("RGB frames", esc(record.rgb.image_format)))
+    flow, enc = record.flow, record.encoding
     if flow:
-        params = " ".join(f"<code>{esc(k)}={esc(v)}</code>" for k, v in sorted((flow.get("params") or {}).items()))
-        rows.append(("flow", f"<b>{esc(flow.get('name'))}</b> on {esc(flow.get('device'))} {params}"))
-        enc = record.get("encoding") or {}
-        mode = enc.get("mode")
-        detail = f"bound ±{enc.get('bound')} px" if mode == "fixed" else "per-frame max radius (TAO)"
-        quality = f" quality {enc.get('jpeg_quality')}" if enc.get("image_format") == "jpg" else ""
-        rows.append(("encoding", esc(f"{mode}: {detail}; {enc.get('image_format')}{quality}")))
-    norm = record.get("normalization") or {}
-    if norm.get("formula"):
-        rows.append(("network input", f"<code>{esc(norm['formula'])}</code>"))
-    rows.append(("made by", esc(f"flowprep {record.get('flowprep_version', '?')}")))
+        params = " ".join(f"<code>{esc(k)}={esc(v)}</code>" for k, v in sorted(flow.params.items()))
+        rows.append(("flow", f"<b>{esc(flow.name)}</b> on {esc(flow.device)} {params}"))
+        mode = enc.mode if enc else None
+        detail = f"bound ±{enc.bound if enc else None} px" if mode == "fixed" else "per-frame max radius (TAO)"
+        fmt = enc.image_format if enc else None
+        quality = f" quality {enc.jpeg_quality}" if enc and fmt == "jpg" else ""
+        rows.append(("encoding", esc(f"{mode}: {detail}; {fmt}{quality}")))
+    if record.normalization.formula:
+        rows.append(("network input", f"<code>{esc(record.normalization.formula)}</code>"))
+    rows.append(("made by", esc(f"flowprep {record.flowprep_version}")))
     return rows
 
 
-def _counts_table(record: dict[str, Any], shown: dict[str, int]) -> str:
+def _counts_table(record: DatasetRecord, shown: dict[str, int]) -> str:
     """Planned (``split.counts``) and built (``counts``) clips per class and side."""
-    planned = (record.get("split") or {}).get("counts") or {}
-    built = record.get("counts") or {}
+    planned, built, none = record.split.counts, record.counts, SideCounts()
     head = "".join(f"<th>{s} planned</th><th>{s} built</th>" for s in SIDES)
     rows, totals = [], [0] * (2 * len(SIDES) + 1)
-    for label, cls in enumerate(record["classes"]):
-        nums = [n for s in SIDES for n in (planned.get(cls, {}).get(s, 0), built.get(cls, {}).get(s, 0))]
+    for label, cls in enumerate(record.classes):
+        nums = [n for s in SIDES for n in (getattr(planned.get(cls, none), s), getattr(built.get(cls, none), s))]
         nums.append(shown.get(cls, 0))
         totals = [a + b for a, b in zip(totals, nums)]
         kinds = [(s, k) for s in SIDES for k in ("planned", "built")] + [("all", "shown")]
@@ -131,20 +128,20 @@ def _counts_table(record: dict[str, Any], shown: dict[str, int]) -> str:
     )
 
 
-def _failed(record: dict[str, Any]) -> str:
-    failed = [c for c in record["clips"] if c.get("status") != "ok"]
+def _failed(record: DatasetRecord) -> str:
+    failed = [c for c in record.clips if not c.ok]
     if not failed:
         return '<p id="failed" class="muted">No clip failed.</p>'
-    rows = "".join(f"<tr><td>{esc(c['id'])}</td><td>{esc(c.get('error', ''))}</td></tr>" for c in failed)
+    rows = "".join(f"<tr><td>{esc(c.id)}</td><td>{esc(c.error or '')}</td></tr>" for c in failed)
     return f'<table id="failed"><tr><th>clip ({len(failed)} failed)</th><th>reason</th></tr>{rows}</table>'
 
 
-def _legend(record: dict[str, Any], legend: str | None) -> str:
+def _legend(record: DatasetRecord, legend: str | None) -> str:
     if legend is None:
         return ""
-    enc = record.get("encoding") or {}
-    if enc.get("mode") == "fixed":
-        uv = f"0 = −{enc.get('bound')} px, 255 = +{enc.get('bound')} px"
+    enc = record.encoding
+    if enc is not None and enc.mode == "fixed":
+        uv = f"0 = −{enc.bound} px, 255 = +{enc.bound} px"
         mag = "Magnitudes are decoded pixels per frame."
     else:
         uv = "scaled per frame by its largest motion (TAO's max radius)"
@@ -169,25 +166,25 @@ def _clip_figure(e: ClipEntry, unit: str) -> str:
     c, m = e.clip, e.media
     w, h = m.size
     heads = "".join(f"<span>{p}</span>" for p in m.panels)
-    frames = f"{c.get('frames')} frames" + (f" ({m.shown} shown)" if m.shown < m.available else "")
+    frames = f"{c.frames} frames" + (f" ({m.shown} shown)" if m.shown < m.available else "")
     flow = (
         f" · |flow| mean {m.mean_mag:.2f} / max {m.max_mag:.2f} {unit}"
         if m.mean_mag is not None and m.max_mag is not None
         else ""
     )
     return (
-        f'<figure class="clip" data-clip="{esc(c["id"])}">'
+        f'<figure class="clip" data-clip="{esc(c.id)}">'
         f'<div class="heads" style="grid-template-columns:repeat({len(m.panels)},1fr)">{heads}</div>'
         f'<video src="{esc(e.src)}" width="{w}" height="{h}" autoplay loop muted playsinline></video>'
-        f"<figcaption><b>{esc(c['name'])}</b><br>{esc(c['side'])} · {frames}{flow}</figcaption></figure>"
+        f"<figcaption><b>{esc(c.name)}</b><br>{esc(c.side)} · {frames}{flow}</figcaption></figure>"
     )
 
 
-def _class_sections(record: dict[str, Any], entries: list[ClipEntry], empty_note: str) -> str:
-    unit = "px" if (record.get("encoding") or {}).get("mode") == "fixed" else "× frame max"
+def _class_sections(record: DatasetRecord, entries: list[ClipEntry], empty_note: str) -> str:
+    unit = "px" if record.encoding is not None and record.encoding.mode == "fixed" else "× frame max"
     out = []
-    for label, cls in enumerate(record["classes"]):
-        figs = [_clip_figure(e, unit) for e in entries if e.clip["class"] == cls]
+    for label, cls in enumerate(record.classes):
+        figs = [_clip_figure(e, unit) for e in entries if e.clip.cls == cls]
         body = "".join(figs) if figs else f'<p class="muted">{esc(empty_note)}</p>'
         out.append(
             f'<section class="cls" id="class-{label}" data-class="{esc(cls)}">'
@@ -197,7 +194,7 @@ def _class_sections(record: dict[str, Any], entries: list[ClipEntry], empty_note
 
 
 def render_page(
-    record: dict[str, Any],
+    record: DatasetRecord,
     entries: list[ClipEntry],
     dataset: str,
     legend: str | None,
@@ -219,13 +216,13 @@ def render_page(
     """
     shown: dict[str, int] = {}
     for e in entries:
-        shown[e.clip["class"]] = shown.get(e.clip["class"], 0) + 1
+        shown[e.clip.cls] = shown.get(e.clip.cls, 0) + 1
     how = (
         "clips chosen with --clip"
         if chosen
         else f"up to {per_class} built clip(s) per class from {'train and val' if side == 'both' else side}"
     )
-    nav = "".join(f'<a href="#class-{i}">{esc(c)}</a>' for i, c in enumerate(record["classes"]))
+    nav = "".join(f'<a href="#class-{i}">{esc(c)}</a>' for i, c in enumerate(record.classes))
     kv = "".join(f"<tr><th>{esc(k)}</th><td>{v}</td></tr>" for k, v in _kv_rows(record))
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

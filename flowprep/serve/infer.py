@@ -29,7 +29,6 @@ import numpy as np
 
 from flowprep.errors import ConfigError
 from flowprep.flow.base import FlowBackend
-from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.registry import BACKENDS, check_params, create_backend
 from flowprep.loader import sampling
 from flowprep.serve.annotate import AnnotatedWriter
@@ -44,27 +43,28 @@ __all__ = ["InferConfig", "InferSession", "InferSummary", "infer"]
 
 
 def _flow_backend(spec: ModelSpec, flow: str | None) -> FlowBackend:
-    if spec.flow is None or spec.encoding is None:
+    recorded = spec.recipe.flow
+    if recorded is None or spec.recipe.encoding is None:
         raise ConfigError(
             f"model/modality mismatch: {spec.source} is a {spec.modality} model, but its record "
             "has no flow backend/encoding (was it trained on an RGB-only dataset?)"
         )
-    if flow and flow != spec.flow.get("name"):
+    if flow and flow != recorded.name:
         backend = create_backend(flow)  # an unknown or unavailable name fails here, before the warning
-        log.warning("computing flow with %s instead of the recorded %s: scores may drift", flow, spec.flow.get("name"))
+        log.warning("computing flow with %s instead of the recorded %s: scores may drift", flow, recorded.name)
         return backend
-    name = spec.flow.get("name")
+    name = recorded.name
     if name not in BACKENDS:
         raise ConfigError(
             f"{spec.source} was trained on flow from {name!r}, which is not a flow backend "
             f"here; pass --flow with one of {', '.join(sorted(BACKENDS))}"
         )
-    recorded = spec.flow.get("params") or {}
+    params = dict(recorded.params)
     try:
-        check_params(name, recorded)  # the record is data: checked before OpenCV sees it
+        check_params(name, params)  # the record is data: checked before OpenCV sees it
     except ConfigError as exc:
         raise ConfigError(f"{spec.source}: the recorded flow parameters are not usable: {exc}") from None
-    return create_backend(name, **recorded)
+    return create_backend(name, **params)
 
 
 def _conv_plan(
@@ -73,7 +73,7 @@ def _conv_plan(
     """``(expected items, {trigger item: [window indices, ...]})`` for the conv protocol."""
     if not source_frames:
         return 0, {}
-    fs = int((spec.decode or {}).get("frame_step") or 1)
+    fs = spec.recipe.frame_step
     n = -(-source_frames // fs) - (1 if "of" in spec.streams else 0)
     if n < 1:
         return 0, {}
@@ -99,9 +99,9 @@ class InferSession:
         self.step = cfg.skip_frames + 1 if cfg.skip_frames is not None else max(1, spec.sample_rate)
         use_flow = "of" in spec.streams
         self.backend = _flow_backend(spec, cfg.flow) if use_flow else None
-        enc = FlowEncoding.from_dict(spec.encoding) if use_flow and spec.encoding is not None else None
+        enc = spec.recipe.encoding if use_flow else None
         self.proc = FrameProcessor(
-            spec.input_size, "rgb" in spec.streams, use_flow, spec.decode, spec.rgb, self.backend, enc
+            spec.input_size, "rgb" in spec.streams, use_flow, spec.recipe.decode, spec.recipe.rgb, self.backend, enc
         )
         self.buf = WindowBuffer(spec.frames, self.step, spec.arch, spec.streams)
         self.stride = cfg.stride or max(1, self.buf.span // 2)

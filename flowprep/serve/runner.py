@@ -11,13 +11,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from flowprep.errors import ConfigError
-from flowprep.fsio import read_json
-from flowprep.loader.spec import ARCHS, OUTPUT_NAME, STREAM_INPUTS, input_shapes
+from flowprep.layout.sections import Recipe
+from flowprep.loader.spec import OUTPUT_NAME, STREAM_INPUTS, input_shapes
+from flowprep.train.model_record import MODEL_RECORD, ModelRecord, read_model_record
+
+if TYPE_CHECKING:  # the checkpoint module imports torch; an ONNX model needs none
+    from flowprep.train.checkpoint_meta import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +35,11 @@ class ModelSpec:
 
     Attributes:
         arch, modality: ``"2d"``/``"3d"``, ``"rgb"``/``"of"``/``"joint"``.
-        frames, sample_rate, input_size: T, step between frames of a window, S.
+        frames, sample_rate, input_size: T, step between frames of a window, S (checked against
+            training's limits by the record readers).
         classes: label names, index = class id.
-        decode, rgb, flow, encoding: the training dataset record's sections of those names (or None).
+        recipe: how the training frames were made (the dataset record's decode, rgb, flow and
+            encoding sections; None sections when the model does not say).
         source: the model file.
     """
 
@@ -43,12 +49,8 @@ class ModelSpec:
     sample_rate: int
     input_size: int
     classes: list[str]
-    decode: dict[str, Any] | None = None
-    rgb: dict[str, Any] | None = None
-    flow: dict[str, Any] | None = None
-    encoding: dict[str, Any] | None = None
+    recipe: Recipe = field(default_factory=Recipe)
     source: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def streams(self) -> tuple[str, ...]:
@@ -59,47 +61,25 @@ class ModelSpec:
         return input_shapes(self.arch, self.modality, self.frames, self.input_size)
 
 
-def spec_from_record(rec: dict[str, Any], source: str) -> ModelSpec:
-    """A :class:`ModelSpec` from ``flowprep_model.json``'s dict."""
-    try:
-        if rec.get("format") != "flowprep-model":
-            raise KeyError("format")
-        if rec["modality"] not in STREAM_INPUTS or rec["arch"] not in ARCHS:
-            raise KeyError("modality/arch")
-        return ModelSpec(
-            rec["arch"],
-            rec["modality"],
-            int(rec["frames"]),
-            int(rec.get("sample_rate", 1)),
-            int(rec["input_size"]),
-            list(rec["classes"]),
-            rec.get("decode"),
-            rec.get("rgb"),
-            rec.get("flow"),
-            rec.get("encoding"),
-            source,
-            rec,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"{source} is not a valid flowprep model record ({exc}); re-export the model with `flowprep export`"
-        ) from exc
-
-
-def spec_from_checkpoint(ckpt: dict[str, Any]) -> ModelSpec:
-    rec = ckpt.get("dataset_record") or {}
+def spec_from_record(rec: ModelRecord, source: str) -> ModelSpec:
+    """A :class:`ModelSpec` from a checked ``flowprep_model.json``
+    (:func:`~flowprep.train.model_record.read_model_record`)."""
     return ModelSpec(
-        ckpt["arch"],
-        ckpt["modality"],
-        int(ckpt["frames"]),
-        int(ckpt.get("sample_rate", 1)),
-        int(ckpt["input_size"]),
-        list(ckpt["classes"]),
-        rec.get("decode"),
-        rec.get("rgb"),
-        rec.get("flow"),
-        rec.get("encoding"),
-        str(ckpt.get("path", "")),
+        rec.arch, rec.modality, rec.frames, rec.sample_rate, rec.input_size, list(rec.classes), rec.recipe, source
+    )
+
+
+def spec_from_checkpoint(ckpt: Checkpoint) -> ModelSpec:
+    """A :class:`ModelSpec` from a checked checkpoint."""
+    return ModelSpec(
+        ckpt.arch,
+        ckpt.modality,
+        ckpt.frames,
+        ckpt.sample_rate,
+        ckpt.input_size,
+        list(ckpt.classes),
+        ckpt.recipe,
+        ckpt.path,
     )
 
 
@@ -195,14 +175,13 @@ def load_model(path: Path, providers: list[str] | None = None, threads: int | No
     if not path.is_file():
         raise ConfigError(f"model {path} does not exist")
     if path.suffix.lower() == ".onnx":
-        rec_path = path.parent / "flowprep_model.json"
+        rec_path = path.parent / MODEL_RECORD
         if not rec_path.is_file():
             raise ConfigError(
-                f"{path} has no flowprep_model.json beside it (frames, classes and flow "
+                f"{path} has no {MODEL_RECORD} beside it (frames, classes and flow "
                 "settings live there); use the folder `flowprep export` wrote"
             )
-        rec = read_json(rec_path, what="model record", error=ConfigError)
-        spec = spec_from_record(rec, str(path))
+        spec = spec_from_record(read_model_record(rec_path), str(path))
         check_onnx_matches(path, spec)
         return spec, OnnxRunner(path, providers, threads)
     from flowprep.train.checkpoint import load_checkpoint, model_from_checkpoint

@@ -28,6 +28,7 @@ import numpy as np
 from flowprep.errors import ConfigError
 from flowprep.flow.base import FlowBackend
 from flowprep.flow.encoding import FlowEncoding, normalize_uint8
+from flowprep.layout.sections import DecodeInfo, RgbInfo
 from flowprep.loader.spec import CROP_FRACTION  # the evaluation crop of training: 224 of 256
 from flowprep.video.decode import resize_frame, target_size
 
@@ -93,6 +94,7 @@ class FrameProcessor:
         use_rgb, use_flow: which streams the model takes.
         decode: the dataset record's ``decode`` section (``short_side``, ``size``, ``frame_step``) or None.
         rgb_format: the record's ``rgb`` section (``image_format``, ``jpeg_quality``) or None.
+        (Both typed: :mod:`flowprep.layout.sections`.)
         backend: a :class:`~flowprep.flow.base.FlowBackend` (required with ``use_flow``).
         encoding: the record's flow encoding (required with ``use_flow``).
     """
@@ -102,18 +104,18 @@ class FrameProcessor:
         size: int,
         use_rgb: bool,
         use_flow: bool,
-        decode: dict[str, Any] | None = None,
-        rgb_format: dict[str, Any] | None = None,
+        decode: DecodeInfo | None = None,
+        rgb_format: RgbInfo | None = None,
         backend: Any = None,
         encoding: FlowEncoding | None = None,
     ):
-        decode = decode or {}
+        decode = decode or DecodeInfo()
         self.size, self.use_rgb, self.use_flow = size, use_rgb, use_flow
-        self.short_side = decode.get("short_side")
-        self.wh = tuple(decode["size"]) if decode.get("size") else None
-        self.frame_step = int(decode.get("frame_step") or 1)
-        rgb_format = rgb_format or {}
-        self.rgb_jpeg = rgb_format.get("jpeg_quality") if rgb_format.get("image_format") == "jpg" else None
+        self.short_side = decode.short_side
+        self.wh = decode.size
+        self.frame_step = decode.frame_step
+        rgb_format = rgb_format or RgbInfo()
+        self.rgb_jpeg = rgb_format.jpeg_quality if rgb_format.image_format == "jpg" else None
         self.backend, self.encoding = backend, encoding
         self._flow: tuple[FlowBackend, FlowEncoding] | None = None
         if use_flow:

@@ -13,7 +13,17 @@ import click
 from flowprep.cliparams import CommaList, SafePath, count, finite, positive, seed
 from flowprep.errors import ConfigError
 from flowprep.layout.base import SIDES
-from flowprep.loader.spec import ARCHS, CROPS, DEVICES, EVAL_MODES, OPTIMIZERS, STREAMS
+from flowprep.loader.spec import (
+    ARCHS,
+    CROPS,
+    DEVICES,
+    EVAL_MODES,
+    FRAMES_RANGE,
+    INPUT_SIZE_RANGE,
+    OPTIMIZERS,
+    SAMPLE_RATE_RANGE,
+    STREAMS,
+)
 from flowprep.train.config import EvalConfig, TrainConfig, out_inside_dataset, resolve_side
 
 
@@ -33,10 +43,16 @@ from flowprep.train.config import EvalConfig, TrainConfig, out_inside_dataset, r
     show_default=True,
     help="rgb, of (optical flow u/v) or joint (both streams, logits averaged).",
 )
-@click.option("--frames", type=count(1, 4096), default=32, show_default=True, help="T, frames per clip.")
-@click.option("--sample-rate", type=count(1, 1000), default=1, show_default=True, help="Take every n-th frame.")
+@click.option("--frames", type=count(*FRAMES_RANGE), default=32, show_default=True, help="T, frames per clip.")
 @click.option(
-    "--input-size", type=count(32, 1024), default=224, show_default=True, help="S: inputs are S x S (32 to 1024)."
+    "--sample-rate", type=count(*SAMPLE_RATE_RANGE), default=1, show_default=True, help="Take every n-th frame."
+)
+@click.option(
+    "--input-size",
+    type=count(*INPUT_SIZE_RANGE),
+    default=224,
+    show_default=True,
+    help="S: inputs are S x S (32 to 1024).",
 )
 @click.option("--epochs", type=count(1, 100000), default=30, show_default=True)
 @click.option("--batch-size", type=count(1, 4096), default=8, show_default=True, help="Per process.")

@@ -17,7 +17,18 @@ from flowprep.layout.record import find_root
 from flowprep.layout.registry import frame_tops
 from flowprep.limits import MAX_SEED, check_count, check_finite
 from flowprep.loader.sampling import CONV_SEGMENTS
-from flowprep.loader.spec import ARCHS, CROPS, DEVICES, EVAL_MODES, OPTIMIZERS, STREAMS
+from flowprep.loader.spec import (
+    ARCHS,
+    CROPS,
+    DEVICES,
+    EVAL_MODES,
+    FRAMES_RANGE,
+    INPUT_SIZE_RANGE,
+    OPTIMIZERS,
+    SAMPLE_RATE_RANGE,
+    STREAMS,
+    input_budget_problem,
+)
 
 
 @dataclass
@@ -89,9 +100,9 @@ class TrainConfig:
     def _check_numbers(self) -> None:
         """Finite numbers in range (nan passes every ``<``/``>`` test above), sizes with a ceiling."""
         for name, lo, hi in (
-            ("frames", 1, 4096),
-            ("sample_rate", 1, 1000),
-            ("input_size", 32, 1024),
+            ("frames", *FRAMES_RANGE),
+            ("sample_rate", *SAMPLE_RATE_RANGE),
+            ("input_size", *INPUT_SIZE_RANGE),
             ("epochs", 1, 100_000),
             ("batch_size", 1, 4096),
             ("workers", 0, 256),
@@ -107,6 +118,9 @@ class TrainConfig:
         for step in self.lr_steps:
             check_count("--lr-steps", step, 1, 100_000)
         check_count("--seed", self.seed, 0, MAX_SEED)
+        budget = input_budget_problem(self.frames, self.sample_rate, self.input_size)
+        if budget:
+            raise ConfigError(f"--frames/--sample-rate/--input-size: {budget}")
 
     def to_json(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}

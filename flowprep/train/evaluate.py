@@ -28,7 +28,7 @@ from flowprep.loader.frames import load_windows, stream_length
 from flowprep.loader.source import Clip, DatasetInfo, list_clips
 from flowprep.loader.spec import streams as model_streams
 from flowprep.loader.torchdata import to_model_inputs
-from flowprep.train.checkpoint import load_checkpoint, model_from_checkpoint, recipe_differences
+from flowprep.train.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, recipe_differences
 from flowprep.train.config import EvalConfig, EvalSummary, resolve_side
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def evaluate(
     )
 
 
-def _recipe_check(cfg: EvalConfig, ck: dict[str, Any], info: DatasetInfo) -> list[str]:
+def _recipe_check(cfg: EvalConfig, ck: Checkpoint, info: DatasetInfo) -> list[str]:
     """The recipe differences between the checkpoint's training data and ``info`` (refused unless
     ``allow_recipe_mismatch``, then logged)."""
     diffs = recipe_differences(ck, info.record)
@@ -163,7 +163,7 @@ def _recipe_check(cfg: EvalConfig, ck: dict[str, Any], info: DatasetInfo) -> lis
 
 def _clip_scores(
     model: torch.nn.Module,
-    ck: dict[str, Any],
+    ck: Checkpoint,
     info: DatasetInfo,
     clip: Clip,
     mode: str,
@@ -171,8 +171,8 @@ def _clip_scores(
     dev: torch.device,
 ) -> tuple[np.ndarray, int]:
     """Mean softmax probabilities ``float32`` ``(num_classes,)`` of one clip's windows, and their count."""
-    streams = model_streams(ck["modality"])
-    frames, rate, size = int(ck["frames"]), int(ck["sample_rate"]), int(ck["input_size"])
+    streams = model_streams(ck.modality)
+    frames, rate, size = ck.frames, ck.sample_rate, ck.input_size
     n = stream_length(clip, streams)
     wins = (
         sampling.center_indices(n, frames, rate)[None]
@@ -183,14 +183,14 @@ def _clip_scores(
     probs = []
     with torch.no_grad():
         for b in range(0, len(wins), cfg.batch_size):
-            xs = to_model_inputs([torch.from_numpy(arrs[s][b : b + cfg.batch_size]) for s in streams], ck["arch"])
+            xs = to_model_inputs([torch.from_numpy(arrs[s][b : b + cfg.batch_size]) for s in streams], ck.arch)
             probs.append(torch.softmax(model(*[x.to(dev) for x in xs]).float(), 1).cpu())
     return torch.cat(probs).mean(0).numpy(), len(wins)
 
 
 def _evaluate_mode(
     model: torch.nn.Module,
-    ck: dict[str, Any],
+    ck: Checkpoint,
     info: DatasetInfo,
     clips: list[Clip],
     mode: str,
@@ -199,7 +199,7 @@ def _evaluate_mode(
     out: Path,
 ) -> dict[str, Any]:
     """One protocol over every clip: :func:`metrics` plus ``predictions``; writes the confusion files."""
-    classes = list(ck["classes"])
+    classes = list(ck.classes)
     remap = [classes.index(c) for c in info.classes]  # dataset label -> model label, by class name
     true, pred, rows = [], [], []
     for clip in tqdm(clips, desc=f"evaluate ({mode})", unit="clip", disable=not cfg.progress):
@@ -215,7 +215,7 @@ def _evaluate_mode(
     with writing(out / f"confusion_{mode}.txt") as path:
         path.write_text(confusion_text(cm, classes))
     with writing(out / f"confusion_{mode}.png") as path:
-        confusion_png(cm, classes, path, f"{ck['arch']} {ck['modality']} {mode}: top-1 {res['top1']:.3f}")
+        confusion_png(cm, classes, path, f"{ck.arch} {ck.modality} {mode}: top-1 {res['top1']:.3f}")
     res["predictions"] = rows
     return res
 
@@ -240,8 +240,8 @@ def evaluate_config(cfg: EvalConfig) -> EvalSummary:
     side = resolve_side(cfg.dataset, cfg.side)
     ck = load_checkpoint(cfg.checkpoint)
     model = model_from_checkpoint(ck, cfg.arch, cfg.modality)
-    info, clips = list_clips(cfg.dataset, ck["modality"], side)
-    classes = list(ck["classes"])
+    info, clips = list_clips(cfg.dataset, ck.modality, side)
+    classes = list(ck.classes)
     unknown = [c for c in info.classes if c not in classes]
     if unknown:
         raise DatasetError(f"{info.root} has classes the model was not trained on: {unknown}")
@@ -253,11 +253,11 @@ def evaluate_config(cfg: EvalConfig) -> EvalSummary:
     report: dict[str, Any] = {
         "checkpoint": str(cfg.checkpoint),
         "dataset": str(info.root),
-        "arch": ck["arch"],
-        "modality": ck["modality"],
-        "frames": int(ck["frames"]),
-        "sample_rate": int(ck["sample_rate"]),
-        "input_size": int(ck["input_size"]),
+        "arch": ck.arch,
+        "modality": ck.modality,
+        "frames": ck.frames,
+        "sample_rate": ck.sample_rate,
+        "input_size": ck.input_size,
         "classes": classes,
         "side": side,
         "recipe_mismatch": diffs,

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from flowprep.env import DistEnv, dist_env
-from flowprep.errors import ConfigError, FlowprepError, writing
+from flowprep.errors import CheckpointError, ConfigError, FlowprepError, writing
 from flowprep.fsio import parse_json
 from flowprep.limits import json_safe
 from flowprep.loader.source import DatasetInfo, list_clips
@@ -168,17 +168,17 @@ def _run_paths(cfg: TrainConfig) -> tuple[Path, Path, Path]:
     return last_path, best_path, log_path
 
 
-def _check_resumable(cfg: TrainConfig, ck: dict[str, Any], last_path: Path, info: DatasetInfo) -> None:
+def _check_resumable(cfg: TrainConfig, ck: ckpt_mod.Checkpoint, last_path: Path, info: DatasetInfo) -> None:
     """Raise :class:`ConfigError` unless ``last.pt`` continues with these options and this dataset."""
     ckpt_mod.check_compatible(ck, cfg.arch, cfg.modality, cfg.frames)
-    if ck["classes"] != info.classes:
+    if list(ck.classes) != info.classes:
         raise ConfigError(
-            f"--resume: {last_path} was trained on classes {ck['classes']}, the dataset has {info.classes}"
+            f"--resume: {last_path} was trained on classes {list(ck.classes)}, the dataset has {info.classes}"
         )
     changed = [
-        f"--{k.replace('_', '-')} {ck.get(k)} -> {v}"
+        f"--{k.replace('_', '-')} {getattr(ck, k)} -> {v}"
         for k, v in (("sample_rate", cfg.sample_rate), ("input_size", cfg.input_size))
-        if ck.get(k) != v
+        if getattr(ck, k) != v
     ]
     if changed:
         raise ConfigError(
@@ -196,19 +196,37 @@ def _resume(
     cfg: TrainConfig, m: RunModel, info: DatasetInfo, last_path: Path, log_path: Path, rank: int
 ) -> tuple[int, float]:
     """Load ``last.pt`` into ``m``; returns ``(epochs done, best accuracy)``. Rank 0 also drops log
-    lines of epochs logged after the checkpoint was written (interrupted in between)."""
+    lines of epochs logged after the checkpoint was written (interrupted in between).
+
+    Raises:
+        ConfigError: another run's options or dataset (see :func:`_check_resumable`).
+        CheckpointError: a ``last.pt`` without training state, or whose optimizer, scheduler or
+            scaler state does not fit this run (checked before anything is loaded).
+    """
     ck = ckpt_mod.load_checkpoint(last_path)
     _check_resumable(cfg, ck, last_path, info)
-    m.model.load_state_dict(ck["state_dict"])
-    m.opt.load_state_dict(ck["optimizer"])
-    m.sched.load_state_dict(ck["scheduler"])
-    if m.scaler is not None and ck.get("scaler"):
-        m.scaler.load_state_dict(ck["scaler"])
-    start = int(ck["epoch"])
+    if ck.optimizer is None or ck.scheduler is None or ck.best_acc is None:
+        raise CheckpointError(
+            f"{last_path} holds no training state (optimizer, schedule, best accuracy); cannot resume"
+        )
+    ckpt_mod.check_state_fits(m.opt, ck.optimizer, f"{last_path}: optimizer")
+    ckpt_mod.check_state_fits(m.sched, ck.scheduler, f"{last_path}: scheduler")
+    if m.scaler is not None and ck.scaler:
+        ckpt_mod.check_state_fits(m.scaler, ck.scaler, f"{last_path}: scaler")
+    try:
+        m.model.load_state_dict(dict(ck.state_dict))
+        m.opt.load_state_dict(dict(ck.optimizer))
+        m.sched.load_state_dict(dict(ck.scheduler))
+        if m.scaler is not None and ck.scaler:
+            m.scaler.load_state_dict(dict(ck.scaler))
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:  # what the checks above may miss
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{last_path}: its training state does not fit this run ({first})") from exc
+    start = ck.epoch
     if rank == 0 and log_path.exists():
         kept = [ln for ln in log_path.read_text().splitlines() if _logged_epoch(ln) <= start]
         log_path.write_text("".join(ln + "\n" for ln in kept))
-    return start, float(ck["best_acc"])
+    return start, ck.best_acc
 
 
 def train_one_epoch(
@@ -244,28 +262,30 @@ def evaluate_epoch(
     return vl, vc, int(vn)
 
 
-def _checkpoint(cfg: TrainConfig, info: DatasetInfo, m: RunModel, epoch: int, best_acc: float) -> dict[str, Any]:
-    """The checkpoint dict after ``epoch`` (0-based) (see :mod:`flowprep.train.checkpoint`)."""
-    return {
-        "arch": cfg.arch,
-        "modality": cfg.modality,
-        "frames": cfg.frames,
-        "sample_rate": cfg.sample_rate,
-        "input_size": cfg.input_size,
-        "classes": info.classes,
-        "state_dict": m.model.state_dict(),
-        "dataset_record": _record_without_clips(info.record),
-        "epoch": epoch + 1,
-        "best_acc": best_acc,
-        "optimizer": m.opt.state_dict(),
-        "scheduler": m.sched.state_dict(),
-        "scaler": m.scaler.state_dict() if m.scaler else None,
-        "rng_state": _rng_state(),
-        "args": cfg.to_json(),
-    }
+def _checkpoint(cfg: TrainConfig, info: DatasetInfo, m: RunModel, epoch: int, best_acc: float) -> ckpt_mod.Checkpoint:
+    """The checkpoint after ``epoch`` (0-based) (see :mod:`flowprep.train.checkpoint`)."""
+    return ckpt_mod.Checkpoint(
+        arch=cfg.arch,
+        modality=cfg.modality,
+        frames=cfg.frames,
+        sample_rate=cfg.sample_rate,
+        input_size=cfg.input_size,
+        classes=tuple(info.classes),
+        state_dict=m.model.state_dict(),
+        # the record minus its per-clip list (large for big datasets, useless to inference)
+        dataset_record=info.record.summary_dict(),
+        recipe=info.record.recipe,
+        epoch=epoch + 1,
+        best_acc=best_acc,
+        optimizer=m.opt.state_dict(),
+        scheduler=m.sched.state_dict(),
+        scaler=m.scaler.state_dict() if m.scaler else None,
+        rng_state=_rng_state(),
+        args=cfg.to_json(),
+    )
 
 
-def _save_epoch(paths: tuple[Path, Path, Path], ck: dict[str, Any], entry: dict[str, Any], improved: bool) -> None:
+def _save_epoch(paths: tuple[Path, Path, Path], ck: ckpt_mod.Checkpoint, entry: dict[str, Any], improved: bool) -> None:
     """Write ``best.pt`` (when ``improved``), the log line, then ``last.pt``.
 
     last.pt is the commit point of an epoch, so it is written last: interrupted before it, --resume
@@ -345,11 +365,3 @@ def _logged_epoch(line: str) -> float:
         return int(parse_json(line, where="training log line")["epoch"])
     except (FlowprepError, ValueError, KeyError, TypeError):
         return float("inf")
-
-
-def _record_without_clips(record: dict[str, Any]) -> dict[str, Any]:
-    """The dataset record minus its per-clip list (large for big datasets, useless to inference);
-    ``clip_count`` says how many there were."""
-    rec = {k: v for k, v in record.items() if k != "clips"}
-    rec["clip_count"] = len(record.get("clips", []))
-    return rec

@@ -3,7 +3,8 @@
 For tests and benchmarks of training that must not depend on the build pipeline: each class moves
 a random texture in its own direction (:data:`flowprep.synth.DIRECTIONS`), RGB frames are the
 moving texture and flow images are the *known* velocity, encoded with the dataset's encoding.
-The record follows the schema of :mod:`flowprep.layout.record`.
+The record is a :class:`~flowprep.layout.dataset_record.DatasetRecord` written by the same writer as
+the builder's (:func:`~flowprep.layout.record.write_record`), so it has the same keys.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import numpy as np
 
 from flowprep import __version__
 from flowprep.flow.encoding import FlowEncoding
-from flowprep.layout.record import FORMAT, FORMAT_VERSION, write_record
+from flowprep.layout.dataset_record import ClipEntry, DatasetRecord, Normalization, SideCounts, SourceInfo, SplitInfo
+from flowprep.layout.record import write_record
 from flowprep.layout.registry import get_layout
+from flowprep.layout.sections import DecodeInfo, FlowInfo, RgbInfo
 from flowprep.loader.spec import NORM_OFFSET, NORM_SCALE
 from flowprep.synth import DIRECTIONS, moving_frames
 
@@ -35,7 +38,7 @@ def make_tao_dataset(
     encoding: FlowEncoding | None = None,
     flow_noise: float = 0.3,
     seed: int = 0,
-) -> dict:
+) -> DatasetRecord:
     """Write ``root/{train,val}/<class>/<clip>/{rgb,u,v}/...`` and ``root/flowprep.json``.
 
     Args:
@@ -57,7 +60,7 @@ def make_tao_dataset(
     clips = []
     counts = {}
     for label, cls in enumerate(names):
-        counts[cls] = {"train": train_per_class, "val": val_per_class}
+        counts[cls] = SideCounts(train_per_class, val_per_class)
         for side, count in (("train", train_per_class), ("val", val_per_class)):
             for i in range(count):
                 name = f"{cls}_{side}_{i:03d}"
@@ -65,66 +68,28 @@ def make_tao_dataset(
                 vel = (classes[cls][0] * speed, classes[cls][1] * speed)
                 imgs = list(moving_frames(frames, height, width, vel, seed=int(rng.integers(1 << 30))))
                 _write_clip(TAO.clip_dir(root, side, cls, name), imgs, vel, modality, enc, rng, flow_noise)
-                clips.append(_clip_entry(side, cls, label, name, frames))
-    clips.sort(key=lambda c: str(c["id"]))
+                clips.append(ClipEntry(side, cls, label, name, f"synthetic:{name}", "ok", frames, frames - 1))
+    clips.sort(key=lambda c: c.id)
     val_ratio = val_per_class / max(1, train_per_class + val_per_class)
-    record = _record(names, counts, clips, modality, enc, val_ratio, seed, (width, height), flow_noise)
+    has_rgb, has_flow = modality in ("rgb", "both"), modality in ("flow", "both")
+    record = DatasetRecord(
+        modality=modality,
+        classes=tuple(names),
+        clips=tuple(clips),
+        split=SplitInfo("clip", None, val_ratio if 0 < val_ratio < 1 else None, seed, "clip", counts),
+        decode=DecodeInfo(None, (width, height), 1),
+        rgb=RgbInfo("png") if has_rgb else None,
+        flow=FlowInfo("synthetic-truth", {"noise": flow_noise}, "cpu") if has_flow else None,
+        encoding=enc if has_flow else None,
+        layout="tao",
+        source=SourceInfo("folder", (), len(clips)),
+        normalization=Normalization(NORM_SCALE, NORM_OFFSET),
+        counts=counts,
+        flowprep_version=__version__,
+    )
     (root / "labels.txt").write_text("".join(f"{c}\n" for c in names))
     write_record(root, record)
     return record
-
-
-def _record(
-    names: list[str],
-    counts: dict,
-    clips: list[dict],
-    modality: str,
-    enc: FlowEncoding,
-    val_ratio: float,
-    seed: int,
-    size: tuple[int, int],
-    flow_noise: float,
-) -> dict:
-    """The dataset record (``flowprep.json``) of a synthetic build; ``size`` is ``(width, height)``."""
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "flowprep_version": __version__,
-        "layout": "tao",
-        "modality": modality,
-        "source": {"kind": "folder", "files": []},
-        "classes": names,
-        "split": {
-            "method": "clip",
-            "val_ratio": val_ratio,
-            "seed": seed,
-            "official_split": None,
-            "counts": counts,
-        },
-        "decode": {"short_side": None, "size": list(size), "frame_step": 1},
-        "rgb": {"image_format": "png"},
-        "flow": {"name": "synthetic-truth", "params": {"noise": flow_noise}, "device": "cpu"}
-        if modality != "rgb"
-        else None,
-        "encoding": enc.to_dict(),
-        "normalization": {"scale": NORM_SCALE, "offset": NORM_OFFSET},
-        "clips": clips,
-    }
-
-
-def _clip_entry(side: str, cls: str, label: int, name: str, frames: int) -> dict:
-    """The record's entry for one synthetic clip (``frames`` RGB frames, one flow field fewer)."""
-    return {
-        "id": f"{side}/{cls}/{name}",
-        "side": side,
-        "class": cls,
-        "label": label,
-        "name": name,
-        "source": f"synthetic:{name}",
-        "frames": frames,
-        "flow_frames": frames - 1,
-        "status": "ok",
-    }
 
 
 def _write_clip(

@@ -4,6 +4,14 @@
 — ``KeyError: 105`` for a text file, a paragraph about PyTorch 2.6's ``weights_only`` default for
 a JSON file — which means nothing to the user. :func:`load_torch_file` tells the cases apart by
 the file's first bytes and says what the file is not.
+
+It also bounds what loading may cost before torch sees the file: a regular file (a FIFO would block
+``torch.load`` forever) of at most :data:`MAX_TORCH_BYTES` (:func:`flowprep.fsio.check_regular`),
+and for the zip format (everything ``torch.save`` writes since 1.6) members that unpack to at most
+:data:`MAX_TORCH_BYTES` in all and at most :data:`~flowprep.fsio.MAX_RATIO` times their packed
+size (:func:`flowprep.fsio.check_zip_ratio`): ``torch.save`` stores tensors uncompressed, so a
+13 MB file whose directory claims 3 GB is refused unread. The legacy pickle format has no
+directory to check; it is bounded by the file's size only.
 """
 
 from __future__ import annotations
@@ -14,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.errors import FlowprepError
-from flowprep.fsio import check_regular
+from flowprep.fsio import check_regular, check_zip_ratio
 
 #: ``torch.save`` writes a zip archive (since torch 1.6); the legacy format is a pickle stream,
 #: which starts with the PROTO opcode
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTO = 0x80
-#: the largest PyTorch file opened (ResNet-152's ImageNet weights are 240 MB)
+#: the largest PyTorch file opened, and the most its zip members may unpack to (ResNet-152's
+#: ImageNet weights are 240 MB; a ResNet-18 3D joint checkpoint with its optimizer state 0.5 GB)
 MAX_TORCH_BYTES = 16 << 30
 
 
@@ -36,7 +45,8 @@ def load_torch_file(path: Path, error: type[FlowprepError], then: str = "") -> A
         Whatever the file holds (tensors in plain Python containers).
 
     Raises:
-        error: the file is not a zip/pickle file, holds objects other than tensors and plain
+        error: the file is not a regular file, is over :data:`MAX_TORCH_BYTES`, is not a zip/pickle
+            file, unpacks to too much or inflates too far, holds objects other than tensors and plain
             containers, or is damaged. The message is one line naming ``path``.
     """
     import torch
@@ -52,6 +62,8 @@ def load_torch_file(path: Path, error: type[FlowprepError], then: str = "") -> A
         raise error(f"cannot read {path}: {exc.strerror or exc}") from exc
     if head != ZIP_MAGIC and (not head or head[0] != PICKLE_PROTO):
         raise error(f"{path} is not a PyTorch file (not a zip/pickle checkpoint){tail}")
+    if head == ZIP_MAGIC:  # before torch allocates what the directory declares
+        check_zip_ratio(path, what="PyTorch file", max_bytes=MAX_TORCH_BYTES, error=error)
     try:
         with warnings.catch_warnings():
             # torch warns about legacy formats and the weights_only default; the error below

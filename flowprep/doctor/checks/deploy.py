@@ -14,7 +14,6 @@ import numpy as np
 
 from flowprep.doctor.checks.common import Numbers, need, run_cli, run_flowprep
 from flowprep.doctor.framework import CheckFailed, DoctorContext, Skip
-from flowprep.fsio import read_json
 
 TRT_PROB_TOL = 0.02
 ORT_PROB_TOL = 1e-3
@@ -28,9 +27,9 @@ def _probabilities(logits: np.ndarray) -> np.ndarray:
 
 
 def _random_inputs(deploy: Path, batch: int = 2) -> dict[str, np.ndarray]:
-    from flowprep.serve.runner import spec_from_record
+    from flowprep.train.model_record import MODEL_RECORD, read_model_record
 
-    spec = spec_from_record(read_json(deploy / "flowprep_model.json", what="model record"), str(deploy))
+    spec = read_model_record(deploy / MODEL_RECORD)
     rng = np.random.default_rng(0)
     return {n: rng.standard_normal((batch, *s)).astype(np.float32) for n, s in spec.input_shapes().items()}
 

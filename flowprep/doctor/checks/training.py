@@ -7,7 +7,8 @@ from typing import Any
 
 from flowprep.doctor.checks.common import Numbers, need, run_flowprep
 from flowprep.doctor.framework import CheckFailed, DoctorContext, Skip
-from flowprep.fsio import parse_json, read_json
+from flowprep.fsio import parse_json
+from flowprep.layout.record import read_record
 
 #: torchrun for 2 processes on this machine; --standalone picks a free rendezvous port (a static
 #: launch uses 29500 and fails when another job holds it)
@@ -54,11 +55,11 @@ def check_build(ctx: DoctorContext) -> tuple[str, Numbers]:
     )
     run_flowprep("verify", str(out))
     ctx.dataset = out
-    record = read_json(out / "flowprep.json", what="dataset record")
+    record = read_record(out)
     return f"build-hmdb5 --flow nvof --gpus all -j {jobs} and verify passed", {
         "jobs": jobs,
         "gpus": len(ctx.gpus),
-        "flow_device": record.get("flow", {}).get("device", ""),
+        "flow_device": record.flow.device if record.flow else "",
     }
 
 

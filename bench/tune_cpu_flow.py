@@ -1,0 +1,399 @@
+"""Choose the ``dis-fine`` preset: a small, rerunnable search over OpenCV's CPU flow parameters.
+
+    nice python bench/tune_cpu_flow.py [--video carphone.mp4] [--out bench-out/tune] [--budget 2.4]
+
+Data (all made here, from real footage, with known flow; nothing else is tuned on):
+
+* tuning set: 12 layered scenes (:mod:`flowprep.flow.scenes`: a real frame as background moving by a
+  smooth field, an object cut from another frame moving rigidly over it, noise, gain) and 6 smooth
+  warps, both 1/3 in each motion class 1-3, 3-8 and 8-20 px, from the FIRST half of the clip,
+  enlarged and cropped to 320x240; the screen set is 6 of them (one scene and one warp per class);
+* held-out set: what ``flowprep bench-flow --scenes 6`` measures (18 scenes from the SECOND half of
+  the clip, other seeds) plus 9 smooth warps from the second half. Never looked at during the search.
+
+Search (the cost of a configuration is its CPU time per pair divided by that of OpenCV's DIS
+"medium" preset on the same pairs, measured interleaved, one OpenCV thread, so machine load mostly
+cancels out; the budget is in those units):
+
+1. the families: OpenCV's presets, tvl1-fast (the preset to beat) and warm-started TV-L1 variants,
+   DeepFlow, dense RLOF, PCAFlow, Farneback, on the screen set, to see where each family sits;
+2. coarse grid over DIS's structure (finest scale, patch size, stride, gradient-descent and
+   variational iterations, full-resolution refinement) on the screen set;
+3. coordinate descent from the three best configurations within budget over every ``dis-fine``
+   parameter (neighbouring values of each in turn, best improvement kept) on the whole tuning set;
+4. the best within budget is the preset. Then, once: held-out EPE per motion class and per band of
+   true motion, and single-thread speed (median of 3 passes) of the preset, tvl1-fast, dis, tvl1 and
+   farneback; and where OpenCV's TV-L1 defaults break (EPE against motion, smooth warps 1..40 px).
+
+Writes ``search.json`` (every configuration evaluated), ``held_out.json``, ``tvl1_breakdown.json``
+and ``summary.md`` into ``--out``. About 10 minutes of one core on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from flowprep.flow.bench import BenchConfig, bench, epe
+from flowprep.flow.opencv_cpu import DISBackend, FastTVL1Backend, FineDISBackend
+from flowprep.flow.pairs import DEFAULT_VIDEO, FlowPair, smooth_field, warp_pair
+from flowprep.flow.scenes import HELD_OUT_FRAMES, TUNING_FRAMES, scene_pairs, video_frames, zoom_crop
+
+SIZE = (320, 240)
+Flow = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+#: every dis-fine parameter and the values coordinate descent steps between (neighbours in the list)
+SPACE: dict[str, list[Any]] = {
+    "finest_scale": [0, 1, 2],
+    "patch_size": [6, 8, 10, 12, 16],
+    "patch_stride": [2, 3, 4, 5, 6, 8],
+    "gradient_descent_iterations": [2, 3, 4, 6, 8, 12, 16, 25, 40],
+    "variational_refinement_iterations": [0, 2, 3, 5, 8, 10, 12, 20],
+    "variational_refinement_alpha": [5.0, 10.0, 20.0, 30.0, 40.0, 60.0, 80.0],
+    "variational_refinement_delta": [0.5, 1.0, 2.0, 5.0, 10.0],
+    "variational_refinement_gamma": [0.0, 2.0, 5.0, 10.0, 20.0],
+    "use_mean_normalization": [0, 1],
+    "use_spatial_propagation": [0, 1],
+    "refine_iterations": [0, 1, 2, 3, 5, 8],
+}
+#: the coarse grid (the other parameters at dis-fine's DEFAULTS, which are OpenCV's "medium" values)
+GRID: dict[str, list[Any]] = {
+    "finest_scale": [0, 1, 2],
+    "patch_size": [8, 12],
+    "patch_stride": [3, 4, 6],
+    "gradient_descent_iterations": [12, 25],
+    "variational_refinement_iterations": [0, 5, 10],
+    "refine_iterations": [0, 3],
+}
+assert all(set(v) <= set(SPACE[k]) for k, v in GRID.items())  # descent starts from grid points
+
+
+def tuning_set(video: Path | None) -> list[FlowPair]:
+    scenes, _ = scene_pairs(video, SIZE, 4, seed=11, frame_range=TUNING_FRAMES)
+    smooth, _ = scene_pairs(video, SIZE, 2, seed=12, frame_range=TUNING_FRAMES, layered=False)
+    return scenes + smooth
+
+
+def screen_set(pairs: list[FlowPair]) -> list[FlowPair]:
+    """One scene and one smooth warp per motion class."""
+    seen, out = set(), []
+    for p in pairs:
+        if p.group not in seen:
+            seen.add(p.group)
+            out.append(p)
+    return out
+
+
+class Evaluator:
+    """EPE and relative cost of flow functions on a set of pairs (each configuration measured once)."""
+
+    def __init__(self, pairs: list[FlowPair]) -> None:
+        self.pairs = pairs
+        self.reference = DISBackend(preset="medium")
+
+    def __call__(self, flow: Flow) -> dict[str, Any]:
+        flow(self.pairs[0].prev, self.pairs[0].nxt)  # warm-up: allocations
+        self.reference.calc(self.pairs[0].prev, self.pairs[0].nxt)
+        errors, cost, ref = [], 0.0, 0.0
+        for p in self.pairs:
+            # interleaved with the reference pair by pair: load that comes and goes hits both
+            t0 = time.thread_time()
+            self.reference.calc(p.prev, p.nxt)
+            t1 = time.thread_time()
+            est = flow(p.prev, p.nxt)
+            t2 = time.thread_time()
+            ref += t1 - t0
+            cost += t2 - t1
+            errors.append(epe(est, p.flow, p.valid))
+        by_group: dict[str, list[np.ndarray]] = {}
+        for e, p in zip(errors, self.pairs):
+            by_group.setdefault(p.group, []).append(e)
+        return {
+            "epe": float(np.concatenate(errors).mean()),
+            "epe_by_group": {k: round(float(np.concatenate(v).mean()), 4) for k, v in by_group.items()},
+            "cost": cost / max(ref, 1e-9),
+            "ms_per_pair": 1000 * cost / len(self.pairs),
+        }
+
+
+def dis_fine(params: dict[str, Any]) -> Flow:
+    return FineDISBackend(**params).calc
+
+
+def key(params: dict[str, Any]) -> str:
+    return json.dumps({k: params[k] for k in sorted(params)})
+
+
+def valid(params: dict[str, Any]) -> bool:
+    return params["patch_stride"] < params["patch_size"]
+
+
+# -------------------------------------------------------------------------------- the families
+
+
+def families(screen: Evaluator) -> list[dict[str, Any]]:
+    """Where OpenCV's other CPU methods sit on the screen set (TV-L1 variants warm-started from DIS)."""
+    rows = []
+
+    def add(name: str, flow: Flow, params: dict[str, Any]) -> None:
+        rows.append({"family": name, "params": params, **screen(flow)})
+
+    for preset in ("ultrafast", "fast", "medium"):
+        add(f"dis {preset}", DISBackend(preset=preset).calc, {"preset": preset})
+    add("tvl1-fast", FastTVL1Backend().calc, dict(FastTVL1Backend.DEFAULTS))
+    for scales, warps, inner, outer in [(1, 1, 5, 1), (1, 2, 5, 2), (2, 2, 10, 2)]:
+        p = dict(scales=scales, warps=warps, inner_iterations=inner, outer_iterations=outer)
+        add(f"dis medium + tvl1 {scales}/{warps}/{inner}/{outer}", FastTVL1Backend(**p).calc, p)
+    add("farneback", lambda a, b: cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0), {})
+    pca = cv2.optflow.createOptFlow_PCAFlow()
+    add("pcaflow", lambda a, b: pca.calc(a, b, None), {})
+    rlof = cv2.optflow.createOptFlow_DenseRLOF()
+    add(
+        "dense rlof",
+        lambda a, b: rlof.calc(cv2.cvtColor(a, cv2.COLOR_GRAY2BGR), cv2.cvtColor(b, cv2.COLOR_GRAY2BGR), None),
+        {},
+    )
+    deep = cv2.optflow.createOptFlow_DeepFlow()
+    add("deepflow", lambda a, b: deep.calc(a, b, None), {})
+    return rows
+
+
+# ------------------------------------------------------------------------------------ search
+
+
+def log_families(rows: list[dict[str, Any]], log: Callable[[str], None]) -> None:
+    for r in rows:
+        log(f"  {r['family']:<34} EPE {r['epe']:.3f}  cost {r['cost']:6.2f}x dis-medium")
+
+
+def coarse(screen: Evaluator) -> list[dict[str, Any]]:
+    rows = []
+    names = list(GRID)
+    for values in itertools.product(*GRID.values()):
+        params = {**FineDISBackend.DEFAULTS, **dict(zip(names, values))}
+        if not valid(params):
+            continue
+        rows.append({"params": params, **screen(dis_fine(params))})
+    rows.sort(key=lambda r: r["epe"])
+    return rows
+
+
+def log_grid(rows: list[dict[str, Any]], budget: float, log: Callable[[str], None]) -> None:
+    inside = [r for r in rows if r["cost"] <= budget]
+    log(f"  {len(rows)} configurations, {len(inside)} within {budget}x dis-medium; best within budget:")
+    for r in inside[:5]:
+        log(f"    EPE {r['epe']:.3f} cost {r['cost']:.2f}x  " + _short(r["params"]))
+
+
+#: the cost limit: tvl1-fast costs ~50-54x DIS medium (step 1 measures it), so the goal's "20x
+#: tvl1-fast's speed" allows ~2.7x; 10 % below that, so that the preset meets the goal with a margin
+BUDGET = 2.4
+#: coordinate-descent rounds at most (each tries every parameter's two neighbours)
+ROUNDS = 6
+
+
+def descend(
+    start: dict[str, Any], tune: Evaluator, budget: float, cache: dict[str, dict[str, Any]], log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Coordinate descent within budget: per round, every parameter's neighbouring values; keep the best."""
+
+    def measure(params: dict[str, Any]) -> dict[str, Any]:
+        k = key(params)
+        if k not in cache:
+            cache[k] = {"params": params, **tune(dis_fine(params))}
+        return cache[k]
+
+    best = measure(start)
+    for round_ in range(ROUNDS):
+        candidates = []
+        for name, values in SPACE.items():
+            i = values.index(best["params"][name])
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(values):
+                    params = {**best["params"], name: values[j]}
+                    if valid(params):
+                        candidates.append(measure(params))
+        better = [c for c in candidates if c["cost"] <= budget and c["epe"] < best["epe"] - 1e-4]
+        if not better:
+            break
+        best = min(better, key=lambda c: c["epe"])
+        log(f"    round {round_ + 1}: EPE {best['epe']:.3f} cost {best['cost']:.2f}x  " + _short(best["params"]))
+    return best
+
+
+#: short names for the log lines
+ABBREV = {
+    "finest_scale": "scale",
+    "patch_size": "patch",
+    "patch_stride": "stride",
+    "gradient_descent_iterations": "gd",
+    "variational_refinement_iterations": "vr",
+    "variational_refinement_alpha": "alpha",
+    "variational_refinement_delta": "delta",
+    "variational_refinement_gamma": "gamma",
+    "use_mean_normalization": "meannorm",
+    "use_spatial_propagation": "spatprop",
+    "refine_iterations": "refine",
+}
+
+
+def _short(params: dict[str, Any]) -> str:
+    return " ".join(f"{ABBREV[k]}={params[k]:g}" for k in SPACE if k in params)
+
+
+# ---------------------------------------------------------------------------------- held-out
+
+
+def held_out(video: Path | None, chosen: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    """The preset against the other CPU backends on pairs the search never saw: the 18 scenes of
+    ``flowprep bench-flow --scenes 6`` and 9 smooth warps of second-half frames; 3 timed passes."""
+    smooth = scene_pairs(video, SIZE, 3, seed=1012, frame_range=HELD_OUT_FRAMES, layered=False)
+    out = {}
+    for label, given in (("scenes", None), ("smooth", smooth)):
+        # tvl1 (about 1 pair/s) is timed once: its speed is not in question
+        for names, repeats in ((["dis-fine", "tvl1-fast", "dis", "farneback"], 3), (["tvl1"], 1)):
+            cfg = BenchConfig(
+                names,
+                size=SIZE,
+                magnitudes=(),
+                video=video,
+                scenes=6 if given is None else 0,
+                repeats=repeats,
+                backend_params={"dis-fine": chosen},
+            )
+            part = bench(cfg, given)
+            if repeats > 1:
+                result = part
+            else:
+                result.backends += part.backends
+        out[label] = result.to_dict()
+        log(f"  held-out {label}:")
+        for b in result.backends:
+            log(
+                f"    {b.name:<10} EPE {b.epe_mean:.3f}  {b.fps:7.1f} pairs/s  by motion "
+                + " ".join(f"{k}:{v:.2f}" for k, v in b.epe_by_motion.items())
+                + "  by class "
+                + " ".join(f"{k}:{v:.2f}" for k, v in b.epe_by_magnitude.items())
+            )
+    return out
+
+
+def tvl1_breakdown(video: Path | None, chosen: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    """EPE against motion of tvl1 (OpenCV's defaults: 5 scales, step 0.8), tvl1-fast and the preset,
+    on smooth warps (no object, no noise: TV-L1's best case) of second-half frames, 2 per magnitude."""
+    from flowprep.flow.opencv_cpu import TVL1Backend
+
+    frames, _ = video_frames(video)
+    pool = frames[int(HELD_OUT_FRAMES[0] * len(frames)) :]
+    rng = np.random.default_rng(2024)
+    magnitudes = [1, 2, 4, 6, 8, 12, 16, 20, 25, 30, 40]
+    backends = {"tvl1": TVL1Backend(), "tvl1-fast": FastTVL1Backend(), "dis-fine": FineDISBackend(**chosen)}
+    rows: dict[str, dict[str, float]] = {n: {} for n in backends}
+    for mag in magnitudes:
+        pairs = []
+        for _ in range(2):
+            f1 = zoom_crop(pool[int(rng.integers(len(pool)))], SIZE, rng)
+            f2, flow, ok = warp_pair(f1, smooth_field(SIZE[1], SIZE[0], float(mag), rng))
+            pairs.append((f1, f2, flow, ok))
+        for name, b in backends.items():
+            errs = np.concatenate([epe(b.calc(f1, f2), flow, ok) for f1, f2, flow, ok in pairs])
+            rows[name][str(mag)] = round(float(errs.mean()), 3)
+        log(f"  {mag:>3} px: " + "  ".join(f"{n} {rows[n][str(mag)]:.2f}" for n in backends))
+    return {"magnitudes": magnitudes, "epe": rows, "pairs_per_magnitude": 2}
+
+
+# -------------------------------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
+    ap.add_argument("--out", type=Path, default=Path("bench-out/tune"))
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=BUDGET,
+        help=f"cost limit, in units of DIS medium's CPU time (default {BUDGET}: the goal's 20x tvl1-fast, less 10 %%)",
+    )
+    ap.add_argument("--skip-families", action="store_true", help="skip step 1 (DeepFlow alone takes minutes)")
+    ap.add_argument(
+        "--resume", action="store_true", help="reuse steps 1 and 2 from --out (families.json, grid.json) if there"
+    )
+    args = ap.parse_args(argv)
+    cv2.setNumThreads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+        lines.append(msg)
+
+    t_start = time.perf_counter()
+    pairs = tuning_set(args.video)
+    tune, screen = Evaluator(pairs), Evaluator(screen_set(pairs))
+    log(f"tuning set: {len(pairs)} pairs at {SIZE[0]}x{SIZE[1]} from {args.video}; screen set {len(screen.pairs)}")
+
+    def step(name: str, run: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        path = args.out / f"{name}.json"
+        if args.resume and path.is_file():
+            log(f"  (from {path})")
+            return json.loads(path.read_text())
+        rows = run()
+        path.write_text(json.dumps(rows, indent=1))
+        return rows
+
+    log("1. families (screen set):")
+    fam = [] if args.skip_families else step("families", lambda: families(screen))
+    log_families(fam, log)
+    log("2. coarse grid (screen set):")
+    grid = step("grid", lambda: coarse(screen))
+    log_grid(grid, args.budget, log)
+    log("3. coordinate descent (tuning set):")
+    cache: dict[str, dict[str, Any]] = {}
+    # the best within budget of each structure (finest scale, patch size): three different starts
+    starts, seen = [], set()
+    for r in grid:
+        shape = (r["params"]["finest_scale"], r["params"]["patch_size"])
+        if r["cost"] <= args.budget and shape not in seen and len(starts) < 3:
+            seen.add(shape)
+            starts.append(r["params"])
+    finals = []
+    for i, start in enumerate(starts):
+        log(f"  start {i + 1}: " + _short(start))
+        finals.append(descend(start, tune, args.budget, cache, log))
+    defaults = {"params": dict(FineDISBackend.DEFAULTS), **tune(dis_fine(dict(FineDISBackend.DEFAULTS)))}
+    baseline = {"params": dict(FastTVL1Backend.DEFAULTS), **tune(FastTVL1Backend().calc)}
+    log(f"  tvl1-fast on the tuning set: EPE {baseline['epe']:.3f}, cost {baseline['cost']:.1f}x dis-medium")
+    best = min((r for r in finals if r["cost"] <= args.budget), key=lambda r: r["epe"], default=defaults)
+    log(f"4. chosen (tuning EPE {best['epe']:.3f}, cost {best['cost']:.2f}x dis-medium): {best['params']}")
+    search = {
+        "budget": args.budget,
+        "tuning_pairs": [p.name for p in pairs],
+        "families": fam,
+        "grid": grid,
+        "descent": list(cache.values()),
+        "dis_fine_defaults_on_tuning_set": defaults,
+        "tvl1_fast_on_tuning_set": baseline,
+        "chosen": best,
+    }
+    (args.out / "search.json").write_text(json.dumps(search, indent=1))
+    log("5. held-out (never tuned on):")
+    (args.out / "held_out.json").write_text(json.dumps(held_out(args.video, best["params"], log), indent=1))
+    log("6. where OpenCV's TV-L1 defaults break (smooth warps, EPE px):")
+    (args.out / "tvl1_breakdown.json").write_text(json.dumps(tvl1_breakdown(args.video, best["params"], log), indent=1))
+    log(f"done in {time.perf_counter() - t_start:.0f} s")
+    (args.out / "summary.md").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
