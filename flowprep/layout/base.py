@@ -14,14 +14,42 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
-
-if TYPE_CHECKING:  # the record module imports the layouts
-    from flowprep.layout.dataset_record import DatasetRecord
+from typing import ClassVar, Protocol
 
 #: the two sides of a split, in the order lists and tables give them
 SIDES = ("train", "val")
+
+
+class BuiltClip(Protocol):
+    """What a layout reads of a built clip's record entry (:class:`~flowprep.layout.dataset_record.ClipEntry`)."""
+
+    @property
+    def cls(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def label(self) -> int: ...
+    @property
+    def frames(self) -> int: ...
+    @property
+    def flow_frames(self) -> int: ...
+
+
+class RecordView(Protocol):
+    """What a layout reads of a dataset record (:class:`~flowprep.layout.dataset_record.DatasetRecord`,
+    which imports the layouts, so they name only this)."""
+
+    @property
+    def classes(self) -> tuple[str, ...]: ...
+    @property
+    def modality(self) -> str: ...
+    @property
+    def has_rgb(self) -> bool: ...
+    @property
+    def has_flow(self) -> bool: ...
+    def ok_clips(self, side: str | None = None) -> Sequence[BuiltClip]: ...
 
 
 class Layout(ABC):
@@ -88,7 +116,7 @@ class Layout(ABC):
     # --- what is beside the clips ---------------------------------------------------------------
 
     @abstractmethod
-    def side_files(self, root: Path, record: DatasetRecord) -> dict[str, str]:
+    def side_files(self, root: Path, record: RecordView) -> dict[str, str]:
         """The list files and spec snippet of a folder dataset: relative path -> text.
 
         Args:
@@ -96,7 +124,7 @@ class Layout(ABC):
             record: the dataset record (its classes, modality and built clips).
         """
 
-    def required_files(self, record: DatasetRecord) -> list[str]:
+    def required_files(self, record: RecordView) -> list[str]:
         """Relative paths of the side files ``flowprep verify`` requires (none unless the layout
         says so)."""
         return []

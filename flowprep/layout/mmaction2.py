@@ -14,12 +14,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from flowprep.layout.base import SIDES, Layout
-
-if TYPE_CHECKING:
-    from flowprep.layout.dataset_record import DatasetRecord
+from flowprep.layout.base import SIDES, Layout, RecordView
 
 FRAMES_DIR = "rawframes"
 LISTS_DIR = "mmaction2"
@@ -43,7 +39,7 @@ class Mmaction2Layout(Layout):
         names = os.listdir(folder)
         return sum(1 for x in names if x.startswith("img_")), sum(1 for x in names if x.startswith("flow_x_"))
 
-    def side_files(self, root: Path, record: DatasetRecord) -> dict[str, str]:
+    def side_files(self, root: Path, record: RecordView) -> dict[str, str]:
         files = {}
         for side in SIDES:
             rows = record.ok_clips(side)
@@ -58,7 +54,7 @@ class Mmaction2Layout(Layout):
         files[f"{LISTS_DIR}/dataset_settings.py"] = _settings_snippet(root, record.modality)
         return files
 
-    def required_files(self, record: DatasetRecord) -> list[str]:
+    def required_files(self, record: RecordView) -> list[str]:
         flow_only = not record.has_rgb
         return [f"{LISTS_DIR}/{side}_list_rawframes{'_flow' if flow_only else ''}.txt" for side in SIDES]
 

@@ -16,12 +16,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from flowprep.layout.base import SIDES, Layout
-
-if TYPE_CHECKING:
-    from flowprep.layout.dataset_record import DatasetRecord
+from flowprep.layout.base import SIDES, Layout, RecordView
 
 
 class TaoLayout(Layout):
@@ -63,7 +59,7 @@ class TaoLayout(Layout):
 
         return n("rgb"), n("u")
 
-    def side_files(self, root: Path, record: DatasetRecord) -> dict[str, str]:
+    def side_files(self, root: Path, record: RecordView) -> dict[str, str]:
         files = {
             f"{side}_list.txt": "".join(
                 f"{side}/{c.cls}/{c.name} {c.frames} {c.label}\n" for c in record.ok_clips(side)
