@@ -58,13 +58,32 @@ def test_contract_zero_flow_and_known_shift(name, frames):
         backend.close()
 
 
-@pytest.mark.parametrize("params", [{}, {"finest_scale": 2, "refine_iterations": 2, "use_spatial_propagation": 0}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"finest_scale": 2, "refine_iterations": 2, "use_spatial_propagation": 0},
+        {"presmooth_sigma": 1.2, "refine_iterations": 1, "refine_gamma": 5.0, "refine_sor_iterations": 2},
+    ],
+)
 def test_dis_fine_recorded_params_make_the_same_backend(params, frames):
     prev, nxt = frames
     backend = create_backend("dis-fine", **params)
     again = create_backend("dis-fine", **json.loads(json.dumps(backend.params())))
     assert backend.params() == again.params() and set(backend.params()) == set(type(backend).DEFAULTS)
     np.testing.assert_array_equal(backend.calc(prev, nxt), again.calc(prev, nxt))
+
+
+def test_dis_fine_refinement_and_presmoothing_have_their_own_parameters(frames):
+    prev, nxt = frames
+    base = dict(refine_iterations=2, variational_refinement_iterations=0)
+    flow = create_backend("dis-fine", **base).calc(prev, nxt)
+    # the full-resolution pass has its own weights (DIS's per-level ones are unused here: 0 iterations)
+    assert not np.array_equal(flow, create_backend("dis-fine", **base, refine_alpha=5.0).calc(prev, nxt))
+    np.testing.assert_array_equal(
+        flow, create_backend("dis-fine", **base, variational_refinement_alpha=5.0).calc(prev, nxt)
+    )
+    assert not np.array_equal(flow, create_backend("dis-fine", **base, presmooth_sigma=1.0).calc(prev, nxt))
 
 
 def test_bad_input_rejected():

@@ -362,6 +362,13 @@ class FineDISBackend(DISBackend):
         Param("use_mean_normalization", int, 1, "1: patches compared after removing their mean", choices=(0, 1)),
         Param("use_spatial_propagation", int, 1, "1: patches start from their neighbours' flow", choices=(0, 1)),
         Param("refine_iterations", int, 5, "full-resolution refinement iterations after DIS (0: none)", 0, 100),
+        Param("refine_alpha", float, 30.0, "smoothness weight of the full-resolution refinement", 0.1, 1000),
+        Param("refine_delta", float, 5.0, "brightness-constancy weight of the full-resolution refinement", 0.1, 1000),
+        Param("refine_gamma", float, 0.0, "gradient-constancy weight of the full-resolution refinement", 0, 1000),
+        # SOR diverges outside (0, 2); OpenCV's default is 1.6
+        Param("refine_omega", float, 1.6, "SOR relaxation factor of the full-resolution refinement", 0.1, 1.99),
+        Param("refine_sor_iterations", int, 5, "inner SOR iterations of each full-resolution refinement step", 1, 100),
+        Param("presmooth_sigma", float, 0.0, "Gaussian blur of both frames before DIS, px (0: none)", 0, 5),
     )
     RULES: ClassVar[tuple[Rule, ...]] = (Rule("patch_stride <= patch_size", _fine_stride_within_patch),)
 
@@ -384,11 +391,18 @@ class FineDISBackend(DISBackend):
         if int(p["refine_iterations"]) > 0:
             self._refine = _CV2.VariationalRefinement.create()
             self._refine.setFixedPointIterations(int(p["refine_iterations"]))
-            self._refine.setAlpha(float(p["variational_refinement_alpha"]))
-            self._refine.setDelta(float(p["variational_refinement_delta"]))
-            self._refine.setGamma(float(p["variational_refinement_gamma"]))
+            self._refine.setAlpha(float(p["refine_alpha"]))
+            self._refine.setDelta(float(p["refine_delta"]))
+            self._refine.setGamma(float(p["refine_gamma"]))
+            self._refine.setOmega(float(p["refine_omega"]))
+            self._refine.setSorIterations(int(p["refine_sor_iterations"]))
 
     def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        sigma = float(self._params["presmooth_sigma"])
+        if sigma > 0:
+            check_pair(prev, nxt, MIN_SIDE, self.name)  # before OpenCV's blur sees them
+            prev = cv2.GaussianBlur(prev, (0, 0), sigma)
+            nxt = cv2.GaussianBlur(nxt, (0, 0), sigma)
         flow = super().calc(prev, nxt)  # DIS with its frame checks and per-call scale and patch reset
         if self._refine is not None:
             flow = self._refine.calc(prev, nxt, flow)
