@@ -33,7 +33,8 @@ COMPANION = {
     ("dis", "patch_size", "hi"): {"finest_scale": 0},
     ("dis", "patch_stride", "hi"): {"patch_size": 16, "finest_scale": 0},
     ("dis-fine", "patch_size", "lo"): {"patch_stride": 2},
-    ("dis-fine", "patch_stride", "hi"): {"patch_size": 16},
+    ("dis-fine", "patch_size", "hi"): {"finest_scale": 0},
+    ("dis-fine", "patch_stride", "hi"): {"patch_size": 16, "finest_scale": 0},
 }
 
 

@@ -342,33 +342,52 @@ class FineDISBackend(DISBackend):
     """
 
     name = "dis-fine"
-    # Chosen by bench/tune_cpu_flow.py (coarse grid, then coordinate descent within 2.4x the CPU
-    # time of DIS "medium"; 18 tuning pairs from the first half of the carphone clip): against
-    # "medium" it matches patches down to full resolution (finest scale 0) with a larger stride and
-    # fewer descent steps, drops DIS's own per-level variational refinement and the gradient term
-    # (gamma 0), and ends with 5 full-resolution refinement iterations (alpha 30). Ranges as for
-    # `dis` (patch and stride within OpenCV's 16-px border); iteration counts capped at 10-20x the
-    # presets' so that a typo cannot make one pair take minutes.
+    # Chosen by bench/tune_cpu_flow.py (coarse grid, coordinate descent, finalists re-timed; within
+    # 1.3x the CPU time of DIS "medium", i.e. >= 50 pairs/s per core at 320x240; 36 tuning pairs
+    # from the first half of the carphone clip, half of them stereo-like scenes with photometric
+    # differences): against "medium" it keeps its structure (finest scale 1, patch 8, stride 3),
+    # takes 6 instead of 25 descent steps, spends the time saved on 10 instead of 5 per-level
+    # refinement iterations with a gradient-constancy term (gamma 10, delta 2: robust to gain and
+    # offset between the frames), and blurs both frames a little first (sigma 0.5). A full-resolution
+    # refinement pass (refine_*) costs ~1x "medium" per 5 iterations and lost to these within budget.
+    # Ranges as for `dis` (patch and stride within OpenCV's 16-px border); iteration counts capped
+    # at 10-20x the presets' so that a typo cannot make one pair take minutes.
     PARAMS: ClassVar[tuple[Param, ...]] = (
-        Param("finest_scale", int, 0, "finest pyramid level computed (0: full resolution)", 0, DIS_MAX_SCALES - 1),
+        Param("finest_scale", int, 1, "finest pyramid level computed (0: full resolution)", 0, DIS_MAX_SCALES - 1),
         # 1-px patches and a single descent step gave zero flow in probes (a 1-px patch minus its mean is 0)
         Param("patch_size", int, 8, "side of the matched patches, px (OpenCV's border is 16 px)", 2, 16),
-        Param("patch_stride", int, 4, "step between patches, px", 1, 16),
-        Param("gradient_descent_iterations", int, 8, "patch gradient-descent iterations per level", 2, 500),
-        Param("variational_refinement_iterations", int, 0, "DIS's refinement iterations per level (0: none)", 0, 100),
-        Param("variational_refinement_alpha", float, 30.0, "smoothness weight of the refinements", 0.1, 1000),
-        Param("variational_refinement_delta", float, 5.0, "brightness-constancy weight of the refinements", 0.1, 1000),
-        Param("variational_refinement_gamma", float, 0.0, "gradient-constancy weight of the refinements", 0, 1000),
+        Param("patch_stride", int, 3, "step between patches, px", 1, 16),
+        Param("gradient_descent_iterations", int, 6, "patch gradient-descent iterations per level", 2, 500),
+        Param("variational_refinement_iterations", int, 10, "DIS's refinement iterations per level (0: none)", 0, 100),
+        Param(
+            "variational_refinement_alpha", float, 30.0, "smoothness weight of DIS's per-level refinement", 0.1, 1000
+        ),
+        Param(
+            "variational_refinement_delta",
+            float,
+            2.0,
+            "brightness-constancy weight of DIS's per-level refinement",
+            0.1,
+            1000,
+        ),
+        Param(
+            "variational_refinement_gamma",
+            float,
+            10.0,
+            "gradient-constancy weight of DIS's per-level refinement",
+            0,
+            1000,
+        ),
         Param("use_mean_normalization", int, 1, "1: patches compared after removing their mean", choices=(0, 1)),
         Param("use_spatial_propagation", int, 1, "1: patches start from their neighbours' flow", choices=(0, 1)),
-        Param("refine_iterations", int, 5, "full-resolution refinement iterations after DIS (0: none)", 0, 100),
+        Param("refine_iterations", int, 0, "full-resolution refinement iterations after DIS (0: none)", 0, 100),
         Param("refine_alpha", float, 30.0, "smoothness weight of the full-resolution refinement", 0.1, 1000),
         Param("refine_delta", float, 5.0, "brightness-constancy weight of the full-resolution refinement", 0.1, 1000),
         Param("refine_gamma", float, 0.0, "gradient-constancy weight of the full-resolution refinement", 0, 1000),
         # SOR diverges outside (0, 2); OpenCV's default is 1.6
         Param("refine_omega", float, 1.6, "SOR relaxation factor of the full-resolution refinement", 0.1, 1.99),
         Param("refine_sor_iterations", int, 5, "inner SOR iterations of each full-resolution refinement step", 1, 100),
-        Param("presmooth_sigma", float, 0.0, "Gaussian blur of both frames before DIS, px (0: none)", 0, 5),
+        Param("presmooth_sigma", float, 0.5, "Gaussian blur of both frames before DIS, px (0: none)", 0, 5),
     )
     RULES: ClassVar[tuple[Rule, ...]] = (Rule("patch_stride <= patch_size", _fine_stride_within_patch),)
 
