@@ -330,13 +330,14 @@ def _fine_stride_within_patch(p: dict[str, Any]) -> str | None:
 
 
 class FineDISBackend(DISBackend):
-    """OpenCV DIS with every knob exposed and a searched preset: more accurate than ``tvl1-fast`` at 20x its speed.
+    """OpenCV DIS with every knob exposed and a searched preset for >= 50 pairs/s per core at 320x240.
 
     DIS (dense inverse search) matches patches from the coarsest pyramid level down to
     ``finest_scale`` (0 = full resolution), then smooths each level with a variational refinement
     (data term weights ``delta`` for brightness constancy and ``gamma`` for gradient constancy,
     smoothness weight ``alpha``). ``refine_iterations`` > 0 adds OpenCV's standalone
-    ``VariationalRefinement`` at full resolution with the same weights after DIS. The frame-size
+    ``VariationalRefinement`` at full resolution after DIS, with its own weights (``refine_*``);
+    ``presmooth_sigma`` > 0 blurs both frames first (Gaussian, px). The frame-size
     guards are :class:`DISBackend`'s. The defaults are the preset chosen by
     ``bench/tune_cpu_flow.py`` (docs/flow.md, "Choosing a CPU preset").
     """
