@@ -10,7 +10,7 @@ import click
 
 from flowprep.builder.config import DEFAULT_MAX_CLIP_BYTES, DEFAULT_SCHEDULER_TIMEOUT, scheduler_problem
 from flowprep.builder.folder import BuildFolder
-from flowprep.cliparams import (
+from flowprep.commands.params import (
     ByteSize,
     CommaList,
     GpuList,
