@@ -22,12 +22,12 @@ from concurrent.futures import BrokenExecutor
 
 import click
 
-from flowprep.commands import build, doctor, export, flow, preview, serve, train
+from flowprep.commands import build, dataset, doctor, export, flow, preview, serve, train
 from flowprep.errors import FlowprepError
 from flowprep.fsio import printable
 
 #: the command modules, each defining ``COMMANDS``
-COMMAND_MODULES = (flow, build, train, export, serve, preview, doctor)
+COMMAND_MODULES = (flow, build, dataset, train, export, serve, preview, doctor)
 
 
 _RESUME_HINTS = {
