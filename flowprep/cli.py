@@ -2,16 +2,16 @@
 
 Every command is a thin click wrapper over a typed function in its stage's package. Errors of the
 :class:`~flowprep.errors.FlowprepError` family become one line on stderr and exit status 1; usage
-errors (click's) exit 2. Commands live in the modules listed in :data:`COMMAND_MODULES`, each of
-which defines ``COMMANDS`` (a list of click commands); they are imported when the CLI starts, and
-import their heavy dependencies (torch, onnxruntime, ...) only inside the command body.
+errors (click's) exit 2. Commands live in the :mod:`flowprep.commands` package, one module per
+subject, each defining ``COMMANDS`` (a list of click commands); this module imports them by name
+(:data:`COMMAND_MODULES`) and registers them. They import their heavy dependencies (torch,
+onnxruntime, ...) only inside the command body.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import importlib
 import logging
 import os
 import signal
@@ -22,19 +22,12 @@ from concurrent.futures import BrokenExecutor
 
 import click
 
+from flowprep.commands import build, dataset, doctor, export, flow, preview, serve, train
 from flowprep.errors import FlowprepError
 from flowprep.fsio import printable
 
-#: modules that define ``COMMANDS``
-COMMAND_MODULES = [
-    "flowprep.flow.commands",
-    "flowprep.builder.commands",
-    "flowprep.train.commands",
-    "flowprep.export.commands",
-    "flowprep.serve.commands",
-    "flowprep.preview.commands",
-    "flowprep.doctor.commands",
-]
+#: the command modules, each defining ``COMMANDS``
+COMMAND_MODULES = (flow, build, dataset, train, export, serve, preview, doctor)
 
 
 _RESUME_HINTS = {
@@ -158,7 +151,7 @@ def cli(verbose: int, quiet: bool) -> None:
 
 
 for _mod in COMMAND_MODULES:
-    for _cmd in importlib.import_module(_mod).COMMANDS:
+    for _cmd in _mod.COMMANDS:
         cli.add_command(_cmd)
 
 

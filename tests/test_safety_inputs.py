@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from flowprep.cli import cli, one_line, os_error_line
-from flowprep.cliparams import CommaList, Shard, Size, finite
+from flowprep.commands.params import CommaList, Shard, Size, finite
 from flowprep.errors import ConfigError, FlowprepError, FrameSizeError, OutputError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.fsio import dump_json, printable, write_text_atomic

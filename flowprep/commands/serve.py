@@ -11,7 +11,7 @@ from typing import IO, Any
 
 import click
 
-from flowprep.cliparams import SafePath, count, positive
+from flowprep.commands.params import SafePath, count, positive
 from flowprep.errors import ConfigError, writing
 from flowprep.fsio import check_new_file
 from flowprep.limits import json_safe

@@ -1,16 +1,14 @@
-"""Click commands of the build stage: build, build-hmdb5, build-ucf101, verify, stats, finalize."""
+"""The build commands: ``build``, ``build-hmdb5``, ``build-ucf101``, and the build options they share."""
 
 from __future__ import annotations
 
-import os
-from collections import Counter
 from pathlib import Path
 
 import click
 
 from flowprep.builder.config import DEFAULT_MAX_CLIP_BYTES, DEFAULT_SCHEDULER_TIMEOUT, scheduler_problem
-from flowprep.builder.folder import BuildFolder
-from flowprep.cliparams import (
+from flowprep.commands.build_report import print_plan, print_summary
+from flowprep.commands.params import (
     ByteSize,
     CommaList,
     GpuList,
@@ -24,12 +22,8 @@ from flowprep.cliparams import (
     seed,
 )
 from flowprep.layout.packed import DEFAULT_SHARD_SIZE
-from flowprep.layout.record import RECORD_NAME
 from flowprep.layout.registry import DEFAULT_LAYOUT, LAYOUT_NAMES, get_layout
 from flowprep.limits import MAX_SIDE, MIN_SIDE
-
-#: failed clips listed on the console (all are in the record)
-MAX_FAILED_SHOWN = 20
 
 
 def _params(values: tuple[str, ...]) -> dict[str, object]:
@@ -238,81 +232,6 @@ def _config_kwargs(kw: dict) -> dict:
     )
 
 
-def _print_plan(plan) -> None:
-    counts = plan.counts()
-    width = max([5] + [len(c) for c in counts])
-    click.echo(f"{'class':<{width}}  {'train':>5}  {'val':>5}")
-    for cls in plan.classes:
-        click.echo(f"{cls:<{width}}  {counts[cls]['train']:>5}  {counts[cls]['val']:>5}")
-    click.echo(
-        f"{'total':<{width}}  {sum(c['train'] for c in counts.values()):>5}  "
-        f"{sum(c['val'] for c in counts.values()):>5}"
-    )
-    method = plan.split.get("method")
-    if method in ("lists", "folders") or plan.split.get("convention"):
-        where = plan.split.get("lists") or plan.split.get("folders") or {}
-        click.echo(f"split: as given, train = {where.get('train')}, val = {where.get('val')}")
-    if plan.split.get("classes_from"):
-        click.echo(f"label order: {plan.split['classes_from']}")
-    if not plan.excluded:
-        return
-    skipped = sum("(skipped: " in e for e in plan.excluded)
-    named = f"{skipped} skipped: unreadable or with a name that cannot be a folder"
-    reasons = Counter(e.rpartition(" (")[2].rstrip(")") for e in plan.excluded if "(skipped: " not in e)
-    if not set(reasons) <= {"code 0 in the split file", "not in the split file"}:
-        parts = [f"{n} {r}" for r, n in sorted(reasons.items())]
-        parts += [named] if skipped else []
-        click.echo(f"({len(plan.excluded)} clip(s) left out: {', '.join(parts)})")
-        return
-    unused = reasons["code 0 in the split file"]
-    click.echo(
-        f"({len(plan.excluded)} clip(s) left out: {unused} marked unused (0) by the split files, "
-        f"{len(plan.excluded) - unused - skipped} not listed in them, {named})"
-    )
-
-
-def _report(summary) -> None:
-    click.echo(
-        f"{summary.built} clip(s) built, {summary.existing} already done, {len(summary.failed)} failed; "
-        f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s)"
-    )
-    if summary.flow:
-        click.echo(f"flow: {summary.flow['name']} on {summary.flow['device']}")
-    if summary.shards_written:
-        click.echo(f"packed into {len(summary.shards_written)} new shard(s) in {summary.pack_seconds:.1f} s")
-    if not summary.record_written:
-        k, n = summary.shard
-        click.echo(
-            f"shard {k}/{n} done; {summary.pending} clip(s) of the dataset are not finished yet. "
-            f"The record is written when all parts are in (by the last shard to finish, or "
-            f"`flowprep finalize {summary.out}`)"
-        )
-    else:
-        click.echo(f"dataset: {summary.out}")
-    if summary.empty_sides:
-        click.echo(f"warning: no clip built for {', '.join(summary.empty_sides)}", err=True)
-    if summary.decode_errors:
-        shown = ", ".join(f"{cid} ({n} lost)" for cid, n in summary.decode_errors[:5])
-        more = f" and {len(summary.decode_errors) - 5} more" if len(summary.decode_errors) > 5 else ""
-        click.echo(
-            f"warning: {len(summary.decode_errors)} clip(s) kept only the frames that could be decoded "
-            f"(recorded as decode_errors): {shown}{more}",
-            err=True,
-        )
-    if summary.failed:
-        click.echo(f"{len(summary.failed)} clip(s) failed:", err=True)
-        for cid, why in summary.failed[:MAX_FAILED_SHOWN]:
-            click.echo(f"  {cid}: {why}", err=True)
-        if len(summary.failed) > MAX_FAILED_SHOWN:
-            # 10,000 broken members would bury the summary; the record keeps every reason
-            click.echo(
-                f"  ... and {len(summary.failed) - MAX_FAILED_SHOWN} more (the record, "
-                f"{summary.out}/{RECORD_NAME}, lists each with its reason)",
-                err=True,
-            )
-        raise click.exceptions.Exit(1)
-
-
 @click.command("build")
 @click.argument("source", type=SafePath(path_type=Path))
 @click.option(
@@ -369,7 +288,7 @@ def build_cmd(
         val_list=val_list,
         **options,
     )
-    _report(build(cfg, on_plan=_print_plan))
+    print_summary(build(cfg, on_plan=print_plan))
 
 
 @click.command("build-hmdb5")
@@ -401,8 +320,8 @@ def build_hmdb5_cmd(
     }
     if classes is not None:
         options["classes"] = classes
-    _report(
-        build_hmdb5(archive, kw["out"], splits=splits, official_split=official_split, on_plan=_print_plan, **options)
+    print_summary(
+        build_hmdb5(archive, kw["out"], splits=splits, official_split=official_split, on_plan=print_plan, **options)
     )
 
 
@@ -441,152 +360,17 @@ def build_ucf101_cmd(archive: Path, splits: Path, official_split: int | None, cl
     options = {
         k: v for k, v in _config_kwargs(dict(kw, splits=splits, official_split=official_split)).items() if k != "out"
     }
-    _report(
+    print_summary(
         build_ucf101(
             archive,
             kw["out"],
             splits=splits,
             official_split=official_split,
             classes=classes,
-            on_plan=_print_plan,
+            on_plan=print_plan,
             **options,
         )
     )
 
 
-@click.command("verify")
-@click.argument("dataset", type=SafePath(path_type=Path))
-@click.option("--quick", is_flag=True, help="Read only the first and last image of each folder.")
-@click.option("-j", "--jobs", type=count(1, 1024), default=None, help="Processes for reading images [all cores].")
-def verify_cmd(dataset: Path, quick: bool, jobs: int | None) -> None:
-    """Check a built dataset against its record; exit 1 on any problem."""
-    from flowprep.layout.record import RECORD_NAME
-    from flowprep.layout.verify import format_table, verify
-
-    if not (dataset / RECORD_NAME).exists() and BuildFolder(dataset).build_state.is_file():
-        # A build whose record is not written yet (shards still running, or one missing).
-        from flowprep.builder.finalize import finalize_from_state
-
-        _report_missing(finalize_from_state(dataset, write=False), dataset)
-        click.echo(f"all clips are built but the record is not written: run `flowprep finalize {dataset}`", err=True)
-        raise click.exceptions.Exit(1)
-    report = verify(dataset, quick=quick, jobs=jobs or os.cpu_count() or 1)
-    click.echo(format_table(report))
-    if report.problems:
-        click.echo(f"{len(report.problems)} problem(s):", err=True)
-        for p in report.problems[:200]:
-            click.echo(f"  {p}", err=True)
-        if len(report.problems) > 200:
-            click.echo(f"  ... and {len(report.problems) - 200} more", err=True)
-        raise click.exceptions.Exit(1)
-    click.echo("ok")
-
-
-@click.command("stats")
-@click.argument("source", type=SafePath(path_type=Path))
-@click.option("--classes", type=CommaList(), default=None, help="Comma-separated classes [all].")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def stats_cmd(source: Path, classes: list[str] | None, as_json: bool) -> None:
-    """What the clip names say per class, of a release (folder/archive) or a built dataset: HMDB51's
-    tags (body part, camera motion, people, viewpoint, quality) or UCF101's groups (clips per group)."""
-    import json
-
-    from flowprep.datasets.stats import format_name_stats, name_stats
-
-    st = name_stats(source, classes or None)
-    click.echo(json.dumps(st, indent=2, sort_keys=True, allow_nan=False) if as_json else format_name_stats(st))
-
-
-def _report_missing(result, out: Path) -> None:
-    """Print the clips a (sharded) build has not finished and exit 1; return if there are none."""
-    if not result.missing:
-        return
-    click.echo(f"{len(result.missing)} of {result.total} clip(s) not finished in {out}:", err=True)
-    for cid, why in result.missing[:100]:
-        owner = f" [shard {result.owner[cid]}]" if cid in result.owner else ""
-        click.echo(f"  {cid}{owner}: {why}", err=True)
-    if len(result.missing) > 100:
-        click.echo(f"  ... and {len(result.missing) - 100} more", err=True)
-    shards = sorted(set(result.owner.values()), key=lambda s: int(s.split("/")[0]))
-    if shards:
-        click.echo(
-            f"re-run shard(s) {', '.join(shards)} (the same `flowprep build ... --shard K/N`; finished clips are kept)",
-            err=True,
-        )
-    click.echo("or write the record without them: `flowprep finalize --allow-missing`", err=True)
-    raise click.exceptions.Exit(1)
-
-
-@click.command("finalize")
-@click.argument("out", type=SafePath(path_type=Path, exists=True, file_okay=False))
-@click.option(
-    "--allow-missing", is_flag=True, help="Write the record even if clips are missing (they are recorded as failed)."
-)
-@click.option(
-    "--source",
-    type=SafePath(path_type=Path),
-    default=None,
-    help="The release's path on this node, if not where the build read it.",
-)
-@click.option(
-    "--splits",
-    type=SafePath(path_type=Path),
-    default=None,
-    help="The split files' path on this node, if not where the build read them.",
-)
-@click.option(
-    "--train-list",
-    type=SafePath(path_type=Path),
-    default=None,
-    help="The --train-list's path on this node (with --val-list), if not where the build read it.",
-)
-@click.option("--val-list", type=SafePath(path_type=Path), default=None, help="The --val-list's path on this node.")
-def finalize_cmd(
-    out: Path,
-    allow_missing: bool,
-    source: Path | None,
-    splits: Path | None,
-    train_list: Path | None,
-    val_list: Path | None,
-) -> None:
-    """Write the record, label map and split lists of a sharded build in OUT once all parts are in;
-    exit 1 naming the missing clips otherwise."""
-    from flowprep.builder.finalize import finalize_from_state
-
-    if (train_list is None) != (val_list is None):
-        raise click.UsageError("give both --train-list and --val-list")
-    lists = (train_list, val_list) if train_list is not None and val_list is not None else None
-    result = finalize_from_state(out, allow_missing=allow_missing, source=source, splits=splits, lists=lists)
-    if not result.record_written:
-        _report_missing(result, out)
-    done = result.total - len(result.missing)
-    click.echo(f"record written: {done} of {result.total} clip(s) finished ({out})")
-    if result.missing:
-        click.echo(f"{len(result.missing)} clip(s) recorded as failed; `flowprep verify {out}` lists them", err=True)
-        raise click.exceptions.Exit(1)
-
-
-@click.command("pack")
-@click.argument("dataset", type=SafePath(path_type=Path))
-@click.option("--out", "-o", type=SafePath(path_type=Path), required=True, help="Folder for the packed dataset.")
-@click.option("--shard-size", type=ByteSize(), default=DEFAULT_SHARD_SIZE, show_default="1G", help="Target shard size.")
-def pack_cmd(dataset: Path, out: Path, shard_size: int) -> None:
-    """Pack a built folder dataset into tar shards (the output of `flowprep build --pack webdataset`)."""
-    from flowprep.builder.convert import pack_dataset
-
-    s = pack_dataset(dataset, out, shard_size)
-    click.echo(f"{s.clips} clip(s) in {len(s.shards)} shard(s), {s.bytes / 1e9:.2f} GB: {out}")
-
-
-@click.command("unpack")
-@click.argument("dataset", type=SafePath(path_type=Path))
-@click.option("--out", "-o", type=SafePath(path_type=Path), required=True, help="Folder for the clip folders.")
-def unpack_cmd(dataset: Path, out: Path) -> None:
-    """Write a packed dataset back as clip folders (byte for byte those of a folder build)."""
-    from flowprep.builder.convert import unpack_dataset
-
-    s = unpack_dataset(dataset, out)
-    click.echo(f"{s.clips} clip(s) unpacked: {out}")
-
-
-COMMANDS = [build_cmd, build_hmdb5_cmd, build_ucf101_cmd, verify_cmd, stats_cmd, finalize_cmd, pack_cmd, unpack_cmd]
+COMMANDS = [build_cmd, build_hmdb5_cmd, build_ucf101_cmd]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from flowprep.cliparams import SafePath, count, finite
+from flowprep.commands.params import SafePath, count, finite
 from flowprep.preview.config import MIN_FPS, SIDE_CHOICES
 
 
