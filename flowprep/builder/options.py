@@ -29,10 +29,10 @@ from typing import Any
 from flowprep.builder.optionspec import BuildOption, ConfigView, Flag, flag, param, same
 from flowprep.errors import OptionError
 from flowprep.flow.encoding import FlowEncoding
-from flowprep.layout.dataset_record import PackedInfo
+from flowprep.layout.dataset_record import PACK_FORMATS, PackedInfo
 from flowprep.layout.packed import INDEX_NAME, SHARDS_DIR
-from flowprep.layout.record import DATASET_MODALITIES
 from flowprep.layout.registry import LAYOUT_NAMES, get_layout
+from flowprep.layout.sections import DATASET_MODALITIES
 from flowprep.limits import MAX_SIDE, MIN_SIDE
 
 
@@ -264,7 +264,7 @@ OPTIONS: dict[str, BuildOption] = {
         to_record=lambda cfg: PackedInfo(str(cfg.pack), f"{SHARDS_DIR}/{INDEX_NAME}"),
         cli=flag(
             "--pack",
-            type=param("choice", ("webdataset",)),
+            type=param("choice", PACK_FORMATS),
             help="Write the dataset as tar shards (WebDataset's convention) instead of clip folders.",
         ),
     ),
