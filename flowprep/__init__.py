@@ -87,8 +87,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "InferConfig": ("flowprep.serve.config", "InferConfig"),
     "InferSummary": ("flowprep.serve.config", "InferSummary"),
     "preview_dataset": ("flowprep.preview.api", "preview"),
-    "PreviewConfig": ("flowprep.preview.api", "PreviewConfig"),
-    "PreviewSummary": ("flowprep.preview.api", "PreviewSummary"),
+    "PreviewConfig": ("flowprep.preview.config", "PreviewConfig"),
+    "PreviewSummary": ("flowprep.preview.config", "PreviewSummary"),
 }
 
 __all__ = [

@@ -34,8 +34,8 @@ from flowprep.layout.verify import verify as verify
 from flowprep.loader import ClipDataset as ClipDataset
 from flowprep.loader import ShardStream as ShardStream
 from flowprep.preview import api as _preview_api
-from flowprep.preview.api import PreviewConfig as PreviewConfig
-from flowprep.preview.api import PreviewSummary as PreviewSummary
+from flowprep.preview.config import PreviewConfig as PreviewConfig
+from flowprep.preview.config import PreviewSummary as PreviewSummary
 from flowprep.serve.api import infer as infer
 from flowprep.serve.config import InferConfig as InferConfig
 from flowprep.serve.config import InferSummary as InferSummary

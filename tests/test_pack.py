@@ -234,7 +234,8 @@ def test_webdataset_library_reads_the_shards(packed):
 @pytest.mark.slow
 def test_train_and_evaluate_give_the_same_numbers_on_packed_and_folder(folder, packed, tmp_path):
     pytest.importorskip("torch")
-    from flowprep.train.api import EvalConfig, TrainConfig, evaluate, train
+    from flowprep.train.api import evaluate, train
+    from flowprep.train.config import EvalConfig, TrainConfig
 
     logs, tops = [], []
     for name, ds in (("folder", folder), ("packed", packed)):

@@ -16,9 +16,10 @@ from flowprep.errors import BackendNotInstalledError, ConfigError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.registry import BACKENDS, check_params
 from flowprep.fsio import check_path
-from flowprep.layout.packed import DEFAULT_SHARD_SIZE, PACK_FORMATS
-from flowprep.layout.record import DATASET_MODALITIES
+from flowprep.layout.dataset_record import PACK_FORMATS
+from flowprep.layout.packed import DEFAULT_SHARD_SIZE
 from flowprep.layout.registry import LAYOUT_NAMES, get_layout
+from flowprep.layout.sections import DATASET_MODALITIES
 from flowprep.limits import MAX_BYTES, MAX_SEED, MAX_SIDE, MIN_SIDE, check_count, check_finite
 
 #: seconds to wait for the Dask scheduler to answer (the per-clip size limit is the archive module's)
