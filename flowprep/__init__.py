@@ -42,6 +42,7 @@ from flowprep.errors import (  # noqa: E402
     FlowprepError,
     FlowResultError,
     FrameSizeError,
+    OptionError,
     OutputError,
     WorkerDiedError,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "ExportError",
     "FlowResultError",
     "FrameSizeError",
+    "OptionError",
     "OutputError",
     "WorkerDiedError",
 ]
