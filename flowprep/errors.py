@@ -19,6 +19,15 @@ class ConfigError(FlowprepError):
     """Options that contradict each other or the state of the output folder."""
 
 
+class OptionError(ConfigError):
+    """One option's value is not one it can take. ``option`` names it (``"--flow-param"``), or None
+    when the message says which: the command line shows it as click shows a bad value (exit 2)."""
+
+    def __init__(self, message: str, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
+
+
 class ArchiveError(FlowprepError):
     """An archive that is missing, not an archive, truncated, unsafe, or needs a missing tool."""
 

@@ -20,6 +20,7 @@ from flowprep.builder.engine import ProgressBar, run_jobs
 from flowprep.builder.finalize import finalize, save_build_state
 from flowprep.builder.folder import BuildFolder, output_errors
 from flowprep.builder.job import ClipResult, JobSettings
+from flowprep.builder.options import worker_values
 from flowprep.builder.pack import PackState
 from flowprep.builder.packbuild import pack_own, staged, unpack_in_place
 from flowprep.builder.plan import Plan, class_folder_name, make_plan
@@ -115,24 +116,17 @@ def _resolve_flow(cfg: BuildConfig) -> dict[str, Any] | None:
 
 
 def job_settings(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> JobSettings:
+    """What every clip job of the build gets: the options declared for the workers
+    (:func:`~flowprep.builder.options.worker_values`), the resolved flow backend and this run's
+    process and GPU-slot bookkeeping."""
     return JobSettings(
-        out=str(cfg.out),
-        layout=cfg.layout,
+        **worker_values(cfg),
         rgb=cfg.needs_rgb,
         flow=cfg.needs_flow,
         flow_name=flow_info["name"] if flow_info else None,
         flow_params=dict(flow_info["params"]) if flow_info else {},
-        encoding=cfg.encoding.to_dict(),
-        rgb_format=cfg.rgb_format,
-        rgb_quality=cfg.rgb_quality,
-        short_side=cfg.short_side,
-        size=(cfg.size[0], cfg.size[1]) if cfg.size else None,
-        frame_step=cfg.frame_step,
         opencv_threads=1,
-        gpus=tuple(cfg.gpus) if cfg.gpus else None,
-        max_clip_bytes=cfg.max_clip_bytes,
         main_pid=os.getpid() if cfg.engine == "local" else None,
-        pack=cfg.pack is not None,
         slot_scope=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
     )
 
