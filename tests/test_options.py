@@ -7,7 +7,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import click
 import pytest
+from click.testing import CliRunner
 
 from flowprep.builder.api import job_settings
 from flowprep.builder.config import BuildConfig, fingerprint
@@ -22,10 +24,12 @@ from flowprep.builder.options import (
     state_values,
     worker_values,
 )
-from flowprep.builder.optionspec import BuildOption, flag, param, same
+from flowprep.builder.optionspec import FIELD_DEFAULT, BuildOption, flag, param, same
+from flowprep.commands.build import build_cmd, build_hmdb5_cmd, build_ucf101_cmd, make_config, options_of
 from flowprep.errors import ConfigError, DatasetError, OptionError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.layout.sections import DecodeInfo, RgbInfo
+from helpers import run_cli
 
 #: fingerprints the code before the declaration (main at 17e6bc4) computed for these settings: a
 #: build made then must be resumed, not refused as "made with other settings"
@@ -145,3 +149,62 @@ def test_a_new_option_flows_through_every_conversion(tmp_path, monkeypatch):
     assert state_values(cfg)["gamma"] == 2.2 and _WithGamma(out=cfg.out, **from_state(state_values(cfg))) == cfg
     assert worker_values(cfg)["gamma"] == 2.2
     assert record_values(cfg)["decode"]["gamma"] == 2.2
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+def _names(cmd: click.Command) -> set[str]:
+    return {p.name for p in cmd.params if p.name is not None}
+
+
+def test_the_build_commands_have_the_declared_options():
+    shared = {f.name for opt in OPTIONS.values() for f in opt.cli}
+    per_command = {"source", "classes", "splits", "official_split", "train_list", "val_list"}
+    assert _names(build_cmd) == shared | per_command
+    assert (
+        _names(build_hmdb5_cmd)
+        == _names(build_ucf101_cmd)
+        == shared | {"archive", "splits", "official_split", "classes"}
+    )
+    # every parameter the commands declare themselves names a field
+    assert per_command - {"splits"} <= set(OPTIONS) and OPTIONS["splits_source"].param == "splits"
+    # a flag's default is its field's (one value): those of this config are what `flowprep build` uses
+    defaults = {f.name: f.default for f in dataclasses.fields(BuildConfig)}
+    for name, opt in OPTIONS.items():
+        for f in opt.cli:
+            param_ = next(p for p in build_cmd.params if p.name == f.name)
+            if f.default is FIELD_DEFAULT and not (f.is_flag or f.multiple):
+                assert param_.default == defaults[name], name
+
+
+def test_a_broken_rule_is_a_usage_error_once(tmp_path):
+    (tmp_path / "src").mkdir()
+    r = run_cli("build", tmp_path / "src", "--out", tmp_path / "o", "--classes", "a,a")
+    assert r.exit_code == 2 and r.output.endswith("Error: --classes lists a more than once\n")
+    r = run_cli("build", tmp_path / "src", "--out", tmp_path / "o", "--flow", "dis", "--flow-param", "preset=x")
+    assert r.exit_code == 2 and "Error: Invalid value for '--flow-param': flow backend 'dis': preset='x'" in r.output
+    r = run_cli("build", tmp_path / "src", "--out", tmp_path / "o", "--flow-param", "x")
+    assert r.exit_code == 2 and "Error: Invalid value: expected NAME=VALUE, got 'x'" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_new_option_reaches_the_command_line(tmp_path, monkeypatch):
+    row = BuildOption(cli=flag("--gamma", type=param("positive"), show_default=True, help="Gamma of the frames."))
+    monkeypatch.setitem(OPTIONS, "gamma", row)
+    seen: list[BuildConfig] = []
+
+    @click.command()
+    @click.argument("source")
+    @options_of(_WithGamma)
+    def cmd(source, **kw):
+        seen.append(make_config(dict(kw, source=source), _WithGamma))
+
+    (tmp_path / "src").mkdir()
+    r = CliRunner().invoke(cmd, ["--help"])
+    assert "--gamma FINITE FLOAT Gamma of the frames. [default: 1.0; x>0]" in " ".join(r.output.split())
+    r = CliRunner().invoke(cmd, [str(tmp_path / "src"), "--out", str(tmp_path / "o"), "--gamma", "2.5"])
+    assert r.exit_code == 0, r.output
+    assert isinstance(seen[0], _WithGamma) and seen[0].gamma == 2.5
+    r = CliRunner().invoke(cmd, [str(tmp_path / "src"), "--out", str(tmp_path / "o"), "--gamma", "-1"])
+    assert r.exit_code == 2 and "--gamma" in r.output

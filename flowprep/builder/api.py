@@ -344,35 +344,55 @@ def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> Bu
     return summary
 
 
+def hmdb5_config(**options: Any) -> BuildConfig:
+    """The HMDB5 preset's :class:`BuildConfig`: HMDB51's walk, run, ride_bike, fall_floor and push in
+    ActionRecognitionNet's label order unless ``classes`` is given (ConfigError: a broken rule)."""
+    options.setdefault("classes", list(HMDB5_LABEL_ORDER))
+    options.setdefault("source_kind", "hmdb51")
+    return BuildConfig(**options)
+
+
 def build_hmdb5(
     archive: Path, out: Path, splits: Path | None = None, on_plan: Callable[[Plan], None] | None = None, **options: Any
 ) -> BuildSummary:
-    """The HMDB5 preset: HMDB51's walk, run, ride_bike, fall_floor and push, in ActionRecognitionNet's
-    label order; other options as :class:`BuildConfig` (``classes`` may override the selection)."""
-    options.setdefault("classes", list(HMDB5_LABEL_ORDER))
-    options.setdefault("source_kind", "hmdb51")
-    return build(BuildConfig(source=Path(archive), out=Path(out), splits_source=splits, **options), on_plan)
+    """The HMDB5 preset (:func:`hmdb5_config`): other options as :class:`BuildConfig` (``classes``
+    may override the selection)."""
+    return build(hmdb5_config(source=Path(archive), out=Path(out), splits_source=splits, **options), on_plan)
 
 
-def build_ucf101(
-    archive: Path, out: Path, splits: Path, on_plan: Callable[[Plan], None] | None = None, **options: Any
-) -> BuildSummary:
-    """The UCF101 preset: classes and label order from ``classInd.txt`` in ``splits`` (the split
-    archive or folder; ``classes`` selects a subset, in that order), the official split
-    ``official_split`` (1-3: trainlist0N -> train, testlist0N -> val) or else the group-aware seeded
-    split; other options as :class:`BuildConfig`.
+def ucf101_config(**options: Any) -> BuildConfig:
+    """The UCF101 preset's :class:`BuildConfig` (ConfigError: a broken rule): ``splits_source``'s
+    ``classInd.txt`` gives the classes and label order (``classes`` selects a subset, in that order);
+    ``official_split`` (1-3: trainlist0N -> train, testlist0N -> val) or else the seeded split."""
+    options.setdefault("source_kind", "ucf101")
+    return BuildConfig(**options)
+
+
+def check_ucf101_splits(splits: Path) -> None:
+    """Refuse a ``splits`` that is not UCF101's split archive or folder.
 
     Raises:
-        ConfigError: ``splits`` holds no ``classInd.txt`` (plus everything :func:`build` raises).
+        ArchiveError: ``splits`` does not exist; ConfigError: it holds no ``classInd.txt``.
     """
-    options.setdefault("source_kind", "ucf101")
     if not Path(splits).exists():
         raise ArchiveError(f"{splits}: no such file or folder (UCF101's split archive, or its folder)")
     if CLASS_IND not in read_text_files(Path(splits), only=(CLASS_IND,)):
         raise ConfigError(
             f"{splits} holds no classInd.txt: give UCF101's UCF101TrainTestSplits-RecognitionTask.zip (or its folder)"
         )
-    return build(BuildConfig(source=Path(archive), out=Path(out), splits_source=Path(splits), **options), on_plan)
+
+
+def build_ucf101(
+    archive: Path, out: Path, splits: Path, on_plan: Callable[[Plan], None] | None = None, **options: Any
+) -> BuildSummary:
+    """The UCF101 preset (:func:`ucf101_config`) from the release ``archive`` and the split archive
+    or folder ``splits``; other options as :class:`BuildConfig`.
+
+    Raises:
+        ConfigError: ``splits`` holds no ``classInd.txt`` (plus everything :func:`build` raises).
+    """
+    check_ucf101_splits(splits)
+    return build(ucf101_config(source=Path(archive), out=Path(out), splits_source=Path(splits), **options), on_plan)
 
 
 if sorted(HMDB5_LABEL_ORDER) != sorted(HMDB5_CLASSES):  # pragma: no cover - a guard on the constants
