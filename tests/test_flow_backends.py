@@ -18,7 +18,7 @@ from flowprep.errors import (
     ConfigError,
     FrameSizeError,
 )
-from flowprep.flow import nvof, registry, vpi
+from flowprep.flow import nvof, nvof_session, registry, vpi
 from flowprep.flow import nvof_api as api
 from flowprep.flow.base import FlowBackend
 from flowprep.flow.registry import BACKENDS, backend_status, create_backend, resolve_auto
@@ -250,9 +250,9 @@ def test_struct_layouts():
 
 
 def test_choose_grid():
-    assert nvof.choose_grid(1, [1, 2, 4]) == 1
-    assert nvof.choose_grid(1, [4]) == 4  # Turing
-    assert nvof.choose_grid(2, [1, 4]) == 4
+    assert nvof_session.choose_grid(1, [1, 2, 4]) == 1
+    assert nvof_session.choose_grid(1, [4]) == 4  # Turing
+    assert nvof_session.choose_grid(2, [1, 4]) == 4
 
 
 def _libs(missing):
