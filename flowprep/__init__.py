@@ -21,7 +21,9 @@ releases; these names stay.
 is imported on first use, with what it needs (``flowprep.train_model`` imports torch). Each stage
 lives in its own package (``archive``, ``datasets``, ``video``, ``flow``, ``layout``, ``builder``,
 ``loader``, ``train``, ``export``, ``serve``, ``preview``, ``doctor``) and exposes plain typed
-functions; ``flowprep.cli`` only parses and reports.
+functions; the click commands (``flowprep.commands``, registered by ``flowprep.cli``) only parse
+and report. Below the stages: ``fsio`` (the one gate to the file system), ``limits``, ``env``,
+``errors`` (docs/architecture.md has the layers).
 """
 
 import importlib
