@@ -87,6 +87,41 @@ def test_the_state_keeps_what_finalize_needs_and_reads_back(tmp_path):
     assert not {"train_list", "val_list", "allow_missing_clips", "pack", "shard_size"} & set(plain)
 
 
+#: the build state the code before the declaration wrote for the default config (``source`` aside):
+#: `flowprep finalize` of an output built then reads it, and a resumed build rewrites the same bytes
+EARLIER_STATE = {
+    "classes": None,
+    "encoding": {"bound": 20.0, "image_format": "jpg", "jpeg_quality": 95, "mode": "fixed"},
+    "flow": "tvl1",
+    "flow_params": {},
+    "frame_step": 1,
+    "layout": "tao",
+    "modality": "both",
+    "official_split": None,
+    "rgb_format": "png",
+    "rgb_quality": 95,
+    "seed": 0,
+    "short_side": None,
+    "size": None,
+    "source_kind": "folder",
+    "split_by": "group",
+    "splits_source": None,
+    "val_ratio": 0.1,
+}
+
+
+def test_the_state_of_earlier_versions_is_kept(tmp_path):
+    cfg = _cfg(tmp_path)
+    assert state_values(cfg) == dict(EARLIER_STATE, source=str(cfg.source.resolve()))
+    packed = state_values(_cfg(tmp_path, pack="webdataset", shard_size=12345))
+    assert packed == dict(EARLIER_STATE, source=str(cfg.source.resolve()), pack="webdataset", shard_size=12345)
+    folder = BuildFolder(cfg.out)
+    folder.state.mkdir(parents=True)
+    folder.save_state({"config": dict(EARLIER_STATE, source=str(cfg.source)), "flow": None})
+    again, flow = load_build_state(folder)
+    assert flow is None and again.output_settings() == cfg.output_settings()
+
+
 def test_a_state_without_its_keys_is_one_line(tmp_path):
     cfg = _cfg(tmp_path)
     folder = BuildFolder(cfg.out)

@@ -375,14 +375,9 @@ def record_values(cfg: ConfigView) -> dict[str, Any]:
     return out
 
 
-def cli_flags() -> list[Flag]:
-    """The shared options of the build commands, in ``--help`` order."""
-    return [f for opt in OPTIONS.values() for f in opt.cli]
-
-
 def from_cli(values: Mapping[str, Any]) -> dict[str, Any]:
-    """:class:`~flowprep.builder.config.BuildConfig` keyword arguments from the parsed values of a build command (click
-    parameter name -> value); options the command does not have keep their default.
+    """:class:`~flowprep.builder.config.BuildConfig` keyword arguments from the parsed values of a
+    build command (click parameter name -> value); options the command does not have keep their default.
 
     Raises:
         OptionError: a value the click type let through but that cannot be the field's
