@@ -86,7 +86,7 @@ OPTIONS: dict[str, BuildOption] = {
         role="path",
         state="never",  # the state lives in the output folder
         to_worker=str,
-        cli=flag("--out", "-o", type=param("path"), default=None, required=True, help="Output dataset folder."),
+        cli=flag("--out", "-o", type=param("path"), required=True, help="Output dataset folder."),
     ),
     "classes": BuildOption(param="classes"),
     "splits_source": BuildOption(role="path", param="splits", from_state=_path),

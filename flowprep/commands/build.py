@@ -55,7 +55,7 @@ def click_option(flag: Flag, field_default: Any) -> Callable[[F], F]:
         kwargs["type"] = _TYPES[flag.type.kind](*flag.type.args, **dict(flag.type.options))
     if flag.is_flag or flag.multiple:
         kwargs.update(is_flag=flag.is_flag, multiple=flag.multiple)
-    else:
+    elif not flag.required:  # click (8.3) takes an explicit default=None as a value given
         kwargs["default"] = field_default if flag.default is FIELD_DEFAULT else flag.default
     if flag.show_default:
         kwargs["show_default"] = flag.show_default
