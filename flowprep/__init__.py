@@ -44,6 +44,7 @@ from flowprep.errors import (  # noqa: E402
     FlowprepError,
     FlowResultError,
     FrameSizeError,
+    OptionError,
     OutputError,
     WorkerDiedError,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "ExportError",
     "FlowResultError",
     "FrameSizeError",
+    "OptionError",
     "OutputError",
     "WorkerDiedError",
 ]

@@ -18,6 +18,7 @@ from flowprep.errors import ExportError as ExportError
 from flowprep.errors import FlowprepError as FlowprepError
 from flowprep.errors import FlowResultError as FlowResultError
 from flowprep.errors import FrameSizeError as FrameSizeError
+from flowprep.errors import OptionError as OptionError
 from flowprep.errors import OutputError as OutputError
 from flowprep.errors import WorkerDiedError as WorkerDiedError
 from flowprep.export import api as _export_api

@@ -20,7 +20,7 @@ from flowprep.builder.engine import ProgressBar, run_jobs
 from flowprep.builder.finalize import finalize, save_build_state
 from flowprep.builder.folder import BuildFolder, output_errors
 from flowprep.builder.job import ClipResult, JobSettings
-from flowprep.builder.options import worker_values
+from flowprep.builder.options import OPTIONS, worker_values
 from flowprep.builder.pack import PackState
 from flowprep.builder.packbuild import pack_own, staged, unpack_in_place
 from flowprep.builder.plan import Plan, class_folder_name, make_plan
@@ -143,14 +143,8 @@ def _check_source(cfg: BuildConfig) -> BuildConfig:
         if lst is not None:
             read_text_file(lst)  # the same for a list: missing, not a regular file, too big
     if cfg.engine == "dask":
-        cfg = dataclasses.replace(
-            cfg,
-            source=cfg.source.resolve(),
-            out=cfg.out.resolve(),
-            splits_source=cfg.splits_source.resolve() if cfg.splits_source else None,
-            train_list=cfg.train_list.resolve() if cfg.train_list else None,
-            val_list=cfg.val_list.resolve() if cfg.val_list else None,
-        )
+        paths = {n: getattr(cfg, n) for n, opt in OPTIONS.items() if opt.role == "path"}
+        cfg = dataclasses.replace(cfg, **{n: p.resolve() for n, p in paths.items() if p is not None})
     if cfg.classes is not None:
         available = list_classes(cfg.source, quiet=True)  # make_plan lists it again, and warns
         unknown = [c for c in cfg.classes if c not in available]

@@ -22,6 +22,7 @@ usage error). This module imports no click.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -298,6 +299,17 @@ def _active(cfg: ConfigView, opt: BuildOption) -> bool:
     return True
 
 
+def _at_default(cfg: Any, name: str, opt: BuildOption) -> bool:
+    """Whether an ``omit_default`` option has its field's default (then it is left out)."""
+    if not opt.omit_default:
+        return False
+    f = next(f for f in dataclasses.fields(cfg) if f.name == name)
+    if f.default is not dataclasses.MISSING:
+        return bool(getattr(cfg, name) == f.default)
+    factory: Callable[[], Any] = f.default_factory  # type: ignore[assignment]
+    return bool(getattr(cfg, name) == factory())
+
+
 def _json(value: Any, path_as: Callable[[Path], str]) -> Any:
     if isinstance(value, FlowEncoding):
         return value.to_dict()
@@ -313,7 +325,7 @@ def output_settings(cfg: ConfigView) -> dict[str, Any]:
     return {
         name: _json(getattr(cfg, name), str)
         for name, opt in OPTIONS.items()
-        if opt.role == "output" and _active(cfg, opt)
+        if opt.role == "output" and _active(cfg, opt) and not _at_default(cfg, name, opt)
     }
 
 
@@ -328,7 +340,7 @@ def state_values(cfg: ConfigView) -> dict[str, Any]:
             "active": _active(cfg, opt),
             "never": False,
         }[opt.stored]
-        if keep:
+        if keep and not _at_default(cfg, name, opt):
             out[name] = _json(value, lambda p: str(p.resolve()))
     return out
 

@@ -88,6 +88,9 @@ class BuildOption:
             scheduler, limits), never compared.
         group: ``"flow"``/``"pack"``: in the fingerprint only when the build computes flow / is packed
             (so that folder builds kept the fingerprint they had before packing existed).
+        omit_default: in the fingerprint and the build state only when not the field's default: an
+            option added later whose default builds what was built before keeps the fingerprints of
+            existing outputs (their builds resume instead of being refused as other settings).
         state: in ``.flowprep/build.json``: ``"always"``, ``"if_set"`` (only when not None/False: the
             states of older versions, which lack the key, read the same), ``"active"`` (only when the
             group is active) or ``"never"``; None: ``"always"`` for output and path options,
@@ -108,6 +111,7 @@ class BuildOption:
 
     role: Literal["output", "path", "run"] = "output"
     group: Literal["flow", "pack"] | None = None
+    omit_default: bool = False
     state: Literal["always", "if_set", "active", "never"] | None = None
     to_worker: Callable[[Any], Any] | None = None
     record: str | None = None

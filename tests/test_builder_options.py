@@ -137,6 +137,7 @@ class _WithGamma(BuildConfig):
 
 def test_a_new_option_flows_through_every_conversion(tmp_path, monkeypatch):
     row = BuildOption(
+        omit_default=True,
         to_worker=same,
         record="decode.gamma",
         cli=flag("--gamma", type=param("positive"), show_default=True, help="Gamma of the frames."),
@@ -145,10 +146,13 @@ def test_a_new_option_flows_through_every_conversion(tmp_path, monkeypatch):
     (tmp_path / "src").mkdir()
     cfg = _WithGamma(source=tmp_path / "src", out=tmp_path / "out", gamma=2.2)
     assert output_settings(cfg)["gamma"] == 2.2
-    assert fingerprint(output_settings(cfg)) != fingerprint(output_settings(dataclasses.replace(cfg, gamma=1.0)))
     assert state_values(cfg)["gamma"] == 2.2 and _WithGamma(out=cfg.out, **from_state(state_values(cfg))) == cfg
     assert worker_values(cfg)["gamma"] == 2.2
     assert record_values(cfg)["decode"]["gamma"] == 2.2
+    # at its default the option is absent: outputs built before it existed keep their fingerprint
+    old = dataclasses.replace(cfg, gamma=1.0)
+    assert fingerprint(output_settings(old)) == EARLIER[0][1] != fingerprint(output_settings(cfg))
+    assert "gamma" not in state_values(old) and _WithGamma(out=cfg.out, **from_state(state_values(old))) == old
 
 
 # --- the command line ------------------------------------------------------------------------------
