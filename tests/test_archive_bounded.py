@@ -9,12 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from helpers import (
-    ROOT,
-    build_args,
-    few_lines,
-    run_flowprep,
-)
+from helpers import ROOT, build_args, few_lines, run_flowprep
 
 
 def _zeros_zip(path: Path, member: str, size: int, method: int = zipfile.ZIP_DEFLATED) -> None:

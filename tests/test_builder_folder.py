@@ -14,12 +14,7 @@ import zipfile
 import pytest
 
 from flowprep.layout.record import read_record
-from helpers import (
-    build_args,
-    few_lines,
-    run_flowprep,
-    snapshot_outside,
-)
+from helpers import build_args, few_lines, run_flowprep, snapshot_outside
 
 
 def test_tampered_plan_cannot_delete_outside(walk_release, tmp_path):

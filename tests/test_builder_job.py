@@ -7,12 +7,7 @@ import zipfile
 
 from flowprep.layout.record import read_record
 from flowprep.synth import moving_frames, write_video
-from helpers import (
-    build_args,
-    clip_bytes,
-    few_lines,
-    run_flowprep,
-)
+from helpers import build_args, clip_bytes, few_lines, run_flowprep
 
 
 def test_frames_lost_to_decode_errors_are_recorded_and_warned(tmp_path):

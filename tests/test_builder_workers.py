@@ -13,9 +13,7 @@ from pathlib import Path
 import pytest
 
 from flowprep.synth import moving_frames, write_video
-from helpers import (
-    ROOT,
-)
+from helpers import ROOT
 
 
 def _children(pid: int) -> list[int]:

@@ -12,9 +12,7 @@ import pytest
 
 from flowprep.cli import one_line, os_error_line
 from flowprep.errors import FlowprepError
-from helpers import (
-    invoke_checked,
-)
+from helpers import invoke_checked
 
 # The main thread spends a minute inside one OpenCV call (a Gaussian blur with a huge sigma, what
 # bench-flow used to do), where Python cannot run its signal handler.

@@ -26,13 +26,7 @@ from flowprep.builder.plan import make_plan
 from flowprep.builder.shard import select_shard, shard_of
 from flowprep.errors import ConfigError
 from flowprep.layout.record import read_record
-from helpers import (
-    build_args,
-    few_lines,
-    run_cli,
-    run_flowprep,
-    tree_bytes,
-)
+from helpers import build_args, few_lines, run_cli, run_flowprep, tree_bytes
 
 CLASSES = ["walk", "run"]  # 12 clips of 8 frames: enough for 3 shards and 2 workers, fast
 

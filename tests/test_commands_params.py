@@ -6,10 +6,7 @@ from __future__ import annotations
 import pytest
 
 from flowprep.commands.params import CommaList, Shard, Size, finite
-from helpers import (
-    invoke_checked,
-    tree_names,
-)
+from helpers import invoke_checked, tree_names
 
 BAD_NUMBERS = [
     ["build", "SRC", "--out", "OUT", "--bound", "inf"],

@@ -23,9 +23,7 @@ from flowprep.flow import nvof_api as api
 from flowprep.flow.base import FlowBackend
 from flowprep.flow.registry import BACKENDS, backend_status, create_backend, resolve_auto
 from flowprep.synth import texture, translate
-from helpers import (
-    invoke_checked,
-)
+from helpers import invoke_checked
 
 RUNNABLE = [n for n in BACKENDS if backend_status(n)["available"]]
 # tiny frames for TV-L1 (slow); (dx, dy) is a sub-pixel shift well inside every backend's range

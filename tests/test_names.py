@@ -17,9 +17,7 @@ from flowprep.layout.names import (
     validate_component,
     warn_collisions,
 )
-from helpers import (
-    run_cli,
-)
+from helpers import run_cli
 
 
 @pytest.mark.parametrize("name", ["walk", "brush_hair", "sword_exercise", "Ärger", "a.b", "a#b", "x(1)&y!'z", "步行"])

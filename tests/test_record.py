@@ -26,11 +26,7 @@ from flowprep.layout.dataset_record import (
 from flowprep.layout.fields import FieldError
 from flowprep.layout.record import read_record, write_record
 from flowprep.layout.sections import DecodeInfo, FlowInfo, RgbInfo
-from helpers import (
-    invoke_checked,
-    mutate,
-    run_cli,
-)
+from helpers import invoke_checked, mutate, run_cli
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" / "record.schema.json").read_text())
 

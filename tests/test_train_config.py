@@ -5,10 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flowprep.errors import ConfigError
-from helpers import (
-    invoke_checked,
-    tree_names,
-)
+from helpers import invoke_checked, tree_names
 
 
 def test_train_refuses_out_inside_the_dataset(small_dataset):

@@ -6,10 +6,7 @@ from __future__ import annotations
 import os
 
 from flowprep.layout.images import container_problem
-from helpers import (
-    first_clip,
-    invoke_checked,
-)
+from helpers import first_clip, invoke_checked
 
 
 def test_verify_finds_truncated_images(small_dataset_copy):

@@ -1,4 +1,5 @@
-"""``flowprep export``: a checkpoint -> a deploy folder.
+"""The export stage's entry point, :func:`export` (``flowprep export``; config and summary in
+:mod:`flowprep.export.config`): a checkpoint -> a deploy folder.
 
 Folder contents::
 

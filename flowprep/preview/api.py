@@ -1,6 +1,8 @@
-"""``flowprep preview``: a self-contained static folder (``index.html`` + ``media/``) showing a built
-dataset: the record's summary, and per class a few clips as looping videos of RGB | flow colour
-wheel | u | v, decoded with the recorded encoding. Or one clip's side-by-side video (``video=``).
+"""The preview stage's entry point, :func:`preview` (``flowprep preview``; its config and summary
+are in :mod:`flowprep.preview.config`): a self-contained static folder (``index.html`` + ``media/``)
+showing a built dataset: the record's summary, and per class a few clips as looping videos of RGB |
+flow colour wheel | u | v, decoded with the recorded encoding. Or one clip's side-by-side video
+(``video=``).
 """
 
 from __future__ import annotations
