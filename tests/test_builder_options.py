@@ -213,7 +213,7 @@ def test_the_build_commands_have_the_declared_options():
     for name, opt in OPTIONS.items():
         for f in opt.cli:
             param_ = next(p for p in build_cmd.params if p.name == f.name)
-            if f.default is FIELD_DEFAULT and not (f.is_flag or f.multiple):
+            if f.default is FIELD_DEFAULT and not (f.is_flag or f.multiple or f.required):
                 assert param_.default == defaults[name], name
 
 
