@@ -4,9 +4,9 @@ Importing :mod:`flowprep.cli` takes a second or two (every command module and th
 names, numpy, click). Until :func:`flowprep.cli.main` installs its signal handlers, Python's
 default Ctrl-C handler raises KeyboardInterrupt wherever the import is, and SIGTERM kills the
 process silently. :func:`main` answers both with ``flowprep: interrupted`` on stderr and exit status
-130 (SIGINT) or 143 (SIGTERM, 128 + 15, what a shell reports for a process killed by it). Once the
-CLI's handlers are in place they take over (the command's own cleanup and messages). This module
-imports only the standard library and the cheap package root; a signal during interpreter
+130 (SIGINT) or 143 (SIGTERM, 128 + 15, what a shell reports for a process killed by it), as the
+CLI does once its handlers are in place (the command's own cleanup and messages). This module
+imports only the standard library, the cheap package root and :mod:`flowprep.errors`; a signal during interpreter
 start-up, before it runs, still gets Python's default answer.
 """
 
@@ -15,13 +15,11 @@ from __future__ import annotations
 import signal
 import sys
 
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM before the CLI's handlers are installed."""
+from flowprep.errors import Terminated, interrupt_status
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
-    raise _Terminated
+    raise Terminated
 
 
 def main() -> int:
@@ -37,5 +35,5 @@ def main() -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("flowprep: interrupted", file=sys.stderr, flush=True)
-        return 128 + (signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT)
+        return interrupt_status(exc)
     return 0

@@ -7,6 +7,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, Slurm's time limit, Kubernetes), raised where Ctrl-C raises KeyboardInterrupt:
+    the same clean-up, then exit status 143 (128 + 15, what a shell reports for it) instead of 130."""
+
+
+def interrupt_status(exc: BaseException) -> int:
+    """The exit status for an interrupt: 143 for :class:`Terminated` (SIGTERM), else 130 (Ctrl-C)."""
+    return 143 if isinstance(exc, Terminated) else 130
+
+
 class FlowprepError(Exception):
     """A problem the user can fix (bad input, missing tool, wrong configuration).
 
