@@ -36,7 +36,8 @@ def main() -> None:
 
     import torch
 
-    from flowprep.train.loop import TrainConfig, train
+    from flowprep.train.config import TrainConfig
+    from flowprep.train.loop import train
     from flowprep.train.synthdata import make_tao_dataset
 
     rows = []

@@ -21,7 +21,9 @@ releases; these names stay.
 is imported on first use, with what it needs (``flowprep.train_model`` imports torch). Each stage
 lives in its own package (``archive``, ``datasets``, ``video``, ``flow``, ``layout``, ``builder``,
 ``loader``, ``train``, ``export``, ``serve``, ``preview``, ``doctor``) and exposes plain typed
-functions; ``flowprep.cli`` only parses and reports.
+functions; the click commands (``flowprep.commands``, registered by ``flowprep.cli``) only parse
+and report. Below the stages: ``fsio`` (the one gate to the file system), ``limits``, ``env``,
+``errors`` (docs/architecture.md has the layers).
 """
 
 import importlib
@@ -42,6 +44,7 @@ from flowprep.errors import (  # noqa: E402
     FlowprepError,
     FlowResultError,
     FrameSizeError,
+    OptionError,
     OutputError,
     WorkerDiedError,
 )
@@ -87,8 +90,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "InferConfig": ("flowprep.serve.config", "InferConfig"),
     "InferSummary": ("flowprep.serve.config", "InferSummary"),
     "preview_dataset": ("flowprep.preview.api", "preview"),
-    "PreviewConfig": ("flowprep.preview.api", "PreviewConfig"),
-    "PreviewSummary": ("flowprep.preview.api", "PreviewSummary"),
+    "PreviewConfig": ("flowprep.preview.config", "PreviewConfig"),
+    "PreviewSummary": ("flowprep.preview.config", "PreviewSummary"),
 }
 
 __all__ = [
@@ -106,6 +109,7 @@ __all__ = [
     "ExportError",
     "FlowResultError",
     "FrameSizeError",
+    "OptionError",
     "OutputError",
     "WorkerDiedError",
 ]

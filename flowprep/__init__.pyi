@@ -18,6 +18,7 @@ from flowprep.errors import ExportError as ExportError
 from flowprep.errors import FlowprepError as FlowprepError
 from flowprep.errors import FlowResultError as FlowResultError
 from flowprep.errors import FrameSizeError as FrameSizeError
+from flowprep.errors import OptionError as OptionError
 from flowprep.errors import OutputError as OutputError
 from flowprep.errors import WorkerDiedError as WorkerDiedError
 from flowprep.export import api as _export_api
@@ -34,8 +35,8 @@ from flowprep.layout.verify import verify as verify
 from flowprep.loader import ClipDataset as ClipDataset
 from flowprep.loader import ShardStream as ShardStream
 from flowprep.preview import api as _preview_api
-from flowprep.preview.api import PreviewConfig as PreviewConfig
-from flowprep.preview.api import PreviewSummary as PreviewSummary
+from flowprep.preview.config import PreviewConfig as PreviewConfig
+from flowprep.preview.config import PreviewSummary as PreviewSummary
 from flowprep.serve.api import infer as infer
 from flowprep.serve.config import InferConfig as InferConfig
 from flowprep.serve.config import InferSummary as InferSummary

@@ -1,3 +1,5 @@
-from flowprep.cli import main
+import sys
 
-main()
+from flowprep.entry import main
+
+sys.exit(main())

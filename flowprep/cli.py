@@ -2,16 +2,16 @@
 
 Every command is a thin click wrapper over a typed function in its stage's package. Errors of the
 :class:`~flowprep.errors.FlowprepError` family become one line on stderr and exit status 1; usage
-errors (click's) exit 2. Commands live in the modules listed in :data:`COMMAND_MODULES`, each of
-which defines ``COMMANDS`` (a list of click commands); they are imported when the CLI starts, and
-import their heavy dependencies (torch, onnxruntime, ...) only inside the command body.
+errors (click's) exit 2. Commands live in the :mod:`flowprep.commands` package, one module per
+subject, each defining ``COMMANDS`` (a list of click commands); this module imports them by name
+(:data:`COMMAND_MODULES`) and registers them. They import their heavy dependencies (torch,
+onnxruntime, ...) only inside the command body.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import importlib
 import logging
 import os
 import signal
@@ -22,19 +22,12 @@ from concurrent.futures import BrokenExecutor
 
 import click
 
-from flowprep.errors import FlowprepError
+from flowprep.commands import build, dataset, doctor, export, flow, preview, serve, train
+from flowprep.errors import FlowprepError, Terminated, interrupt_status
 from flowprep.fsio import printable
 
-#: modules that define ``COMMANDS``
-COMMAND_MODULES = [
-    "flowprep.flow.commands",
-    "flowprep.builder.commands",
-    "flowprep.train.commands",
-    "flowprep.export.commands",
-    "flowprep.serve.commands",
-    "flowprep.preview.commands",
-    "flowprep.doctor.commands",
-]
+#: the command modules, each defining ``COMMANDS``
+COMMAND_MODULES = (flow, build, dataset, train, export, serve, preview, doctor)
 
 
 _RESUME_HINTS = {
@@ -122,10 +115,10 @@ class _Group(click.Group):
             first = printable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, escape=True)
             click.echo(f"flowprep: error: a worker process died ({first}){hint}", err=True)
             ctx.exit(1)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             hint = _RESUME_HINTS.get(ctx.invoked_subcommand or "", "")
             click.echo(f"flowprep: interrupted{hint}", err=True)
-            ctx.exit(130)
+            ctx.exit(interrupt_status(exc))
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -158,7 +151,7 @@ def cli(verbose: int, quiet: bool) -> None:
 
 
 for _mod in COMMAND_MODULES:
-    for _cmd in importlib.import_module(_mod).COMMANDS:
+    for _cmd in _mod.COMMANDS:
         cli.add_command(_cmd)
 
 
@@ -173,10 +166,11 @@ class _SignalWatch:
     numpy or driver call waits for that call to return (minutes for a large frame). The C-level
     handler still writes the signal number to a wakeup socket at once (:func:`signal.set_wakeup_fd`);
     a watcher thread reads it, and when the Python handler has not run within :data:`STUCK_GRACE`
-    seconds it prints the same line as a handled interrupt and ends the process (exit 130). The
-    normal path is unchanged: the handler raises KeyboardInterrupt, which stops workers and removes
-    temporary folders (the CLI prints ``flowprep: interrupted``). SIGTERM (kill, Slurm's time limit,
-    Kubernetes) takes the same path as Ctrl-C.
+    seconds it prints the same line as a handled interrupt and ends the process (exit 130 for
+    Ctrl-C, 143 for SIGTERM). The normal path is unchanged: the handler raises KeyboardInterrupt, which
+    stops workers and removes temporary folders (the CLI prints ``flowprep: interrupted``). SIGTERM
+    (kill, Slurm's time limit, Kubernetes) takes the same path as Ctrl-C, raising
+    :class:`~flowprep.errors.Terminated` (a KeyboardInterrupt) so that it exits 143.
     """
 
     def __init__(self) -> None:
@@ -195,7 +189,7 @@ class _SignalWatch:
 
     def _on_signal(self, signum, frame) -> None:
         self.handled.set()
-        raise KeyboardInterrupt
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
     def _watch(self, reader: socket.socket) -> None:
         wanted = {signal.SIGINT, signal.SIGTERM}
@@ -203,13 +197,14 @@ class _SignalWatch:
             data = reader.recv(64)
             if not data:
                 return
-            if not wanted.intersection(data):
+            got = [sig for sig in data if sig in wanted]
+            if not got:
                 continue  # SIGCHLD and the like, when a library installed a Python handler for them
             if self.handled.wait(STUCK_GRACE):
                 self.handled.clear()
                 continue
             os.write(2, b"flowprep: interrupted (stopped inside a long computation)\n")
-            os._exit(130)
+            os._exit(143 if signal.SIGTERM in got else 130)
 
 
 def _no_wakeup_fd() -> None:

@@ -15,9 +15,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from flowprep.synth import DEMO_CLASSES  # defined beside the other synthetic data; also importable here
+from flowprep.synth import DEMO_CLASSES
 
-__all__ = ["DEMO_CLASSES", "make_demo_release", "main"]
+__all__ = ["make_demo_release", "main"]
 
 
 def make_demo_release(folder: Path) -> tuple[Path, Path]:

@@ -7,6 +7,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, Slurm's time limit, Kubernetes), raised where Ctrl-C raises KeyboardInterrupt:
+    the same clean-up, then exit status 143 (128 + 15, what a shell reports for it) instead of 130."""
+
+
+def interrupt_status(exc: BaseException) -> int:
+    """The exit status for an interrupt: 143 for :class:`Terminated` (SIGTERM), else 130 (Ctrl-C)."""
+    return 143 if isinstance(exc, Terminated) else 130
+
+
 class FlowprepError(Exception):
     """A problem the user can fix (bad input, missing tool, wrong configuration).
 
@@ -17,6 +27,15 @@ class FlowprepError(Exception):
 
 class ConfigError(FlowprepError):
     """Options that contradict each other or the state of the output folder."""
+
+
+class OptionError(ConfigError):
+    """One option's value is not one it can take. ``option`` names it (``"--flow-param"``), or None
+    when the message says which: the command line shows it as click shows a bad value (exit 2)."""
+
+    def __init__(self, message: str, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 class ArchiveError(FlowprepError):

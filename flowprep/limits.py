@@ -2,7 +2,7 @@
 :func:`json_safe` for reports whose numbers may be missing (nan or inf).
 
 Library callers get :class:`~flowprep.errors.ConfigError` from :func:`check_finite`; the CLI checks
-the same limits earlier with :mod:`flowprep.cliparams` (a usage error, exit 2).
+the same limits earlier with :mod:`flowprep.commands.params` (a usage error, exit 2).
 """
 
 from __future__ import annotations

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 from click.testing import CliRunner
 
+#: the worktree root: subprocesses run this checkout's flowprep (PYTHONPATH)
+ROOT = Path(__file__).resolve().parents[1]
 #: run-specific files a byte-for-byte comparison of two builds leaves out (timings, absolute paths)
 IGNORED = {"build_report.json", "tao_dataset_spec.yaml"}
 
@@ -172,3 +176,76 @@ def make_ucf101_release(root: Path, groups: int = 4, clips_per_group: int = 2, f
             (lists / name).write_bytes(text.encode())
             zf.writestr(f"ucfTrainTestlist/{name}", text.encode())
     return {"folder": top, "rar": rar, "zip": zpath, "lists": lists}
+
+
+# ---- hostile and unlucky input (the I/O safety tests) ---------------------------------------------
+
+
+def invoke_checked(*args, code: int) -> str:
+    """Run ``flowprep ARGS`` in-process; check the status, no traceback, a short stderr."""
+    from flowprep.cli import cli
+
+    res = CliRunner().invoke(cli, [str(a) for a in args])
+    assert res.exit_code == code, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert "Traceback" not in res.output
+    assert len(res.stderr.strip().splitlines()) <= 4, res.stderr
+    return res.output
+
+
+def tree_names(folder: Path) -> set[str]:
+    """Every path under ``folder``, relative."""
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def first_clip(ds: Path) -> Path:
+    """The folder of the first clip in the record of dataset ``ds``."""
+    from flowprep.layout.record import read_record
+
+    return ds / read_record(ds).clips[0].id
+
+
+def clip_bytes(seed: int = 0, frames: int = 6) -> bytes:
+    """A small real mpeg4 AVI (``frames`` frames of 32x48), as bytes."""
+    from flowprep.synth import moving_frames, write_video
+
+    cache = Path(os.environ.get("TMPDIR", "/tmp")) / f"flowprep-test-clip-{seed}-{frames}-{os.getpid()}.avi"
+    if not cache.is_file():
+        write_video(cache, moving_frames(frames, 32, 48, (1.0, 0.5), seed))
+    return cache.read_bytes()
+
+
+def run_flowprep(*args: object, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the CLI in a subprocess (this worktree's code) and check its stderr has no traceback."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    r = subprocess.run(
+        [sys.executable, "-m", "flowprep", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
+    assert "Traceback" not in r.stderr, r.stderr
+    return r
+
+
+def few_lines(r: subprocess.CompletedProcess, n: int = 4) -> bool:
+    """Whether ``r``'s stderr has at most ``n`` non-blank lines."""
+    return len([x for x in r.stderr.splitlines() if x.strip()]) <= n
+
+
+def snapshot_outside(parent: Path, out: Path) -> dict[str, bytes | None]:
+    """Every path under ``parent`` outside ``out`` (files with their bytes, folders and links as None)."""
+    found: dict[str, bytes | None] = {}
+    for dirpath, dirnames, filenames in os.walk(parent):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if here / d != out]
+        for name in dirnames + filenames:
+            p = here / name
+            found[str(p.relative_to(parent))] = p.read_bytes() if p.is_file() and not p.is_symlink() else None
+    return found
+
+
+def build_args(src: Path, out: Path, *extra: object) -> list[object]:
+    """``flowprep build`` of ``src`` into ``out`` with DIS flow, one job, split by clip."""
+    return ["build", src, "--out", out, "--flow", "dis", "-j", "1", "--no-progress", "--split-by", "clip", *extra]

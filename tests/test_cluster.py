@@ -6,12 +6,14 @@ datasets, and workers or shards that die must lose nothing.
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
 import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from flowprep.builder.plan import make_plan
 from flowprep.builder.shard import select_shard, shard_of
 from flowprep.errors import ConfigError
 from flowprep.layout.record import read_record
-from helpers import run_cli, tree_bytes
+from helpers import build_args, few_lines, run_cli, run_flowprep, tree_bytes
 
 CLASSES = ["walk", "run"]  # 12 clips of 8 frames: enough for 3 shards and 2 workers, fast
 
@@ -491,3 +493,19 @@ def test_gpu_backend_gets_this_workers_gpu(monkeypatch, tmp_path):
     job._backend(settings)
     job._backend(settings)  # one backend per process
     assert made == [("nvof", {"preset": "fast", "gpu": 2})]  # slot 0 of a fresh scope -> first listed GPU
+
+
+def test_scheduler_address_and_timeout(walk_release, tmp_path):
+    pytest.importorskip("distributed")
+    args = build_args(walk_release, tmp_path / "out", "--engine", "dask")
+    r = run_flowprep(*args, "--scheduler", "not an address")
+    assert r.returncode == 2 and "--scheduler" in r.stderr
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        addr = f"tcp://127.0.0.1:{server.server_address[1]}"
+        r = run_flowprep(*args, "--scheduler", addr, "--scheduler-timeout", "2", timeout=60)
+    finally:
+        server.shutdown()
+    assert r.returncode == 1 and few_lines(r, 2) and "Dask scheduler" in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()

@@ -16,7 +16,7 @@ pytest.importorskip("onnxruntime")
 
 from flowprep.cli import cli  # noqa: E402
 from flowprep.errors import ExportError  # noqa: E402
-from flowprep.export import configs, onnx_export  # noqa: E402
+from flowprep.export import deploy_files, onnx_export  # noqa: E402
 from flowprep.export.tensorrt import Profile, build_engine, tensorrt_status, trtexec_command  # noqa: E402
 from flowprep.loader.spec import input_shapes  # noqa: E402
 from flowprep.train.checkpoint import save_checkpoint  # noqa: E402
@@ -84,7 +84,7 @@ def test_export_parity_and_configs(tmp_path, arch, modality):
     assert (out / "labels.txt").read_text().splitlines() == CLASSES
 
     # Triton
-    tri = configs.parse_pbtxt((out / "config.pbtxt").read_text())
+    tri = deploy_files.parse_pbtxt((out / "config.pbtxt").read_text())
     assert tri["platform"] == "onnxruntime_onnx" and tri["max_batch_size"] == 6 and tri["name"] == "deploy"
     assert {i["name"]: tuple(i["dims"]) for i in tri["input"]} == shapes
     assert [(o["name"], o["dims"]) for o in tri["output"]] == [("fc_pred", [3])]
@@ -101,7 +101,7 @@ def test_export_parity_and_configs(tmp_path, arch, modality):
         assert not pre.exists() and not inf.exists()
         assert "DeepStream" in res.output and "flow" in rec["deepstream"]["note"]
         return
-    p = configs.parse_ini(pre.read_text())
+    p = deploy_files.parse_ini(pre.read_text())
     want = "4;12;32;32" if arch == "2d" else "4;3;4;32;32"
     assert p["property"]["network-input-shape"] == want
     assert [int(x) for x in want.split(";")[1:]] == list(shapes["input_rgb"])
@@ -110,10 +110,10 @@ def test_export_parity_and_configs(tmp_path, arch, modality):
     scales = [float(x) for x in p["user-configs"]["channel-scale-factors"].split(";")]
     assert scales == pytest.approx([1 / 127.5] * 3, rel=1e-6)
     assert p["user-configs"]["channel-mean-offsets"] == "127.5;127.5;127.5"
-    i = configs.parse_ini(inf.read_text())["property"]
+    i = deploy_files.parse_ini(inf.read_text())["property"]
     assert (out / i["onnx-file"]).is_file() and i["network-type"] == "1" and i["batch-size"] == "4"
     assert (out / i["labelfile-path"]).read_text().strip() == ";".join(CLASSES)
-    app = configs.parse_ini((out / "deepstream_action_recognition_config.txt").read_text())["action-recognition"]
+    app = deploy_files.parse_ini((out / "deepstream_action_recognition_config.txt").read_text())["action-recognition"]
     assert app["preprocess-config"] == pre.name and app["infer-config"] == inf.name
 
 
@@ -254,11 +254,11 @@ def test_build_engine_on_gpu(tmp_path):
 
 def test_pbtxt_parser_handles_repeated_blocks():
     text = 'name: "x"\ninput { name: "a" dims: [ 1, 2 ] }\ninput { name: "b" dims: [3] }\n# c\nmax_batch_size: 4\n'
-    d = configs.parse_pbtxt(text)
+    d = deploy_files.parse_pbtxt(text)
     assert d["name"] == "x" and d["max_batch_size"] == 4
     assert [i["name"] for i in d["input"]] == ["a", "b"] and d["input"][0]["dims"] == [1, 2]
     assert np.isclose(
-        float(configs.deepstream_preprocess("3d", 32, 224, 4).split("channel-scale-factors=")[1].split(";")[0]),
+        float(deploy_files.deepstream_preprocess("3d", 32, 224, 4).split("channel-scale-factors=")[1].split(";")[0]),
         0.007843137,
     )
 
@@ -329,14 +329,14 @@ def test_an_export_that_fails_after_the_onnx_step_leaves_nothing_deployable(tmp_
     def dies(*args, **kwargs):
         raise ExportError("killed after the ONNX step")
 
-    monkeypatch.setattr(configs, "triton_config", dies)
+    monkeypatch.setattr(deploy_files, "triton_config", dies)
     res = CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(out)])
     assert res.exit_code == 1 and "killed after the ONNX step" in res.output, res.output
     assert list(out.iterdir()) == []  # no model.onnx or labels.txt without their record
     monkeypatch.undo()
     assert CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(out)]).exit_code == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    monkeypatch.setattr(configs, "triton_config", dies)
+    monkeypatch.setattr(deploy_files, "triton_config", dies)
     res = CliRunner().invoke(cli, ["export", str(make_checkpoint(tmp_path / "of.pt", "2d", "of")), "--out", str(out)])
     assert res.exit_code == 1, res.output
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the earlier export, whole

@@ -11,12 +11,19 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from flowprep.errors import BackendNotInstalledError, BackendUnavailableError, ConfigError
-from flowprep.flow import nvof, registry, vpi
+from flowprep.cli import cli
+from flowprep.errors import (
+    BackendNotInstalledError,
+    BackendUnavailableError,
+    ConfigError,
+    FrameSizeError,
+)
+from flowprep.flow import nvof, nvof_session, registry, vpi
 from flowprep.flow import nvof_api as api
 from flowprep.flow.base import FlowBackend
 from flowprep.flow.registry import BACKENDS, backend_status, create_backend, resolve_auto
 from flowprep.synth import texture, translate
+from helpers import invoke_checked
 
 RUNNABLE = [n for n in BACKENDS if backend_status(n)["available"]]
 # tiny frames for TV-L1 (slow); (dx, dy) is a sub-pixel shift well inside every backend's range
@@ -125,7 +132,6 @@ def test_resolve_auto_nothing(monkeypatch):
 
 
 def test_named_backend_that_cannot_run_is_one_line_error():
-    from flowprep.cli import cli
 
     res = CliRunner().invoke(cli, ["bench-flow", "--flow", "nvof", "--magnitudes", "2", "--pairs-per-magnitude", "1"])
     assert res.exit_code == 1
@@ -175,7 +181,6 @@ def test_parameter_names_from_defaults_or_signature():
 
 
 def test_unknown_flow_param_in_build_is_one_line(tmp_path):
-    from flowprep.cli import cli
 
     res = CliRunner().invoke(
         cli, ["build", str(tmp_path), "--out", str(tmp_path / "out"), "--flow", "dis", "--flow-param", "foo=1"]
@@ -189,7 +194,6 @@ def test_unknown_flow_param_in_build_is_one_line(tmp_path):
 
 
 def test_backends_command():
-    from flowprep.cli import cli
 
     res = CliRunner().invoke(cli, ["backends"])
     assert res.exit_code == 0, res.output
@@ -263,9 +267,9 @@ def test_struct_layouts():
 
 
 def test_choose_grid():
-    assert nvof.choose_grid(1, [1, 2, 4]) == 1
-    assert nvof.choose_grid(1, [4]) == 4  # Turing
-    assert nvof.choose_grid(2, [1, 4]) == 4
+    assert nvof_session.choose_grid(1, [1, 2, 4]) == 1
+    assert nvof_session.choose_grid(1, [4]) == 4  # Turing
+    assert nvof_session.choose_grid(2, [1, 4]) == 4
 
 
 def _libs(missing):
@@ -471,3 +475,41 @@ def test_dis_result_does_not_depend_on_earlier_frame_sizes():
         used = create_backend(name)
         used.calc(*small)
         assert np.array_equal(used.calc(*pair), fresh), name
+
+
+def test_dis_refuses_frames_it_would_crash_on():
+    from flowprep.flow.registry import create_backend
+
+    dis = create_backend("dis")
+    for h, w in ((1, 1), (4, 4), (12, 40)):  # OpenCV's DIS segfaults on 12x40
+        with pytest.raises(FrameSizeError):
+            dis.calc(np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8))
+
+
+@pytest.mark.parametrize("side", [1, 4])
+def test_tiny_frames_with_dis(side, tiny_models, tmp_path):
+    import cv2
+
+    from flowprep.flow.flo import write_flo
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        cv2.imwrite(str(frames / f"{i:04d}.png"), rng.integers(0, 255, (side, side, 3), dtype=np.uint8))
+    write_flo(tmp_path / "gt.flo", np.zeros((side, side, 2), np.float32))
+    out = invoke_checked("infer", frames, "--model", tiny_models["of"], "--fps", "10", "--flow", "dis", code=1)
+    assert "too small for the dis backend" in out
+    out = invoke_checked(
+        "bench-flow",
+        "--flow",
+        "dis",
+        "--pairs-per-magnitude",
+        "0",
+        "--pair",
+        frames / "0000.png",
+        frames / "0001.png",
+        tmp_path / "gt.flo",
+        code=1,
+    )
+    assert "too small for the dis backend" in out

@@ -369,7 +369,7 @@ def test_library_entry_points_apply_the_same_policy(tmp_path: Path):
 
 def test_nothing_parses_json_or_takes_a_path_outside_the_gate():
     """Every JSON file goes through fsio.read_json/parse_json (size and depth limits), and every CLI
-    path through cliparams.SafePath (the path policy): a new reader or option cannot skip them."""
+    path through commands.params.SafePath (the path policy): a new reader or option cannot skip them."""
     import re
 
     root = Path(fsio.__file__).resolve().parents[1]
@@ -379,6 +379,6 @@ def test_nothing_parses_json_or_takes_a_path_outside_the_gate():
         text = path.read_text(encoding="utf-8")
         if rel != "fsio/reading.py" and re.search(r"\bjson\.loads?\(", text):
             offenders.append(f"{rel}: json.load")
-        if rel != "cliparams.py" and "click.Path(" in text:
+        if rel != "commands/params.py" and "click.Path(" in text:
             offenders.append(f"{rel}: click.Path")
     assert offenders == []

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
-from flowprep.errors import ConfigError
+from flowprep.errors import ConfigError, FlowprepError
 from flowprep.fsio import name_problem
 from flowprep.layout.names import (
     check_class_name,
     class_name_collisions,
     class_name_problem,
     collision_key,
+    validate_component,
     warn_collisions,
 )
+from helpers import run_cli
 
 
 @pytest.mark.parametrize("name", ["walk", "brush_hair", "sword_exercise", "Ärger", "a.b", "a#b", "x(1)&y!'z", "步行"])
@@ -72,7 +75,6 @@ def test_collisions_warn(caplog):
 
 def test_build_refuses_a_class_name_that_would_shift_deepstream_labels(tmp_path):
     from flowprep.synth import moving_frames, write_video
-    from helpers import run_cli
 
     (tmp_path / "rel" / "a;b").mkdir(parents=True)
     (tmp_path / "rel" / "run").mkdir()
@@ -125,3 +127,10 @@ def test_random_names_raise_only_config_errors():
         else:
             assert why is None
         assert collision_key(name) == collision_key(collision_key(name))
+
+
+def test_validate_component():
+    assert validate_component("run(fast)&more!", "clip") == "run(fast)&more!"
+    for bad in ("..", ".", "", "a/b", "/etc", "a\0b", os.fsdecode(b"\xff")):
+        with pytest.raises(FlowprepError):
+            validate_component(bad, "clip")

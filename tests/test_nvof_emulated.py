@@ -199,8 +199,7 @@ def test_multi_gpu_build_each_worker_its_own_device(stub13, tmp_path):
 import shutil
 from pathlib import Path
 from flowprep.archive.rar4 import make_hmdb51_rars
-from flowprep.demo import DEMO_CLASSES
-from flowprep.synth import make_release_folder
+from flowprep.synth import DEMO_CLASSES, make_release_folder
 root = Path({str(tmp_path)!r})
 make_release_folder(root / "unpacked", DEMO_CLASSES, sources_per_class=2, clips_per_source=1, frames=5,
                     height=48, width=64, seed=3)

@@ -206,7 +206,7 @@ def test_verify_finds_damaged_missing_and_stray_shards(packed, tmp_path):
 )
 def test_pack_option_errors_are_one_line(tiny_release, tmp_path, args, message):
     r = run_cli("build", tiny_release, "--out", tmp_path / "x", "--pack", "webdataset", *args)
-    assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
 
 
 def test_pack_and_unpack_refuse_the_wrong_kind(folder, packed, tmp_path):
@@ -234,7 +234,8 @@ def test_webdataset_library_reads_the_shards(packed):
 @pytest.mark.slow
 def test_train_and_evaluate_give_the_same_numbers_on_packed_and_folder(folder, packed, tmp_path):
     pytest.importorskip("torch")
-    from flowprep.train.api import EvalConfig, TrainConfig, evaluate, train
+    from flowprep.train.api import evaluate, train
+    from flowprep.train.config import EvalConfig, TrainConfig
 
     logs, tops = [], []
     for name, ds in (("folder", folder), ("packed", packed)):

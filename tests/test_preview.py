@@ -16,7 +16,8 @@ import pytest
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.flow.visualize import flow_to_color
 from flowprep.layout.record import read_record
-from flowprep.preview.api import PreviewConfig, preview, resolve_clip, select_clips
+from flowprep.preview.api import preview, resolve_clip, select_clips
+from flowprep.preview.config import PreviewConfig
 from flowprep.preview.page import esc
 from helpers import run_cli, unavailable
 

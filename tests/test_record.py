@@ -26,7 +26,7 @@ from flowprep.layout.dataset_record import (
 from flowprep.layout.fields import FieldError
 from flowprep.layout.record import read_record, write_record
 from flowprep.layout.sections import DecodeInfo, FlowInfo, RgbInfo
-from helpers import mutate, run_cli
+from helpers import invoke_checked, mutate, run_cli
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" / "record.schema.json").read_text())
 
@@ -327,3 +327,44 @@ def test_property_any_json_value_raises_only_field_errors():
             pass
 
     check()
+
+
+TAMPER = {
+    "classes deleted": lambda r: r.pop("classes"),
+    "clips null": lambda r: r.__setitem__("clips", None),
+    "frames a string": lambda r: r["clips"][0].__setitem__("frames", "6"),
+    "clip name ..": lambda r: r["clips"][0].__setitem__("name", ".."),
+    "clip id escapes": lambda r: r["clips"][0].__setitem__("id", "../../outside"),
+    "class name ..": lambda r: r.__setitem__("classes", ["..", "walk"]),
+    "absolute name": lambda r: r["clips"][0].__setitem__("name", "/etc"),
+    "name not a string": lambda r: r["clips"][0].__setitem__("name", 5),
+    "encoding damaged": lambda r: r.__setitem__("encoding", {"mode": "fixed", "bound": "x"}),
+    "clip not an object": lambda r: r["clips"].__setitem__(0, []),
+    # nested fields the preview page and stats format (they tracebacked before the schema covered them)
+    "split a list": lambda r: r.__setitem__("split", [1]),
+    "source a string": lambda r: r.__setitem__("source", "x"),
+    "flow a string": lambda r: r.__setitem__("flow", "x"),
+    "decode a number": lambda r: r.__setitem__("decode", 7),
+    "normalization a number": lambda r: r.__setitem__("normalization", 3),
+    "counts per class a number": lambda r: r.__setitem__("counts", {"walk": 5}),
+    "planned counts a string": lambda r: r["split"].__setitem__("counts", {"walk": {"train": "3"}}),
+    "source size a string": lambda r: r["source"].__setitem__("files", [{"name": "a", "size": "big"}]),
+    "clip listed twice": lambda r: r["clips"].append(dict(r["clips"][0])),
+    "clip source null": lambda r: r["clips"][0].__setitem__("source", None),
+    "clip source deleted": lambda r: r["clips"][0].pop("source"),
+}
+
+
+@pytest.mark.parametrize("tamper", TAMPER.values(), ids=TAMPER.keys())
+def test_tampered_record_is_one_line(tamper, small_dataset_copy):
+    rec = json.loads((small_dataset_copy / "flowprep.json").read_text())
+    tamper(rec)
+    (small_dataset_copy / "flowprep.json").write_text(json.dumps(rec))
+    for args in (
+        ["verify", small_dataset_copy],
+        ["stats", small_dataset_copy],
+        ["preview", small_dataset_copy, "--out", small_dataset_copy.parent / "p"],
+    ):
+        out = invoke_checked(*args, code=1)
+        assert "flowprep.json" in out and len(out.strip().splitlines()) == 1
+    assert not (small_dataset_copy.parent / "p").exists()

@@ -23,8 +23,7 @@ import pytest
 
 from flowprep.archive.rar4 import make_hmdb51_rars
 from flowprep.builder.shard import shard_of
-from flowprep.demo import DEMO_CLASSES
-from flowprep.synth import make_release_folder
+from flowprep.synth import DEMO_CLASSES, make_release_folder
 from helpers import tree_bytes, unavailable
 
 pytestmark = pytest.mark.slow

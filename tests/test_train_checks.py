@@ -13,17 +13,17 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from flowprep.errors import ConfigError, FlowprepError  # noqa: E402
+from flowprep.errors import CheckpointError, ConfigError, FlowprepError  # noqa: E402
 from flowprep.layout.dataset_record import record_from_dict  # noqa: E402
 from flowprep.layout.fields import Fields  # noqa: E402
 from flowprep.layout.sections import recipe_from  # noqa: E402
 from flowprep.train.checkpoint import (  # noqa: E402
-    CheckpointError,
     load_checkpoint,
     recipe_differences,
     save_checkpoint,
 )
-from flowprep.train.evaluate import evaluate, resolve_side  # noqa: E402
+from flowprep.train.config import resolve_side  # noqa: E402
+from flowprep.train.evaluate import evaluate  # noqa: E402
 from flowprep.train.models import build_model, init_from_imagenet  # noqa: E402
 from flowprep.train.synthdata import make_tao_dataset  # noqa: E402
 from helpers import run_cli  # noqa: E402

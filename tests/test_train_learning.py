@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch")
 from click.testing import CliRunner  # noqa: E402
 
 from flowprep.cli import cli  # noqa: E402
-from flowprep.train.loop import TrainConfig, train  # noqa: E402
+from flowprep.train.config import TrainConfig  # noqa: E402
+from flowprep.train.loop import train  # noqa: E402
 from flowprep.train.synthdata import make_tao_dataset  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -6,11 +6,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from flowprep.errors import FlowprepError  # noqa: E402
+from flowprep.errors import CheckpointError, FlowprepError  # noqa: E402
 from flowprep.loader.spec import input_shapes  # noqa: E402
 from flowprep.loader.torchdata import to_model_inputs  # noqa: E402
 from flowprep.train.checkpoint import (  # noqa: E402
-    CheckpointError,
     load_checkpoint,
     model_from_checkpoint,
     save_checkpoint,

@@ -20,6 +20,7 @@ from flowprep.builder.engine import ProgressBar, run_jobs
 from flowprep.builder.finalize import finalize, save_build_state
 from flowprep.builder.folder import BuildFolder, output_errors
 from flowprep.builder.job import ClipResult, JobSettings
+from flowprep.builder.options import OPTIONS, worker_values
 from flowprep.builder.pack import PackState
 from flowprep.builder.packbuild import pack_own, staged, unpack_in_place
 from flowprep.builder.plan import Plan, class_folder_name, make_plan
@@ -115,24 +116,17 @@ def _resolve_flow(cfg: BuildConfig) -> dict[str, Any] | None:
 
 
 def job_settings(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> JobSettings:
+    """What every clip job of the build gets: the options declared for the workers
+    (:func:`~flowprep.builder.options.worker_values`), the resolved flow backend and this run's
+    process and GPU-slot bookkeeping."""
     return JobSettings(
-        out=str(cfg.out),
-        layout=cfg.layout,
+        **worker_values(cfg),
         rgb=cfg.needs_rgb,
         flow=cfg.needs_flow,
         flow_name=flow_info["name"] if flow_info else None,
         flow_params=dict(flow_info["params"]) if flow_info else {},
-        encoding=cfg.encoding.to_dict(),
-        rgb_format=cfg.rgb_format,
-        rgb_quality=cfg.rgb_quality,
-        short_side=cfg.short_side,
-        size=(cfg.size[0], cfg.size[1]) if cfg.size else None,
-        frame_step=cfg.frame_step,
         opencv_threads=1,
-        gpus=tuple(cfg.gpus) if cfg.gpus else None,
-        max_clip_bytes=cfg.max_clip_bytes,
         main_pid=os.getpid() if cfg.engine == "local" else None,
-        pack=cfg.pack is not None,
         slot_scope=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
     )
 
@@ -149,14 +143,8 @@ def _check_source(cfg: BuildConfig) -> BuildConfig:
         if lst is not None:
             read_text_file(lst)  # the same for a list: missing, not a regular file, too big
     if cfg.engine == "dask":
-        cfg = dataclasses.replace(
-            cfg,
-            source=cfg.source.resolve(),
-            out=cfg.out.resolve(),
-            splits_source=cfg.splits_source.resolve() if cfg.splits_source else None,
-            train_list=cfg.train_list.resolve() if cfg.train_list else None,
-            val_list=cfg.val_list.resolve() if cfg.val_list else None,
-        )
+        paths = {n: getattr(cfg, n) for n, opt in OPTIONS.items() if opt.role == "path"}
+        cfg = dataclasses.replace(cfg, **{n: p.resolve() for n, p in paths.items() if p is not None})
     if cfg.classes is not None:
         available = list_classes(cfg.source, quiet=True)  # make_plan lists it again, and warns
         unknown = [c for c in cfg.classes if c not in available]
@@ -350,35 +338,55 @@ def build(cfg: BuildConfig, on_plan: Callable[[Plan], None] | None = None) -> Bu
     return summary
 
 
+def hmdb5_config(**options: Any) -> BuildConfig:
+    """The HMDB5 preset's :class:`BuildConfig`: HMDB51's walk, run, ride_bike, fall_floor and push in
+    ActionRecognitionNet's label order unless ``classes`` is given (ConfigError: a broken rule)."""
+    options.setdefault("classes", list(HMDB5_LABEL_ORDER))
+    options.setdefault("source_kind", "hmdb51")
+    return BuildConfig(**options)
+
+
 def build_hmdb5(
     archive: Path, out: Path, splits: Path | None = None, on_plan: Callable[[Plan], None] | None = None, **options: Any
 ) -> BuildSummary:
-    """The HMDB5 preset: HMDB51's walk, run, ride_bike, fall_floor and push, in ActionRecognitionNet's
-    label order; other options as :class:`BuildConfig` (``classes`` may override the selection)."""
-    options.setdefault("classes", list(HMDB5_LABEL_ORDER))
-    options.setdefault("source_kind", "hmdb51")
-    return build(BuildConfig(source=Path(archive), out=Path(out), splits_source=splits, **options), on_plan)
+    """The HMDB5 preset (:func:`hmdb5_config`): other options as :class:`BuildConfig` (``classes``
+    may override the selection)."""
+    return build(hmdb5_config(source=Path(archive), out=Path(out), splits_source=splits, **options), on_plan)
 
 
-def build_ucf101(
-    archive: Path, out: Path, splits: Path, on_plan: Callable[[Plan], None] | None = None, **options: Any
-) -> BuildSummary:
-    """The UCF101 preset: classes and label order from ``classInd.txt`` in ``splits`` (the split
-    archive or folder; ``classes`` selects a subset, in that order), the official split
-    ``official_split`` (1-3: trainlist0N -> train, testlist0N -> val) or else the group-aware seeded
-    split; other options as :class:`BuildConfig`.
+def ucf101_config(**options: Any) -> BuildConfig:
+    """The UCF101 preset's :class:`BuildConfig` (ConfigError: a broken rule): ``splits_source``'s
+    ``classInd.txt`` gives the classes and label order (``classes`` selects a subset, in that order);
+    ``official_split`` (1-3: trainlist0N -> train, testlist0N -> val) or else the seeded split."""
+    options.setdefault("source_kind", "ucf101")
+    return BuildConfig(**options)
+
+
+def check_ucf101_splits(splits: Path) -> None:
+    """Refuse a ``splits`` that is not UCF101's split archive or folder.
 
     Raises:
-        ConfigError: ``splits`` holds no ``classInd.txt`` (plus everything :func:`build` raises).
+        ArchiveError: ``splits`` does not exist; ConfigError: it holds no ``classInd.txt``.
     """
-    options.setdefault("source_kind", "ucf101")
     if not Path(splits).exists():
         raise ArchiveError(f"{splits}: no such file or folder (UCF101's split archive, or its folder)")
     if CLASS_IND not in read_text_files(Path(splits), only=(CLASS_IND,)):
         raise ConfigError(
             f"{splits} holds no classInd.txt: give UCF101's UCF101TrainTestSplits-RecognitionTask.zip (or its folder)"
         )
-    return build(BuildConfig(source=Path(archive), out=Path(out), splits_source=Path(splits), **options), on_plan)
+
+
+def build_ucf101(
+    archive: Path, out: Path, splits: Path, on_plan: Callable[[Plan], None] | None = None, **options: Any
+) -> BuildSummary:
+    """The UCF101 preset (:func:`ucf101_config`) from the release ``archive`` and the split archive
+    or folder ``splits``; other options as :class:`BuildConfig`.
+
+    Raises:
+        ConfigError: ``splits`` holds no ``classInd.txt`` (plus everything :func:`build` raises).
+    """
+    check_ucf101_splits(splits)
+    return build(ucf101_config(source=Path(archive), out=Path(out), splits_source=Path(splits), **options), on_plan)
 
 
 if sorted(HMDB5_LABEL_ORDER) != sorted(HMDB5_CLASSES):  # pragma: no cover - a guard on the constants

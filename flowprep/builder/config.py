@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.archive.bounded import MAX_CLIP_BYTES as DEFAULT_MAX_CLIP_BYTES
-from flowprep.errors import BackendNotInstalledError, ConfigError
+from flowprep.builder.options import OPTIONS, output_settings
+from flowprep.errors import BackendNotInstalledError, ConfigError, OptionError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.registry import BACKENDS, check_params
 from flowprep.fsio import check_path
-from flowprep.layout.packed import DEFAULT_SHARD_SIZE, PACK_FORMATS
-from flowprep.layout.record import DATASET_MODALITIES
+from flowprep.layout.dataset_record import PACK_FORMATS
+from flowprep.layout.packed import DEFAULT_SHARD_SIZE
 from flowprep.layout.registry import LAYOUT_NAMES, get_layout
+from flowprep.layout.sections import DATASET_MODALITIES
 from flowprep.limits import MAX_BYTES, MAX_SEED, MAX_SIDE, MIN_SIDE, check_count, check_finite
 
 #: seconds to wait for the Dask scheduler to answer (the per-clip size limit is the archive module's)
@@ -48,9 +50,12 @@ def scheduler_problem(address: str) -> str | None:
 class BuildConfig:
     """Options of ``flowprep build``.
 
-    Output-determining fields (all but ``jobs``, ``force``, ``engine``, ``scheduler``, ``shard``,
-    ``gpus``, ``progress``) form the fingerprint stored in the output folder: a later run with a
-    different fingerprint is refused unless ``force``.
+    Each field has one row in :data:`flowprep.builder.options.OPTIONS` saying whether it decides the
+    output (those form the fingerprint stored in the output folder: a later run with a different
+    fingerprint is refused unless ``force``), what the build state, the clip jobs and the dataset
+    record keep of it, and how the command line sets it. Every rule on the values is checked here,
+    for library callers and the command line alike (:class:`~flowprep.errors.ConfigError`; about one
+    option's value: :class:`~flowprep.errors.OptionError`).
 
     Attributes:
         source: release folder or archive (RAR/zip/tar), see :func:`flowprep.archive.list_videos`.
@@ -120,29 +125,15 @@ class BuildConfig:
     pack: str | None = None
     shard_size: int = DEFAULT_SHARD_SIZE
 
-    #: paths: a moved release is the same release (the lists' names and sizes are in source_identity)
-    PATHS = ("source", "out", "splits_source", "train_list", "val_list")
-    RUN_ONLY = (
-        "jobs",
-        "force",
-        "engine",
-        "scheduler",
-        "shard",
-        "gpus",
-        "progress",
-        "max_clip_bytes",
-        "scheduler_timeout",
-        # an entry missing from the release stops the build without it; with it, what is built is the same
-        "allow_missing_clips",
-    )
-
     def __post_init__(self) -> None:
         # paths enter here for library callers too: OpenCV must never see an undecodable byte
         self.source = check_path(self.source, "SOURCE")
         self.out = check_path(self.out, "--out")
         if self.splits_source is not None:
             self.splits_source = check_path(self.splits_source, "--splits")
-        self._check_lists()
+        self.train_list = check_path(self.train_list, "--train-list") if self.train_list is not None else None
+        self.val_list = check_path(self.val_list, "--val-list") if self.val_list is not None else None
+        self._check_combinations()
         if self.layout not in LAYOUT_NAMES:
             raise ConfigError(f"--layout must be one of {LAYOUT_NAMES}, got {self.layout!r}")
         if self.modality not in DATASET_MODALITIES:
@@ -155,15 +146,11 @@ class BuildConfig:
             raise ConfigError(
                 f"--size sides must be {MIN_SIDE} to {MAX_SIDE} pixels, got {self.size[0]}x{self.size[1]}"
             )
-        if self.size is not None and self.short_side is not None:
-            raise ConfigError("give --size or --short-side, not both")
         check_finite("--val-ratio", self.val_ratio, 0, 1, lo_open=True, hi_open=True)
         if self.frame_step < 1:
             raise ConfigError(f"--frame-step must be >= 1, got {self.frame_step}")
         if self.jobs is not None and self.jobs < 1:
             raise ConfigError(f"-j/--jobs must be >= 1, got {self.jobs}")
-        if self.official_split is not None and self.splits_source is None:
-            raise ConfigError("--official-split needs --splits (the folder or archive with the split files)")
         if self.shard is not None:
             k, n = self.shard
             if not (n >= 1 and 1 <= k <= n):
@@ -183,17 +170,23 @@ class BuildConfig:
             if dup:
                 raise ConfigError(f"--classes lists {', '.join(dup)} more than once")
 
-    def _check_lists(self) -> None:
-        self.train_list = check_path(self.train_list, "--train-list") if self.train_list is not None else None
-        self.val_list = check_path(self.val_list, "--val-list") if self.val_list is not None else None
-        if (self.train_list is None) != (self.val_list is None):
-            raise ConfigError("give both --train-list and --val-list (the lists keep the split exactly)")
-        if self.train_list is not None and self.official_split is not None:
-            raise ConfigError("give --train-list/--val-list or --official-split, not both")
-
-    def _check_run_limits(self) -> None:
+    def _check_combinations(self) -> None:
+        """Options that contradict each other, in the order the command line has always reported them."""
+        if self.size is not None and self.short_side is not None:
+            raise ConfigError("give --size or --short-side, not both")
+        if self.scheduler is not None and self.engine != "dask":
+            raise ConfigError("--scheduler goes with --engine dask")
         if self.scheduler is not None and scheduler_problem(self.scheduler):
             raise ConfigError(str(scheduler_problem(self.scheduler)))
+        if self.official_split is not None and self.splits_source is None:
+            raise ConfigError("--official-split needs --splits (the folder or archive with the split files)")
+        if (self.train_list is None) != (self.val_list is None):
+            raise ConfigError("give both --train-list and --val-list (the lists keep the split exactly)")
+        if self.train_list is not None and (self.official_split is not None or self.splits_source is not None):
+            # with lists the split files would be read for nothing, yet named in the record's source
+            raise ConfigError("give --train-list/--val-list or --splits/--official-split, not both")
+
+    def _check_run_limits(self) -> None:
         check_count("--max-clip-bytes", self.max_clip_bytes, 1, MAX_BYTES)
         check_count("--seed", self.seed, 0, MAX_SEED)
         if not (math.isfinite(self.scheduler_timeout) and self.scheduler_timeout > 0):
@@ -209,6 +202,8 @@ class BuildConfig:
         if self.flow in BACKENDS:
             try:
                 check_params(self.flow, self.flow_params)
+            except ConfigError as exc:
+                raise OptionError(str(exc), option="--flow-param") from None
             except BackendNotInstalledError:
                 pass  # checked where the backend runs (a Dask worker may have what this machine lacks)
 
@@ -239,25 +234,16 @@ class BuildConfig:
         return self.jobs or os.cpu_count() or 1
 
     def output_settings(self) -> dict[str, Any]:
-        """The output-determining settings as plain JSON data (paths excluded: a moved release is the same)."""
-        d: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name in self.RUN_ONLY or f.name in self.PATHS:
-                continue
-            v = getattr(self, f.name)
-            if isinstance(v, FlowEncoding):
-                v = v.to_dict()
-            elif isinstance(v, tuple):
-                v = list(v)
-            d[f.name] = v
-        if not self.needs_flow:
-            d.pop("flow"), d.pop("flow_params"), d.pop("encoding")
-        if self.pack is None:  # a folder build's fingerprint stays what it was before packing existed
-            d.pop("pack"), d.pop("shard_size")
-        return d
+        """The output-determining settings as plain JSON data (paths excluded: a moved release is the
+        same), as :data:`flowprep.builder.options.OPTIONS` declares them."""
+        return output_settings(self)
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
     """A short stable hash of JSON-able settings."""
     blob = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+if {f.name for f in fields(BuildConfig)} != set(OPTIONS):  # pragma: no cover - a guard on the declaration
+    raise ImportError("every BuildConfig field needs one row in flowprep.builder.options.OPTIONS, and no more")

@@ -17,12 +17,12 @@ from flowprep import __version__
 from flowprep.builder.config import BuildConfig
 from flowprep.builder.folder import BuildFolder, output_errors
 from flowprep.builder.job import ClipResult, clip_entry, count_on_disk
+from flowprep.builder.options import from_state, record_values, state_values
 from flowprep.builder.pack import PackState, write_index
-from flowprep.builder.packbuild import pack_leftovers, packed_record, staged
+from flowprep.builder.packbuild import pack_leftovers, staged
 from flowprep.builder.plan import Plan, make_plan
 from flowprep.builder.shard import shard_of
 from flowprep.errors import ConfigError, DatasetError
-from flowprep.flow.encoding import FlowEncoding
 from flowprep.fsio import write_json_atomic, write_text_atomic
 from flowprep.layout.dataset_record import (
     ClipEntry,
@@ -89,22 +89,23 @@ def make_record(
         flow = flow_from(Fields(flow_info, "flow")) if cfg.needs_flow and flow_info is not None else None
     except FieldError as exc:
         raise DatasetError(f"cannot make the dataset record of {cfg.out}: {exc}") from None
+    options = record_values(cfg)
     return DatasetRecord(
-        modality=cfg.modality,
+        modality=options["modality"],
         classes=classes,
         clips=tuple(clips),
         split=split,
-        decode=DecodeInfo(cfg.short_side, (cfg.size[0], cfg.size[1]) if cfg.size else None, cfg.frame_step),
-        rgb=RgbInfo(cfg.rgb_format, cfg.rgb_quality if cfg.rgb_format == "jpg" else None) if cfg.needs_rgb else None,
+        decode=DecodeInfo(**options["decode"]),
+        rgb=RgbInfo(**options["rgb"]) if cfg.needs_rgb else None,
         flow=flow,
-        encoding=cfg.encoding if cfg.needs_flow else None,
-        layout=cfg.layout,
+        encoding=options["encoding"] if cfg.needs_flow else None,
+        layout=options["layout"],
         source=source,
         normalization=Normalization(),
         excluded=tuple(sorted(plan.excluded)),
         counts=built_counts(plan.classes, clips),
         flowprep_version=__version__,
-        packed=packed_record(cfg) if cfg.pack else None,
+        packed=options["packed"] if cfg.pack else None,
     )
 
 
@@ -149,41 +150,11 @@ def finalize(
 
 # --- build state and finalize from it ----------------------------------------------------------
 
-_CONFIG_FIELDS = (
-    "classes",
-    "layout",
-    "modality",
-    "flow",
-    "flow_params",
-    "rgb_format",
-    "rgb_quality",
-    "val_ratio",
-    "seed",
-    "split_by",
-    "official_split",
-    "short_side",
-    "size",
-    "frame_step",
-    "source_kind",
-)
-#: recorded only for a packed build (a folder build's state stays as it was)
-_PACK_FIELDS = ("pack", "shard_size")
-
 
 def config_to_state(cfg: BuildConfig, flow_info: dict[str, Any] | None) -> dict[str, Any]:
-    """The JSON state ``flowprep finalize`` needs: paths, output fields and the resolved flow."""
-    d: dict[str, Any] = {k: getattr(cfg, k) for k in _CONFIG_FIELDS}
-    if cfg.pack:
-        d.update({k: getattr(cfg, k) for k in _PACK_FIELDS})
-    d["size"] = list(cfg.size) if cfg.size else None
-    d["encoding"] = cfg.encoding.to_dict()
-    d["source"] = str(cfg.source.resolve())
-    d["splits_source"] = str(cfg.splits_source.resolve()) if cfg.splits_source else None
-    if cfg.train_list is not None and cfg.val_list is not None:  # absent otherwise: older states have none
-        d["train_list"], d["val_list"] = str(cfg.train_list.resolve()), str(cfg.val_list.resolve())
-    if cfg.allow_missing_clips:
-        d["allow_missing_clips"] = True
-    return {"config": d, "flow": flow_info}
+    """The JSON state ``flowprep finalize`` needs: the options :data:`~flowprep.builder.options.OPTIONS`
+    keeps in the state (absolute paths, output settings) and the resolved flow."""
+    return {"config": state_values(cfg), "flow": flow_info}
 
 
 def save_build_state(cfg: BuildConfig, flow_info: dict[str, Any] | None, folder: BuildFolder) -> None:
@@ -205,18 +176,20 @@ def load_build_state(
     """
     state = folder.load_state()
     try:
-        d = dict(state["config"])
+        stored = dict(state["config"])
         flow_info = state["flow"]
-        d["encoding"] = FlowEncoding.from_dict(d["encoding"])
+        for key in ("source", "splits_source", "encoding"):  # in every state flowprep has written
+            stored[key]
+        d = from_state(stored)
     except (ValueError, KeyError, TypeError) as exc:
         raise DatasetError(f"cannot read build state {folder.build_state}: {exc}") from exc
-    d["size"] = tuple(d["size"]) if d.get("size") else None
-    d["source"] = Path(source) if source is not None else Path(d["source"])
-    stored_splits = d.pop("splits_source")
-    splits = splits if splits is not None else stored_splits
+    if source is not None:
+        d["source"] = Path(source)
+    if splits is not None:
+        d["splits_source"] = Path(splits)
     if lists is not None:
         d["train_list"], d["val_list"] = lists
-    cfg = BuildConfig(out=folder.out, splits_source=Path(splits) if splits else None, progress=False, **d)
+    cfg = BuildConfig(out=folder.out, progress=False, **d)
     return cfg, flow_info
 
 

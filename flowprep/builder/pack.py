@@ -53,11 +53,11 @@ from flowprep.layout.packed import (
     tar_header,
 )
 from flowprep.layout.paths import STATE_DIR
+from flowprep.layout.registry import frame_tops
 
 log = logging.getLogger(__name__)
 
 NOTES_DIR = "pack"
-CLIP_TOPS = ("train", "val")
 #: the staged tar's name inside a clip job's temporary folder
 STAGED_NAME = "clip.tar"
 #: the largest staged clip read back (a 10-minute clip of 1080p PNG frames is about 30 GB: refused)
@@ -334,7 +334,7 @@ def pack_group(
     if remove:
         for job in jobs:
             if job.entry["id"] in done and job.folder.exists():
-                remove_inside(state.out, job.folder.relative_to(state.out), CLIP_TOPS)
+                remove_inside(state.out, job.folder.relative_to(state.out), frame_tops())
     todo = [j for j in jobs if j.entry["id"] not in done]
     written: list[str] = []
     writer: ShardWriter | None = None
@@ -351,7 +351,7 @@ def pack_group(
                 writer, seq = None, seq + 1
                 if remove:
                     for j in batch:
-                        remove_inside(state.out, j.folder.relative_to(state.out), CLIP_TOPS)
+                        remove_inside(state.out, j.folder.relative_to(state.out), frame_tops())
                 batch = []
     finally:
         if writer is not None:

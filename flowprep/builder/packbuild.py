@@ -28,17 +28,11 @@ from flowprep.builder.shard import shard_of
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.fsio import name_problem, remove_inside, unique_tmp
 from flowprep.layout.base import SIDES
-from flowprep.layout.dataset_record import PackedInfo
-from flowprep.layout.packed import INDEX_NAME, SHARDS_DIR, PackedClip, iter_samples
+from flowprep.layout.packed import SHARDS_DIR, PackedClip, iter_samples
 from flowprep.layout.paths import STATE_DIR, TMP_DIR
 from flowprep.layout.registry import get_layout
 
 log = logging.getLogger(__name__)
-
-
-def packed_record(cfg: BuildConfig) -> PackedInfo:
-    """The record's ``packed`` entry."""
-    return PackedInfo(str(cfg.pack), f"{SHARDS_DIR}/{INDEX_NAME}")
 
 
 def staged(cfg: BuildConfig, job: ClipJob) -> Path:

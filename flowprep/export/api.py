@@ -1,4 +1,5 @@
-"""``flowprep export``: a checkpoint -> a deploy folder.
+"""The export stage's entry point, :func:`export` (``flowprep export``; config and summary in
+:mod:`flowprep.export.config`): a checkpoint -> a deploy folder.
 
 Folder contents::
 
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.errors import ConfigError, OutputError, writing
-from flowprep.export import configs
+from flowprep.export import deploy_files
 from flowprep.export.config import ExportConfig, ExportSummary
 from flowprep.export.onnx_export import OPSET, check_parity, convert_fp16, export_onnx
 from flowprep.export.tensorrt import build_engine, command_line, tensorrt_status, trtexec_command
@@ -48,10 +49,10 @@ from flowprep.fsio import (
 from flowprep.layout.names import warn_collisions
 from flowprep.loader.spec import input_shapes
 from flowprep.train.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
-from flowprep.train.model_record import ModelRecord, checked_model_record
+from flowprep.train.model_record import MODEL_RECORD, ModelRecord, checked_model_record
 
 log = logging.getLogger(__name__)
-__all__ = ["ExportConfig", "ExportSummary", "artefact_names", "export", "export_checkpoint"]
+__all__ = ["artefact_names", "export", "export_checkpoint"]
 
 
 def _triton_name(out: Path) -> str:
@@ -71,7 +72,7 @@ def artefact_names() -> set[str]:
         "labels_nvinfer.txt",
     }
     for arch in ("2d", "3d"):
-        names.update(configs.deepstream_names(arch).values())
+        names.update(deploy_files.deepstream_names(arch).values())
     return names
 
 
@@ -95,7 +96,7 @@ def _owned(out: Path) -> set[str]:
     manifest = _manifest(out)
     if os.path.lexists(manifest.path):
         return manifest.read()
-    if (out / configs.MODEL_RECORD).is_file():
+    if (out / MODEL_RECORD).is_file():
         return {n for n in artefact_names() if (out / n).is_file()}
     return set()
 
@@ -131,16 +132,16 @@ def _commit(out: Path, stage: Path, files: list[str], owned: set[str]) -> None:
     """
     current = set(files)
     _manifest(out).write(owned | current)
-    if configs.MODEL_RECORD in owned:
-        remove_inside(out, configs.MODEL_RECORD, owned)
-    for name in sorted(current - {configs.MODEL_RECORD}):
+    if MODEL_RECORD in owned:
+        remove_inside(out, MODEL_RECORD, owned)
+    for name in sorted(current - {MODEL_RECORD}):
         os.replace(check_no_link(stage.parent, f"{STAGE}/{name}"), out / name)
     stale = sorted(n for n in owned - current if os.path.lexists(out / n))
     if stale:
         log.warning("removed %d file(s) of the earlier export in %s: %s", len(stale), out, ", ".join(stale))
     for name in stale:  # no stale fp16 model or DeepStream config of another architecture stays
         remove_inside(out, name, owned)
-    os.replace(stage / configs.MODEL_RECORD, out / configs.MODEL_RECORD)
+    os.replace(stage / MODEL_RECORD, out / MODEL_RECORD)
     _manifest(out).write(current)
 
 
@@ -208,17 +209,17 @@ def _write_tensorrt(
 def _write_deepstream(ckpt: Checkpoint, stage: Path, cfg: ExportConfig, summary: ExportSummary) -> None:
     """DeepStream's 3D action-recognition sample files for an RGB model (a note for other models)."""
     if ckpt.modality != "rgb":
-        summary.deepstream_note = configs.DEEPSTREAM_RGB_ONLY
+        summary.deepstream_note = deploy_files.DEEPSTREAM_RGB_ONLY
         return
     arch, frames, size = ckpt.arch, ckpt.frames, ckpt.input_size
-    names = configs.deepstream_names(arch)
+    names = deploy_files.deepstream_names(arch)
     files = {
-        names["preprocess"]: configs.deepstream_preprocess(
+        names["preprocess"]: deploy_files.deepstream_preprocess(
             arch, frames, size, cfg.ds_batch, subsample=ckpt.sample_rate * ckpt.recipe.frame_step - 1
         ),
-        names["infer"]: configs.deepstream_infer("model.onnx", "labels_nvinfer.txt", cfg.ds_batch, cfg.fp16),
-        names["app"]: configs.deepstream_app(arch),
-        "labels_nvinfer.txt": configs.nvinfer_labels_text(list(ckpt.classes)),
+        names["infer"]: deploy_files.deepstream_infer("model.onnx", "labels_nvinfer.txt", cfg.ds_batch, cfg.fp16),
+        names["app"]: deploy_files.deepstream_app(arch),
+        "labels_nvinfer.txt": deploy_files.nvinfer_labels_text(list(ckpt.classes)),
     }
     for fname, text in files.items():
         _write(stage, summary, fname, text)
@@ -255,18 +256,18 @@ def _write_record(
             },
             "deepstream": (
                 {
-                    "preprocess": configs.deepstream_names(arch)["preprocess"],
-                    "infer": configs.deepstream_names(arch)["infer"],
+                    "preprocess": deploy_files.deepstream_names(arch)["preprocess"],
+                    "infer": deploy_files.deepstream_names(arch)["infer"],
                     "batch": cfg.ds_batch,
                 }
                 if ckpt.modality == "rgb"
-                else {"note": configs.DEEPSTREAM_RGB_ONLY}
+                else {"note": deploy_files.DEEPSTREAM_RGB_ONLY}
             ),
         },
     )
-    path = stage / configs.MODEL_RECORD
-    write_json_atomic(path, checked_model_record(record, cfg.out / configs.MODEL_RECORD))
-    summary.files.append(configs.MODEL_RECORD)
+    path = stage / MODEL_RECORD
+    write_json_atomic(path, checked_model_record(record, cfg.out / MODEL_RECORD))
+    summary.files.append(MODEL_RECORD)
 
 
 def export(cfg: ExportConfig) -> ExportSummary:
@@ -305,9 +306,9 @@ def _write_all(
     summary = ExportSummary(cfg.out, ckpt.arch, ckpt.modality)
     fp16_path = _write_onnx(model, shapes, stage, cfg, summary)
     classes = list(ckpt.classes)
-    _write(stage, summary, "labels.txt", configs.labels_text(classes))
+    _write(stage, summary, "labels.txt", deploy_files.labels_text(classes))
     name = cfg.triton_name or _triton_name(cfg.out)
-    _write(stage, summary, "config.pbtxt", configs.triton_config(name, shapes, len(classes), cfg.max_batch))
+    _write(stage, summary, "config.pbtxt", deploy_files.triton_config(name, shapes, len(classes), cfg.max_batch))
     cmd10 = _write_tensorrt(shapes, stage, cfg, fp16_path, summary)
     _write_deepstream(ckpt, stage, cfg, summary)
     _write_record(ckpt, stage, cfg, name, cmd10, summary)

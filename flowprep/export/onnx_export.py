@@ -2,7 +2,7 @@
 
 Interface (as TAO's exported ActionRecognitionNet): inputs ``input_rgb`` and/or ``input_of``
 (``float32``, normalised ``(x / 255 - 0.5) / 0.5``, shapes from
-:func:`flowprep.train.models.input_shapes`), output ``fc_pred`` (``float32`` ``(B, num_classes)``
+:func:`flowprep.loader.spec.input_shapes`), output ``fc_pred`` (``float32`` ``(B, num_classes)``
 logits). Only the batch dimension is dynamic; opset 17.
 
 torch >= 2.9 defaults ``torch.onnx.export`` to the dynamo exporter, which needs ``onnxscript``; the

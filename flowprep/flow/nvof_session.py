@@ -4,7 +4,7 @@
 :mod:`flowprep.flow.nvof_api`, two pitched input buffers and one output buffer, and runs one frame
 pair at a time; :func:`_cu` unpacks NVIDIA's cuda-bindings results. The backend that users pick
 (``--flow nvof``), its environment checks and the OpenCV path stay in :mod:`flowprep.flow.nvof`,
-which re-exports these names.
+which uses these names.
 """
 
 from __future__ import annotations

@@ -269,7 +269,7 @@ class DISBackend(FlowBackend):
 
     def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         # OpenCV 5's DIS refuses frames under 12 px and crashes the process (SIGSEGV) on some
-        # under 16 rows (12x40: tests/test_safety_inputs.py), so both sides must reach MIN_SIDE
+        # under 16 rows (12x40: tests/test_flow_backends.py), so both sides must reach MIN_SIDE
         check_pair(prev, nxt, MIN_SIDE, self.name)
         self._check_levels(prev.shape[1], prev.shape[0])
         # OpenCV's DIS picks its own finest scale and patch size for small frames and keeps them,

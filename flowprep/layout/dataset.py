@@ -19,7 +19,8 @@ from pathlib import Path
 
 from flowprep.errors import DatasetError
 from flowprep.layout.base import SIDES, Layout
-from flowprep.layout.record import ClipEntry, DatasetRecord, find_root, read_record
+from flowprep.layout.dataset_record import ClipEntry, DatasetRecord
+from flowprep.layout.record import find_root, read_record
 from flowprep.layout.registry import get_layout
 
 

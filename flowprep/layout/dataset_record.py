@@ -40,7 +40,7 @@ FORMAT = "flowprep-dataset"
 FORMAT_VERSION = 1
 STATUSES = ("ok", "failed")
 SPLIT_METHODS = ("group", "clip", "official", "lists", "folders")
-#: how a packed dataset's shards are written (:data:`flowprep.layout.packed.PACK_FORMATS`)
+#: how a packed dataset's shards are written (``--pack``)
 PACK_FORMATS = ("webdataset",)
 #: more frames than any clip has (10 hours at 30 fps); a bigger count is a damaged record
 MAX_FRAMES = 1_080_000

@@ -41,7 +41,6 @@ from typing import Any, Protocol
 
 from flowprep.errors import DatasetError
 from flowprep.fsio import MAX_FRAME_BYTES, open_regular, parse_json, read_bytes, read_json
-from flowprep.layout.dataset_record import PACK_FORMATS as PACK_FORMATS  # re-exported: its first home
 from flowprep.layout.dataset_record import DatasetRecord
 
 SHARDS_DIR = "shards"

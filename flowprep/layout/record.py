@@ -42,29 +42,13 @@ from pathlib import Path
 
 from flowprep.errors import DatasetError
 from flowprep.fsio import check_path, read_json, write_json_atomic
-from flowprep.layout.dataset_record import (
-    FORMAT,
-    FORMAT_VERSION,
-    MAX_FRAMES,
-    SIDES,
-    ClipEntry,
-    DatasetRecord,
-    record_from_dict,
-)
+from flowprep.layout.base import SIDES
+from flowprep.layout.dataset_record import FORMAT, DatasetRecord, record_from_dict
 from flowprep.layout.fields import FieldError
-from flowprep.layout.sections import DATASET_MODALITIES, IMAGE_FORMATS
 
 __all__ = [
-    "DATASET_MODALITIES",
-    "FORMAT",
-    "FORMAT_VERSION",
-    "IMAGE_FORMATS",
-    "MAX_FRAMES",
     "MAX_RECORD_BYTES",
     "RECORD_NAME",
-    "SIDES",
-    "ClipEntry",
-    "DatasetRecord",
     "find_root",
     "has_flow",
     "has_rgb",

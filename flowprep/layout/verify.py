@@ -10,8 +10,9 @@ import numpy as np
 
 from flowprep.fsio import MAX_FRAME_BYTES, try_read_bytes
 from flowprep.layout.base import Layout
+from flowprep.layout.dataset_record import DatasetRecord
 from flowprep.layout.images import ClipSpec, decode_bytes, image_problems
-from flowprep.layout.record import DatasetRecord, find_root, read_record
+from flowprep.layout.record import find_root, read_record
 from flowprep.layout.registry import get_layout
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 from flowprep.errors import DatasetError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.layout.base import SIDES
+from flowprep.layout.dataset_record import DatasetRecord
 from flowprep.layout.packed import ClipFiles, FolderClip, PackedIndex, open_index
-from flowprep.layout.record import DatasetRecord, find_root, read_record
+from flowprep.layout.record import find_root, read_record
 from flowprep.layout.registry import get_layout
 from flowprep.loader.spec import STREAMS
 

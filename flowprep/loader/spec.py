@@ -7,7 +7,7 @@ networks that match them.
 Two words that are easy to mix up:
 
 - the *dataset's modality* (``rgb``, ``flow``, ``both``: what ``flowprep build`` wrote), see
-  :data:`flowprep.layout.record.DATASET_MODALITIES`;
+  :data:`flowprep.layout.sections.DATASET_MODALITIES`;
 - the *model's input streams* (``rgb``, ``of`` for optical flow, ``joint`` for both), :data:`STREAMS`
   here (the CLI option keeps its name ``--modality``, as does the checkpoint key ``modality``).
 """

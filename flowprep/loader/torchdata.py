@@ -54,7 +54,7 @@ class _Clips:
         frames: int,
         sample_rate: int,
         size: int,
-        train: bool,
+        train: bool | None,
         crop: str,
         hflip: float,
         seed: int,
@@ -71,6 +71,8 @@ class _Clips:
             raise DatasetError(f"frames, sample_rate and size must be >= 1, got {frames}, {sample_rate}, {size}")
         self.info, self.clips, self.streams = info, list(clips), model_streams(modality)
         self.modality, self.frames, self.sample_rate, self.size = modality, frames, sample_rate, size
+        if train is None:  # the side the clips are on
+            train = bool(clips) and clips[0].id.split("/")[0] == "train"
         self.train, self.crop, self.hflip, self.seed, self.arch = train, crop, hflip, seed, arch
         self.labels = list(labels) if labels is not None else [c.label for c in self.clips]
         if len(self.labels) != len(self.clips):
@@ -152,8 +154,7 @@ class ClipDataset(_Clips, Dataset):
         arch: str = "3d",
     ) -> None:
         info, clips = _opened(dataset, side, modality)
-        is_train = train if train is not None else (clips[0].id.split("/")[0] == "train" if clips else False)
-        self._setup(info, clips, modality, frames, sample_rate, size, is_train, crop, hflip, seed, labels, arch)
+        self._setup(info, clips, modality, frames, sample_rate, size, train, crop, hflip, seed, labels, arch)
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -213,10 +214,9 @@ class ShardStream(_Clips, IterableDataset):
         info, clips = _opened(dataset, side, modality)
         if info.packed is None:
             raise DatasetError(f"{info.root} is a folder dataset; ShardStream reads packed ones (`flowprep pack`)")
-        is_train = train if train is not None else (clips[0].id.split("/")[0] == "train" if clips else False)
-        self._setup(info, clips, modality, frames, sample_rate, size, is_train, crop, hflip, seed, labels, arch)
+        self._setup(info, clips, modality, frames, sample_rate, size, train, crop, hflip, seed, labels, arch)
         self.side = clips[0].id.split("/")[0]
-        self.shuffle = is_train if shuffle is None else shuffle
+        self.shuffle = self.train if shuffle is None else shuffle
         self.buffer = max(1, buffer)
         if rank is None or world is None:
             dist = torch.distributed

@@ -1,6 +1,8 @@
-"""``flowprep preview``: a self-contained static folder (``index.html`` + ``media/``) showing a built
-dataset: the record's summary, and per class a few clips as looping videos of RGB | flow colour
-wheel | u | v, decoded with the recorded encoding. Or one clip's side-by-side video (``video=``).
+"""The preview stage's entry point, :func:`preview` (``flowprep preview``; its config and summary
+are in :mod:`flowprep.preview.config`): a self-contained static folder (``index.html`` + ``media/``)
+showing a built dataset: the record's summary, and per class a few clips as looping videos of RGB |
+flow colour wheel | u | v, decoded with the recorded encoding. Or one clip's side-by-side video
+(``video=``).
 """
 
 from __future__ import annotations
@@ -8,7 +10,6 @@ from __future__ import annotations
 import fnmatch
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,6 @@ from flowprep.fsio import (
     Manifest,
     check_new_file,
     check_no_link,
-    check_path,
     make_dirs,
     removable,
     remove_inside,
@@ -30,17 +30,15 @@ from flowprep.fsio import (
     write_text_atomic,
 )
 from flowprep.layout.base import SIDES
+from flowprep.layout.dataset_record import ClipEntry as RecordClip
+from flowprep.layout.dataset_record import DatasetRecord
 from flowprep.layout.packed import SHARDS_DIR
-from flowprep.layout.record import RECORD_NAME, DatasetRecord, find_root, read_record
-from flowprep.layout.record import ClipEntry as RecordClip
+from flowprep.layout.record import RECORD_NAME, find_root, read_record
 from flowprep.layout.registry import frame_tops
-from flowprep.limits import check_count, check_finite
+from flowprep.preview.config import PreviewConfig, PreviewSummary
 from flowprep.preview.media import ClipMedia, ClipReader, render_clip
 from flowprep.preview.page import ClipEntry, render_page
 
-SIDE_CHOICES = (*SIDES, "both")
-MIN_FPS = 0.1
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
 MEDIA_DIR = "media"
 LEGEND_NAME = "wheel.png"
 MEDIA_GLOB = "c[0-9][0-9][0-9][0-9].mp4"
@@ -49,80 +47,6 @@ MEDIA_GLOB = "c[0-9][0-9][0-9][0-9].mp4"
 MANIFEST_NAME = ".flowprep-preview.json"
 #: held while a preview writes its page: a second preview into the same folder is refused
 LOCK_NAME = ".flowprep-preview.lock"
-
-
-@dataclass(frozen=True)
-class PreviewConfig:
-    """What to preview.
-
-    Attributes:
-        dataset: dataset root (or its ``train``/``val`` folder).
-        out: output folder; default ``<root>-preview`` next to the dataset root.
-        per_class: clips shown per class (chosen deterministically, spread over the sorted ids), >= 0.
-        clips: clip ids (``train/walk/<clip>``) or names to show instead of a per-class choice.
-        side: ``train``, ``val`` or ``both``: where the per-class choice comes from.
-        video: write this one clip's side-by-side video here instead of a page (needs exactly one clip).
-        height: panel height in pixels (even, 16..1080).
-        fps: frame rate of the videos, 0.1..120 (the MP4 time base is a fraction with a denominator
-            of at most 1000: a slower rate would round to zero).
-        max_frames: frames per video at most (from the clip's start).
-        progress: show a progress bar.
-        overwrite: ``video`` may replace an existing file (never the dataset's own files).
-    """
-
-    dataset: Path
-    out: Path | None = None
-    per_class: int = 3
-    clips: tuple[str, ...] = ()
-    side: str = "both"
-    video: Path | None = None
-    height: int = 128
-    fps: float = 10.0
-    max_frames: int = 48
-    progress: bool = True
-    overwrite: bool = False
-
-    def __post_init__(self) -> None:
-        check_path(self.dataset, "DATASET")
-        for option, path in (("--out", self.out), ("--video", self.video)):
-            if path is not None:
-                check_path(path, option)
-        # the CLI's limits, also for library callers (a float or nan count failed deep inside)
-        check_count("--per-class", self.per_class, 0, 1000)
-        check_count("--max-frames", self.max_frames, 1, 100_000)
-        check_count("--height", self.height, 16, 1080)
-        check_finite("--fps", self.fps, MIN_FPS, 120)
-        if self.side not in SIDE_CHOICES:
-            raise ConfigError(f"--side must be one of {SIDE_CHOICES}, got {self.side!r}")
-        if not (16 <= self.height <= 1080 and self.height % 2 == 0):
-            raise ConfigError(f"--height must be an even number of pixels in 16..1080, got {self.height}")
-        if self.video is not None:
-            if len(self.clips) != 1:
-                raise ConfigError(f"--video needs exactly one --clip, got {len(self.clips)}")
-            if Path(self.video).suffix.lower() not in VIDEO_SUFFIXES:
-                raise ConfigError(f"--video must end in one of {VIDEO_SUFFIXES}, got {self.video}")
-
-
-@dataclass
-class PreviewSummary:
-    """What :func:`preview` wrote.
-
-    Attributes:
-        out: the page's folder, or the video file.
-        index: ``index.html`` (None for a single video).
-        clips: clips rendered; ``frames``: video frames written in all.
-        media_bytes: size of the videos written.
-        seconds: wall time.
-        notes: things the user should know (clips with nothing to show or unreadable frames); also on the page.
-    """
-
-    out: Path
-    index: Path | None
-    clips: int
-    frames: int
-    media_bytes: int
-    seconds: float
-    notes: list[str] = field(default_factory=list)
 
 
 def resolve_clip(record: DatasetRecord, ident: str) -> RecordClip:

@@ -20,8 +20,8 @@ from flowprep.errors import DatasetError, OutputError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.visualize import flow_to_color
 from flowprep.fsio import MAX_FRAME_BYTES, atomic_path, try_read_bytes
+from flowprep.layout.dataset_record import ClipEntry, DatasetRecord
 from flowprep.layout.packed import ClipFiles, open_index
-from flowprep.layout.record import ClipEntry, DatasetRecord
 from flowprep.layout.registry import get_layout
 from flowprep.video.overlay import draw_label
 

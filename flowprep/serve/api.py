@@ -1,7 +1,10 @@
-"""The infer stage: an :class:`InferConfig` in, an :class:`InferSummary` out.
+"""The infer stage's entry point: an :class:`~flowprep.serve.config.InferConfig` in, an
+:class:`~flowprep.serve.config.InferSummary` out (both defined in :mod:`flowprep.serve.config`)::
 
-from flowprep.serve.api import InferConfig, infer
-summary = infer(InferConfig("clip.mp4", "deploy/model.onnx"), on_result=print)
+    from flowprep.serve.api import infer
+    from flowprep.serve.config import InferConfig
+
+    summary = infer(InferConfig("clip.mp4", "deploy/model.onnx"), on_result=print)
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 from flowprep.serve.config import InferConfig, InferSummary
 from flowprep.serve.infer import InferSession
 
-__all__ = ["InferConfig", "InferSummary", "infer"]
+__all__ = ["infer"]
 
 
 def infer(cfg: InferConfig, on_result: Callable[[dict[str, Any]], None] | None = None) -> InferSummary:

@@ -39,7 +39,7 @@ from flowprep.serve.window import FrameProcessor, WindowBuffer
 from flowprep.video.overlay import draw_label
 
 log = logging.getLogger(__name__)
-__all__ = ["InferConfig", "InferSession", "InferSummary", "infer"]
+__all__ = ["InferSession", "infer"]
 
 
 def _flow_backend(spec: ModelSpec, flow: str | None) -> FlowBackend:

@@ -1,6 +1,8 @@
-"""The train and evaluate stages: a config in, a summary out (imports torch).
+"""The train and evaluate stages' entry points: a config in, a summary out (imports torch)::
 
-    from flowprep.train.api import TrainConfig, train
+    from flowprep.train.api import train
+    from flowprep.train.config import TrainConfig
+
     summary = train(TrainConfig(dataset="data/hmdb5", out="runs/rgb2d", epochs=10))
     print(summary.best_acc, summary.best)
 
@@ -9,11 +11,11 @@ Configs and summaries are defined in the torch-free :mod:`flowprep.train.config`
 
 from __future__ import annotations
 
-from flowprep.train.config import EvalConfig, EvalSummary, TrainConfig, TrainSummary, resolve_side
+from flowprep.train.config import EvalConfig, EvalSummary, TrainConfig, TrainSummary
 from flowprep.train.evaluate import evaluate_config
 from flowprep.train.loop import train as _train
 
-__all__ = ["EvalConfig", "EvalSummary", "TrainConfig", "TrainSummary", "evaluate", "resolve_side", "train"]
+__all__ = ["evaluate", "train"]
 
 
 def train(cfg: TrainConfig) -> TrainSummary:

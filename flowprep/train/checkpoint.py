@@ -33,20 +33,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from flowprep.errors import CheckpointError, ConfigError, writing  # CheckpointError: also importable here
+from flowprep.errors import CheckpointError, ConfigError, writing
 from flowprep.fsio import printable as printable_path
+from flowprep.layout.dataset_record import DatasetRecord
 from flowprep.layout.fields import FieldError, shown
-from flowprep.layout.record import DatasetRecord
 from flowprep.loader.spec import streams as model_streams
 from flowprep.train.checkpoint_meta import FORMAT, VERSION, Checkpoint, checkpoint_from_dict
 from flowprep.train.models import build_model
 from flowprep.train.torchfile import load_torch_file
 
 __all__ = [
-    "FORMAT",
-    "VERSION",
-    "Checkpoint",
-    "CheckpointError",
     "check_compatible",
     "check_state_fits",
     "load_checkpoint",

@@ -24,24 +24,14 @@ from typing import Any
 
 import torch
 
-from flowprep.layout.fields import REQUIRED, FieldError, Fields, want_json, want_name
-from flowprep.layout.names import class_name_problem
+from flowprep.layout.fields import FieldError, Fields, want_json
 from flowprep.layout.sections import Recipe, recipe_from
-from flowprep.limits import MAX_COUNT
-from flowprep.loader.spec import (
-    ARCHS,
-    FRAMES_RANGE,
-    INPUT_SIZE_RANGE,
-    SAMPLE_RATE_RANGE,
-    STREAMS,
-    input_budget_problem,
-)
+from flowprep.train.model_record import read_model_shape
 
 FORMAT = "flowprep-checkpoint"
 VERSION = 1
 #: the most epochs a run may have (``train --epochs``)
 MAX_EPOCHS = 100_000
-_INT64 = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -153,22 +143,7 @@ def checkpoint_from_dict(data: Any, path: str = "") -> Checkpoint:
         FieldError: the first field that does not follow the schema (the loader adds the file).
     """
     f = Fields(data)
-    if f.data.get("format") != FORMAT:
-        raise FieldError("format", repr(FORMAT), f.data.get("format", REQUIRED))
-    version = f.whole("version", 0, _INT64, default=0)
-    if version > VERSION:
-        raise FieldError("version", f"at most {VERSION} (this flowprep's; upgrade flowprep)", version)
-    arch, modality = f.text("arch", ARCHS), f.text("modality", STREAMS)
-    frames = f.whole("frames", *FRAMES_RANGE)
-    rate = f.whole("sample_rate", *SAMPLE_RATE_RANGE, default=1)
-    size = f.whole("input_size", *INPUT_SIZE_RANGE)
-    budget = input_budget_problem(frames, rate, size)
-    if budget:
-        raise FieldError("frames, sample_rate and input_size", f"a model that fits in memory ({budget})", frames)
-    raw = f.array("classes", max_len=MAX_COUNT)
-    classes = tuple(want_name(c, f"classes[{i}]", class_name_problem) for i, c in enumerate(raw))
-    if not classes or len(set(classes)) != len(classes):
-        raise FieldError("classes", "a non-empty list without repeats", list(classes))
+    version, arch, modality, frames, rate, size, classes = read_model_shape(f, FORMAT, VERSION)
     rec = f.obj("dataset_record", default=None, nullable=True)
     best = f.number("best_acc", -1, 1, default=None, nullable=True)
     args = f.obj("args", default=None, nullable=True)

@@ -33,14 +33,11 @@ from flowprep.train.config import EvalConfig, EvalSummary, resolve_side
 
 log = logging.getLogger(__name__)
 __all__ = [
-    "EvalConfig",
-    "EvalSummary",
     "confusion_png",
     "confusion_text",
     "evaluate",
     "evaluate_config",
     "metrics",
-    "resolve_side",
 ]
 
 

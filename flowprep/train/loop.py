@@ -30,19 +30,14 @@ from flowprep.errors import CheckpointError, ConfigError, FlowprepError, writing
 from flowprep.fsio import parse_json
 from flowprep.limits import json_safe
 from flowprep.loader.source import DatasetInfo, list_clips
-from flowprep.loader.spec import OPTIMIZERS
 from flowprep.loader.torchdata import to_model_inputs
 from flowprep.train import checkpoint as ckpt_mod
-from flowprep.train.config import TrainConfig, TrainSummary, out_inside_dataset
+from flowprep.train.config import TrainConfig, TrainSummary
 from flowprep.train.prepare import RunData, RunModel, make_model, open_loaders
 
 log = logging.getLogger(__name__)
 __all__ = [
-    "OPTIMIZERS",
-    "TrainConfig",
-    "TrainSummary",
     "evaluate_epoch",
-    "out_inside_dataset",
     "train",
     "train_one_epoch",
 ]

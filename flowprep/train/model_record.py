@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowprep.errors import ConfigError
 from flowprep.fsio import read_json
@@ -111,19 +111,32 @@ class ModelRecord:
         }
 
 
-def model_record_from_dict(data: Any) -> ModelRecord:
-    """The :class:`ModelRecord` of a parsed ``flowprep_model.json``.
+class ModelShape(NamedTuple):
+    """The fields a checkpoint and a model record share: the schema version, what the model is
+    (``arch``, ``modality``: :data:`~flowprep.loader.spec.ARCHS`, :data:`~flowprep.loader.spec.STREAMS`)
+    and what it reads (T frames ``sample_rate`` apart at ``input_size`` px; ``classes`` in output order)."""
+
+    version: int
+    arch: str
+    modality: str
+    frames: int
+    sample_rate: int
+    input_size: int
+    classes: tuple[str, ...]
+
+
+def read_model_shape(f: Fields, fmt: str, max_version: int) -> ModelShape:
+    """Read ``format`` (must be ``fmt``), ``version`` (at most ``max_version``) and the model-shape
+    fields of a checkpoint or a model record, with training's limits (the one reader of both).
 
     Raises:
-        FieldError: the first field that does not follow the schema (:func:`read_model_record`
-            adds the file).
+        FieldError: the first field that does not follow the schema.
     """
-    f = Fields(data)
-    if f.data.get("format") != MODEL_FORMAT:
-        raise FieldError("format", repr(MODEL_FORMAT), f.data.get("format", REQUIRED))
+    if f.data.get("format") != fmt:
+        raise FieldError("format", repr(fmt), f.data.get("format", REQUIRED))
     version = f.whole("version", 0, _INT64, default=0)
-    if version > VERSION:
-        raise FieldError("version", f"at most {VERSION} (this flowprep's; upgrade flowprep)", version)
+    if version > max_version:
+        raise FieldError("version", f"at most {max_version} (this flowprep's; upgrade flowprep)", version)
     arch, modality = f.text("arch", ARCHS), f.text("modality", STREAMS)
     frames = f.whole("frames", *FRAMES_RANGE)
     rate = f.whole("sample_rate", *SAMPLE_RATE_RANGE, default=1)
@@ -135,6 +148,18 @@ def model_record_from_dict(data: Any) -> ModelRecord:
     classes = tuple(want_name(c, f"classes[{i}]", class_name_problem) for i, c in enumerate(raw))
     if not classes or len(set(classes)) != len(classes):
         raise FieldError("classes", "a non-empty list without repeats", list(classes))
+    return ModelShape(version, arch, modality, frames, rate, size, classes)
+
+
+def model_record_from_dict(data: Any) -> ModelRecord:
+    """The :class:`ModelRecord` of a parsed ``flowprep_model.json``.
+
+    Raises:
+        FieldError: the first field that does not follow the schema (:func:`read_model_record`
+            adds the file).
+    """
+    f = Fields(data)
+    version, arch, modality, frames, rate, size, classes = read_model_shape(f, MODEL_FORMAT, VERSION)
     if f.has("num_classes") and f.data["num_classes"] != len(classes):
         raise FieldError("num_classes", f"{len(classes)} (the number of classes)", f.data["num_classes"])
     shapes = {n: list(s) for n, s in input_shapes(arch, modality, frames, size).items()}

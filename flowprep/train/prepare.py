@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,8 +61,8 @@ def open_loaders(
     labels = [c.label for c in train_clips]
     if cfg.shuffle_labels:
         labels = np.random.default_rng([cfg.seed, 7]).permutation(labels).tolist()
-    train_ds: ClipDataset | ShardStream = ClipDataset(
-        (info, train_clips),
+    # the training samples' options, the same for the map-style dataset and the shard stream
+    train_options: dict[str, Any] = dict(
         modality=cfg.modality,
         frames=cfg.frames,
         sample_rate=cfg.sample_rate,
@@ -72,6 +73,7 @@ def open_loaders(
         seed=cfg.seed,
         labels=labels,
     )
+    train_ds: ClipDataset | ShardStream = ClipDataset((info, train_clips), **train_options)
     val_ds = ClipDataset(
         (info, val_clips),
         modality=cfg.modality,
@@ -86,15 +88,7 @@ def open_loaders(
         # sequential reads of the shards: every rank takes per_rank clips, so DDP ranks step together
         train_ds = ShardStream(
             (info, train_clips),
-            modality=cfg.modality,
-            frames=cfg.frames,
-            sample_rate=cfg.sample_rate,
-            size=cfg.input_size,
-            train=True,
-            crop=cfg.crop,
-            hflip=cfg.hflip,
-            seed=cfg.seed,
-            labels=labels,
+            **train_options,
             rank=rank,
             world=world,
             samples_per_rank=per_rank if world > 1 else None,

@@ -11,11 +11,12 @@ from typing import IO, Any
 
 import click
 
-from flowprep.cliparams import SafePath, count, positive
+from flowprep.commands.params import SafePath, count, positive
 from flowprep.errors import ConfigError, writing
 from flowprep.fsio import check_new_file
 from flowprep.limits import json_safe
-from flowprep.serve.api import InferConfig, infer
+from flowprep.serve.api import infer
+from flowprep.serve.config import InferConfig
 
 
 @click.command("infer")

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from flowprep.cliparams import CommaList, SafePath, count, finite, positive, seed
+from flowprep.commands.params import CommaList, SafePath, count, finite, positive, seed
 from flowprep.errors import ConfigError
 from flowprep.layout.base import SIDES
 from flowprep.loader.spec import (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from flowprep.cliparams import SafePath, count
+from flowprep.commands.params import SafePath, count
 from flowprep.export.config import ExportConfig
 
 

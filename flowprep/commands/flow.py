@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from flowprep.cliparams import CommaList, SafePath, Size, count, positive
+from flowprep.commands.params import CommaList, SafePath, Size, count, positive
 from flowprep.limits import json_safe
 
 

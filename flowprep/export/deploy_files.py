@@ -17,12 +17,7 @@ import re
 from typing import Any
 
 from flowprep.loader.spec import NORM_OFFSET, NORM_SCALE
-from flowprep.train.model_record import MODEL_FORMAT as MODEL_FORMAT
-from flowprep.train.model_record import MODEL_RECORD as MODEL_RECORD
 
-#: ``x_net = (x - OFFSET) * SCALE`` for 8-bit RGB and flow images alike
-SCALE = NORM_SCALE  # (x - OFFSET) * SCALE: the training normalisation
-OFFSET = NORM_OFFSET
 DEEPSTREAM_RGB_ONLY = (
     "DeepStream's deepstream-3d-action-recognition sample feeds one RGB sequence "
     "tensor (input_rgb) built by its custom sequence pre-processing library; it "
@@ -111,8 +106,8 @@ def deepstream_preprocess(arch: str, frames: int, size: int, batch: int, subsamp
         stride: frames the window slides between two inferences.
     """
     shape = f"{batch};{3 * frames};{size};{size}" if arch == "2d" else f"{batch};3;{frames};{size};{size}"
-    s = f"{SCALE:.9f}"
-    o = f"{OFFSET:g}"
+    s = f"{NORM_SCALE:.9f}"
+    o = f"{NORM_OFFSET:g}"
     return _ini(
         [
             (

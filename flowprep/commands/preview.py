@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from flowprep.cliparams import SafePath, count, finite
-from flowprep.preview.api import MIN_FPS, SIDE_CHOICES
+from flowprep.commands.params import SafePath, count, finite
+from flowprep.preview.config import MIN_FPS, SIDE_CHOICES
 
 
 @click.command("preview")
@@ -63,7 +63,8 @@ def preview_cmd(
     """Write a browsable page of DATASET (open its index.html from disk): the record's summary, and per
     class a few clips as looping videos of RGB | flow colour wheel | u | v."""
     from flowprep.errors import ConfigError
-    from flowprep.preview.api import PreviewConfig, preview
+    from flowprep.preview.api import preview
+    from flowprep.preview.config import PreviewConfig
 
     try:
         cfg = PreviewConfig(

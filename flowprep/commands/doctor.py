@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from flowprep.cliparams import SafePath
+from flowprep.commands.params import SafePath
 
 
 def _probe_writable(path: Path, overwrite: bool) -> None:
