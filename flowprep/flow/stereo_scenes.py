@@ -124,17 +124,18 @@ def stereo_pair(sources: Sequence[np.ndarray], magnitude: float, rng: np.random.
         frame2 = mask2 * tex2 + (1 - mask2) * frame2
         on = mask > 0.5
         flow[on] = np.stack([u[on], np.full(int(on.sum()), vshift, np.float32)], -1)
-    frame2 = frame2 * rng.uniform(0.92, 1.08) + rng.uniform(-8.0, 8.0)
-    frames = [frame1, frame2]
+    # float32 times Python floats stays float32 (NumPy 2); astype only tells the type checker
+    frames: list[np.ndarray] = [frame1, (frame2 * rng.uniform(0.92, 1.08) + rng.uniform(-8.0, 8.0)).astype(np.float32)]
     if rng.random() < 0.5:
         j = int(rng.integers(2))
         frames[j] = cv2.GaussianBlur(frames[j], (0, 0), rng.uniform(0.3, 0.9))
     out = []
     for f in frames:
-        img = np.clip(f + rng.normal(0.0, rng.uniform(0.5, 3.0), f.shape) + 0.5, 0, 255).astype(np.uint8)
+        img: np.ndarray = np.clip(f + rng.normal(0.0, rng.uniform(0.5, 3.0), f.shape) + 0.5, 0, 255).astype(np.uint8)
         if rng.random() < 0.7:
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(60, 96))])
-            img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE) if ok else img
+            decoded = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE) if ok else None
+            img = img if decoded is None else decoded
         out.append(img)
     tx, ty = gx + flow[..., 0], gy + flow[..., 1]
     valid = (tx >= 1) & (tx <= w - 2) & (ty >= 1) & (ty <= h - 2)
