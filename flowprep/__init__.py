@@ -59,7 +59,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "build_hmdb5": ("flowprep.builder.api", "build_hmdb5"),
     "build_ucf101": ("flowprep.builder.api", "build_ucf101"),
     "BuildConfig": ("flowprep.builder.config", "BuildConfig"),
-    "BuildSummary": ("flowprep.builder.api", "BuildSummary"),
+    "BuildSummary": ("flowprep.builder.config", "BuildSummary"),
     "FlowEncoding": ("flowprep.flow.encoding", "FlowEncoding"),
     "make_release_folder": ("flowprep.synth", "make_release_folder"),
     # a built dataset

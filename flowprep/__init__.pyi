@@ -1,7 +1,7 @@
 """Types of the public API: flowprep/__init__.py imports these names on first use (tests/test_api.py
 keeps the two in step)."""
 
-from flowprep.builder.api import BuildSummary as BuildSummary
+from flowprep.builder.config import BuildSummary as BuildSummary
 from flowprep.builder.api import build as build
 from flowprep.builder.api import build_hmdb5 as build_hmdb5
 from flowprep.builder.api import build_ucf101 as build_ucf101

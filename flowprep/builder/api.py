@@ -9,12 +9,11 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flowprep.archive import detect_kind, list_classes, read_text_file, read_text_files
-from flowprep.builder.config import BuildConfig
+from flowprep.builder.config import BuildConfig, BuildSummary
 from flowprep.builder.dask_engine import run_on_worker
 from flowprep.builder.engine import ProgressBar, run_jobs
 from flowprep.builder.finalize import finalize, save_build_state
@@ -39,40 +38,6 @@ log = logging.getLogger(__name__)
 #: ActionRecognitionNet's label order (the labels compiled into NVIDIA's DeepStream 3D
 #: action-recognition sample for the deployable HMDB5 models), so label ids line up with NVIDIA's models.
 HMDB5_LABEL_ORDER = ["push", "fall_floor", "walk", "run", "ride_bike"]
-
-
-@dataclass
-class BuildSummary:
-    """What a build did. ``failed``: (clip id, reason) of every clip that is not finished."""
-
-    out: Path
-    classes: list[str]
-    counts: dict[str, dict[str, int]]
-    built: int = 0
-    existing: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    excluded: int = 0
-    frames: int = 0
-    seconds: float = 0.0
-    flow: dict[str, Any] | None = None
-    record_written: bool = True
-    shard: tuple[int, int] | None = None
-    pending: int = 0
-    #: "<class>/<side>" with no built clip (a class too small to split, or whose clips failed)
-    empty_sides: list[str] = field(default_factory=list)
-    #: (clip id, frames lost) of built clips whose video had undecodable frames
-    decode_errors: list[tuple[str, int]] = field(default_factory=list)
-    #: a packed build: the shards this run wrote, and the seconds packing took
-    shards_written: list[str] = field(default_factory=list)
-    pack_seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
 def describe_flow(name: str, params: dict[str, Any], gpus: list[int] | None) -> dict[str, Any]:

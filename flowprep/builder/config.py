@@ -1,4 +1,5 @@
-"""Build configuration: everything that decides the bytes of a dataset, and how to run the build."""
+"""Build configuration: everything that decides the bytes of a dataset, and how to run the build;
+and :class:`BuildSummary`, what a build did."""
 
 from __future__ import annotations
 
@@ -247,3 +248,37 @@ def fingerprint(settings: dict[str, Any]) -> str:
 
 if {f.name for f in fields(BuildConfig)} != set(OPTIONS):  # pragma: no cover - a guard on the declaration
     raise ImportError("every BuildConfig field needs one row in flowprep.builder.options.OPTIONS, and no more")
+
+
+@dataclass
+class BuildSummary:
+    """What a build did. ``failed``: (clip id, reason) of every clip that is not finished."""
+
+    out: Path
+    classes: list[str]
+    counts: dict[str, dict[str, int]]
+    built: int = 0
+    existing: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    excluded: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    flow: dict[str, Any] | None = None
+    record_written: bool = True
+    shard: tuple[int, int] | None = None
+    pending: int = 0
+    #: "<class>/<side>" with no built clip (a class too small to split, or whose clips failed)
+    empty_sides: list[str] = field(default_factory=list)
+    #: (clip id, frames lost) of built clips whose video had undecodable frames
+    decode_errors: list[tuple[str, int]] = field(default_factory=list)
+    #: a packed build: the shards this run wrote, and the seconds packing took
+    shards_written: list[str] = field(default_factory=list)
+    pack_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
