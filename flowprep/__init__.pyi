@@ -1,11 +1,11 @@
 """Types of the public API: flowprep/__init__.py imports these names on first use (tests/test_api.py
 keeps the two in step)."""
 
-from flowprep.builder.config import BuildSummary as BuildSummary
 from flowprep.builder.api import build as build
 from flowprep.builder.api import build_hmdb5 as build_hmdb5
 from flowprep.builder.api import build_ucf101 as build_ucf101
 from flowprep.builder.config import BuildConfig as BuildConfig
+from flowprep.builder.config import BuildSummary as BuildSummary
 from flowprep.errors import ArchiveError as ArchiveError
 from flowprep.errors import BackendNotInstalledError as BackendNotInstalledError
 from flowprep.errors import BackendUnavailableError as BackendUnavailableError
