@@ -330,7 +330,7 @@ def _fine_stride_within_patch(p: dict[str, Any]) -> str | None:
 
 
 class FineDISBackend(DISBackend):
-    """OpenCV DIS with every knob exposed and a searched preset for >= 50 pairs/s per core at 320x240.
+    """OpenCV DIS with every knob exposed and a searched preset: more accurate than tvl1-fast at ~25x its speed.
 
     DIS (dense inverse search) matches patches from the coarsest pyramid level down to
     ``finest_scale`` (0 = full resolution), then smooths each level with a variational refinement
@@ -343,30 +343,30 @@ class FineDISBackend(DISBackend):
     """
 
     name = "dis-fine"
-    # Chosen by bench/tune_cpu_flow.py (coarse grid, coordinate descent, finalists re-timed; within
-    # 1.3x the CPU time of DIS "medium", i.e. >= 50 pairs/s per core at 320x240; 36 tuning pairs
-    # from the first half of the carphone clip, half of them stereo-like scenes with photometric
-    # differences): against "medium" it keeps its structure (finest scale 1, patch 8, stride 3),
-    # takes 6 instead of 25 descent steps, spends the time saved on 10 instead of 5 per-level
-    # refinement iterations with a gradient-constancy term (gamma 10, delta 2: robust to gain and
-    # offset between the frames), and blurs both frames a little first (sigma 0.5). A full-resolution
-    # refinement pass (refine_*) costs ~1x "medium" per 5 iterations and lost to these within budget.
+    # Chosen by bench/tune_cpu_flow.py's run at a 2.4x budget (bench/results/tune_cpu_flow/budget2.4/:
+    # grid and coordinate descent on layered scenes of the carphone clip): DIS at full resolution
+    # (finest scale 0), patch 8, stride 4, 8 descent steps, no per-level refinement, then 5
+    # full-resolution refinement iterations (alpha 30, delta 5). A later run at a 1.3x budget with
+    # stereo-like tuning scenes chose finest scale 1, stride 3, 6 steps, 10 per-level iterations
+    # with gamma 10 and a 0.5-px pre-blur (~2x faster); it was better on held-out synthetic scenes
+    # but no better than plain DIS on the real pair (Middlebury Motorcycle 1.51 px vs 1.28 for
+    # these), so these stay the defaults and that one is a --flow-param line (docs/flow.md).
     # Ranges as for `dis` (patch and stride within OpenCV's 16-px border); iteration counts capped
     # at 10-20x the presets' so that a typo cannot make one pair take minutes.
     PARAMS: ClassVar[tuple[Param, ...]] = (
-        Param("finest_scale", int, 1, "finest pyramid level computed (0: full resolution)", 0, DIS_MAX_SCALES - 1),
+        Param("finest_scale", int, 0, "finest pyramid level computed (0: full resolution)", 0, DIS_MAX_SCALES - 1),
         # 1-px patches and a single descent step gave zero flow in probes (a 1-px patch minus its mean is 0)
         Param("patch_size", int, 8, "side of the matched patches, px (OpenCV's border is 16 px)", 2, 16),
-        Param("patch_stride", int, 3, "step between patches, px", 1, 16),
-        Param("gradient_descent_iterations", int, 6, "patch gradient-descent iterations per level", 2, 500),
-        Param("variational_refinement_iterations", int, 10, "DIS's refinement iterations per level (0: none)", 0, 100),
+        Param("patch_stride", int, 4, "step between patches, px", 1, 16),
+        Param("gradient_descent_iterations", int, 8, "patch gradient-descent iterations per level", 2, 500),
+        Param("variational_refinement_iterations", int, 0, "DIS's refinement iterations per level (0: none)", 0, 100),
         Param(
             "variational_refinement_alpha", float, 30.0, "smoothness weight of DIS's per-level refinement", 0.1, 1000
         ),
         Param(
             "variational_refinement_delta",
             float,
-            2.0,
+            5.0,
             "brightness-constancy weight of DIS's per-level refinement",
             0.1,
             1000,
@@ -374,21 +374,21 @@ class FineDISBackend(DISBackend):
         Param(
             "variational_refinement_gamma",
             float,
-            10.0,
+            0.0,
             "gradient-constancy weight of DIS's per-level refinement",
             0,
             1000,
         ),
         Param("use_mean_normalization", int, 1, "1: patches compared after removing their mean", choices=(0, 1)),
         Param("use_spatial_propagation", int, 1, "1: patches start from their neighbours' flow", choices=(0, 1)),
-        Param("refine_iterations", int, 0, "full-resolution refinement iterations after DIS (0: none)", 0, 100),
+        Param("refine_iterations", int, 5, "full-resolution refinement iterations after DIS (0: none)", 0, 100),
         Param("refine_alpha", float, 30.0, "smoothness weight of the full-resolution refinement", 0.1, 1000),
         Param("refine_delta", float, 5.0, "brightness-constancy weight of the full-resolution refinement", 0.1, 1000),
         Param("refine_gamma", float, 0.0, "gradient-constancy weight of the full-resolution refinement", 0, 1000),
         # SOR diverges outside (0, 2); OpenCV's default is 1.6
         Param("refine_omega", float, 1.6, "SOR relaxation factor of the full-resolution refinement", 0.1, 1.99),
         Param("refine_sor_iterations", int, 5, "inner SOR iterations of each full-resolution refinement step", 1, 100),
-        Param("presmooth_sigma", float, 0.5, "Gaussian blur of both frames before DIS, px (0: none)", 0, 5),
+        Param("presmooth_sigma", float, 0.0, "Gaussian blur of both frames before DIS, px (0: none)", 0, 5),
     )
     RULES: ClassVar[tuple[Rule, ...]] = (Rule("patch_stride <= patch_size", _fine_stride_within_patch),)
 
