@@ -55,7 +55,7 @@ import numpy as np
 from flowprep.flow.bench import BenchConfig, bench, epe
 from flowprep.flow.opencv_cpu import DISBackend, FastTVL1Backend, FineDISBackend
 from flowprep.flow.pairs import DEFAULT_VIDEO, FlowPair, smooth_field, warp_pair
-from flowprep.flow.scenes import HELD_OUT_FRAMES, TUNING_FRAMES, scene_pairs, video_frames, zoom_crop
+from flowprep.flow.scenes import HELD_OUT_FRAMES, TUNING_FRAMES, frame_pool, scene_pairs, zoom_crop
 from flowprep.flow.stereo_scenes import stereo_pairs
 
 SIZE = (320, 240)
@@ -370,8 +370,7 @@ def tvl1_breakdown(video: Path | None, chosen: dict[str, Any], log: Callable[[st
     on smooth warps (no object, no noise: TV-L1's best case) of second-half frames, 2 per magnitude."""
     from flowprep.flow.opencv_cpu import TVL1Backend
 
-    frames, _ = video_frames(video)
-    pool = frames[int(HELD_OUT_FRAMES[0] * len(frames)) :]
+    pool, _ = frame_pool(video, HELD_OUT_FRAMES, 1)
     rng = np.random.default_rng(2024)
     magnitudes = [1, 2, 4, 6, 8, 12, 16, 20, 25, 30, 40]
     backends = {"tvl1": TVL1Backend(), "tvl1-fast": FastTVL1Backend(), "dis-fine": FineDISBackend(**chosen)}

@@ -39,7 +39,7 @@ HELD_OUT_FRAMES = (0.5, 1.0)
 MOTION_CLASSES: tuple[tuple[float, float], ...] = ((1.0, 3.0), (3.0, 8.0), (8.0, 20.0))
 
 
-def _blob_mask(h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, float]]:
+def blob_mask(h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, float]]:
     """An irregular object mask, ``float32`` ``(h, w)`` in 0..1 with a 1-pixel soft edge, and its centre (x, y).
 
     An ellipse (radii 12..30 % of the image's sides, away from the border) whose edge is bent by
@@ -88,7 +88,7 @@ def scene_pair(
     h, w = background.shape
     bg_field = smooth_field(h, w, magnitude * rng.uniform(0.3, 1.0), rng)
     bg2, bg_flow, bg_valid = warp_pair(background, bg_field)
-    mask1, centre = _blob_mask(h, w, rng)
+    mask1, centre = blob_mask(h, w, rng)
     affine = _rigid(centre, magnitude, rng)
     # displacement is linear in (A - I, b): shrink both so that no object pixel moves past `magnitude`
     gy, gx = np.mgrid[0:h, 0:w].astype(np.float64)
@@ -161,6 +161,21 @@ def zoom_crop(frame: np.ndarray, size: tuple[int, int], rng: np.random.Generator
     return np.ascontiguousarray(big[y0 : y0 + h, x0 : x0 + w])
 
 
+def frame_pool(video: Path | None, frame_range: tuple[float, float], min_frames: int) -> tuple[list[np.ndarray], str]:
+    """The frames of ``video`` (:func:`video_frames`) in its ``frame_range`` part (fractions of its
+    length, so that tuning and held-out sets take disjoint frames), at least ``min_frames`` of them
+    where the video has that many; and the source's description."""
+    frames, source = video_frames(video)
+    lo_i = int(frame_range[0] * len(frames))
+    hi_i = max(lo_i + min_frames, int(frame_range[1] * len(frames)))
+    return frames[lo_i:hi_i], source
+
+
+def log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """A motion magnitude (px) log-uniform in ``[lo, hi]``: small motions as often as large ones."""
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
 def scene_pairs(
     video: Path | None,
     size: tuple[int, int],
@@ -178,15 +193,12 @@ def scene_pairs(
     With ``layered=False`` each pair is one such frame warped by one smooth field, without object,
     noise or gain (as :func:`~flowprep.flow.pairs.synthetic_pairs`), named ``smooth-<lo>-<hi>px-<j>``.
     """
-    frames, source = video_frames(video)
-    lo_i = int(frame_range[0] * len(frames))
-    hi_i = max(lo_i + 2, int(frame_range[1] * len(frames)))
-    pool = frames[lo_i:hi_i]
+    pool, source = frame_pool(video, frame_range, 2)
     rng = np.random.default_rng(seed)
     pairs = []
     for lo, hi in classes:
         for j in range(per_class):
-            mag = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+            mag = log_uniform(rng, lo, hi)
             a, b = rng.choice(len(pool), 2, replace=False)
             bg, obj = zoom_crop(pool[a], size, rng), zoom_crop(pool[b], size, rng)
             if layered:

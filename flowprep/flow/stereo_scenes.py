@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from flowprep.flow.pairs import FlowPair
-from flowprep.flow.scenes import MOTION_CLASSES, _blob_mask, video_frames, zoom_crop
+from flowprep.flow.scenes import MOTION_CLASSES, blob_mask, frame_pool, log_uniform, zoom_crop
 
 
 def _texture(frame: np.ndarray, size: tuple[int, int], zoom: float, rng: np.random.Generator) -> np.ndarray:
@@ -95,7 +95,7 @@ def stereo_pair(sources: Sequence[np.ndarray], magnitude: float, rng: np.random.
     bg_disp = _plane(h, w, far, magnitude * rng.uniform(-0.05, 0.05), min(floor, magnitude - far))
     layers.append((np.ones((h, w), np.float32), bg_disp, sources[0]))
     for i in range(n_near):
-        mask, _ = _blob_mask(h, w, rng)
+        mask, _ = blob_mask(h, w, rng)
         top = magnitude if i == n_near - 1 else float(bases[i])
         disp = _plane(h, w, 0.0, magnitude * rng.uniform(-0.08, 0.08), magnitude * rng.uniform(-0.08, 0.08))
         on = mask > 0.5
@@ -158,15 +158,12 @@ def stereo_pairs(
 
     Pairs are ``size`` ``(w, h)``, named ``stereo-<lo>-<hi>px-<j>``, grouped ``stereo <lo>-<hi>``.
     """
-    frames, source = video_frames(video)
-    lo_i = int(frame_range[0] * len(frames))
-    hi_i = max(lo_i + 5, int(frame_range[1] * len(frames)))
-    pool = frames[lo_i:hi_i]
+    pool, source = frame_pool(video, frame_range, 5)
     rng = np.random.default_rng(seed)
     pairs = []
     for lo, hi in classes:
         for j in range(per_class):
-            mag = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+            mag = log_uniform(rng, lo, hi)
             picks = rng.choice(len(pool), min(5, len(pool)), replace=False)
             # the background covers the whole picture; nearer layers are placed by _texture
             base = zoom_crop(pool[picks[0]], size, rng)
