@@ -249,3 +249,15 @@ def snapshot_outside(parent: Path, out: Path) -> dict[str, bytes | None]:
 def build_args(src: Path, out: Path, *extra: object) -> list[object]:
     """``flowprep build`` of ``src`` into ``out`` with DIS flow, one job, split by clip."""
     return ["build", src, "--out", out, "--flow", "dis", "-j", "1", "--no-progress", "--split-by", "clip", *extra]
+
+
+def json_values(st):
+    """A Hypothesis strategy for any JSON-like value (None, bools, ints, floats incl. NaN/inf, short
+    strings, and lists/dicts of them nested a few levels): what a hostile record file can hold.
+    ``st`` is ``hypothesis.strategies`` (imported by the caller, which skips without Hypothesis)."""
+    scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    return st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+        max_leaves=20,
+    )

@@ -13,7 +13,7 @@ from flowprep.errors import ConfigError
 from flowprep.layout.fields import FieldError
 from flowprep.layout.sections import DecodeInfo, FlowInfo, Recipe, RgbInfo
 from flowprep.train.model_record import ModelRecord, model_record_from_dict, read_model_record
-from helpers import mutate, run_cli
+from helpers import json_values, mutate, run_cli
 
 
 def _record(**changes: object) -> ModelRecord:
@@ -110,12 +110,7 @@ def test_mutated_model_records_raise_only_field_errors():
 def test_property_model_record_reader_raises_only_field_errors():
     hypothesis = pytest.importorskip("hypothesis")
     st = pytest.importorskip("hypothesis.strategies")
-    scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
-    values = st.recursive(
-        scalars,
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
-        max_leaves=20,
-    )
+    values = json_values(st)
     keys = st.sampled_from(list(_record().to_dict()))
 
     @hypothesis.settings(max_examples=400, deadline=None)

@@ -26,7 +26,7 @@ from flowprep.layout.dataset_record import (
 from flowprep.layout.fields import FieldError
 from flowprep.layout.record import read_record, write_record
 from flowprep.layout.sections import DecodeInfo, FlowInfo, RgbInfo
-from helpers import invoke_checked, mutate, run_cli
+from helpers import invoke_checked, json_values, mutate, run_cli
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" / "record.schema.json").read_text())
 
@@ -289,12 +289,7 @@ def test_mutated_records_raise_only_field_errors(ds):
 def test_property_any_json_value_raises_only_field_errors():
     hypothesis = pytest.importorskip("hypothesis")
     st = pytest.importorskip("hypothesis.strategies")
-    scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
-    values = st.recursive(
-        scalars,
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
-        max_leaves=20,
-    )
+    values = json_values(st)
     keys = st.sampled_from(
         [
             "format",
