@@ -36,7 +36,7 @@ FIELD_DEFAULT: Any = _FieldDefault()
 @dataclass(frozen=True)
 class Param:
     """A click parameter type as plain data: ``kind`` names a factory in the command layer's table
-    (:mod:`flowprep.cliparams` or click: ``choice``, ``int_range``, ``count``, ``finite``,
+    (:mod:`flowprep.commands.params` or click: ``choice``, ``int_range``, ``count``, ``finite``,
     ``positive``, ``seed``, ``size``, ``shard``, ``gpus``, ``byte_count``, ``byte_size``, ``path``),
     called with ``args`` and ``options``."""
 
