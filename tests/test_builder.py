@@ -93,7 +93,7 @@ def test_flow_images_encode_the_true_motion(tiny_release, tmp_path, flow):
     assert rec.modality == "flow" and rec.rgb is None
     assert rec.flow.name == flow
     if flow == "dis-fine":  # the preset's parameters are recorded, all of them
-        from flowprep.flow.opencv_cpu import FineDISBackend
+        from flowprep.flow.dis_fine import FineDISBackend
 
         assert dict(rec.flow.params) == FineDISBackend.DEFAULTS
         assert run_cli("verify", out).exit_code == 0

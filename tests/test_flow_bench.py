@@ -367,7 +367,7 @@ def test_make_bench_goal_check_is_stated_as_ratios():
 
 
 def test_tuning_script_space_covers_its_grid_and_the_preset():
-    from flowprep.flow.opencv_cpu import FineDISBackend
+    from flowprep.flow.dis_fine import FineDISBackend
 
     script = _bench_script("tune_cpu_flow")  # importing checks that the grid lies in the space
     assert set(script.SPACE) == set(FineDISBackend.DEFAULTS)

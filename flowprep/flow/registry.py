@@ -83,7 +83,7 @@ BACKENDS: dict[str, BackendSpec] = {
         ),
         BackendSpec(
             "dis-fine",
-            "flowprep.flow.opencv_cpu",
+            "flowprep.flow.dis_fine",
             "FineDISBackend",
             "`pip install opencv-contrib-python-headless`",
             "OpenCV DIS with a searched preset: more accurate than tvl1-fast at ~20x its speed (CPU)",

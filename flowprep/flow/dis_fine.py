@@ -1,0 +1,147 @@
+"""``dis-fine``: OpenCV DIS with every knob exposed, occlusions filled, and a searched preset.
+
+The pipeline per pair (each stage optional): a Gaussian pre-blur of both frames, DIS from the
+coarsest pyramid level down to ``finest_scale``, the forward-flow occlusion fill of
+:mod:`flowprep.flow.occlusion`, then OpenCV's standalone ``VariationalRefinement`` at full
+resolution, which pulls the filled pixels and the rest towards brightness constancy. The defaults
+are the preset ``bench/tune_cpu_flow.py`` chose (docs/flow.md, "Choosing a CPU preset").
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+
+from flowprep.flow.base import check_pair
+from flowprep.flow.occlusion import fill_occluded, occluded, require_ximgproc
+from flowprep.flow.opencv_cpu import DIS_MAX_SCALES, DIS_PRESET_IDS, DISBackend
+from flowprep.flow.params import Param, Rule
+from flowprep.limits import MIN_SIDE
+
+#: cv2 as untyped: VariationalRefinement's stubs vary between OpenCV releases
+_CV2: Any = cv2
+
+
+def _fine_stride_within_patch(p: dict[str, Any]) -> str | None:
+    if p["patch_stride"] <= p["patch_size"]:
+        return None
+    return (
+        f"patch_stride={p['patch_stride']} is larger than patch_size={p['patch_size']}; OpenCV's DIS needs "
+        "patch_stride <= patch_size (a larger stride writes past its buffers)"
+    )
+
+
+class FineDISBackend(DISBackend):
+    """OpenCV DIS with every knob exposed and a searched preset: more accurate than tvl1-fast at ~25x its speed.
+
+    DIS (dense inverse search) matches patches from the coarsest pyramid level down to
+    ``finest_scale`` (0 = full resolution), then smooths each level with a variational refinement
+    (data term weights ``delta`` for brightness constancy and ``gamma`` for gradient constancy,
+    smoothness weight ``alpha``). ``refine_iterations`` > 0 adds OpenCV's standalone
+    ``VariationalRefinement`` at full resolution after DIS, with its own weights (``refine_*``);
+    ``presmooth_sigma`` > 0 blurs both frames first (Gaussian, px). The frame-size
+    guards are :class:`DISBackend`'s. The defaults are the preset chosen by
+    ``bench/tune_cpu_flow.py`` (docs/flow.md, "Choosing a CPU preset").
+    """
+
+    name = "dis-fine"
+    # Chosen by bench/tune_cpu_flow.py's run at a 2.4x budget (bench/results/tune_cpu_flow/budget2.4/:
+    # grid and coordinate descent on layered scenes of the carphone clip): DIS at full resolution
+    # (finest scale 0), patch 8, stride 4, 8 descent steps, no per-level refinement, then 5
+    # full-resolution refinement iterations (alpha 30, delta 5). A later run at a 1.3x budget with
+    # stereo-like tuning scenes chose finest scale 1, stride 3, 6 steps, 10 per-level iterations
+    # with gamma 10 and a 0.5-px pre-blur (~2x faster); it was better on held-out synthetic scenes
+    # but no better than plain DIS on the real pair (Middlebury Motorcycle 1.51 px vs 1.28 for
+    # these), so these stay the defaults and that one is a --flow-param line (docs/flow.md).
+    # Ranges as for `dis` (patch and stride within OpenCV's 16-px border); iteration counts capped
+    # at 10-20x the presets' so that a typo cannot make one pair take minutes.
+    PARAMS: ClassVar[tuple[Param, ...]] = (
+        Param("finest_scale", int, 0, "finest pyramid level computed (0: full resolution)", 0, DIS_MAX_SCALES - 1),
+        # 1-px patches and a single descent step gave zero flow in probes (a 1-px patch minus its mean is 0)
+        Param("patch_size", int, 8, "side of the matched patches, px (OpenCV's border is 16 px)", 2, 16),
+        Param("patch_stride", int, 4, "step between patches, px", 1, 16),
+        Param("gradient_descent_iterations", int, 8, "patch gradient-descent iterations per level", 2, 500),
+        Param("variational_refinement_iterations", int, 0, "DIS's refinement iterations per level (0: none)", 0, 100),
+        Param(
+            "variational_refinement_alpha", float, 30.0, "smoothness weight of DIS's per-level refinement", 0.1, 1000
+        ),
+        Param(
+            "variational_refinement_delta",
+            float,
+            5.0,
+            "brightness-constancy weight of DIS's per-level refinement",
+            0.1,
+            1000,
+        ),
+        Param(
+            "variational_refinement_gamma",
+            float,
+            0.0,
+            "gradient-constancy weight of DIS's per-level refinement",
+            0,
+            1000,
+        ),
+        Param("use_mean_normalization", int, 1, "1: patches compared after removing their mean", choices=(0, 1)),
+        Param("use_spatial_propagation", int, 1, "1: patches start from their neighbours' flow", choices=(0, 1)),
+        Param("fill_occlusions", int, 0, "1: refill pixels the flow judges hidden in the next frame", choices=(0, 1)),
+        Param(
+            "occlusion_margin", float, 0.0, "gray levels a pixel must match worse than its rival to be refilled", 0, 255
+        ),
+        Param("fill_smoothness", float, 200.0, "reach of the edge-aware fill (the smoother's lambda)", 1, 100000),
+        Param("fill_sigma", float, 8.0, "gray levels over which the fill stops at an edge", 0.5, 255),
+        Param("refine_iterations", int, 5, "full-resolution refinement iterations after DIS (0: none)", 0, 100),
+        Param("refine_alpha", float, 30.0, "smoothness weight of the full-resolution refinement", 0.1, 1000),
+        Param("refine_delta", float, 5.0, "brightness-constancy weight of the full-resolution refinement", 0.1, 1000),
+        Param("refine_gamma", float, 0.0, "gradient-constancy weight of the full-resolution refinement", 0, 1000),
+        # SOR diverges outside (0, 2); OpenCV's default is 1.6
+        Param("refine_omega", float, 1.6, "SOR relaxation factor of the full-resolution refinement", 0.1, 1.99),
+        Param("refine_sor_iterations", int, 5, "inner SOR iterations of each full-resolution refinement step", 1, 100),
+        Param("presmooth_sigma", float, 0.0, "Gaussian blur of both frames before DIS, px (0: none)", 0, 5),
+    )
+    RULES: ClassVar[tuple[Rule, ...]] = (Rule("patch_stride <= patch_size", _fine_stride_within_patch),)
+
+    def __init__(self, **params: Any) -> None:  # noqa: D107 -- the parameters are PARAMS
+        self._params = {**(self.DEFAULTS or {}), **params}
+        p = self._params
+        alg: Any = cv2.DISOpticalFlow.create(DIS_PRESET_IDS["medium"])
+        alg.setFinestScale(int(p["finest_scale"]))
+        alg.setPatchSize(int(p["patch_size"]))
+        alg.setPatchStride(int(p["patch_stride"]))
+        alg.setGradientDescentIterations(int(p["gradient_descent_iterations"]))
+        alg.setVariationalRefinementIterations(int(p["variational_refinement_iterations"]))
+        alg.setVariationalRefinementAlpha(float(p["variational_refinement_alpha"]))
+        alg.setVariationalRefinementDelta(float(p["variational_refinement_delta"]))
+        alg.setVariationalRefinementGamma(float(p["variational_refinement_gamma"]))
+        alg.setUseMeanNormalization(bool(p["use_mean_normalization"]))
+        alg.setUseSpatialPropagation(bool(p["use_spatial_propagation"]))
+        self._alg = alg
+        if p["fill_occlusions"]:
+            require_ximgproc()  # at construction: a missing contrib build fails before the first clip
+        self._refine: Any = None
+        if int(p["refine_iterations"]) > 0:
+            self._refine = _CV2.VariationalRefinement.create()
+            self._refine.setFixedPointIterations(int(p["refine_iterations"]))
+            self._refine.setAlpha(float(p["refine_alpha"]))
+            self._refine.setDelta(float(p["refine_delta"]))
+            self._refine.setGamma(float(p["refine_gamma"]))
+            self._refine.setOmega(float(p["refine_omega"]))
+            self._refine.setSorIterations(int(p["refine_sor_iterations"]))
+
+    def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        sigma = float(self._params["presmooth_sigma"])
+        if sigma > 0:
+            check_pair(prev, nxt, MIN_SIDE, self.name)  # before OpenCV's blur sees them
+            prev = cv2.GaussianBlur(prev, (0, 0), sigma)
+            nxt = cv2.GaussianBlur(nxt, (0, 0), sigma)
+        flow = super().calc(prev, nxt)  # DIS with its frame checks and per-call scale and patch reset
+        if self._params["fill_occlusions"]:
+            # before the refinement, so that it smooths the seams between filled and kept flow
+            hidden = occluded(prev, nxt, flow, float(self._params["occlusion_margin"]))
+            flow = fill_occluded(
+                flow, hidden, prev, float(self._params["fill_smoothness"]), float(self._params["fill_sigma"])
+            )
+        if self._refine is not None:
+            flow = self._refine.calc(prev, nxt, flow)
+        return flow
