@@ -244,17 +244,12 @@ def log_grid(rows: list[dict[str, Any]], budget: float, log: Callable[[str], Non
 BUDGET = 1.3
 #: the starts of ``--from-defaults``: changes to dis-fine's defaults, both with the occlusion fill
 FROM_DEFAULTS: list[dict[str, Any]] = [
-    {"fill_occlusions": 1, "patch_stride": 5, "refine_iterations": 2},
     {
         "fill_occlusions": 1,
-        "finest_scale": 1,
-        "patch_stride": 3,
-        "gradient_descent_iterations": 6,
-        "variational_refinement_iterations": 10,
-        "variational_refinement_delta": 2.0,
-        "variational_refinement_gamma": 10.0,
-        "refine_iterations": 0,
-        "presmooth_sigma": 0.5,
+        "patch_stride": 5,
+        "gradient_descent_iterations": 12,
+        "fill_sigma": 4.0,
+        "refine_iterations": 2,
     },
 ]
 #: coordinate-descent rounds at most (each tries every parameter's two neighbours)
@@ -444,6 +439,25 @@ def tvl1_breakdown(video: Path | None, chosen: dict[str, Any], log: Callable[[st
     return {"magnitudes": magnitudes, "epe": rows, "pairs_per_magnitude": 2}
 
 
+def check_real(pairs: list[FlowPair], chosen: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    """EPE of the chosen preset, dis-fine's defaults before this run, tvl1-fast and dis on each pair."""
+    backends = {
+        "chosen": FineDISBackend(**chosen).calc,
+        "defaults": FineDISBackend().calc,
+        "tvl1-fast": FastTVL1Backend().calc,
+        "dis": DISBackend(preset="medium").calc,
+    }
+    out: dict[str, Any] = {}
+    for p in pairs:
+        row = {k: round(float(epe(f(p.prev, p.nxt), p.flow, p.valid).mean()), 4) for k, f in backends.items()}
+        out[p.name] = {"size": [p.prev.shape[1], p.prev.shape[0]], "max_motion": round(p.magnitude, 1), "epe": row}
+        log(
+            f"  {p.name:<28} {p.prev.shape[1]}x{p.prev.shape[0]} up to {p.magnitude:4.1f} px: "
+            + "  ".join(f"{k} {v:.3f} ({v / row['tvl1-fast']:.2f}x)" for k, v in row.items())
+        )
+    return out
+
+
 # -------------------------------------------------------------------------------------- main
 
 
@@ -477,7 +491,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--from-defaults",
         action="store_true",
-        help="skip steps 1-2: descend from dis-fine's defaults, with and without the occlusion fill",
+        help="skip steps 1-2: descend from dis-fine's defaults made cheaper, with the occlusion fill (FROM_DEFAULTS)",
+    )
+    ap.add_argument(
+        "--check-real",
+        nargs=3,
+        action="append",
+        default=[],
+        type=Path,
+        metavar=("FRAME1", "FRAME2", "FLO"),
+        help="a real pair with true flow the search never sees: the chosen preset, the previous defaults, "
+        "tvl1-fast and dis are run on it once at the end (step 7); repeatable",
     )
     ap.add_argument("--skip-families", action="store_true", help="skip step 1 (DeepFlow alone takes minutes)")
     ap.add_argument(
@@ -531,10 +555,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     grid: list[dict[str, Any]] = []
     starts: list[dict[str, Any]] = []
     if args.from_defaults:
-        log("1-2. skipped (--from-defaults): two starts with the occlusion fill")
-        # the defaults' structure (full resolution) made cheaper, and the 1.3x run's (finest scale 1)
-        starts.append({**FineDISBackend.DEFAULTS, **FROM_DEFAULTS[0]})
-        starts.append({**FineDISBackend.DEFAULTS, **FROM_DEFAULTS[1]})
+        log("1-2. skipped (--from-defaults): descent from the defaults' structure with the occlusion fill")
+        starts += [{**FineDISBackend.DEFAULTS, **changes} for changes in FROM_DEFAULTS]
     else:
         log("1. families (screen set):")
         fam = [] if args.skip_families else step("families", lambda: families(screen))
@@ -587,6 +609,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "held_out.json").write_text(json.dumps(held_out(args.video, best["params"], log), indent=1))
     log("6. where OpenCV's TV-L1 defaults break (smooth warps, EPE px):")
     (args.out / "tvl1_breakdown.json").write_text(json.dumps(tvl1_breakdown(args.video, best["params"], log), indent=1))
+    if args.check_real:
+        log("7. real pairs the search never saw (EPE px, ratio to tvl1-fast):")
+        checks = check_real([load_pair(*paths) for paths in args.check_real], best["params"], log)
+        (args.out / "check_real.json").write_text(json.dumps(checks, indent=1))
     log(f"done in {time.perf_counter() - t_start:.0f} s")
     (args.out / "summary.md").write_text("\n".join(lines) + "\n")
     return 0

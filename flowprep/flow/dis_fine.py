@@ -34,16 +34,21 @@ def _fine_stride_within_patch(p: dict[str, Any]) -> str | None:
 
 
 class FineDISBackend(DISBackend):
-    """OpenCV DIS with every knob exposed and a searched preset: more accurate than tvl1-fast at ~25x its speed.
+    """OpenCV DIS with every knob exposed, occlusions refilled, and a searched preset.
 
     DIS (dense inverse search) matches patches from the coarsest pyramid level down to
     ``finest_scale`` (0 = full resolution), then smooths each level with a variational refinement
     (data term weights ``delta`` for brightness constancy and ``gamma`` for gradient constancy,
-    smoothness weight ``alpha``). ``refine_iterations`` > 0 adds OpenCV's standalone
-    ``VariationalRefinement`` at full resolution after DIS, with its own weights (``refine_*``);
-    ``presmooth_sigma`` > 0 blurs both frames first (Gaussian, px). The frame-size
-    guards are :class:`DISBackend`'s. The defaults are the preset chosen by
-    ``bench/tune_cpu_flow.py`` (docs/flow.md, "Choosing a CPU preset").
+    smoothness weight ``alpha``). ``fill_occlusions`` = 1 then finds the pixels the flow judges
+    hidden in the next frame (:func:`~flowprep.flow.occlusion.occluded`, with ``occlusion_margin``)
+    and refills them from the visible pixels that look like them
+    (:func:`~flowprep.flow.occlusion.fill_occluded`, with ``fill_smoothness`` and ``fill_sigma``).
+    ``refine_iterations`` > 0 adds OpenCV's standalone ``VariationalRefinement`` at full
+    resolution last, with its own weights (``refine_*``); ``presmooth_sigma`` > 0 blurs both frames
+    first (Gaussian, px). The frame-size guards are :class:`DISBackend`'s. The defaults are the
+    preset chosen by ``bench/tune_cpu_flow.py`` (docs/flow.md, "Choosing a CPU preset").
+
+    ``calc`` returns ``float32`` ``(H, W, 2)`` flow in pixels, like every backend.
     """
 
     name = "dis-fine"
