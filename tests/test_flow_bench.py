@@ -374,6 +374,15 @@ def test_tuning_script_space_covers_its_grid_and_the_preset():
     assert all(FineDISBackend.DEFAULTS[k] in v for k, v in script.SPACE.items())
 
 
+def test_tuning_score_is_the_worst_ratio_to_tvl1_fast():
+    script = _bench_script("tune_cpu_flow")
+    row = {"epe": 0.5, "real_epe": {"a.png": 1.2, "b.png": 0.3}}
+    # synthetic 0.5/1.0, a.png 1.2/1.5, b.png 0.3/0.2: the worst is b.png's 1.5
+    assert script.score(row, {"synthetic": 1.0, "a.png": 1.5, "b.png": 0.2}) == pytest.approx(1.5)
+    assert script.score(row, None) == 0.5  # no real pairs: the synthetic EPE
+    assert script._score({"epe": 0.7}) == 0.7  # rows of earlier runs have no score
+
+
 SMALL = ["--flow", "dis", "--size", "64x48", "--magnitudes", "3", "--pairs-per-magnitude", "1"]
 
 
