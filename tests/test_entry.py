@@ -36,8 +36,15 @@ sys.exit(main())
 """
 
 
+#: a test run started in the background by a non-interactive shell inherits SIGINT ignored, and
+#: Python then keeps it ignored: the child takes Python's usual Ctrl-C handler back first
+RESTORE_SIGINT = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+
 def _interrupt(code: str, sig: int) -> subprocess.CompletedProcess:
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RESTORE_SIGINT + code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "blocked\n"
         proc.send_signal(sig)
