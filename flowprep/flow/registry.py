@@ -86,7 +86,7 @@ BACKENDS: dict[str, BackendSpec] = {
             "flowprep.flow.dis_fine",
             "FineDISBackend",
             "`pip install opencv-contrib-python-headless`",
-            "OpenCV DIS with a searched preset: more accurate than tvl1-fast at ~20x its speed (CPU)",
+            "OpenCV DIS + occlusion fill, searched preset: about tvl1-fast's accuracy at ~20x its speed (CPU)",
         ),
         BackendSpec(
             "farneback",
