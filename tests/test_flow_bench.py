@@ -383,6 +383,46 @@ def test_tuning_score_is_the_worst_ratio_to_tvl1_fast():
     assert script._score({"epe": 0.7}) == 0.7  # rows of earlier runs have no score
 
 
+def test_real_pairs_script_writes_triplets_that_load(tmp_path):
+    import cv2
+
+    from flowprep.flow.flo import read_flo, valid_mask, write_flo
+    from flowprep.flow.pairs import load_pair
+
+    script = _bench_script("real_pairs")
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 255, (40, 60), dtype=np.uint8) for _ in range(2))
+    src = tmp_path / "mb"
+    src.mkdir()
+    cv2.imwrite(str(src / "frame10.png"), a)
+    cv2.imwrite(str(src / "frame11.png"), b)
+    flow = np.dstack([np.full((40, 60), 1.5, np.float32), np.full((40, 60), -0.5, np.float32)])
+    write_flo(src / "flow10.flo", flow)
+    script.main(["flow", str(src), str(tmp_path / "Scene")])
+    pair = load_pair(tmp_path / "Scene/Scene.png", tmp_path / "Scene/Scene_2.png", tmp_path / "Scene/Scene.flo")
+    assert pair.name == "Scene.png" and np.array_equal(pair.flow, flow) and np.array_equal(pair.prev, a)
+
+    disp = np.full((40, 60), 40, np.uint8)  # Middlebury 2003 style: value / 4 = 10 px
+    disp[:, :5] = 0  # unknown
+    cv2.imwrite(str(src / "disp.png"), disp)
+    script.main(["stereo", str(src / "frame10.png"), str(src / "frame11.png"), str(src / "disp.png"),
+                 str(tmp_path / "St"), "--disp-scale", "0.25", "--resize", "0.5"])  # fmt: skip
+    st = read_flo(tmp_path / "St/St.flo")
+    known = valid_mask(st)
+    assert st.shape == (20, 30, 2) and not known[:, :2].any() and known[:, 3:].all()
+    assert np.allclose(st[known], (-5.0, 0.0))  # left to right: -disparity, halved with the frames
+
+    gt = np.zeros((40, 60, 3), np.uint16)  # KITTI: B valid, G v, R u, each (px * 64 + 2^15)
+    gt[..., 2], gt[..., 1], gt[..., 0] = 2**15 + 64 * 3, 2**15 - 32, 1
+    gt[0, 0, 0] = 0
+    cv2.imwrite(str(src / "kitti.png"), gt)
+    script.main(
+        ["kitti", str(src / "frame10.png"), str(src / "frame11.png"), str(src / "kitti.png"), str(tmp_path / "K")]
+    )
+    k = read_flo(tmp_path / "K/K.flo")
+    assert not valid_mask(k)[0, 0] and np.allclose(k[1:], (3.0, -0.5))
+
+
 SMALL = ["--flow", "dis", "--size", "64x48", "--magnitudes", "3", "--pairs-per-magnitude", "1"]
 
 

@@ -52,6 +52,15 @@ def test_no_occlusion_without_motion_and_a_margin_keeps_near_ties(scene):
     assert not occluded(*scene[:3], margin=255.0).any()
 
 
+def test_a_non_finite_flow_value_does_not_break_the_search(scene):
+    prev, nxt, flow, _ = scene
+    bad = flow.copy()
+    bad[5, 5] = (np.nan, np.inf)
+    bad[6, 6] = (-np.inf, 1e30)
+    hidden = occluded(prev, nxt, bad)
+    assert hidden.shape == (H, W) and hidden.sum() <= occluded(prev, nxt, flow).sum() + 3
+
+
 def test_the_fill_takes_the_flow_of_the_region_the_pixel_looks_like(scene):
     prev, _, flow, strip = scene
     smeared = flow.copy()

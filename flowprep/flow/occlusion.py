@@ -60,8 +60,10 @@ def occluded(prev: np.ndarray, nxt: np.ndarray, flow: np.ndarray, margin: float 
     # targets outside the frame are clamped to its border: pixels leaving the view then compete
     # there too, and all but the best-matching one take their neighbours' flow (DIS extrapolates
     # them poorly; this cut the error on the real pair's left edge)
-    tx = np.clip(np.rint(xs), 0, w - 1).astype(np.intp)
-    ty = np.clip(np.rint(ys), 0, h - 1).astype(np.intp)
+    # a non-finite flow value (none from OpenCV's DIS, but the function is public) must not become
+    # a wild index: it counts as a target at the origin
+    tx = np.clip(np.nan_to_num(np.rint(xs)), 0, w - 1).astype(np.intp)
+    ty = np.clip(np.nan_to_num(np.rint(ys)), 0, h - 1).astype(np.intp)
     target = (ty * w + tx).ravel()
     count = np.bincount(target, minlength=h * w)
     warped = cv2.remap(nxt, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
