@@ -10,6 +10,7 @@ import pytest
 from flowprep.errors import BackendNotInstalledError
 from flowprep.flow import occlusion
 from flowprep.flow.occlusion import fill_occluded, occluded
+from flowprep.flow.opencv_cpu import require_contrib
 from flowprep.flow.registry import create_backend
 
 H, W = 96, 128
@@ -80,6 +81,8 @@ def test_without_the_contrib_build_the_fill_names_the_package(scene, monkeypatch
     with pytest.raises(BackendNotInstalledError, match="cv2.ximgproc"):
         create_backend("dis-fine", fill_occlusions=1)
     create_backend("dis-fine", fill_occlusions=0)  # without the fill, no ximgproc is needed
+    with pytest.raises(BackendNotInstalledError, match=r"TV-L1 needs cv2\.optflow, which only the contrib"):
+        require_contrib("optflow", "TV-L1", types.SimpleNamespace())
 
 
 def test_dis_fine_with_the_fill_is_closer_on_the_covered_background(scene):

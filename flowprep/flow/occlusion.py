@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from flowprep.errors import BackendNotInstalledError
+from flowprep.flow.opencv_cpu import require_contrib
 
 #: cv2 as untyped: cv2.ximgproc is in the contrib build only and its stubs vary between releases
 _CV2: Any = cv2
@@ -31,11 +31,7 @@ _CV2: Any = cv2
 
 def require_ximgproc() -> None:
     """Raise :class:`BackendNotInstalledError` unless OpenCV's contrib module ``ximgproc`` is there."""
-    if not hasattr(_CV2, "ximgproc"):
-        raise BackendNotInstalledError(
-            "occlusion filling needs cv2.ximgproc, which is in the contrib build of OpenCV only; "
-            "install with: pip uninstall -y opencv-python-headless && pip install opencv-contrib-python-headless"
-        )
+    require_contrib("ximgproc", "the occlusion fill", _CV2)
 
 
 def occluded(prev: np.ndarray, nxt: np.ndarray, flow: np.ndarray, margin: float = 0.0) -> np.ndarray:

@@ -33,10 +33,13 @@ from flowprep.limits import MIN_SIDE
 _CV2: Any = cv2
 
 
-def _require_optflow() -> None:
-    if not hasattr(cv2, "optflow"):
+def require_contrib(module: str, what: str, cv: Any = cv2) -> None:
+    """Raise :class:`BackendNotInstalledError` unless ``cv`` (OpenCV) has the contrib module ``module``.
+
+    ``what`` names the feature that needs it, for the message; ``cv`` is there for tests."""
+    if not hasattr(cv, module):
         raise BackendNotInstalledError(
-            "OpenCV has no cv2.optflow (TV-L1 is in the contrib build): "
+            f"{what} needs cv2.{module}, which only the contrib build of OpenCV has: "
             "`pip uninstall opencv-python opencv-python-headless && pip install opencv-contrib-python-headless`"
         )
 
@@ -105,7 +108,7 @@ class TVL1Backend(FlowBackend):
     )
 
     def __init__(self, **params: Any) -> None:
-        _require_optflow()
+        require_contrib("optflow", "TV-L1")
         self._params = {**(self.DEFAULTS or {}), **params}
         self._alg = _tvl1(self._params, use_initial_flow=False)
 
@@ -150,7 +153,7 @@ class FastTVL1Backend(FlowBackend):
     )
 
     def __init__(self, **params: Any) -> None:
-        _require_optflow()
+        require_contrib("optflow", "TV-L1")
         self._params = {**(self.DEFAULTS or {}), **params}
         self._dis = DISBackend(preset=self._params["dis_preset"])
         self._alg = _tvl1(self._params, use_initial_flow=True)
