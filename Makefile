@@ -126,7 +126,7 @@ test-fast: $(STAMP) cuda-bindings
 bench: $(STAMP)
 	mkdir -p bench-out
 	$(PY) bench/bench_build.py --out bench-out
-	$(PY) bench/bench_flow.py bench-out/bench_flow.json
+	$(PY) bench/bench_flow.py bench-out/bench_flow.json $(if $(REAL_PAIRS),--pairs-dir $(REAL_PAIRS))
 	$(PY) bench/bench_infer.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_pack.py --out bench-out --clips 114

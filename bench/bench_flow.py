@@ -65,6 +65,20 @@ def goal_lines(result: BenchResult, preset: str = "dis-fine", baseline: str = "t
     return lines
 
 
+def pairs_in(folder: Path) -> list[list[Path]]:
+    """The ``[frame1, frame2, flo]`` triplets of ``folder``'s sub-folders, sorted by name."""
+    if not folder.is_dir():
+        raise SystemExit(f"--pairs-dir {folder}: not a folder")
+    found = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        triplet = [sub / f"{sub.name}.png", sub / f"{sub.name}_2.png", sub / f"{sub.name}.flo"]
+        if all(p.is_file() for p in triplet):
+            found.append(triplet)
+    if not found:
+        raise SystemExit(f"--pairs-dir {folder}: no sub-folder NAME with NAME.png, NAME_2.png and NAME.flo")
+    return found
+
+
 def _save(result: BenchResult, path: Path) -> None:
     path.write_text(json.dumps(json_safe(result.to_dict()), indent=2, allow_nan=False))
     print(format_table(result))
@@ -76,7 +90,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("out", nargs="?", type=Path, default=Path("bench_flow.json"))
     ap.add_argument("--video", type=Path, default=DEFAULT_VIDEO, help="frames to warp (default: the carphone clip)")
     ap.add_argument("--pair", nargs=3, action="append", type=Path, default=[], metavar=("F1", "F2", "GT"))
+    ap.add_argument(
+        "--pairs-dir",
+        type=Path,
+        help="every sub-folder NAME holding NAME.png, NAME_2.png and NAME.flo (what bench/real_pairs.py "
+        "writes) is one more --pair; `make bench REAL_PAIRS=DIR` passes it",
+    )
     args = ap.parse_args(argv)
+    if args.pairs_dir is not None:
+        args.pair += pairs_in(args.pairs_dir)
     out: Path = args.out
     _save(bench_flow(video=args.video, plot=out.with_suffix(".png"), vis_dir=out.parent / "flow_vis"), out)
     goal = out.with_name(out.stem + "_goal.json")

@@ -422,6 +422,12 @@ def test_real_pairs_script_writes_triplets_that_load(tmp_path):
     k = read_flo(tmp_path / "K/K.flo")
     assert not valid_mask(k)[0, 0] and np.allclose(k[1:], (3.0, -0.5))
 
+    # what `make bench REAL_PAIRS=DIR` hands bench_flow.py: the folder's triplets, the source folder skipped
+    found = _bench_script("bench_flow").pairs_in(tmp_path)
+    assert [t[0].name for t in found] == ["K.png", "Scene.png", "St.png"]
+    with pytest.raises(SystemExit, match="no sub-folder NAME"):
+        _bench_script("bench_flow").pairs_in(src)
+
 
 SMALL = ["--flow", "dis", "--size", "64x48", "--magnitudes", "3", "--pairs-per-magnitude", "1"]
 
