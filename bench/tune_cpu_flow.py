@@ -1,6 +1,14 @@
 """Choose the ``dis-fine`` preset: a small, rerunnable search over OpenCV's CPU flow parameters.
 
     nice python bench/tune_cpu_flow.py [--video carphone.mp4] [--out bench-out/tune] [--budget 1.3]
+    nice python bench/tune_cpu_flow.py --from-defaults --speedup 20 --real F1 F2 FLO ... --check-real F1 F2 FLO ...
+
+The second form is the run behind the current defaults (docs/flow.md, "The occlusion fill and the
+real pairs"): real pairs with true flow (``bench/real_pairs.py`` makes them) join the objective,
+which becomes the worst EPE ratio to ``tvl1-fast`` over the synthetic tuning set and each real
+pair; the budget is ``tvl1-fast``'s measured cost over ``--speedup`` (less 5 %); steps 1-2 are
+skipped and the descent starts from ``FROM_DEFAULTS``; ``--check-real`` pairs are only run once,
+after the choice (step 7, ``check_real.json``).
 
 Data (all made here, from real footage, with known flow; nothing else is tuned on):
 
