@@ -86,6 +86,7 @@ SPACE: dict[str, list[Any]] = {
     "occlusion_margin": [0.0, 1.0, 2.0, 5.0, 10.0],
     "fill_smoothness": [50.0, 100.0, 200.0, 400.0, 1000.0],
     "fill_sigma": [4.0, 8.0, 12.0, 16.0],
+    "median_size": [0, 3, 5],
     "refine_iterations": [0, 1, 2, 3, 4, 5, 8],
     "refine_alpha": [5.0, 10.0, 20.0, 30.0, 40.0, 60.0, 80.0],
     "refine_delta": [0.5, 1.0, 2.0, 5.0, 10.0],
@@ -250,22 +251,26 @@ def log_grid(rows: list[dict[str, Any]], budget: float, log: Callable[[str], Non
 #: the cost limit: DIS medium runs ~71 pairs per CPU-second at 320x240 on this machine (quiet), so
 #: the goal's 50 pairs/s per core allows ~1.4x its CPU time; 1.3x leaves a margin for timing noise
 BUDGET = 1.3
-#: the starts of ``--from-defaults``: changes to dis-fine's defaults, both with the occlusion fill
+#: the starts of ``--from-defaults``: changes to dis-fine's defaults. The fourth run's (results/
+#: tune_cpu_flow/median/): the third run's choice with the median filter, and a denser variant of
+#: it. The third run's start is the first line of step 3 in results/tune_cpu_flow/occlusion/summary.md.
 FROM_DEFAULTS: list[dict[str, Any]] = [
-    {
-        "fill_occlusions": 1,
-        "patch_stride": 5,
-        "gradient_descent_iterations": 12,
-        "fill_sigma": 4.0,
-        "refine_iterations": 2,
-    },
+    {"median_size": 5},
+    # smaller, denser patches with fewer descent steps and one refinement step less: a move the
+    # descent cannot make one parameter at a time (each change alone is worse or over budget)
+    {"median_size": 5, "patch_size": 6, "patch_stride": 4, "gradient_descent_iterations": 4, "refine_iterations": 3},
 ]
-#: coordinate-descent rounds at most (each tries every parameter's two neighbours)
+#: coordinate-descent rounds at most (each tries every parameter's two neighbours); --rounds
 ROUNDS = 8
 
 
 def descend(
-    start: dict[str, Any], tune: Evaluator, budget: float, cache: dict[str, dict[str, Any]], log: Callable[[str], None]
+    start: dict[str, Any],
+    tune: Evaluator,
+    budget: float,
+    cache: dict[str, dict[str, Any]],
+    log: Callable[[str], None],
+    rounds: int = ROUNDS,
 ) -> dict[str, Any]:
     """Coordinate descent within budget: per round, every parameter's neighbouring values; keep the best."""
 
@@ -276,7 +281,7 @@ def descend(
         return cache[k]
 
     best = measure(start)
-    for round_ in range(ROUNDS):
+    for round_ in range(rounds):
         candidates = []
         for name, values in SPACE.items():
             i = values.index(best["params"][name])
@@ -309,6 +314,7 @@ ABBREV = {
     "occlusion_margin": "margin",
     "fill_smoothness": "flambda",
     "fill_sigma": "fsigma",
+    "median_size": "median",
     "refine_iterations": "refine",
     "refine_alpha": "ralpha",
     "refine_delta": "rdelta",
@@ -499,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--from-defaults",
         action="store_true",
-        help="skip steps 1-2: descend from dis-fine's defaults made cheaper, with the occlusion fill (FROM_DEFAULTS)",
+        help="skip steps 1-2: descend from dis-fine's defaults with FROM_DEFAULTS' changes",
     )
     ap.add_argument(
         "--check-real",
@@ -511,6 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a real pair with true flow the search never sees: the chosen preset, the previous defaults, "
         "tvl1-fast and dis are run on it once at the end (step 7); repeatable",
     )
+    ap.add_argument("--rounds", type=int, default=ROUNDS, help=f"coordinate-descent rounds at most (default {ROUNDS})")
     ap.add_argument("--skip-families", action="store_true", help="skip step 1 (DeepFlow alone takes minutes)")
     ap.add_argument(
         "--resume", action="store_true", help="reuse steps 1 and 2 from --out (families.json, grid.json) if there"
@@ -563,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     grid: list[dict[str, Any]] = []
     starts: list[dict[str, Any]] = []
     if args.from_defaults:
-        log("1-2. skipped (--from-defaults): descent from the defaults' structure with the occlusion fill")
+        log(f"1-2. skipped (--from-defaults): descent from dis-fine's defaults with {FROM_DEFAULTS}")
         starts += [{**FineDISBackend.DEFAULTS, **changes} for changes in FROM_DEFAULTS]
     else:
         log("1. families (screen set):")
@@ -584,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finals = []
     for i, start in enumerate(starts):
         log(f"  start {i + 1}: " + _short(start))
-        finals.append(descend(start, tune, budget, cache, log))
+        finals.append(descend(start, tune, budget, cache, log, args.rounds))
     defaults = {"params": dict(FineDISBackend.DEFAULTS), **tune(dis_fine(dict(FineDISBackend.DEFAULTS)))}
     log(f"  dis-fine's current defaults on the tuning set: {_measures(defaults)}, cost {defaults['cost']:.2f}x")
     log(f"4. finalists (tuning set, cost = median of 4 interleaved passes; budget {budget:.2f}x):")

@@ -97,3 +97,9 @@ def test_dis_fine_with_the_fill_is_closer_on_the_covered_background(scene):
     # smear the square's flow over the 6-px strip and beyond, so only about half the strip is found
     assert filled[strip].mean() < without[strip].mean() - 0.3
     assert filled.mean() < 0.9 * without.mean()
+
+
+def test_a_negative_margin_is_refused(scene):
+    prev, nxt, flow, _ = scene
+    with pytest.raises(ValueError, match="margin must be a number >= 0"):
+        occluded(prev, nxt, flow, -1.0)

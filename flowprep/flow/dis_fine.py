@@ -2,7 +2,7 @@
 
 The pipeline per pair (each stage optional): a Gaussian pre-blur of both frames, DIS from the
 coarsest pyramid level down to ``finest_scale``, the forward-flow occlusion fill of
-:mod:`flowprep.flow.occlusion`, then OpenCV's standalone ``VariationalRefinement`` at full
+:mod:`flowprep.flow.occlusion`, a median filter of the flow, then OpenCV's standalone ``VariationalRefinement`` at full
 resolution, which pulls the filled pixels and the rest towards brightness constancy. The defaults
 are the preset ``bench/tune_cpu_flow.py`` chose (docs/flow.md, "Choosing a CPU preset").
 """
@@ -43,6 +43,7 @@ class FineDISBackend(DISBackend):
     hidden in the next frame (:func:`~flowprep.flow.occlusion.occluded`, with ``occlusion_margin``)
     and refills them from the visible pixels that look like them
     (:func:`~flowprep.flow.occlusion.fill_occluded`, with ``fill_smoothness`` and ``fill_sigma``).
+    ``median_size`` > 0 then median-filters the flow (:func:`median_flow`).
     ``refine_iterations`` > 0 adds OpenCV's standalone ``VariationalRefinement`` at full
     resolution last, with its own weights (``refine_*``); ``presmooth_sigma`` > 0 blurs both frames
     first (Gaussian, px). The frame-size guards are :class:`DISBackend`'s. The defaults are the
@@ -95,6 +96,14 @@ class FineDISBackend(DISBackend):
         ),
         Param("fill_smoothness", float, 400.0, "reach of the edge-aware fill (the smoother's lambda)", 1, 100000),
         Param("fill_sigma", float, 8.0, "gray levels over which the fill stops at an edge", 0.5, 255),
+        # OpenCV's median of float images takes only 3 or 5
+        Param(
+            "median_size",
+            int,
+            0,
+            "side of the median filter on the flow before the refinement, px (0: none)",
+            choices=(0, 3, 5),
+        ),
         Param("refine_iterations", int, 4, "full-resolution refinement iterations after DIS (0: none)", 0, 100),
         Param("refine_alpha", float, 30.0, "smoothness weight of the full-resolution refinement", 0.1, 1000),
         Param("refine_delta", float, 5.0, "brightness-constancy weight of the full-resolution refinement", 0.1, 1000),
@@ -146,6 +155,21 @@ class FineDISBackend(DISBackend):
             flow = fill_occluded(
                 flow, hidden, prev, float(self._params["fill_smoothness"]), float(self._params["fill_sigma"])
             )
+        size = int(self._params["median_size"])
+        if size:
+            # TV-L1's remedy for outliers (Sun, Roth & Black 2010): isolated wrong matches of DIS's
+            # patches would otherwise anchor the refinement
+            flow = median_flow(flow, size)
         if self._refine is not None:
             flow = self._refine.calc(prev, nxt, flow)
         return flow
+
+
+def median_flow(flow: np.ndarray, size: int) -> np.ndarray:
+    """Median-filter each flow component over ``size`` x ``size`` pixels (edges replicated).
+
+    ``flow``: ``float32`` ``(H, W, 2)``, px; ``size``: 3 or 5 (OpenCV's float median). Returns a new
+    ``float32`` ``(H, W, 2)`` array.
+    """
+    # cv2.medianBlur takes 1, 3 or 4 channels: the two components go separately
+    return np.dstack([cv2.medianBlur(np.ascontiguousarray(flow[..., c]), size) for c in range(2)])

@@ -1,0 +1,58 @@
+"""dis-fine's own stages (flowprep.flow.dis_fine): the median filter of the flow and its parameter."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from flowprep.errors import ConfigError
+from flowprep.flow.dis_fine import median_flow
+from flowprep.flow.registry import create_backend
+
+
+def _step_flow() -> np.ndarray:
+    """``float32`` ``(40, 50, 2)``: u = 3 px left of column 25, -2 px right of it; v = 1 px everywhere."""
+    flow = np.empty((40, 50, 2), np.float32)
+    flow[:, :25, 0] = 3.0
+    flow[:, 25:, 0] = -2.0
+    flow[..., 1] = 1.0
+    return flow
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_the_median_removes_an_isolated_wrong_match_and_keeps_a_motion_edge(size):
+    flow = _step_flow()
+    wrong = flow.copy()
+    wrong[10, 10] = (40.0, -30.0)  # one patch matched far away
+    out = median_flow(wrong, size)
+    assert out.dtype == np.float32 and out.shape == flow.shape
+    np.testing.assert_array_equal(out, flow)  # the outlier is gone, the step edge is where it was
+
+
+def test_the_median_does_not_modify_its_input():
+    flow = _step_flow()
+    flow[5, 5, 0] = 99.0
+    before = flow.copy()
+    median_flow(flow, 5)
+    np.testing.assert_array_equal(flow, before)
+
+
+def test_median_size_takes_only_what_opencv_filters():
+    with pytest.raises(ConfigError, match="median_size"):
+        create_backend("dis-fine", median_size=4)
+    for size in (0, 3, 5):
+        create_backend("dis-fine", median_size=size)
+
+
+def test_dis_fine_with_and_without_the_median_recovers_a_shift():
+    rng = np.random.default_rng(2)
+    base = rng.integers(0, 255, (140, 180)).astype(np.float32)
+    base = cv2.GaussianBlur(base, (0, 0), 1.5)
+    prev = np.clip(base[10:130, 10:170], 0, 255).astype(np.uint8)
+    nxt = np.clip(base[10:130, 7:167], 0, 255).astype(np.uint8)  # content moves 3 px right
+    for size in (0, 5):
+        flow = create_backend("dis-fine", median_size=size).calc(prev, nxt)
+        inner = flow[20:-20, 20:-20]
+        assert abs(float(np.median(inner[..., 0])) - 3.0) < 0.1
+        assert abs(float(np.median(inner[..., 1]))) < 0.1
