@@ -25,7 +25,7 @@ from typing import IO
 
 import rarfile
 
-from flowprep.archive.failures import RAR_TOOL_HINT as RAR_TOOL_HINT  # re-exported: formats' public names
+from flowprep.archive.failures import RAR_TOOL_HINT as RAR_TOOL_HINT  # re-exported: archive/__init__ imports it here
 from flowprep.archive.failures import archive_errors, one_line
 from flowprep.errors import ArchiveError
 from flowprep.fsio import MAX_RATIO, RATIO_FLOOR

@@ -32,7 +32,6 @@ from pathlib import Path
 
 from flowprep.archive.cache import extract_cached
 from flowprep.archive.formats import detect_kind, open_archive
-from flowprep.archive.scan import OWNED_MARKERS as OWNED_MARKERS  # re-exported: the reader's public names
 from flowprep.archive.scan import (
     QUIET,
     Skipped,

@@ -25,10 +25,9 @@ from flowprep.fsio import name_problem
 from flowprep.layout.base import SIDES
 from flowprep.layout.fields import MAX_TEXT, REQUIRED, FieldError, Fields, want_name, want_str
 from flowprep.layout.names import class_name_problem
-from flowprep.layout.provenance import SPLIT_METHODS as SPLIT_METHODS  # re-exported: the record's public names
 from flowprep.layout.provenance import SideCounts, SourceInfo, SplitInfo, counts_from, source_from, split_from
-from flowprep.layout.provenance import SourceFile as SourceFile
-from flowprep.layout.provenance import source_from_dict as source_from_dict
+from flowprep.layout.provenance import SourceFile as SourceFile  # re-exported: tests import it here
+from flowprep.layout.provenance import source_from_dict as source_from_dict  # builder.finalize imports these here
 from flowprep.layout.provenance import split_from_dict as split_from_dict
 from flowprep.layout.registry import DEFAULT_LAYOUT, LAYOUT_NAMES
 from flowprep.layout.sections import (

@@ -42,8 +42,7 @@ from flowprep.errors import DatasetError
 from flowprep.fsio import MAX_FRAME_BYTES, open_regular, parse_json, read_bytes, read_json
 from flowprep.layout.dataset_record import DatasetRecord
 from flowprep.layout.shard_format import BLOCK, padding, parse_header, parse_members, parse_shard_name, rel_name
-from flowprep.layout.shard_format import RECORD as RECORD  # re-exported: the format's public names
-from flowprep.layout.shard_format import REL_NAME as REL_NAME
+from flowprep.layout.shard_format import REL_NAME as REL_NAME  # re-exported: builder.pack imports these here
 from flowprep.layout.shard_format import end_of_archive as end_of_archive
 from flowprep.layout.shard_format import member_name as member_name
 from flowprep.layout.shard_format import sample_key as sample_key
