@@ -139,7 +139,12 @@ def test_preview_on_a_full_disk_is_one_line(small_dataset, full_dir, capfd):
 
 
 @pytest.mark.parametrize(
-    "target", ["flowprep.builder.folder.write_text_atomic", "flowprep.builder.finalize.write_record"]
+    "target",
+    [
+        "flowprep.builder.folder.write_text_atomic",
+        "flowprep.builder.folder_notes.write_text_atomic",
+        "flowprep.builder.finalize.write_record",
+    ],
 )
 def test_a_full_or_read_only_output_is_one_line(walk_release, tmp_path, monkeypatch, target):
     def full(*args, **kwargs):

@@ -8,32 +8,27 @@ member. Nothing here writes to disk. Which members are *safe* to use is decided 
 RAR goes through ``rarfile``: stored members (method 0x30) are read in Python; compressed ones need an
 external tool, which rarfile looks for in the order unrar, unar, 7z, 7zz, bsdtar (module globals
 ``rarfile.UNRAR_TOOL`` etc. name the binaries).
+
+Every failure becomes a one-line :class:`ArchiveError` in :func:`~flowprep.archive.failures.archive_errors`
+(re-exported here, with :data:`~flowprep.archive.failures.RAR_TOOL_HINT`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import lzma
 import stat
 import tarfile
 import threading
 import zipfile
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 import rarfile
 
+from flowprep.archive.failures import RAR_TOOL_HINT as RAR_TOOL_HINT  # re-exported: archive/__init__ imports it here
+from flowprep.archive.failures import archive_errors, one_line
 from flowprep.errors import ArchiveError
 from flowprep.fsio import MAX_RATIO, RATIO_FLOOR
-
-#: What to tell users whose RAR needs a decompressor that is not installed.
-RAR_TOOL_HINT = (
-    "install one of: `apt-get install unar` (or unrar, 7zip, libarchive-tools/bsdtar); "
-    "rarfile tries unrar, unar, 7z, 7zz, bsdtar in turn"
-)
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", ".rar", ".zip", ".tar")
 
@@ -46,24 +41,6 @@ MAX_INNER_BYTES = 8 << 30
 _RAR_MAGIC = (b"Rar!\x1a\x07\x00", b"Rar!\x1a\x07\x01\x00")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _COMPRESSED_TAR_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
-
-
-class _ToolSetup(rarfile.ToolSetup):
-    """rarfile's tool setup, but without the ``--`` it puts between bsdtar's ``-f`` and the archive.
-
-    rarfile 4.5 builds ``bsdtar -x --to-stdout -f -- archive.rar``, so bsdtar takes ``--`` for the
-    archive name and every compressed member fails. ``tool_setup()`` looks ``ToolSetup`` up in its
-    module at call time, so replacing it there is enough.
-    """
-
-    def get_cmdline(self, key, pwd, nodash=False):
-        if self.setup["open_cmd"][-1] == "-f":
-            nodash = True
-        return super().get_cmdline(key, pwd, nodash)
-
-
-if rarfile.BSDTAR_CONFIG["open_cmd"][-1] == "-f" and rarfile.ToolSetup.__name__ == "ToolSetup":
-    rarfile.ToolSetup = _ToolSetup
 
 
 @dataclass(frozen=True)
@@ -91,11 +68,6 @@ def bound_reason(m: Member, limit: int) -> str | None:
     return None
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
 def detect_kind(path: Path) -> str:
     """``"folder"``, ``"rar"``, ``"zip"`` or ``"tar"`` (also compressed tar), by magic bytes, not suffix."""
     path = Path(path)
@@ -109,7 +81,7 @@ def detect_kind(path: Path) -> str:
         with open(path, "rb") as fh:
             head = fh.read(512)
     except OSError as exc:
-        raise ArchiveError(f"{path}: cannot read: {_one_line(exc)}") from None
+        raise ArchiveError(f"{path}: cannot read: {one_line(exc)}") from None
     if head.startswith(_RAR_MAGIC):
         return "rar"
     if head.startswith(_ZIP_MAGIC):
@@ -152,65 +124,6 @@ def archive_stem(name: str) -> str:
 
 def has_archive_suffix(name: str) -> bool:
     return name.lower().endswith(ARCHIVE_SUFFIXES)
-
-
-def _tool_name() -> str:
-    """The binary rarfile runs, e.g. "unar" (its config names a module global such as ``UNAR_TOOL``)."""
-    if rarfile.CURRENT_SETUP is None:
-        return "the RAR tool"
-    var = rarfile.CURRENT_SETUP.setup["open_cmd"][0]
-    return str(getattr(rarfile, var, var))
-
-
-@contextlib.contextmanager
-def archive_errors(path: Path, member: str | None = None, via_tool: bool = False) -> Iterator[None]:
-    """Turn the many ways reading an archive fails into one-line :class:`ArchiveError`.
-
-    ``via_tool``: the member is being decompressed by an external RAR tool, so a short or bad read
-    may be the tool's fault (bsdtar cannot read solid RARs) and the message says so.
-    """
-    where = f"{path}" + (f" [{member}]" if member else "")
-    try:
-        yield
-    except ArchiveError:
-        raise
-    except rarfile.RarCannotExec as exc:
-        raise ArchiveError(
-            f"{where}: this RAR member is compressed and needs an external decompressor, "
-            f"none works here ({_one_line(exc)}): {RAR_TOOL_HINT}"
-        ) from None
-    except (rarfile.PasswordRequired, rarfile.RarWrongPassword) as exc:
-        raise ArchiveError(f"{where}: archive is encrypted; decrypt it first ({_one_line(exc)})") from None
-    except rarfile.NoRarEntry:
-        raise ArchiveError(f"{where}: no such member (did the archive change since it was listed?)") from None
-    except rarfile.NeedFirstVolume as exc:
-        raise ArchiveError(
-            f"{where}: this is not the first volume of a multi-volume RAR; give the "
-            f"first one (.part1.rar / .rar) ({_one_line(exc)})"
-        ) from None
-    except (rarfile.RarExecError, rarfile.BadRarFile) as exc:
-        if not via_tool and not isinstance(exc, rarfile.RarExecError):
-            raise ArchiveError(f"{where}: archive is truncated or corrupt: {_one_line(exc)}") from None
-        tool = _tool_name()
-        raise ArchiveError(
-            f"{where}: the external RAR decompressor ({tool}) failed: {_one_line(exc)}; "
-            f"the archive is corrupt, or {tool} cannot decode it (bsdtar reads no solid "
-            f"RARs): {RAR_TOOL_HINT}"
-        ) from None
-    except (
-        rarfile.Error,
-        zipfile.BadZipFile,
-        zipfile.LargeZipFile,
-        tarfile.TarError,
-        EOFError,
-        zlib.error,
-        lzma.LZMAError,
-    ) as exc:
-        raise ArchiveError(f"{where}: archive is truncated or corrupt: {_one_line(exc)}") from None
-    except NotImplementedError as exc:  # zipfile: compression method it cannot decode
-        raise ArchiveError(f"{where}: unsupported compression: {_one_line(exc)}") from None
-    except OSError as exc:  # includes gzip.BadGzipFile
-        raise ArchiveError(f"{where}: cannot read: {_one_line(exc)}") from None
 
 
 class Archive:

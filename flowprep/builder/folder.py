@@ -17,12 +17,14 @@ different nodes often have equal process ids (containers), so a pid alone is not
 deletion goes through :func:`flowprep.fsio.remove_inside`, confined to entries listed in
 ``owned.json`` (an ownership :class:`~flowprep.fsio.Manifest`) and to the clip folders under
 ``train/``, ``val/`` and ``rawframes/``; the lock is a :class:`~flowprep.fsio.FolderLock`.
+
+The build state, notes and shard reports are written and read by
+:class:`~flowprep.builder.folder_notes.BuildNotes`, a part of :class:`BuildFolder`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 from collections.abc import Iterator
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.builder.config import fingerprint
+from flowprep.builder.folder_notes import BuildNotes, read_state_fields
 from flowprep.builder.pack import staged_path
 from flowprep.errors import ConfigError, DatasetError, OutputError
 from flowprep.fsio import (
@@ -38,7 +41,6 @@ from flowprep.fsio import (
     create_exclusive,
     dump_json,
     is_tmp_of,
-    read_json,
     removable,
     remove_inside,
     write_text_atomic,
@@ -65,34 +67,9 @@ def output_errors(out: Path) -> Iterator[None]:
         raise OutputError(f"cannot write into {out}: {exc.strerror or exc}{where}") from None
 
 
-def _damaged_hint(path: Path) -> str:
-    return f"(damaged or edited by hand); remove the output folder {path.parent.parent} and build again"
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return read_json(path, what="build state file", owned=True, error=DatasetError)
-    except DatasetError as exc:
-        raise DatasetError(f"{exc} {_damaged_hint(path)}") from None
-
-
-def _read_fields(path: Path, **fields: type) -> dict[str, Any]:
-    """The JSON object in ``path``; each of ``fields`` present must have its type (a damaged or
-    hand-edited state file is one line naming it, not an AttributeError deep in the build).
-
-    Raises:
-        DatasetError: unreadable, not an object, or a field of another type.
-    """
-    d = _read_json(path)
-    bad = [k for k, kind in fields.items() if isinstance(d, dict) and k in d and not isinstance(d[k], kind)]
-    if not isinstance(d, dict) or bad:
-        why = "not a JSON object" if not isinstance(d, dict) else f"{bad[0]!r} has the wrong type"
-        raise DatasetError(f"cannot read build state file {path}: {why} {_damaged_hint(path)}")
-    return d
-
-
-class BuildFolder:
-    """One output folder: its paths, fingerprint, ownership manifest, plan, lock and notes."""
+class BuildFolder(BuildNotes):
+    """One output folder: its paths, fingerprint, ownership manifest, plan, lock and notes (the
+    notes' methods are :class:`~flowprep.builder.folder_notes.BuildNotes`')."""
 
     def __init__(self, out: Path) -> None:
         self.out = Path(out)
@@ -132,7 +109,7 @@ class BuildFolder:
         if os.path.lexists(self.owned_file):
             return self.owned_manifest.read()  # a tampered manifest cannot widen the set
         if self.config.is_file():
-            layout = _read_fields(self.config, settings=dict).get("settings", {}).get("layout", DEFAULT_LAYOUT)
+            layout = read_state_fields(self.config, settings=dict).get("settings", {}).get("layout", DEFAULT_LAYOUT)
             return set(self.tops(layout if layout in LAYOUTS else DEFAULT_LAYOUT))
         return set()
 
@@ -223,7 +200,7 @@ class BuildFolder:
         raise ConfigError(f"{self.config} keeps changing: is another build with --force running?")
 
     def _reuse(self, fp: str, settings: dict[str, Any], text: str, layout: str, force: bool) -> None:
-        old = _read_fields(self.config, settings=dict)
+        old = read_state_fields(self.config, settings=dict)
         owned = self.owned()
         self._check_conflicts(layout, owned)
         if old.get("fingerprint") == fp:
@@ -244,13 +221,13 @@ class BuildFolder:
         """The source identity recorded by the build (None for a folder without one)."""
         if not self.config.is_file():
             return None
-        return _read_fields(self.config, settings=dict).get("settings", {}).get("source_identity")
+        return read_state_fields(self.config, settings=dict).get("settings", {}).get("source_identity")
 
     # --- plan -------------------------------------------------------------------------------
 
     def plan_changed(self, ids: list[str]) -> bool:
         """Whether a previous plan exists and lists other clips than ``ids``."""
-        old = _read_fields(self.plan_file, clips=list).get("clips") if self.plan_file.is_file() else None
+        old = read_state_fields(self.plan_file, clips=list).get("clips") if self.plan_file.is_file() else None
         return old is not None and old != sorted(ids)
 
     def check_plan(self, ids: list[str], layout: str, force: bool, source: Path) -> None:
@@ -262,7 +239,7 @@ class BuildFolder:
         ``rawframes/``); unchanged clips are kept and not rebuilt.
         """
         ids = sorted(ids)
-        old = _read_fields(self.plan_file, clips=list).get("clips") if self.plan_file.is_file() else None
+        old = read_state_fields(self.plan_file, clips=list).get("clips") if self.plan_file.is_file() else None
         if old is not None and not all(isinstance(c, str) for c in old):
             raise DatasetError(
                 f"cannot read {self.plan_file}: a clip id that is not text (damaged or edited by hand); "
@@ -344,80 +321,3 @@ class BuildFolder:
                     folder.rmdir()
                 except OSError:
                     break  # not empty: it holds a cache, another shard's state or the user's files
-
-    # --- build state, failure notes, shard reports -------------------------------------------
-
-    def save_state(self, state: dict[str, Any]) -> None:
-        """Write ``build.json`` unless it already holds the same state (shards start together)."""
-        text = dump_json(state)
-        if self.build_state.is_file() and self.build_state.read_text(encoding="utf-8") == text:
-            return
-        write_text_atomic(self.build_state, text)
-
-    def load_state(self) -> dict[str, Any]:
-        """``build.json``. Raises DatasetError when there is none or it cannot be read."""
-        if not self.build_state.is_file():
-            raise DatasetError(
-                f"{self.out} has no build state ({STATE_DIR}/{self.build_state.name}); it was "
-                "not made by `flowprep build` (or by a version before 0.2)"
-            )
-        return _read_fields(self.build_state)
-
-    def _note_path(self, clip_id: str, folder: Path | None = None) -> Path:
-        return (folder or self.failed_dir) / f"{hashlib.sha1(clip_id.encode()).hexdigest()[:20]}.json"
-
-    def note_decode_errors(self, clip_id: str, lost: int, expected: int) -> None:
-        """Remember (before the clip is published) that it lost ``lost`` of ``expected`` frames; 0 clears."""
-        p = self._note_path(clip_id, self.decode_dir)
-        if lost <= 0:
-            self.remove(str(p.relative_to(self.out)), (STATE_DIR,))
-            return
-        p.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(p, dump_json({"id": clip_id, "lost": lost, "expected": expected}))
-
-    def read_decode_errors(self) -> dict[str, int]:
-        """clip id -> frames its video lost to decode errors (clips without loss are absent)."""
-        notes: dict[str, int] = {}
-        for p in sorted(self.decode_dir.glob("*.json")) if self.decode_dir.is_dir() else []:
-            try:
-                d = read_json(p, what="decode note", owned=True, error=DatasetError)
-                notes[str(d["id"])] = int(d["lost"])
-            except (DatasetError, ValueError, KeyError, TypeError):
-                continue  # a torn note only loses the warning; the frames on disk are what they are
-        return notes
-
-    def note_failures(self, failed: list[tuple[str, str]]) -> None:
-        """Remember why clips failed, for a record written later by another process."""
-        for clip_id, error in failed:
-            p = self._note_path(clip_id)
-            p.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(p, dump_json({"id": clip_id, "error": error}))
-
-    def read_failures(self) -> dict[str, str]:
-        """clip id -> last recorded failure reason."""
-        notes: dict[str, str] = {}
-        for p in sorted(self.failed_dir.glob("*.json")) if self.failed_dir.is_dir() else []:
-            try:
-                d = read_json(p, what="failure note", owned=True, error=DatasetError)
-                notes[str(d["id"])] = str(d["error"])
-            except (DatasetError, KeyError, TypeError):
-                continue  # a note is a courtesy; a torn one only loses the reason
-        return notes
-
-    def write_shard_report(self, shard: tuple[int, int], report: dict[str, Any]) -> Path:
-        """``reports/shard-K-of-N.json``: one file per shard, never shared."""
-        k, n = shard
-        p = self.reports_dir / f"shard-{k}-of-{n}.json"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(p, dump_json(report))
-        return p
-
-    def shard_counts(self) -> set[int]:
-        """The N of every shard report present (one value when the shards agree)."""
-        ns = set()
-        for p in self.reports_dir.glob("shard-*-of-*.json") if self.reports_dir.is_dir() else []:
-            try:
-                ns.add(int(p.stem.rsplit("-", 1)[1]))
-            except ValueError:
-                continue
-        return ns

@@ -8,6 +8,9 @@ modality's sections present). One writer, :meth:`DatasetRecord.to_dict`, gives t
 for key as the builder has always written it. :func:`flowprep.layout.record.write_record` reads
 what it is about to write with the reader first, so a record flowprep writes is always one it reads.
 
+The ``source`` and ``split`` sections (:class:`SourceInfo`, :class:`SplitInfo`, ...) are typed and read
+in :mod:`flowprep.layout.provenance`; their names are re-exported here.
+
 The published schema is ``docs/record.schema.json`` (tests check that both writers' output follows it).
 """
 
@@ -22,6 +25,10 @@ from flowprep.fsio import name_problem
 from flowprep.layout.base import SIDES
 from flowprep.layout.fields import MAX_TEXT, REQUIRED, FieldError, Fields, want_name, want_str
 from flowprep.layout.names import class_name_problem
+from flowprep.layout.provenance import SideCounts, SourceInfo, SplitInfo, counts_from, source_from, split_from
+from flowprep.layout.provenance import SourceFile as SourceFile  # re-exported: tests import it here
+from flowprep.layout.provenance import source_from_dict as source_from_dict  # builder.finalize imports these here
+from flowprep.layout.provenance import split_from_dict as split_from_dict
 from flowprep.layout.registry import DEFAULT_LAYOUT, LAYOUT_NAMES
 from flowprep.layout.sections import (
     DATASET_MODALITIES,
@@ -39,7 +46,6 @@ from flowprep.limits import MAX_COUNT
 FORMAT = "flowprep-dataset"
 FORMAT_VERSION = 1
 STATUSES = ("ok", "failed")
-SPLIT_METHODS = ("group", "clip", "official", "lists", "folders")
 #: how a packed dataset's shards are written (``--pack``)
 PACK_FORMATS = ("webdataset",)
 #: more frames than any clip has (10 hours at 30 fps); a bigger count is a damaged record
@@ -92,91 +98,6 @@ class ClipEntry:
             d["decode_errors"] = self.decode_errors
         if self.error is not None:
             d["error"] = self.error
-        return d
-
-
-@dataclass(frozen=True)
-class SideCounts:
-    """Clips of one class on each side."""
-
-    train: int = 0
-    val: int = 0
-
-    def to_dict(self) -> dict[str, int]:
-        return {"train": self.train, "val": self.val}
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    """One file or folder of the source: its name, and its size in bytes (files) or kind (folders)."""
-
-    name: str
-    size: int | None = None
-    kind: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"name": self.name}
-        if self.size is not None:
-            d["size"] = self.size
-        if self.kind is not None:
-            d["kind"] = self.kind
-        return d
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """What the dataset was built from: ``kind`` (``hmdb51``, ``folder``, ...), the source (and split)
-    files, and how many videos were selected."""
-
-    kind: str = "folder"
-    files: tuple[SourceFile, ...] = ()
-    videos_selected: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"kind": self.kind, "files": [f.to_dict() for f in self.files]}
-        if self.videos_selected is not None:
-            d["videos_selected"] = self.videos_selected
-        return d
-
-
-@dataclass(frozen=True)
-class SplitInfo:
-    """How clips were split: ``method`` (``group``/``clip``: seeded random, ``official``: split files,
-    ``lists``: train/val list files, ``folders``: train/val folders), its settings (None where the
-    method has none) and the planned ``counts`` per class.
-
-    Where they apply (None, and absent from the JSON, elsewhere): ``convention`` (``"ucf101"``),
-    ``lists`` / ``folders`` (side -> the list file or folder name), ``classes_from`` (the file that
-    fixed the label order, ``classInd.txt``), ``missing`` (side -> list entries the release lacked).
-    """
-
-    method: str
-    official_split: int | None = None
-    val_ratio: float | None = None
-    seed: int | None = None
-    split_by: str | None = None
-    counts: Mapping[str, SideCounts] = field(default_factory=dict)
-    convention: str | None = None
-    lists: Mapping[str, str] | None = None
-    folders: Mapping[str, str] | None = None
-    classes_from: str | None = None
-    missing: Mapping[str, tuple[str, ...]] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "method": self.method,
-            "official_split": self.official_split,
-            "val_ratio": self.val_ratio,
-            "seed": self.seed,
-            "split_by": self.split_by,
-            "counts": {c: n.to_dict() for c, n in self.counts.items()},
-        }
-        for key in ("convention", "lists", "folders", "classes_from"):
-            value = getattr(self, key)
-            if value is not None:
-                d[key] = dict(value) if isinstance(value, Mapping) else value
-        if self.missing is not None:
-            d["missing"] = {s: list(v) for s, v in self.missing.items()}
         return d
 
 
@@ -278,60 +199,6 @@ class DatasetRecord:
         return d
 
 
-def _counts(f: Fields, key: str, classes: tuple[str, ...]) -> dict[str, SideCounts]:
-    sub = f.obj(key, default=None, nullable=True)
-    if sub is None:
-        return {}
-    out = {}
-    for cls in sub.data:
-        if cls not in classes:
-            raise FieldError(sub.path(str(cls)), "a class of the record", cls)
-        n = sub.obj(cls)
-        out[cls] = SideCounts(n.whole("train", 0, _INT64, default=0), n.whole("val", 0, _INT64, default=0))
-    return out
-
-
-def _source(f: Fields) -> SourceInfo:
-    files = []
-    for i, item in enumerate(f.array("files", default=[])):
-        sf = Fields(item, f.path(f"files[{i}]"))
-        files.append(
-            SourceFile(
-                sf.text("name", max_len=MAX_TEXT),
-                sf.whole("size", 0, _INT64, default=None, nullable=True),
-                sf.text("kind", default=None, nullable=True, max_len=64),
-            )
-        )
-    return SourceInfo(f.text("kind", max_len=64), tuple(files), f.whole("videos_selected", 0, _INT64, None, True))
-
-
-def _per_side(f: Fields, key: str) -> dict[str, str] | None:
-    sub = f.obj(key, default=None, nullable=True)
-    return None if sub is None else {s: sub.text(s) for s in SIDES}
-
-
-def _split(f: Fields, classes: tuple[str, ...]) -> SplitInfo:
-    missing = f.obj("missing", default=None, nullable=True)
-    return SplitInfo(
-        f.text("method", SPLIT_METHODS),
-        f.whole("official_split", 1, 100, default=None, nullable=True),
-        f.number("val_ratio", 0, 1, default=None, nullable=True, lo_open=True),
-        f.whole("seed", -_INT64 - 1, _INT64, default=None, nullable=True),
-        f.text("split_by", ("group", "clip"), default=None, nullable=True),
-        _counts(f, "counts", classes),
-        f.text("convention", default=None, nullable=True, max_len=64),
-        _per_side(f, "lists"),
-        _per_side(f, "folders"),
-        f.text("classes_from", default=None, nullable=True),
-        None
-        if missing is None
-        else {
-            s: tuple(want_str(x, missing.path(f"{s}[{i}]")) for i, x in enumerate(missing.array(s, default=[])))
-            for s in SIDES
-        },
-    )
-
-
 def _clip(item: Any, where: str, classes: tuple[str, ...], index: dict[str, int]) -> ClipEntry:
     f = Fields(item, where)
     side = f.text("side", SIDES)
@@ -404,16 +271,16 @@ def record_from_dict(data: Any, with_clips: bool = True) -> DatasetRecord:
         modality=modality,
         classes=classes,
         clips=tuple(clips),
-        split=_split(f.obj("split"), classes),
+        split=split_from(f.obj("split"), classes),
         decode=decode_from(f.obj("decode")),
         rgb=rgb_from(rgb) if rgb is not None else None,
         flow=flow_from(flow) if flow is not None else None,
         encoding=encoding_from(enc) if enc is not None else None,
         layout=f.text("layout", LAYOUT_NAMES, default=DEFAULT_LAYOUT),
-        source=_source(f.obj("source")),
+        source=source_from(f.obj("source")),
         normalization=_normalization(f.obj("normalization")),
         excluded=tuple(want_str(x, f"excluded[{i}]") for i, x in enumerate(f.array("excluded", default=[]))),
-        counts=_counts(f, "counts", classes),
+        counts=counts_from(f, "counts", classes),
         flowprep_version=f.text("flowprep_version", max_len=64),
         format_version=version,
         packed=_packed(f.obj("packed", default=None, nullable=True)),
@@ -439,13 +306,3 @@ def _normalization(f: Fields) -> Normalization:
     return Normalization(
         f.number("scale", -1e6, 1e6), f.number("offset", -1e6, 1e6), f.text("formula", default=NORM_FORMULA)
     )
-
-
-def source_from_dict(data: Any) -> SourceInfo:
-    """A plan's ``source`` section (the builder's dict) as :class:`SourceInfo` (checked)."""
-    return _source(Fields(data, "source"))
-
-
-def split_from_dict(data: Any, classes: tuple[str, ...]) -> SplitInfo:
-    """A plan's ``split`` section as :class:`SplitInfo` (checked)."""
-    return _split(Fields(data, "split"), classes)

@@ -20,9 +20,10 @@ Members, in this (sorted) order::
     <key>.v.000000.jpg ...          v/000000.jpg
 
 A folder-relative name becomes a member name by joining key and name with a dot, its ``/`` replaced
-by a dot (:func:`member_name`). Headers are fixed for byte-identical output: ustar, mode 0644, uid
-and gid 0, no user or group names, mtime 0; the archive ends with two zero blocks padded to 10 KiB
-(what ``tar`` writes). A shard job (``--shard K/N``) writes ``train-kKKKofNNN-000000.tar``.
+by a dot (:func:`~flowprep.layout.shard_format.member_name`). Headers are fixed for byte-identical
+output: ustar, mode 0644, uid and gid 0, no user or group names, mtime 0; the archive ends with two
+zero blocks padded to 10 KiB (what ``tar`` writes). A shard job (``--shard K/N``) writes ``train-kKKKofNNN-000000.tar``.
+The names and headers are made and parsed in :mod:`flowprep.layout.shard_format` (re-exported here).
 
 :class:`ClipFiles` is how verify, preview and the loader read a clip's images, whether from a
 folder (:class:`FolderClip`) or from a shard (:class:`PackedIndex.read_clip`: one ``pread`` of the
@@ -32,8 +33,6 @@ sample, members located from their headers).
 from __future__ import annotations
 
 import os
-import re
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,13 @@ from typing import Any, Protocol
 from flowprep.errors import DatasetError
 from flowprep.fsio import MAX_FRAME_BYTES, open_regular, parse_json, read_bytes, read_json
 from flowprep.layout.dataset_record import DatasetRecord
+from flowprep.layout.shard_format import BLOCK, padding, parse_header, parse_members, parse_shard_name, rel_name
+from flowprep.layout.shard_format import REL_NAME as REL_NAME  # re-exported: builder.pack imports these here
+from flowprep.layout.shard_format import end_of_archive as end_of_archive
+from flowprep.layout.shard_format import member_name as member_name
+from flowprep.layout.shard_format import sample_key as sample_key
+from flowprep.layout.shard_format import shard_name as shard_name
+from flowprep.layout.shard_format import tar_header as tar_header
 
 SHARDS_DIR = "shards"
 INDEX_NAME = "index.json"
@@ -49,14 +55,8 @@ INDEX_FORMAT = "flowprep-shards"
 INDEX_VERSION = 1
 #: default target size of one shard (a shard closes at the first clip that reaches it)
 DEFAULT_SHARD_SIZE = 1 << 30
-BLOCK = 512
 #: the largest shard index read (about 150 bytes per clip: 7 million clips)
 MAX_INDEX_BYTES = 1 << 30
-#: tar's blocking factor: archives are padded to a multiple of 20 blocks, as GNU and BSD tar do
-RECORD = 20 * BLOCK
-#: a folder-relative image name inside a clip: rgb/000000.png, u/000000.jpg, v/...
-REL_NAME = re.compile(r"(rgb|u|v)/(\d{6})\.(png|jpg)")
-_SHARD_NAME = re.compile(r"(train|val)-(?:k(\d+)of(\d+)-)?(\d{6})\.tar")
 
 
 class ClipFiles(Protocol):
@@ -97,111 +97,6 @@ class PackedClip:
         if data is None:
             raise DatasetError(f"cannot read frame {self.where}.{rel}: not in the shard; run `flowprep verify`")
         return bytes(data)
-
-
-# --- names ---------------------------------------------------------------------------------------
-
-
-def sample_key(side: str, position: int) -> str:
-    """The WebDataset key of the clip at ``position`` among its side's clips: ``train-000042``."""
-    return f"{side}-{position:06d}"
-
-
-def member_name(key: str, rel: str) -> str:
-    """``train-000042`` + ``rgb/000000.png`` -> ``train-000042.rgb.000000.png``."""
-    return f"{key}.{rel.replace('/', '.')}"
-
-
-def rel_name(rest: str) -> str | None:
-    """The folder-relative name of a member's part after the key (``rgb.000000.png``), or None."""
-    kind, _, tail = rest.partition(".")
-    rel = f"{kind}/{tail}"
-    return rel if REL_NAME.fullmatch(rel) else None
-
-
-def shard_name(side: str, seq: int, part: tuple[int, int] | None = None) -> str:
-    """``train-000000.tar``, or for part K of N of a sharded build ``train-k003of010-000000.tar``."""
-    if part is None:
-        return f"{side}-{seq:06d}.tar"
-    k, n = part
-    w = max(3, len(str(n)))
-    return f"{side}-k{k:0{w}d}of{n:0{w}d}-{seq:06d}.tar"
-
-
-def parse_shard_name(name: str) -> tuple[str, tuple[int, int] | None, int] | None:
-    """``(side, part or None, seq)`` of a shard file name, None for any other name."""
-    m = _SHARD_NAME.fullmatch(name)
-    if m is None:
-        return None
-    part = (int(m.group(2)), int(m.group(3))) if m.group(2) else None
-    return m.group(1), part, int(m.group(4))
-
-
-# --- tar headers -----------------------------------------------------------------------------------
-
-
-def tar_header(name: str, size: int) -> bytes:
-    """The 512-byte ustar header of a regular file: fixed mode, owner and time (deterministic)."""
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = size, 0, 0o644, 0, 0, "", ""
-    return info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
-
-
-def padding(size: int) -> int:
-    """Zero bytes after ``size`` bytes of data, to the next block."""
-    return -size % BLOCK
-
-
-def end_of_archive(offset: int) -> bytes:
-    """Two zero blocks, then zeros to the next record boundary (``offset``: bytes written so far)."""
-    end = offset + 2 * BLOCK
-    return bytes(2 * BLOCK + (-end % RECORD))
-
-
-def parse_header(block: bytes, where: str, pos: int) -> tuple[str, int]:
-    """``(name, size)`` of a ustar header of a regular file (what flowprep writes; faster than
-    ``tarfile``'s general parser, which costs as much as decoding the images).
-
-    Raises:
-        DatasetError: a bad checksum, not ustar, not a regular file, or a size that is not octal.
-    """
-    stored = block[148:156].split(b"\0", 1)[0].strip()
-    try:
-        chksum = int(stored or b"-1", 8)
-        size = int(block[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
-    except ValueError:
-        raise DatasetError(f"{where}: damaged tar header at byte {pos}") from None
-    if chksum != sum(block) - sum(block[148:156]) + 8 * 32 or block[257:262] != b"ustar":
-        raise DatasetError(f"{where}: damaged tar header at byte {pos} (checksum or magic)")
-    name = block[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
-    prefix = block[345:500].split(b"\0", 1)[0]
-    if prefix:
-        name = prefix.decode("utf-8", "replace") + "/" + name
-    if block[156:157] not in (b"0", b"\0"):
-        raise DatasetError(f"{where}: member {name!r} is not a regular file")
-    return name, size
-
-
-def parse_members(data: bytes | memoryview, where: str) -> list[tuple[str, int, int]]:
-    """``(name, data offset, size)`` of every member in ``data`` (whole headers and data, no end
-    blocks needed). Regular files only; anything else is a damaged shard.
-
-    Raises:
-        DatasetError: a header that is not a ustar header of a regular file, or data cut short.
-    """
-    view = memoryview(data)
-    out, pos = [], 0
-    while pos + BLOCK <= len(view):
-        block = bytes(view[pos : pos + BLOCK])
-        if block == bytes(BLOCK):
-            break
-        name, size = parse_header(block, where, pos)
-        start = pos + BLOCK
-        if start + size > len(view):
-            raise DatasetError(f"{where}: member {name!r} is cut short")
-        out.append((name, start, size))
-        pos = start + size + padding(size)
-    return out
 
 
 # --- the index ---------------------------------------------------------------------------------------
