@@ -32,7 +32,9 @@ cancels out; the budget is in those units):
 2. coarse grid over DIS's structure (finest scale, patch size, stride, gradient-descent and
    variational iterations, full-resolution refinement) on the screen set;
 3. coordinate descent from the three best configurations within budget over every ``dis-fine``
-   parameter (neighbouring values of each in turn, best improvement kept; at most 8 rounds) on the whole tuning set;
+   parameter (neighbouring values of each in turn, best improvement kept; at most 8 rounds,
+   ``--rounds``; a start over budget first moves to its best neighbour within it) on the whole
+   tuning set;
 4. finalists: the 8 most accurate configurations of step 3 within 1.1x the budget are timed again
    (3 more interleaved passes, median); the most accurate whose median cost is within the budget is
    the preset. The EPE/cost frontier of everything step 3 measured is logged (the trade-off);
@@ -257,9 +259,16 @@ BUDGET = 1.3
 #: it. The third run's start is the first line of step 3 in results/tune_cpu_flow/occlusion/summary.md.
 FROM_DEFAULTS: list[dict[str, Any]] = [
     {"median_size": 5},
-    # smaller, denser patches with fewer descent steps and one refinement step less: a move the
-    # descent cannot make one parameter at a time (each change alone is worse or over budget)
-    {"median_size": 5, "patch_size": 6, "patch_stride": 4, "gradient_descent_iterations": 4, "refine_iterations": 3},
+    # smaller, denser patches with fewer descent steps and less refinement: a move the descent
+    # cannot make one parameter at a time (each change alone is worse or over budget)
+    {
+        "median_size": 5,
+        "patch_size": 6,
+        "patch_stride": 4,
+        "gradient_descent_iterations": 4,
+        "refine_iterations": 3,
+        "refine_sor_iterations": 3,
+    },
 ]
 #: coordinate-descent rounds at most (each tries every parameter's two neighbours); --rounds
 ROUNDS = 8
@@ -291,7 +300,9 @@ def descend(
                     params = {**best["params"], name: values[j]}
                     if valid(params):
                         candidates.append(measure(params))
-        better = [c for c in candidates if c["cost"] <= budget and _score(c) < _score(best) - 1e-4]
+        inside = [c for c in candidates if c["cost"] <= budget]
+        # a start over budget first moves to its best neighbour within it, better or not
+        better = inside if best["cost"] > budget else [c for c in inside if _score(c) < _score(best) - 1e-4]
         if not better:
             break
         best = min(better, key=_score)
