@@ -383,6 +383,22 @@ def test_tuning_score_is_the_worst_ratio_to_tvl1_fast():
     assert script._score({"epe": 0.7}) == 0.7  # rows of earlier runs have no score
 
 
+def test_descent_from_a_start_over_budget_steps_into_it(monkeypatch):
+    from flowprep.flow.dis_fine import FineDISBackend
+
+    script = _bench_script("tune_cpu_flow")
+    monkeypatch.setattr(script, "dis_fine", lambda params: params)  # the fake evaluator reads the parameters
+
+    def tune(params):  # each refinement iteration costs 0.5 and gains 0.01; nothing else matters
+        n = params["refine_iterations"]
+        return {"epe": 1.0, "score": 1.0 - 0.01 * n, "cost": 1.0 + 0.5 * n}
+
+    start = {**FineDISBackend.DEFAULTS, "refine_iterations": 4}  # cost 3.0: over the budget
+    best = script.descend(start, tune, 2.6, {}, lambda msg: None, rounds=5)
+    # the first step goes into the budget although it is worse; from there nothing within it is better
+    assert best["params"]["refine_iterations"] == 3 and best["cost"] <= 2.6
+
+
 def test_real_pairs_script_writes_triplets_that_load(tmp_path):
     import cv2
 
