@@ -381,6 +381,16 @@ def test_tuning_score_is_the_worst_ratio_to_tvl1_fast():
     assert script.score(row, {"synthetic": 1.0, "a.png": 1.5, "b.png": 0.2}) == pytest.approx(1.5)
     assert script.score(row, None) == 0.5  # no real pairs: the synthetic EPE
     assert script._score({"epe": 0.7}) == 0.7  # rows of earlier runs have no score
+    # a synthetic group on its own: smooth 8-20 px at 0.3/0.12 = 2.5x although the pooled EPE is fine
+    grouped = {**row, "epe_by_group": {"smooth 8-20": 0.3, "scene 1-3": 0.1}}
+    ref = {
+        "synthetic": 1.0,
+        "a.png": 1.5,
+        "b.png": 0.2,
+        script.GROUP + "smooth 8-20": 0.12,
+        script.GROUP + "scene 1-3": 1.0,
+    }
+    assert script.score(grouped, ref) == pytest.approx(2.5)
 
 
 def test_descent_from_a_start_over_budget_steps_into_it(monkeypatch):
