@@ -60,7 +60,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from flowprep.flow.bench import BenchConfig, bench, epe
+from flowprep.flow.bench import BenchConfig, bench
+from flowprep.flow.bench_measure import epe
 from flowprep.flow.dis_fine import FineDISBackend
 from flowprep.flow.opencv_cpu import DISBackend, FastTVL1Backend
 from flowprep.flow.pairs import DEFAULT_VIDEO, FlowPair, load_pair, smooth_field, warp_pair

@@ -454,7 +454,7 @@ def _only_tool(monkeypatch, tmp_path: Path, keep: str) -> None:
 
 
 def test_bsdtar_alone_reads_rar5_and_explains_solid_rar3(tmp_path: Path, monkeypatch):
-    # rarfile 4.5 puts "--" between bsdtar's -f and the archive; formats.py works around it.
+    # rarfile 4.5 puts "--" between bsdtar's -f and the archive; archive/failures.py works around it.
     crc, solid = _shared("rar5-crc.rar"), _shared("rar3-solid.rar")
     if shutil.which("bsdtar") is None:
         pytest.skip("bsdtar is not installed")

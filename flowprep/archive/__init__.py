@@ -5,8 +5,10 @@ See :mod:`flowprep.archive.reader` for the source shapes understood and the safe
 """
 
 from flowprep.archive.bounded import MemberRef, read_member
-from flowprep.archive.formats import RAR_TOOL_HINT, detect_kind
-from flowprep.archive.reader import VIDEO_EXTS, VideoEntry, list_classes, list_videos, read_text_file, read_text_files
+from flowprep.archive.failures import RAR_TOOL_HINT
+from flowprep.archive.formats import detect_kind
+from flowprep.archive.reader import VIDEO_EXTS, list_classes, list_videos, read_text_file, read_text_files
+from flowprep.archive.scan import VideoEntry
 
 __all__ = [
     "MemberRef",

@@ -10,7 +10,7 @@ external tool, which rarfile looks for in the order unrar, unar, 7z, 7zz, bsdtar
 ``rarfile.UNRAR_TOOL`` etc. name the binaries).
 
 Every failure becomes a one-line :class:`ArchiveError` in :func:`~flowprep.archive.failures.archive_errors`
-(re-exported here, with :data:`~flowprep.archive.failures.RAR_TOOL_HINT`).
+(with :data:`~flowprep.archive.failures.RAR_TOOL_HINT`, the tools to install).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from typing import IO
 
 import rarfile
 
-from flowprep.archive.failures import RAR_TOOL_HINT as RAR_TOOL_HINT  # re-exported: archive/__init__ imports it here
 from flowprep.archive.failures import archive_errors, one_line
 from flowprep.errors import ArchiveError
 from flowprep.fsio import MAX_RATIO, RATIO_FLOOR

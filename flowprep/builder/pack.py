@@ -35,15 +35,13 @@ from flowprep.fsio import (
     unique_tmp,
     write_json_atomic,
 )
-from flowprep.layout.packed import (
+from flowprep.layout.packed import INDEX_FORMAT, INDEX_NAME, INDEX_VERSION, SHARDS_DIR, iter_samples
+from flowprep.layout.paths import STATE_DIR
+from flowprep.layout.registry import frame_tops
+from flowprep.layout.shard_format import (
     BLOCK,
-    INDEX_FORMAT,
-    INDEX_NAME,
-    INDEX_VERSION,
     REL_NAME,
-    SHARDS_DIR,
     end_of_archive,
-    iter_samples,
     member_name,
     padding,
     parse_members,
@@ -52,8 +50,6 @@ from flowprep.layout.packed import (
     shard_name,
     tar_header,
 )
-from flowprep.layout.paths import STATE_DIR
-from flowprep.layout.registry import frame_tops
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ from typing import Any
 from flowprep.errors import ConfigError, FlowprepError
 from flowprep.flow import registry
 from flowprep.flow.bench_measure import cpu_cores, encoding_error, run_backend
-from flowprep.flow.bench_measure import epe as epe  # re-exported: tests and bench/tune_cpu_flow.py import it here
 from flowprep.flow.bench_report import BenchResult, write_plot
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.pairs import DEFAULT_MAGNITUDES, DEFAULT_VIDEO, FlowPair, load_pair, synthetic_pairs
