@@ -12,7 +12,7 @@ import pytest
 
 from flowprep.errors import DatasetError
 from flowprep.flow.encoding import FlowEncoding
-from flowprep.fsio import dump_json
+from flowprep.fsio.writing import dump_json
 from flowprep.layout.dataset_record import ClipEntry, DatasetRecord, Normalization, record_from_dict
 from flowprep.layout.fields import FieldError
 from flowprep.layout.provenance import SideCounts, SourceFile, SourceInfo, SplitInfo

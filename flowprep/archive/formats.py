@@ -27,14 +27,14 @@ import rarfile
 
 from flowprep.archive.failures import archive_errors, one_line
 from flowprep.errors import ArchiveError
-from flowprep.fsio import MAX_RATIO, RATIO_FLOOR
+from flowprep.fsio.reading import MAX_RATIO, RATIO_FLOOR
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", ".rar", ".zip", ".tar")
 
 #: Bounds on what is read or unpacked from an archive, generous for real releases (HMDB51: 2 GB in
 #: all, per-class RARs of 10-100 MB, clips of about 1 MB; video barely compresses, ratio about 1).
 #: A member over RATIO_FLOOR bytes that is more than MAX_RATIO times its compressed size is refused
-#: (a "zip bomb", :data:`flowprep.fsio.MAX_RATIO`), as is a per-class archive over MAX_INNER_BYTES.
+#: (a "zip bomb", :data:`flowprep.fsio.reading.MAX_RATIO`), as is a per-class archive over MAX_INNER_BYTES.
 MAX_INNER_BYTES = 8 << 30
 
 _RAR_MAGIC = (b"Rar!\x1a\x07\x00", b"Rar!\x1a\x07\x01\x00")

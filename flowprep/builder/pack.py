@@ -25,16 +25,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from flowprep.errors import DatasetError, OutputError
-from flowprep.fsio import (
-    MAX_FRAME_BYTES,
-    dump_json,
-    open_regular,
-    read_bytes,
-    read_json,
-    remove_inside,
-    unique_tmp,
-    write_json_atomic,
-)
+from flowprep.fsio.owned import remove_inside
+from flowprep.fsio.reading import MAX_FRAME_BYTES, open_regular, read_bytes, read_json
+from flowprep.fsio.writing import dump_json, unique_tmp, write_json_atomic
 from flowprep.layout.packed import INDEX_FORMAT, INDEX_NAME, INDEX_VERSION, SHARDS_DIR, iter_samples
 from flowprep.layout.paths import STATE_DIR
 from flowprep.layout.registry import frame_tops

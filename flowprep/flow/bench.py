@@ -29,7 +29,9 @@ from flowprep.flow.bench_report import BenchResult, write_plot
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.pairs import DEFAULT_MAGNITUDES, DEFAULT_VIDEO, FlowPair, load_pair, synthetic_pairs
 from flowprep.flow.scenes import HELD_OUT_FRAMES, scene_pairs
-from flowprep.fsio import check_new_file, check_path, check_regular, printable
+from flowprep.fsio.paths import check_path, printable
+from flowprep.fsio.reading import check_regular
+from flowprep.fsio.writing import check_new_file
 
 log = logging.getLogger(__name__)
 

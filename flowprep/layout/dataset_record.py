@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowprep.flow.encoding import FlowEncoding
-from flowprep.fsio import name_problem
+from flowprep.fsio.paths import name_problem
 from flowprep.layout.base import SIDES
 from flowprep.layout.fields import MAX_TEXT, REQUIRED, FieldError, Fields, want_name, want_str
 from flowprep.layout.names import class_name_problem

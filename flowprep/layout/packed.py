@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from flowprep.errors import DatasetError
-from flowprep.fsio import MAX_FRAME_BYTES, open_regular, parse_json, read_bytes, read_json
+from flowprep.fsio.reading import MAX_FRAME_BYTES, open_regular, parse_json, read_bytes, read_json
 from flowprep.layout.dataset_record import DatasetRecord
 from flowprep.layout.shard_format import BLOCK, padding, parse_header, parse_members, parse_shard_name, rel_name
 
