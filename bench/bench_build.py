@@ -27,7 +27,7 @@ CARPHONE = ROOT.parent / "shared" / "data" / "carphone_pristine.mp4"
 def make_input(folder: Path, clips: int, frames: int, size: tuple[int, int]) -> list[Path]:
     """``clips`` AVI clips of ``frames`` frames at ``size``, in two class folders."""
     from flowprep.synth import moving_frames, write_video
-    from flowprep.video import iter_frames
+    from flowprep.video.decode import iter_frames
 
     if CARPHONE.is_file():
         source = list(iter_frames(CARPHONE, size=size))
@@ -49,7 +49,7 @@ def bare_kernel(videos: list[Path], backend_name: str) -> float:
     import cv2
 
     from flowprep.flow.registry import create_backend
-    from flowprep.video import iter_frames
+    from flowprep.video.decode import iter_frames
 
     cv2.setNumThreads(1)
     grays = [[cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in iter_frames(v)] for v in videos]

@@ -38,7 +38,8 @@ def bench_one(arch: str, modality: str, frames: int, size: int, repeats: int, th
     import torch
 
     from flowprep.export.onnx_export import export_onnx, random_inputs
-    from flowprep.train.models import build_model, input_shapes
+    from flowprep.loader.spec import input_shapes
+    from flowprep.train.models import build_model
 
     torch.set_num_threads(threads)
     model = build_model(arch, modality, 51, frames=frames).eval()

@@ -38,7 +38,7 @@ CLASSES = ["push", "fall_floor", "walk", "run", "ride_bike"]
 def make_release(folder: Path, clips: int, frames: int, size: tuple[int, int]) -> int:
     """``clips`` AVI clips in five class folders, HMDB-style names (two clips per source video)."""
     from flowprep.synth import moving_frames, write_video
-    from flowprep.video import iter_frames
+    from flowprep.video.decode import iter_frames
 
     if CARPHONE.is_file():
         source = list(iter_frames(CARPHONE, size=size))
@@ -88,7 +88,7 @@ def loader_rate(dataset, workers: int) -> float:
     """Clips per second of one epoch through a DataLoader (after a warm-up epoch)."""
     from torch.utils.data import DataLoader
 
-    from flowprep.loader import ShardStream
+    from flowprep.loader.torchdata import ShardStream
 
     kw = {"batch_size": 8, "num_workers": workers}
     if not isinstance(dataset, ShardStream):
@@ -131,7 +131,7 @@ def main() -> int:
 
     import torch
 
-    from flowprep.loader import ClipDataset, ShardStream
+    from flowprep.loader.torchdata import ClipDataset, ShardStream
 
     torch.set_num_threads(1)
     kw = {"frames": 8, "size": 112, "seed": 0}

@@ -24,7 +24,7 @@ import click
 
 from flowprep.commands import build, dataset, doctor, export, flow, preview, serve, train
 from flowprep.errors import FlowprepError, Terminated, interrupt_status
-from flowprep.fsio import printable
+from flowprep.fsio.paths import printable
 
 #: the command modules, each defining ``COMMANDS``
 COMMAND_MODULES = (flow, build, dataset, train, export, serve, preview, doctor)

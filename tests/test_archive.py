@@ -19,8 +19,11 @@ from pathlib import Path
 import pytest
 import rarfile
 
-from flowprep.archive import MemberRef, VideoEntry, detect_kind, list_classes, list_videos, read_member, read_text_files
+from flowprep.archive.bounded import MemberRef, read_member
+from flowprep.archive.formats import detect_kind
 from flowprep.archive.rar4 import make_hmdb51_rars, rar4_bytes, write_rar4
+from flowprep.archive.reader import list_classes, list_videos, read_text_files
+from flowprep.archive.scan import VideoEntry
 from flowprep.errors import ArchiveError, ConfigError
 from flowprep.synth import make_release_folder
 from hostile_archives import EVIL_NAMES, write_malicious_archive
@@ -454,7 +457,7 @@ def _only_tool(monkeypatch, tmp_path: Path, keep: str) -> None:
 
 
 def test_bsdtar_alone_reads_rar5_and_explains_solid_rar3(tmp_path: Path, monkeypatch):
-    # rarfile 4.5 puts "--" between bsdtar's -f and the archive; formats.py works around it.
+    # rarfile 4.5 puts "--" between bsdtar's -f and the archive; archive/failures.py works around it.
     crc, solid = _shared("rar5-crc.rar"), _shared("rar3-solid.rar")
     if shutil.which("bsdtar") is None:
         pytest.skip("bsdtar is not installed")
@@ -467,7 +470,7 @@ def test_bsdtar_alone_reads_rar5_and_explains_solid_rar3(tmp_path: Path, monkeyp
 
 def test_member_bounds_size_ratio_and_short_reads(tmp_path):
     from flowprep.archive.formats import Member, bound_reason, open_archive
-    from flowprep.fsio import MAX_RATIO, RATIO_FLOOR
+    from flowprep.fsio.reading import MAX_RATIO, RATIO_FLOOR
 
     assert bound_reason(Member("a", 100, "file", packed=100), 1000) is None
     assert "over the limit" in bound_reason(Member("a", 2000, "file", packed=2000), 1000)

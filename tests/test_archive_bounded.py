@@ -37,7 +37,7 @@ def test_compressed_bomb_and_devices_are_refused_in_bounded_memory(tmp_path):
     _zeros_zip(bomb, "walk/big.avi", 256 << 20)  # 256 MiB of zeros in about 250 KB
     assert bomb.stat().st_size < 2 << 20
     code = f"""
-from flowprep.archive import MemberRef, read_member
+from flowprep.archive.bounded import MemberRef, read_member
 from flowprep.errors import ArchiveError
 for ref in [MemberRef({str(bomb)!r}, "walk/big.avi", {256 << 20}), MemberRef(None, "/dev/zero", 0)]:
     try:

@@ -344,7 +344,7 @@ def test_an_export_that_fails_after_the_onnx_step_leaves_nothing_deployable(tmp_
 
 def test_two_exports_into_one_folder_at_once_are_refused(tmp_path):
     from flowprep.export.api import LOCK
-    from flowprep.fsio import FolderLock
+    from flowprep.fsio.lock import FolderLock
 
     out = tmp_path / "deploy"
     out.mkdir()

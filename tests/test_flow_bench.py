@@ -11,8 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from flowprep.errors import DatasetError, DecodeError
-from flowprep.flow.bench import BenchResult, bench_flow, encoding_error, epe
-from flowprep.flow.bench_report import format_table
+from flowprep.flow.bench import bench_flow
+from flowprep.flow.bench_measure import encoding_error, epe
+from flowprep.flow.bench_report import BenchResult, format_table
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.flo import UNKNOWN_FLOW, read_flo, valid_mask, write_flo
 from flowprep.flow.pairs import load_frames, smooth_field, synthetic_pairs, warp_pair
@@ -268,7 +269,7 @@ def test_two_pairs_with_the_same_name_are_both_reported(tmp_path, gray):
 
 
 def test_motion_bands_repeats_hmdb5_hours_and_frontier(tmp_path):
-    from flowprep.flow.bench import cpu_cores
+    from flowprep.flow.bench_measure import cpu_cores
     from flowprep.flow.bench_report import HMDB5_PAIRS, frontier
 
     result = bench_flow(

@@ -16,7 +16,7 @@ from flowprep.errors import (
     BackendUnavailableError,
     ConfigError,
 )
-from flowprep.flow import nvof, vpi
+from flowprep.flow import nvof, nvof_api, nvof_session, vpi
 from flowprep.flow.gpus import (
     GpuInfo,
     assign,
@@ -149,10 +149,10 @@ def test_failed_session_setup_pops_before_release(monkeypatch):
     def fail(lib):
         raise BackendUnavailableError("nvOFInit failed")
 
-    monkeypatch.setattr(nvof.api, "bind_entry_points", fail)
+    monkeypatch.setattr(nvof_api, "bind_entry_points", fail)
     d = _FakeDriver()
     with pytest.raises(BackendUnavailableError):
-        nvof._Session(d, None, 0, 64, 48, "slow", 1)
+        nvof_session._Session(d, None, 0, 64, 48, "slow", 1)
     # balanced, and the primary context is released only after it has left the stack
     assert d.calls.count("push") == d.calls.count("pop") and d.calls[-1] == "release", d.calls
     assert d.calls.count("retain") == d.calls.count("release") == 1

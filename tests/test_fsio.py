@@ -13,6 +13,18 @@ import pytest
 
 from flowprep import fsio
 from flowprep.errors import ConfigError, DatasetError, FlowprepError, OutputError
+from flowprep.fsio.lock import FolderLock
+from flowprep.fsio.owned import Manifest, check_no_link, make_dirs, remove_inside
+from flowprep.fsio.paths import check_path, path_problem
+from flowprep.fsio.reading import check_regular, check_zip_ratio, json_depth_exceeds, read_bytes, read_json
+from flowprep.fsio.writing import (
+    atomic_path,
+    check_new_file,
+    create_exclusive,
+    is_tmp_of,
+    unique_tmp,
+    write_text_atomic,
+)
 
 # --- reading -------------------------------------------------------------------------------------
 
@@ -21,43 +33,43 @@ def test_read_bytes_reads_a_regular_file_and_follows_a_user_link(tmp_path: Path)
     f = tmp_path / "a.bin"
     f.write_bytes(b"abc")
     (tmp_path / "link").symlink_to(f)
-    assert fsio.read_bytes(f, what="file", max_bytes=3) == b"abc"
-    assert fsio.read_bytes(tmp_path / "link", what="file", max_bytes=3) == b"abc"
+    assert read_bytes(f, what="file", max_bytes=3) == b"abc"
+    assert read_bytes(tmp_path / "link", what="file", max_bytes=3) == b"abc"
 
 
 def test_a_fifo_is_refused_at_once_in_one_line(tmp_path: Path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)  # no writer: a blocking open would wait forever
     with pytest.raises(ConfigError) as err:
-        fsio.read_bytes(fifo, what="image", max_bytes=10, error=ConfigError)
+        read_bytes(fifo, what="image", max_bytes=10, error=ConfigError)
     assert str(err.value) == f"cannot read image {fifo}: a FIFO, not a regular file"
 
 
 @pytest.mark.parametrize("owned", [False, True])
 def test_a_device_is_refused_directly_or_through_a_link(tmp_path: Path, owned: bool):
     with pytest.raises(FlowprepError, match="character device"):
-        fsio.read_bytes("/dev/zero", what="frame", max_bytes=10)
+        read_bytes("/dev/zero", what="frame", max_bytes=10)
     (tmp_path / "zero").symlink_to("/dev/zero")
     with pytest.raises(FlowprepError, match="character device|symbolic link"):
-        fsio.read_bytes(tmp_path / "zero", what="frame", max_bytes=10, owned=owned)
+        read_bytes(tmp_path / "zero", what="frame", max_bytes=10, owned=owned)
 
 
 def test_a_symlink_inside_an_owned_folder_is_not_followed(tmp_path: Path):
     (tmp_path / "real").write_bytes(b"x")
     (tmp_path / "link").symlink_to(tmp_path / "real")
     with pytest.raises(DatasetError, match="a symbolic link .*not followed"):
-        fsio.read_bytes(tmp_path / "link", what="frame", max_bytes=10, owned=True, error=DatasetError)
+        read_bytes(tmp_path / "link", what="frame", max_bytes=10, owned=True, error=DatasetError)
 
 
 def test_size_limit_and_missing_file(tmp_path: Path):
     f = tmp_path / "big"
     f.write_bytes(b"x" * 11)
     with pytest.raises(FlowprepError, match="11 bytes, over the limit of 10"):
-        fsio.read_bytes(f, what="file", max_bytes=10)
+        read_bytes(f, what="file", max_bytes=10)
     with pytest.raises(FlowprepError, match="cannot read file .*: No such file"):
-        fsio.read_bytes(tmp_path / "nope", what="file", max_bytes=10)
+        read_bytes(tmp_path / "nope", what="file", max_bytes=10)
     with pytest.raises(FlowprepError, match="a folder, not a regular file"):
-        fsio.read_bytes(tmp_path, what="file", max_bytes=10)
+        read_bytes(tmp_path, what="file", max_bytes=10)
 
 
 # --- JSON ----------------------------------------------------------------------------------------
@@ -67,7 +79,7 @@ def test_read_json_reads_what_flowprep_writes(tmp_path: Path):
     obj = {"a": [1, 2.5, {"b": None, "c": "x[{"}], "d": '\u00e9"]'}
     f = tmp_path / "r.json"
     f.write_text(json.dumps(obj), encoding="utf-8")
-    assert fsio.read_json(f, what="record") == obj
+    assert read_json(f, what="record") == obj
 
 
 @pytest.mark.parametrize("depth", [65, 1000, 100_000])
@@ -75,19 +87,19 @@ def test_deep_nesting_is_refused_not_a_recursion_error(tmp_path: Path, depth: in
     f = tmp_path / "deep.json"
     f.write_text("[" * depth + "]" * depth)
     with pytest.raises(DatasetError, match="nested deeper than 64 levels"):
-        fsio.read_json(f, what="dataset record", error=DatasetError)
+        read_json(f, what="dataset record", error=DatasetError)
     f.write_text('{"a":' * depth + "1" + "}" * depth)
     with pytest.raises(DatasetError, match="nested deeper than 64 levels"):
-        fsio.read_json(f, what="dataset record", error=DatasetError)
+        read_json(f, what="dataset record", error=DatasetError)
 
 
 def test_nesting_at_the_limit_and_brackets_in_strings_are_fine(tmp_path: Path):
     f = tmp_path / "ok.json"
     f.write_text("[" * 64 + '"' + "[" * 500 + '\\"' + '"' + "]" * 64)
-    assert fsio.read_json(f, what="file")  # 64 levels; the 500 brackets are inside a string
-    assert not fsio.json_depth_exceeds([[]] * 10_000 + [[[[]]]], 4)
-    assert fsio.json_depth_exceeds([[]] * 10_000 + [{"a": [[[]]]}], 4)
-    assert not fsio.json_depth_exceeds("[[[[[", 0)  # a scalar has no depth
+    assert read_json(f, what="file")  # 64 levels; the 500 brackets are inside a string
+    assert not json_depth_exceeds([[]] * 10_000 + [[[[]]]], 4)
+    assert json_depth_exceeds([[]] * 10_000 + [{"a": [[[]]]}], 4)
+    assert not json_depth_exceeds("[[[[[", 0)  # a scalar has no depth
 
 
 @pytest.mark.parametrize(
@@ -104,7 +116,7 @@ def test_bad_json_is_one_line(tmp_path: Path, text: str, why: str):
     f = tmp_path / "bad.json"
     f.write_text(text)
     with pytest.raises(FlowprepError, match=why) as err:
-        fsio.read_json(f, what="manifest")
+        read_json(f, what="manifest")
     assert "\n" not in str(err.value)
 
 
@@ -112,10 +124,10 @@ def test_json_not_utf8_and_too_big(tmp_path: Path):
     f = tmp_path / "x.json"
     f.write_bytes(b'"\xff"')
     with pytest.raises(FlowprepError, match="not UTF-8 text"):
-        fsio.read_json(f, what="manifest")
+        read_json(f, what="manifest")
     f.write_text("[" + "1," * 100 + "1]")
     with pytest.raises(FlowprepError, match="over the limit of 100"):
-        fsio.read_json(f, what="manifest", max_bytes=100)
+        read_json(f, what="manifest", max_bytes=100)
 
 
 # --- zip containers ------------------------------------------------------------------------------
@@ -125,21 +137,21 @@ def test_check_zip_ratio_passes_stored_tensors_and_refuses_a_bomb(tmp_path: Path
     ok = tmp_path / "ok.pt"
     with zipfile.ZipFile(ok, "w", zipfile.ZIP_STORED) as zf:
         zf.writestr("archive/data/0", os.urandom(1000))
-    assert fsio.check_zip_ratio(ok, what="checkpoint", max_bytes=1 << 20) == 1000
+    assert check_zip_ratio(ok, what="checkpoint", max_bytes=1 << 20) == 1000
     bomb = tmp_path / "bomb.pt"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("archive/data/0", bytes(64 << 20))  # 64 MiB of zeros deflate to ~64 KB
     with pytest.raises(CheckpointErrorLike, match=r"ratio \d+:1, the limit is 100:1"):
-        fsio.check_zip_ratio(bomb, what="checkpoint", max_bytes=1 << 30, error=CheckpointErrorLike)
+        check_zip_ratio(bomb, what="checkpoint", max_bytes=1 << 30, error=CheckpointErrorLike)
     with pytest.raises(FlowprepError, match="unpacks to more than 1000 bytes"):
-        fsio.check_zip_ratio(bomb, what="checkpoint", max_bytes=1000, max_ratio=10**9)
+        check_zip_ratio(bomb, what="checkpoint", max_bytes=1000, max_ratio=10**9)
 
 
 def test_check_zip_ratio_on_a_non_zip_is_one_line(tmp_path: Path):
     f = tmp_path / "x.pt"
     f.write_bytes(b"\x80\x02not a zip")
     with pytest.raises(FlowprepError, match="not a readable zip file") as err:
-        fsio.check_zip_ratio(f, what="checkpoint", max_bytes=100)
+        check_zip_ratio(f, what="checkpoint", max_bytes=100)
     assert "\n" not in str(err.value)
 
 
@@ -151,9 +163,9 @@ def test_check_regular_refuses_a_fifo_without_blocking(tmp_path: Path):
     fifo = tmp_path / "weights.pt"
     os.mkfifo(fifo)
     with pytest.raises(ConfigError, match="a FIFO, not a regular file"):
-        fsio.check_regular(fifo, what="PyTorch file", max_bytes=10, error=ConfigError)
+        check_regular(fifo, what="PyTorch file", max_bytes=10, error=ConfigError)
     (tmp_path / "ok").write_bytes(b"12345")
-    assert fsio.check_regular(tmp_path / "ok", what="file", max_bytes=None) == 5
+    assert check_regular(tmp_path / "ok", what="file", max_bytes=None) == 5
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -166,16 +178,16 @@ def _left(folder: Path) -> list[str]:
 def test_atomic_write_leaves_no_temporary_on_failure(tmp_path: Path):
     target = tmp_path / "out.mp4"
     target.write_bytes(b"old")
-    with pytest.raises(RuntimeError), fsio.atomic_path(target) as tmp:
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
         assert tmp.suffix == ".mp4" and tmp.parent == tmp_path  # writers pick the format by the suffix
         tmp.write_bytes(b"half")
         raise RuntimeError("encoder died")
     assert _left(tmp_path) == ["out.mp4"] and target.read_bytes() == b"old"
-    with pytest.raises(OutputError, match=f"cannot write {target}: No space"), fsio.atomic_path(target) as tmp:
+    with pytest.raises(OutputError, match=f"cannot write {target}: No space"), atomic_path(target) as tmp:
         tmp.write_bytes(b"half")
         raise OSError(errno.ENOSPC, "No space left on device")  # as write() reports a full disk
     assert _left(tmp_path) == ["out.mp4"]
-    fsio.write_text_atomic(target, "new")
+    write_text_atomic(target, "new")
     assert _left(tmp_path) == ["out.mp4"] and target.read_text() == "new"
 
 
@@ -184,39 +196,39 @@ def test_an_atomic_write_replaces_a_symlink_not_its_target(tmp_path: Path):
     victim.write_text("precious")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "index.html").symlink_to(victim)
-    fsio.write_text_atomic(tmp_path / "out" / "index.html", "page")
+    write_text_atomic(tmp_path / "out" / "index.html", "page")
     assert victim.read_text() == "precious" and not (tmp_path / "out" / "index.html").is_symlink()
 
 
 def test_tmp_names_are_recognised(tmp_path: Path):
     for keep in (False, True):
-        tmp = fsio.unique_tmp(tmp_path / "flowprep.json", keep_suffix=keep)
-        assert fsio.is_tmp_of(tmp.name, "flowprep.json") and not fsio.is_tmp_of(tmp.name, "other.json")
+        tmp = unique_tmp(tmp_path / "flowprep.json", keep_suffix=keep)
+        assert is_tmp_of(tmp.name, "flowprep.json") and not is_tmp_of(tmp.name, "other.json")
 
 
 def test_check_new_file_refuses_existing_files_inputs_and_specials(tmp_path: Path):
     video = tmp_path / "victim.avi"
     video.write_bytes(b"the user's video")
     new = tmp_path / "new.mp4"
-    assert fsio.check_new_file(new, option="--output") == new
+    assert check_new_file(new, option="--output") == new
     with pytest.raises(ConfigError, match="already exists; .*--overwrite"):
-        fsio.check_new_file(video, option="--output")
-    assert fsio.check_new_file(video, option="--output", overwrite=True) == video
+        check_new_file(video, option="--output")
+    assert check_new_file(video, option="--output", overwrite=True) == video
     for same in (video, tmp_path / "." / "victim.avi"):  # the input, however it is spelled
         with pytest.raises(ConfigError, match="is the command's own input; .*not even with --overwrite"):
-            fsio.check_new_file(same, option="--output", overwrite=True, inputs=[video])
+            check_new_file(same, option="--output", overwrite=True, inputs=[video])
     os.link(video, tmp_path / "hardlink.avi")
     with pytest.raises(ConfigError, match="own input"):
-        fsio.check_new_file(tmp_path / "hardlink.avi", option="--output", overwrite=True, inputs=[video, None])
+        check_new_file(tmp_path / "hardlink.avi", option="--output", overwrite=True, inputs=[video, None])
     os.mkfifo(tmp_path / "fifo")
     for special in (tmp_path / "fifo", tmp_path, Path("/dev/null")):
         with pytest.raises(ConfigError, match="not a regular file"):
-            fsio.check_new_file(special, option="--json-out", overwrite=True)
+            check_new_file(special, option="--json-out", overwrite=True)
     assert video.read_bytes() == b"the user's video"
 
 
 def test_create_exclusive(tmp_path: Path):
-    assert fsio.create_exclusive(tmp_path / "lock", "a") and not fsio.create_exclusive(tmp_path / "lock", "b")
+    assert create_exclusive(tmp_path / "lock", "a") and not create_exclusive(tmp_path / "lock", "b")
     assert (tmp_path / "lock").read_text() == "a" and _left(tmp_path) == ["lock"]
 
 
@@ -229,15 +241,15 @@ def test_remove_inside_never_follows_a_symlink(tmp_path: Path):
     outside.mkdir()
     (outside / "c0000.mp4").write_text("keep")
     (out / "media" / "c0000.mp4").write_text("ours")
-    assert fsio.remove_inside(out, "media/c0000.mp4", ("media",))
-    assert not fsio.remove_inside(out, "media/c0000.mp4", ("media",))  # gone already: fine
+    assert remove_inside(out, "media/c0000.mp4", ("media",))
+    assert not remove_inside(out, "media/c0000.mp4", ("media",))  # gone already: fine
     (out / "media").rmdir()
     (out / "media").symlink_to(outside)
     with pytest.raises(ConfigError, match="is a symlink"):
-        fsio.remove_inside(out, "media/c0000.mp4", ("media",))
+        remove_inside(out, "media/c0000.mp4", ("media",))
     for bad in ("../outside", "/etc", "other/x"):
         with pytest.raises(ConfigError, match="refusing to remove"):
-            fsio.remove_inside(out, bad, ("media",))
+            remove_inside(out, bad, ("media",))
     assert (outside / "c0000.mp4").read_text() == "keep"
 
 
@@ -245,20 +257,20 @@ def test_make_dirs_and_check_no_link_refuse_a_symlinked_folder(tmp_path: Path):
     out, outside = tmp_path / "out", tmp_path / "outside"
     out.mkdir()
     outside.mkdir()
-    assert fsio.make_dirs(out, "a/b") == out / "a" / "b" and (out / "a" / "b").is_dir()
+    assert make_dirs(out, "a/b") == out / "a" / "b" and (out / "a" / "b").is_dir()
     (out / "media").symlink_to(outside)
     with pytest.raises(ConfigError, match="media is a symlink"):
-        fsio.make_dirs(out, "media")
+        make_dirs(out, "media")
     with pytest.raises(ConfigError, match="media is a symlink"):
-        fsio.check_no_link(out, "media/c0000.mp4")
+        check_no_link(out, "media/c0000.mp4")
     (out / "file").write_text("x")
     with pytest.raises(ConfigError, match="it is a file, not a folder"):
-        fsio.make_dirs(out, "file/sub")
+        make_dirs(out, "file/sub")
     assert _left(outside) == []
 
 
 def test_one_manifest_format_for_every_command(tmp_path: Path):
-    m = fsio.Manifest(tmp_path, ".flowprep-export.json", {"model.onnx", "labels.txt"}, DatasetError, "fix it")
+    m = Manifest(tmp_path, ".flowprep-export.json", {"model.onnx", "labels.txt"}, DatasetError, "fix it")
     assert m.read() == set() and not m.exists()
     m.write(["model.onnx", "labels.txt", "model.onnx"])
     assert json.loads(m.path.read_text()) == {"entries": ["labels.txt", "model.onnx"]}
@@ -283,7 +295,7 @@ def test_folder_lock_refuses_a_second_holder_and_takes_over_a_dead_one(tmp_path:
     import subprocess
     import sys
 
-    first, second = fsio.FolderLock(tmp_path, ".x.lock", "export"), fsio.FolderLock(tmp_path, ".x.lock", "export")
+    first, second = FolderLock(tmp_path, ".x.lock", "export"), FolderLock(tmp_path, ".x.lock", "export")
     with first:
         assert first.held
         with pytest.raises(ConfigError, match=rf"another export \(pid {os.getpid()} on .*\) holds {tmp_path}"):
@@ -305,11 +317,11 @@ BAD = "caf\udce9"
 
 
 def test_path_policy():
-    assert fsio.path_problem("/data/hmdb51/brush_hair/Ärger (1).avi") is None
-    assert "not UTF-8" in fsio.path_problem(f"/tmp/{BAD}")
-    assert "control character" in fsio.path_problem("/tmp/a\nb")
+    assert path_problem("/data/hmdb51/brush_hair/Ärger (1).avi") is None
+    assert "not UTF-8" in path_problem(f"/tmp/{BAD}")
+    assert "control character" in path_problem("/tmp/a\nb")
     with pytest.raises(ConfigError, match=r"--out '/tmp/caf\ufffd': the path holds bytes that are not UTF-8"):
-        fsio.check_path(f"/tmp/{BAD}", "--out")
+        check_path(f"/tmp/{BAD}", "--out")
 
 
 @pytest.mark.parametrize(

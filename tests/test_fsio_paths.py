@@ -7,7 +7,8 @@ import os
 import pytest
 
 from flowprep.errors import ConfigError
-from flowprep.fsio import name_problem, printable, remove_inside
+from flowprep.fsio.owned import remove_inside
+from flowprep.fsio.paths import name_problem, printable
 
 
 @pytest.mark.parametrize(

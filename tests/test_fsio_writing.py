@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from flowprep.errors import OutputError
-from flowprep.fsio import write_text_atomic
+from flowprep.fsio.writing import write_text_atomic
 from helpers import build_args, invoke_checked, run_cli, run_flowprep, tree_names
 
 
@@ -157,7 +157,7 @@ def test_a_full_or_read_only_output_is_one_line(walk_release, tmp_path, monkeypa
 
 
 def test_force_removes_temporary_files_a_killed_write_left(walk_release, tmp_path):
-    from flowprep.fsio import is_tmp_of, unique_tmp
+    from flowprep.fsio.writing import is_tmp_of, unique_tmp
 
     out = tmp_path / "out"
     assert run_flowprep(*build_args(walk_release, out)).returncode == 0

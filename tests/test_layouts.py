@@ -10,7 +10,8 @@ import pytest
 
 from flowprep.errors import DatasetError
 from flowprep.layout.base import SIDES
-from flowprep.layout.dataset_record import ClipEntry, DatasetRecord, SplitInfo
+from flowprep.layout.dataset_record import ClipEntry, DatasetRecord
+from flowprep.layout.provenance import SplitInfo
 from flowprep.layout.registry import DEFAULT_LAYOUT, LAYOUT_NAMES, LAYOUTS, frame_tops, get_layout
 
 ROOT = Path(__file__).resolve().parents[1] / "flowprep"

@@ -8,7 +8,7 @@ import pytest
 
 from flowprep.errors import ConfigError
 from flowprep.flow.encoding import FlowEncoding
-from flowprep.fsio import dump_json
+from flowprep.fsio.writing import dump_json
 from flowprep.limits import json_safe
 
 

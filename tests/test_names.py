@@ -8,7 +8,7 @@ import os
 import pytest
 
 from flowprep.errors import ConfigError, FlowprepError
-from flowprep.fsio import name_problem
+from flowprep.fsio.paths import name_problem
 from flowprep.layout.names import (
     check_class_name,
     class_name_collisions,

@@ -159,17 +159,17 @@ def test_injected_failure_gives_one_line_and_balanced_state(stub13, call):
 
 
 OLD_BUG = """
-from flowprep.flow import nvof
+from flowprep.flow import nvof, nvof_api, nvof_session
 
-class OldSession(nvof._Session):
+class OldSession(nvof_session._Session):
     # the set-up failure path before the fix: release inside close() while the context pushed at the
     # start of set-up is still on the stack, then pop the destroyed context
     def __init__(self, driver, oflib, gpu, width, height, preset, grid):
         self.driver, self.width, self.height, self.fn = driver, width, height, None
-        self._handle, self._buffers = nvof.api.NvOFHandle(), []
-        self._dev = nvof._cu(driver, driver.cuDeviceGet(gpu), "get")
-        self._ctx = nvof._cu(driver, driver.cuDevicePrimaryCtxRetain(self._dev), "retain")
-        nvof._cu(driver, driver.cuCtxPushCurrent(self._ctx), "push")
+        self._handle, self._buffers = nvof_api.NvOFHandle(), []
+        self._dev = nvof_session.cuda_result(driver, driver.cuDeviceGet(gpu), "get")
+        self._ctx = nvof_session.cuda_result(driver, driver.cuDevicePrimaryCtxRetain(self._dev), "retain")
+        nvof_session.cuda_result(driver, driver.cuCtxPushCurrent(self._ctx), "push")
         try:
             self._open(oflib, width, height, preset, grid)
         except BaseException:

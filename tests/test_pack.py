@@ -15,8 +15,8 @@ import pytest
 
 from flowprep.builder.api import build
 from flowprep.builder.config import BuildConfig
-from flowprep.layout.packed import parse_shard_name
 from flowprep.layout.record import read_record
+from flowprep.layout.shard_format import parse_shard_name
 from helpers import run_cli, tree_bytes
 
 CLASSES = ["walk", "run"]  # 12 clips of 8 frames

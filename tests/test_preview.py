@@ -418,7 +418,7 @@ def test_video_never_replaces_a_users_file_unless_asked(hostile, tmp_path):
 
 
 def test_two_previews_into_one_folder_at_once_are_refused(hostile, tmp_path):
-    from flowprep.fsio import FolderLock
+    from flowprep.fsio.lock import FolderLock
     from flowprep.preview.api import LOCK_NAME
 
     out = tmp_path / "site"

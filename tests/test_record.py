@@ -12,18 +12,10 @@ import pytest
 
 from flowprep.errors import DatasetError
 from flowprep.flow.encoding import FlowEncoding
-from flowprep.fsio import dump_json
-from flowprep.layout.dataset_record import (
-    ClipEntry,
-    DatasetRecord,
-    Normalization,
-    SideCounts,
-    SourceFile,
-    SourceInfo,
-    SplitInfo,
-    record_from_dict,
-)
+from flowprep.fsio.writing import dump_json
+from flowprep.layout.dataset_record import ClipEntry, DatasetRecord, Normalization, record_from_dict
 from flowprep.layout.fields import FieldError
+from flowprep.layout.provenance import SideCounts, SourceFile, SourceInfo, SplitInfo
 from flowprep.layout.record import read_record, write_record
 from flowprep.layout.sections import DecodeInfo, FlowInfo, RgbInfo
 from helpers import invoke_checked, json_values, mutate, run_cli

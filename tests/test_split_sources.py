@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flowprep.archive import MemberRef, VideoEntry
+from flowprep.archive.bounded import MemberRef
+from flowprep.archive.scan import VideoEntry
 from flowprep.builder.config import BuildConfig
 from flowprep.builder.finalize import config_to_state, load_build_state
 from flowprep.builder.folder import BuildFolder

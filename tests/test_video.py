@@ -7,7 +7,7 @@ import pytest
 
 from flowprep.errors import ConfigError, DecodeError
 from flowprep.synth import moving_frames, write_video
-from flowprep.video import count_frames, iter_frames, target_size
+from flowprep.video.decode import count_frames, iter_frames, target_size
 
 
 def test_real_clip_frame_count(shared_data):

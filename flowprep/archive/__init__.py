@@ -3,20 +3,3 @@
 See :mod:`flowprep.archive.reader` for the source shapes understood and the safety rules, and
 :mod:`flowprep.archive.rar4` for the writer used by tests and the demo.
 """
-
-from flowprep.archive.bounded import MemberRef, read_member
-from flowprep.archive.formats import RAR_TOOL_HINT, detect_kind
-from flowprep.archive.reader import VIDEO_EXTS, VideoEntry, list_classes, list_videos, read_text_file, read_text_files
-
-__all__ = [
-    "MemberRef",
-    "VideoEntry",
-    "VIDEO_EXTS",
-    "RAR_TOOL_HINT",
-    "detect_kind",
-    "list_classes",
-    "list_videos",
-    "read_member",
-    "read_text_file",
-    "read_text_files",
-]

@@ -2,7 +2,7 @@
 
 Only regular files are read (a FIFO would block, ``/dev/zero`` never ends: :mod:`flowprep.fsio`);
 sizes are checked on the listing and again while reading (headers can lie); archive members are
-also bounded by their compression ratio (see :data:`flowprep.fsio.MAX_RATIO`).
+also bounded by their compression ratio (see :data:`flowprep.fsio.reading.MAX_RATIO`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import IO
 
 from flowprep.archive.formats import Archive, open_archive
 from flowprep.errors import ArchiveError
-from flowprep.fsio import read_bytes
+from flowprep.fsio.reading import read_bytes
 
 #: default per-clip size limit (HMDB51's clips are about 1 MB; the longest real clips stay far below)
 MAX_CLIP_BYTES = 2 << 30

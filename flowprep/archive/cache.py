@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from flowprep.archive.bounded import copy_bounded
-from flowprep.archive.formats import MAX_INNER_BYTES, Archive, Member, archive_errors, archive_stem, bound_reason
+from flowprep.archive.failures import archive_errors
+from flowprep.archive.formats import MAX_INNER_BYTES, Archive, Member, archive_stem, bound_reason
 from flowprep.errors import ArchiveError
 
 # the listing's logger: extraction is a step of listing a source (users filter on the reader's name)

@@ -10,7 +10,7 @@ external tool, which rarfile looks for in the order unrar, unar, 7z, 7zz, bsdtar
 ``rarfile.UNRAR_TOOL`` etc. name the binaries).
 
 Every failure becomes a one-line :class:`ArchiveError` in :func:`~flowprep.archive.failures.archive_errors`
-(re-exported here, with :data:`~flowprep.archive.failures.RAR_TOOL_HINT`).
+(with :data:`~flowprep.archive.failures.RAR_TOOL_HINT`, the tools to install).
 """
 
 from __future__ import annotations
@@ -25,17 +25,16 @@ from typing import IO
 
 import rarfile
 
-from flowprep.archive.failures import RAR_TOOL_HINT as RAR_TOOL_HINT  # re-exported: archive/__init__ imports it here
 from flowprep.archive.failures import archive_errors, one_line
 from flowprep.errors import ArchiveError
-from flowprep.fsio import MAX_RATIO, RATIO_FLOOR
+from flowprep.fsio.reading import MAX_RATIO, RATIO_FLOOR
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", ".rar", ".zip", ".tar")
 
 #: Bounds on what is read or unpacked from an archive, generous for real releases (HMDB51: 2 GB in
 #: all, per-class RARs of 10-100 MB, clips of about 1 MB; video barely compresses, ratio about 1).
 #: A member over RATIO_FLOOR bytes that is more than MAX_RATIO times its compressed size is refused
-#: (a "zip bomb", :data:`flowprep.fsio.MAX_RATIO`), as is a per-class archive over MAX_INNER_BYTES.
+#: (a "zip bomb", :data:`flowprep.fsio.reading.MAX_RATIO`), as is a per-class archive over MAX_INNER_BYTES.
 MAX_INNER_BYTES = 8 << 30
 
 _RAR_MAGIC = (b"Rar!\x1a\x07\x00", b"Rar!\x1a\x07\x01\x00")

@@ -43,7 +43,7 @@ from flowprep.archive.scan import (
     scan_source,
 )
 from flowprep.errors import ArchiveError, ConfigError
-from flowprep.fsio import read_bytes
+from flowprep.fsio.reading import read_bytes
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flowprep.archive import detect_kind, list_classes, read_text_file, read_text_files
+from flowprep.archive.formats import detect_kind
+from flowprep.archive.reader import list_classes, read_text_file, read_text_files
 from flowprep.builder.config import BuildConfig, BuildSummary
 from flowprep.builder.dask_engine import run_on_worker
 from flowprep.builder.engine import ProgressBar, run_jobs
@@ -28,7 +29,7 @@ from flowprep.datasets import HMDB5_CLASSES
 from flowprep.datasets.ucf101 import CLASS_IND
 from flowprep.errors import ArchiveError, ConfigError, FlowprepError
 from flowprep.flow.registry import BACKENDS, create_backend, resolve_auto
-from flowprep.fsio import write_json_atomic
+from flowprep.fsio.writing import write_json_atomic
 from flowprep.layout.base import SIDES
 from flowprep.layout.paths import STATE_DIR
 from flowprep.layout.registry import frame_tops, get_layout

@@ -17,7 +17,7 @@ from flowprep.builder.options import OPTIONS, output_settings
 from flowprep.errors import BackendNotInstalledError, ConfigError, OptionError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.registry import BACKENDS, check_params
-from flowprep.fsio import check_path
+from flowprep.fsio.paths import check_path
 from flowprep.layout.dataset_record import PACK_FORMATS
 from flowprep.layout.packed import DEFAULT_SHARD_SIZE
 from flowprep.layout.registry import LAYOUT_NAMES, get_layout
@@ -59,7 +59,7 @@ class BuildConfig:
     option's value: :class:`~flowprep.errors.OptionError`).
 
     Attributes:
-        source: release folder or archive (RAR/zip/tar), see :func:`flowprep.archive.list_videos`.
+        source: release folder or archive (RAR/zip/tar), see :func:`flowprep.archive.reader.list_videos`.
         out: output dataset folder.
         classes: classes to build, in label order (None = all, sorted).
         splits_source: folder/archive holding HMDB51's split files or UCF101's lists (for

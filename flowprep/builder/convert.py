@@ -19,7 +19,7 @@ from flowprep.builder.folder import output_errors
 from flowprep.builder.pack import PackJob, PackState, clip_keys, pack_group, write_index
 from flowprep.builder.packbuild import write_clip_folder
 from flowprep.errors import ConfigError, DatasetError
-from flowprep.fsio import remove_inside
+from flowprep.fsio.owned import remove_inside
 from flowprep.layout.base import SIDES
 from flowprep.layout.dataset_record import PackedInfo
 from flowprep.layout.packed import DEFAULT_SHARD_SIZE, INDEX_NAME, SHARDS_DIR, iter_samples, open_index

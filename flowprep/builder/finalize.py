@@ -23,16 +23,10 @@ from flowprep.builder.packbuild import pack_leftovers, staged
 from flowprep.builder.plan import Plan, make_plan
 from flowprep.builder.shard import shard_of
 from flowprep.errors import ConfigError, DatasetError
-from flowprep.fsio import write_json_atomic, write_text_atomic
-from flowprep.layout.dataset_record import (
-    ClipEntry,
-    DatasetRecord,
-    Normalization,
-    SideCounts,
-    source_from_dict,
-    split_from_dict,
-)
+from flowprep.fsio.writing import write_json_atomic, write_text_atomic
+from flowprep.layout.dataset_record import ClipEntry, DatasetRecord, Normalization
 from flowprep.layout.fields import FieldError, Fields
+from flowprep.layout.provenance import SideCounts, source_from_dict, split_from_dict
 from flowprep.layout.record import write_record
 from flowprep.layout.registry import get_layout
 from flowprep.layout.sections import DecodeInfo, RgbInfo, flow_from

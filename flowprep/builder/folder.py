@@ -14,9 +14,9 @@
 
 Everything is written aside under a name unique to host, process and call, then renamed: shards on
 different nodes often have equal process ids (containers), so a pid alone is not unique. Every
-deletion goes through :func:`flowprep.fsio.remove_inside`, confined to entries listed in
-``owned.json`` (an ownership :class:`~flowprep.fsio.Manifest`) and to the clip folders under
-``train/``, ``val/`` and ``rawframes/``; the lock is a :class:`~flowprep.fsio.FolderLock`.
+deletion goes through :func:`flowprep.fsio.owned.remove_inside`, confined to entries listed in
+``owned.json`` (an ownership :class:`~flowprep.fsio.owned.Manifest`) and to the clip folders under
+``train/``, ``val/`` and ``rawframes/``; the lock is a :class:`~flowprep.fsio.lock.FolderLock`.
 
 The build state, notes and shard reports are written and read by
 :class:`~flowprep.builder.folder_notes.BuildNotes`, a part of :class:`BuildFolder`.
@@ -35,16 +35,9 @@ from flowprep.builder.config import fingerprint
 from flowprep.builder.folder_notes import BuildNotes, read_state_fields
 from flowprep.builder.pack import staged_path
 from flowprep.errors import ConfigError, DatasetError, OutputError
-from flowprep.fsio import (
-    FolderLock,
-    Manifest,
-    create_exclusive,
-    dump_json,
-    is_tmp_of,
-    removable,
-    remove_inside,
-    write_text_atomic,
-)
+from flowprep.fsio.lock import FolderLock
+from flowprep.fsio.owned import Manifest, removable, remove_inside
+from flowprep.fsio.writing import create_exclusive, dump_json, is_tmp_of, write_text_atomic
 from flowprep.layout.paths import STATE_DIR, TMP_DIR
 from flowprep.layout.record import RECORD_NAME
 from flowprep.layout.registry import DEFAULT_LAYOUT, LAYOUTS, frame_tops, get_layout

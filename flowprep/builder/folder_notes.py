@@ -9,7 +9,7 @@ which owns the paths) writes and reads what they pass on::
     decode/       one note per built clip that lost frames to decode errors
     reports/      one report per shard (``shard-K-of-N.json``)
 
-Every file is written aside and renamed (:func:`~flowprep.fsio.write_text_atomic`). A state file
+Every file is written aside and renamed (:func:`~flowprep.fsio.writing.write_text_atomic`). A state file
 that cannot be read is one line naming it (:func:`read_state_fields`); a torn note only loses the
 reason or warning it carried.
 """
@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.errors import DatasetError
-from flowprep.fsio import dump_json, read_json, remove_inside, write_text_atomic
+from flowprep.fsio.owned import remove_inside
+from flowprep.fsio.reading import read_json
+from flowprep.fsio.writing import dump_json, write_text_atomic
 from flowprep.layout.paths import STATE_DIR
 
 

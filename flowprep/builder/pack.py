@@ -25,25 +25,16 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from flowprep.errors import DatasetError, OutputError
-from flowprep.fsio import (
-    MAX_FRAME_BYTES,
-    dump_json,
-    open_regular,
-    read_bytes,
-    read_json,
-    remove_inside,
-    unique_tmp,
-    write_json_atomic,
-)
-from flowprep.layout.packed import (
+from flowprep.fsio.owned import remove_inside
+from flowprep.fsio.reading import MAX_FRAME_BYTES, open_regular, read_bytes, read_json
+from flowprep.fsio.writing import dump_json, unique_tmp, write_json_atomic
+from flowprep.layout.packed import INDEX_FORMAT, INDEX_NAME, INDEX_VERSION, SHARDS_DIR, iter_samples
+from flowprep.layout.paths import STATE_DIR
+from flowprep.layout.registry import frame_tops
+from flowprep.layout.shard_format import (
     BLOCK,
-    INDEX_FORMAT,
-    INDEX_NAME,
-    INDEX_VERSION,
     REL_NAME,
-    SHARDS_DIR,
     end_of_archive,
-    iter_samples,
     member_name,
     padding,
     parse_members,
@@ -52,8 +43,6 @@ from flowprep.layout.packed import (
     shard_name,
     tar_header,
 )
-from flowprep.layout.paths import STATE_DIR
-from flowprep.layout.registry import frame_tops
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,9 @@ from flowprep.builder.pack import PackJob, PackState, clip_keys, count_staged, p
 from flowprep.builder.plan import ClipJob, Plan
 from flowprep.builder.shard import shard_of
 from flowprep.errors import ConfigError, DatasetError
-from flowprep.fsio import name_problem, remove_inside, unique_tmp
+from flowprep.fsio.owned import remove_inside
+from flowprep.fsio.paths import name_problem
+from flowprep.fsio.writing import unique_tmp
 from flowprep.layout.base import SIDES
 from flowprep.layout.packed import SHARDS_DIR, PackedClip, iter_samples
 from flowprep.layout.paths import STATE_DIR, TMP_DIR

@@ -9,14 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowprep.archive import MemberRef, VideoEntry, list_videos
+from flowprep.archive.bounded import MemberRef
+from flowprep.archive.reader import list_videos
+from flowprep.archive.scan import VideoEntry
 from flowprep.builder.config import BuildConfig
 from flowprep.builder.folder import BuildFolder
 from flowprep.datasets.base import EXCLUDED_REASONS, SplitRequest, stem
 from flowprep.datasets.sources import split_source
 from flowprep.datasets.split import side_counts
 from flowprep.errors import ConfigError
-from flowprep.fsio import name_problem, printable
+from flowprep.fsio.paths import name_problem, printable
 from flowprep.layout.names import check_class_name, warn_collisions
 
 log = logging.getLogger(__name__)

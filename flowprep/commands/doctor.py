@@ -13,7 +13,7 @@ def _probe_writable(path: Path, overwrite: bool) -> None:
     """Fail now, not after minutes of GPU checks, when the report cannot be written where asked (or
     would replace a file without ``--overwrite``)."""
     from flowprep.errors import writing
-    from flowprep.fsio import check_new_file, unique_tmp, write_text_atomic
+    from flowprep.fsio.writing import check_new_file, unique_tmp, write_text_atomic
 
     check_new_file(path, option="--json-out", overwrite=overwrite)
     with writing(path):

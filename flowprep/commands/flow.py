@@ -181,8 +181,9 @@ def bench_flow_cmd(
     overwrite,
 ) -> None:
     """Accuracy (end-point error) and speed of flow backends on pairs with known flow."""
-    from flowprep.flow.bench import DEFAULT_VIDEO, BenchConfig, bench
+    from flowprep.flow.bench import BenchConfig, bench
     from flowprep.flow.bench_report import format_table
+    from flowprep.flow.pairs import DEFAULT_VIDEO
 
     cfg = BenchConfig(
         list(flows) or None,

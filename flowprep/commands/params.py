@@ -18,7 +18,7 @@ import click
 
 from flowprep.errors import ConfigError
 from flowprep.flow.gpus import parse_gpus
-from flowprep.fsio import path_problem, printable
+from flowprep.fsio.paths import path_problem, printable
 from flowprep.limits import MAX_BYTES, MAX_COUNT, MAX_SEED, MAX_SIDE, MIN_SIDE
 
 
@@ -83,7 +83,7 @@ class Size(click.ParamType):
 
 
 class SafePath(click.Path):
-    """``click.Path`` that also refuses a path flowprep cannot use (:func:`flowprep.fsio.path_problem`:
+    """``click.Path`` that also refuses a path flowprep cannot use (:func:`flowprep.fsio.paths.path_problem`:
     bytes that are not UTF-8, control characters) as a usage error, before OpenCV ever sees it
     (``cv2.imwrite`` crashed with SIGSEGV on a non-UTF-8 byte)."""
 

@@ -13,7 +13,7 @@ import click
 
 from flowprep.commands.params import SafePath, count, positive
 from flowprep.errors import ConfigError, writing
-from flowprep.fsio import check_new_file
+from flowprep.fsio.writing import check_new_file
 from flowprep.limits import json_safe
 from flowprep.serve.api import infer
 from flowprep.serve.config import InferConfig
@@ -116,7 +116,7 @@ def infer_cmd(
 
 
 def _open_json_out(path: Path, cfg: InferConfig) -> IO[str]:
-    """``--json-out``, opened for writing after :func:`~flowprep.fsio.check_new_file`. Lines are
+    """``--json-out``, opened for writing after :func:`~flowprep.fsio.writing.check_new_file`. Lines are
     streamed (a camera run can be followed as it goes), so the file is not renamed into place; it is
     created new (an existing one is removed first with ``--overwrite``: no link is followed)."""
     check_new_file(path, option="--json-out", overwrite=cfg.overwrite, inputs=cfg.inputs())

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from flowprep.archive import VideoEntry
+from flowprep.archive.scan import VideoEntry
 from flowprep.errors import ConfigError
-from flowprep.fsio import printable
+from flowprep.fsio.paths import printable
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path, PurePosixPath
 
-from flowprep.archive import VideoEntry
+from flowprep.archive.scan import VideoEntry
 from flowprep.datasets.base import Assignment, SplitSource, examples, no_split, order_classes
 from flowprep.layout.base import SIDES
 

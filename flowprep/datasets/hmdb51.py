@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from flowprep.archive import VideoEntry, read_text_files
+from flowprep.archive.reader import read_text_files
+from flowprep.archive.scan import VideoEntry
 from flowprep.datasets.base import Assignment, SplitRequest, SplitSource, stem
 from flowprep.datasets.ucf101 import parse_ucf_name
 from flowprep.errors import ConfigError

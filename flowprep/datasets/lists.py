@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowprep.archive import VideoEntry, list_classes, read_text_file
+from flowprep.archive.reader import list_classes, read_text_file
+from flowprep.archive.scan import VideoEntry
 from flowprep.datasets.base import (
     Assignment,
     SplitSource,

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flowprep.archive import VideoEntry, read_text_files
+from flowprep.archive.reader import read_text_files
+from flowprep.archive.scan import VideoEntry
 from flowprep.datasets import folders, hmdb51, ucf101
 from flowprep.datasets.base import SplitRequest, SplitSource
 from flowprep.datasets.lists import ListFiles

@@ -7,7 +7,7 @@ import random
 from collections import defaultdict
 from typing import Any
 
-from flowprep.archive import VideoEntry
+from flowprep.archive.scan import VideoEntry
 from flowprep.datasets.base import Assignment, SplitRequest, SplitSource, order_classes, stem
 from flowprep.datasets.hmdb51 import group_key
 from flowprep.errors import ConfigError

@@ -31,7 +31,7 @@ def _names(source: Path, classes: list[str] | None) -> list[tuple[str, str]]:
         record = read_record(rec_root)
         side = source.name if source != rec_root else None
         return [(c.cls, c.source) for c in record.ok_clips(side) if classes is None or c.cls in classes]
-    from flowprep.archive import list_videos
+    from flowprep.archive.reader import list_videos
 
     with tempfile.TemporaryDirectory(prefix="flowprep-stats-") as cache:
         return [(v.cls, v.name) for v in list_videos(source, Path(cache), classes)]

@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from flowprep.archive import VideoEntry, list_classes
+from flowprep.archive.reader import list_classes
+from flowprep.archive.scan import VideoEntry
 from flowprep.datasets.base import Assignment, SplitRequest, SplitSource, examples, path_parts, stem
 from flowprep.datasets.lists import ListEntry, list_assignment, match_entries, parse_list
 from flowprep.errors import ConfigError

@@ -20,7 +20,7 @@ from typing import Any
 
 from flowprep import __version__
 from flowprep.errors import OutputError, writing
-from flowprep.fsio import write_text_atomic
+from flowprep.fsio.writing import write_text_atomic
 from flowprep.limits import json_safe
 
 #: the whole run stops starting new checks after this many seconds (target on one GPU: < 300 s)

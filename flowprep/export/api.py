@@ -36,19 +36,13 @@ from flowprep.export import deploy_files
 from flowprep.export.config import ExportConfig, ExportSummary
 from flowprep.export.onnx_export import OPSET, check_parity, convert_fp16, export_onnx
 from flowprep.export.tensorrt import build_engine, command_line, tensorrt_status, trtexec_command
-from flowprep.fsio import (
-    FolderLock,
-    Manifest,
-    check_no_link,
-    make_dirs,
-    removable,
-    remove_inside,
-    write_json_atomic,
-    write_text_atomic,
-)
+from flowprep.fsio.lock import FolderLock
+from flowprep.fsio.owned import Manifest, check_no_link, make_dirs, removable, remove_inside
+from flowprep.fsio.writing import write_json_atomic, write_text_atomic
 from flowprep.layout.names import warn_collisions
 from flowprep.loader.spec import input_shapes
-from flowprep.train.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
+from flowprep.train.checkpoint import load_checkpoint, model_from_checkpoint
+from flowprep.train.checkpoint_meta import Checkpoint
 from flowprep.train.model_record import MODEL_RECORD, ModelRecord, checked_model_record
 
 log = logging.getLogger(__name__)

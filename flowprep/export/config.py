@@ -9,7 +9,7 @@ from typing import Any
 
 from flowprep.errors import ConfigError
 from flowprep.export.tensorrt import Profile
-from flowprep.fsio import check_path
+from flowprep.fsio.paths import check_path
 from flowprep.layout.record import RECORD_NAME
 from flowprep.layout.registry import frame_tops
 

@@ -4,8 +4,3 @@ A backend turns two gray frames into flow; an encoding turns flow into two 8-bit
 independent so that every backend gets every encoding. Backends are listed as data in
 :mod:`flowprep.flow.registry` and imported lazily.
 """
-
-from flowprep.flow.base import FlowBackend
-from flowprep.flow.registry import BACKENDS, BackendSpec, backend_status, create_backend, resolve_auto
-
-__all__ = ["FlowBackend", "BACKENDS", "BackendSpec", "backend_status", "create_backend", "resolve_auto"]

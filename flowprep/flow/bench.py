@@ -25,12 +25,13 @@ from typing import Any
 from flowprep.errors import ConfigError, FlowprepError
 from flowprep.flow import registry
 from flowprep.flow.bench_measure import cpu_cores, encoding_error, run_backend
-from flowprep.flow.bench_measure import epe as epe  # re-exported: tests and bench/tune_cpu_flow.py import it here
 from flowprep.flow.bench_report import BenchResult, write_plot
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.pairs import DEFAULT_MAGNITUDES, DEFAULT_VIDEO, FlowPair, load_pair, synthetic_pairs
 from flowprep.flow.scenes import HELD_OUT_FRAMES, scene_pairs
-from flowprep.fsio import check_new_file, check_path, check_regular, printable
+from flowprep.fsio.paths import check_path, printable
+from flowprep.fsio.reading import check_regular
+from flowprep.fsio.writing import check_new_file
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from flowprep.errors import OutputError, writing
 from flowprep.flow.pairs import FlowPair
-from flowprep.fsio import atomic_path, write_bytes_atomic
+from flowprep.fsio.writing import atomic_path, write_bytes_atomic
 
 #: frame pairs in HMDB5 (its five classes' ~1,100 clips of ~90 frames each): the flow of one build
 HMDB5_PAIRS = 100_000

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from flowprep.errors import DatasetError
-from flowprep.fsio import read_bytes
+from flowprep.fsio.reading import read_bytes
 
 TAG = 202021.25
 #: magnitude above which a component means "unknown" (Middlebury's convention)

@@ -26,7 +26,7 @@ import numpy as np
 from flowprep.errors import BackendNotInstalledError, BackendUnavailableError
 from flowprep.flow import nvof_api as api
 from flowprep.flow.base import FlowBackend, check_pair
-from flowprep.flow.nvof_session import _cu, _Session, choose_grid
+from flowprep.flow.nvof_session import _Session, choose_grid, cuda_result
 from flowprep.flow.params import Param
 
 log = logging.getLogger(__name__)
@@ -186,20 +186,24 @@ def opencv_vectors_to_hardware_grid(vectors: np.ndarray, grid: int, hw_grid: int
 
 def _device_info(driver: Any, gpu: int) -> tuple[Any, str, tuple[int, int]]:
     """``(CUdevice, name, (major, minor))`` for ordinal ``gpu``."""
-    _cu(driver, driver.cuInit(0), "cuInit")
-    count = _cu(driver, driver.cuDeviceGetCount(), "cuDeviceGetCount")
+    cuda_result(driver, driver.cuInit(0), "cuInit")
+    count = cuda_result(driver, driver.cuDeviceGetCount(), "cuDeviceGetCount")
     if count == 0:
         raise BackendUnavailableError(
             "the NVIDIA driver sees no GPU (check CUDA_VISIBLE_DEVICES / the container's --gpus)"
         )
     if not 0 <= gpu < count:
         raise BackendUnavailableError(f"GPU {gpu} does not exist: {count} visible (ordinals 0..{count - 1})")
-    dev = _cu(driver, driver.cuDeviceGet(gpu), "cuDeviceGet")
-    raw = _cu(driver, driver.cuDeviceGetName(256, dev), "cuDeviceGetName")
+    dev = cuda_result(driver, driver.cuDeviceGet(gpu), "cuDeviceGet")
+    raw = cuda_result(driver, driver.cuDeviceGetName(256, dev), "cuDeviceGetName")
     name = raw.split(b"\0", 1)[0].decode(errors="replace") if isinstance(raw, bytes) else str(raw)
     attr = driver.CUdevice_attribute
-    major = _cu(driver, driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev), "attr")
-    minor = _cu(driver, driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev), "attr")
+    major = cuda_result(
+        driver, driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev), "attr"
+    )
+    minor = cuda_result(
+        driver, driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev), "attr"
+    )
     return dev, name, (int(major), int(minor))
 
 

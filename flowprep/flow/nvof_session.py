@@ -2,7 +2,7 @@
 
 :class:`_Session` owns a CUDA primary context, an NVOF instance bound through
 :mod:`flowprep.flow.nvof_api`, two pitched input buffers and one output buffer, and runs one frame
-pair at a time; :func:`_cu` unpacks NVIDIA's cuda-bindings results. The backend that users pick
+pair at a time; :func:`cuda_result` unpacks NVIDIA's cuda-bindings results. The backend that users pick
 (``--flow nvof``), its environment checks and the OpenCV path stay in :mod:`flowprep.flow.nvof`,
 which uses these names.
 """
@@ -22,7 +22,7 @@ from flowprep.flow import nvof_api as api
 log = logging.getLogger("flowprep.flow.nvof")
 
 
-def _cu(driver: Any, result: Any, what: str) -> Any:
+def cuda_result(driver: Any, result: Any, what: str) -> Any:
     """Unpack a cuda-bindings ``(CUresult, value...)`` tuple, raising on error."""
     if not isinstance(result, tuple):
         result = (result,)
@@ -58,11 +58,11 @@ class _Session:
         self._handle = api.NvOFHandle()
         self._buffers: list[api.NvOFGPUBufferHandle] = []
         self.fn: Any = None
-        dev = _cu(driver, driver.cuDeviceGet(gpu), "cuDeviceGet")
+        dev = cuda_result(driver, driver.cuDeviceGet(gpu), "cuDeviceGet")
         self._dev = dev
-        self._ctx = _cu(driver, driver.cuDevicePrimaryCtxRetain(dev), "cuDevicePrimaryCtxRetain")
+        self._ctx = cuda_result(driver, driver.cuDevicePrimaryCtxRetain(dev), "cuDevicePrimaryCtxRetain")
         try:
-            _cu(driver, driver.cuCtxPushCurrent(self._ctx), "cuCtxPushCurrent")
+            cuda_result(driver, driver.cuCtxPushCurrent(self._ctx), "cuCtxPushCurrent")
         except BaseException:
             self._release()
             raise
@@ -182,12 +182,12 @@ class _Session:
             m.dstMemoryType, m.dstHost, m.dstPitch = host_type, host.ctypes.data, host.strides[0]
         m.WidthInBytes = host.shape[1] * host.itemsize * (host.shape[2] if host.ndim == 3 else 1)
         m.Height = host.shape[0]
-        _cu(d, d.cuMemcpy2D(m), "cuMemcpy2D")
+        cuda_result(d, d.cuMemcpy2D(m), "cuMemcpy2D")
 
     def run(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         """S10.5 vectors ``int16`` ``(out_h, out_w, 2)`` from ``prev`` to ``nxt``."""
         d = self.driver
-        _cu(d, d.cuCtxPushCurrent(self._ctx), "cuCtxPushCurrent")
+        cuda_result(d, d.cuCtxPushCurrent(self._ctx), "cuCtxPushCurrent")
         try:
             # With NV_OF_PRED_DIRECTION_FORWARD the SDK header documents the vectors as pointing from
             # each pixel of inputFrame to its match in referenceFrame, so input = frame k and
@@ -199,7 +199,7 @@ class _Session:
             )
             out = api.NV_OF_EXECUTE_OUTPUT_PARAMS(outputBuffer=self.output[0])
             self._check(self.fn.nvOFExecute(self._handle, ctypes.byref(inp), ctypes.byref(out)), "nvOFExecute")
-            _cu(d, d.cuCtxSynchronize(), "cuCtxSynchronize")
+            cuda_result(d, d.cuCtxSynchronize(), "cuCtxSynchronize")
             vectors = np.empty((self.out_h, self.out_w, 2), np.int16)
             self._copy(vectors, self.output[1], self.output[2], to_device=False)
             return vectors

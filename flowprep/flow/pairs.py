@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from flowprep.errors import DecodeError, FlowprepError
-from flowprep.fsio import MAX_FRAME_BYTES, read_bytes
+from flowprep.fsio.reading import MAX_FRAME_BYTES, read_bytes
 
 log = logging.getLogger(__name__)
 

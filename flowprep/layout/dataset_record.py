@@ -9,7 +9,7 @@ for key as the builder has always written it. :func:`flowprep.layout.record.writ
 what it is about to write with the reader first, so a record flowprep writes is always one it reads.
 
 The ``source`` and ``split`` sections (:class:`SourceInfo`, :class:`SplitInfo`, ...) are typed and read
-in :mod:`flowprep.layout.provenance`; their names are re-exported here.
+in :mod:`flowprep.layout.provenance` (import them from there).
 
 The published schema is ``docs/record.schema.json`` (tests check that both writers' output follows it).
 """
@@ -21,14 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowprep.flow.encoding import FlowEncoding
-from flowprep.fsio import name_problem
+from flowprep.fsio.paths import name_problem
 from flowprep.layout.base import SIDES
 from flowprep.layout.fields import MAX_TEXT, REQUIRED, FieldError, Fields, want_name, want_str
 from flowprep.layout.names import class_name_problem
 from flowprep.layout.provenance import SideCounts, SourceInfo, SplitInfo, counts_from, source_from, split_from
-from flowprep.layout.provenance import SourceFile as SourceFile  # re-exported: tests import it here
-from flowprep.layout.provenance import source_from_dict as source_from_dict  # builder.finalize imports these here
-from flowprep.layout.provenance import split_from_dict as split_from_dict
 from flowprep.layout.registry import DEFAULT_LAYOUT, LAYOUT_NAMES
 from flowprep.layout.sections import (
     DATASET_MODALITIES,

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Collection
 from typing import Any
 
-from flowprep.fsio import printable
+from flowprep.fsio.paths import printable
 
 #: marks a field without a default: its absence is an error
 REQUIRED: Any = object()

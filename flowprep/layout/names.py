@@ -1,6 +1,6 @@
 """Names that become path components and class names: a class or clip name is checked before it
-is joined to an output path (the path-component rules are :func:`flowprep.fsio.name_problem`'s,
-deletion is :func:`flowprep.fsio.remove_inside`'s) and before it is written to a label file.
+is joined to an output path (the path-component rules are :func:`flowprep.fsio.paths.name_problem`'s,
+deletion is :func:`flowprep.fsio.owned.remove_inside`'s) and before it is written to a label file.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import unicodedata
 from collections.abc import Iterable
 
 from flowprep.errors import ConfigError
-from flowprep.fsio import name_problem, printable
+from flowprep.fsio.paths import name_problem, printable
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ CLASS_NAME_BREAKERS = {
 def class_name_problem(name: object) -> str | None:
     """Why ``name`` cannot be a class name, or None if it can.
 
-    A class name is a folder name (:func:`flowprep.fsio.name_problem`) that also survives every label file
+    A class name is a folder name (:func:`flowprep.fsio.paths.name_problem`) that also survives every label file
     flowprep writes, unescaped: one label a line (``labels.txt``, Triton's label files), fields
     separated by whitespace (``train_list.txt``, mmaction2's lists), labels separated by ``;``
     (DeepStream's ``labels_nvinfer.txt``), items separated by ``,`` (``--classes``). So no whitespace

@@ -23,7 +23,7 @@ A folder-relative name becomes a member name by joining key and name with a dot,
 by a dot (:func:`~flowprep.layout.shard_format.member_name`). Headers are fixed for byte-identical
 output: ustar, mode 0644, uid and gid 0, no user or group names, mtime 0; the archive ends with two
 zero blocks padded to 10 KiB (what ``tar`` writes). A shard job (``--shard K/N``) writes ``train-kKKKofNNN-000000.tar``.
-The names and headers are made and parsed in :mod:`flowprep.layout.shard_format` (re-exported here).
+The names and headers are made and parsed in :mod:`flowprep.layout.shard_format`.
 
 :class:`ClipFiles` is how verify, preview and the loader read a clip's images, whether from a
 folder (:class:`FolderClip`) or from a shard (:class:`PackedIndex.read_clip`: one ``pread`` of the
@@ -39,15 +39,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from flowprep.errors import DatasetError
-from flowprep.fsio import MAX_FRAME_BYTES, open_regular, parse_json, read_bytes, read_json
+from flowprep.fsio.reading import MAX_FRAME_BYTES, open_regular, parse_json, read_bytes, read_json
 from flowprep.layout.dataset_record import DatasetRecord
 from flowprep.layout.shard_format import BLOCK, padding, parse_header, parse_members, parse_shard_name, rel_name
-from flowprep.layout.shard_format import REL_NAME as REL_NAME  # re-exported: builder.pack imports these here
-from flowprep.layout.shard_format import end_of_archive as end_of_archive
-from flowprep.layout.shard_format import member_name as member_name
-from flowprep.layout.shard_format import sample_key as sample_key
-from flowprep.layout.shard_format import shard_name as shard_name
-from flowprep.layout.shard_format import tar_header as tar_header
 
 SHARDS_DIR = "shards"
 INDEX_NAME = "index.json"

@@ -41,7 +41,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from flowprep.errors import DatasetError
-from flowprep.fsio import check_path, read_json, write_json_atomic
+from flowprep.fsio.paths import check_path
+from flowprep.fsio.reading import read_json
+from flowprep.fsio.writing import write_json_atomic
 from flowprep.layout.base import SIDES
 from flowprep.layout.dataset_record import FORMAT, DatasetRecord, record_from_dict
 from flowprep.layout.fields import FieldError

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowprep.fsio import MAX_FRAME_BYTES, try_read_bytes
+from flowprep.fsio.reading import MAX_FRAME_BYTES, try_read_bytes
 from flowprep.layout.base import Layout
 from flowprep.layout.dataset_record import DatasetRecord
 from flowprep.layout.images import ClipSpec, decode_bytes, image_problems

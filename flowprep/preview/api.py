@@ -18,17 +18,9 @@ import numpy as np
 
 from flowprep.errors import ConfigError, DatasetError, OutputError
 from flowprep.flow.visualize import flow_to_color
-from flowprep.fsio import (
-    FolderLock,
-    Manifest,
-    check_new_file,
-    check_no_link,
-    make_dirs,
-    removable,
-    remove_inside,
-    write_bytes_atomic,
-    write_text_atomic,
-)
+from flowprep.fsio.lock import FolderLock
+from flowprep.fsio.owned import Manifest, check_no_link, make_dirs, removable, remove_inside
+from flowprep.fsio.writing import check_new_file, write_bytes_atomic, write_text_atomic
 from flowprep.layout.base import SIDES
 from flowprep.layout.dataset_record import ClipEntry as RecordClip
 from flowprep.layout.dataset_record import DatasetRecord

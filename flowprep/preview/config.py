@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flowprep.errors import ConfigError
-from flowprep.fsio import check_path
+from flowprep.fsio.paths import check_path
 from flowprep.layout.base import SIDES
 from flowprep.limits import check_count, check_finite
 

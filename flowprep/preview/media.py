@@ -19,7 +19,8 @@ import numpy as np
 from flowprep.errors import DatasetError, OutputError
 from flowprep.flow.encoding import FlowEncoding
 from flowprep.flow.visualize import flow_to_color
-from flowprep.fsio import MAX_FRAME_BYTES, atomic_path, try_read_bytes
+from flowprep.fsio.reading import MAX_FRAME_BYTES, try_read_bytes
+from flowprep.fsio.writing import atomic_path
 from flowprep.layout.dataset_record import ClipEntry, DatasetRecord
 from flowprep.layout.packed import ClipFiles, open_index
 from flowprep.layout.registry import get_layout

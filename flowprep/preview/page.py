@@ -15,7 +15,8 @@ from typing import Any
 from flowprep import __version__
 from flowprep.layout.base import SIDES
 from flowprep.layout.dataset_record import ClipEntry as RecordClip
-from flowprep.layout.dataset_record import DatasetRecord, SideCounts, SplitInfo
+from flowprep.layout.dataset_record import DatasetRecord
+from flowprep.layout.provenance import SideCounts, SplitInfo
 from flowprep.preview.media import ClipMedia
 
 _CSS = """

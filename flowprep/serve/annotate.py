@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from flowprep.errors import ConfigError, writing
-from flowprep.fsio import unique_tmp
+from flowprep.fsio.writing import unique_tmp
 
 __all__ = ["AnnotatedWriter"]
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.errors import ConfigError
-from flowprep.fsio import check_new_file, check_path
+from flowprep.fsio.paths import check_path
+from flowprep.fsio.writing import check_new_file
 from flowprep.limits import check_finite
 from flowprep.loader.sampling import CONV_SEGMENTS
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from flowprep.errors import ConfigError, DecodeError
-from flowprep.fsio import MAX_FRAME_BYTES, check_regular, read_bytes
+from flowprep.fsio.reading import MAX_FRAME_BYTES, check_regular, read_bytes
 
 log = logging.getLogger(__name__)
 

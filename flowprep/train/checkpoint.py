@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from flowprep.errors import CheckpointError, ConfigError, writing
-from flowprep.fsio import printable as printable_path
+from flowprep.fsio.paths import printable as printable_path
 from flowprep.layout.dataset_record import DatasetRecord
 from flowprep.layout.fields import FieldError, shown
 from flowprep.loader.spec import streams as model_streams

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.errors import ConfigError, DatasetError
-from flowprep.fsio import check_path
+from flowprep.fsio.paths import check_path
 from flowprep.layout.base import SIDES
 from flowprep.layout.packed import SHARDS_DIR
 from flowprep.layout.record import find_root

@@ -22,13 +22,14 @@ import torch
 from tqdm import tqdm
 
 from flowprep.errors import DatasetError, writing
-from flowprep.fsio import write_json_atomic
+from flowprep.fsio.writing import write_json_atomic
 from flowprep.loader import sampling
 from flowprep.loader.frames import load_windows, stream_length
 from flowprep.loader.source import Clip, DatasetInfo, list_clips
 from flowprep.loader.spec import streams as model_streams
 from flowprep.loader.torchdata import to_model_inputs
-from flowprep.train.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, recipe_differences
+from flowprep.train.checkpoint import load_checkpoint, model_from_checkpoint, recipe_differences
+from flowprep.train.checkpoint_meta import Checkpoint
 from flowprep.train.config import EvalConfig, EvalSummary, resolve_side
 
 log = logging.getLogger(__name__)

@@ -27,11 +27,12 @@ from tqdm import tqdm
 
 from flowprep.env import DistEnv, dist_env
 from flowprep.errors import CheckpointError, ConfigError, FlowprepError, writing
-from flowprep.fsio import parse_json
+from flowprep.fsio.reading import parse_json
 from flowprep.limits import json_safe
 from flowprep.loader.source import DatasetInfo, list_clips
 from flowprep.loader.torchdata import to_model_inputs
 from flowprep.train import checkpoint as ckpt_mod
+from flowprep.train.checkpoint_meta import Checkpoint
 from flowprep.train.config import TrainConfig, TrainSummary
 from flowprep.train.prepare import RunData, RunModel, make_model, open_loaders
 
@@ -163,7 +164,7 @@ def _run_paths(cfg: TrainConfig) -> tuple[Path, Path, Path]:
     return last_path, best_path, log_path
 
 
-def _check_resumable(cfg: TrainConfig, ck: ckpt_mod.Checkpoint, last_path: Path, info: DatasetInfo) -> None:
+def _check_resumable(cfg: TrainConfig, ck: Checkpoint, last_path: Path, info: DatasetInfo) -> None:
     """Raise :class:`ConfigError` unless ``last.pt`` continues with these options and this dataset."""
     ckpt_mod.check_compatible(ck, cfg.arch, cfg.modality, cfg.frames)
     if list(ck.classes) != info.classes:
@@ -257,9 +258,9 @@ def evaluate_epoch(
     return vl, vc, int(vn)
 
 
-def _checkpoint(cfg: TrainConfig, info: DatasetInfo, m: RunModel, epoch: int, best_acc: float) -> ckpt_mod.Checkpoint:
+def _checkpoint(cfg: TrainConfig, info: DatasetInfo, m: RunModel, epoch: int, best_acc: float) -> Checkpoint:
     """The checkpoint after ``epoch`` (0-based) (see :mod:`flowprep.train.checkpoint`)."""
-    return ckpt_mod.Checkpoint(
+    return Checkpoint(
         arch=cfg.arch,
         modality=cfg.modality,
         frames=cfg.frames,
@@ -280,7 +281,7 @@ def _checkpoint(cfg: TrainConfig, info: DatasetInfo, m: RunModel, epoch: int, be
     )
 
 
-def _save_epoch(paths: tuple[Path, Path, Path], ck: ckpt_mod.Checkpoint, entry: dict[str, Any], improved: bool) -> None:
+def _save_epoch(paths: tuple[Path, Path, Path], ck: Checkpoint, entry: dict[str, Any], improved: bool) -> None:
     """Write ``best.pt`` (when ``improved``), the log line, then ``last.pt``.
 
     last.pt is the commit point of an epoch, so it is written last: interrupted before it, --resume

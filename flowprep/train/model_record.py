@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from flowprep.errors import ConfigError
-from flowprep.fsio import read_json
+from flowprep.fsio.reading import read_json
 from flowprep.layout.fields import REQUIRED, FieldError, Fields, want_json, want_name
 from flowprep.layout.names import class_name_problem
 from flowprep.layout.sections import Recipe, recipe_from

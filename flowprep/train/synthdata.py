@@ -15,7 +15,8 @@ import numpy as np
 
 from flowprep import __version__
 from flowprep.flow.encoding import FlowEncoding
-from flowprep.layout.dataset_record import ClipEntry, DatasetRecord, Normalization, SideCounts, SourceInfo, SplitInfo
+from flowprep.layout.dataset_record import ClipEntry, DatasetRecord, Normalization
+from flowprep.layout.provenance import SideCounts, SourceInfo, SplitInfo
 from flowprep.layout.record import write_record
 from flowprep.layout.registry import get_layout
 from flowprep.layout.sections import DecodeInfo, FlowInfo, RgbInfo

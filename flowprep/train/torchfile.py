@@ -6,10 +6,10 @@ a JSON file — which means nothing to the user. :func:`load_torch_file` tells t
 the file's first bytes and says what the file is not.
 
 It also bounds what loading may cost before torch sees the file: a regular file (a FIFO would block
-``torch.load`` forever) of at most :data:`MAX_TORCH_BYTES` (:func:`flowprep.fsio.check_regular`),
+``torch.load`` forever) of at most :data:`MAX_TORCH_BYTES` (:func:`flowprep.fsio.reading.check_regular`),
 and for the zip format (everything ``torch.save`` writes since 1.6) members that unpack to at most
-:data:`MAX_TORCH_BYTES` in all and at most :data:`~flowprep.fsio.MAX_RATIO` times their packed
-size (:func:`flowprep.fsio.check_zip_ratio`): ``torch.save`` stores tensors uncompressed, so a
+:data:`MAX_TORCH_BYTES` in all and at most :data:`~flowprep.fsio.reading.MAX_RATIO` times their packed
+size (:func:`flowprep.fsio.reading.check_zip_ratio`): ``torch.save`` stores tensors uncompressed, so a
 13 MB file whose directory claims 3 GB is refused unread. The legacy pickle format has no
 directory to check; it is bounded by the file's size only.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from flowprep.errors import FlowprepError
-from flowprep.fsio import check_regular, check_zip_ratio
+from flowprep.fsio.reading import check_regular, check_zip_ratio
 
 #: ``torch.save`` writes a zip archive (since torch 1.6); the legacy format is a pickle stream,
 #: which starts with the PROTO opcode

@@ -28,7 +28,7 @@ def _sign_ok(flow: np.ndarray, pair: Any) -> bool:
 
 
 def check_nvof_accuracy(ctx: DoctorContext) -> tuple[str, Numbers]:
-    from flowprep.flow.bench import run_backend
+    from flowprep.flow.bench_measure import run_backend
     from flowprep.flow.nvof import NvofBackend
     from flowprep.flow.pairs import synthetic_pairs
 
@@ -62,7 +62,7 @@ def check_nvof_accuracy(ctx: DoctorContext) -> tuple[str, Numbers]:
 
 
 def check_nvof_speed(ctx: DoctorContext) -> tuple[str, Numbers]:
-    from flowprep.flow.bench import run_backend
+    from flowprep.flow.bench_measure import run_backend
     from flowprep.flow.pairs import synthetic_pairs
 
     need(ctx.nvof_grids, "no optical-flow engine found by the engine check")
@@ -75,7 +75,7 @@ def check_nvof_speed(ctx: DoctorContext) -> tuple[str, Numbers]:
 
 
 def check_vpi(ctx: DoctorContext) -> tuple[str, Numbers]:
-    from flowprep.flow.bench import run_backend
+    from flowprep.flow.bench_measure import run_backend
     from flowprep.flow.pairs import synthetic_pairs
     from flowprep.flow.vpi import VpiBackend
 

@@ -15,6 +15,7 @@ from flowprep.errors import BackendNotInstalledError, BackendUnavailableError
 def _cuda_driver() -> Any:
     """cuda-bindings' driver module after ``cuInit``, or :class:`Skip` saying what is missing."""
     from flowprep.flow import nvof
+    from flowprep.flow.nvof_session import cuda_result
 
     try:
         ctypes.CDLL("libcuda.so.1")
@@ -24,15 +25,15 @@ def _cuda_driver() -> Any:
         driver = nvof._import_cuda_driver()
     except BackendNotInstalledError as exc:
         raise Skip(str(exc)) from exc
-    nvof._cu(driver, driver.cuInit(0), "cuInit")
+    cuda_result(driver, driver.cuInit(0), "cuInit")
     return driver
 
 
 def check_driver(ctx: DoctorContext) -> tuple[str, Numbers]:
-    from flowprep.flow.nvof import _cu
+    from flowprep.flow.nvof_session import cuda_result
 
     driver = _cuda_driver()
-    v = int(_cu(driver, driver.cuDriverGetVersion(), "cuDriverGetVersion"))
+    v = int(cuda_result(driver, driver.cuDriverGetVersion(), "cuDriverGetVersion"))
     numbers: Numbers = {"cuda_driver_api": f"{v // 1000}.{v % 1000 // 10}"}
     smi = shutil.which("nvidia-smi")
     if smi:
@@ -50,9 +51,10 @@ def check_driver(ctx: DoctorContext) -> tuple[str, Numbers]:
 
 def check_gpus(ctx: DoctorContext) -> tuple[str, Numbers]:
     from flowprep.flow import nvof
+    from flowprep.flow.nvof_session import cuda_result
 
     driver = _cuda_driver()
-    count = int(nvof._cu(driver, driver.cuDeviceGetCount(), "cuDeviceGetCount"))
+    count = int(cuda_result(driver, driver.cuDeviceGetCount(), "cuDeviceGetCount"))
     if count == 0:
         raise CheckFailed("the driver sees no GPU (CUDA_VISIBLE_DEVICES, container --gpus)")
     for i in range(count):

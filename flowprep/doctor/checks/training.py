@@ -7,7 +7,7 @@ from typing import Any
 
 from flowprep.doctor.checks.common import Numbers, need, run_flowprep
 from flowprep.doctor.framework import CheckFailed, DoctorContext, Skip
-from flowprep.fsio import parse_json
+from flowprep.fsio.reading import parse_json
 from flowprep.layout.record import read_record
 
 #: torchrun for 2 processes on this machine; --standalone picks a free rendezvous port (a static
