@@ -2,9 +2,10 @@
 
 The pipeline per pair (each stage optional): a Gaussian pre-blur of both frames, DIS from the
 coarsest pyramid level down to ``finest_scale``, the forward-flow occlusion fill of
-:mod:`flowprep.flow.occlusion`, a median filter of the flow, then OpenCV's standalone ``VariationalRefinement`` at full
-resolution, which pulls the filled pixels and the rest towards brightness constancy. The defaults
-are the preset ``bench/tune_cpu_flow.py`` chose (docs/flow.md, "Choosing a CPU preset").
+:mod:`flowprep.flow.occlusion`, a median filter of the flow, then OpenCV's standalone
+``VariationalRefinement`` at full resolution, which pulls the filled pixels and the rest towards
+brightness constancy. The defaults are the preset ``bench/tune_cpu_flow.py`` chose (docs/flow.md,
+"Choosing a CPU preset").
 """
 
 from __future__ import annotations
