@@ -340,14 +340,14 @@ def test_nvof_cuda_bindings_missing(monkeypatch):
 )
 def test_nvof_gpu_without_engine(monkeypatch, name, cc, match):
     monkeypatch.setattr(nvof, "_load_library", _libs(set()))
-    monkeypatch.setattr(nvof, "_import_cuda_driver", lambda: FakeDriver(name, cc))
+    monkeypatch.setattr(nvof, "import_cuda_driver", lambda: FakeDriver(name, cc))
     with pytest.raises(BackendUnavailableError, match=match):
         nvof.NvofBackend.probe()
 
 
 def test_nvof_good_gpu_probe(monkeypatch):
     monkeypatch.setattr(nvof, "_load_library", _libs(set()))
-    monkeypatch.setattr(nvof, "_import_cuda_driver", lambda: FakeDriver("NVIDIA A100-SXM4-40GB", (8, 0), count=2))
+    monkeypatch.setattr(nvof, "import_cuda_driver", lambda: FakeDriver("NVIDIA A100-SXM4-40GB", (8, 0), count=2))
     assert nvof.NvofBackend.probe() == "cuda:0 (NVIDIA A100-SXM4-40GB, sm_80)"
     assert nvof.NvofBackend.probe(gpu=1).startswith("cuda:1")
     with pytest.raises(BackendUnavailableError, match="GPU 2 does not exist"):

@@ -152,7 +152,7 @@ def test_failed_session_setup_pops_before_release(monkeypatch):
     monkeypatch.setattr(nvof_api, "bind_entry_points", fail)
     d = _FakeDriver()
     with pytest.raises(BackendUnavailableError):
-        nvof_session._Session(d, None, 0, 64, 48, "slow", 1)
+        nvof_session.Session(d, None, 0, 64, 48, "slow", 1)
     # balanced, and the primary context is released only after it has left the stack
     assert d.calls.count("push") == d.calls.count("pop") and d.calls[-1] == "release", d.calls
     assert d.calls.count("retain") == d.calls.count("release") == 1

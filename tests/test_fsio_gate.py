@@ -123,22 +123,17 @@ def scan_package(root: Path = PACKAGE) -> dict[str, list[int]]:
     return hits
 
 
-_CACHE = "the per-class archive cache: a member streamed (GBs) into a new mkstemp file (O_EXCL), size-checked"
 _RELEASE = "the user's release archive, streamed member by member (rarfile runs unrar on the name) once "
 _RELEASE += "detect_kind found a regular file; members are bounded by archive/bounded.py"
-_SHARD = "a shard or staged tar written under a new unique_tmp name, opened O_EXCL ('xb'), renamed when whole"
-_STAGED = "the file is written to atomic_path's temporary sibling (same suffix), renamed when whole"
-_ANNOTATE = "the annotated video streams into a unique_tmp sibling over many calls; close() renames or removes it"
+_STAGED = "the file is written to atomic_path's new temporary sibling (O_EXCL, same suffix), renamed when whole"
+_ANNOTATE = "FFmpeg streams the annotated video into an AtomicFile's temporary (by name, same suffix) over many "
+_ANNOTATE += "calls; close() commits or discards it"
 _PYAV_IN = "FFmpeg decodes a user's video (check_regular first), a camera device or a stream URL: by name only"
 _ORT = "given the model's bytes from serve.runner.read_onnx (regular file, bounded), not a name to open"
 
 #: every file operation outside the gate (``"<module under flowprep/>: <call>"``), and why it may be there
 ALLOWED: dict[str, str] = {
-    "archive/cache.py: tempfile.mkstemp": _CACHE,
-    "archive/cache.py: os.fdopen": _CACHE,
     "archive/cache.py: .open": "a member of the release archive, opened by the archive reader (not a file)",
-    "archive/cache.py: os.replace": _CACHE + ", then renamed into place",
-    "archive/cache.py: .unlink": _CACHE + "; removed after a failure",
     "archive/formats.py: rarfile.RarFile": _RELEASE,
     "archive/formats.py: zipfile.ZipFile": _RELEASE,
     "archive/formats.py: tarfile.open": _RELEASE,
@@ -147,14 +142,10 @@ ALLOWED: dict[str, str] = {
     "builder/folder.py: .rmdir": "the empty state/output folders a refused build made (rmdir fails on a non-empty one)",
     "builder/job.py: cv2.imwrite": "frames into the job's new uuid-named staging folder (mkdir, not exist_ok)",
     "builder/job.py: os.rename": "publishes a finished clip folder in one step (the design's commit; theirs stands)",
-    "builder/pack.py: open": _SHARD,
-    "builder/pack.py: os.replace": _SHARD,
-    "builder/pack.py: .unlink": _SHARD + "; an aborted one is removed",
     "builder/packbuild.py: os.rmdir": "drops side/class folders that packing emptied (rmdir: never a non-empty one)",
     "builder/packbuild.py: .write_bytes": "unpacks a sample into a new uuid-named folder in .flowprep/tmp",
     "builder/packbuild.py: os.rename": "publishes that unpacked folder in one step (fails if the clip folder exists)",
     "builder/workers.py: os.open": "flock slot files in the temp folder: opened and locked, never written or truncated",
-    "commands/doctor.py: .unlink": "removes the probe it just wrote under a unique_tmp name",
     "commands/serve.py: .unlink": "--json-out --overwrite: the old file, after check_new_file (a link is removed)",
     "commands/serve.py: open": "--json-out streams lines as they come: created O_EXCL ('x'), so no link is followed",
     "doctor/checks/deploy.py: onnxruntime.InferenceSession": _ORT,
@@ -170,8 +161,6 @@ ALLOWED: dict[str, str] = {
     "flow/vpi.py: .read_text": "/proc/device-tree/model, the kernel's name of the Jetson board",
     "preview/media.py: av.open": _STAGED,
     "serve/annotate.py: av.open": _ANNOTATE,
-    "serve/annotate.py: .unlink": _ANNOTATE,
-    "serve/annotate.py: os.replace": _ANNOTATE,
     "serve/runner.py: onnxruntime.InferenceSession": _ORT,
     "serve/stream.py: av.open": _PYAV_IN,
     "synth.py: av.open": _STAGED,

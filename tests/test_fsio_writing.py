@@ -1,5 +1,7 @@
 """flowprep.fsio.writing: every writer on a full, read-only or missing output is one line naming
-the file, leaves nothing half-written, and --force removes only the temporary files it made."""
+the file, leaves nothing half-written, and --force removes only the temporary files it made;
+:class:`~flowprep.fsio.writing.AtomicFile` creates its temporary exclusively, keeps the suffix when
+asked, and renames it only on success."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from flowprep.errors import OutputError
-from flowprep.fsio.writing import write_text_atomic
+from flowprep.fsio import writing
+from flowprep.fsio.writing import AtomicFile, atomic_path, write_text_atomic
 from helpers import build_args, invoke_checked, run_cli, run_flowprep, tree_names
 
 
@@ -170,3 +173,86 @@ def test_force_removes_temporary_files_a_killed_write_left(walk_release, tmp_pat
     r = run_flowprep(*build_args(walk_release, out, "--force", "--seed", "3"))
     assert r.returncode == 0, r.stderr
     assert not left.exists() and mine.read_text() == "mine"
+
+
+# --- AtomicFile: a file streamed in pieces under a temporary sibling, then renamed or removed -------
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_a_streamed_file_replaces_the_old_one_only_when_whole(tmp_path: Path):
+    target = tmp_path / "shard.tar"
+    target.write_bytes(b"old")
+    with AtomicFile(target) as out:
+        for piece in (b"a", b"b", b"c"):
+            out.file.write(piece)
+        out.file.flush()
+        assert target.read_bytes() == b"old" and out.tmp.read_bytes() == b"abc"  # readers see the old file
+        assert out.tmp.parent == tmp_path and writing.is_tmp_of(out.tmp.name, "shard.tar")
+    assert _names(tmp_path) == ["shard.tar"] and target.read_bytes() == b"abc"
+
+
+@pytest.mark.parametrize("error", [RuntimeError("encoder died"), KeyboardInterrupt()])
+def test_an_interrupted_stream_leaves_no_temporary_and_the_old_file(tmp_path: Path, error: BaseException):
+    target = tmp_path / "a.mp4"
+    target.write_bytes(b"old")
+    with pytest.raises(type(error)), AtomicFile(target) as out:
+        out.file.write(b"half")
+        raise error
+    with pytest.raises(type(error)), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise error
+    assert _names(tmp_path) == ["a.mp4"] and target.read_bytes() == b"old"
+
+
+def test_commit_and_discard_across_calls(tmp_path: Path):
+    kept, dropped = AtomicFile(tmp_path / "kept"), AtomicFile(tmp_path / "dropped")
+    kept.file.write(b"x")
+    dropped.file.write(b"y")
+    kept.commit()
+    dropped.discard()
+    kept.discard()  # after commit: nothing (a writer's cleanup path calls it unconditionally)
+    dropped.discard()
+    assert _names(tmp_path) == ["kept"] and (tmp_path / "kept").read_bytes() == b"x"
+    with pytest.raises(RuntimeError, match="discarded"):
+        dropped.commit()
+    with AtomicFile(tmp_path / "probe") as probe:  # a write probe: discarded in the body, not committed
+        probe.file.write(b"{}")
+        probe.discard()
+    assert _names(tmp_path) == ["kept"]
+
+
+def test_a_failed_write_or_rename_is_one_line_naming_the_file(tmp_path: Path):
+    target = tmp_path / "out.bin"
+    with pytest.raises(OutputError, match=f"cannot write {target}: No space"), AtomicFile(target):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as write() reports a full disk
+    (tmp_path / "folder").mkdir()
+    out = AtomicFile(tmp_path / "folder")
+    with pytest.raises(OutputError, match="cannot write .*folder: Is a directory"):
+        out.commit()  # os.replace onto a folder fails: the temporary goes
+    with pytest.raises(OutputError, match="missing/out.bin: No such file"):
+        AtomicFile(tmp_path / "missing" / "out.bin")
+    assert _names(tmp_path) == ["folder"]
+
+
+@pytest.mark.parametrize("by_name", [False, True])
+def test_a_link_planted_at_the_temporary_name_is_never_followed(tmp_path: Path, monkeypatch, by_name: bool):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    planted = tmp_path / ".out.mp4.guessed.tmp.mp4"
+    planted.symlink_to(victim)
+    monkeypatch.setattr(writing, "unique_tmp", lambda path, keep_suffix=False: planted)
+    with pytest.raises(OutputError, match="File exists"):
+        AtomicFile(tmp_path / "out.mp4", keep_suffix=True, by_name=by_name)
+    assert victim.read_bytes() == b"precious" and planted.is_symlink()
+    assert _names(tmp_path) == [planted.name, "victim"]
+
+
+def test_a_writer_by_name_gets_a_new_empty_file_with_the_suffix(tmp_path: Path):
+    with AtomicFile(tmp_path / "a.mkv", keep_suffix=True, by_name=True) as out:
+        assert out.tmp.suffix == ".mkv" and out.file.closed  # FFmpeg picks the container by the suffix
+        assert out.tmp.is_file() and not out.tmp.is_symlink() and out.tmp.stat().st_size == 0
+        out.tmp.write_bytes(b"video")  # what the library does: reopen by name
+    assert _names(tmp_path) == ["a.mkv"] and (tmp_path / "a.mkv").read_bytes() == b"video"

@@ -161,7 +161,7 @@ def test_injected_failure_gives_one_line_and_balanced_state(stub13, call):
 OLD_BUG = """
 from flowprep.flow import nvof, nvof_api, nvof_session
 
-class OldSession(nvof_session._Session):
+class OldSession(nvof_session.Session):
     # the set-up failure path before the fix: release inside close() while the context pushed at the
     # start of set-up is still on the stack, then pop the destroyed context
     def __init__(self, driver, oflib, gpu, width, height, preset, grid):
@@ -178,7 +178,7 @@ class OldSession(nvof_session._Session):
         finally:
             driver.cuCtxPopCurrent()
 
-nvof._Session = OldSession
+nvof.Session = OldSession
 from flowprep.cli import main
 main({args!r})
 """

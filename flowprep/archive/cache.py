@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -19,6 +17,7 @@ from flowprep.archive.bounded import copy_bounded
 from flowprep.archive.failures import archive_errors
 from flowprep.archive.formats import MAX_INNER_BYTES, Archive, Member, archive_stem, bound_reason
 from flowprep.errors import ArchiveError
+from flowprep.fsio.writing import AtomicFile
 
 # the listing's logger: extraction is a step of listing a source (users filter on the reader's name)
 log = logging.getLogger("flowprep.archive.reader")
@@ -58,20 +57,15 @@ def extract_cached(outer: Archive, inner: InnerArchive, cache_dir: Path) -> Path
         log.debug("re-using cached %s", target)
         return target
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as out, archive_errors(outer.path, inner.member, outer.via_tool(inner.member)):
+    with AtomicFile(target) as out:
+        with archive_errors(outer.path, inner.member, outer.via_tool(inner.member)):
             with outer.open(inner.member) as src:
-                copy_bounded(src, out, inner.size + 1)  # one byte more than listed shows a lying header
-        written = Path(tmp).stat().st_size
+                copy_bounded(src, out.file, inner.size + 1)  # one byte more than listed shows a lying header
+        written = out.file.tell()
         if written != inner.size:
             raise ArchiveError(
                 f"{outer.path} [{inner.member}]: extracted {written} bytes, expected "
                 f"{inner.size}; the archive is corrupt"
             )
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     log.info("extracted %s from %s into %s", inner.member, outer.path, target)
     return target

@@ -22,12 +22,12 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from flowprep.errors import DatasetError, OutputError
 from flowprep.fsio.owned import remove_inside
 from flowprep.fsio.reading import MAX_FRAME_BYTES, open_file, read_bytes, read_json
-from flowprep.fsio.writing import dump_json, unique_tmp, write_json_atomic
+from flowprep.fsio.writing import AtomicFile, dump_json, write_json_atomic
 from flowprep.layout.packed import INDEX_FORMAT, INDEX_NAME, INDEX_VERSION, SHARDS_DIR, iter_samples
 from flowprep.layout.paths import STATE_DIR
 from flowprep.layout.registry import frame_tops
@@ -74,16 +74,18 @@ def staged_path(clip_folder: Path) -> Path:
 
 
 def write_staged(path: Path, members: Sequence[tuple[str, bytes]]) -> None:
-    """A clip's images as one plain tar of folder-relative names (``rgb/000000.png``, ...)."""
-    try:
-        with open(path, "xb") as fh:
-            pos = 0
-            for rel, data in members:
-                fh.write(tar_header(rel, len(data)) + data + bytes(padding(len(data))))
-                pos += BLOCK + len(data) + padding(len(data))
-            fh.write(end_of_archive(pos))
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    """A clip's images as one plain tar of folder-relative names (``rgb/000000.png``, ...), written
+    whole or not at all (an :class:`~flowprep.fsio.writing.AtomicFile`).
+
+    Raises:
+        OutputError: the file cannot be written (a full or read-only disk), naming it.
+    """
+    with AtomicFile(path) as out:
+        pos = 0
+        for rel, data in members:
+            out.file.write(tar_header(rel, len(data)) + data + bytes(padding(len(data))))
+            pos += BLOCK + len(data) + padding(len(data))
+        out.file.write(end_of_archive(pos))
 
 
 def read_staged(path: Path) -> list[tuple[str, bytes]]:
@@ -151,19 +153,19 @@ class ShardWriter:
     def __init__(self, directory: Path, name: str) -> None:
         self.final = directory / name
         self.name = name
-        self.tmp = unique_tmp(self.final)
         self.sha = hashlib.sha256()
         self.pos = 0
         self.clips: list[dict[str, Any]] = []
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            self.fh: BinaryIO = open(self.tmp, "xb")  # noqa: SIM115 - closed by publish/abort
         except OSError as exc:
-            raise OutputError(f"cannot write shard {self.tmp}: {exc.strerror or exc}") from None
+            raise OutputError(f"cannot write shard {self.final}: {exc.strerror or exc}") from None
+        self.out = AtomicFile(self.final)  # committed by publish, discarded by abort
+        self.tmp = self.out.tmp
 
     def _write(self, data: bytes) -> None:
         try:
-            self.fh.write(data)
+            self.out.file.write(data)
         except OSError as exc:
             raise OutputError(f"cannot write shard {self.tmp}: {exc.strerror or exc}") from None
         self.sha.update(data)
@@ -199,11 +201,7 @@ class ShardWriter:
     def publish(self) -> dict[str, Any]:
         """Close the archive and rename it into place; returns its note."""
         self._write(end_of_archive(self.pos))
-        try:
-            self.fh.close()
-            os.replace(self.tmp, self.final)
-        except OSError as exc:
-            raise OutputError(f"cannot publish shard {self.final}: {exc.strerror or exc}") from None
+        self.out.commit()
         side, part, seq = parse_shard_name(self.name) or ("", None, 0)
         return {
             "name": self.name,
@@ -216,8 +214,8 @@ class ShardWriter:
         }
 
     def abort(self) -> None:
-        self.fh.close()
-        self.tmp.unlink(missing_ok=True)
+        """Close and remove the unfinished shard."""
+        self.out.discard()
 
 
 def scan_shard(path: Path) -> dict[str, Any]:

@@ -13,14 +13,15 @@ def _probe_writable(path: Path, overwrite: bool) -> None:
     """Fail now, not after minutes of GPU checks, when the report cannot be written where asked (or
     would replace a file without ``--overwrite``)."""
     from flowprep.errors import writing
-    from flowprep.fsio.writing import check_new_file, unique_tmp, write_text_atomic
+    from flowprep.fsio.writing import AtomicFile, check_new_file
 
     check_new_file(path, option="--json-out", overwrite=overwrite)
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-    probe = unique_tmp(path)
-    write_text_atomic(probe, "{}\n")  # OutputError naming the file on a read-only or full disk
-    probe.unlink()
+    with AtomicFile(path) as probe:  # OutputError naming the file on a read-only or full disk
+        probe.file.write(b"{}\n")
+        probe.file.flush()
+        probe.discard()  # a probe: the report is written at the end
 
 
 @click.command("doctor")

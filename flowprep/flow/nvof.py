@@ -26,7 +26,7 @@ import numpy as np
 from flowprep.errors import BackendNotInstalledError, BackendUnavailableError
 from flowprep.flow import nvof_api as api
 from flowprep.flow.base import FlowBackend, check_pair
-from flowprep.flow.nvof_session import _Session, choose_grid, cuda_result
+from flowprep.flow.nvof_session import Session, choose_grid, cuda_result
 from flowprep.flow.params import Param
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def _load_library(name: str) -> ctypes.CDLL:
     return ctypes.CDLL(name)
 
 
-def _import_cuda_driver() -> Any:
+def import_cuda_driver() -> Any:
     """NVIDIA's cuda-bindings driver module: ``cuda.bindings.driver`` (12.6+) or the older ``cuda.cuda``."""
     try:
         from cuda.bindings import driver
@@ -184,7 +184,7 @@ def opencv_vectors_to_hardware_grid(vectors: np.ndarray, grid: int, hw_grid: int
     return np.ascontiguousarray(vectors[::step, ::step]) if step > 1 else vectors
 
 
-def _device_info(driver: Any, gpu: int) -> tuple[Any, str, tuple[int, int]]:
+def device_info(driver: Any, gpu: int) -> tuple[Any, str, tuple[int, int]]:
     """``(CUdevice, name, (major, minor))`` for ordinal ``gpu``."""
     cuda_result(driver, driver.cuInit(0), "cuInit")
     count = cuda_result(driver, driver.cuDeviceGetCount(), "cuDeviceGetCount")
@@ -226,8 +226,8 @@ def check_environment(gpu: int = 0) -> tuple[Any, ctypes.CDLL, str, tuple[int, i
             f"the NVIDIA driver is present but {api.LIBRARY} is not ({exc}); {CONTAINER_HINT}; "
             "outside containers install the full driver (e.g. the libnvidia-compute/-encode packages)"
         ) from exc
-    driver = _import_cuda_driver()
-    _, name, cc = _device_info(driver, gpu)
+    driver = import_cuda_driver()
+    _, name, cc = device_info(driver, gpu)
     check_device(name, cc)
     return driver, oflib, name, cc
 
@@ -257,7 +257,7 @@ class NvofBackend(FlowBackend):
     def __init__(self, *, preset: str = "slow", grid: int = 1, gpu: int = 0, path: str = "auto") -> None:
         self.preset, self.grid, self.gpu = preset, int(grid), int(gpu)
         self._path = self._choose_path(path)
-        self._session: _Session | None = None
+        self._session: Session | None = None
         self._cv: Any = None  # OpenCV's NvidiaOpticalFlow_2_0 instance (path "opencv")
         self._cv_cls: Any = _opencv_nvof() if self._path == "opencv" else None
         self._shape: tuple[int, int] | None = None
@@ -304,7 +304,7 @@ class NvofBackend(FlowBackend):
             self.close()
             self._shape = (h, w)
             if self._path == "ctypes":
-                session = _Session(self._driver, self._oflib, self.gpu, w, h, self.preset, self.grid)
+                session = Session(self._driver, self._oflib, self.gpu, w, h, self.preset, self.grid)
                 self._session, self._hw_grid = session, session.grid
             else:
                 self._cv = self._cv_cls.create(

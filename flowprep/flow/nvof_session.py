@@ -1,6 +1,6 @@
 """The ctypes side of the NVIDIA Optical Flow backend: one driver session per frame size.
 
-:class:`_Session` owns a CUDA primary context, an NVOF instance bound through
+:class:`Session` owns a CUDA primary context, an NVOF instance bound through
 :mod:`flowprep.flow.nvof_api`, two pitched input buffers and one output buffer, and runs one frame
 pair at a time; :func:`cuda_result` unpacks NVIDIA's cuda-bindings results. The backend that users pick
 (``--flow nvof``), its environment checks and the OpenCV path stay in :mod:`flowprep.flow.nvof`,
@@ -48,7 +48,7 @@ def choose_grid(wanted: int, supported: list[int]) -> int:
     return grid
 
 
-class _Session:
+class Session:
     """One NVOF session for a frame size: context, two input buffers, one output buffer."""
 
     def __init__(

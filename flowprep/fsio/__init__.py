@@ -18,11 +18,12 @@ Symlinks (the one policy)
     so one found there was put there by someone else and may lead out.
 
 Writing (:mod:`~flowprep.fsio.writing`, :mod:`~flowprep.fsio.owned`, :mod:`~flowprep.fsio.lock`)
-    Atomic (a unique temporary sibling, then a rename), never onto a file flowprep does not own: a
-    file the user names as an output that exists is refused unless ``--overwrite`` is given, the
-    command's own input always (:func:`check_new_file`). What a command writes into an output folder
-    is listed in its ownership :class:`Manifest` before it is written, and only what a manifest lists
-    is ever replaced or removed. Two runs into one folder are kept apart by a :class:`FolderLock`.
+    Atomic (a unique temporary sibling created ``O_EXCL``, then a rename; :class:`AtomicFile` for
+    output streamed in pieces), never onto a file flowprep does not own: a file the user names as an
+    output that exists is refused unless ``--overwrite`` is given, the command's own input always
+    (:func:`check_new_file`). What a command writes into an output folder is listed in its
+    ownership :class:`Manifest` before it is written, and only what a manifest lists is ever
+    replaced or removed. Two runs into one folder are kept apart by a :class:`FolderLock`.
 
 Paths (:mod:`~flowprep.fsio.paths`)
     A path with bytes that are not UTF-8 or control characters is refused where it enters (the

@@ -1,8 +1,10 @@
 """Writing: every file appears whole or not at all, and no user file is replaced unasked.
 
-Every file is written under a temporary sibling name unique to host, process and call, then renamed
-into place (readers never see half a file; a crash leaves a ``.<name>.<host>-<pid>-<hex>.tmp`` that
-:func:`is_tmp_of` recognises). A file the user names as an output passes :func:`check_new_file`
+Every file is written under a temporary sibling name unique to host, process and call, created
+exclusively (``O_EXCL``: never through a link), then renamed into place (readers never see half a
+file; a crash leaves a ``.<name>.<host>-<pid>-<hex>.tmp`` that :func:`is_tmp_of` recognises): whole
+from memory (:func:`write_bytes_atomic`), streamed in pieces (:class:`AtomicFile`), or by a library
+that takes a file name (:func:`atomic_path`). A file the user names as an output passes :func:`check_new_file`
 first: an existing one is replaced only with ``--overwrite``, the command's own input never, and a
 folder, FIFO or device never.
 """
@@ -18,7 +20,7 @@ import stat
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from flowprep.errors import ConfigError, OutputError
 from flowprep.fsio.paths import check_path, printable
@@ -39,26 +41,125 @@ def is_tmp_of(candidate: str, name: str) -> bool:
     return re.fullmatch(re.escape(f".{name}.") + r".+-\d+-[0-9a-f]{8}\.tmp(\.[^.]*)?", candidate) is not None
 
 
-@contextlib.contextmanager
-def atomic_path(path: Path, keep_suffix: bool = True) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path`` for a writer that takes a file name (OpenCV, torch,
-    matplotlib); on success it is renamed to ``path``, on any failure removed.
+def _create_tmp(path: Path, keep_suffix: bool) -> tuple[Path, int]:
+    """Create a new :func:`unique_tmp` sibling of ``path``: ``(its name, an fd open for writing)``.
+    ``O_EXCL`` fails on any name that exists, a symlink planted there included, so nothing is ever
+    written through one.
 
     Raises:
-        OutputError: an OSError while writing or renaming (a full disk), naming ``path``.
+        OutputError: it cannot be created (read-only or full disk, no folder), naming ``path``.
     """
-    path = Path(path)
     tmp = unique_tmp(path, keep_suffix=keep_suffix)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException as exc:
+        return tmp, os.open(tmp, flags, 0o666)
+    except OSError as exc:
+        raise _output_error(path, exc) from exc
+
+
+def _output_error(path: Path, exc: OSError) -> OutputError:
+    # a full disk reports ENOSPC on write(), which names no file: say which one
+    return OutputError(f"cannot write {printable(path)}: {exc.strerror or exc}")
+
+
+class AtomicFile:
+    """A file written in pieces under a new temporary sibling of ``path``, then renamed onto ``path``
+    (:meth:`commit`) or removed (:meth:`discard`): readers of ``path`` never see a part of it, and a
+    failed write leaves the old file as it was.
+
+    The sibling is created exclusively (``O_EXCL``: a name that exists, a symlink included, is never
+    opened). Used as a context manager, a body that ends normally commits (unless it called
+    :meth:`discard`: a write probe) and any exception, ``KeyboardInterrupt`` included, discards; an
+    OSError leaving the body becomes an :class:`OutputError` naming ``path``. Writers that keep the
+    file across calls (a shard, an encoder) call :meth:`commit`/:meth:`discard` themselves, and must
+    discard on every failure path. Nothing is fsynced (as before: a rename is atomic for readers,
+    not durable across a power cut).
+
+    Args:
+        path: the final file; its folder must exist.
+        keep_suffix: the temporary name ends with ``path``'s suffix too (FFmpeg, OpenCV, matplotlib
+            choose the format by it).
+        by_name: for a writer that opens the file by name (:attr:`tmp`) rather than taking
+            :attr:`file`: the descriptor is closed at once, and the writer reopens the file this
+            call created (it does not create one where a link could be).
+
+    Attributes:
+        file: the temporary file, open for binary writing (closed if ``by_name``).
+        tmp: its name.
+
+    Raises:
+        OutputError: the temporary cannot be created, or :meth:`commit` fails (a full disk on the
+            last flush, a rename refused), naming ``path``.
+    """
+
+    def __init__(self, path: Path, *, keep_suffix: bool = False, by_name: bool = False) -> None:
+        self.path = Path(path)
+        self.tmp, fd = _create_tmp(self.path, keep_suffix)
+        self._state = "open"
+        try:
+            self.file: BinaryIO = os.fdopen(fd, "wb")
+        except BaseException:
+            os.close(fd)
+            self._remove()
+            raise
+        if by_name:
+            self.file.close()
+
+    def commit(self) -> None:
+        """Close the file and rename it onto ``path`` (replacing a file there); on failure it is
+        removed. Nothing happens if it was committed already."""
+        if self._state == "committed":
+            return
+        if self._state == "discarded":
+            raise RuntimeError(f"{printable(self.tmp)} was discarded; nothing to commit")
+        try:
+            self.file.close()  # the last flush: a full disk may show only here
+            os.replace(self.tmp, self.path)
+        except BaseException as exc:
+            self.discard()
+            if isinstance(exc, OSError):
+                raise _output_error(self.path, exc) from exc
+            raise
+        self._state = "committed"
+
+    def discard(self) -> None:
+        """Close and remove the temporary file; ``path`` is left as it was. Nothing happens after
+        :meth:`commit`, and it never raises (it runs while another error is being reported)."""
+        if self._state != "open":
+            return
+        self._state = "discarded"
+        with contextlib.suppress(OSError):  # on a full disk, close() cannot flush: the file goes anyway
+            self.file.close()
+        self._remove()
+
+    def _remove(self) -> None:
         with contextlib.suppress(OSError):  # on a read-only disk even this may fail
-            tmp.unlink(missing_ok=True)
+            self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if kind is None:
+            if self._state != "discarded":  # a body may discard (a probe), or commit early
+                self.commit()
+            return
+        self.discard()
         if isinstance(exc, OSError):
-            # a full disk reports ENOSPC on write(), which names no file: say which one
-            raise OutputError(f"cannot write {printable(path)}: {exc.strerror or exc}") from exc
-        raise
+            raise _output_error(self.path, exc) from exc
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, keep_suffix: bool = True) -> Iterator[Path]:
+    """Yield the name of a new temporary sibling of ``path`` (an :class:`AtomicFile` ``by_name``)
+    for a writer that takes a file name (OpenCV, torch, matplotlib, FFmpeg); on success it is
+    renamed to ``path``, on any failure removed.
+
+    Raises:
+        OutputError: an OSError while creating, writing or renaming (a full disk), naming ``path``.
+    """
+    with AtomicFile(path, keep_suffix=keep_suffix, by_name=True) as out:
+        yield out.tmp
 
 
 def write_bytes_atomic(path: Path, data: bytes | bytearray | memoryview) -> None:
@@ -68,8 +169,8 @@ def write_bytes_atomic(path: Path, data: bytes | bytearray | memoryview) -> None
     Raises:
         OutputError: the file cannot be written (read-only or full disk, permissions, no folder).
     """
-    with atomic_path(path, keep_suffix=False) as tmp:
-        tmp.write_bytes(data)
+    with AtomicFile(path) as out:
+        out.file.write(data)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -101,18 +202,18 @@ def create_exclusive(path: Path, text: str) -> bool:
         OutputError: the file cannot be written (a full or read-only disk), naming ``path``.
     """
     path = Path(path)
-    tmp = unique_tmp(path)
+    out = AtomicFile(path)
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.link(tmp, path)
+        out.file.write(text.encode("utf-8"))
+        out.file.close()
+        os.link(out.tmp, path)
         return True
     except FileExistsError:
         return False
-    except OSError as exc:  # ENOSPC from write() names no file
-        raise OutputError(f"cannot write {printable(path)}: {exc.strerror or exc}") from exc
+    except OSError as exc:
+        raise _output_error(path, exc) from exc
     finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        out.discard()  # the temporary name; the link stays
 
 
 def _same_file(a: Path, b: Path) -> bool:

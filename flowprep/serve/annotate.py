@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -11,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from flowprep.errors import ConfigError, writing
-from flowprep.fsio.writing import unique_tmp
+from flowprep.fsio.writing import AtomicFile
 
 __all__ = ["AnnotatedWriter"]
 
@@ -42,12 +40,16 @@ class AnnotatedWriter:
         self.path = Path(path)
         with writing(self.path):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = unique_tmp(self.path, keep_suffix=True)
+        # FFmpeg opens it by name and picks the container by its suffix
+        self._out = AtomicFile(self.path, keep_suffix=True, by_name=True)
+        self.tmp = self._out.tmp
         self.rate = Fraction(fps).limit_denominator(10000)
         try:
             self._container: Any = av.open(str(self.tmp), "w")
-        except (av.FFmpegError, OSError, ValueError) as exc:
-            self.tmp.unlink(missing_ok=True)
+        except BaseException as exc:
+            self._out.discard()
+            if not isinstance(exc, (av.FFmpegError, OSError, ValueError)):
+                raise
             raise ConfigError(f"cannot write the annotated video {self.path}: {exc}") from exc
         self._stream: Any = None  # PyAV's video stream, made with the first frame (its size)
         self._failed = False
@@ -98,10 +100,9 @@ class AnnotatedWriter:
                 finally:
                     container.close()
                 if keep:
-                    os.replace(self.tmp, self.path)
+                    self._out.commit()
         finally:
-            with contextlib.suppress(OSError):
-                self.tmp.unlink(missing_ok=True)
+            self._out.discard()  # nothing once committed
 
     def __enter__(self) -> AnnotatedWriter:
         return self

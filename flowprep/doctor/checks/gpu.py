@@ -22,7 +22,7 @@ def _cuda_driver() -> Any:
     except OSError as exc:
         raise Skip(f"no NVIDIA driver here ({exc})") from exc
     try:
-        driver = nvof._import_cuda_driver()
+        driver = nvof.import_cuda_driver()
     except BackendNotInstalledError as exc:
         raise Skip(str(exc)) from exc
     cuda_result(driver, driver.cuInit(0), "cuInit")
@@ -58,7 +58,7 @@ def check_gpus(ctx: DoctorContext) -> tuple[str, Numbers]:
     if count == 0:
         raise CheckFailed("the driver sees no GPU (CUDA_VISIBLE_DEVICES, container --gpus)")
     for i in range(count):
-        _, name, cc = nvof._device_info(driver, i)
+        _, name, cc = nvof.device_info(driver, i)
         ctx.gpus.append({"index": i, "name": name, "compute": f"{cc[0]}.{cc[1]}"})
     return f"{count} GPU(s): " + ", ".join(f"{g['name']} (sm {g['compute']})" for g in ctx.gpus), {"gpus": ctx.gpus}
 
