@@ -1,14 +1,14 @@
 """Choose the ``dis-fine`` preset: a small, rerunnable search over OpenCV's CPU flow parameters.
 
     nice python bench/tune_cpu_flow.py [--video carphone.mp4] [--out bench-out/tune] [--budget 1.3]
-    nice python bench/tune_cpu_flow.py --from-defaults --speedup 20 --real F1 F2 FLO ... --check-real F1 F2 FLO ...
+    nice python bench/tune_cpu_flow.py --from-run fifth --speedup 20 --real F1 F2 FLO ... --check-real F1 F2 FLO ...
 
-The second form is the run behind the current defaults (docs/flow.md, "The median filter"):
+The second form is the run behind the current defaults (docs/flow.md, "The mismatch confidence"):
 real pairs with true flow (``bench/real_pairs.py`` makes them) join the objective, which becomes
 the worst EPE ratio to ``tvl1-fast`` over the synthetic tuning set, each of its groups (kind and
 motion class) and each real pair; the budget is ``tvl1-fast``'s measured cost over ``--speedup``
-(less 5 %); steps 1-2 are skipped and the descent starts from ``THIRD_RUN`` with
-``FROM_DEFAULTS``' changes; ``--check-real`` pairs are only run once,
+(less 5 %); steps 1-2 are skipped and the descent starts from ``RUN_STARTS[run]`` (the previous
+run's choice with one change; ``--from-defaults`` is the latest run); ``--check-real`` pairs are only run once,
 after the choice (step 7, ``check_real.json``).
 
 Data (all made here, from real footage, with known flow; nothing else is tuned on):
@@ -90,6 +90,7 @@ SPACE: dict[str, list[Any]] = {
     "occlusion_margin": [0.0, 1.0, 2.0, 5.0, 10.0],
     "fill_smoothness": [50.0, 100.0, 200.0, 400.0, 1000.0],
     "fill_sigma": [4.0, 8.0, 12.0, 16.0],
+    "match_sigma": [0.0, 5.0, 8.0, 10.0, 12.0, 15.0, 20.0],
     "median_size": [0, 3, 5],
     "refine_iterations": [0, 1, 2, 3, 4, 5, 8],
     "refine_alpha": [5.0, 10.0, 20.0, 30.0, 40.0, 60.0, 80.0],
@@ -287,12 +288,27 @@ THIRD_RUN: dict[str, Any] = {
     "refine_sor_iterations": 5,
     "presmooth_sigma": 0.0,
 }
-#: the starts of ``--from-defaults``: changes to :data:`THIRD_RUN`. The fourth run's (results/
-#: tune_cpu_flow/median/): the third run's choice with the median filter. A second start (6-px
-#: patches every 4 px, 4 descent steps, 3 refinement iterations of 3 SOR steps) reached a worst
-#: ratio of 0.87 on the real pairs but 2.2x tvl1-fast's EPE on smooth 8-20 px warps, which made
-#: the score count each synthetic group (docs/flow.md, "The median filter").
-FROM_DEFAULTS: list[dict[str, Any]] = [{"median_size": 5}]
+#: the fourth run's choice (results/tune_cpu_flow/median/), dis-fine's defaults before the fifth run
+FOURTH_RUN: dict[str, Any] = {
+    **THIRD_RUN,
+    "median_size": 5,
+    "refine_iterations": 5,
+    "refine_alpha": 40.0,
+    "refine_delta": 1.0,
+    "refine_gamma": 20.0,
+    "refine_omega": 1.9,
+    "refine_sor_iterations": 3,
+}
+#: the starts of ``--from-run``. The fourth run's (results/tune_cpu_flow/median/): the third run's
+#: choice with the median filter. A second start (6-px patches every 4 px, 4 descent steps, 3
+#: refinement iterations of 3 SOR steps) reached a worst ratio of 0.87 on the real pairs but 2.2x
+#: tvl1-fast's EPE on smooth 8-20 px warps, which made the score count each synthetic group
+#: (docs/flow.md, "The median filter"). The fifth run's (results/tune_cpu_flow/confidence/): the
+#: fourth run's choice with the mismatch confidence at 10 gray levels (probed: 0.904 -> 0.880).
+RUN_STARTS: dict[str, list[dict[str, Any]]] = {
+    "fourth": [{**THIRD_RUN, "median_size": 5}],
+    "fifth": [{**FOURTH_RUN, "match_sigma": 10.0}],
+}
 #: coordinate-descent rounds at most (each tries every parameter's two neighbours); --rounds
 ROUNDS = 8
 
@@ -349,6 +365,7 @@ ABBREV = {
     "occlusion_margin": "margin",
     "fill_smoothness": "flambda",
     "fill_sigma": "fsigma",
+    "match_sigma": "msigma",
     "median_size": "median",
     "refine_iterations": "refine",
     "refine_alpha": "ralpha",
@@ -538,10 +555,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "EPE ratio to tvl1-fast's over the synthetic set and each real pair; repeatable",
     )
     ap.add_argument(
-        "--from-defaults",
-        action="store_true",
-        help="skip steps 1-2: descend from the third run's choice (THIRD_RUN) with FROM_DEFAULTS' changes",
+        "--from-run",
+        choices=sorted(RUN_STARTS),
+        help="skip steps 1-2: descend from that run's starts (RUN_STARTS: the previous run's choice and one change)",
     )
+    ap.add_argument("--from-defaults", action="store_true", help="the same as --from-run fifth (the latest run)")
     ap.add_argument(
         "--check-real",
         nargs=3,
@@ -609,9 +627,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     fam: list[dict[str, Any]] = []
     grid: list[dict[str, Any]] = []
     starts: list[dict[str, Any]] = []
-    if args.from_defaults:
-        log(f"1-2. skipped (--from-defaults): descent from the third run's choice with {FROM_DEFAULTS}")
-        starts += [{**FineDISBackend.DEFAULTS, **THIRD_RUN, **changes} for changes in FROM_DEFAULTS]
+    run = "fifth" if args.from_defaults else args.from_run
+    if run:
+        log(f"1-2. skipped (--from-run {run}): descent from {len(RUN_STARTS[run])} start(s) in RUN_STARTS")
+        # every parameter given: a start does not depend on the defaults of the day
+        starts += [{**FineDISBackend.DEFAULTS, **start} for start in RUN_STARTS[run]]
     else:
         log("1. families (screen set):")
         fam = [] if args.skip_families else step("families", lambda: families(screen))

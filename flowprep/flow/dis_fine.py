@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from flowprep.flow.base import check_pair
-from flowprep.flow.occlusion import fill_occluded, occluded, require_ximgproc
+from flowprep.flow.occlusion import fill_occluded, match_confidence, occluded_and_mismatch, require_ximgproc
 from flowprep.flow.opencv_cpu import DIS_MAX_SCALES, DIS_PRESET_IDS, DISBackend
 from flowprep.flow.params import Param, Rule
 from flowprep.limits import MIN_SIDE
@@ -97,6 +97,14 @@ class FineDISBackend(DISBackend):
         ),
         Param("fill_smoothness", float, 400.0, "reach of the edge-aware fill (the smoother's lambda)", 1, 100000),
         Param("fill_sigma", float, 8.0, "gray levels over which the fill stops at an edge", 0.5, 255),
+        Param(
+            "match_sigma",
+            float,
+            0.0,
+            "gray levels of warp mismatch at which a pixel's flow yields to the fill (0: only occlusions refilled)",
+            0,
+            255,
+        ),
         # OpenCV's median of float images takes only 3 or 5
         Param(
             "median_size",
@@ -152,9 +160,16 @@ class FineDISBackend(DISBackend):
         flow = super().calc(prev, nxt)  # DIS with its frame checks and per-call scale and patch reset
         if self._params["fill_occlusions"]:
             # before the refinement, so that it smooths the seams between filled and kept flow
-            hidden = occluded(prev, nxt, flow, float(self._params["occlusion_margin"]))
+            hidden, mismatch = occluded_and_mismatch(prev, nxt, flow, float(self._params["occlusion_margin"]))
+            match_sigma = float(self._params["match_sigma"])
+            confidence = match_confidence(mismatch, match_sigma) if match_sigma > 0 else None
             flow = fill_occluded(
-                flow, hidden, prev, float(self._params["fill_smoothness"]), float(self._params["fill_sigma"])
+                flow,
+                hidden,
+                prev,
+                float(self._params["fill_smoothness"]),
+                float(self._params["fill_sigma"]),
+                confidence,
             )
         size = int(self._params["median_size"])
         if size:
@@ -169,8 +184,16 @@ class FineDISBackend(DISBackend):
 def median_flow(flow: np.ndarray, size: int) -> np.ndarray:
     """Median-filter each flow component over ``size`` x ``size`` pixels (edges replicated).
 
-    ``flow``: ``float32`` ``(H, W, 2)``, px; ``size``: 3 or 5 (OpenCV's float median). Returns a new
-    ``float32`` ``(H, W, 2)`` array.
+    ``flow``: ``float32`` ``(H, W, 2)``, px; ``size``: 3 or 5. Returns a new ``float32``
+    ``(H, W, 2)`` array. The median is taken in fixed point, 1/256 px steps (coarser only where the
+    flow exceeds 127 px: the steps then span its largest value over 32,000), so each value is
+    within half a step of the exact median: 1/512 px, a hundredth of the 8-bit storage's step.
     """
+    # OpenCV's 16-bit median is about 3x faster than its float one (2.0 -> 0.7 ms at 320x240),
+    # 5 % of dis-fine's time
+    peak = float(np.abs(flow).max(initial=0.0))
+    scale = 256.0 if peak < 127.0 else 32000.0 / peak
+    fixed = np.rint(flow * np.float32(scale)).astype(np.int16)
     # cv2.medianBlur takes 1, 3 or 4 channels: the two components go separately
-    return np.dstack([cv2.medianBlur(np.ascontiguousarray(flow[..., c]), size) for c in range(2)])
+    out = np.dstack([cv2.medianBlur(np.ascontiguousarray(fixed[..., c]), size) for c in range(2)])
+    return out.astype(np.float32) * np.float32(1.0 / scale)
