@@ -152,15 +152,19 @@ class Evaluator:
         flow(self.pairs[0].prev, self.pairs[0].nxt)  # warm-up: allocations
         self.reference.calc(self.pairs[0].prev, self.pairs[0].nxt)
         errors, cost, ref = [], 0.0, 0.0
-        for p in self.pairs + self.real:
+        for i, p in enumerate(self.pairs + self.real):
             # interleaved with the reference pair by pair: load that comes and goes hits both
             t0 = time.thread_time()
             self.reference.calc(p.prev, p.nxt)
             t1 = time.thread_time()
             est = flow(p.prev, p.nxt)
             t2 = time.thread_time()
-            ref += t1 - t0
-            cost += t2 - t1
+            if i < len(self.pairs):
+                # the cost on the 320x240 pairs only, the frame size the goal's speed is stated for:
+                # on the larger real pairs tvl1-fast is relatively slower (by ~10 %), which made
+                # 20x its speed there only 16-18x at 320x240 (the fourth run)
+                ref += t1 - t0
+                cost += t2 - t1
             errors.append(epe(est, p.flow, p.valid))
         synthetic, real = errors[: len(self.pairs)], errors[len(self.pairs) :]
         by_group: dict[str, list[np.ndarray]] = {}
@@ -171,7 +175,7 @@ class Evaluator:
             "epe_by_group": {k: round(float(np.concatenate(v).mean()), 4) for k, v in by_group.items()},
             "real_epe": {p.name: round(float(e.mean()), 4) for p, e in zip(self.real, real)},
             "cost": cost / max(ref, 1e-9),
-            "ms_per_pair": 1000 * cost / len(self.pairs + self.real),
+            "ms_per_pair": 1000 * cost / len(self.pairs),
         }
         out["score"] = score(out, self.tvl1_fast)
         return out

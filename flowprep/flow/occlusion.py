@@ -149,9 +149,16 @@ def fill_occluded(
     # docs/flow.md (1.143 against 1.142 px) at a third of the filtering time
     smoother = _CV2.ximgproc.createFastGlobalSmootherFilter(guide, float(smoothness), float(sigma), 0.25, 1)
     weight = np.maximum(smoother.filter(conf), np.float32(1e-6))
-    out = flow.copy()
-    for k in range(2):
-        filled = smoother.filter(np.ascontiguousarray(flow[..., k]) * conf) / weight
-        kept = flow[..., k] if confidence is None else conf * flow[..., k] + (1 - conf) * filled
-        out[..., k] = np.where(mask, filled, kept)
-    return out
+    filled = []
+    for comp in cv2.split(flow):  # contiguous copies of u and v, ours to modify
+        fill = smoother.filter(comp * conf)
+        fill /= weight
+        if confidence is None:
+            fill = np.where(mask, fill, comp)
+        else:
+            # fill + c * (flow - fill): the blend, and the fill itself in the mask where c = 0
+            comp -= fill
+            comp *= conf
+            fill += comp
+        filled.append(fill)
+    return cv2.merge(filled)
