@@ -365,6 +365,17 @@ def test_make_bench_goal_check_is_stated_as_ratios():
     assert script.goal_lines(BenchResult(None, [], "x", 1, 2, [], rows[:1], [])) == [
         "goal check: dis-fine or tvl1-fast did not run"
     ]
+    # with a run on 320x240 warps, the speed verdicts are that run's; the mixed sizes' speed is shown beside
+    small_rows = [
+        BackendResult("dis-fine", True, epe_mean=0.2, fps=30.0, cpu_fps=30.0, pairs=18),
+        BackendResult("tvl1-fast", True, epe_mean=0.2, fps=1.5, cpu_fps=1.6, pairs=18),
+    ]
+    small = BenchResult((320, 240), [(320, 240)], "x", 1, 2, [], small_rows, [])
+    rows[0].cpu_fps = 60.0
+    text = "\n".join(script.goal_lines(result, small))
+    assert "speed on these pairs (mixed sizes) 60.0 vs 2.50 pairs per CPU-second: 24.0x" in text
+    assert "speed at 320x240 (18 warps of the first run) 30.0 vs 1.60 pairs per CPU-second: 18.8x" in text
+    assert "(goal >= 20x): NOT MET" in text and "on one core at 320x240 (18 warps of the first run) 30.0" in text
 
 
 def test_tuning_script_space_covers_its_grid_and_the_preset():
