@@ -2,7 +2,8 @@
 
 The pipeline per pair (each stage optional): a Gaussian pre-blur of both frames, DIS from the
 coarsest pyramid level down to ``finest_scale``, the forward-flow occlusion fill of
-:mod:`flowprep.flow.occlusion`, a median filter of the flow, then OpenCV's standalone
+:mod:`flowprep.flow.occlusion` (weighted by how well each pixel's flow explains the next frame),
+a median filter of the flow, then OpenCV's standalone
 ``VariationalRefinement`` at full resolution, which pulls the filled pixels and the rest towards
 brightness constancy. The defaults are the preset ``bench/tune_cpu_flow.py`` chose (docs/flow.md,
 "Choosing a CPU preset").
@@ -43,7 +44,10 @@ class FineDISBackend(DISBackend):
     smoothness weight ``alpha``). ``fill_occlusions`` = 1 then finds the pixels the flow judges
     hidden in the next frame (:func:`~flowprep.flow.occlusion.occluded`, with ``occlusion_margin``)
     and refills them from the visible pixels that look like them
-    (:func:`~flowprep.flow.occlusion.fill_occluded`, with ``fill_smoothness`` and ``fill_sigma``).
+    (:func:`~flowprep.flow.occlusion.fill_occluded`, with ``fill_smoothness`` and ``fill_sigma``);
+    ``match_sigma`` > 0 also blends every other pixel towards that fill by how poorly its flow
+    explains the next frame (:func:`~flowprep.flow.occlusion.match_confidence`): a wrong patch
+    match, not only an occlusion, then takes its well-matched look-alikes' flow.
     ``median_size`` > 0 then median-filters the flow (:func:`median_flow`).
     ``refine_iterations`` > 0 adds OpenCV's standalone ``VariationalRefinement`` at full
     resolution last, with its own weights (``refine_*``); ``presmooth_sigma`` > 0 blurs both frames
@@ -54,15 +58,14 @@ class FineDISBackend(DISBackend):
     """
 
     name = "dis-fine"
-    # Chosen by bench/tune_cpu_flow.py's fourth run (bench/results/tune_cpu_flow/median/): coordinate
-    # descent from the third run's choice with the median filter, minimising the worst EPE ratio to
-    # tvl1-fast over the synthetic tuning set, each of its kinds and motion classes, and five real
-    # pairs with true flow (Middlebury Motorcycle, Hydrangea, Dimetrodon, Urban2, Cones), within 20x
-    # tvl1-fast's speed: DIS at full resolution, patch 8, stride 5, 12 descent steps, the fill, a 5x5
-    # median, then 5 refinement iterations of 3 SOR steps weighted towards gradient constancy
-    # (alpha 40, delta 1, gamma 20, omega 1.9). Worst ratio 0.90 (the third run's: 0.94).
-    # Ranges as for `dis` (patch and stride within OpenCV's 16-px border); iteration counts capped
-    # at 10-20x the presets' so that a typo cannot make one pair take minutes.
+    # Chosen by bench/tune_cpu_flow.py's fifth run (bench/results/tune_cpu_flow/confidence/):
+    # coordinate descent from the fourth run's choice with the mismatch confidence (match_sigma 10),
+    # minimising the worst EPE ratio to tvl1-fast over the synthetic tuning set, each of its kinds and
+    # motion classes, and five real pairs with true flow (Middlebury Motorcycle, Hydrangea,
+    # Dimetrodon, Urban2, Cones), within 20x tvl1-fast's speed at 320x240: DIS at full resolution,
+    # patch 8, stride 5, 12 descent steps, the fill with the confidence, a 5x5 median, then 5
+    # refinement iterations of 2 SOR steps weighted towards gradient constancy (alpha 40, delta 1,
+    # gamma 20, omega 1.9). Worst ratio 0.875 (the fourth run's: 0.90).
     PARAMS: ClassVar[tuple[Param, ...]] = (
         Param("finest_scale", int, 0, "finest pyramid level computed (0: full resolution)", 0, DIS_MAX_SCALES - 1),
         # 1-px patches and a single descent step gave zero flow in probes (a 1-px patch minus its mean is 0)
@@ -100,7 +103,7 @@ class FineDISBackend(DISBackend):
         Param(
             "match_sigma",
             float,
-            0.0,
+            10.0,
             "gray levels of warp mismatch at which a pixel's flow yields to the fill (0: only occlusions refilled)",
             0,
             255,
@@ -119,7 +122,7 @@ class FineDISBackend(DISBackend):
         Param("refine_gamma", float, 20.0, "gradient-constancy weight of the full-resolution refinement", 0, 1000),
         # SOR diverges outside (0, 2); OpenCV's default is 1.6
         Param("refine_omega", float, 1.9, "SOR relaxation factor of the full-resolution refinement", 0.1, 1.99),
-        Param("refine_sor_iterations", int, 3, "inner SOR iterations of each full-resolution refinement step", 1, 100),
+        Param("refine_sor_iterations", int, 2, "inner SOR iterations of each full-resolution refinement step", 1, 100),
         Param("presmooth_sigma", float, 0.0, "Gaussian blur of both frames before DIS, px (0: none)", 0, 5),
     )
     RULES: ClassVar[tuple[Rule, ...]] = (Rule("patch_stride <= patch_size", _fine_stride_within_patch),)
