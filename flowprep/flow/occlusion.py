@@ -21,6 +21,7 @@ At 320x240 on one core the two take about 3 and 5 ms (DIS medium: about 11-15 ms
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import cv2
@@ -74,8 +75,9 @@ def occluded_and_mismatch(
     # them poorly; this cut the error on the real pair's left edge)
     # fmax/fmin rather than clip: a non-finite flow value (none from OpenCV's DIS, but the
     # function is public) must not become a wild index, and fmax turns NaN into 0
-    tx = np.fmin(np.fmax(np.rint(xs), 0), w - 1).astype(np.intp)
-    target = np.fmin(np.fmax(np.rint(ys), 0), h - 1).astype(np.intp)
+    # int32 indices (a frame has far fewer than 2**31 pixels): this function 2.4 -> 2.0 ms at 320x240
+    tx = np.fmin(np.fmax(np.rint(xs), 0), w - 1).astype(np.int32)
+    target = np.fmin(np.fmax(np.rint(ys), 0), h - 1).astype(np.int32)
     target *= w
     target += tx
     target = target.ravel()
@@ -95,15 +97,27 @@ def match_confidence(mismatch: np.ndarray, sigma: float) -> np.ndarray:
     """How well each pixel's flow explains the next frame: ``exp(-(m / sigma)^2)``.
 
     ``m`` is ``mismatch`` (``uint8`` ``(H, W)``, gray levels, :func:`occluded_and_mismatch`'s second
-    result) averaged over 5x5 pixels, so that one noisy pixel does not condemn a good match and a
-    wrong patch match, which misaligns its whole neighbourhood, is caught. ``sigma`` (> 0): gray
-    levels at which the confidence has fallen to 1/e. Returns ``float32`` ``(H, W)`` in (0, 1].
+    result) averaged over 5x5 pixels (edges reflected), so that one noisy pixel does not condemn a
+    good match and a wrong patch match, which misaligns its whole neighbourhood, is caught.
+    ``sigma`` (> 0): gray levels at which the confidence has fallen to 1/e. Returns ``float32``
+    ``(H, W)`` in (0, 1].
     """
-    m = cv2.blur(mismatch.astype(np.float32), (5, 5))
-    m *= np.float32(1.0 / sigma)
-    np.square(m, out=m)
-    np.negative(m, out=m)
-    return np.exp(m, out=m)
+    # the 5x5 sum is an integer 0..6375: a table of the 6,376 possible results instead of a float
+    # blur and exp per pixel (0.5 -> 0.2 ms at 320x240)
+    total = cv2.boxFilter(mismatch, cv2.CV_16U, (5, 5), normalize=False, borderType=cv2.BORDER_REFLECT_101)
+    return np.take(_confidence_table(float(sigma)), total.astype(np.intp, copy=False))
+
+
+@functools.lru_cache(maxsize=8)
+def _confidence_table(sigma: float) -> np.ndarray:
+    """``float32`` ``(6376,)``: :func:`match_confidence` of each 5x5 sum of gray differences."""
+    table = np.exp(-((np.arange(_BOX * 255 + 1) / (_BOX * sigma)) ** 2)).astype(np.float32)
+    table.flags.writeable = False  # shared between calls
+    return table
+
+
+#: pixels in match_confidence's 5x5 window
+_BOX = 25
 
 
 def fill_occluded(
