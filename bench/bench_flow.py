@@ -88,11 +88,19 @@ def goal_lines(
         f"  wall clock: {p.fps:.1f} vs {b.fps:.2f} pairs/s ({p.fps / b.fps:.1f}x) with a 1-minute load average "
         f"of {load:.1f} on {result.cores} core(s)"
     )
-    for name in p.epe_by_magnitude:
-        if name.startswith("scene "):
-            continue
+    missed = []
+    named = [name for name in p.epe_by_magnitude if not name.startswith("scene ")]
+    for name in named:
         mine, theirs = p.epe_by_magnitude[name], b.epe_by_magnitude.get(name, float("nan"))
-        lines.append(f"  pair {name}: EPE {mine:.3f} vs {theirs:.3f} px: {mine / theirs:.2f}x")
+        ratio = mine / theirs
+        if not ratio <= EPE_RATIO_GOAL:
+            missed.append(name)
+        lines.append(f"  pair {name}: EPE {mine:.3f} vs {theirs:.3f} px: {ratio:.3f}x")
+    if named:
+        lines.append(
+            f"  pairs within the EPE goal: {len(named) - len(missed)} of {len(named)}"
+            + (f" (not: {', '.join(missed)})" if missed else "")
+        )
     return lines
 
 

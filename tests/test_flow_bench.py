@@ -359,7 +359,8 @@ def test_make_bench_goal_check_is_stated_as_ratios():
     assert "0.67x (goal <= 0.88x): met" in text and "32.0x (goal >= 20x): met" in text
     assert "on one core on these 19 pairs (mixed sizes): 80.0 (goal >= 50): met" in text
     assert "wall clock: 40.0 vs 2.00 pairs/s (20.0x)" in text
-    assert "pair m.png: EPE 1.200 vs 1.500 px: 0.80x" in text and "pair scene" not in text
+    assert "pair m.png: EPE 1.200 vs 1.500 px: 0.800x" in text and "pair scene" not in text
+    assert "pairs within the EPE goal: 1 of 1" in text
     rows[0].epe_mean, rows[0].cpu_fps = 0.5, 30.0
     text = "\n".join(script.goal_lines(result))
     assert text.count("NOT MET") == 3
