@@ -11,7 +11,6 @@ that only the selected ones are unpacked. Safe to run twice: the second run find
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -23,18 +22,19 @@ __all__ = ["make_demo_release", "main"]
 def make_demo_release(folder: Path) -> tuple[Path, Path]:
     """Write (once) the demo's ``hmdb51_org.rar`` and ``test_train_splits.rar`` into ``folder``."""
     from flowprep.archive.rar4 import make_hmdb51_rars
+    from flowprep.fsio.owned import remove_inside
     from flowprep.synth import make_release_folder
 
     outer, splits = folder / "hmdb51_org.rar", folder / "test_train_splits.rar"
     if outer.is_file() and splits.is_file():
         return outer, splits
     unpacked = folder / "unpacked"
-    shutil.rmtree(unpacked, ignore_errors=True)
+    remove_inside(folder, unpacked.name, (unpacked.name,))  # left by a run that was stopped
     make_release_folder(
         unpacked, DEMO_CLASSES, sources_per_class=5, clips_per_source=2, frames=16, height=96, width=128, seed=2024
     )
     result = make_hmdb51_rars(unpacked, folder)
-    shutil.rmtree(unpacked)
+    remove_inside(folder, unpacked.name, (unpacked.name,))
     return result
 
 

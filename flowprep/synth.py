@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from flowprep.fsio.writing import atomic_path, write_text_atomic
+
 #: Class name -> motion direction (dx, dy) in pixels per frame for the motion-direction toy task.
 DIRECTIONS: dict[str, tuple[float, float]] = {
     "walk": (2.0, 0.0),
@@ -75,7 +77,7 @@ def write_video(path: Path, frames: Iterable[np.ndarray], fps: int = 25, codec: 
 
     path = Path(path)
     n = 0
-    with av.open(str(path), "w") as container:
+    with atomic_path(path) as tmp, av.open(str(tmp), "w") as container:
         stream = None
         for frame in frames:
             if stream is None:
@@ -161,5 +163,5 @@ def make_release_folder(
                 for i, name in enumerate(names):
                     code = 2 if (i // clips_per_source + split) % 3 == 0 else 1
                     lines.append(f"{name} {code} \n")
-                (sdir / f"{cls}_test_split{split}.txt").write_text("".join(lines))
+                write_text_atomic(sdir / f"{cls}_test_split{split}.txt", "".join(lines))
     return written

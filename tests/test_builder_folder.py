@@ -181,3 +181,21 @@ def test_force_on_a_folder_built_before_the_manifest(walk_release, tmp_path):
         json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "start": "1"})
     )
     assert run_flowprep(*build_args(walk_release, out, "--seed", "9")).returncode == 0
+
+
+def test_the_build_state_is_compared_through_the_gate_not_a_planted_link(tmp_path):
+    # before: build.json was read through a link planted at its name; a link to a copy of the
+    # state made the build skip its write and keep the state in someone else's file
+    from flowprep.builder.folder_notes import BuildNotes
+    from flowprep.fsio.writing import dump_json
+
+    state = {"plan": "abc", "version": 1}
+    outside = tmp_path / "outside.json"
+    outside.write_text(dump_json(state))
+    notes = BuildNotes()
+    notes.build_state = tmp_path / "build.json"
+    notes.build_state.symlink_to(outside)
+    notes.save_state(state)
+    assert not notes.build_state.is_symlink() and notes.build_state.read_text() == dump_json(state)
+    notes.save_state(state)  # unchanged: not rewritten
+    assert outside.read_text() == dump_json(state)

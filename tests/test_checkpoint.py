@@ -273,3 +273,20 @@ def test_legacy_and_zip_files_load_through_memory(tmp_path):
     (tmp_path / "legacy.pt").write_bytes(buf.getvalue())
     assert load_checkpoint(tmp_path / "legacy.pt").frames == 2
     assert Path(save_checkpoint(tmp_path / "zip.pt", data)).read_bytes()[:4] == b"PK\x03\x04"
+
+
+def test_torch_reads_the_file_that_was_checked_not_what_the_name_leads_to_later(tmp_path, monkeypatch):
+    # before: the checks opened the name, then torch.load opened it again: a file swapped in
+    # between (after the size and zip-ratio checks) was loaded unchecked
+    checked, swapped = tmp_path / "last.pt", tmp_path / "other.pt"
+    save_checkpoint(checked, _fields(epoch=1))
+    save_checkpoint(swapped, _fields(epoch=7))
+    real = torchfile.check_zip_ratio
+
+    def check_then_swap(*args, **kwargs):
+        total = real(*args, **kwargs)
+        os.replace(swapped, checked)
+        return total
+
+    monkeypatch.setattr(torchfile, "check_zip_ratio", check_then_swap)
+    assert load_checkpoint(checked).epoch == 1

@@ -101,3 +101,33 @@ def test_a_fifo_or_device_source_or_splits_is_one_line_and_touches_nothing(walk_
         r = run_flowprep(*build_args(args[0], out, *args[1:]), timeout=30)  # opening the FIFO used to block
         assert r.returncode == 1 and few_lines(r, 1) and "not a folder or a regular file" in r.stderr, r.stderr
         assert not out.exists()
+
+
+def test_open_file_read_head_and_a_size_bound_at_opening(tmp_path):
+    import zipfile
+
+    from flowprep.errors import DatasetError
+    from flowprep.fsio.reading import check_zip_ratio, open_file, open_regular, read_head
+
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"0123456789")
+    assert read_head(data, 4, what="archive") == b"0123"
+    assert read_head(data, 64, what="archive") == b"0123456789"
+    with open_file(data, what="shard") as fh:
+        assert fh.read() == b"0123456789"
+    with pytest.raises(DatasetError, match=r"cannot read shard .*data\.bin: 10 bytes, over the limit of 9"):
+        open_regular(data, what="shard", max_bytes=9, error=DatasetError)
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "link").symlink_to(data)
+    for path, owned, why in ((tmp_path / "fifo", False, "a FIFO"), (tmp_path / "link", True, "a symbolic link")):
+        with pytest.raises(DatasetError, match=why):
+            read_head(path, 4, what="archive", owned=owned, error=DatasetError)
+        with pytest.raises(DatasetError, match=why):
+            open_file(path, what="shard", owned=owned, error=DatasetError)
+    # the zip check on an open file leaves it at its start, for the reader it is handed to next
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as zf:
+        zf.writestr("a", b"x" * 100)
+    with open_file(tmp_path / "a.zip", what="zip") as fh:
+        fh.read(7)
+        assert check_zip_ratio(tmp_path / "a.zip", what="zip", max_bytes=1000, fh=fh) == 100
+        assert fh.tell() == 0

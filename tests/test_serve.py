@@ -293,3 +293,17 @@ def test_a_fifo_input_is_refused_not_waited_on(rgb3d, tmp_path):
     os.mkfifo(tmp_path / "in.mp4")  # PyAV's open blocked forever on it
     res = CliRunner().invoke(cli, ["infer", str(tmp_path / "in.mp4"), "-m", str(onnx_path)])
     assert res.exit_code == 1 and "a FIFO, not a regular file" in res.output, res.output
+
+
+def test_an_onnx_model_is_read_through_the_gate(tmp_path, monkeypatch):
+    from flowprep.errors import ConfigError
+    from flowprep.serve import runner
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"\x08\x07" * 64)
+    monkeypatch.setattr(runner, "MAX_ONNX_BYTES", 100)
+    with pytest.raises(ConfigError, match=r"cannot read ONNX model .*model\.onnx: 128 bytes, over the limit of 100"):
+        runner.onnx_io(model)
+    os.mkfifo(tmp_path / "fifo.onnx")  # before: onnx.load waited on it for ever
+    with pytest.raises(ConfigError, match="a FIFO, not a regular file"):
+        runner.onnx_io(tmp_path / "fifo.onnx")

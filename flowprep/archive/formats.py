@@ -25,9 +25,9 @@ from typing import IO
 
 import rarfile
 
-from flowprep.archive.failures import archive_errors, one_line
+from flowprep.archive.failures import archive_errors
 from flowprep.errors import ArchiveError
-from flowprep.fsio.reading import MAX_RATIO, RATIO_FLOOR
+from flowprep.fsio.reading import MAX_RATIO, RATIO_FLOOR, read_head
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", ".rar", ".zip", ".tar")
 
@@ -76,11 +76,7 @@ def detect_kind(path: Path) -> str:
         raise ArchiveError(f"{path}: no such file or folder")
     if not stat.S_ISREG(path.stat().st_mode):  # opening a FIFO blocks; /dev/zero never ends
         raise ArchiveError(f"{path}: not a folder or a regular file (a FIFO, device or socket)")
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(512)
-    except OSError as exc:
-        raise ArchiveError(f"{path}: cannot read: {one_line(exc)}") from None
+    head = read_head(path, 512, what="archive", error=ArchiveError)  # swapped for a FIFO since: refused
     if head.startswith(_RAR_MAGIC):
         return "rar"
     if head.startswith(_ZIP_MAGIC):
@@ -282,8 +278,7 @@ class _Tar(Archive):
     def __init__(self, path: Path):
         super().__init__(path)
         self._tf = tarfile.open(path, "r:*")
-        with open(path, "rb") as fh:
-            compressed = fh.read(6).startswith(_COMPRESSED_TAR_MAGIC)
+        compressed = read_head(path, 6, what="archive", error=ArchiveError).startswith(_COMPRESSED_TAR_MAGIC)
         # One stream: no member's compressed size is known, the archive's bounds it.
         self._packed = self.path.stat().st_size if compressed else None
         self._infos = {t.name.rstrip("/"): t for t in self._tf.getmembers()}  # last one wins, as in tar

@@ -15,12 +15,12 @@ unrar and bsdtar all decode. Files over 4 GiB, compression, encryption and volum
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
+
+from flowprep.fsio.writing import write_bytes_atomic
 
 RAR4_MARKER = b"Rar!\x1a\x07\x00"
 
@@ -132,14 +132,7 @@ def rar4_bytes(
 def _write_atomic(path: Path, payload: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, payload)
     return path
 
 

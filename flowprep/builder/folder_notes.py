@@ -22,7 +22,7 @@ from typing import Any
 
 from flowprep.errors import DatasetError
 from flowprep.fsio.owned import remove_inside
-from flowprep.fsio.reading import read_json
+from flowprep.fsio.reading import MAX_JSON_BYTES, read_json, try_read_bytes
 from flowprep.fsio.writing import dump_json, write_text_atomic
 from flowprep.layout.paths import STATE_DIR
 
@@ -68,7 +68,9 @@ class BuildNotes:
     def save_state(self, state: dict[str, Any]) -> None:
         """Write ``build.json`` unless it already holds the same state (shards start together)."""
         text = dump_json(state)
-        if self.build_state.is_file() and self.build_state.read_text(encoding="utf-8") == text:
+        # through the gate: a link or a FIFO planted at the name is not read (the write replaces it)
+        old, _ = try_read_bytes(self.build_state, MAX_JSON_BYTES, owned=True)
+        if old == text.encode("utf-8"):
             return
         write_text_atomic(self.build_state, text)
 

@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 from flowprep.errors import DatasetError, OutputError
 from flowprep.fsio.owned import remove_inside
-from flowprep.fsio.reading import MAX_FRAME_BYTES, open_regular, read_bytes, read_json
+from flowprep.fsio.reading import MAX_FRAME_BYTES, open_file, read_bytes, read_json
 from flowprep.fsio.writing import dump_json, unique_tmp, write_json_atomic
 from flowprep.layout.packed import INDEX_FORMAT, INDEX_NAME, INDEX_VERSION, SHARDS_DIR, iter_samples
 from flowprep.layout.paths import STATE_DIR
@@ -240,7 +240,7 @@ def scan_shard(path: Path) -> dict[str, Any]:
             {"id": e["id"], "key": key, "offset": offset, "length": length, "frames": frames, "flow_frames": flows}
         )
     sha = hashlib.sha256()
-    with os.fdopen(open_regular(path, what="shard", owned=True, error=DatasetError), "rb") as fh:
+    with open_file(path, what="shard", owned=True, error=DatasetError) as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             sha.update(chunk)
     side, part, seq = parsed

@@ -28,7 +28,7 @@ from flowprep.builder.shard import shard_of
 from flowprep.errors import ConfigError, DatasetError
 from flowprep.fsio.owned import remove_inside
 from flowprep.fsio.paths import name_problem
-from flowprep.fsio.writing import unique_tmp
+from flowprep.fsio.writing import atomic_path
 from flowprep.layout.base import SIDES
 from flowprep.layout.packed import SHARDS_DIR, PackedClip, iter_samples
 from flowprep.layout.paths import STATE_DIR, TMP_DIR
@@ -154,9 +154,8 @@ def unpack_in_place(out: Path) -> int:
             path = staged_path(Path(out).joinpath(*parts))
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = unique_tmp(path)
-                write_staged(tmp, sorted((rel, bytes(data)) for rel, data in clip.members.items()))
-                os.replace(tmp, path)
+                with atomic_path(path, keep_suffix=False) as tmp:  # a failed write leaves no partial file
+                    write_staged(tmp, sorted((rel, bytes(data)) for rel, data in clip.members.items()))
                 restored += 1
         remove_inside(out, f"{SHARDS_DIR}/{name}", (SHARDS_DIR,))
     if state.shards.is_dir():

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from flowprep.errors import ExportError
+from flowprep.fsio.writing import atomic_path
 from flowprep.loader.spec import OUTPUT_NAME
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def export_onnx(model: Any, shapes: dict[str, tuple[int, ...]], path: Path, opse
 
     Raises:
         ExportError: the exporter failed.
+        OutputError: the file cannot be written (full or read-only disk).
     """
     import torch
 
@@ -58,28 +60,28 @@ def export_onnx(model: Any, shapes: dict[str, tuple[int, ...]], path: Path, opse
     dummy = tuple(torch.zeros((1, *s), dtype=torch.float32) for s in shapes.values())
     names = list(shapes)
     axes = {n: {0: "batch"} for n in [*names, OUTPUT_NAME]}
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with warnings.catch_warnings():
-            # the TorchScript exporter is chosen on purpose (see the module docstring)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(
-                model.eval(),
-                dummy,
-                str(tmp),
-                input_names=names,
-                output_names=[OUTPUT_NAME],
-                dynamic_axes=axes,
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-    except Exception as exc:  # the exporter raises many types; all mean "could not export"
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):  # a full or read-only disk: name the file, not the exporter
-            raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        raise ExportError(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
-    tmp.replace(path)
+    # written under a temporary name and renamed (atomic_path removes it on any failure, and turns
+    # an OSError of a full or read-only disk into an OutputError naming the file, not the exporter)
+    with atomic_path(path, keep_suffix=False) as tmp:
+        try:
+            with warnings.catch_warnings():
+                # the TorchScript exporter is chosen on purpose (see the module docstring)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                torch.onnx.export(
+                    model.eval(),
+                    dummy,
+                    str(tmp),
+                    input_names=names,
+                    output_names=[OUTPUT_NAME],
+                    dynamic_axes=axes,
+                    opset_version=opset,
+                    do_constant_folding=True,
+                    dynamo=False,
+                )
+        except OSError:
+            raise
+        except Exception as exc:  # the exporter raises many types; all mean "could not export"
+            raise ExportError(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
     check_interface(path, shapes)
     return path
 
@@ -91,7 +93,8 @@ def convert_fp16(src: Path, dst: Path) -> Path:
 
     model = onnx.load(str(src))
     half = convert_float_to_float16(model, keep_io_types=True)
-    onnx.save(half, str(dst))
+    with atomic_path(Path(dst), keep_suffix=False) as tmp:
+        onnx.save(half, str(tmp))
     return Path(dst)
 
 

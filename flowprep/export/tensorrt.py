@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flowprep.errors import BackendNotInstalledError, BackendUnavailableError, ExportError
+from flowprep.fsio.writing import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ def build_engine(
         BackendNotInstalledError: no ``tensorrt`` package.
         BackendUnavailableError: no GPU.
         ExportError: the parser or builder failed.
+        OutputError: the engine cannot be written.
     """
     ok, why = tensorrt_status()
     if not ok:
@@ -205,6 +207,6 @@ def build_engine(
     if plan is None:
         raise ExportError(f"TensorRT failed to build an engine from {src} (see its log above)")
     engine = Path(engine)
-    engine.write_bytes(bytes(plan))
+    write_bytes_atomic(engine, memoryview(plan))  # an IHostMemory: its buffer, not a copy
     log.info("TensorRT %s engine written: %s", trt.__version__, engine)
     return engine

@@ -13,6 +13,7 @@ import numpy as np
 
 from flowprep.errors import DatasetError
 from flowprep.fsio.reading import read_bytes
+from flowprep.fsio.writing import write_bytes_atomic
 
 TAG = 202021.25
 #: magnitude above which a component means "unknown" (Middlebury's convention)
@@ -53,13 +54,17 @@ def read_flo(path: Path) -> np.ndarray:
 
 
 def write_flo(path: Path, flow: np.ndarray) -> None:
-    """Write ``flow`` (``(H, W, 2)`` float, pixels, x then y) as a ``.flo`` file."""
+    """Write ``flow`` (``(H, W, 2)`` float, pixels, x then y) as a ``.flo`` file, atomically.
+
+    Raises:
+        OutputError: the file cannot be written.
+    """
     flow = np.asarray(flow)
     if flow.ndim != 3 or flow.shape[2] != 2:
         raise ValueError(f"flow must be (H, W, 2), got {flow.shape}")
     height, width = flow.shape[:2]
     header = np.array([TAG], "<f4").tobytes() + np.array([width, height], "<i4").tobytes()
-    Path(path).write_bytes(header + np.ascontiguousarray(flow, dtype="<f4").tobytes())
+    write_bytes_atomic(Path(path), header + np.ascontiguousarray(flow, dtype="<f4").tobytes())
 
 
 def valid_mask(flow: np.ndarray) -> np.ndarray:

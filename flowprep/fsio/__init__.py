@@ -31,4 +31,7 @@ Paths (:mod:`~flowprep.fsio.paths`)
 
 Every refusal is one line naming the file, raised as the ``error`` class the caller gives (a
 :class:`~flowprep.errors.FlowprepError`), so each command reports it in its own terms.
+
+Enforced by ``tests/test_fsio_gate.py``: a raw open, write, rename or delete anywhere else in the
+package fails it unless its ``ALLOWED`` table names that module and call with the reason.
 """

@@ -10,7 +10,7 @@ import os
 import stat
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from flowprep.errors import FlowprepError
 from flowprep.fsio.paths import printable
@@ -109,13 +109,16 @@ def open_regular(
     *,
     what: str,
     owned: bool = False,
+    max_bytes: int | None = None,
     error: type[FlowprepError] = FlowprepError,
 ) -> int:
     """A read-only descriptor of the regular file ``path`` (the caller closes it), for files read in
-    parts (tar shards with ``os.pread``). Opened non-blocking and checked like :func:`read_bytes`.
+    parts (tar shards with ``os.pread``) or handed to a library as an open file (``torch.load``), so
+    that what is read is what was checked. Opened non-blocking and checked like :func:`read_bytes`;
+    ``max_bytes`` (None: any size) bounds its size at opening.
 
     Raises:
-        error: missing, unreadable, not a regular file, or a symlink where ``owned``.
+        error: missing, unreadable, not a regular file, a symlink where ``owned``, or over ``max_bytes``.
     """
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_NOFOLLOW if owned else 0)
     try:
@@ -123,12 +126,57 @@ def open_regular(
     except OSError as exc:
         why = "a symbolic link (flowprep writes none; not followed)" if owned and exc.errno == errno.ELOOP else None
         raise error(f"cannot read {what} {printable(path)}: {why or exc.strerror or exc}") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        kind = _FILE_KINDS.get(stat.S_IFMT(mode), "a special file")
+        kind = _FILE_KINDS.get(stat.S_IFMT(st.st_mode), "a special file")
         raise error(f"cannot read {what} {printable(path)}: {kind}, not a regular file")
+    if max_bytes is not None and st.st_size > max_bytes:
+        os.close(fd)
+        raise error(f"cannot read {what} {printable(path)}: {st.st_size} bytes, over the limit of {max_bytes}")
     return fd
+
+
+def open_file(
+    path: Path | str,
+    *,
+    what: str,
+    owned: bool = False,
+    max_bytes: int | None = None,
+    buffering: int = -1,
+    error: type[FlowprepError] = FlowprepError,
+) -> BinaryIO:
+    """:func:`open_regular` as a binary file object (the caller closes it): for files streamed in
+    chunks (hashing a shard) or handed to a library that reads a file object (``torch.load``).
+
+    Raises:
+        error: as :func:`open_regular`.
+    """
+    fd = open_regular(path, what=what, owned=owned, max_bytes=max_bytes, error=error)
+    return os.fdopen(fd, "rb", buffering=buffering)
+
+
+def read_head(
+    path: Path | str,
+    size: int,
+    *,
+    what: str,
+    owned: bool = False,
+    error: type[FlowprepError] = FlowprepError,
+) -> bytes:
+    """The first ``size`` bytes of the regular file ``path`` (fewer if it is shorter): magic numbers,
+    a tar header. Opened and checked like :func:`open_regular`.
+
+    Raises:
+        error: missing, unreadable, not a regular file, or a symlink where ``owned``.
+    """
+    fd = open_regular(path, what=what, owned=owned, error=error)
+    try:
+        return os.pread(fd, size, 0)
+    except OSError as exc:
+        raise error(f"cannot read {what} {printable(path)}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
 
 
 def try_read_bytes(path: Path | str, max_bytes: int, owned: bool = False) -> tuple[bytes | None, str]:
@@ -256,15 +304,26 @@ def read_json(
     return parse_json(text, where=f"{what} {printable(path)}", max_depth=max_depth, error=error)
 
 
+def _zip_infos(fh: BinaryIO, name: str, error: type[FlowprepError]) -> list[zipfile.ZipInfo]:
+    try:
+        with zipfile.ZipFile(fh) as zf:  # closing it leaves ``fh`` open
+            return zf.infolist()
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
+        raise error(f"cannot read {name}: not a readable zip file ({' '.join(str(exc).split())})") from None
+
+
 def check_zip_ratio(
     path: Path | str,
     *,
     what: str,
     max_bytes: int,
     max_ratio: int = MAX_RATIO,
+    fh: BinaryIO | None = None,
     error: type[FlowprepError] = FlowprepError,
 ) -> int:
-    """Check the zip container ``path`` (a ``torch.save`` file, ...) before anything inflates it.
+    """Check the zip container ``path`` (a ``torch.save`` file, ...) before anything inflates it;
+    ``fh``: its file, already opened by :func:`open_regular` (checked, and left at its start), for a
+    caller that then hands that very file to the reader.
 
     From the central directory: every member over :data:`RATIO_FLOOR` bytes is at most ``max_ratio``
     times its compressed size, a stored (uncompressed) member is no bigger than its stored bytes,
@@ -278,18 +337,18 @@ def check_zip_ratio(
         error: not a readable zip file, or over a bound. One line naming ``what`` and ``path``.
     """
     name = f"{what} {printable(path)}"
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block
-    except OSError as exc:
-        raise error(f"cannot read {name}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise error(f"cannot read {name}: not a regular file")
+    if fh is not None:
+        infos = _zip_infos(fh, name, error)
+        fh.seek(0)
+    else:
         try:
-            with zipfile.ZipFile(fh) as zf:
-                infos = zf.infolist()
-        except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
-            raise error(f"cannot read {name}: not a readable zip file ({' '.join(str(exc).split())})") from None
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block
+        except OSError as exc:
+            raise error(f"cannot read {name}: {exc.strerror or exc}") from None
+        with os.fdopen(fd, "rb") as own:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise error(f"cannot read {name}: not a regular file")
+            infos = _zip_infos(own, name, error)
     total = 0
     for info in infos:
         size, packed = info.file_size, info.compress_size

@@ -61,8 +61,9 @@ def atomic_path(path: Path, keep_suffix: bool = True) -> Iterator[Path]:
         raise
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a uniquely named sibling and a rename.
+def write_bytes_atomic(path: Path, data: bytes | bytearray | memoryview) -> None:
+    """Write ``data`` (bytes, or a buffer such as ``BytesIO.getbuffer()``: no copy) to ``path`` via a
+    uniquely named sibling and a rename.
 
     Raises:
         OutputError: the file cannot be written (read-only or full disk, permissions, no folder).

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from flowprep.errors import DatasetError
-from flowprep.fsio.reading import MAX_FRAME_BYTES, open_regular, parse_json, read_bytes, read_json
+from flowprep.fsio.reading import MAX_FRAME_BYTES, open_file, open_regular, parse_json, read_bytes, read_json
 from flowprep.layout.dataset_record import DatasetRecord
 from flowprep.layout.shard_format import BLOCK, padding, parse_header, parse_members, parse_shard_name, rel_name
 
@@ -269,8 +269,7 @@ def iter_samples(path: Path, chunk: int = 1 << 20) -> Iterator[tuple[int, int, P
     """
     path = Path(path)
     # a regular file, not through a symlink (a FIFO in its place would block): see flowprep.fsio
-    fd = open_regular(path, what="shard", owned=True, error=DatasetError)
-    fh = os.fdopen(fd, "rb", buffering=chunk)  # noqa: SIM115 - closed in finally (a generator)
+    fh = open_file(path, what="shard", owned=True, buffering=chunk, error=DatasetError)  # closed in finally
     try:
         pos, start, key = 0, 0, None
         parts: list[bytes] = []

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from flowprep.errors import DatasetError
+from flowprep.fsio.reading import open_file
 from flowprep.layout.dataset_record import DatasetRecord
 from flowprep.layout.images import ClipSpec, decode_bytes, image_problems
 from flowprep.layout.packed import INDEX_NAME, SHARDS_DIR, PackedClip, PackedIndex, iter_samples, read_index
@@ -68,6 +69,18 @@ def _sample_problems(
     return cid, problems + more, n
 
 
+def _sha256(path: Path) -> str:
+    """The SHA-256 of the shard ``path``, read through the gate (a regular file, not a link)."""
+    sha = hashlib.sha256()
+    with open_file(path, what="shard", owned=True, error=DatasetError) as fh:
+        try:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                sha.update(chunk)
+        except OSError as exc:
+            raise DatasetError(f"cannot read shard {path}: {exc.strerror or exc}") from None
+    return sha.hexdigest()
+
+
 def check_shard(
     path: str, entry: dict[str, Any], index: dict[str, Any], spec: ClipSpec, record: dict[str, Any]
 ) -> tuple[list[str], list[str], int]:
@@ -82,11 +95,11 @@ def check_shard(
     if p.stat().st_size != entry["bytes"]:
         problems.append(f"{p}: {p.stat().st_size} bytes, the index says {entry['bytes']}")
     elif not spec.quick:
-        sha = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                sha.update(chunk)
-        if sha.hexdigest() != entry.get("sha256"):
+        try:
+            digest = _sha256(p)
+        except DatasetError as exc:  # swapped for a FIFO or a link since the check above
+            return [], [str(exc)], 0
+        if digest != entry.get("sha256"):
             problems.append(f"{p}: sha256 differs from the index's (the shard changed since it was written)")
     found, images = [], 0
     try:

@@ -20,6 +20,7 @@ from flowprep.errors import ConfigError, DatasetError, OutputError
 from flowprep.flow.visualize import flow_to_color
 from flowprep.fsio.lock import FolderLock
 from flowprep.fsio.owned import Manifest, check_no_link, make_dirs, removable, remove_inside
+from flowprep.fsio.reading import open_regular
 from flowprep.fsio.writing import check_new_file, write_bytes_atomic, write_text_atomic
 from flowprep.layout.base import SIDES
 from flowprep.layout.dataset_record import ClipEntry as RecordClip
@@ -181,7 +182,7 @@ def _render_page_media(
         try:
             info: ClipMedia = render_clip(reader, media / name, cfg.max_frames, cfg.height, cfg.fps)
         except DatasetError as exc:  # a damaged clip: say so on the page and show the others
-            (media / name).unlink(missing_ok=True)
+            remove_inside(media.parent, f"{media.name}/{name}", (media.name,))  # listed in the manifest
             notes.append(f"{clip.id}: {exc}")
             continue
         entries.append(ClipEntry(clip=clip, media=info, src=f"{MEDIA_DIR}/{name}"))
@@ -190,10 +191,18 @@ def _render_page_media(
 
 def _is_old_preview(index: Path) -> bool:
     """A page of a preview made before the manifest existed (its own last line says so)."""
+    if not index.is_file():
+        return False
+    try:  # the last 200 bytes only, of a regular file (not a FIFO planted there): the page may be big
+        fd = open_regular(index, what="page", error=OutputError)
+    except OutputError:
+        return False
     try:
-        tail = index.read_bytes()[-200:] if index.is_file() else b""
+        tail = os.pread(fd, 200, max(0, os.fstat(fd).st_size - 200))
     except OSError:
         return False
+    finally:
+        os.close(fd)
     return tail.rstrip().endswith(b"preview</p></main></body></html>") and b"written by flowprep" in tail
 
 

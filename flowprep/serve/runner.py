@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from flowprep.errors import ConfigError
+from flowprep.fsio.reading import read_bytes
 from flowprep.layout.sections import Recipe
 from flowprep.loader.spec import OUTPUT_NAME, STREAM_INPUTS, input_shapes
 from flowprep.train.model_record import MODEL_RECORD, ModelRecord, read_model_record
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 #: preferred ONNX Runtime providers, best first (only those present are used)
 PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+#: the largest ONNX model read: protobuf's limit for one file (flowprep's models are < 200 MB)
+MAX_ONNX_BYTES = 2 << 30
 
 
 @dataclass
@@ -95,8 +99,9 @@ class OnnxRunner:
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = int(threads)
+        data = read_onnx(path)  # ONNX Runtime gets the bytes checked, not a name to open
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=chosen)
+            self.session = ort.InferenceSession(data, opts, providers=chosen)
         except Exception as exc:  # ORT raises its own exception types for unloadable models
             raise ConfigError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0]}") from exc
         self.providers = self.session.get_providers()
@@ -131,12 +136,23 @@ class TorchRunner:
         return f"pytorch ({self.device})"
 
 
+def read_onnx(path: Path) -> bytes:
+    """The bytes of the ONNX model ``path``, through the gate: a regular file (a FIFO would block
+    ONNX's own open forever) of at most :data:`MAX_ONNX_BYTES`.
+
+    Raises:
+        ConfigError: missing, not a regular file, or too big (one line naming the file).
+    """
+    return read_bytes(path, what="ONNX model", max_bytes=MAX_ONNX_BYTES, error=ConfigError)
+
+
 def onnx_io(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
     """``(inputs, outputs)`` of an ONNX file: name -> shape without the batch dimension."""
     import onnx  # lazy: onnx is an optional extra (export)
 
+    data = read_onnx(path)
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = onnx.load_model_from_string(data)
     except Exception as exc:  # protobuf DecodeError and OSError alike: not a readable model
         raise ConfigError(f"{path} is not a readable ONNX model: {exc}") from exc
 

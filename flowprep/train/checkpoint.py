@@ -22,7 +22,6 @@ Only tensors and plain Python containers are stored, so files load with ``weight
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import os
@@ -35,6 +34,7 @@ from torch import nn
 
 from flowprep.errors import CheckpointError, ConfigError, writing
 from flowprep.fsio.paths import printable as printable_path
+from flowprep.fsio.writing import write_bytes_atomic
 from flowprep.layout.dataset_record import DatasetRecord
 from flowprep.layout.fields import FieldError, shown
 from flowprep.loader.spec import streams as model_streams
@@ -70,20 +70,13 @@ def save_checkpoint(path: Path, ckpt: Checkpoint | Mapping[str, Any]) -> Path:
         data = checkpoint_from_dict(data).to_dict()
     except FieldError as exc:
         raise CheckpointError(f"refusing to write {path}: {exc} (a checkpoint flowprep could not load)") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     # serialised in memory first: torch.save straight to a file on a full disk fails with an
     # internal RuntimeError ("unexpected pos ..."), while a plain write says ENOSPC
     buf = io.BytesIO()
     torch.save(data, buf)
-    try:
-        with writing(path):
-            tmp.write_bytes(buf.getbuffer())
-            os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, buf.getbuffer())
     return path
 
 

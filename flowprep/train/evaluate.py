@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from flowprep.errors import DatasetError, writing
-from flowprep.fsio.writing import write_json_atomic
+from flowprep.errors import DatasetError
+from flowprep.fsio.writing import atomic_path, write_json_atomic, write_text_atomic
 from flowprep.loader import sampling
 from flowprep.loader.frames import load_windows, stream_length
 from flowprep.loader.source import Clip, DatasetInfo, list_clips
@@ -81,8 +81,11 @@ def confusion_png(cm: np.ndarray, classes: list[str], path: Path, title: str) ->
                         color="white" if norm[i, j] > 0.5 else "black",
                     )
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with atomic_path(Path(path)) as tmp:  # same suffix: matplotlib picks the format by it
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
 
 
 def metrics(true: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict[str, Any]:
@@ -210,10 +213,9 @@ def _evaluate_mode(
         )
     res = metrics(np.array(true, dtype=np.int64), np.array(pred, dtype=np.int64), classes)
     cm = np.array(res["confusion"])
-    with writing(out / f"confusion_{mode}.txt") as path:
-        path.write_text(confusion_text(cm, classes))
-    with writing(out / f"confusion_{mode}.png") as path:
-        confusion_png(cm, classes, path, f"{ck.arch} {ck.modality} {mode}: top-1 {res['top1']:.3f}")
+    write_text_atomic(out / f"confusion_{mode}.txt", confusion_text(cm, classes))
+    title = f"{ck.arch} {ck.modality} {mode}: top-1 {res['top1']:.3f}"
+    confusion_png(cm, classes, out / f"confusion_{mode}.png", title)
     res["predictions"] = rows
     return res
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from flowprep.env import DistEnv, dist_env
-from flowprep.errors import CheckpointError, ConfigError, FlowprepError, writing
-from flowprep.fsio.reading import parse_json
+from flowprep.errors import CheckpointError, ConfigError, FlowprepError
+from flowprep.fsio.reading import parse_json, read_text
+from flowprep.fsio.writing import write_text_atomic
 from flowprep.limits import json_safe
 from flowprep.loader.source import DatasetInfo, list_clips
 from flowprep.loader.torchdata import to_model_inputs
@@ -37,6 +39,10 @@ from flowprep.train.config import TrainConfig, TrainSummary
 from flowprep.train.prepare import RunData, RunModel, make_model, open_loaders
 
 log = logging.getLogger(__name__)
+
+#: the largest training log read (one line of about 300 bytes per epoch)
+MAX_LOG_BYTES = 16 << 20
+
 __all__ = [
     "evaluate_epoch",
     "train",
@@ -219,10 +225,33 @@ def _resume(
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"{last_path}: its training state does not fit this run ({first})") from exc
     start = ck.epoch
-    if rank == 0 and log_path.exists():
-        kept = [ln for ln in log_path.read_text().splitlines() if _logged_epoch(ln) <= start]
-        log_path.write_text("".join(ln + "\n" for ln in kept))
+    if rank == 0:
+        trim_log(log_path, start)
     return start, ck.best_acc
+
+
+def _read_log(log_path: Path) -> str:
+    """The training log's text ("" when there is none yet), read through the gate: a regular file
+    of at most :data:`MAX_LOG_BYTES`, not through a symlink (flowprep writes none in a run folder)."""
+    if not os.path.lexists(log_path):
+        return ""
+    return read_text(log_path, what="training log", max_bytes=MAX_LOG_BYTES, owned=True, error=ConfigError)
+
+
+def trim_log(log_path: Path, epochs: int) -> None:
+    """Drop the log lines of epochs after ``epochs`` (logged, then interrupted before ``last.pt``);
+    rewritten atomically, so an interrupt here leaves the old log, not half of it."""
+    if os.path.lexists(log_path):
+        kept = [ln for ln in _read_log(log_path).splitlines() if _logged_epoch(ln) <= epochs]
+        write_text_atomic(log_path, "".join(ln + "\n" for ln in kept))
+
+
+def append_log(log_path: Path, entry: dict[str, Any]) -> None:
+    """Add ``entry`` as one JSON line to the log. The log is rewritten whole (a temporary sibling
+    renamed into place) rather than appended to: an append would follow a symlink planted at its name
+    and leave a partial line on a full disk. It holds one short line per epoch, so this costs nothing."""
+    line = json.dumps(json_safe(entry), allow_nan=False) + "\n"
+    write_text_atomic(log_path, _read_log(log_path) + line)
 
 
 def train_one_epoch(
@@ -291,8 +320,7 @@ def _save_epoch(paths: tuple[Path, Path, Path], ck: Checkpoint, entry: dict[str,
     last_path, best_path, log_path = paths
     if improved:
         ckpt_mod.save_checkpoint(best_path, ck)
-    with writing(log_path), open(log_path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(json_safe(entry), allow_nan=False) + "\n")
+    append_log(log_path, entry)
     ckpt_mod.save_checkpoint(last_path, ck)
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from flowprep import __version__
+from flowprep.errors import OutputError
 from flowprep.flow.encoding import FlowEncoding
+from flowprep.fsio.writing import write_bytes_atomic, write_text_atomic
 from flowprep.layout.dataset_record import ClipEntry, DatasetRecord, Normalization
 from flowprep.layout.provenance import SideCounts, SourceInfo, SplitInfo
 from flowprep.layout.record import write_record
@@ -88,9 +90,20 @@ def make_tao_dataset(
         counts=counts,
         flowprep_version=__version__,
     )
-    (root / "labels.txt").write_text("".join(f"{c}\n" for c in names))
+    write_text_atomic(root / "labels.txt", "".join(f"{c}\n" for c in names))
     write_record(root, record)
     return record
+
+
+def _imwrite(path: Path, img: np.ndarray, params: list[int]) -> None:
+    """``img`` encoded by its suffix's codec (the bytes ``cv2.imwrite`` would write), written atomically:
+    ``imwrite`` reports a failed write with False only and follows a link at the name."""
+    import cv2
+
+    ok, buf = cv2.imencode(path.suffix, img, params)
+    if not ok:
+        raise OutputError(f"cannot encode {path}")
+    write_bytes_atomic(path, buf.tobytes())
 
 
 def _write_clip(
@@ -110,7 +123,7 @@ def _write_clip(
     if modality in ("rgb", "both"):
         (cdir / "rgb").mkdir(parents=True, exist_ok=True)
         for k, img in enumerate(imgs):
-            cv2.imwrite(str(cdir / TAO.rgb_name(k)), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+            _imwrite(cdir / TAO.rgb_name(k), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [])
     if modality in ("flow", "both"):
         (cdir / "u").mkdir(parents=True, exist_ok=True)
         (cdir / "v").mkdir(parents=True, exist_ok=True)
@@ -121,5 +134,5 @@ def _write_clip(
             u, v = enc.encode(flow)
             un, vn = TAO.flow_names(k, enc.image_format)
             params = [cv2.IMWRITE_JPEG_QUALITY, enc.jpeg_quality] if enc.image_format == "jpg" else []
-            cv2.imwrite(str(cdir / un), u, params)
-            cv2.imwrite(str(cdir / vn), v, params)
+            _imwrite(cdir / un, u, params)
+            _imwrite(cdir / vn, v, params)

@@ -6,7 +6,7 @@ a JSON file — which means nothing to the user. :func:`load_torch_file` tells t
 the file's first bytes and says what the file is not.
 
 It also bounds what loading may cost before torch sees the file: a regular file (a FIFO would block
-``torch.load`` forever) of at most :data:`MAX_TORCH_BYTES` (:func:`flowprep.fsio.reading.check_regular`),
+``torch.load`` forever) of at most :data:`MAX_TORCH_BYTES` (:func:`flowprep.fsio.reading.open_file`),
 and for the zip format (everything ``torch.save`` writes since 1.6) members that unpack to at most
 :data:`MAX_TORCH_BYTES` in all and at most :data:`~flowprep.fsio.reading.MAX_RATIO` times their packed
 size (:func:`flowprep.fsio.reading.check_zip_ratio`): ``torch.save`` stores tensors uncompressed, so a
@@ -19,10 +19,10 @@ from __future__ import annotations
 import pickle
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from flowprep.errors import FlowprepError
-from flowprep.fsio.reading import check_regular, check_zip_ratio
+from flowprep.fsio.reading import check_zip_ratio, open_file
 
 #: ``torch.save`` writes a zip archive (since torch 1.6); the legacy format is a pickle stream,
 #: which starts with the PROTO opcode
@@ -49,27 +49,32 @@ def load_torch_file(path: Path, error: type[FlowprepError], then: str = "") -> A
             file, unpacks to too much or inflates too far, holds objects other than tensors and plain
             containers, or is damaged. The message is one line naming ``path``.
     """
-    import torch
-
     path = Path(path)
     tail = f", {then}" if then else ""
-    # a regular file first (opened non-blocking): torch.load on a FIFO waited forever for a writer
-    check_regular(path, what="PyTorch file", max_bytes=MAX_TORCH_BYTES, error=error)
+    # a regular file (opened non-blocking: torch.load on a FIFO waited forever for a writer), and
+    # torch reads this very descriptor, not whatever the name leads to after the checks
+    with open_file(path, what="PyTorch file", max_bytes=MAX_TORCH_BYTES, error=error) as fh:
+        return _load(fh, path, error, tail)
+
+
+def _load(fh: BinaryIO, path: Path, error: type[FlowprepError], tail: str) -> Any:
+    import torch
+
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(4)
+        head = fh.read(4)
+        fh.seek(0)
     except OSError as exc:
         raise error(f"cannot read {path}: {exc.strerror or exc}") from exc
     if head != ZIP_MAGIC and (not head or head[0] != PICKLE_PROTO):
         raise error(f"{path} is not a PyTorch file (not a zip/pickle checkpoint){tail}")
     if head == ZIP_MAGIC:  # before torch allocates what the directory declares
-        check_zip_ratio(path, what="PyTorch file", max_bytes=MAX_TORCH_BYTES, error=error)
+        check_zip_ratio(path, what="PyTorch file", max_bytes=MAX_TORCH_BYTES, fh=fh, error=error)
     try:
         with warnings.catch_warnings():
             # torch warns about legacy formats and the weights_only default; the error below
             # (or a successful load) is all the user needs
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only" in str(exc).lower():
             raise error(

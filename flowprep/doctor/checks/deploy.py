@@ -14,6 +14,10 @@ import numpy as np
 
 from flowprep.doctor.checks.common import Numbers, need, run_cli, run_flowprep
 from flowprep.doctor.framework import CheckFailed, DoctorContext, Skip
+from flowprep.fsio.reading import read_bytes
+
+#: the largest TensorRT engine read (an engine of flowprep's models is tens of MB)
+MAX_ENGINE_BYTES = 4 << 30
 
 TRT_PROB_TOL = 0.02
 ORT_PROB_TOL = 1e-3
@@ -47,7 +51,8 @@ def _trt_run(engine_path: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
     import tensorrt as trt
     import torch
 
-    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine_path.read_bytes())
+    plan = read_bytes(engine_path, what="TensorRT engine", max_bytes=MAX_ENGINE_BYTES, owned=True)
+    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan)
     if engine is None:  # TensorRT returns None (and logs why) for a plan from another version or GPU
         raise CheckFailed(f"TensorRT cannot deserialize {engine_path.name} (see its log above)")
     context = engine.create_execution_context()
@@ -113,8 +118,9 @@ def _ort_run(path: Path, providers: list[Any], inputs: dict[str, np.ndarray]) ->
     import onnxruntime as ort
 
     from flowprep.loader.spec import OUTPUT_NAME
+    from flowprep.serve.runner import read_onnx
 
-    sess = ort.InferenceSession(str(path), providers=providers)
+    sess = ort.InferenceSession(read_onnx(path), providers=providers)
     feed = {i.name: inputs[i.name] for i in sess.get_inputs()}
     return list(sess.get_providers()), np.asarray(sess.run([OUTPUT_NAME], feed)[0], dtype=np.float32)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from flowprep.doctor.checks.common import Numbers, need, run_flowprep
 from flowprep.doctor.framework import CheckFailed, DoctorContext, Skip
-from flowprep.fsio.reading import parse_json
+from flowprep.fsio.reading import parse_json, read_text
 from flowprep.layout.record import read_record
 
 #: torchrun for 2 processes on this machine; --standalone picks a free rendezvous port (a static
@@ -108,7 +108,11 @@ def check_train_cuda(ctx: DoctorContext) -> tuple[str, Numbers]:
 
 def _logged_world_size(log_path: Path) -> int:
     """``world_size`` of the last epoch in a training run's ``log.jsonl`` (0 when there is none)."""
-    lines = log_path.read_text().splitlines() if log_path.is_file() else []
+    from flowprep.train.loop import MAX_LOG_BYTES  # torch: the DDP check has it
+
+    if not log_path.is_file():
+        return 0
+    lines = read_text(log_path, what="training log", max_bytes=MAX_LOG_BYTES, owned=True).splitlines()
     return int(parse_json(lines[-1], where=f"training log {log_path}").get("world_size", 0)) if lines else 0
 
 
