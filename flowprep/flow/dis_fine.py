@@ -94,7 +94,15 @@ class FineDISBackend(DISBackend):
         ),
         Param("use_mean_normalization", int, 1, "1: patches compared after removing their mean", choices=(0, 1)),
         Param("use_spatial_propagation", int, 1, "1: patches start from their neighbours' flow", choices=(0, 1)),
-        Param("fill_occlusions", int, 1, "1: refill pixels the flow judges hidden in the next frame", choices=(0, 1)),
+        # absent: what a record made before the parameter existed computed (flowprep.flow.params.with_absent)
+        Param(
+            "fill_occlusions",
+            int,
+            1,
+            "1: refill pixels the flow judges hidden in the next frame",
+            choices=(0, 1),
+            absent=0,
+        ),
         Param(
             "occlusion_margin", float, 0.0, "gray levels a pixel must match worse than its rival to be refilled", 0, 255
         ),
@@ -107,6 +115,7 @@ class FineDISBackend(DISBackend):
             "gray levels of warp mismatch at which a pixel's flow yields to the fill (0: only occlusions refilled)",
             0,
             255,
+            absent=0.0,
         ),
         # OpenCV's median of float images takes only 3 or 5
         Param(
@@ -115,6 +124,7 @@ class FineDISBackend(DISBackend):
             5,
             "side of the median filter on the flow before the refinement, px (0: none)",
             choices=(0, 3, 5),
+            absent=0,
         ),
         Param("refine_iterations", int, 5, "full-resolution refinement iterations after DIS (0: none)", 0, 100),
         Param("refine_alpha", float, 40.0, "smoothness weight of the full-resolution refinement", 0.1, 1000),
