@@ -357,14 +357,42 @@ def test_make_bench_goal_check_is_stated_as_ratios():
     result = BenchResult((320, 240), [(320, 240)], "x", 1, 2, [], rows, [])
     text = "\n".join(script.goal_lines(result))
     assert "0.67x (goal <= 0.88x): met" in text and "32.0x (goal >= 20x): met" in text
-    assert "on one core 80.0 (goal >= 50): met" in text and "wall clock: 40.0 vs 2.00 pairs/s (20.0x)" in text
-    assert "pair m.png: EPE 1.200 vs 1.500 px: 0.80x" in text and "pair scene" not in text
+    assert "on one core on these 19 pairs (mixed sizes): 80.0 (goal >= 50): met" in text
+    assert "wall clock: 40.0 vs 2.00 pairs/s (20.0x)" in text
+    assert "pair m.png: EPE 1.200 vs 1.500 px: 0.800x" in text and "pair scene" not in text
+    assert "pairs within the EPE goal: 1 of 1" in text
     rows[0].epe_mean, rows[0].cpu_fps = 0.5, 30.0
     text = "\n".join(script.goal_lines(result))
     assert text.count("NOT MET") == 3
     assert script.goal_lines(BenchResult(None, [], "x", 1, 2, [], rows[:1], [])) == [
         "goal check: dis-fine or tvl1-fast did not run"
     ]
+    # with a run on 320x240 warps, the speed verdicts are that run's; the mixed sizes' speed is shown beside
+    small_rows = [
+        BackendResult("dis-fine", True, epe_mean=0.2, fps=30.0, cpu_fps=30.0, pairs=18),
+        BackendResult("tvl1-fast", True, epe_mean=0.2, fps=1.5, cpu_fps=1.6, pairs=18),
+    ]
+    small = BenchResult((320, 240), [(320, 240)], "x", 1, 2, [], small_rows, [])
+    rows[0].cpu_fps = 60.0
+    text = "\n".join(script.goal_lines(result, small))
+    assert "speed on the first run's 18 synthetic warps at 320x240: 30.0 vs 1.60 pairs per CPU-second: 18.8x" in text
+    assert "(goal >= 20x): NOT MET" in text
+    assert "speed on these 19 pairs (mixed sizes): 60.0 vs 2.50 pairs per CPU-second: 24.0x" in text
+    # with speeds on real consecutive frames, the verdicts are those
+    text = "\n".join(script.goal_lines(result, small, {"dis-fine": 29.0, "tvl1-fast": 1.25}))
+    assert "speed on consecutive frames of the clip at 320x240: 29.0 vs 1.25 pairs per CPU-second: 23.2x" in text
+    assert "23.2x (goal >= 20x): met" in text and "18.8x\n" in text + "\n"
+
+
+def test_footage_speed_times_each_backend_on_consecutive_frames(tmp_path):
+    from flowprep.synth import moving_frames, write_video
+
+    script = _bench_script("bench_flow")
+    video = tmp_path / "clip.mp4"
+    write_video(video, moving_frames(24, 48, 64, (1.0, 0.5), seed=0))
+    speeds = script.footage_speed(video, ["dis", "no-such-backend"], pairs=2, size=(64, 48), repeats=1)
+    assert set(speeds) == {"dis"} and speeds["dis"] > 0
+    assert script.footage_speed(tmp_path / "missing.mp4", ["dis"]) == {}
 
 
 def test_tuning_script_space_covers_its_grid_and_the_preset():

@@ -56,3 +56,31 @@ def test_dis_fine_with_and_without_the_median_recovers_a_shift():
         inner = flow[20:-20, 20:-20]
         assert abs(float(np.median(inner[..., 0])) - 3.0) < 0.1
         assert abs(float(np.median(inner[..., 1]))) < 0.1
+
+
+@pytest.mark.parametrize("peak", [5.0, 126.0, 400.0, 3000.0])
+def test_the_fixed_point_median_is_within_half_a_step_of_the_exact_one(peak):
+    rng = np.random.default_rng(3)
+    flow = (rng.standard_normal((48, 64, 2)) * peak / 4).astype(np.float32)
+    flow[0, 0, 0] = peak  # sets the scale
+    exact = np.dstack([cv2.medianBlur(np.ascontiguousarray(flow[..., c]), 5) for c in range(2)])
+    step = 1 / 256 if peak < 127 else peak / 32000
+    assert np.abs(median_flow(flow, 5) - exact).max() <= step / 2 + 1e-6 * peak
+
+
+def test_the_median_of_zero_flow_is_zero():
+    out = median_flow(np.zeros((20, 30, 2), np.float32), 3)
+    assert out.dtype == np.float32 and not out.any()
+
+
+def test_match_sigma_zero_is_the_plain_occlusion_fill_and_a_positive_one_runs():
+    with pytest.raises(ConfigError, match="match_sigma"):
+        create_backend("dis-fine", match_sigma=-1.0)
+    rng = np.random.default_rng(4)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (140, 180)).astype(np.float32), (0, 0), 1.5)
+    prev = np.clip(base[10:130, 10:170], 0, 255).astype(np.uint8)
+    nxt = np.clip(base[12:132, 7:167], 0, 255).astype(np.uint8)  # 3 px right, 2 px up
+    for sigma in (0.0, 10.0):
+        inner = create_backend("dis-fine", match_sigma=sigma).calc(prev, nxt)[20:-20, 20:-20]
+        assert abs(float(np.median(inner[..., 0])) - 3.0) < 0.1
+        assert abs(float(np.median(inner[..., 1])) + 2.0) < 0.1

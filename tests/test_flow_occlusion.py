@@ -9,7 +9,7 @@ import pytest
 
 from flowprep.errors import BackendNotInstalledError
 from flowprep.flow import occlusion
-from flowprep.flow.occlusion import fill_occluded, occluded
+from flowprep.flow.occlusion import fill_occluded, match_confidence, occluded, occluded_and_mismatch
 from flowprep.flow.opencv_cpu import require_contrib
 from flowprep.flow.registry import create_backend
 
@@ -103,3 +103,39 @@ def test_a_negative_margin_is_refused(scene):
     prev, nxt, flow, _ = scene
     with pytest.raises(ValueError, match="margin must be a number >= 0"):
         occluded(prev, nxt, flow, -1.0)
+
+
+def test_the_mismatch_is_zero_where_the_true_flow_explains_the_next_frame(scene):
+    prev, nxt, flow, strip = scene
+    hidden, mismatch = occluded_and_mismatch(prev, nxt, flow)
+    assert np.array_equal(hidden, occluded(prev, nxt, flow))
+    assert mismatch.dtype == np.uint8 and mismatch.shape == (H, W)
+    assert not mismatch[~strip].any()  # integer motion: the warp is exact wherever the pixel is seen
+    assert mismatch[strip].mean() > 50  # a dark background pixel against the bright square
+
+
+def test_match_confidence_falls_with_the_mismatch_averaged_over_5x5():
+    mismatch = np.zeros((30, 40), np.uint8)
+    mismatch[10:20, 10:20] = 30
+    conf = match_confidence(mismatch, 10.0)
+    assert conf.dtype == np.float32 and conf.shape == mismatch.shape
+    assert conf[0, 0] == 1.0 and conf[15, 15] == pytest.approx(np.exp(-9.0), rel=1e-5)
+    single = np.zeros((30, 40), np.uint8)
+    single[5, 5] = 50  # one noisy pixel: 2 gray levels over its 5x5 neighbourhood
+    assert match_confidence(single, 10.0).min() == pytest.approx(np.exp(-0.04), rel=1e-5)
+
+
+def test_with_confidence_a_wrong_match_outside_the_mask_leans_on_its_well_matched_look_alikes(scene):
+    prev, nxt, flow, strip = scene
+    wrong = flow.copy()
+    patch = (slice(70, 80), slice(90, 100))  # background at rest, matched 4 px off by a bad patch
+    wrong[patch] = (4.0, -3.0)
+    hidden, mismatch = occluded_and_mismatch(prev, nxt, wrong)
+    conf = match_confidence(mismatch, 10.0)
+    assert conf[72:78, 92:98].max() < 0.2 and conf[5:20, 5:20].min() == 1.0  # the edges average in good pixels
+    plain = fill_occluded(wrong, hidden, prev, 200.0, 8.0)
+    blended = fill_occluded(wrong, hidden, prev, 200.0, 8.0, conf)
+    # the plain fill replaces only the pixels judged hidden (some of the patch: their targets collide)
+    assert np.array_equal(plain[~hidden], wrong[~hidden])
+    assert np.abs(blended[patch]).mean() < 0.25 * np.abs(plain[patch]).mean()
+    assert np.array_equal(blended[5:20, 5:20], wrong[5:20, 5:20])  # confidence 1: kept as it is

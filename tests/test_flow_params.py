@@ -353,3 +353,47 @@ def test_docs_table_is_the_declarations():
     table = text.split(begin, 1)[1].split(end, 1)[0]
     declared = [(name, *registry.declared_params(name)) for name in registry.BACKENDS]
     assert table == markdown_table(declared), "regenerate with `flowprep backends --params --markdown`"
+
+
+# --- records made before a parameter existed ------------------------------------------------------
+
+
+def test_every_absent_value_is_an_allowed_value():
+    from flowprep.flow.params import SAME_AS_DEFAULT
+
+    for name in registry.BACKENDS:
+        for p in registry.declared_params(name)[0]:
+            if p.absent is not SAME_AS_DEFAULT:
+                assert p.problem(p.absent) is None, (name, p.name)
+
+
+def test_a_record_older_than_a_stage_recreates_the_flow_it_was_made_with():
+    from flowprep.flow.params import with_absent
+
+    # a dis-fine record from before the fill, the median and the mismatch confidence existed
+    old = {"finest_scale": 0, "patch_size": 8, "patch_stride": 4, "refine_iterations": 5}
+    params = registry.recorded_params("dis-fine", old)
+    assert params["fill_occlusions"] == 0 and params["median_size"] == 0 and params["match_sigma"] == 0.0
+    assert params["patch_stride"] == 4  # what the record says stands
+    assert params["refine_alpha"] == registry.load_backend_class("dis-fine").DEFAULTS["refine_alpha"]
+    # a record that has them keeps its values; a backend without absent values only gets defaults later
+    full = registry.recorded_params("dis-fine", {"median_size": 5, "match_sigma": 10.0, "fill_occlusions": 1})
+    assert (full["median_size"], full["match_sigma"], full["fill_occlusions"]) == (5, 10.0, 1)
+    assert with_absent(registry.declared_params("dis")[0], {"patch_size": 8}) == {"patch_size": 8}
+    # still the gate: a bad recorded value is refused in one line
+    with pytest.raises(ConfigError, match="match_sigma=-1"):
+        registry.recorded_params("dis-fine", {"match_sigma": -1})
+
+
+def test_infer_recreates_a_recorded_backend_with_the_parameters_the_record_predates():
+    import types
+
+    from flowprep.layout.sections import FlowInfo
+    from flowprep.serve.infer import _flow_backend
+
+    recipe = types.SimpleNamespace(flow=FlowInfo("dis-fine", {"patch_stride": 4}, "cpu"), encoding="fixed")
+    spec = types.SimpleNamespace(recipe=recipe, source="model.onnx", modality="of")
+    backend = _flow_backend(spec, None)  # type: ignore[arg-type]
+    got = backend.params()
+    assert got["patch_stride"] == 4 and got["median_size"] == 0 and got["match_sigma"] == 0.0
+    assert got["fill_occlusions"] == 0

@@ -2,7 +2,8 @@
 
 The pipeline per pair (each stage optional): a Gaussian pre-blur of both frames, DIS from the
 coarsest pyramid level down to ``finest_scale``, the forward-flow occlusion fill of
-:mod:`flowprep.flow.occlusion`, a median filter of the flow, then OpenCV's standalone
+:mod:`flowprep.flow.occlusion` (weighted by how well each pixel's flow explains the next frame),
+a median filter of the flow, then OpenCV's standalone
 ``VariationalRefinement`` at full resolution, which pulls the filled pixels and the rest towards
 brightness constancy. The defaults are the preset ``bench/tune_cpu_flow.py`` chose (docs/flow.md,
 "Choosing a CPU preset").
@@ -16,7 +17,7 @@ import cv2
 import numpy as np
 
 from flowprep.flow.base import check_pair
-from flowprep.flow.occlusion import fill_occluded, occluded, require_ximgproc
+from flowprep.flow.occlusion import fill_occluded, match_confidence, occluded_and_mismatch, require_ximgproc
 from flowprep.flow.opencv_cpu import DIS_MAX_SCALES, DIS_PRESET_IDS, DISBackend
 from flowprep.flow.params import Param, Rule
 from flowprep.limits import MIN_SIDE
@@ -43,7 +44,10 @@ class FineDISBackend(DISBackend):
     smoothness weight ``alpha``). ``fill_occlusions`` = 1 then finds the pixels the flow judges
     hidden in the next frame (:func:`~flowprep.flow.occlusion.occluded`, with ``occlusion_margin``)
     and refills them from the visible pixels that look like them
-    (:func:`~flowprep.flow.occlusion.fill_occluded`, with ``fill_smoothness`` and ``fill_sigma``).
+    (:func:`~flowprep.flow.occlusion.fill_occluded`, with ``fill_smoothness`` and ``fill_sigma``);
+    ``match_sigma`` > 0 also blends every other pixel towards that fill by how poorly its flow
+    explains the next frame (:func:`~flowprep.flow.occlusion.match_confidence`): a wrong patch
+    match, not only an occlusion, then takes its well-matched look-alikes' flow.
     ``median_size`` > 0 then median-filters the flow (:func:`median_flow`).
     ``refine_iterations`` > 0 adds OpenCV's standalone ``VariationalRefinement`` at full
     resolution last, with its own weights (``refine_*``); ``presmooth_sigma`` > 0 blurs both frames
@@ -54,15 +58,14 @@ class FineDISBackend(DISBackend):
     """
 
     name = "dis-fine"
-    # Chosen by bench/tune_cpu_flow.py's fourth run (bench/results/tune_cpu_flow/median/): coordinate
-    # descent from the third run's choice with the median filter, minimising the worst EPE ratio to
-    # tvl1-fast over the synthetic tuning set, each of its kinds and motion classes, and five real
-    # pairs with true flow (Middlebury Motorcycle, Hydrangea, Dimetrodon, Urban2, Cones), within 20x
-    # tvl1-fast's speed: DIS at full resolution, patch 8, stride 5, 12 descent steps, the fill, a 5x5
-    # median, then 5 refinement iterations of 3 SOR steps weighted towards gradient constancy
-    # (alpha 40, delta 1, gamma 20, omega 1.9). Worst ratio 0.90 (the third run's: 0.94).
-    # Ranges as for `dis` (patch and stride within OpenCV's 16-px border); iteration counts capped
-    # at 10-20x the presets' so that a typo cannot make one pair take minutes.
+    # Chosen by bench/tune_cpu_flow.py's fifth run (bench/results/tune_cpu_flow/confidence/):
+    # coordinate descent from the fourth run's choice with the mismatch confidence (match_sigma 10),
+    # minimising the worst EPE ratio to tvl1-fast over the synthetic tuning set, each of its kinds and
+    # motion classes, and five real pairs with true flow (Middlebury Motorcycle, Hydrangea,
+    # Dimetrodon, Urban2, Cones), within 20x tvl1-fast's speed at 320x240: DIS at full resolution,
+    # patch 8, stride 5, 12 descent steps, the fill with the confidence, a 5x5 median, then 5
+    # refinement iterations of 2 SOR steps weighted towards gradient constancy (alpha 40, delta 1,
+    # gamma 20, omega 1.9). Worst ratio 0.875 (the fourth run's: 0.90).
     PARAMS: ClassVar[tuple[Param, ...]] = (
         Param("finest_scale", int, 0, "finest pyramid level computed (0: full resolution)", 0, DIS_MAX_SCALES - 1),
         # 1-px patches and a single descent step gave zero flow in probes (a 1-px patch minus its mean is 0)
@@ -91,12 +94,29 @@ class FineDISBackend(DISBackend):
         ),
         Param("use_mean_normalization", int, 1, "1: patches compared after removing their mean", choices=(0, 1)),
         Param("use_spatial_propagation", int, 1, "1: patches start from their neighbours' flow", choices=(0, 1)),
-        Param("fill_occlusions", int, 1, "1: refill pixels the flow judges hidden in the next frame", choices=(0, 1)),
+        # absent: what a record made before the parameter existed computed (flowprep.flow.params.with_absent)
+        Param(
+            "fill_occlusions",
+            int,
+            1,
+            "1: refill pixels the flow judges hidden in the next frame",
+            choices=(0, 1),
+            absent=0,
+        ),
         Param(
             "occlusion_margin", float, 0.0, "gray levels a pixel must match worse than its rival to be refilled", 0, 255
         ),
         Param("fill_smoothness", float, 400.0, "reach of the edge-aware fill (the smoother's lambda)", 1, 100000),
         Param("fill_sigma", float, 8.0, "gray levels over which the fill stops at an edge", 0.5, 255),
+        Param(
+            "match_sigma",
+            float,
+            10.0,
+            "gray levels of warp mismatch at which a pixel's flow yields to the fill (0: only occlusions refilled)",
+            0,
+            255,
+            absent=0.0,
+        ),
         # OpenCV's median of float images takes only 3 or 5
         Param(
             "median_size",
@@ -104,6 +124,7 @@ class FineDISBackend(DISBackend):
             5,
             "side of the median filter on the flow before the refinement, px (0: none)",
             choices=(0, 3, 5),
+            absent=0,
         ),
         Param("refine_iterations", int, 5, "full-resolution refinement iterations after DIS (0: none)", 0, 100),
         Param("refine_alpha", float, 40.0, "smoothness weight of the full-resolution refinement", 0.1, 1000),
@@ -111,7 +132,7 @@ class FineDISBackend(DISBackend):
         Param("refine_gamma", float, 20.0, "gradient-constancy weight of the full-resolution refinement", 0, 1000),
         # SOR diverges outside (0, 2); OpenCV's default is 1.6
         Param("refine_omega", float, 1.9, "SOR relaxation factor of the full-resolution refinement", 0.1, 1.99),
-        Param("refine_sor_iterations", int, 3, "inner SOR iterations of each full-resolution refinement step", 1, 100),
+        Param("refine_sor_iterations", int, 2, "inner SOR iterations of each full-resolution refinement step", 1, 100),
         Param("presmooth_sigma", float, 0.0, "Gaussian blur of both frames before DIS, px (0: none)", 0, 5),
     )
     RULES: ClassVar[tuple[Rule, ...]] = (Rule("patch_stride <= patch_size", _fine_stride_within_patch),)
@@ -152,9 +173,16 @@ class FineDISBackend(DISBackend):
         flow = super().calc(prev, nxt)  # DIS with its frame checks and per-call scale and patch reset
         if self._params["fill_occlusions"]:
             # before the refinement, so that it smooths the seams between filled and kept flow
-            hidden = occluded(prev, nxt, flow, float(self._params["occlusion_margin"]))
+            hidden, mismatch = occluded_and_mismatch(prev, nxt, flow, float(self._params["occlusion_margin"]))
+            match_sigma = float(self._params["match_sigma"])
+            confidence = match_confidence(mismatch, match_sigma) if match_sigma > 0 else None
             flow = fill_occluded(
-                flow, hidden, prev, float(self._params["fill_smoothness"]), float(self._params["fill_sigma"])
+                flow,
+                hidden,
+                prev,
+                float(self._params["fill_smoothness"]),
+                float(self._params["fill_sigma"]),
+                confidence,
             )
         size = int(self._params["median_size"])
         if size:
@@ -169,8 +197,16 @@ class FineDISBackend(DISBackend):
 def median_flow(flow: np.ndarray, size: int) -> np.ndarray:
     """Median-filter each flow component over ``size`` x ``size`` pixels (edges replicated).
 
-    ``flow``: ``float32`` ``(H, W, 2)``, px; ``size``: 3 or 5 (OpenCV's float median). Returns a new
-    ``float32`` ``(H, W, 2)`` array.
+    ``flow``: ``float32`` ``(H, W, 2)``, px; ``size``: 3 or 5. Returns a new ``float32``
+    ``(H, W, 2)`` array. The median is taken in fixed point, 1/256 px steps (coarser only where the
+    flow exceeds 127 px: the steps then span its largest value over 32,000), so each value is
+    within half a step of the exact median: 1/512 px, a hundredth of the 8-bit storage's step.
     """
+    # OpenCV's 16-bit median is about 3x faster than its float one (2.0 -> 0.7 ms at 320x240),
+    # 5 % of dis-fine's time
+    peak = float(np.abs(flow).max(initial=0.0))
+    scale = 256.0 if peak < 127.0 else 32000.0 / peak
+    fixed = np.rint(flow * np.float32(scale)).astype(np.int16)
     # cv2.medianBlur takes 1, 3 or 4 channels: the two components go separately
-    return np.dstack([cv2.medianBlur(np.ascontiguousarray(flow[..., c]), size) for c in range(2)])
+    out = np.dstack([cv2.medianBlur(np.ascontiguousarray(fixed[..., c]), size) for c in range(2)])
+    return out.astype(np.float32) * np.float32(1.0 / scale)

@@ -26,6 +26,17 @@ from flowprep.limits import range_text
 _KINDS = {int: "integer", float: "number", str: "string"}
 
 
+class _SameAsDefault:
+    """The :attr:`Param.absent` of a parameter a backend had from the start."""
+
+    def __repr__(self) -> str:
+        return "SAME_AS_DEFAULT"
+
+
+#: see :attr:`Param.absent`
+SAME_AS_DEFAULT: Any = _SameAsDefault()
+
+
 @dataclass(frozen=True)
 class Param:
     """One backend parameter.
@@ -38,6 +49,11 @@ class Param:
         meaning: one line for ``flowprep backends --params`` and the docs.
         lo, hi: inclusive bounds (exclusive with ``lo_open``/``hi_open``); None: unbounded.
         choices: the allowed values, instead of a range.
+        absent: for a parameter added after the backend was first released into records, the value
+            that reproduces the flow from before it existed (a stage it turns on: "off"); a record
+            without the parameter is recreated with it (:func:`with_absent`), not with
+            ``default``, so inference computes the flow the model was trained on.
+            :data:`SAME_AS_DEFAULT` (the default): the parameter was there from the start.
     """
 
     name: str
@@ -49,6 +65,7 @@ class Param:
     lo_open: bool = False
     hi_open: bool = False
     choices: tuple[Any, ...] | None = None
+    absent: Any = SAME_AS_DEFAULT
 
     def allowed(self) -> str:
         """``"an integer in [1, 16]"``, ``"one of 'fast', 'medium'"``, ... for messages and tables."""
@@ -129,6 +146,17 @@ def check(backend: str, params: Sequence[Param], rules: Sequence[Rule], given: A
         if problem:
             raise ConfigError(f"flow backend {backend!r}: {problem}")
     return full
+
+
+def with_absent(params: Sequence[Param], recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """``recorded`` (a dataset or model record's parameters) plus, for each declared parameter it
+    lacks that has an :attr:`Param.absent` value, that value: the backend then computes the flow
+    the record was made with, not the current defaults'. Not checked here (:func:`check` is)."""
+    out = dict(recorded)
+    for p in params:
+        if p.name not in out and p.absent is not SAME_AS_DEFAULT:
+            out[p.name] = p.absent
+    return out
 
 
 def check_names(backend: str, known: Iterable[str], given: Any) -> None:

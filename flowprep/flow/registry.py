@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from flowprep.errors import BackendNotInstalledError, BackendUnavailableError, ConfigError
 from flowprep.flow.base import FlowBackend, parameter_names
-from flowprep.flow.params import Param, Rule
+from flowprep.flow.params import Param, Rule, with_absent
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,20 @@ def check_params(name: str, params: Any) -> dict[str, Any]:
         BackendNotInstalledError: the backend's module cannot be imported here.
     """
     return load_backend_class(name).check_params(params)
+
+
+def recorded_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Backend ``name``'s parameters as a record gives them, checked (:func:`check_params`), with
+    every parameter the record predates at the value that reproduces its flow
+    (:func:`flowprep.flow.params.with_absent`), the rest at their defaults.
+
+    The one way to recreate a backend from a record (``flowprep infer``): a model trained on flow
+    from an older release must see the same flow, not the current defaults'.
+
+    Raises:
+        ConfigError / BackendNotInstalledError: as :func:`check_params`.
+    """
+    return check_params(name, with_absent(declared_params(name)[0], params))
 
 
 def declared_params(name: str) -> tuple[tuple[Param, ...], tuple[Rule, ...]]:

@@ -29,7 +29,7 @@ import numpy as np
 
 from flowprep.errors import ConfigError
 from flowprep.flow.base import FlowBackend
-from flowprep.flow.registry import BACKENDS, check_params, create_backend
+from flowprep.flow.registry import BACKENDS, create_backend, recorded_params
 from flowprep.loader import sampling
 from flowprep.serve.annotate import AnnotatedWriter
 from flowprep.serve.config import InferConfig, InferSummary
@@ -59,9 +59,10 @@ def _flow_backend(spec: ModelSpec, flow: str | None) -> FlowBackend:
             f"{spec.source} was trained on flow from {name!r}, which is not a flow backend "
             f"here; pass --flow with one of {', '.join(sorted(BACKENDS))}"
         )
-    params = dict(recorded.params)
     try:
-        check_params(name, params)  # the record is data: checked before OpenCV sees it
+        # the record is data: checked before OpenCV sees it; parameters it predates are set to
+        # reproduce the flow it was trained on
+        params = recorded_params(name, dict(recorded.params))
     except ConfigError as exc:
         raise ConfigError(f"{spec.source}: the recorded flow parameters are not usable: {exc}") from None
     return create_backend(name, **params)
