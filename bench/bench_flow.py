@@ -112,20 +112,19 @@ def footage_speed(
     Frames 10k and 10k + 1 (gray, resized to ``size``), one OpenCV thread; the median of
     ``repeats`` timed passes after one untimed call. No true flow is needed: speed only. An
     unreadable video or a backend that cannot run here gives an empty result or leaves it out."""
-    import av
     import cv2
 
     from flowprep.flow import registry
+    from flowprep.video.decode import iter_frames
 
     frames: list[np.ndarray] = []
     try:
-        with av.open(str(video)) as container:
-            for i, frame in enumerate(container.decode(video=0)):
-                if i % 10 in (0, 1):
-                    frames.append(cv2.resize(frame.to_ndarray(format="gray"), size, interpolation=cv2.INTER_AREA))
-                if len(frames) >= 2 * pairs:
-                    break
-    except (OSError, ValueError) as exc:  # PyAV's errors subclass these
+        for i, rgb in enumerate(iter_frames(video, size=size, name=str(video))):
+            if i % 10 in (0, 1):
+                frames.append(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+            if len(frames) >= 2 * pairs:
+                break
+    except FlowprepError as exc:  # DecodeError: missing, unreadable or not a video
         print(f"footage speed: cannot decode {video} ({exc}); skipped")
         return {}
     couples = [(frames[k], frames[k + 1]) for k in range(0, len(frames) - 1, 2)]
