@@ -17,14 +17,17 @@ reason or warning it carried.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from flowprep.errors import DatasetError
 from flowprep.fsio.owned import remove_inside
 from flowprep.fsio.reading import MAX_JSON_BYTES, read_json, try_read_bytes
 from flowprep.fsio.writing import dump_json, write_text_atomic
 from flowprep.layout.paths import STATE_DIR
+
+T = TypeVar("T")
 
 
 def _damaged_hint(path: Path) -> str:
@@ -97,14 +100,8 @@ class BuildNotes:
 
     def read_decode_errors(self) -> dict[str, int]:
         """clip id -> frames its video lost to decode errors (clips without loss are absent)."""
-        notes: dict[str, int] = {}
-        for p in sorted(self.decode_dir.glob("*.json")) if self.decode_dir.is_dir() else []:
-            try:
-                d = read_json(p, what="decode note", owned=True, error=DatasetError)
-                notes[str(d["id"])] = int(d["lost"])
-            except (DatasetError, ValueError, KeyError, TypeError):
-                continue  # a torn note only loses the warning; the frames on disk are what they are
-        return notes
+        # a torn note only loses the warning; the frames on disk are what they are
+        return _read_notes(self.decode_dir, "decode note", lambda d: int(d["lost"]))
 
     def note_failures(self, failed: list[tuple[str, str]]) -> None:
         """Remember why clips failed, for a record written later by another process."""
@@ -115,14 +112,8 @@ class BuildNotes:
 
     def read_failures(self) -> dict[str, str]:
         """clip id -> last recorded failure reason."""
-        notes: dict[str, str] = {}
-        for p in sorted(self.failed_dir.glob("*.json")) if self.failed_dir.is_dir() else []:
-            try:
-                d = read_json(p, what="failure note", owned=True, error=DatasetError)
-                notes[str(d["id"])] = str(d["error"])
-            except (DatasetError, KeyError, TypeError):
-                continue  # a note is a courtesy; a torn one only loses the reason
-        return notes
+        # a note is a courtesy; a torn one only loses the reason
+        return _read_notes(self.failed_dir, "failure note", lambda d: str(d["error"]))
 
     def write_shard_report(self, shard: tuple[int, int], report: dict[str, Any]) -> Path:
         """``reports/shard-K-of-N.json``: one file per shard, never shared."""
@@ -141,3 +132,16 @@ class BuildNotes:
             except ValueError:
                 continue
         return ns
+
+
+def _read_notes(folder: Path, what: str, value: Callable[[Any], T]) -> dict[str, T]:
+    """clip id -> ``value(note)`` for each ``*.json`` note in ``folder`` (none if it is absent),
+    skipping a note that is unreadable, torn or without the fields ``value`` takes."""
+    notes: dict[str, T] = {}
+    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            d = read_json(p, what=what, owned=True, error=DatasetError)
+            notes[str(d["id"])] = value(d)
+        except (DatasetError, ValueError, KeyError, TypeError):
+            continue
+    return notes
