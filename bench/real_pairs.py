@@ -2,16 +2,18 @@
 ``--pair`` (``flowprep bench-flow``, ``bench/bench_flow.py``) and ``--real`` / ``--check-real``
 (``bench/tune_cpu_flow.py``) read. Frames are written gray (what every backend gets).
 
-    python bench/real_pairs.py flow DIR OUT                    # Middlebury: frame10/11.png, flow10.flo
+    python bench/real_pairs.py flow DIR OUT [--half]           # Middlebury: frame10/11.png, flow10.flo
     python bench/real_pairs.py stereo LEFT RIGHT DISP OUT [--disp-scale 0.25] [--resize 0.5]
-    python bench/real_pairs.py kitti FRAME10 FRAME11 FLOW_PNG OUT
+    python bench/real_pairs.py kitti FRAME10 FRAME11 FLOW_PNG OUT [--half]
 
 Each writes ``OUT/<name>.png``, ``OUT/<name>_2.png`` and ``OUT/<name>.flo`` (``<name>`` is OUT's
 folder name, so every pair's label differs). A stereo pair becomes flow from the left view to the
 right one: ``(-disparity, 0)``; disparity is the file's value times ``--disp-scale`` (Middlebury
 2003 PNGs: 0.25; 2006 full-size ``*GT.png``: 1; a ``.npz``/``.npy`` float map: 1), unknown where
 0 or not finite; ``--resize`` scales frames and disparity together. KITTI flow PNGs are 16-bit:
-``u = (R - 2^15) / 64``, ``v = (G - 2^15) / 64``, known where B > 0. The pairs behind the third
+``u = (R - 2^15) / 64``, ``v = (G - 2^15) / 64``, known where B > 0. ``--half`` (flow, kitti)
+halves frames and flow (:func:`halve`): Middlebury's 640x480 pairs become the 320x240 frames of
+issue 20's goal, with half the motion. The pairs behind the third
 ``dis-fine`` search and where they came from: docs/flow.md, "The real pairs".
 """
 
@@ -48,8 +50,28 @@ def save(out: Path, prev: np.ndarray, nxt: np.ndarray, flow: np.ndarray) -> None
     )
 
 
-def from_flow(folder: Path, out: Path) -> None:
-    save(out, _gray(folder / "frame10.png"), _gray(folder / "frame11.png"), read_flo(folder / "flow10.flo"))
+def halve(prev: np.ndarray, nxt: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames and true flow at half the size: ``uint8`` frames averaged over 2x2 pixels; the flow
+    ``float32`` ``(H // 2, W // 2, 2)``, px, each block's mean halved, unknown (``UNKNOWN_FLOW``)
+    unless all four of its pixels were known (an odd last row or column is dropped)."""
+    h, w = prev.shape[0] // 2, prev.shape[1] // 2
+
+    def area(img: np.ndarray) -> np.ndarray:
+        return cv2.resize(img[: 2 * h, : 2 * w], (w, h), interpolation=cv2.INTER_AREA)
+
+    blocks = flow[: 2 * h, : 2 * w].reshape(h, 2, w, 2, 2)
+    known = (np.abs(blocks) < 1e9).all(-1).all((1, 3))
+    half = np.where(known[..., None], np.where(np.abs(blocks) < 1e9, blocks, 0).mean((1, 3)) / 2, UNKNOWN_FLOW)
+    return area(prev), area(nxt), half.astype(np.float32)
+
+
+def _halved(half: bool, prev: np.ndarray, nxt: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, ...]:
+    return halve(prev, nxt, flow) if half else (prev, nxt, flow)
+
+
+def from_flow(folder: Path, out: Path, half: bool = False) -> None:
+    frames = _gray(folder / "frame10.png"), _gray(folder / "frame11.png"), read_flo(folder / "flow10.flo")
+    save(out, *_halved(half, *frames))
 
 
 def from_stereo(left: Path, right: Path, disp: Path, out: Path, disp_scale: float, resize: float) -> None:
@@ -74,14 +96,14 @@ def from_stereo(left: Path, right: Path, disp: Path, out: Path, disp_scale: floa
     save(out, prev, nxt, flow)
 
 
-def from_kitti(frame10: Path, frame11: Path, gt: Path, out: Path) -> None:
+def from_kitti(frame10: Path, frame11: Path, gt: Path, out: Path, half: bool = False) -> None:
     png = cv2.imread(str(gt), cv2.IMREAD_UNCHANGED)
     if png is None or png.dtype != np.uint16 or png.ndim != 3:
         raise SystemExit(f"{gt}: not a 16-bit KITTI flow PNG")
     bgr = png.astype(np.float32)
     flow = np.dstack([(bgr[..., 2] - 2**15) / 64, (bgr[..., 1] - 2**15) / 64])
     flow[png[..., 0] == 0] = UNKNOWN_FLOW
-    save(out, _gray(frame10), _gray(frame11), flow)
+    save(out, *_halved(half, _gray(frame10), _gray(frame11), flow))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -90,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     f = sub.add_parser("flow")
     f.add_argument("dir", type=Path)
     f.add_argument("out", type=Path)
+    f.add_argument("--half", action="store_true")
     s = sub.add_parser("stereo")
     for name in ("left", "right", "disp", "out"):
         s.add_argument(name, type=Path)
@@ -98,13 +121,14 @@ def main(argv: list[str] | None = None) -> None:
     k = sub.add_parser("kitti")
     for name in ("frame10", "frame11", "gt", "out"):
         k.add_argument(name, type=Path)
+    k.add_argument("--half", action="store_true")
     args = ap.parse_args(argv)
     if args.kind == "flow":
-        from_flow(args.dir, args.out)
+        from_flow(args.dir, args.out, args.half)
     elif args.kind == "stereo":
         from_stereo(args.left, args.right, args.disp, args.out, args.disp_scale, args.resize)
     else:
-        from_kitti(args.frame10, args.frame11, args.gt, args.out)
+        from_kitti(args.frame10, args.frame11, args.gt, args.out, args.half)
 
 
 if __name__ == "__main__":

@@ -484,6 +484,32 @@ def test_real_pairs_script_writes_triplets_that_load(tmp_path):
         _bench_script("bench_flow").pairs_in(src)
 
 
+def test_real_pairs_half_averages_frames_and_known_flow_blocks(tmp_path):
+    import cv2
+
+    from flowprep.flow.flo import UNKNOWN_FLOW, read_flo, valid_mask, write_flo
+
+    script = _bench_script("real_pairs")
+    src = tmp_path / "mb"
+    src.mkdir()
+    a = np.arange(41 * 60, dtype=np.uint32).reshape(41, 60).astype(np.uint8)  # an odd last row: dropped
+    cv2.imwrite(str(src / "frame10.png"), a)
+    cv2.imwrite(str(src / "frame11.png"), a[::-1].copy())
+    flow = np.zeros((41, 60, 2), np.float32)
+    flow[..., 0] = np.arange(60, dtype=np.float32)[None, :]  # u = column: a 2x2 block's mean is 2k + 0.5
+    flow[..., 1] = -4.0
+    flow[0, 0] = UNKNOWN_FLOW  # its block becomes unknown
+    write_flo(src / "flow10.flo", flow)
+    script.main(["flow", str(src), str(tmp_path / "Half"), "--half"])
+    half = read_flo(tmp_path / "Half/Half.flo")
+    known = valid_mask(half)
+    assert half.shape == (20, 30, 2) and not known[0, 0] and known.sum() == 20 * 30 - 1
+    assert np.allclose(half[known][:, 1], -2.0)  # halved with the frames
+    assert np.allclose(half[5, 7], ((2 * 7 + 0.5) / 2, -2.0))
+    prev = cv2.imread(str(tmp_path / "Half/Half.png"), cv2.IMREAD_GRAYSCALE)
+    assert prev.shape == (20, 30) and abs(int(prev[3, 4]) - float(a[6:8, 8:10].mean())) <= 1
+
+
 SMALL = ["--flow", "dis", "--size", "64x48", "--magnitudes", "3", "--pairs-per-magnitude", "1"]
 
 

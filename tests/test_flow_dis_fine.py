@@ -84,3 +84,52 @@ def test_match_sigma_zero_is_the_plain_occlusion_fill_and_a_positive_one_runs():
         inner = create_backend("dis-fine", match_sigma=sigma).calc(prev, nxt)[20:-20, 20:-20]
         assert abs(float(np.median(inner[..., 0])) - 3.0) < 0.1
         assert abs(float(np.median(inner[..., 1])) + 2.0) < 0.1
+
+
+def _shifted_pair(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``uint8`` ``(120, 160)`` frames of a blurred random texture; its content moves 3 px right, 2 px up."""
+    rng = np.random.default_rng(seed)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (140, 180)).astype(np.float32), (0, 0), 1.5)
+    prev = np.clip(base[10:130, 10:170], 0, 255).astype(np.uint8)
+    nxt = np.clip(base[12:132, 7:167], 0, 255).astype(np.uint8)
+    return prev, nxt
+
+
+def test_consistency_px_needs_the_fill_and_a_number_at_least_zero():
+    with pytest.raises(ConfigError, match="consistency_px=1.0 needs fill_occlusions=1"):
+        create_backend("dis-fine", consistency_px=1.0, fill_occlusions=0)
+    with pytest.raises(ConfigError, match="consistency_px"):
+        create_backend("dis-fine", consistency_px=-1.0)
+    create_backend("dis-fine", consistency_px=0.0, fill_occlusions=0)  # off needs nothing
+
+
+def test_the_consistency_check_compares_with_the_backward_flow_and_keeps_a_shift(monkeypatch):
+    import flowprep.flow.dis_fine as dis_fine
+
+    prev, nxt = _shifted_pair(6)
+    seen = []
+
+    def spy(flow, backward, tolerance):
+        seen.append((flow.copy(), backward.copy(), tolerance))
+        return dis_fine.inconsistent.__wrapped__(flow, backward, tolerance)
+
+    spy.__wrapped__ = dis_fine.inconsistent  # type: ignore[attr-defined]
+    monkeypatch.setattr(dis_fine, "inconsistent", spy)
+    inner = create_backend("dis-fine", consistency_px=1.0).calc(prev, nxt)[20:-20, 20:-20]
+    assert abs(float(np.median(inner[..., 0])) - 3.0) < 0.1
+    assert abs(float(np.median(inner[..., 1])) + 2.0) < 0.1
+    ((forward, backward, tolerance),) = seen
+    assert tolerance == 1.0
+    # the backward flow is the same DIS from the second frame to the first: the opposite shift
+    assert abs(float(np.median(backward[20:-20, 20:-20, 0])) + 3.0) < 0.1
+    assert abs(float(np.median(backward[20:-20, 20:-20, 1])) - 2.0) < 0.1
+
+
+def test_consistency_off_computes_no_backward_flow(monkeypatch):
+    import flowprep.flow.dis_fine as dis_fine
+
+    def boom(*args):
+        raise AssertionError("inconsistent() called with consistency_px=0")
+
+    monkeypatch.setattr(dis_fine, "inconsistent", boom)
+    create_backend("dis-fine").calc(*_shifted_pair(7))

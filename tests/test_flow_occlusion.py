@@ -139,3 +139,42 @@ def test_with_confidence_a_wrong_match_outside_the_mask_leans_on_its_well_matche
     assert np.array_equal(plain[~hidden], wrong[~hidden])
     assert np.abs(blended[patch]).mean() < 0.25 * np.abs(plain[patch]).mean()
     assert np.array_equal(blended[5:20, 5:20], wrong[5:20, 5:20])  # confidence 1: kept as it is
+
+
+def _backward_of_scene(flow: np.ndarray) -> np.ndarray:
+    """The scene's true backward flow: -STEP on the square where it is in the second frame, 0 elsewhere."""
+    back = np.zeros_like(flow)
+    back[TOP : TOP + SIDE, LEFT + STEP : LEFT + STEP + SIDE, 0] = -STEP
+    return back
+
+
+def test_the_backward_flow_contradicts_exactly_the_covered_background(scene):
+    _, _, flow, strip = scene
+    bad = occlusion.inconsistent(flow, _backward_of_scene(flow), 1.0)
+    assert bad.dtype == bool and bad.shape == (H, W)
+    # the covered strip keeps its zero flow but lands on the square, whose backward flow is -STEP;
+    # the square itself and the uncovered background come back where they started
+    assert np.array_equal(bad, strip)
+    # a tolerance above the disagreement lets it pass
+    assert not occlusion.inconsistent(flow, _backward_of_scene(flow), STEP + 0.5).any()
+
+
+def test_a_match_one_period_off_is_caught_by_the_backward_flow():
+    # a repeated texture moved 2 px, matched one 8-px period off (10 px): warping cannot tell,
+    # a backward flow that found the true 2 px can
+    forward = np.zeros((24, 40, 2), np.float32)
+    forward[..., 0] = 10.0
+    backward = np.zeros_like(forward)
+    backward[..., 0] = -2.0
+    assert occlusion.inconsistent(forward, backward, 1.0).all()
+    backward[..., 0] = -10.0
+    assert not occlusion.inconsistent(forward, backward, 1.0).any()
+
+
+def test_inconsistent_refuses_a_bad_tolerance_and_mismatched_shapes():
+    flow = np.zeros((8, 8, 2), np.float32)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="tolerance must be a number > 0"):
+            occlusion.inconsistent(flow, flow, bad)
+    with pytest.raises(ValueError, match=r"differ in shape"):
+        occlusion.inconsistent(flow, np.zeros((8, 9, 2), np.float32), 1.0)
