@@ -73,8 +73,10 @@ def test_classes_must_be_a_list_not_a_string(tmp_path):
     assert BuildConfig(source=tmp_path, out=tmp_path / "o", classes=("wave", "clap")).classes == ["wave", "clap"]
 
 
-@pytest.mark.parametrize("flow", ["dis", "dis-fine"])
-def test_flow_images_encode_the_true_motion(tiny_release, tmp_path, flow):
+@pytest.mark.parametrize(
+    ("flow", "flow_params"), [("dis", {}), ("dis-fine", {}), ("dis-fine", {"consistency_px": 1.0})]
+)
+def test_flow_images_encode_the_true_motion(tiny_release, tmp_path, flow, flow_params):
     out = tmp_path / "d"
     s = build(
         BuildConfig(
@@ -82,6 +84,7 @@ def test_flow_images_encode_the_true_motion(tiny_release, tmp_path, flow):
             out=out,
             classes=["walk"],
             flow=flow,
+            flow_params=flow_params,
             modality="flow",
             encoding=__import__("flowprep.flow.encoding", fromlist=["x"]).FlowEncoding(image_format="png"),
             jobs=1,
@@ -95,7 +98,7 @@ def test_flow_images_encode_the_true_motion(tiny_release, tmp_path, flow):
     if flow == "dis-fine":  # the preset's parameters are recorded, all of them
         from flowprep.flow.dis_fine import FineDISBackend
 
-        assert dict(rec.flow.params) == FineDISBackend.DEFAULTS
+        assert dict(rec.flow.params) == {**FineDISBackend.DEFAULTS, **flow_params}
         assert run_cli("verify", out).exit_code == 0
     c = rec.clips[0]
     assert c.frames == 8 and c.flow_frames == 7

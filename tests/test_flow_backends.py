@@ -46,10 +46,16 @@ def test_cpu_backends_available_here():
     assert {"tvl1", "tvl1-fast", "dis", "dis-fine", "farneback"} <= set(RUNNABLE)
 
 
-@pytest.mark.parametrize("name", RUNNABLE)
-def test_contract_zero_flow_and_known_shift(name, frames):
+#: every backend that can run here with its defaults, and the settings that add a stage of their own
+CONTRACT_CASES = [pytest.param(n, {}, id=n) for n in RUNNABLE] + [
+    pytest.param("dis-fine", {"consistency_px": 1.0}, id="dis-fine-backward-check"),
+]
+
+
+@pytest.mark.parametrize(("name", "params"), CONTRACT_CASES)
+def test_contract_zero_flow_and_known_shift(name, params, frames):
     prev, nxt = frames
-    backend = create_backend(name)
+    backend = create_backend(name, **params)
     try:
         zero = backend.calc(prev, prev)
         assert zero.shape == (H, W, 2) and zero.dtype == np.float32
