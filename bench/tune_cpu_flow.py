@@ -306,15 +306,20 @@ FOURTH_RUN: dict[str, Any] = {
     "refine_omega": 1.9,
     "refine_sor_iterations": 3,
 }
+#: the fifth run's choice (results/tune_cpu_flow/confidence/), dis-fine's defaults since
+FIFTH_RUN: dict[str, Any] = {**FOURTH_RUN, "match_sigma": 10.0, "refine_sor_iterations": 2}
 #: the starts of ``--from-run``. The fourth run's (results/tune_cpu_flow/median/): the third run's
 #: choice with the median filter. A second start (6-px patches every 4 px, 4 descent steps, 3
 #: refinement iterations of 3 SOR steps) reached a worst ratio of 0.87 on the real pairs but 2.2x
 #: tvl1-fast's EPE on smooth 8-20 px warps, which made the score count each synthetic group
 #: (docs/flow.md, "The median filter"). The fifth run's (results/tune_cpu_flow/confidence/): the
-#: fourth run's choice with the mismatch confidence at 10 gray levels (probed: 0.904 -> 0.880).
+#: fourth run's choice with the mismatch confidence at 10 gray levels (probed: 0.904 -> 0.880). The
+#: sixth run's: the fifth run's choice (results/tune_cpu_flow/goal_size/, with the real pairs also at
+#: the goal's 320x240 frame size).
 RUN_STARTS: dict[str, list[dict[str, Any]]] = {
     "fourth": [{**THIRD_RUN, "median_size": 5}],
     "fifth": [{**FOURTH_RUN, "match_sigma": 10.0}],
+    "sixth": [FIFTH_RUN],
 }
 #: coordinate-descent rounds at most (each tries every parameter's two neighbours); --rounds
 ROUNDS = 8
@@ -567,7 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=sorted(RUN_STARTS),
         help="skip steps 1-2: descend from that run's starts (RUN_STARTS: the previous run's choice and one change)",
     )
-    ap.add_argument("--from-defaults", action="store_true", help="the same as --from-run fifth (the latest run)")
+    ap.add_argument("--from-defaults", action="store_true", help="the same as --from-run sixth (the latest run)")
     ap.add_argument(
         "--check-real",
         nargs=3,
@@ -635,7 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fam: list[dict[str, Any]] = []
     grid: list[dict[str, Any]] = []
     starts: list[dict[str, Any]] = []
-    run = "fifth" if args.from_defaults else args.from_run
+    run = "sixth" if args.from_defaults else args.from_run
     if run:
         log(f"1-2. skipped (--from-run {run}): descent from {len(RUN_STARTS[run])} start(s) in RUN_STARTS")
         # every parameter given: a start does not depend on the defaults of the day

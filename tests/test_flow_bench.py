@@ -621,3 +621,11 @@ def test_bench_flow_at_the_largest_size_stops_on_a_signal(sig):
     assert proc.returncode == (143 if sig == "SIGTERM" else 130)
     said = [line.rstrip() for line in lines if not line.startswith("INFO ")]
     assert len(said) == 1 and said[0].startswith("flowprep: interrupted"), lines
+
+
+def test_the_latest_run_starts_from_dis_fines_defaults():
+    from flowprep.flow.dis_fine import FineDISBackend
+
+    script = _bench_script("tune_cpu_flow")
+    # consistency_px is newer than the fifth run: its absence there means off, the default
+    assert {**FineDISBackend.DEFAULTS, **script.RUN_STARTS["sixth"][0]} == FineDISBackend.DEFAULTS
