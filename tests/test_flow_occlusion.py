@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import types
 
+import cv2
 import numpy as np
 import pytest
 
@@ -178,3 +179,25 @@ def test_inconsistent_refuses_a_bad_tolerance_and_mismatched_shapes():
             occlusion.inconsistent(flow, flow, bad)
     with pytest.raises(ValueError, match=r"differ in shape"):
         occlusion.inconsistent(flow, np.zeros((8, 9, 2), np.float32), 1.0)
+
+
+def test_aperture_confidence_is_low_on_stripes_and_one_on_texture_and_flat_areas():
+    rng = np.random.default_rng(8)
+    stripes = np.tile(np.where(np.arange(W) % 6 < 3, 60, 200).astype(np.uint8), (H, 1))  # vertical stripes
+    texture = cv2.GaussianBlur(rng.integers(0, 255, (H, W)).astype(np.uint8), (0, 0), 1.0)
+    flat = np.full((H, W), 90, np.uint8)
+    inner = (slice(8, -8), slice(8, -8))
+    on_stripes = occlusion.aperture_confidence(stripes, 10.0)
+    assert on_stripes.dtype == np.float32 and on_stripes.shape == (H, W)
+    # across the stripes the gradient is strong, along them zero: (0 + 1) / (l_max + 1) is tiny
+    assert on_stripes[inner].max() < 0.05
+    assert occlusion.aperture_confidence(texture, 10.0)[inner].mean() > 0.95
+    assert (occlusion.aperture_confidence(flat, 10.0) == 1.0).all()
+    # a larger weight spares more
+    assert (occlusion.aperture_confidence(stripes, 1000.0) >= on_stripes).all()
+
+
+def test_aperture_confidence_refuses_a_weight_that_is_not_positive():
+    for bad in (0.0, -2.0, float("nan")):
+        with pytest.raises(ValueError, match="weight must be a number > 0"):
+            occlusion.aperture_confidence(np.zeros((8, 8), np.uint8), bad)

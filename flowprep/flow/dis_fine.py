@@ -18,6 +18,7 @@ import numpy as np
 
 from flowprep.flow.base import check_pair
 from flowprep.flow.occlusion import (
+    aperture_confidence,
     fill_occluded,
     inconsistent,
     match_confidence,
@@ -63,6 +64,9 @@ class FineDISBackend(DISBackend):
     ``match_sigma`` > 0 also blends every other pixel towards that fill by how poorly its flow
     explains the next frame (:func:`~flowprep.flow.occlusion.match_confidence`): a wrong patch
     match, not only an occlusion, then takes its well-matched look-alikes' flow.
+    ``aperture_weight`` > 0 does the same where the first frame's texture runs in one direction
+    only (:func:`~flowprep.flow.occlusion.aperture_confidence`): along stripes a patch matches
+    anywhere, and the fill brings the flow from the stripes' ends.
     ``consistency_px`` > 0 also computes the backward flow (the same DIS, second frame to first) and
     refills the pixels whose flow it does not undo (:func:`~flowprep.flow.occlusion.inconsistent`):
     for large motion and repeated texture, at about 1.7x the time.
@@ -133,6 +137,16 @@ class FineDISBackend(DISBackend):
             "gray levels of warp mismatch at which a pixel's flow yields to the fill (0: only occlusions refilled)",
             0,
             255,
+            absent=0.0,
+        ),
+        Param(
+            "aperture_weight",
+            float,
+            10.0,
+            "how one-directional (across/along) the texture may be before a pixel's flow yields to the fill "
+            "(0: not weighed)",
+            0,
+            1000,
             absent=0.0,
         ),
         Param(
@@ -210,6 +224,10 @@ class FineDISBackend(DISBackend):
                 hidden |= inconsistent(flow, super().calc(nxt, prev), tolerance)
             match_sigma = float(self._params["match_sigma"])
             confidence = match_confidence(mismatch, match_sigma) if match_sigma > 0 else None
+            aperture = float(self._params["aperture_weight"])
+            if aperture > 0:
+                weak = aperture_confidence(prev, aperture)
+                confidence = weak if confidence is None else confidence * weak
             flow = fill_occluded(
                 flow,
                 hidden,

@@ -12,6 +12,10 @@ Finding them with a backward flow doubles the cost; these functions use the forw
 * :func:`fill_occluded`: each marked pixel takes an edge-aware average of the unmarked flow
   around it, guided by the first frame, so a hidden background pixel takes the flow of the
   background it looks like, not the occluder's beside it.
+* :func:`aperture_confidence`: where the first frame's texture runs in one direction only (stripes,
+  a facade's siding, an edge), a patch matches equally well anywhere along it (the aperture
+  problem), so DIS's flow there is a guess; it too yields to the fill, which spreads the flow from
+  the ends of the stripes along them.
 * :func:`inconsistent`: optional, for large motion and repeated texture: where the flow and a
   backward flow (second frame to first) disagree, at the cost of that second flow.
 * :func:`match_confidence`: beyond occlusions, DIS's patches sometimes match the wrong place; the
@@ -93,6 +97,40 @@ def occluded_and_mismatch(
     else:
         hidden = diff.astype(np.float32) > best[target] + np.float32(margin)
     return hidden.reshape(h, w), diff.reshape(h, w)
+
+
+def aperture_confidence(gray: np.ndarray, weight: float) -> np.ndarray:
+    """How well the first frame's local texture pins the flow down in both directions.
+
+    The structure tensor of ``gray`` (Sobel gradients in gray levels per pixel, averaged over 5x5
+    pixels) has eigenvalues ``l_min <= l_max``; texture in one direction only (stripes, an edge)
+    has ``l_min`` near 0 and ``l_max`` large, and there a patch matches as well one stripe on, or
+    anywhere along the stripes. The confidence is ``min(1, weight * (l_min + 1) / (l_max + 1))``:
+    1 where the ratio reaches ``1 / weight``, less where the texture is more one-directional than
+    that (flat regions, both eigenvalues near 0, keep 1: DIS's spatial propagation fills them).
+
+    Args:
+        gray: ``uint8`` ``(H, W)`` first frame.
+        weight: > 0; larger spares more of the one-directional texture (10: pixels whose texture is
+            over 10x stronger across than along it start to yield).
+
+    Returns:
+        ``float32`` ``(H, W)`` in (0, 1].
+    """
+    if not weight > 0:
+        raise ValueError(f"weight must be a number > 0, not {weight!r}")
+    # Sobel's 3x3 kernels sum |weights| to 8: /8 gives gray levels per pixel, so that the +1 below
+    # is one (gray level per pixel)^2 whatever the kernel
+    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
+    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
+    jxx = cv2.boxFilter(gx * gx, -1, (5, 5))
+    jyy = cv2.boxFilter(gy * gy, -1, (5, 5))
+    jxy = cv2.boxFilter(gx * gy, -1, (5, 5))
+    half = (jxx + jyy) * np.float32(0.5)
+    # the eigenvalues half -+ root; the root is real (the tensor is symmetric), max() only absorbs rounding
+    root = np.sqrt(np.maximum(half * half - (jxx * jyy - jxy * jxy), np.float32(0)))
+    ratio = (half - root + np.float32(1)) / (half + root + np.float32(1))
+    return np.minimum(ratio * np.float32(weight), np.float32(1))
 
 
 def inconsistent(flow: np.ndarray, backward: np.ndarray, tolerance: float) -> np.ndarray:
