@@ -133,3 +133,38 @@ def test_consistency_off_computes_no_backward_flow(monkeypatch):
 
     monkeypatch.setattr(dis_fine, "inconsistent", boom)
     create_backend("dis-fine").calc(*_shifted_pair(7))
+
+
+def _striped_panel(top: int) -> np.ndarray:
+    """``uint8`` ``(160, 200)``: a static blurred random texture with a 100x110 panel of vertical stripes
+    (period 7 px) whose top edge is at row ``top``: moved down, only its top and bottom edges show it."""
+    rng = np.random.default_rng(1)
+    frame = cv2.GaussianBlur(rng.integers(0, 255, (160, 200)).astype(np.float32), (0, 0), 1.2)
+    frame[top : top + 100, 45:155] = np.where(np.arange(110) % 7 < 3, 60.0, 200.0)[None, :]
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def test_the_aperture_weight_carries_a_striped_panels_motion_from_its_edges():
+    # the panel moves 6 px down: inside it every vertical offset matches equally well, so DIS keeps the
+    # static background's flow there (measured: v 0, error 5.7 px); weighted, the fill brings the
+    # edges' motion along the stripes (v 4.5, error 1.3 px)
+    prev, nxt = _striped_panel(30), _striped_panel(36)
+    errors = {}
+    for weight in (0.0, 10.0):
+        panel = create_backend("dis-fine", aperture_weight=weight).calc(prev, nxt)[40:120, 55:145]
+        errors[weight] = float(np.linalg.norm(panel - np.float32([0.0, 6.0]), axis=2).mean())
+    assert errors[10.0] < 0.5 * errors[0.0]
+    assert errors[10.0] < 2.5
+
+
+def test_aperture_weight_zero_computes_no_structure_tensor(monkeypatch):
+    import flowprep.flow.dis_fine as dis_fine
+
+    def boom(*args):
+        raise AssertionError("aperture_confidence() called with aperture_weight=0")
+
+    monkeypatch.setattr(dis_fine, "aperture_confidence", boom)
+    inner = create_backend("dis-fine", aperture_weight=0.0).calc(*_shifted_pair(9))[20:-20, 20:-20]
+    assert abs(float(np.median(inner[..., 0])) - 3.0) < 0.1
+    with pytest.raises(ConfigError, match="aperture_weight"):
+        create_backend("dis-fine", aperture_weight=-1.0)

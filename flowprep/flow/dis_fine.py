@@ -2,7 +2,8 @@
 
 The pipeline per pair (each stage optional): a Gaussian pre-blur of both frames, DIS from the
 coarsest pyramid level down to ``finest_scale``, the forward-flow occlusion fill of
-:mod:`flowprep.flow.occlusion` (weighted by how well each pixel's flow explains the next frame),
+:mod:`flowprep.flow.occlusion` (weighted by how well each pixel's flow explains the next frame and
+by how well its texture pins the flow down in both directions),
 a median filter of the flow, then OpenCV's standalone
 ``VariationalRefinement`` at full resolution, which pulls the filled pixels and the rest towards
 brightness constancy. The defaults are the preset ``bench/tune_cpu_flow.py`` chose (docs/flow.md,
