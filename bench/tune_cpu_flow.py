@@ -309,6 +309,14 @@ FOURTH_RUN: dict[str, Any] = {
 }
 #: the fifth run's choice (results/tune_cpu_flow/confidence/), dis-fine's defaults since
 FIFTH_RUN: dict[str, Any] = {**FOURTH_RUN, "match_sigma": 10.0, "refine_sor_iterations": 2}
+#: the sixth run's choice (results/tune_cpu_flow/aperture/), dis-fine's defaults since
+SIXTH_RUN: dict[str, Any] = {
+    **FIFTH_RUN,
+    "aperture_weight": 7.0,
+    "fill_sigma": 4.0,
+    "match_sigma": 8.0,
+    "refine_alpha": 30.0,
+}
 #: the starts of ``--from-run``. The fourth run's (results/tune_cpu_flow/median/): the third run's
 #: choice with the median filter. A second start (6-px patches every 4 px, 4 descent steps, 3
 #: refinement iterations of 3 SOR steps) reached a worst ratio of 0.87 on the real pairs but 2.2x
@@ -317,10 +325,12 @@ FIFTH_RUN: dict[str, Any] = {**FOURTH_RUN, "match_sigma": 10.0, "refine_sor_iter
 #: fourth run's choice with the mismatch confidence at 10 gray levels (probed: 0.904 -> 0.880). The
 #: sixth run's (results/tune_cpu_flow/aperture/, with real pairs also at the goal's 320x240 frame
 #: size): the fifth run's choice with the aperture weight at 10 (probed: worst tuning ratio 0.875 -> 0.865).
+#: The seventh (not run yet): the sixth run's choice, dis-fine's defaults.
 RUN_STARTS: dict[str, list[dict[str, Any]]] = {
     "fourth": [{**THIRD_RUN, "median_size": 5}],
     "fifth": [{**FOURTH_RUN, "match_sigma": 10.0}],
     "sixth": [{**FIFTH_RUN, "aperture_weight": 10.0}],
+    "seventh": [SIXTH_RUN],
 }
 #: coordinate-descent rounds at most (each tries every parameter's two neighbours); --rounds
 ROUNDS = 8
@@ -574,7 +584,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=sorted(RUN_STARTS),
         help="skip steps 1-2: descend from that run's starts (RUN_STARTS: the previous run's choice and one change)",
     )
-    ap.add_argument("--from-defaults", action="store_true", help="the same as --from-run sixth (the latest run)")
+    ap.add_argument(
+        "--from-defaults",
+        action="store_true",
+        help="the same as --from-run seventh (the latest run's choice: dis-fine's defaults)",
+    )
     ap.add_argument(
         "--check-real",
         nargs=3,
@@ -642,7 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fam: list[dict[str, Any]] = []
     grid: list[dict[str, Any]] = []
     starts: list[dict[str, Any]] = []
-    run = "sixth" if args.from_defaults else args.from_run
+    run = "seventh" if args.from_defaults else args.from_run
     if run:
         log(f"1-2. skipped (--from-run {run}): descent from {len(RUN_STARTS[run])} start(s) in RUN_STARTS")
         # every parameter given: a start does not depend on the defaults of the day

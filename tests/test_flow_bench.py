@@ -623,9 +623,10 @@ def test_bench_flow_at_the_largest_size_stops_on_a_signal(sig):
     assert len(said) == 1 and said[0].startswith("flowprep: interrupted"), lines
 
 
-def test_the_latest_run_starts_from_dis_fines_defaults():
+def test_from_defaults_starts_from_dis_fines_defaults():
     from flowprep.flow.dis_fine import FineDISBackend
 
     script = _bench_script("tune_cpu_flow")
-    # consistency_px is newer than the fifth run: its absence there means off, the default
-    assert {**FineDISBackend.DEFAULTS, **script.RUN_STARTS["sixth"][0]} == FineDISBackend.DEFAULTS
+    # consistency_px is newer than the runs' dicts: its absence there means off, the default
+    assert {**FineDISBackend.DEFAULTS, **script.SIXTH_RUN} == FineDISBackend.DEFAULTS
+    assert script.RUN_STARTS["seventh"] == [script.SIXTH_RUN]

@@ -81,14 +81,16 @@ class FineDISBackend(DISBackend):
     """
 
     name = "dis-fine"
-    # Chosen by bench/tune_cpu_flow.py's fifth run (bench/results/tune_cpu_flow/confidence/):
-    # coordinate descent from the fourth run's choice with the mismatch confidence (match_sigma 10),
-    # minimising the worst EPE ratio to tvl1-fast over the synthetic tuning set, each of its kinds and
-    # motion classes, and five real pairs with true flow (Middlebury Motorcycle, Hydrangea,
-    # Dimetrodon, Urban2, Cones), within 20x tvl1-fast's speed at 320x240: DIS at full resolution,
-    # patch 8, stride 5, 12 descent steps, the fill with the confidence, a 5x5 median, then 5
-    # refinement iterations of 2 SOR steps weighted towards gradient constancy (alpha 40, delta 1,
-    # gamma 20, omega 1.9). Worst ratio 0.875 (the fourth run's: 0.90).
+    # Chosen by bench/tune_cpu_flow.py's sixth run (bench/results/tune_cpu_flow/aperture/):
+    # coordinate descent from the fifth run's choice with the aperture weight (10), minimising the
+    # worst EPE ratio to tvl1-fast over the synthetic tuning set, each of its kinds and motion
+    # classes, and eight real pairs with true flow (Middlebury Motorcycle, Hydrangea, Dimetrodon,
+    # Urban2, Cones, and the three flow pairs also halved to 320x240-class frames), within 20x
+    # tvl1-fast's speed at 320x240: DIS at full resolution, patch 8, stride 5, 12 descent steps, the
+    # fill (edges at 4 gray levels) weighted by the warp mismatch (8 gray levels) and the texture's
+    # aperture (7), a 5x5 median, then 5 refinement iterations of 2 SOR steps weighted towards
+    # gradient constancy (alpha 30, delta 1, gamma 20, omega 1.9). Worst ratio 0.843 (the fifth run's
+    # choice on the same pairs: 0.893).
     PARAMS: ClassVar[tuple[Param, ...]] = (
         Param("finest_scale", int, 0, "finest pyramid level computed (0: full resolution)", 0, DIS_MAX_SCALES - 1),
         # 1-px patches and a single descent step gave zero flow in probes (a 1-px patch minus its mean is 0)
@@ -130,11 +132,11 @@ class FineDISBackend(DISBackend):
             "occlusion_margin", float, 0.0, "gray levels a pixel must match worse than its rival to be refilled", 0, 255
         ),
         Param("fill_smoothness", float, 400.0, "reach of the edge-aware fill (the smoother's lambda)", 1, 100000),
-        Param("fill_sigma", float, 8.0, "gray levels over which the fill stops at an edge", 0.5, 255),
+        Param("fill_sigma", float, 4.0, "gray levels over which the fill stops at an edge", 0.5, 255),
         Param(
             "match_sigma",
             float,
-            10.0,
+            8.0,
             "gray levels of warp mismatch at which a pixel's flow yields to the fill (0: only occlusions refilled)",
             0,
             255,
@@ -143,7 +145,7 @@ class FineDISBackend(DISBackend):
         Param(
             "aperture_weight",
             float,
-            10.0,
+            7.0,
             "how one-directional (across/along) the texture may be before a pixel's flow yields to the fill "
             "(0: not weighed)",
             0,
@@ -169,7 +171,7 @@ class FineDISBackend(DISBackend):
             absent=0,
         ),
         Param("refine_iterations", int, 5, "full-resolution refinement iterations after DIS (0: none)", 0, 100),
-        Param("refine_alpha", float, 40.0, "smoothness weight of the full-resolution refinement", 0.1, 1000),
+        Param("refine_alpha", float, 30.0, "smoothness weight of the full-resolution refinement", 0.1, 1000),
         Param("refine_delta", float, 1.0, "brightness-constancy weight of the full-resolution refinement", 0.1, 1000),
         Param("refine_gamma", float, 20.0, "gradient-constancy weight of the full-resolution refinement", 0, 1000),
         # SOR diverges outside (0, 2); OpenCV's default is 1.6
