@@ -630,3 +630,13 @@ def test_from_defaults_starts_from_dis_fines_defaults():
     # consistency_px is newer than the runs' dicts: its absence there means off, the default
     assert {**FineDISBackend.DEFAULTS, **script.SIXTH_RUN} == FineDISBackend.DEFAULTS
     assert script.RUN_STARTS["seventh"] == [script.SIXTH_RUN]
+
+
+def test_a_record_of_the_fifth_preset_gets_no_aperture_weight_and_no_backward_check():
+    from flowprep.flow import registry
+
+    # what a dataset built with the fifth search's defaults recorded: every parameter of the time
+    fifth = _bench_script("tune_cpu_flow").FIFTH_RUN
+    params = registry.recorded_params("dis-fine", dict(fifth))
+    assert params["aperture_weight"] == 0.0 and params["consistency_px"] == 0.0
+    assert {k: params[k] for k in fifth} == fifth
