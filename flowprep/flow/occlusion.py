@@ -45,6 +45,15 @@ def require_ximgproc() -> None:
     require_contrib("ximgproc", "the occlusion fill", _CV2)
 
 
+def _targets(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where ``flow`` (``float32`` ``(H, W, 2)``, px) sends each pixel: ``float32`` x ``(H, W)`` and
+    y ``(H, W)`` maps for ``cv2.remap``."""
+    h, w = flow.shape[:2]
+    return np.arange(w, dtype=np.float32)[None, :] + flow[..., 0], np.arange(h, dtype=np.float32)[:, None] + flow[
+        ..., 1
+    ]
+
+
 def occluded(prev: np.ndarray, nxt: np.ndarray, flow: np.ndarray, margin: float = 0.0) -> np.ndarray:
     """Pixels of ``prev`` that ``flow`` sends where another pixel of ``prev`` matches ``nxt`` better.
 
@@ -75,8 +84,7 @@ def occluded_and_mismatch(
     if not margin >= 0:
         raise ValueError(f"margin must be a number >= 0, not {margin!r}")
     h, w = prev.shape
-    xs = np.arange(w, dtype=np.float32)[None, :] + flow[..., 0]
-    ys = np.arange(h, dtype=np.float32)[:, None] + flow[..., 1]
+    xs, ys = _targets(flow)
     # targets outside the frame are clamped to its border: pixels leaving the view then compete
     # there too, and all but the best-matching one take their neighbours' flow (DIS extrapolates
     # them poorly; this cut the error on the real pair's left edge)
@@ -156,10 +164,7 @@ def inconsistent(flow: np.ndarray, backward: np.ndarray, tolerance: float) -> np
         raise ValueError(f"tolerance must be a number > 0, not {tolerance!r}")
     if flow.shape != backward.shape:
         raise ValueError(f"flow {flow.shape} and backward flow {backward.shape} differ in shape")
-    h, w = flow.shape[:2]
-    xs = np.arange(w, dtype=np.float32)[None, :] + flow[..., 0]
-    ys = np.arange(h, dtype=np.float32)[:, None] + flow[..., 1]
-    back = cv2.remap(backward, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    back = cv2.remap(backward, *_targets(flow), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     back += flow  # the round trip: zero where the two flows agree
     # squared lengths: no square root per pixel
     return back[..., 0] ** 2 + back[..., 1] ** 2 > np.float32(tolerance) ** 2
