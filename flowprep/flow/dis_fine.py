@@ -70,7 +70,7 @@ class FineDISBackend(DISBackend):
     anywhere, and the fill brings the flow from the stripes' ends.
     ``consistency_px`` > 0 also computes the backward flow (the same DIS, second frame to first) and
     refills the pixels whose flow it does not undo (:func:`~flowprep.flow.occlusion.inconsistent`):
-    for large motion and repeated texture, at about 1.7x the time.
+    for large motion and repeated texture, at about 1.4x the time.
     ``median_size`` > 0 then median-filters the flow (:func:`median_flow`).
     ``refine_iterations`` > 0 adds OpenCV's standalone ``VariationalRefinement`` at full
     resolution last, with its own weights (``refine_*``); ``presmooth_sigma`` > 0 blurs both frames

@@ -132,8 +132,7 @@ def aperture_confidence(gray: np.ndarray, weight: float) -> np.ndarray:
     # is one (gray level per pixel)^2 whatever the kernel
     gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
     gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
-    # the three entries filtered as one 3-channel image: one pass instead of three
-    jxx, jyy, jxy = cv2.split(cv2.boxFilter(cv2.merge([gx * gx, gy * gy, gx * gy]), -1, (5, 5)))
+    jxx, jyy, jxy = (cv2.boxFilter(g, -1, (5, 5)) for g in (gx * gx, gy * gy, gx * gy))
     # eigenvalues m -+ r with m the mean of the diagonal and r = |((jxx - jyy) / 2, jxy)|: no
     # cancellation, unlike sqrt(m^2 - det); with s = m + 1 the ratio is (s - r) / (s + r)
     s = cv2.addWeighted(jxx, 0.5, jyy, 0.5, 1.0)
