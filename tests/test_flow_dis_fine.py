@@ -109,11 +109,12 @@ def test_the_consistency_check_compares_with_the_backward_flow_and_keeps_a_shift
     prev, nxt = _shifted_pair(6)
     seen = []
 
+    real = dis_fine.inconsistent
+
     def spy(flow, backward, tolerance):
         seen.append((flow.copy(), backward.copy(), tolerance))
-        return dis_fine.inconsistent.__wrapped__(flow, backward, tolerance)
+        return real(flow, backward, tolerance)
 
-    spy.__wrapped__ = dis_fine.inconsistent  # type: ignore[attr-defined]
     monkeypatch.setattr(dis_fine, "inconsistent", spy)
     inner = create_backend("dis-fine", consistency_px=1.0).calc(prev, nxt)[20:-20, 20:-20]
     assert abs(float(np.median(inner[..., 0])) - 3.0) < 0.1
