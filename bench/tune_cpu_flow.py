@@ -94,6 +94,10 @@ SPACE: dict[str, list[Any]] = {
     "match_sigma": [0.0, 5.0, 8.0, 10.0, 12.0, 15.0, 20.0],
     "aperture_weight": [0.0, 3.0, 5.0, 7.0, 10.0, 14.0, 20.0, 30.0, 50.0],
     "consistency_px": [0.0, 1.0, 1.5, 2.0, 3.0],
+    "start_patch_size": [0, 5, 6, 7, 8],
+    "start_patch_stride": [2, 3, 4],
+    "start_gradient_descent_iterations": [16, 25, 40],
+    "start_refinement_iterations": [0, 5, 10],
     "median_size": [0, 3, 5],
     "refine_iterations": [0, 1, 2, 3, 4, 5, 8],
     "refine_alpha": [5.0, 10.0, 20.0, 30.0, 40.0, 60.0, 80.0],
@@ -317,6 +321,20 @@ SIXTH_RUN: dict[str, Any] = {
     "match_sigma": 8.0,
     "refine_alpha": 30.0,
 }
+#: the seventh run's start: not a descent's result but the sixth run's choice with the coarse first
+#: pass (7-px patches every 3 px, 25 descent steps, 5 refinement iterations per level), which costs
+#: about 1.3 ms per 320x240 pair, paid for by one full-resolution refinement iteration fewer; made
+#: from hand probes on the real pairs (results/tune_cpu_flow/start/summary.md)
+SEVENTH_START: dict[str, Any] = {
+    **SIXTH_RUN,
+    "start_patch_size": 7,
+    "start_patch_stride": 3,
+    "start_gradient_descent_iterations": 25,
+    "start_refinement_iterations": 5,
+    "refine_iterations": 4,
+}
+#: the seventh run's choice (results/tune_cpu_flow/start/), dis-fine's defaults since
+SEVENTH_RUN: dict[str, Any] = {**SEVENTH_START, "refine_delta": 0.5}
 #: the starts of ``--from-run``. The fourth run's (results/tune_cpu_flow/median/): the third run's
 #: choice with the median filter. A second start (6-px patches every 4 px, 4 descent steps, 3
 #: refinement iterations of 3 SOR steps) reached a worst ratio of 0.87 on the real pairs but 2.2x
@@ -325,12 +343,14 @@ SIXTH_RUN: dict[str, Any] = {
 #: fourth run's choice with the mismatch confidence at 10 gray levels (probed: 0.904 -> 0.880). The
 #: sixth run's (results/tune_cpu_flow/aperture/, with real pairs also at the goal's 320x240 frame
 #: size): the fifth run's choice with the aperture weight at 10 (probed: worst tuning ratio 0.875 -> 0.865).
-#: The seventh (not run yet): the sixth run's choice, dis-fine's defaults.
+#: The seventh run's (results/tune_cpu_flow/start/): ``SEVENTH_START``. The eighth (not run yet):
+#: the seventh run's choice, dis-fine's defaults (``--from-defaults``).
 RUN_STARTS: dict[str, list[dict[str, Any]]] = {
     "fourth": [{**THIRD_RUN, "median_size": 5}],
     "fifth": [{**FOURTH_RUN, "match_sigma": 10.0}],
     "sixth": [{**FIFTH_RUN, "aperture_weight": 10.0}],
-    "seventh": [SIXTH_RUN],
+    "seventh": [SEVENTH_START],
+    "eighth": [SEVENTH_RUN],
 }
 #: coordinate-descent rounds at most (each tries every parameter's two neighbours); --rounds
 ROUNDS = 8
@@ -391,6 +411,10 @@ ABBREV = {
     "match_sigma": "msigma",
     "aperture_weight": "aperture",
     "consistency_px": "fb",
+    "start_patch_size": "spatch",
+    "start_patch_stride": "sstride",
+    "start_gradient_descent_iterations": "sgd",
+    "start_refinement_iterations": "svr",
     "median_size": "median",
     "refine_iterations": "refine",
     "refine_alpha": "ralpha",
@@ -656,7 +680,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fam: list[dict[str, Any]] = []
     grid: list[dict[str, Any]] = []
     starts: list[dict[str, Any]] = []
-    run = "seventh" if args.from_defaults else args.from_run
+    run = "eighth" if args.from_defaults else args.from_run
     if run:
         log(f"1-2. skipped (--from-run {run}): descent from {len(RUN_STARTS[run])} start(s) in RUN_STARTS")
         # every parameter given: a start does not depend on the defaults of the day

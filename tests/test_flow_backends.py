@@ -77,6 +77,7 @@ def test_contract_zero_flow_and_known_shift(name, params, frames):
         {},
         {"finest_scale": 2, "refine_iterations": 2, "use_spatial_propagation": 0},
         {"presmooth_sigma": 1.2, "refine_iterations": 1, "refine_gamma": 5.0, "refine_sor_iterations": 2},
+        {"start_patch_size": 5, "start_patch_stride": 2, "start_refinement_iterations": 0},
     ],
 )
 def test_dis_fine_recorded_params_make_the_same_backend(params, frames):

@@ -628,8 +628,9 @@ def test_from_defaults_starts_from_dis_fines_defaults():
 
     script = _bench_script("tune_cpu_flow")
     # consistency_px is newer than the runs' dicts: its absence there means off, the default
-    assert {**FineDISBackend.DEFAULTS, **script.SIXTH_RUN} == FineDISBackend.DEFAULTS
-    assert script.RUN_STARTS["seventh"] == [script.SIXTH_RUN]
+    assert {**FineDISBackend.DEFAULTS, **script.SEVENTH_RUN} == FineDISBackend.DEFAULTS
+    assert script.RUN_STARTS["eighth"] == [script.SEVENTH_RUN]
+    assert set(script.SPACE) == set(FineDISBackend.DEFAULTS) == set(script.ABBREV)
 
 
 def test_a_record_of_the_fifth_preset_gets_no_aperture_weight_and_no_backward_check():
@@ -639,4 +640,5 @@ def test_a_record_of_the_fifth_preset_gets_no_aperture_weight_and_no_backward_ch
     fifth = _bench_script("tune_cpu_flow").FIFTH_RUN
     params = registry.recorded_params("dis-fine", dict(fifth))
     assert params["aperture_weight"] == 0.0 and params["consistency_px"] == 0.0
+    assert params["start_patch_size"] == 0  # nor the coarse first pass of the seventh choice
     assert {k: params[k] for k in fifth} == fifth

@@ -169,3 +169,43 @@ def test_aperture_weight_zero_computes_no_structure_tensor(monkeypatch):
     assert abs(float(np.median(inner[..., 0])) - 3.0) < 0.1
     with pytest.raises(ConfigError, match="aperture_weight"):
         create_backend("dis-fine", aperture_weight=-1.0)
+
+
+def _texture_moving(dx: int) -> tuple[np.ndarray, np.ndarray]:
+    """``uint8`` ``(240, 320)`` frames of a blurred random texture whose content moves ``dx`` px right."""
+    rng = np.random.default_rng(5)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (300, 460)).astype(np.float32), (0, 0), 2.0)
+    prev = np.clip(base[30:270, 70:390], 0, 255).astype(np.uint8)
+    nxt = np.clip(base[30:270, 70 - dx : 390 - dx], 0, 255).astype(np.uint8)
+    return prev, nxt
+
+
+@pytest.mark.parametrize("dx", [20, 30])
+def test_the_coarse_first_pass_recovers_motion_the_main_dis_alone_misses(dx):
+    # at 320x240 OpenCV's DIS with 8-px patches starts at 1/8 size, where 20 px is 2.5 px: a
+    # texture of 2-px grain gives it no slope that far out (probed: 0 % of pixels within 0.5 px)
+    prev, nxt = _texture_moving(dx)
+    inner = (slice(40, -40), slice(80, -80))
+    alone = create_backend("dis-fine", start_patch_size=0).calc(prev, nxt)[inner]
+    started = create_backend("dis-fine").calc(prev, nxt)[inner]
+    assert float(np.mean(np.abs(alone[..., 0] - dx) < 0.5)) < 0.5
+    assert float(np.mean(np.abs(started[..., 0] - dx) < 0.5)) > 0.99
+    assert float(np.abs(started[..., 1]).max()) < 0.5
+
+
+def test_the_first_pass_parameters_are_checked():
+    with pytest.raises(ConfigError, match="start_patch_size=1 matches nothing"):
+        create_backend("dis-fine", start_patch_size=1)
+    with pytest.raises(ConfigError, match="start_patch_stride=6 is larger than start_patch_size=5"):
+        create_backend("dis-fine", start_patch_size=5, start_patch_stride=6)
+    with pytest.raises(ConfigError, match="start_gradient_descent_iterations"):
+        create_backend("dis-fine", start_gradient_descent_iterations=0)
+    create_backend("dis-fine", start_patch_size=0, start_patch_stride=16)  # no first pass: its stride is unused
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (16, 40), (40, 16), (24, 32), (60, 80)])
+def test_small_frames_get_flow_with_the_first_pass(shape):
+    # OpenCV's levels for the first pass's patch on frames near MIN_SIDE; equal frames give zero flow
+    frame = np.random.default_rng(7).integers(0, 255, shape).astype(np.uint8)
+    flow = create_backend("dis-fine").calc(frame, frame)
+    assert flow.shape == (*shape, 2) and flow.dtype == np.float32 and not np.abs(flow).max() > 0

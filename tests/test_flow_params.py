@@ -35,6 +35,7 @@ COMPANION = {
     ("dis-fine", "patch_size", "lo"): {"patch_stride": 2},
     ("dis-fine", "patch_size", "hi"): {"finest_scale": 0},
     ("dis-fine", "patch_stride", "hi"): {"patch_size": 16, "finest_scale": 0},
+    ("dis-fine", "start_patch_stride", "hi"): {"start_patch_size": 16},
 }
 
 

@@ -1,7 +1,8 @@
 """``dis-fine``: OpenCV DIS with every knob exposed, occlusions filled, and a searched preset.
 
-The pipeline per pair (each stage optional): a Gaussian pre-blur of both frames, DIS from the
-coarsest pyramid level down to ``finest_scale``, the forward-flow occlusion fill of
+The pipeline per pair (each stage optional): a Gaussian pre-blur of both frames, a first DIS pass
+with smaller patches over the coarse levels only (its pyramid reaches one level coarser), whose
+flow starts DIS from the coarsest pyramid level down to ``finest_scale``, the forward-flow occlusion fill of
 :mod:`flowprep.flow.occlusion` (weighted by how well each pixel's flow explains the next frame and
 by how well its texture pins the flow down in both directions),
 a median filter of the flow, then OpenCV's standalone
@@ -26,7 +27,7 @@ from flowprep.flow.occlusion import (
     occluded_and_mismatch,
     require_ximgproc,
 )
-from flowprep.flow.opencv_cpu import DIS_MAX_SCALES, DIS_PRESET_IDS, DISBackend
+from flowprep.flow.opencv_cpu import DIS_MAX_SCALES, DIS_PRESET_IDS, DISBackend, dis_coarsest_scale, dis_levels
 from flowprep.flow.params import Param, Rule
 from flowprep.limits import MIN_SIDE
 
@@ -52,6 +53,18 @@ def _fine_stride_within_patch(p: dict[str, Any]) -> str | None:
     )
 
 
+def _start_patch_sane(p: dict[str, Any]) -> str | None:
+    size, stride = p["start_patch_size"], p["start_patch_stride"]
+    if size == 1:
+        return "start_patch_size=1 matches nothing (a 1-px patch minus its mean is 0): use 0 (no first pass) or 2..16"
+    if size and stride > size:
+        return (
+            f"start_patch_stride={stride} is larger than start_patch_size={size}; OpenCV's DIS needs "
+            "patch_stride <= patch_size (a larger stride writes past its buffers)"
+        )
+    return None
+
+
 class FineDISBackend(DISBackend):
     """OpenCV DIS with every knob exposed, occlusions refilled, and a searched preset.
 
@@ -71,6 +84,11 @@ class FineDISBackend(DISBackend):
     ``consistency_px`` > 0 also computes the backward flow (the same DIS, second frame to first) and
     refills the pixels whose flow it does not undo (:func:`~flowprep.flow.occlusion.inconsistent`):
     for large motion and repeated texture, at about 1.4x the time.
+    ``start_patch_size`` > 0 first runs DIS with those patches (``start_patch_stride``,
+    ``start_gradient_descent_iterations``, ``start_refinement_iterations`` per level) from its own
+    coarsest level down to the main DIS's coarsest only, and starts the main DIS from that flow:
+    a smaller patch makes OpenCV's pyramid one level deeper on 320x240-class frames, where motion
+    of 20-50 px otherwise falls into a wrong minimum at the coarsest level (:meth:`_start_flow`).
     ``median_size`` > 0 then median-filters the flow (:func:`median_flow`).
     ``refine_iterations`` > 0 adds OpenCV's standalone ``VariationalRefinement`` at full
     resolution last, with its own weights (``refine_*``); ``presmooth_sigma`` > 0 blurs both frames
@@ -90,7 +108,10 @@ class FineDISBackend(DISBackend):
     # fill (edges at 4 gray levels) weighted by the warp mismatch (8 gray levels) and the texture's
     # aperture (7), a 5x5 median, then 5 refinement iterations of 2 SOR steps weighted towards
     # gradient constancy (alpha 30, delta 1, gamma 20, omega 1.9). Worst ratio 0.843 (the fifth run's
-    # choice on the same pairs: 0.893).
+    # choice on the same pairs: 0.893). The seventh run (bench/results/tune_cpu_flow/start/) started
+    # from the sixth's choice with the coarse first pass (7-px patches every 3 px, 25 descent steps,
+    # 5 refinement iterations per level) and one full-resolution refinement iteration fewer to pay
+    # for it, and moved the refinement's brightness weight 1 -> 0.5.
     PARAMS: ClassVar[tuple[Param, ...]] = (
         Param("finest_scale", int, 0, "finest pyramid level computed (0: full resolution)", 0, DIS_MAX_SCALES - 1),
         # 1-px patches and a single descent step gave zero flow in probes (a 1-px patch minus its mean is 0)
@@ -161,6 +182,32 @@ class FineDISBackend(DISBackend):
             100,
             absent=0.0,
         ),
+        Param(
+            "start_patch_size",
+            int,
+            7,
+            "patch of a first DIS pass over the coarse levels whose flow starts the main DIS, px (0: no first pass)",
+            0,
+            16,
+            absent=0,
+        ),
+        Param("start_patch_stride", int, 3, "step between the first pass's patches, px", 1, 16),
+        Param(
+            "start_gradient_descent_iterations",
+            int,
+            25,
+            "the first pass's patch gradient-descent iterations per level",
+            2,
+            500,
+        ),
+        Param(
+            "start_refinement_iterations",
+            int,
+            5,
+            "the first pass's variational refinement iterations per level",
+            0,
+            100,
+        ),
         # OpenCV's median of float images takes only 3 or 5
         Param(
             "median_size",
@@ -170,9 +217,9 @@ class FineDISBackend(DISBackend):
             choices=(0, 3, 5),
             absent=0,
         ),
-        Param("refine_iterations", int, 5, "full-resolution refinement iterations after DIS (0: none)", 0, 100),
+        Param("refine_iterations", int, 4, "full-resolution refinement iterations after DIS (0: none)", 0, 100),
         Param("refine_alpha", float, 30.0, "smoothness weight of the full-resolution refinement", 0.1, 1000),
-        Param("refine_delta", float, 1.0, "brightness-constancy weight of the full-resolution refinement", 0.1, 1000),
+        Param("refine_delta", float, 0.5, "brightness-constancy weight of the full-resolution refinement", 0.1, 1000),
         Param("refine_gamma", float, 20.0, "gradient-constancy weight of the full-resolution refinement", 0, 1000),
         # SOR diverges outside (0, 2); OpenCV's default is 1.6
         Param("refine_omega", float, 1.9, "SOR relaxation factor of the full-resolution refinement", 0.1, 1.99),
@@ -182,6 +229,7 @@ class FineDISBackend(DISBackend):
     RULES: ClassVar[tuple[Rule, ...]] = (
         Rule("patch_stride <= patch_size", _fine_stride_within_patch),
         Rule("consistency_px > 0 needs fill_occlusions = 1", _consistency_needs_fill),
+        Rule("start_patch_size is 0 or 2..16, start_patch_stride <= start_patch_size", _start_patch_sane),
     )
 
     def __init__(self, **params: Any) -> None:  # noqa: D107 -- the parameters are PARAMS
@@ -201,6 +249,13 @@ class FineDISBackend(DISBackend):
         self._alg = alg
         if p["fill_occlusions"]:
             require_ximgproc()  # at construction: a missing contrib build fails before the first clip
+        self._start: Any = None
+        if int(p["start_patch_size"]) > 0:
+            # OpenCV's medium preset otherwise (its refinement weights, mean normalisation, propagation)
+            self._start = cv2.DISOpticalFlow.create(DIS_PRESET_IDS["medium"])
+            self._start.setPatchStride(int(p["start_patch_stride"]))
+            self._start.setGradientDescentIterations(int(p["start_gradient_descent_iterations"]))
+            self._start.setVariationalRefinementIterations(int(p["start_refinement_iterations"]))
         self._refine: Any = None
         if int(p["refine_iterations"]) > 0:
             self._refine = _CV2.VariationalRefinement.create()
@@ -217,14 +272,13 @@ class FineDISBackend(DISBackend):
             check_pair(prev, nxt, MIN_SIDE, self.name)  # before OpenCV's blur sees them
             prev = cv2.GaussianBlur(prev, (0, 0), sigma)
             nxt = cv2.GaussianBlur(nxt, (0, 0), sigma)
-        flow = super().calc(prev, nxt)  # DIS with its frame checks and per-call scale and patch reset
+        flow = self._flow(prev, nxt)
         if self._params["fill_occlusions"]:
             # before the refinement, so that it smooths the seams between filled and kept flow
             hidden, mismatch = occluded_and_mismatch(prev, nxt, flow, float(self._params["occlusion_margin"]))
             tolerance = float(self._params["consistency_px"])
             if tolerance > 0:
-                # the same DIS backwards; the forward call checked the frames and reset its levels
-                hidden |= inconsistent(flow, super().calc(nxt, prev), tolerance)
+                hidden |= inconsistent(flow, self._flow(nxt, prev), tolerance)  # the same DIS backwards
             match_sigma = float(self._params["match_sigma"])
             confidence = match_confidence(mismatch, match_sigma) if match_sigma > 0 else None
             aperture = float(self._params["aperture_weight"])
@@ -247,6 +301,35 @@ class FineDISBackend(DISBackend):
         if self._refine is not None:
             flow = self._refine.calc(prev, nxt, flow)
         return flow
+
+    def _flow(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        """DIS from ``prev`` to ``nxt`` (``float32`` ``(H, W, 2)``, px), started by the first pass."""
+        check_pair(prev, nxt, MIN_SIDE, self.name)  # before the first pass sees them
+        start = self._start_flow(prev, nxt) if self._start is not None else None
+        return self._dis(prev, nxt, start)  # with its frame checks and per-call scale and patch reset
+
+    def _start_flow(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray | None:
+        """The first pass: DIS with ``start_patch_size`` patches from its own coarsest level down to
+        the main DIS's coarsest, ``float32`` ``(H, W, 2)`` px at full size; None where OpenCV's
+        levels for it would be unsafe (frames too small for the patch: the main DIS starts from zero).
+
+        Why: OpenCV picks the coarsest level from the frame and the patch (a 320-px-wide frame
+        starts at 1/8 with 8-px patches), and motion beyond about a patch there falls into a wrong
+        minimum the finer levels cannot leave. A smaller patch gives a pyramid one level coarser on
+        320x240-class frames, and more descent steps, a finer stride and a per-level refinement make
+        a thorough search cheap at those sizes (about 1.3 ms per 320x240 pair).
+        """
+        p = self._params
+        height, width = prev.shape[:2]
+        size = int(p["start_patch_size"])
+        main = dis_levels(width, height, int(p["patch_size"]), int(p["finest_scale"]))
+        own = dis_coarsest_scale(width, height, size)
+        if main is None or own is None or own < 0 or own >= DIS_MAX_SCALES or min(width, height) >> own < size:
+            return None
+        self._start.setPatchSize(size)
+        # never below its own coarsest level: OpenCV would pick its own patch and levels instead
+        self._start.setFinestScale(min(main[1], own))
+        return self._start.calc(prev, nxt, None)
 
 
 def median_flow(flow: np.ndarray, size: int) -> np.ndarray:

@@ -271,6 +271,11 @@ class DISBackend(FlowBackend):
         }
 
     def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        return self._dis(prev, nxt, None)
+
+    def _dis(self, prev: np.ndarray, nxt: np.ndarray, initial: np.ndarray | None) -> np.ndarray:
+        """DIS from ``prev`` to ``nxt``, its coarsest level started from ``initial`` (``float32``
+        ``(H, W, 2)``, px, overwritten) when given, else from zero flow."""
         # OpenCV 5's DIS refuses frames under 12 px and crashes the process (SIGSEGV) on some
         # under 16 rows (12x40: tests/test_flow_backends.py), so both sides must reach MIN_SIDE
         check_pair(prev, nxt, MIN_SIDE, self.name)
@@ -279,7 +284,7 @@ class DISBackend(FlowBackend):
         # so one instance would give different flow for the same pair depending on what it saw before.
         self._alg.setFinestScale(int(self._params["finest_scale"]))
         self._alg.setPatchSize(int(self._params["patch_size"]))
-        return self._alg.calc(prev, nxt, None)
+        return self._alg.calc(prev, nxt, initial)
 
     def _check_levels(self, width: int, height: int) -> None:
         """Refuse (a failed clip) the frames on which OpenCV's DIS would write outside its buffers."""
