@@ -382,6 +382,9 @@ def test_make_bench_goal_check_is_stated_as_ratios():
     text = "\n".join(script.goal_lines(result, small, {"dis-fine": 29.0, "tvl1-fast": 1.25}))
     assert "speed on consecutive frames of the clip at 320x240: 29.0 vs 1.25 pairs per CPU-second: 23.2x" in text
     assert "23.2x (goal >= 20x): met" in text and "18.8x\n" in text + "\n"
+    assert (
+        "(issue 20's machine ran tvl1-fast at 2.4 pairs/s, this one at 1.25: there dis-fine would run about 56)" in text
+    )
 
 
 def test_footage_speed_times_each_backend_on_consecutive_frames(tmp_path):
