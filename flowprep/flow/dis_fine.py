@@ -27,7 +27,14 @@ from flowprep.flow.occlusion import (
     occluded_and_mismatch,
     require_ximgproc,
 )
-from flowprep.flow.opencv_cpu import DIS_MAX_SCALES, DIS_PRESET_IDS, DISBackend, dis_coarsest_scale, dis_levels
+from flowprep.flow.opencv_cpu import (
+    DIS_MAX_SCALES,
+    DIS_PRESET_IDS,
+    DISBackend,
+    dis_coarsest_scale,
+    dis_levels,
+    stride_over_patch,
+)
 from flowprep.flow.params import Param, Rule
 from flowprep.limits import MIN_SIDE
 
@@ -47,10 +54,7 @@ def _consistency_needs_fill(p: dict[str, Any]) -> str | None:
 def _fine_stride_within_patch(p: dict[str, Any]) -> str | None:
     if p["patch_stride"] <= p["patch_size"]:
         return None
-    return (
-        f"patch_stride={p['patch_stride']} is larger than patch_size={p['patch_size']}; OpenCV's DIS needs "
-        "patch_stride <= patch_size (a larger stride writes past its buffers)"
-    )
+    return stride_over_patch(f"patch_stride={p['patch_stride']}", f"patch_size={p['patch_size']}")
 
 
 def _start_patch_sane(p: dict[str, Any]) -> str | None:
@@ -58,10 +62,7 @@ def _start_patch_sane(p: dict[str, Any]) -> str | None:
     if size == 1:
         return "start_patch_size=1 matches nothing (a 1-px patch minus its mean is 0): use 0 (no first pass) or 2..16"
     if size and stride > size:
-        return (
-            f"start_patch_stride={stride} is larger than start_patch_size={size}; OpenCV's DIS needs "
-            "patch_stride <= patch_size (a larger stride writes past its buffers)"
-        )
+        return stride_over_patch(f"start_patch_stride={stride}", f"start_patch_size={size}")
     return None
 
 

@@ -49,9 +49,9 @@ def _targets(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Where ``flow`` (``float32`` ``(H, W, 2)``, px) sends each pixel: ``float32`` x ``(H, W)`` and
     y ``(H, W)`` maps for ``cv2.remap``."""
     h, w = flow.shape[:2]
-    return np.arange(w, dtype=np.float32)[None, :] + flow[..., 0], np.arange(h, dtype=np.float32)[:, None] + flow[
-        ..., 1
-    ]
+    xs = np.arange(w, dtype=np.float32)[None, :] + flow[..., 0]
+    ys = np.arange(h, dtype=np.float32)[:, None] + flow[..., 1]
+    return xs, ys
 
 
 def occluded(prev: np.ndarray, nxt: np.ndarray, flow: np.ndarray, margin: float = 0.0) -> np.ndarray:

@@ -184,6 +184,14 @@ def _dis_resolved(p: dict[str, Any]) -> dict[str, Any]:
     return {k: (preset[k] if v is None and k in preset else v) for k, v in p.items()}
 
 
+def stride_over_patch(stride: str, size: str) -> str:
+    """The refusal of a patch stride over the patch size; ``stride``/``size`` as shown (``name=value``)."""
+    return (
+        f"{stride} is larger than {size}; OpenCV's DIS needs patch_stride <= patch_size (a larger stride "
+        "writes past its buffers)"
+    )
+
+
 def _stride_within_patch(p: dict[str, Any]) -> str | None:
     r = _dis_resolved(p)
     if r["patch_stride"] <= r["patch_size"]:
@@ -192,10 +200,7 @@ def _stride_within_patch(p: dict[str, Any]) -> str | None:
     def shown(k: str) -> str:
         return f"{k}={r[k]}" + (f" (preset {p['preset']!r})" if p[k] is None else "")
 
-    return (
-        f"{shown('patch_stride')} is larger than {shown('patch_size')}; OpenCV's DIS needs "
-        "patch_stride <= patch_size (a larger stride writes past its buffers)"
-    )
+    return stride_over_patch(shown("patch_stride"), shown("patch_size"))
 
 
 def dis_coarsest_scale(width: int, height: int, patch_size: int) -> int | None:
